@@ -1,0 +1,111 @@
+# kafkagate - one non-recursive Makefile. Objects go to $(B)/.
+#   make            build build/kafkagate
+#   make run        install missing packages, build, run on config/dev.cfg
+#   make test       install missing packages, build, run every test
+#   make sanitize   unit + integration tests under ASan/UBSan (build-san/)
+#   make fuzz       run the packet decoder fuzzer for FUZZ_SECONDS
+#   make bench      build the load generators
+
+B        ?= build
+CC       ?= cc
+OPT      ?= -O2 -g
+PKGS     := rdkafka jansson libconfig
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wformat=2 -Wno-missing-field-initializers
+CPPFLAGS += -D_GNU_SOURCE -Isrc -MMD -MP
+CFLAGS   += -std=c11 $(OPT) $(WARN) $(EXTRA_CFLAGS)
+LDFLAGS  += $(EXTRA_LDFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LIBS     := -lpthread -lm
+PAHO     := -lpaho-mqtt3c
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+# Everything but main.c goes into a static library so that tests link the
+# same objects as the daemon.
+LIB_SRC := \
+	src/buf.c src/log.c src/cfg.c src/util.c \
+	src/loop.c src/inbox.c src/net.c src/worker.c \
+	src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/topic.c \
+	src/msg.c src/sub_trie.c src/retain.c src/session.c src/broker.c \
+	src/client.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
+	src/handle_subscribe.c src/handle_ack.c src/inflight.c
+
+LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
+BIN     := $(B)/kafkagate
+
+UNIT_TESTS := codec topic sub_trie retain cfg buf inflight
+UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
+
+IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c
+IT_TESTS   := connect publish subscribe retain will session limits
+IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
+VECTOR_BIN := $(B)/tests/vectors
+
+.PHONY: all run test unit integration vectors sanitize fuzz bench deps clean
+
+all: $(BIN)
+
+$(B)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) -DKG_VERSION='"$(VERSION)"' $(CFLAGS) -c -o $@ $<
+
+$(B)/libkafkagate.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(B)/obj/main.o $(B)/libkafkagate.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LIBS)
+
+$(B)/tests/test_%: tests/unit/test_%.c $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(PKG_LIBS) $(LIBS)
+
+$(B)/tests/it_%: tests/integration/it_%.c $(IT_SUPPORT) $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
+		-lcmocka $(PAHO) $(PKG_LIBS) $(LIBS)
+
+$(VECTOR_BIN): tests/vectors/vectors.c $(IT_SUPPORT) $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
+		$(PAHO) $(PKG_LIBS) $(LIBS)
+
+deps:
+	@scripts/deps.sh
+
+run: deps
+	$(MAKE) $(BIN)
+	$(BIN) --config config/dev.cfg
+
+unit: $(UNIT_BINS)
+	@scripts/run-tests.sh unit $(UNIT_BINS)
+
+integration: $(BIN) $(IT_BINS)
+	@KG_BIN=$(BIN) scripts/run-tests.sh integration $(IT_BINS)
+
+vectors: $(BIN) $(VECTOR_BIN)
+	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt
+
+test: deps
+	$(MAKE) all unit integration vectors
+
+sanitize: deps
+	$(MAKE) B=build-san OPT="-O1 -g -fno-omit-frame-pointer" \
+		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit integration
+
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@mkdir -p build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
+		-o build-fuzz/fuzz_decode tests/fuzz/fuzz_decode.c \
+		src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/buf.c
+	@mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		build-fuzz/corpus tests/fuzz/corpus
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,114 @@
+/*
+ * client.h - one MQTT network connection, owned by one worker thread.
+ *
+ * Byte I/O only lives here: read into the worker's shared buffer, frame,
+ * hand whole packets to dispatch_packet(), append encoded output to obuf
+ * and flush it once per loop iteration (worker before-sleep) or when the
+ * socket becomes writable.
+ *
+ * Lifetime: client_close() marks the client and queues it on its worker's
+ * closing list; worker_reap() finishes it at the safe point (will, session
+ * detach, close(2), free). Asynchronous references use conn_id, never the
+ * pointer.
+ */
+#ifndef KG_CLIENT_H
+#define KG_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "loop.h"
+
+struct msg;
+struct mqtt_packet;
+struct session;
+struct worker;
+
+enum client_state {
+	CL_NEW = 0,        /* accepted, CONNECT not yet handled */
+	CL_WAIT_TAKEOVER,  /* CONNECT received; an older connection is being closed */
+	CL_ACTIVE,         /* CONNACK sent */
+	CL_CLOSING,
+};
+
+struct client {
+	struct loop_io io;
+	struct worker *w;
+	uint64_t conn_id;
+	struct session *s;           /* attached session (one reference) */
+	struct client *prev, *next;  /* worker's list */
+	struct client *next_dirty;
+	struct client *next_closing;
+	uint8_t state;
+	uint8_t level;               /* protocol level from CONNECT */
+	bool dirty;
+	bool read_paused;
+	bool clean;
+	bool graceful;               /* DISCONNECT received: no will */
+	bool publish_will;
+	uint16_t keepalive;
+	int64_t accepted_ms;
+	int64_t last_rx_ms;
+	struct buf rbuf;             /* partial packet carried between reads */
+	struct buf obuf;             /* encoded output not yet written */
+	char *id;                    /* client identifier (owned) */
+	uint16_t id_len;
+	char *username;              /* NULL if none (owned) */
+	struct msg *will;            /* will message, retain flag inside */
+	const char *close_reason;
+	char peer[64];
+};
+
+/* Takes ownership of fd (non-blocking). Returns the client or NULL (fd closed). */
+struct client *client_new(struct worker *w, int fd, const char *peer);
+
+/* Marks c closing with a reason for the log and detaches its session at
+ * once (parked, or discarded for clean sessions) so that a new connection may
+ * take it over; publish_will selects whether the will is published at the
+ * safe point. Idempotent. After it, handlers must return without touching
+ * c->s. */
+void client_close(struct client *c, const char *reason, bool publish_will);
+/* Safe point: finishes a closing client and frees it. Worker only. */
+void client_finish(struct client *c);
+
+/* Schedules a flush after encoders appended to c->obuf. */
+void client_mark_output(struct client *c);
+/* Writes as much of obuf as the socket takes; arms EPOLLOUT for the rest. */
+void client_flush(struct client *c);
+/* Re-enables reading after backpressure. */
+void client_resume_read(struct client *c);
+/* Processes packets left in rbuf after reading was paused (takeover wait). */
+void client_process_pending(struct client *c);
+
+/*
+ * Sends m to the attached client at qos (already min(published, granted))
+ * with the given RETAIN flag, or queues it in the session when the in-flight
+ * window is full or the output is over its limit. QoS 0 over the output
+ * limit is dropped and counted. Borrows m.
+ */
+void client_deliver(struct client *c, struct msg *m, uint8_t qos, bool retain);
+/* Moves queued messages into the window while there is room. */
+void client_pump(struct client *c);
+/* Resends the in-flight window after a session resumes (DUP set). */
+void client_resend_inflight(struct client *c);
+
+/* Dispatch: one decoded packet from c. Returns 0, or -1 after closing c. */
+int dispatch_packet(struct client *c, const struct mqtt_packet *p);
+
+/* Handlers (dispatch.c calls them; each returns 0 or -1 after closing c). */
+int handle_connect(struct client *c, const struct mqtt_packet *p);
+int handle_publish(struct client *c, const struct mqtt_packet *p);
+int handle_pubrel(struct client *c, const struct mqtt_packet *p);
+int handle_subscribe(struct client *c, const struct mqtt_packet *p);
+int handle_unsubscribe(struct client *c, const struct mqtt_packet *p);
+int handle_puback(struct client *c, const struct mqtt_packet *p);
+int handle_pubrec(struct client *c, const struct mqtt_packet *p);
+int handle_pubcomp(struct client *c, const struct mqtt_packet *p);
+
+/* Inbox: an older connection on another worker is gone; retry the CONNECT. */
+void handle_connect_resume(struct worker *w, uint64_t conn_id);
+/* Inbox: another worker wants session s; close our client attached to it. */
+void handle_takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id);
+
+#endif

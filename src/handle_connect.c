@@ -1,0 +1,178 @@
+/*
+ * handle_connect.c - CONNECT: client id rules, will, session attach and
+ * takeover of an older connection with the same client id.
+ *
+ * Takeover across workers is message passing: the new connection's worker
+ * posts INBOX_TAKEOVER to the old owner and pauses the new connection; the
+ * owner closes its client (which parks or discards the session at once) and
+ * answers INBOX_TAKEOVER_DONE; the new connection then retries the attach
+ * from the start, so concurrent reconnects simply take turns.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "client.h"
+#include "log.h"
+#include "mqtt_codec.h"
+#include "msg.h"
+#include "session.h"
+#include "util.h"
+#include "worker.h"
+
+static int connack(struct client *c, uint8_t rc, bool present)
+{
+	struct mqtt_connack ca = { .session_present = present, .rc = rc };
+	mqtt_encode_connack(&c->obuf, c->level, &ca);
+	STAT_INC(c->w, pkts_out[MQTT_CONNACK]);
+	client_mark_output(c);
+	return 0;
+}
+
+/* Attaches c to its session, creating, resuming or taking it over.
+ * Returns 0 (CONNACK sent, or waiting for a takeover) or -1 (closed). */
+static int connect_attach(struct client *c)
+{
+	struct worker *w = c->w;
+	struct broker *br = w->br;
+	struct session *s;
+	bool present = false;
+
+	for (;;) {
+		pthread_mutex_lock(&br->dir_lock);
+		s = session_dir_find(&br->dir, c->id, c->id_len);
+		int owner = s ? atomic_load_explicit(&s->owner, memory_order_acquire) : -1;
+		if (owner < 0)
+			break;
+		if (owner != w->idx) {
+			struct inbox_item it = { .kind = INBOX_TAKEOVER, .a = (uint8_t)w->idx,
+						 .u = c->conn_id, .p1 = session_ref(s) };
+			pthread_mutex_unlock(&br->dir_lock);
+			c->state = CL_WAIT_TAKEOVER;
+			c->read_paused = true;
+			loop_io_mod(w->loop, &c->io, 0);
+			if (worker_post(&br->workers[owner], &it) < 0) {
+				session_unref(s);
+				client_close(c, "out of memory", false);
+				return -1;
+			}
+			return 0;
+		}
+		/* The older connection is ours: close it here and retry. */
+		struct client *old = s->client;
+		pthread_mutex_unlock(&br->dir_lock);
+		log_info("conn takeover client=%s addr=%s old_addr=%s", c->id, c->peer, old->peer);
+		client_close(old, "session taken over", true);
+	}
+
+	if (s && c->clean) {
+		session_ref(s);
+		session_dir_del(&br->dir, s);
+		broker_discard_session(br, s);
+		session_unref(s);
+		s = NULL;
+	}
+	if (s) {
+		present = true;
+	} else {
+		s = session_new(c->id, c->id_len, c->clean);
+		if (!s || session_dir_add(&br->dir, s) < 0) {
+			pthread_mutex_unlock(&br->dir_lock);
+			session_unref(s);
+			connack(c, MQTT_CONNACK_UNAVAILABLE, false);
+			client_close(c, "out of memory", false);
+			return -1;
+		}
+		session_unref(s); /* the directory holds it now */
+	}
+	pthread_mutex_lock(&s->mu);
+	s->client = c;
+	s->level = c->level;
+	atomic_store_explicit(&s->owner, w->idx, memory_order_release);
+	pthread_mutex_unlock(&s->mu);
+	c->s = session_ref(s);
+	pthread_mutex_unlock(&br->dir_lock);
+
+	c->state = CL_ACTIVE;
+	connack(c, MQTT_CONNACK_ACCEPTED, present);
+	log_info("conn open client=%s addr=%s level=%u clean=%d keepalive=%u session_present=%d",
+		 c->id, c->peer, c->level, c->clean, c->keepalive, present);
+	if (present) {
+		client_resend_inflight(c);
+		client_pump(c);
+	}
+	return 0;
+}
+
+int handle_connect(struct client *c, const struct mqtt_packet *p)
+{
+	const struct mqtt_connect *k = &p->u.connect;
+	char idbuf[32];
+	const char *id = (const char *)k->client_id.p;
+	uint16_t id_len = k->client_id.len;
+
+	if (c->state != CL_NEW) {
+		client_close(c, "second CONNECT", true);
+		return -1;
+	}
+	c->level = k->level;
+	c->clean = k->clean;
+	c->keepalive = k->keepalive;
+	if (id_len == 0) {
+		if (!k->clean) {
+			connack(c, MQTT_CONNACK_ID_REJECTED, false);
+			client_close(c, "empty client id with clean session 0", false);
+			return -1;
+		}
+		id_len = (uint16_t)snprintf(idbuf, sizeof(idbuf), "kg-%016llx",
+					    (unsigned long long)c->conn_id);
+		id = idbuf;
+	} else if (k->level == 3 && id_len > 23) {
+		connack(c, MQTT_CONNACK_ID_REJECTED, false);
+		client_close(c, "client id longer than 23 bytes (MQTT 3.1)", false);
+		return -1;
+	}
+	c->id = util_strdup_n(id, id_len);
+	c->id_len = id_len;
+	if (k->has_username)
+		c->username = util_strdup_n((const char *)k->username.p, k->username.len);
+	if (k->will) {
+		c->will = msg_new((const char *)k->will_topic.p, k->will_topic.len,
+				  k->will_payload.p, k->will_payload.len, k->will_qos, k->will_retain);
+	}
+	if (!c->id || (k->has_username && !c->username) || (k->will && !c->will)) {
+		connack(c, MQTT_CONNACK_UNAVAILABLE, false);
+		client_close(c, "out of memory", false);
+		return -1;
+	}
+	return connect_attach(c);
+}
+
+void handle_connect_resume(struct worker *w, uint64_t conn_id)
+{
+	for (struct client *c = w->clients; c; c = c->next) {
+		if (c->conn_id != conn_id)
+			continue;
+		if (c->state != CL_WAIT_TAKEOVER)
+			return;
+		c->state = CL_NEW;
+		c->read_paused = false;
+		if (connect_attach(c) == 0 && c->state == CL_ACTIVE) {
+			loop_io_mod(w->loop, &c->io, EPOLLIN | (buf_used(&c->obuf) ? EPOLLOUT : 0));
+			client_process_pending(c);
+		}
+		return;
+	}
+}
+
+void handle_takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id)
+{
+	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx && s->client) {
+		struct client *old = s->client;
+		log_info("conn takeover client=%s old_addr=%s", s->id, old->peer);
+		client_close(old, "session taken over", true);
+	}
+	struct inbox_item it = { .kind = INBOX_TAKEOVER_DONE, .u = conn_id };
+	worker_post(&w->br->workers[from], &it);
+}

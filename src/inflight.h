@@ -1,0 +1,85 @@
+/*
+ * inflight.h - per-session QoS state: the outgoing in-flight window, the
+ * bounded message queue behind it, and the set of incoming QoS 2 packet ids
+ * awaiting PUBREL. Pure data structures; the session's owner thread uses them
+ * (see session.h for the locking rule of the queue while offline).
+ */
+#ifndef KG_INFLIGHT_H
+#define KG_INFLIGHT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg;
+
+enum inflight_state {
+	INFL_WAIT_PUBACK = 1,  /* QoS 1 PUBLISH sent */
+	INFL_WAIT_PUBREC,      /* QoS 2 PUBLISH sent */
+	INFL_WAIT_PUBCOMP,     /* PUBREL sent */
+};
+
+struct inflight_entry {
+	struct msg *m;     /* owns one reference; NULL once PUBREC arrived */
+	uint16_t pid;
+	uint8_t qos;
+	uint8_t state;
+	bool retain;       /* RETAIN flag to send */
+};
+
+/* In insertion order, so redelivery keeps the original order. */
+struct inflight {
+	struct inflight_entry *e;
+	uint16_t n, cap;
+	uint16_t next_pid;
+};
+
+void inflight_init(struct inflight *f);
+/* Unrefs every message and frees the storage. */
+void inflight_release(struct inflight *f);
+/* Returns a packet id (1..65535) not in use, or 0 if all are. */
+uint16_t inflight_next_pid(struct inflight *f);
+/* Appends an entry (takes the message reference). Returns the entry or NULL (ENOMEM). */
+struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t pid,
+				    uint8_t qos, bool retain);
+/* Returns the entry with this packet id, or NULL. */
+struct inflight_entry *inflight_find(struct inflight *f, uint16_t pid);
+/* Removes the entry (unrefs its message). */
+void inflight_remove(struct inflight *f, struct inflight_entry *e);
+
+struct mqueue_entry {
+	struct msg *m;     /* one reference */
+	uint8_t qos;
+	bool retain;
+};
+
+/* A FIFO ring that grows on demand up to the caller's limit. */
+struct mqueue {
+	struct mqueue_entry *e;
+	uint32_t head, n, cap;
+};
+
+void mqueue_init(struct mqueue *q);
+void mqueue_release(struct mqueue *q);
+/* Appends (takes the reference) unless the queue holds `max` entries or
+ * cannot grow. Returns 0, or -1 when full (the caller keeps the reference). */
+int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, uint32_t max);
+/* Removes the oldest entry into *out (the reference passes to the caller).
+ * Returns false when empty. */
+bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out);
+
+/* Incoming QoS 2 packet ids whose PUBREL has not arrived. */
+struct pidset {
+	uint16_t *ids;
+	uint32_t n, cap;
+};
+
+void pidset_init(struct pidset *s);
+void pidset_release(struct pidset *s);
+bool pidset_has(const struct pidset *s, uint16_t pid);
+/* Returns 0 or -1 (ENOMEM). Adding a present id is a no-op. */
+int pidset_add(struct pidset *s, uint16_t pid);
+/* Returns true if it was present. */
+bool pidset_del(struct pidset *s, uint16_t pid);
+
+#endif

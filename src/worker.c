@@ -1,0 +1,239 @@
+/* worker.c - one network thread; see worker.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "client.h"
+#include "log.h"
+#include "msg.h"
+#include "net.h"
+#include "session.h"
+#include "util.h"
+#include "worker.h"
+
+#define WORKER_RBUF (64 * 1024)
+#define WORKER_TICK_MS 250
+#define ACCEPTS_PER_EVENT 64
+
+static void on_accept(struct loop_io *io, uint32_t revents)
+{
+	struct listener_io *li = container_of(io, struct listener_io, io);
+	struct worker *w = li->w;
+	struct broker *br = w->br;
+	char peer[64];
+	(void)revents;
+
+	w->now_ms = util_now_ms();
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		int fd = net_accept(io->fd, peer, sizeof(peer));
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn_errno("accept failed");
+			return;
+		}
+		if (atomic_fetch_add(&br->n_connections, 1) >= (int)LIM(br, max_connections)) {
+			atomic_fetch_sub(&br->n_connections, 1);
+			STAT_INC(w, conn_rejected);
+			log_warn("conn rejected addr=%s reason=\"max_connections reached\"", peer);
+			close(fd);
+			continue;
+		}
+		STAT_INC(w, conn_accepted);
+		if (!client_new(w, fd, peer)) {
+			atomic_fetch_sub(&br->n_connections, 1);
+			log_warn("conn rejected addr=%s reason=\"out of memory\"", peer);
+		}
+	}
+}
+
+static void handle_item(struct worker *w, struct inbox_item *it)
+{
+	switch (it->kind) {
+	case INBOX_DELIVER:
+		broker_deliver(w, it->p1, it->p2, it->a, it->b != 0);
+		session_unref(it->p1);
+		msg_unref(it->p2);
+		break;
+	case INBOX_TAKEOVER:
+		handle_takeover_request(w, it->p1, it->a, it->u);
+		session_unref(it->p1);
+		break;
+	case INBOX_TAKEOVER_DONE:
+		handle_connect_resume(w, it->u);
+		break;
+	case INBOX_CALL: {
+		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
+		fn(it->p2, w);
+		break;
+	}
+	case INBOX_STOP:
+		w->stopping = true;
+		for (struct client *c = w->clients; c; c = c->next)
+			client_close(c, "shutting down", false);
+		loop_stop(w->loop);
+		break;
+	}
+}
+
+static void on_inbox(struct loop_io *io, uint32_t revents)
+{
+	struct worker *w = container_of(io, struct worker, inbox.io);
+	(void)revents;
+	w->now_ms = util_now_ms();
+	struct inbox_batch *b = inbox_drain(&w->inbox);
+	for (size_t i = 0; i < b->n; i++)
+		handle_item(w, &b->items[i]);
+}
+
+static void on_tick(void *ud)
+{
+	struct worker *w = ud;
+	struct broker *br = w->br;
+	int64_t now = w->now_ms = util_now_ms();
+	int64_t connect_timeout = LIM(br, connect_timeout_ms);
+
+	for (struct client *c = w->clients; c; c = c->next) {
+		if (c->state == CL_NEW && now - c->accepted_ms > connect_timeout) {
+			client_close(c, "no CONNECT in time", false);
+		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
+			   now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
+			/* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
+			client_close(c, "keepalive timeout", true);
+		}
+	}
+}
+
+/* The safe point: flush what the iteration produced, then free the closed. */
+static void before_sleep(void *ud)
+{
+	struct worker *w = ud;
+
+	while (w->dirty || w->closing) {
+		struct client *c = w->dirty;
+		w->dirty = NULL;
+		while (c) {
+			struct client *next = c->next_dirty;
+			c->dirty = false;
+			c->next_dirty = NULL;
+			client_flush(c);
+			c = next;
+		}
+		c = w->closing;
+		w->closing = NULL;
+		while (c) {
+			struct client *next = c->next_closing;
+			client_finish(c); /* may publish a will: more dirty clients */
+			c = next;
+		}
+	}
+}
+
+void worker_mark_dirty(struct worker *w, struct client *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->next_dirty = w->dirty;
+	w->dirty = c;
+}
+
+int worker_init(struct worker *w, struct broker *br, int idx,
+		const char **addrs, const int *ports, int n_lis)
+{
+	memset(w, 0, sizeof(*w));
+	w->idx = idx;
+	w->br = br;
+	w->inbox.io.fd = -1;
+	w->loop = loop_new();
+	w->rbuf_cap = WORKER_RBUF;
+	w->rbuf = malloc(w->rbuf_cap);
+	w->lis = calloc((size_t)(n_lis > 0 ? n_lis : 1), sizeof(*w->lis));
+	if (!w->loop || !w->rbuf || !w->lis || inbox_init(&w->inbox) < 0) {
+		log_error("worker init failed worker=%d reason=\"out of memory\"", idx);
+		return -1;
+	}
+	w->inbox.io.fn = on_inbox;
+	if (loop_io_add(w->loop, &w->inbox.io, EPOLLIN) < 0)
+		return -1;
+	for (int i = 0; i < n_lis; i++) {
+		int fd = net_listen(addrs[i], ports[i], true, 1024);
+		if (fd < 0) {
+			log_error_errno("listen failed address=%s port=%d", addrs[i], ports[i]);
+			return -1;
+		}
+		w->lis[i].w = w;
+		w->lis[i].io.fd = fd;
+		w->lis[i].io.fn = on_accept;
+		w->n_lis++;
+		if (loop_io_add(w->loop, &w->lis[i].io, EPOLLIN) < 0)
+			return -1;
+	}
+	loop_set_tick(w->loop, WORKER_TICK_MS, on_tick, w);
+	loop_set_before_sleep(w->loop, before_sleep, w);
+	w->now_ms = util_now_ms();
+	return 0;
+}
+
+void worker_release(struct worker *w)
+{
+	/* Finish connections that were still open (a start-up failure). */
+	for (struct client *c = w->clients; c; c = c->next)
+		client_close(c, "shutting down", false);
+	while (w->closing) {
+		struct client *c = w->closing;
+		w->closing = c->next_closing;
+		client_finish(c);
+	}
+	if (w->inbox.io.fd >= 0) {
+		struct inbox_batch *b = inbox_drain(&w->inbox);
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->items[i].kind == INBOX_DELIVER) {
+				session_unref(b->items[i].p1);
+				msg_unref(b->items[i].p2);
+			} else if (b->items[i].kind == INBOX_TAKEOVER) {
+				session_unref(b->items[i].p1);
+			}
+		}
+	}
+	for (int i = 0; i < w->n_lis; i++)
+		close(w->lis[i].io.fd);
+	free(w->lis);
+	inbox_release(&w->inbox);
+	loop_free(w->loop);
+	free(w->rbuf);
+	free(w->matches);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "w%d", w->idx);
+	log_set_thread(name);
+	loop_run(w->loop);
+	before_sleep(w); /* close what INBOX_STOP marked */
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	int r = pthread_create(&w->thread, NULL, worker_main, w);
+	if (r != 0) {
+		log_error("worker start failed worker=%d err=%d", w->idx, r);
+		return -1;
+	}
+	return 0;
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+int worker_post(struct worker *w, const struct inbox_item *it)
+{
+	return inbox_post(&w->inbox, it);
+}

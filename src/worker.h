@@ -1,0 +1,89 @@
+/*
+ * worker.h - one network thread: an epoll loop, its listener sockets
+ * (SO_REUSEPORT), the connections it accepted, and its inbox.
+ *
+ * A connection and, while connected, its session belong to exactly one
+ * worker; only that thread touches them. Other threads reach a worker only
+ * through worker_post().
+ */
+#ifndef KG_WORKER_H
+#define KG_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "inbox.h"
+#include "loop.h"
+
+struct broker;
+struct client;
+struct session;
+
+/* Counters written by the owning worker only (relaxed atomics so that a
+ * scraper thread may read them), summed at scrape time. */
+struct worker_stats {
+	atomic_uint_fast64_t conn_accepted;
+	atomic_uint_fast64_t conn_rejected;
+	atomic_uint_fast64_t pkts_in[16];
+	atomic_uint_fast64_t pkts_out[16];
+	atomic_uint_fast64_t bytes_in;
+	atomic_uint_fast64_t bytes_out;
+	atomic_uint_fast64_t msgs_in[3];
+	atomic_uint_fast64_t qos0_dropped;
+	atomic_uint_fast64_t queue_dropped;
+	atomic_uint_fast64_t malformed;
+};
+
+#define STAT_ADD(w, field, v) \
+	atomic_store_explicit(&(w)->st.field, \
+		atomic_load_explicit(&(w)->st.field, memory_order_relaxed) + (v), \
+		memory_order_relaxed)
+#define STAT_INC(w, field) STAT_ADD(w, field, 1)
+
+struct listener_io {
+	struct loop_io io;
+	struct worker *w;
+};
+
+struct match {
+	struct session *s;
+	uint8_t qos;
+};
+
+struct worker {
+	int idx;
+	struct broker *br;
+	pthread_t thread;
+	struct loop *loop;
+	struct inbox inbox;
+	struct listener_io *lis;
+	int n_lis;
+	struct client *clients;      /* doubly linked list of all connections */
+	int n_clients;
+	struct client *dirty;        /* output waiting for the before-sleep flush */
+	struct client *closing;      /* to be freed at the safe point */
+	uint8_t *rbuf;               /* shared read buffer */
+	size_t rbuf_cap;
+	struct match *matches;       /* scratch for broker_publish */
+	size_t n_matches, cap_matches;
+	int64_t now_ms;              /* monotonic, refreshed each tick/read */
+	bool stopping;
+	struct worker_stats st;
+};
+
+/* Creates the loop, the inbox and one listener socket per configured
+ * listener. Returns 0 or -1 (logged). Main thread. */
+int worker_init(struct worker *w, struct broker *br, int idx,
+		const char **addrs, const int *ports, int n_lis);
+void worker_release(struct worker *w);
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+
+/* Any thread: queues an item for worker w. Returns 0 or -1. */
+int worker_post(struct worker *w, const struct inbox_item *it);
+
+/* Owner thread: queues c for the before-sleep flush of its output. */
+void worker_mark_dirty(struct worker *w, struct client *c);
+
+#endif
