@@ -26,15 +26,17 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 LIB_SRC := \
 	src/buf.c src/log.c src/cfg.c src/util.c \
 	src/loop.c src/inbox.c src/net.c src/worker.c \
-	src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/topic.c \
+	src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/topic.c \
 	src/msg.c src/sub_trie.c src/retain.c src/session.c src/broker.c \
 	src/client.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
-	src/handle_subscribe.c src/handle_ack.c src/inflight.c
+	src/handle_subscribe.c src/handle_ack.c src/inflight.c \
+	src/template.c src/route.c src/envelope.c \
+	src/kafka_conf.c src/uplink.c
 
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
-UNIT_TESTS := codec topic sub_trie retain cfg buf inflight
+UNIT_TESTS := codec topic sub_trie retain cfg template route envelope
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c
@@ -55,20 +57,21 @@ $(B)/libkafkagate.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BIN): $(B)/obj/main.o $(B)/libkafkagate.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(PKG_LIBS) $(LIBS)
 
 $(B)/tests/test_%: tests/unit/test_%.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(PKG_LIBS) $(LIBS)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
+		-lcmocka $(PKG_LIBS) $(LIBS)
 
 $(B)/tests/it_%: tests/integration/it_%.c $(IT_SUPPORT) $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
 		-lcmocka $(PAHO) $(PKG_LIBS) $(LIBS)
 
 $(VECTOR_BIN): tests/vectors/vectors.c $(IT_SUPPORT) $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
 		$(PAHO) $(PKG_LIBS) $(LIBS)
 
 deps:
@@ -94,6 +97,12 @@ sanitize: deps
 	$(MAKE) B=build-san OPT="-O1 -g -fno-omit-frame-pointer" \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit integration
+
+bench: $(B)/bench/loadgen
+
+$(B)/bench/loadgen: bench/loadgen.c $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
