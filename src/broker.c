@@ -56,7 +56,6 @@ struct broker *broker_new(const struct cfg *cfg)
 	pthread_rwlock_init(&br->subs_lock, NULL);
 	pthread_mutex_init(&br->retain_lock, NULL);
 	pthread_mutex_init(&br->dir_lock, NULL);
-	atomic_init(&br->next_conn_id, 1);
 	br->subs = sub_trie_new();
 	br->retained = retain_new();
 	if (!br->subs || !br->retained || session_dir_init(&br->dir) < 0)
@@ -89,6 +88,23 @@ int broker_start(struct broker *br)
 		if (worker_start(&br->workers[i]) < 0)
 			return -1;
 	return 0;
+}
+
+static void drain_worker(void *arg, struct worker *w)
+{
+	(void)arg;
+	w->draining = true;
+	for (int i = 0; i < w->n_lis; i++)
+		loop_io_del(w->loop, &w->lis[i].io);
+	for (struct client *c = w->clients; c; c = c->next)
+		client_update_read(c);
+}
+
+void broker_drain(struct broker *br)
+{
+	struct inbox_item it = { .kind = INBOX_CALL, .p1 = (void *)drain_worker };
+	for (int i = 0; i < br->n_workers; i++)
+		worker_post(&br->workers[i], &it);
 }
 
 void broker_stop(struct broker *br)

@@ -46,7 +46,7 @@ struct broker {
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
 	atomic_int n_connections;
-	atomic_uint_fast64_t next_conn_id;
+	struct uplink *up;           /* NULL: no Kafka configured */
 };
 
 /* Returns a new broker with `n_workers` workers bound to the configured
@@ -54,6 +54,9 @@ struct broker {
 struct broker *broker_new(const struct cfg *cfg);
 /* Starts the worker threads. Returns 0 or -1. */
 int broker_start(struct broker *br);
+/* Asks every worker to stop accepting and reading (acks and deliveries still
+ * go out): the first step of a clean shutdown. Any thread. */
+void broker_drain(struct broker *br);
 /* Asks every worker to close its connections and stop, and joins them. */
 void broker_stop(struct broker *br);
 void broker_free(struct broker *br);

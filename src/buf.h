@@ -25,7 +25,10 @@ void buf_init(struct buf *b);
 void buf_release(struct buf *b);
 
 static inline size_t buf_used(const struct buf *b) { return b->len - b->off; }
-static inline const uint8_t *buf_head(const struct buf *b) { return b->data + b->off; }
+static inline const uint8_t *buf_head(const struct buf *b)
+{
+	return b->data ? b->data + b->off : b->data; /* no NULL + 0 */
+}
 
 /* Ensures room for n more bytes at the end. Returns 0, or -1 on allocation
  * failure (the buffer is unchanged). */

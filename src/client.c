@@ -32,11 +32,16 @@ struct client *client_new(struct worker *w, int fd, const char *peer)
 	c->io.fd = fd;
 	c->io.fn = client_on_io;
 	c->w = w;
-	c->conn_id = atomic_fetch_add(&w->br->next_conn_id, 1);
 	c->level = 4;
+	if (worker_slot_add(w, c) < 0) {
+		close(fd);
+		free(c);
+		return NULL;
+	}
 	c->accepted_ms = c->last_rx_ms = w->now_ms;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
+		worker_slot_del(w, c);
 		close(fd);
 		free(c);
 		return NULL;
@@ -89,6 +94,12 @@ void client_close(struct client *c, const char *reason, bool publish_will)
 	c->close_reason = reason;
 	c->publish_will = publish_will && was_active && !c->graceful && c->will;
 	loop_io_del(c->w->loop, &c->io);
+	if (c->up_blocked) {
+		struct client **pp = &c->w->blocked;
+		while (*pp != c)
+			pp = &(*pp)->next_blocked;
+		*pp = c->next_blocked;
+	}
 	client_detach_session(c);
 	c->next_closing = c->w->closing;
 	c->w->closing = c;
@@ -116,9 +127,12 @@ void client_finish(struct client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->n_clients--;
+	worker_slot_del(w, c);
 	atomic_fetch_sub(&w->br->n_connections, 1);
 	buf_release(&c->rbuf);
 	buf_release(&c->obuf);
+	free(c->acks);
+	msg_unref(c->up_blocked);
 	free(c->id);
 	free(c->username);
 	free(c);
@@ -149,19 +163,30 @@ void client_flush(struct client *c)
 	else
 		buf_shrink(&c->obuf, OBUF_KEEP);
 	loop_io_mod(w->loop, &c->io, want);
+	client_update_read(c);
 	/* Room again: feed the window from the session queue. */
 	if (c->state == CL_ACTIVE && c->s && c->s->queue.n > 0 &&
 	    buf_used(&c->obuf) < LIM(w->br, max_output_bytes))
 		client_pump(c);
 }
 
-void client_resume_read(struct client *c)
+void client_update_read(struct client *c)
 {
-	if (!c->read_paused || c->state == CL_CLOSING)
+	struct broker *br = c->w->br;
+
+	if (c->state == CL_CLOSING)
 		return;
-	c->read_paused = false;
-	uint32_t want = EPOLLIN | (buf_used(&c->obuf) ? EPOLLOUT : 0);
-	loop_io_mod(c->w->loop, &c->io, want);
+	bool pause = c->w->draining || c->state == CL_WAIT_TAKEOVER || c->up_blocked ||
+		     c->ack_n >= LIM(br, max_inflight) ||
+		     buf_used(&c->obuf) >= LIM(br, max_output_bytes);
+	if (pause == c->read_paused)
+		return;
+	c->read_paused = pause;
+	loop_io_mod(c->w->loop, &c->io,
+		    (pause ? 0 : EPOLLIN) | (buf_used(&c->obuf) ? EPOLLOUT : 0));
+	/* Bytes read before the pause wait in rbuf; the safe point parses them. */
+	if (!pause && buf_used(&c->rbuf) > 0)
+		worker_mark_resume(c->w, c);
 }
 
 /* Frames and dispatches whole packets from p[0..n); returns bytes consumed. */
@@ -256,8 +281,6 @@ static void client_read(struct client *c)
 	}
 }
 
-/* Called when a paused connection (takeover wait) may go on: the bytes that
- * arrived behind its CONNECT are still in rbuf. */
 void client_process_pending(struct client *c)
 {
 	if (buf_used(&c->rbuf) == 0 || c->state == CL_CLOSING)
@@ -277,10 +300,7 @@ static void client_on_io(struct loop_io *io, uint32_t revents)
 		client_flush(c);
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		client_read(c);
-	/* Output below its limit again: take more input. */
-	if (c->read_paused && c->state == CL_ACTIVE &&
-	    buf_used(&c->obuf) < LIM(c->w->br, max_output_bytes))
-		client_resume_read(c);
+	client_update_read(c);
 }
 
 static void send_publish(struct client *c, struct msg *m, uint8_t qos, bool retain,
@@ -379,4 +399,75 @@ void client_resend_inflight(struct client *c)
 		}
 	}
 	client_mark_output(c);
+}
+
+uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos)
+{
+	if (c->ack_n == c->ack_cap) {
+		uint32_t cap = c->ack_cap ? c->ack_cap * 2 : 8;
+		struct ack_slot *a = malloc(cap * sizeof(*a));
+		if (!a)
+			return 0;
+		for (uint32_t i = 0; i < c->ack_n; i++)
+			a[i] = c->acks[(c->ack_head + i) % c->ack_cap];
+		free(c->acks);
+		c->acks = a;
+		c->ack_cap = cap;
+		c->ack_head = 0;
+	}
+	if (++c->ack_seq == 0)
+		c->ack_seq = 1;
+	c->acks[(c->ack_head + c->ack_n) % c->ack_cap] =
+		(struct ack_slot){ .seq = c->ack_seq, .pid = pid, .qos = qos, .state = ACK_PENDING };
+	c->ack_n++;
+	return c->ack_seq;
+}
+
+bool client_ack_pending(const struct client *c, uint16_t pid)
+{
+	for (uint32_t i = 0; i < c->ack_n; i++) {
+		const struct ack_slot *a = &c->acks[(c->ack_head + i) % c->ack_cap];
+		if (a->pid == pid && a->qos == 2)
+			return true;
+	}
+	return false;
+}
+
+void client_ack_complete(struct client *c, uint32_t seq, bool ok)
+{
+	bool failed = false;
+
+	for (uint32_t i = 0; i < c->ack_n; i++) {
+		struct ack_slot *a = &c->acks[(c->ack_head + i) % c->ack_cap];
+		if (a->seq == seq) {
+			a->state = ok ? ACK_DONE : ACK_FAILED;
+			break;
+		}
+	}
+	while (c->ack_n > 0) {
+		struct ack_slot *a = &c->acks[c->ack_head];
+		if (a->state == ACK_PENDING)
+			break;
+		if (a->state == ACK_FAILED) {
+			failed = true;
+			break;
+		}
+		struct mqtt_ack ack = { .packet_id = a->pid };
+		if (a->qos == 2 && c->s && pidset_add(&c->s->qos2_in, a->pid) < 0) {
+			failed = true;
+			break;
+		}
+		uint8_t type = a->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+		mqtt_encode_ack(&c->obuf, c->level, type, &ack);
+		STAT_INC(c->w, pkts_out[type]);
+		client_mark_output(c);
+		c->ack_head = (c->ack_head + 1) % c->ack_cap;
+		c->ack_n--;
+	}
+	if (failed) {
+		/* Not acknowledged: the device keeps the message and resends it. */
+		client_close(c, "kafka delivery failed", true);
+		return;
+	}
+	client_update_read(c);
 }

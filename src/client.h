@@ -32,6 +32,15 @@ enum client_state {
 	CL_CLOSING,
 };
 
+enum ack_state { ACK_PENDING = 0, ACK_DONE, ACK_FAILED };
+
+struct ack_slot {
+	uint32_t seq;
+	uint16_t pid;
+	uint8_t qos;
+	uint8_t state;               /* enum ack_state */
+};
+
 struct client {
 	struct loop_io io;
 	struct worker *w;
@@ -40,6 +49,8 @@ struct client {
 	struct client *prev, *next;  /* worker's list */
 	struct client *next_dirty;
 	struct client *next_closing;
+	struct client *next_resume;
+	bool resume;
 	uint8_t state;
 	uint8_t level;               /* protocol level from CONNECT */
 	bool dirty;
@@ -57,6 +68,14 @@ struct client {
 	char *username;              /* NULL if none (owned) */
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
+	/* Uplink: QoS 1/2 publishes waiting for Kafka, acknowledged in the
+	 * order received (MQTT-4.6.0-2/3). A ring of ack_cap slots. */
+	struct ack_slot *acks;
+	uint32_t ack_head, ack_n, ack_cap;
+	uint32_t ack_seq;            /* last sequence number handed out */
+	struct msg *up_blocked;      /* waiting for room in the producer */
+	uint32_t up_blocked_seq;
+	struct client *next_blocked;
 	char peer[64];
 };
 
@@ -76,9 +95,12 @@ void client_finish(struct client *c);
 void client_mark_output(struct client *c);
 /* Writes as much of obuf as the socket takes; arms EPOLLOUT for the rest. */
 void client_flush(struct client *c);
-/* Re-enables reading after backpressure. */
-void client_resume_read(struct client *c);
-/* Processes packets left in rbuf after reading was paused (takeover wait). */
+/* Pauses or resumes reading from the socket: paused while a takeover is
+ * pending, a publish waits for producer room, the uplink ack window is full
+ * (max_inflight) or the output is over max_output_bytes. On resume, bytes
+ * already read are parsed at the worker's safe point. */
+void client_update_read(struct client *c);
+/* Safe point only: parses packets left in rbuf after a pause. */
 void client_process_pending(struct client *c);
 
 /*
@@ -92,6 +114,15 @@ void client_deliver(struct client *c, struct msg *m, uint8_t qos, bool retain);
 void client_pump(struct client *c);
 /* Resends the in-flight window after a session resumes (DUP set). */
 void client_resend_inflight(struct client *c);
+
+/* Uplink acknowledgement ring (uplink.c uses these; owner thread). */
+/* Appends a pending ack; returns its sequence number (never 0) or 0 on ENOMEM. */
+uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos);
+/* True if a QoS 2 publish with this packet id is still waiting for Kafka. */
+bool client_ack_pending(const struct client *c, uint16_t pid);
+/* Marks seq done or failed, then sends every leading completed ack in order;
+ * a failure closes the connection without acknowledging. */
+void client_ack_complete(struct client *c, uint32_t seq, bool ok);
 
 /* Dispatch: one decoded packet from c. Returns 0, or -1 after closing c. */
 int dispatch_packet(struct client *c, const struct mqtt_packet *p);

@@ -50,8 +50,7 @@ static int connect_attach(struct client *c)
 						 .u = c->conn_id, .p1 = session_ref(s) };
 			pthread_mutex_unlock(&br->dir_lock);
 			c->state = CL_WAIT_TAKEOVER;
-			c->read_paused = true;
-			loop_io_mod(w->loop, &c->io, 0);
+			client_update_read(c);
 			if (worker_post(&br->workers[owner], &it) < 0) {
 				session_unref(s);
 				client_close(c, "out of memory", false);
@@ -151,19 +150,13 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 
 void handle_connect_resume(struct worker *w, uint64_t conn_id)
 {
-	for (struct client *c = w->clients; c; c = c->next) {
-		if (c->conn_id != conn_id)
-			continue;
-		if (c->state != CL_WAIT_TAKEOVER)
-			return;
-		c->state = CL_NEW;
-		c->read_paused = false;
-		if (connect_attach(c) == 0 && c->state == CL_ACTIVE) {
-			loop_io_mod(w->loop, &c->io, EPOLLIN | (buf_used(&c->obuf) ? EPOLLOUT : 0));
-			client_process_pending(c);
-		}
+	struct client *c = worker_client(w, conn_id);
+
+	if (!c || c->state != CL_WAIT_TAKEOVER)
 		return;
-	}
+	c->state = CL_NEW;
+	if (connect_attach(c) == 0 && c->state == CL_ACTIVE)
+		client_update_read(c);
 }
 
 void handle_takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id)

@@ -11,6 +11,7 @@
 #include "mqtt_codec.h"
 #include "msg.h"
 #include "session.h"
+#include "uplink.h"
 #include "worker.h"
 
 static void send_ack(struct client *c, uint8_t type, uint16_t pid)
@@ -21,14 +22,58 @@ static void send_ack(struct client *c, uint8_t type, uint16_t pid)
 	client_mark_output(c);
 }
 
+/* Local acknowledgement when no Kafka is configured. */
+static int ack_now(struct client *c, const struct mqtt_publish *pub)
+{
+	if (pub->qos == 1) {
+		send_ack(c, MQTT_PUBACK, pub->packet_id);
+	} else if (pub->qos == 2) {
+		if (pidset_add(&c->s->qos2_in, pub->packet_id) < 0) {
+			client_close(c, "out of memory", true);
+			return -1;
+		}
+		send_ack(c, MQTT_PUBREC, pub->packet_id);
+	}
+	return 0;
+}
+
+/* Hands m to Kafka; the acknowledgement follows the delivery reports. */
+static int ack_after_kafka(struct client *c, const struct mqtt_publish *pub, struct msg *m)
+{
+	struct worker *w = c->w;
+	uint32_t seq = 0;
+
+	if (pub->qos > 0 && (seq = client_ack_push(c, pub->packet_id, pub->qos)) == 0) {
+		client_close(c, "out of memory", true);
+		return -1;
+	}
+	enum uplink_result r = uplink_publish(w, c, m, seq);
+	if (r == UPLINK_BUSY) {
+		/* Producer full: hold this one message and stop reading. */
+		c->up_blocked = msg_ref(m);
+		c->up_blocked_seq = seq;
+		c->next_blocked = w->blocked;
+		w->blocked = c;
+		STAT_INC(w, up_blocked);
+	} else if (r == UPLINK_DONE && seq) {
+		client_ack_complete(c, seq, true);
+	}
+	return c->state == CL_CLOSING ? -1 : 0;
+}
+
 int handle_publish(struct client *c, const struct mqtt_packet *p)
 {
 	const struct mqtt_publish *pub = &p->u.publish;
 	struct session *s = c->s;
+	int rc;
 
-	if (pub->qos == 2 && pidset_has(&s->qos2_in, pub->packet_id)) {
-		send_ack(c, MQTT_PUBREC, pub->packet_id);
-		return 0;
+	if (pub->qos == 2) {
+		if (pidset_has(&s->qos2_in, pub->packet_id)) {
+			send_ack(c, MQTT_PUBREC, pub->packet_id);
+			return 0;
+		}
+		if (client_ack_pending(c, pub->packet_id))
+			return 0; /* a resend while Kafka has not answered: PUBREC will follow */
 	}
 	struct msg *m = msg_new((const char *)pub->topic.p, pub->topic.len, pub->payload,
 				pub->payload_len, pub->qos, pub->retain);
@@ -40,22 +85,11 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 	log_debug("publish client=%s topic=%s qos=%u retain=%d bytes=%u", c->id, m->topic,
 		  pub->qos, pub->retain, pub->payload_len);
 	broker_publish(c->w, m);
+	rc = c->w->up ? ack_after_kafka(c, pub, m) : ack_now(c, pub);
 	msg_unref(m);
-	if (pub->qos == 1) {
-		send_ack(c, MQTT_PUBACK, pub->packet_id);
-	} else if (pub->qos == 2) {
-		if (pidset_add(&s->qos2_in, pub->packet_id) < 0) {
-			client_close(c, "out of memory", true);
-			return -1;
-		}
-		send_ack(c, MQTT_PUBREC, pub->packet_id);
-	}
-	/* A client that does not read its acks must not grow our buffer. */
-	if (buf_used(&c->obuf) >= LIM(c->w->br, max_output_bytes)) {
-		c->read_paused = true;
-		loop_io_mod(c->w->loop, &c->io, EPOLLOUT);
-	}
-	return 0;
+	if (rc == 0)
+		client_update_read(c);
+	return rc;
 }
 
 int handle_pubrel(struct client *c, const struct mqtt_packet *p)

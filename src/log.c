@@ -48,6 +48,7 @@ void log_set_thread(const char *name)
 	snprintf(thread_name, sizeof(thread_name), "%s", name);
 }
 
+__attribute__((format(printf, 3, 0)))
 static void vlog(int level, bool with_errno, const char *fmt, va_list ap)
 {
 	int saved = errno;

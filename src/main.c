@@ -7,7 +7,11 @@
 
 #include "broker.h"
 #include "cfg.h"
+#include "kafka_conf.h"
 #include "log.h"
+#include "route.h"
+#include "uplink.h"
+#include "worker.h"
 
 #ifndef KG_VERSION
 #define KG_VERSION "0.0.0"
@@ -26,6 +30,53 @@ static void usage(FILE *f)
 		"\n"
 		"Signals: SIGTERM/SIGINT stop cleanly.\n");
 }
+
+/* Kafka is started when the config has a kafka group, routes or downlinks. */
+static bool kafka_wanted(const struct cfg *cfg)
+{
+	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0;
+}
+
+static struct route_table *routes_from_cfg(const struct cfg *cfg, char *err, size_t errlen)
+{
+	size_t n = cfg->nroutes;
+	struct route_spec specs[n ? n : 1];
+	char e[400];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_route *r = &cfg->routes[i];
+		specs[i] = (struct route_spec){
+			.filter = r->filter, .topic = r->topic, .key = r->key,
+			.format = r->format == CFG_FORMAT_JSON ? "json" : "raw", .line = r->line,
+		};
+	}
+	struct route_table *rt = route_table_new(specs, n, e, sizeof(e));
+	if (!rt)
+		snprintf(err, errlen, "%s:%s", cfg->path, e);
+	return rt;
+}
+
+static void wait_for_stop(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("reload requested: not supported yet, configuration unchanged");
+			continue;
+		}
+		log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		return;
+	}
+}
+
+static int run(const struct cfg *cfg, struct route_table *rt, const char *path);
 
 int main(int argc, char **argv)
 {
@@ -56,15 +107,37 @@ int main(int argc, char **argv)
 
 	char err[512];
 	struct cfg *cfg = NULL;
+	struct route_table *rt = NULL;
 	if (cfg_load(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	if (!(rt = routes_from_cfg(cfg, err, sizeof(err))) ||
+	    kafka_conf_check(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		cfg_free(cfg);
+		return 1;
+	}
 	if (check) {
 		printf("%s: configuration valid\n", path);
+		route_table_unref(rt);
 		cfg_free(cfg);
 		return 0;
 	}
+	int rc = run(cfg, rt, path);
+	route_table_unref(rt);
+	cfg_free(cfg);
+	return rc;
+}
+
+/* Start-up and shut-down order. */
+static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
+{
+	char err[512];
+	struct kafka_embed *embed = NULL;
+	struct uplink *up = NULL;
+	struct broker *br = NULL;
+	int rc = 1;
 
 	log_set_level(cfg->log_level);
 	log_use_syslog(cfg->log_syslog);
@@ -79,35 +152,57 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct broker *br = broker_new(cfg);
-	if (!br) {
-		cfg_free(cfg);
-		return 1;
+	br = broker_new(cfg);
+	if (!br)
+		goto out;
+	if (kafka_wanted(cfg)) {
+		const char *bootstrap = cfg->kafka.brokers;
+		if (strcmp(bootstrap, "embedded") == 0) {
+			if (!(embed = kafka_embed_new(1, err, sizeof(err)))) {
+				log_error("kafka start failed reason=\"%s\"", err);
+				goto out;
+			}
+			bootstrap = kafka_embed_bootstrap(embed);
+			log_info("kafka embedded mock cluster bootstrap=%s", bootstrap);
+		}
+		if (!(up = uplink_new(cfg, br, bootstrap, rt, err, sizeof(err)))) {
+			log_error("kafka start failed reason=\"%s\"", err);
+			goto out;
+		}
+		br->up = up;
+		for (int i = 0; i < br->n_workers; i++) {
+			br->workers[i].up = up;
+			br->workers[i].routes = route_table_ref(rt);
+		}
+		if (uplink_start(up) < 0)
+			goto out;
+		log_info("kafka producer started bootstrap=%s routes=%zu", bootstrap,
+			 route_table_count(rt));
 	}
-	if (broker_start(br) < 0) {
-		broker_free(br);
-		cfg_free(cfg);
-		return 1;
-	}
+	if (broker_start(br) < 0)
+		goto out;
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		log_info("listening address=%s port=%d workers=%d", cfg->listeners[i].address,
 			 broker_listener_port(br, (int)i), br->n_workers);
 	log_info("kafkagate started version=%s config=%s", KG_VERSION, path);
 
-	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			log_info("reload requested: not supported yet, configuration unchanged");
-			continue;
-		}
-		log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		break;
+	wait_for_stop();
+	if (up) {
+		/* Stop taking publishes, let Kafka answer what is in flight so the
+		 * devices get their acks, then close the connections. */
+		broker_drain(br);
+		int left = uplink_flush(up, cfg->kafka.flush_timeout * 1000);
+		if (left > 0)
+			log_warn("kafka flush timed out records=%d", left);
 	}
 	broker_stop(br);
+	rc = 0;
+out:
+	if (br && br->n_workers && rc != 0)
+		log_error("start-up failed");
+	uplink_free(up);
 	broker_free(br);
-	cfg_free(cfg);
+	kafka_embed_free(embed);
 	log_info("kafkagate stopped");
-	return 0;
+	return rc;
 }

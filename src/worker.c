@@ -10,6 +10,8 @@
 #include "log.h"
 #include "msg.h"
 #include "net.h"
+#include "route.h"
+#include "uplink.h"
 #include "session.h"
 #include "util.h"
 #include "worker.h"
@@ -64,6 +66,10 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 	case INBOX_TAKEOVER_DONE:
 		handle_connect_resume(w, it->u);
 		break;
+	case INBOX_UPLINK_DONE:
+		uplink_done(w, it->p1);
+		worker_retry_blocked(w);
+		break;
 	case INBOX_CALL: {
 		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
 		fn(it->p2, w);
@@ -93,6 +99,9 @@ static void on_tick(void *ud)
 	struct worker *w = ud;
 	struct broker *br = w->br;
 	int64_t now = w->now_ms = util_now_ms();
+
+	if (w->blocked)
+		worker_retry_blocked(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
 
 	for (struct client *c = w->clients; c; c = c->next) {
@@ -111,8 +120,18 @@ static void before_sleep(void *ud)
 {
 	struct worker *w = ud;
 
-	while (w->dirty || w->closing) {
-		struct client *c = w->dirty;
+	while (w->dirty || w->closing || w->resume) {
+		struct client *c = w->resume;
+		w->resume = NULL;
+		while (c) {
+			struct client *next = c->next_resume;
+			c->resume = false;
+			c->next_resume = NULL;
+			if (!c->read_paused)
+				client_process_pending(c);
+			c = next;
+		}
+		c = w->dirty;
 		w->dirty = NULL;
 		while (c) {
 			struct client *next = c->next_dirty;
@@ -129,6 +148,75 @@ static void before_sleep(void *ud)
 			c = next;
 		}
 	}
+}
+
+int worker_slot_add(struct worker *w, struct client *c)
+{
+	uint32_t slot;
+	if (w->n_free_slots > 0) {
+		slot = w->free_slots[--w->n_free_slots];
+	} else {
+		if (w->n_slots == w->cap_slots) {
+			uint32_t cap = w->cap_slots ? w->cap_slots * 2 : 256;
+			if (cap > (1u << 24))
+				return -1;
+			struct client **n = realloc(w->slots, cap * sizeof(*n));
+			uint32_t *f = realloc(w->free_slots, cap * sizeof(*f));
+			if (n)
+				w->slots = n;
+			if (f)
+				w->free_slots = f;
+			if (!n || !f)
+				return -1;
+			w->cap_slots = cap;
+		}
+		slot = w->n_slots++;
+	}
+	w->slots[slot] = c;
+	c->conn_id = ((uint64_t)w->idx << 56) | ((uint64_t)++w->conn_seq << 24) | slot;
+	return 0;
+}
+
+void worker_slot_del(struct worker *w, struct client *c)
+{
+	uint32_t slot = (uint32_t)(c->conn_id & 0xffffff);
+	w->slots[slot] = NULL;
+	w->free_slots[w->n_free_slots++] = slot;
+}
+
+struct client *worker_client(struct worker *w, uint64_t conn_id)
+{
+	uint32_t slot = (uint32_t)(conn_id & 0xffffff);
+	if (conn_worker(conn_id) != w->idx || slot >= w->n_slots)
+		return NULL;
+	struct client *c = w->slots[slot];
+	return c && c->conn_id == conn_id ? c : NULL;
+}
+
+void worker_retry_blocked(struct worker *w)
+{
+	while (w->blocked) {
+		struct client *c = w->blocked;
+		enum uplink_result r = uplink_publish(w, c, c->up_blocked, c->up_blocked_seq);
+		if (r == UPLINK_BUSY)
+			return;
+		w->blocked = c->next_blocked;
+		c->next_blocked = NULL;
+		msg_unref(c->up_blocked);
+		c->up_blocked = NULL;
+		if (r == UPLINK_DONE && c->up_blocked_seq)
+			client_ack_complete(c, c->up_blocked_seq, true);
+		client_update_read(c);
+	}
+}
+
+void worker_mark_resume(struct worker *w, struct client *c)
+{
+	if (c->resume)
+		return;
+	c->resume = true;
+	c->next_resume = w->resume;
+	w->resume = c;
 }
 
 void worker_mark_dirty(struct worker *w, struct client *c)
@@ -205,6 +293,12 @@ void worker_release(struct worker *w)
 	loop_free(w->loop);
 	free(w->rbuf);
 	free(w->matches);
+	free(w->slots);
+	free(w->free_slots);
+	route_table_unref(w->routes);
+	buf_release(&w->scratch_topic);
+	buf_release(&w->scratch_key);
+	buf_release(&w->scratch_value);
 }
 
 static void *worker_main(void *arg)

@@ -13,12 +13,15 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "inbox.h"
 #include "loop.h"
 
 struct broker;
 struct client;
 struct session;
+struct route_table;
+struct uplink;
 
 /* Counters written by the owning worker only (relaxed atomics so that a
  * scraper thread may read them), summed at scrape time. */
@@ -33,6 +36,10 @@ struct worker_stats {
 	atomic_uint_fast64_t qos0_dropped;
 	atomic_uint_fast64_t queue_dropped;
 	atomic_uint_fast64_t malformed;
+	/* uplink */
+	atomic_uint_fast64_t up_routed;      /* records handed to the producer */
+	atomic_uint_fast64_t up_unrouted;    /* messages that matched no route */
+	atomic_uint_fast64_t up_blocked;     /* times a connection waited for the producer */
 };
 
 #define STAT_ADD(w, field, v) \
@@ -63,12 +70,23 @@ struct worker {
 	int n_clients;
 	struct client *dirty;        /* output waiting for the before-sleep flush */
 	struct client *closing;      /* to be freed at the safe point */
+	struct client *resume;       /* unpaused with bytes left in rbuf */
 	uint8_t *rbuf;               /* shared read buffer */
 	size_t rbuf_cap;
 	struct match *matches;       /* scratch for broker_publish */
 	size_t n_matches, cap_matches;
+	struct client **slots;       /* conn_id -> client lookup for async completions */
+	uint32_t n_slots, cap_slots;
+	uint32_t *free_slots;
+	uint32_t n_free_slots;
+	uint32_t conn_seq;
+	struct client *blocked;      /* waiting for room in the Kafka producer */
+	struct route_table *routes;  /* this worker's reference to the routing table */
+	struct uplink *up;           /* NULL: no Kafka */
+	struct buf scratch_topic, scratch_key, scratch_value;
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	bool stopping;
+	bool draining;               /* shutting down: read nothing more */
 	struct worker_stats st;
 };
 
@@ -82,6 +100,20 @@ void worker_join(struct worker *w);
 
 /* Any thread: queues an item for worker w. Returns 0 or -1. */
 int worker_post(struct worker *w, const struct inbox_item *it);
+
+/* Owner thread: registers c and gives it a conn_id that names the worker,
+ * a slot and a generation. Returns 0 or -1 (ENOMEM). */
+int worker_slot_add(struct worker *w, struct client *c);
+void worker_slot_del(struct worker *w, struct client *c);
+/* Owner thread: the live client with this conn_id, or NULL. */
+struct client *worker_client(struct worker *w, uint64_t conn_id);
+/* Worker index encoded in a conn_id. */
+static inline int conn_worker(uint64_t conn_id) { return (int)(conn_id >> 56); }
+
+/* Owner thread: queues c to parse its buffered input at the safe point. */
+void worker_mark_resume(struct worker *w, struct client *c);
+/* Owner thread: retries publishes that waited for room in the producer. */
+void worker_retry_blocked(struct worker *w);
 
 /* Owner thread: queues c for the before-sleep flush of its output. */
 void worker_mark_dirty(struct worker *w, struct client *c);

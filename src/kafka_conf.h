@@ -1,0 +1,41 @@
+/*
+ * kafka_conf.h - librdkafka configuration from struct cfg, and the embedded
+ * mock cluster for `kafka.brokers = "embedded"`.
+ *
+ * Main thread (start-up, --check, reload validation).
+ */
+#ifndef KG_KAFKA_CONF_H
+#define KG_KAFKA_CONF_H
+
+#include <stddef.h>
+#include <librdkafka/rdkafka.h>
+
+struct cfg;
+
+enum kafka_role { KAFKA_PRODUCER, KAFKA_CONSUMER };
+
+/*
+ * Returns a new rd_kafka_conf_t (free with rd_kafka_conf_destroy, or hand it
+ * to rd_kafka_new) with kafkagate's defaults for the role, then every
+ * kafka.properties entry applied in file order, and bootstrap.servers =
+ * bootstrap. On an unknown property or bad value returns NULL and writes
+ * "FILE:LINE: kafka property 'x': <librdkafka's message>" to err.
+ * Producer defaults: acks=all, enable.idempotence=true, linger.ms=5,
+ * compression.type=lz4, partitioner=murmur2_random.
+ */
+rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
+				const char *bootstrap, char *err, size_t errlen);
+
+/* Validates kafka.properties for --check. Returns 0 or -1 with err set. */
+int kafka_conf_check(const struct cfg *cfg, char *err, size_t errlen);
+
+struct kafka_embed;
+
+/* Starts librdkafka's mock cluster (a real Kafka protocol endpoint on
+ * 127.0.0.1) with `brokers` brokers. Returns it or NULL with err set. */
+struct kafka_embed *kafka_embed_new(int brokers, char *err, size_t errlen);
+/* "host:port,host:port": borrowed, valid until kafka_embed_free(). */
+const char *kafka_embed_bootstrap(const struct kafka_embed *e);
+void kafka_embed_free(struct kafka_embed *e);
+
+#endif

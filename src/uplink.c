@@ -1,0 +1,447 @@
+/* uplink.c - routes publishes into Kafka records; see uplink.h. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "broker.h"
+#include "cfg.h"
+#include "client.h"
+#include "envelope.h"
+#include "kafka_conf.h"
+#include "log.h"
+#include "msg.h"
+#include "route.h"
+#include "template.h"
+#include "uplink.h"
+#include "util.h"
+#include "worker.h"
+
+#define MAX_ROUTES_PER_MSG 64
+
+struct uplink {
+	struct broker *br;
+	rd_kafka_t *rk;
+	char *dead_letter;           /* NULL: none */
+	char *bootstrap;
+	pthread_mutex_t rt_mu;       /* guards rt swaps (reload) */
+	struct route_table *rt;
+	pthread_t thread;
+	atomic_bool stop;
+	bool started;
+	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
+	struct uplink_stats st;
+};
+
+/* One per publish; shared by its records. */
+struct ticket {
+	struct uplink *u;
+	struct msg *m;               /* raw values point into it */
+	uint64_t conn_id;
+	uint32_t seq;                /* 0: QoS 0, nobody waits */
+	atomic_int remaining;
+	atomic_bool failed;
+	char *clientid;              /* for dead-letter envelopes */
+	char *username;
+};
+
+static void ticket_free(struct ticket *t)
+{
+	msg_unref(t->m);
+	free(t->clientid);
+	free(t->username);
+	free(t);
+}
+
+static bool err_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR__INVALID_ARG:
+		return true;
+	default:
+		/* Timeouts, transport, unknown: the device resends; nothing is lost. */
+		return false;
+	}
+}
+
+static void post_done(struct uplink *u, struct ticket *t)
+{
+	struct inbox_item it = { .kind = INBOX_UPLINK_DONE, .p1 = t };
+	int w = conn_worker(t->conn_id);
+	if (w >= u->br->n_workers || worker_post(&u->br->workers[w], &it) < 0)
+		ticket_free(t);
+}
+
+static void ticket_release(struct uplink *u, struct ticket *t)
+{
+	if (atomic_fetch_sub(&t->remaining, 1) == 1) {
+		if (t->seq == 0)
+			ticket_free(t);
+		else
+			post_done(u, t);
+	}
+}
+
+/* Writes a dead letter for t. Returns 0 if one record was produced. */
+static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
+{
+	struct buf b = { 0 };
+	struct msg *m = t->m;
+	struct envelope_in in = {
+		.topic = m->topic, .topic_len = m->topic_len,
+		.clientid = t->clientid, .clientid_len = strlen(t->clientid),
+		.username = t->username, .username_len = t->username ? strlen(t->username) : 0,
+		.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
+		.payload = m->payload, .payload_len = m->payload_len, .error = error,
+	};
+	if (envelope_encode(&b, &in) < 0) {
+		buf_release(&b);
+		return -1;
+	}
+	atomic_fetch_add(&t->remaining, 1);
+	atomic_fetch_add(&u->st.in_flight, 1);
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		u->rk, RD_KAFKA_V_TOPIC(u->dead_letter),
+		RD_KAFKA_V_KEY(t->clientid, strlen(t->clientid)),
+		RD_KAFKA_V_VALUE((void *)buf_head(&b), buf_used(&b)),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(m->received_ms),
+		RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+	buf_release(&b);
+	if (err) {
+		atomic_fetch_sub(&t->remaining, 1);
+		atomic_fetch_sub(&u->st.in_flight, 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* A record that can never be produced as routed. */
+static void permanent_failure(struct uplink *u, struct ticket *t, const char *ktopic,
+			      const char *error)
+{
+	if (u->dead_letter && dead_letter(u, t, error) == 0) {
+		atomic_fetch_add(&u->st.dead_letters, 1);
+		log_warn("dead letter client=%s topic=%s kafka_topic=%s reason=\"%s\"", t->clientid,
+			 t->m->topic, ktopic ? ktopic : "-", error);
+		return;
+	}
+	atomic_fetch_add(&u->st.dropped, 1);
+	log_warn("record dropped client=%s topic=%s kafka_topic=%s reason=\"%s\"", t->clientid,
+		 t->m->topic, ktopic ? ktopic : "-", error);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
+{
+	struct uplink *u = opaque;
+	struct ticket *t = rm->_private;
+	(void)rk;
+
+	atomic_fetch_sub(&u->st.in_flight, 1);
+	if (!rm->err) {
+		atomic_fetch_add(&u->st.delivered, 1);
+	} else {
+		const char *topic = rd_kafka_topic_name(rm->rkt);
+		bool is_dlq = u->dead_letter && strcmp(topic, u->dead_letter) == 0;
+		if (t->seq == 0) {
+			atomic_fetch_add(&u->st.qos0_failed, 1);
+		} else if (err_is_permanent(rm->err) && !is_dlq) {
+			permanent_failure(u, t, topic, rd_kafka_err2str(rm->err));
+		} else {
+			atomic_fetch_add(&u->st.failed, 1);
+			atomic_store(&t->failed, true);
+			log_warn("kafka delivery failed client=%s topic=%s kafka_topic=%s reason=\"%s\"",
+				 t->clientid, t->m->topic, topic, rd_kafka_err2str(rm->err));
+		}
+	}
+	ticket_release(u, t);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	log_warn("kafka error code=%s reason=\"%s\"", rd_kafka_err2name(err), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3)
+		log_error("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else if (level <= 4)
+		log_warn("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else
+		log_debug("kafka log facility=%s msg=\"%s\"", fac, buf);
+}
+
+struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
+			  struct route_table *rt, char *err, size_t errlen)
+{
+	char e[512];
+	struct uplink *u = calloc(1, sizeof(*u));
+	if (!u) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	u->br = br;
+	pthread_mutex_init(&u->rt_mu, NULL);
+	u->rt = route_table_ref(rt);
+	u->bootstrap = strdup(bootstrap);
+	if (cfg->kafka.dead_letter_topic)
+		u->dead_letter = strdup(cfg->kafka.dead_letter_topic);
+	rd_kafka_conf_t *conf = kafka_conf_new(cfg, KAFKA_PRODUCER, bootstrap, err, errlen);
+	if (!conf)
+		goto fail;
+	rd_kafka_conf_set_opaque(conf, u);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	size_t sz = sizeof(e);
+	u->queue_limit = 100000;
+	if (rd_kafka_conf_get(conf, "queue.buffering.max.messages", e, &sz) == RD_KAFKA_CONF_OK)
+		u->queue_limit = atoll(e);
+	/* Leave head room: a publish may fan out to several routes. */
+	u->queue_limit = u->queue_limit * 9 / 10;
+	u->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+	if (!u->rk) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "kafka producer: %s", e);
+		goto fail;
+	}
+	return u;
+fail:
+	uplink_free(u);
+	return NULL;
+}
+
+static void *poll_main(void *arg)
+{
+	struct uplink *u = arg;
+	log_set_thread("kafka");
+	while (!atomic_load(&u->stop))
+		rd_kafka_poll(u->rk, 100);
+	return NULL;
+}
+
+int uplink_start(struct uplink *u)
+{
+	if (pthread_create(&u->thread, NULL, poll_main, u) != 0)
+		return -1;
+	u->started = true;
+	return 0;
+}
+
+int uplink_flush(struct uplink *u, int timeout_ms)
+{
+	int64_t end = util_now_ms() + timeout_ms;
+	/* The poll thread serves the delivery reports; we only wait. */
+	while (rd_kafka_outq_len(u->rk) > 0 && util_now_ms() < end) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return rd_kafka_outq_len(u->rk);
+}
+
+void uplink_free(struct uplink *u)
+{
+	if (!u)
+		return;
+	if (u->started) {
+		atomic_store(&u->stop, true);
+		pthread_join(u->thread, NULL);
+	}
+	if (u->rk) {
+		rd_kafka_flush(u->rk, 0);
+		rd_kafka_destroy(u->rk);
+	}
+	route_table_unref(u->rt);
+	pthread_mutex_destroy(&u->rt_mu);
+	free(u->dead_letter);
+	free(u->bootstrap);
+	free(u);
+}
+
+struct route_table *uplink_routes(struct uplink *u)
+{
+	pthread_mutex_lock(&u->rt_mu);
+	struct route_table *rt = route_table_ref(u->rt);
+	pthread_mutex_unlock(&u->rt_mu);
+	return rt;
+}
+
+const struct uplink_stats *uplink_stats(const struct uplink *u) { return &u->st; }
+const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
+
+static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq)
+{
+	struct ticket *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->u = u;
+	t->m = msg_ref(m);
+	t->conn_id = c->conn_id;
+	t->seq = seq;
+	atomic_init(&t->remaining, 1); /* held by uplink_publish until it is done */
+	t->clientid = strdup(c->id);
+	t->username = c->username ? strdup(c->username) : NULL;
+	if (!t->clientid || (c->username && !t->username)) {
+		ticket_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+static rd_kafka_headers_t *raw_headers(struct client *c, struct msg *m)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	char qos[2] = { (char)('0' + m->qos), 0 };
+	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
+	rd_kafka_header_add(h, "mqtt.clientid", -1, c->id, c->id_len);
+	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
+	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
+	if (c->username)
+		rd_kafka_header_add(h, "mqtt.username", -1, c->username, -1);
+	return h;
+}
+
+/* Renders and produces one record of t for route r. */
+static void produce_route(struct worker *w, struct client *c, struct ticket *t,
+			  const struct route *r)
+{
+	struct uplink *u = t->u;
+	struct msg *m = t->m;
+	struct template_ctx ctx;
+	struct buf *tb = &w->scratch_topic, *kb = &w->scratch_key, *vb = &w->scratch_value;
+
+	template_ctx_init(&ctx);
+	ctx.clientid = c->id;
+	ctx.clientid_len = c->id_len;
+	ctx.username = c->username;
+	ctx.username_len = c->username ? strlen(c->username) : 0;
+	ctx.topic = m->topic;
+	ctx.topic_len = m->topic_len;
+	buf_reset(tb);
+	buf_reset(kb);
+	int rc = template_render(route_topic(r), &ctx, tb);
+	if (rc == 0 && route_key(r))
+		rc = template_render(route_key(r), &ctx, kb);
+	if (rc < 0) {
+		char why[160];
+		snprintf(why, sizeof(why), "route line %d: %s", route_line(r), template_err_str(rc));
+		permanent_failure(u, t, NULL, why);
+		return;
+	}
+	if (buf_append(tb, "", 1) < 0 ||
+	    !route_kafka_topic_valid((const char *)buf_head(tb), buf_used(tb) - 1)) {
+		permanent_failure(u, t, (const char *)buf_head(tb), "invalid Kafka topic name");
+		return;
+	}
+	const char *ktopic = (const char *)buf_head(tb);
+	const void *val = m->payload;
+	size_t vlen = m->payload_len;
+	int flags = 0; /* zero copy: the ticket keeps m alive until the report */
+	rd_kafka_headers_t *hdrs = NULL;
+	if (route_format(r) == ROUTE_FORMAT_JSON) {
+		struct envelope_in in = {
+			.topic = m->topic, .topic_len = m->topic_len,
+			.clientid = c->id, .clientid_len = c->id_len,
+			.username = c->username, .username_len = ctx.username_len,
+			.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
+			.payload = m->payload, .payload_len = m->payload_len,
+		};
+		buf_reset(vb);
+		if (envelope_encode(vb, &in) < 0) {
+			permanent_failure(u, t, ktopic, "cannot encode the JSON envelope");
+			return;
+		}
+		val = buf_head(vb);
+		vlen = buf_used(vb);
+		flags = RD_KAFKA_MSG_F_COPY;
+	} else {
+		hdrs = raw_headers(c, m);
+	}
+	atomic_fetch_add(&t->remaining, 1);
+	atomic_fetch_add(&u->st.in_flight, 1);
+	const void *key = route_key(r) ? buf_head(kb) : NULL;
+	size_t klen = route_key(r) ? buf_used(kb) : 0;
+	rd_kafka_resp_err_t err;
+	if (hdrs)
+		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
+					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
+					RD_KAFKA_V_TIMESTAMP(m->received_ms),
+					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+	else
+		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
+					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
+					RD_KAFKA_V_TIMESTAMP(m->received_ms),
+					RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+	if (err) {
+		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+		atomic_fetch_sub(&t->remaining, 1);
+		atomic_fetch_sub(&u->st.in_flight, 1);
+		if (t->seq != 0 && err_is_permanent(err)) {
+			permanent_failure(u, t, ktopic, rd_kafka_err2str(err));
+		} else if (t->seq != 0) {
+			atomic_fetch_add(&u->st.failed, 1);
+			atomic_store(&t->failed, true);
+			log_warn("kafka produce failed client=%s topic=%s kafka_topic=%s reason=\"%s\"",
+				 c->id, m->topic, ktopic, rd_kafka_err2str(err));
+		} else {
+			atomic_fetch_add(&u->st.qos0_failed, 1);
+		}
+		return;
+	}
+	STAT_INC(w, up_routed);
+}
+
+enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg *m,
+				  uint32_t seq)
+{
+	struct uplink *u = w->up;
+	const struct route *routes[MAX_ROUTES_PER_MSG];
+
+	size_t n = route_table_match(w->routes, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
+	if (n == 0) {
+		STAT_INC(w, up_unrouted);
+		return UPLINK_DONE;
+	}
+	if (n > MAX_ROUTES_PER_MSG)
+		n = MAX_ROUTES_PER_MSG;
+	if (atomic_load_explicit(&u->st.in_flight, memory_order_relaxed) + (int64_t)n >
+	    u->queue_limit)
+		return UPLINK_BUSY;
+	struct ticket *t = ticket_new(u, c, m, seq);
+	if (!t)
+		return UPLINK_BUSY;
+	for (size_t i = 0; i < n; i++)
+		produce_route(w, c, t, routes[i]);
+	/* Drop our hold. If every record already failed or none was produced,
+	 * this completes the ticket through the inbox like any report. */
+	if (atomic_load(&t->remaining) == 1 && !atomic_load(&t->failed)) {
+		ticket_free(t);
+		return UPLINK_DONE;
+	}
+	ticket_release(u, t);
+	return UPLINK_PENDING;
+}
+
+void uplink_done(struct worker *w, void *ticket)
+{
+	struct ticket *t = ticket;
+	struct client *c = worker_client(w, t->conn_id);
+
+	if (c && c->state == CL_ACTIVE) {
+		if (atomic_load(&t->failed))
+			atomic_fetch_add(&t->u->st.closed, 1);
+		client_ack_complete(c, t->seq, !atomic_load(&t->failed));
+	}
+	ticket_free(t);
+}
