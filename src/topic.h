@@ -1,0 +1,57 @@
+/*
+ * topic.h - MQTT topic names and filters: matching and level access.
+ *
+ * Pure: no allocation, no globals, no logging. Any thread may call.
+ * Inputs are assumed valid (mqtt_topic_name_valid() and
+ * mqtt_topic_filter_valid() in mqtt_codec.h check them at the edge); on
+ * invalid input the results are defined but meaningless.
+ *
+ * A topic is split into levels at every '/'; levels may be empty, so "a//b"
+ * has three levels and "/a" has two, the first empty. A topic always has at
+ * least one level.
+ */
+#ifndef KG_TOPIC_H
+#define KG_TOPIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+/*
+ * Returns whether the topic name matches the filter under the MQTT 3.1.1 /
+ * 5.0 rules (section 4.7): '+' matches exactly one level (possibly empty),
+ * '#' matches its own level and every level below, including none ("sport/#"
+ * matches "sport"), and a filter whose first character is a wildcard never
+ * matches a topic starting with '$' (MQTT-4.7.2-1).
+ * Neither string needs a NUL terminator.
+ */
+bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen);
+
+/*
+ * Level n (0-based) of topic: returns its length and points *start at its
+ * first byte (start may be NULL), or returns (size_t)-1 when the topic has
+ * no level n. Used by route templates (${topic[N]}).
+ */
+size_t topic_level(const char *topic, size_t len, size_t n, const char **start);
+
+/* End of the level that starts at s[pos] (pos <= len): the index of the next
+ * '/' at or after pos, or len. Tries walk levels with it. */
+static inline size_t topic_level_end(const char *s, size_t len, size_t pos)
+{
+	const char *slash = memchr(s + pos, '/', len - pos);
+	return slash ? (size_t)(slash - s) : len;
+}
+
+/* Returns whether s (len bytes) is exactly the single-level wildcard "+" or
+ * the multi-level wildcard "#". Tries use these to classify filter levels. */
+static inline bool topic_is_plus(const char *s, size_t len)
+{
+	return len == 1 && s[0] == '+';
+}
+
+static inline bool topic_is_hash(const char *s, size_t len)
+{
+	return len == 1 && s[0] == '#';
+}
+
+#endif
