@@ -140,6 +140,20 @@ void broker_free(struct broker *br)
 	free(br);
 }
 
+int broker_inject(struct broker *br, struct msg *m)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (uint16_t i = 0; i < m->topic_len; i++)
+		h = (h ^ (uint8_t)m->topic[i]) * 1099511628211ull;
+	struct inbox_item it = { .kind = INBOX_INJECT, .p1 = m };
+	if (worker_post(&br->workers[h % (uint64_t)br->n_workers], &it) < 0) {
+		msg_track_done(m);
+		msg_unref(m);
+		return -1;
+	}
+	return 0;
+}
+
 void broker_discard_session(struct broker *br, struct session *s)
 {
 	atomic_store(&s->discarded, true);
@@ -178,9 +192,15 @@ void broker_publish(struct worker *w, struct msg *m)
 	struct broker *br = w->br;
 
 	if (m->retain) {
-		pthread_mutex_lock(&br->retain_lock);
-		int r = retain_set(br->retained, m);
-		pthread_mutex_unlock(&br->retain_lock);
+		/* The store keeps an untracked copy: deliveries from it owe nothing. */
+		struct msg *rm = m->track ? msg_clone(m, m->qos, true) : msg_ref(m);
+		int r = -1;
+		if (rm) {
+			pthread_mutex_lock(&br->retain_lock);
+			r = retain_set(br->retained, rm);
+			pthread_mutex_unlock(&br->retain_lock);
+			msg_unref(rm);
+		}
 		if (r < 0)
 			log_warn("retain failed topic=%s reason=\"out of memory\"", m->topic);
 	}
@@ -206,6 +226,8 @@ void broker_publish(struct worker *w, struct msg *m)
 		}
 		n = k + 1;
 	}
+	if (m->track)
+		atomic_fetch_add(&m->track->remaining, (int)n);
 	for (size_t i = 0; i < n; i++) {
 		struct match *mt = &w->matches[i];
 		broker_deliver(w, mt->s, m, m->qos < mt->qos ? m->qos : mt->qos, false);
@@ -229,6 +251,7 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 						 .p1 = session_ref(s), .p2 = msg_ref(m) };
 			if (worker_post(&br->workers[owner], &it) < 0) {
 				session_unref(s);
+				msg_track_done(m);
 				msg_unref(m);
 				STAT_INC(w, queue_dropped);
 			}
@@ -239,9 +262,10 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 			pthread_mutex_unlock(&s->mu);
 			continue;
 		}
-		/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either). */
+		/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
+		 * A tracked message counts as delivered once queued here. */
 		if (qos > 0 && !atomic_load(&s->discarded) &&
-		    mqueue_push(&s->queue, msg_ref(m), qos, retain, LIM(br, max_queued)) < 0) {
+		    mqueue_push(&s->queue, msg_ref(m), qos, retain, false, LIM(br, max_queued)) < 0) {
 			msg_unref(m);
 			s->queue_dropped++;
 			STAT_INC(w, queue_dropped);
@@ -249,6 +273,7 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 				log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id,
 					 m->topic, (unsigned long long)s->queue_dropped);
 		}
+		msg_track_done(m);
 		pthread_mutex_unlock(&s->mu);
 		return;
 	}

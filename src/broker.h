@@ -82,6 +82,17 @@ void broker_publish(struct worker *w, struct msg *m);
  */
 void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t qos, bool retain);
 
+/*
+ * Publishes m as if a client had, from outside the network threads (the
+ * downlink). Takes the caller's reference. If m->track is set, the caller
+ * initialised track->remaining to 1 (the hold the worker releases after
+ * matching); track->done runs once every matching delivery is accounted for
+ * (msg.h). The worker is chosen by a hash of the topic so that messages to
+ * one topic keep their order. Returns 0 or -1 (then m is released and its
+ * track completed). Any thread.
+ */
+int broker_inject(struct broker *br, struct msg *m);
+
 /* Removes every subscription of s from the trie, drops its queue and marks
  * it discarded. Caller holds dir_lock and has removed s from the directory. */
 void broker_discard_session(struct broker *br, struct session *s);

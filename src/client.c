@@ -68,6 +68,9 @@ static void client_detach_session(struct client *c)
 	if (!s)
 		return;
 	c->s = NULL;
+	/* Offline now: what waits in the session counts as queued. */
+	inflight_settle(&s->out);
+	mqueue_settle(&s->queue);
 	pthread_mutex_lock(&s->mu);
 	atomic_store_explicit(&s->owner, -1, memory_order_release);
 	s->client = NULL;
@@ -316,11 +319,14 @@ static void send_publish(struct client *c, struct msg *m, uint8_t qos, bool reta
 	client_mark_output(c);
 }
 
-static void send_window(struct client *c, struct msg *m, uint8_t qos, bool retain)
+/* Takes the reference on m. */
+static void send_window(struct client *c, struct msg *m, uint8_t qos, bool retain, bool owes)
 {
 	struct session *s = c->s;
 	uint16_t pid = inflight_next_pid(&s->out);
-	if (pid == 0 || !inflight_add(&s->out, m, pid, qos, retain)) {
+	if (pid == 0 || !inflight_add(&s->out, m, pid, qos, retain, owes)) {
+		if (owes)
+			msg_track_done(m);
 		msg_unref(m);
 		STAT_INC(c->w, queue_dropped);
 		return;
@@ -328,10 +334,12 @@ static void send_window(struct client *c, struct msg *m, uint8_t qos, bool retai
 	send_publish(c, m, qos, retain, pid, false);
 }
 
-static void queue_or_drop(struct client *c, struct msg *m, uint8_t qos, bool retain)
+static void queue_or_drop(struct client *c, struct msg *m, uint8_t qos, bool retain, bool owes)
 {
 	struct session *s = c->s;
-	if (mqueue_push(&s->queue, msg_ref(m), qos, retain, LIM(c->w->br, max_queued)) < 0) {
+	if (mqueue_push(&s->queue, msg_ref(m), qos, retain, owes, LIM(c->w->br, max_queued)) < 0) {
+		if (owes)
+			msg_track_done(m);
 		msg_unref(m);
 		s->queue_dropped++;
 		STAT_INC(c->w, queue_dropped);
@@ -345,23 +353,28 @@ void client_deliver(struct client *c, struct msg *m, uint8_t qos, bool retain)
 {
 	struct broker *br = c->w->br;
 	struct session *s = c->s;
+	bool owes = m->track != NULL;
 
-	if (c->state != CL_ACTIVE || !s)
+	if (c->state != CL_ACTIVE || !s) {
+		if (owes)
+			msg_track_done(m);
 		return;
+	}
 	bool over = buf_used(&c->obuf) >= LIM(br, max_output_bytes);
 	if (qos == 0) {
-		if (over) {
+		if (over)
 			STAT_INC(c->w, qos0_dropped);
-			return;
-		}
-		send_publish(c, m, 0, retain, 0, false);
+		else
+			send_publish(c, m, 0, retain, 0, false);
+		if (owes)
+			msg_track_done(m);
 		return;
 	}
 	if (over || s->queue.n > 0 || s->out.n >= LIM(br, max_inflight)) {
-		queue_or_drop(c, m, qos, retain);
+		queue_or_drop(c, m, qos, retain, owes);
 		return;
 	}
-	send_window(c, msg_ref(m), qos, retain);
+	send_window(c, msg_ref(m), qos, retain, owes);
 }
 
 void client_pump(struct client *c)
@@ -377,9 +390,11 @@ void client_pump(struct client *c)
 		mqueue_pop(&s->queue, &e);
 		if (e.qos == 0) {
 			send_publish(c, e.m, 0, e.retain, 0, false);
+			if (e.owes)
+				msg_track_done(e.m);
 			msg_unref(e.m);
 		} else {
-			send_window(c, e.m, e.qos, e.retain);
+			send_window(c, e.m, e.qos, e.retain, e.owes);
 		}
 	}
 }

@@ -32,9 +32,7 @@ int handle_pubrec(struct client *c, const struct mqtt_packet *p)
 {
 	struct inflight_entry *e = inflight_find(&c->s->out, p->u.ack.packet_id);
 	if (e && e->state == INFL_WAIT_PUBREC) {
-		/* The client owns the message now; keep only the id. */
-		msg_unref(e->m);
-		e->m = NULL;
+		/* Keep the message until PUBCOMP: a tracked one completes only then. */
 		e->state = INFL_WAIT_PUBCOMP;
 	}
 	if (e)

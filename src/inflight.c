@@ -11,12 +11,28 @@ void inflight_init(struct inflight *f)
 	f->next_pid = 1;
 }
 
+static void settle(struct msg *m, bool *owes)
+{
+	if (*owes) {
+		*owes = false;
+		msg_track_done(m);
+	}
+}
+
 void inflight_release(struct inflight *f)
 {
-	for (uint16_t i = 0; i < f->n; i++)
+	for (uint16_t i = 0; i < f->n; i++) {
+		settle(f->e[i].m, &f->e[i].owes);
 		msg_unref(f->e[i].m);
+	}
 	free(f->e);
 	inflight_init(f);
+}
+
+void inflight_settle(struct inflight *f)
+{
+	for (uint16_t i = 0; i < f->n; i++)
+		settle(f->e[i].m, &f->e[i].owes);
 }
 
 struct inflight_entry *inflight_find(struct inflight *f, uint16_t pid)
@@ -40,7 +56,7 @@ uint16_t inflight_next_pid(struct inflight *f)
 }
 
 struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t pid,
-				    uint8_t qos, bool retain)
+				    uint8_t qos, bool retain, bool owes)
 {
 	if (f->n == f->cap) {
 		uint32_t cap = f->cap ? (uint32_t)f->cap * 2 : 4;
@@ -59,6 +75,7 @@ struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t 
 	e->pid = pid;
 	e->qos = qos;
 	e->retain = retain;
+	e->owes = owes;
 	e->state = qos == 1 ? INFL_WAIT_PUBACK : INFL_WAIT_PUBREC;
 	return e;
 }
@@ -66,6 +83,7 @@ struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t 
 void inflight_remove(struct inflight *f, struct inflight_entry *e)
 {
 	size_t i = (size_t)(e - f->e);
+	settle(e->m, &e->owes);
 	msg_unref(e->m);
 	memmove(&f->e[i], &f->e[i + 1], (f->n - i - 1) * sizeof(*e));
 	f->n--;
@@ -76,13 +94,24 @@ void mqueue_init(struct mqueue *q) { memset(q, 0, sizeof(*q)); }
 void mqueue_release(struct mqueue *q)
 {
 	struct mqueue_entry e;
-	while (mqueue_pop(q, &e))
+	while (mqueue_pop(q, &e)) {
+		settle(e.m, &e.owes);
 		msg_unref(e.m);
+	}
 	free(q->e);
 	mqueue_init(q);
 }
 
-int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, uint32_t max)
+void mqueue_settle(struct mqueue *q)
+{
+	for (uint32_t i = 0; i < q->n; i++) {
+		struct mqueue_entry *e = &q->e[(q->head + i) % q->cap];
+		settle(e->m, &e->owes);
+	}
+}
+
+int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
+		uint32_t max)
 {
 	if (q->n >= max)
 		return -1;
@@ -101,7 +130,7 @@ int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, uint3
 		q->cap = cap;
 		q->head = 0;
 	}
-	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain };
+	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain, owes };
 	q->n++;
 	return 0;
 }

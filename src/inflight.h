@@ -20,11 +20,12 @@ enum inflight_state {
 };
 
 struct inflight_entry {
-	struct msg *m;     /* owns one reference; NULL once PUBREC arrived */
+	struct msg *m;     /* owns one reference, until PUBCOMP for QoS 2 */
 	uint16_t pid;
 	uint8_t qos;
 	uint8_t state;
 	bool retain;       /* RETAIN flag to send */
+	bool owes;         /* a msg_track_done() is due when retired */
 };
 
 /* In insertion order, so redelivery keeps the original order. */
@@ -35,22 +36,27 @@ struct inflight {
 };
 
 void inflight_init(struct inflight *f);
-/* Unrefs every message and frees the storage. */
+/* Retires every entry (settling owed tracks) and frees the storage. */
 void inflight_release(struct inflight *f);
+/* Settles every owed track now (the session went offline: its messages
+ * count as queued) without removing the entries. */
+void inflight_settle(struct inflight *f);
 /* Returns a packet id (1..65535) not in use, or 0 if all are. */
 uint16_t inflight_next_pid(struct inflight *f);
-/* Appends an entry (takes the message reference). Returns the entry or NULL (ENOMEM). */
+/* Appends an entry (takes the message reference; owes says whether a track
+ * completion is still due). Returns the entry or NULL (ENOMEM). */
 struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t pid,
-				    uint8_t qos, bool retain);
+				    uint8_t qos, bool retain, bool owes);
 /* Returns the entry with this packet id, or NULL. */
 struct inflight_entry *inflight_find(struct inflight *f, uint16_t pid);
-/* Removes the entry (unrefs its message). */
+/* Removes the entry (settles its track, unrefs its message). */
 void inflight_remove(struct inflight *f, struct inflight_entry *e);
 
 struct mqueue_entry {
 	struct msg *m;     /* one reference */
 	uint8_t qos;
 	bool retain;
+	bool owes;         /* a msg_track_done() is due when retired */
 };
 
 /* A FIFO ring that grows on demand up to the caller's limit. */
@@ -60,10 +66,14 @@ struct mqueue {
 };
 
 void mqueue_init(struct mqueue *q);
+/* Retires every entry (settling owed tracks) and frees the storage. */
 void mqueue_release(struct mqueue *q);
+/* Settles every owed track now, keeping the entries. */
+void mqueue_settle(struct mqueue *q);
 /* Appends (takes the reference) unless the queue holds `max` entries or
  * cannot grow. Returns 0, or -1 when full (the caller keeps the reference). */
-int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, uint32_t max);
+int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
+		uint32_t max);
 /* Removes the oldest entry into *out (the reference passes to the caller).
  * Returns false when empty. */
 bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out);

@@ -21,6 +21,7 @@ struct msg *msg_new(const char *topic, size_t topic_len, const void *payload,
 	if (!m)
 		return NULL;
 	atomic_init(&m->refs, 1);
+	m->track = NULL;
 	m->qos = qos;
 	m->retain = retain;
 	m->topic_len = (uint16_t)topic_len;

@@ -14,8 +14,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Delivery tracking for messages that must be accounted for (downlink
+ * records whose Kafka offset is committed only once delivered). Each live
+ * delivery of a tracked message owes exactly one msg_track_done(): when the
+ * QoS 0 copy is written or dropped, the QoS 1/2 copy is acknowledged, or it
+ * lands in an offline session's queue. `done` runs once, on any thread,
+ * when `remaining` reaches zero; it owns and frees the track.
+ */
+struct msg_track {
+	atomic_int remaining;
+	void (*done)(struct msg_track *t);
+};
+
 struct msg {
 	atomic_uint refs;
+	struct msg_track *track;   /* NULL unless tracked */
 	uint8_t qos;           /* QoS it was published with */
 	bool retain;           /* retain flag it was published with */
 	uint16_t topic_len;
@@ -35,6 +49,13 @@ static inline struct msg *msg_ref(struct msg *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 	return m;
+}
+
+/* One delivery of m is accounted for (no-op for untracked messages). */
+static inline void msg_track_done(struct msg *m)
+{
+	if (m->track && atomic_fetch_sub(&m->track->remaining, 1) == 1)
+		m->track->done(m->track);
 }
 
 /* Drops one reference; frees on the last. NULL ok. */

@@ -33,6 +33,21 @@ struct uplink {
 	bool started;
 	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
 	struct uplink_stats st;
+	struct uplink_route_stats *rs; /* one per route of rt */
+	size_t n_rs;
+	struct uplink_latency lat;
+};
+
+const double uplink_lat_bounds_ms[UPLINK_LAT_BUCKETS - 1] = {
+	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000,
+};
+
+struct ticket;
+
+/* The opaque of one record: which ticket, which route. */
+struct rec {
+	struct ticket *t;
+	uint32_t route;
 };
 
 /* One per publish; shared by its records. */
@@ -45,7 +60,11 @@ struct ticket {
 	atomic_bool failed;
 	char *clientid;              /* for dead-letter envelopes */
 	char *username;
+	uint32_t n_recs;
+	struct rec recs[];           /* one per matched route, and one for a dead letter */
 };
+
+#define REC_DLQ UINT32_MAX
 
 static void ticket_free(struct ticket *t)
 {
@@ -113,7 +132,7 @@ static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
 		RD_KAFKA_V_KEY(t->clientid, strlen(t->clientid)),
 		RD_KAFKA_V_VALUE((void *)buf_head(&b), buf_used(&b)),
 		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(m->received_ms),
-		RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+		RD_KAFKA_V_OPAQUE(&t->recs[t->n_recs - 1]), RD_KAFKA_V_END);
 	buf_release(&b);
 	if (err) {
 		atomic_fetch_sub(&t->remaining, 1);
@@ -138,21 +157,41 @@ static void permanent_failure(struct uplink *u, struct ticket *t, const char *kt
 		 t->m->topic, ktopic ? ktopic : "-", error);
 }
 
+static void count_latency(struct uplink *u, int64_t received_ms)
+{
+	int64_t ms = util_wall_ms() - received_ms;
+	if (ms < 0)
+		ms = 0;
+	size_t b = 0;
+	while (b < UPLINK_LAT_BUCKETS - 1 && (double)ms > uplink_lat_bounds_ms[b])
+		b++;
+	atomic_fetch_add_explicit(&u->lat.count[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&u->lat.sum_us, (uint64_t)ms * 1000, memory_order_relaxed);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaque)
 {
 	struct uplink *u = opaque;
-	struct ticket *t = rm->_private;
+	struct rec *rec = rm->_private;
+	struct ticket *t = rec->t;
+	struct uplink_route_stats *rs = rec->route < u->n_rs ? &u->rs[rec->route] : NULL;
 	(void)rk;
 
 	atomic_fetch_sub(&u->st.in_flight, 1);
+	if (rs)
+		atomic_fetch_sub(&rs->in_flight, 1);
 	if (!rm->err) {
 		atomic_fetch_add(&u->st.delivered, 1);
+		if (rs)
+			atomic_fetch_add(&rs->delivered, 1);
+		count_latency(u, t->m->received_ms);
 	} else {
 		const char *topic = rd_kafka_topic_name(rm->rkt);
-		bool is_dlq = u->dead_letter && strcmp(topic, u->dead_letter) == 0;
+		if (rs)
+			atomic_fetch_add(&rs->failed, 1);
 		if (t->seq == 0) {
 			atomic_fetch_add(&u->st.qos0_failed, 1);
-		} else if (err_is_permanent(rm->err) && !is_dlq) {
+		} else if (err_is_permanent(rm->err) && rec->route != REC_DLQ) {
 			permanent_failure(u, t, topic, rd_kafka_err2str(rm->err));
 		} else {
 			atomic_fetch_add(&u->st.failed, 1);
@@ -194,6 +233,8 @@ struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *
 	u->br = br;
 	pthread_mutex_init(&u->rt_mu, NULL);
 	u->rt = route_table_ref(rt);
+	u->n_rs = route_table_count(rt);
+	u->rs = calloc(u->n_rs ? u->n_rs : 1, sizeof(*u->rs));
 	u->bootstrap = strdup(bootstrap);
 	if (cfg->kafka.dead_letter_topic)
 		u->dead_letter = strdup(cfg->kafka.dead_letter_topic);
@@ -263,6 +304,7 @@ void uplink_free(struct uplink *u)
 		rd_kafka_destroy(u->rk);
 	}
 	route_table_unref(u->rt);
+	free(u->rs);
 	pthread_mutex_destroy(&u->rt_mu);
 	free(u->dead_letter);
 	free(u->bootstrap);
@@ -278,13 +320,24 @@ struct route_table *uplink_routes(struct uplink *u)
 }
 
 const struct uplink_stats *uplink_stats(const struct uplink *u) { return &u->st; }
+const struct uplink_latency *uplink_latency(const struct uplink *u) { return &u->lat; }
+int uplink_queue_depth(const struct uplink *u) { return rd_kafka_outq_len(u->rk); }
+
+const struct uplink_route_stats *uplink_route_stats(const struct uplink *u, size_t i)
+{
+	return i < u->n_rs ? &u->rs[i] : NULL;
+}
 const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
 
-static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq)
+static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq,
+				 uint32_t n_routes)
 {
-	struct ticket *t = calloc(1, sizeof(*t));
+	struct ticket *t = calloc(1, sizeof(*t) + (n_routes + 1) * sizeof(struct rec));
 	if (!t)
 		return NULL;
+	t->n_recs = n_routes + 1;
+	for (uint32_t i = 0; i < t->n_recs; i++)
+		t->recs[i] = (struct rec){ t, i < n_routes ? 0 : REC_DLQ };
 	t->u = u;
 	t->m = msg_ref(m);
 	t->conn_id = c->conn_id;
@@ -314,7 +367,7 @@ static rd_kafka_headers_t *raw_headers(struct client *c, struct msg *m)
 
 /* Renders and produces one record of t for route r. */
 static void produce_route(struct worker *w, struct client *c, struct ticket *t,
-			  const struct route *r)
+			  const struct route *r, struct rec *rec)
 {
 	struct uplink *u = t->u;
 	struct msg *m = t->m;
@@ -377,16 +430,19 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
 					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
 					RD_KAFKA_V_TIMESTAMP(m->received_ms),
-					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
 	else
 		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
 					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
 					RD_KAFKA_V_TIMESTAMP(m->received_ms),
-					RD_KAFKA_V_OPAQUE(t), RD_KAFKA_V_END);
+					RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
+	struct uplink_route_stats *rs = rec->route < u->n_rs ? &u->rs[rec->route] : NULL;
 	if (err) {
 		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
 		atomic_fetch_sub(&t->remaining, 1);
 		atomic_fetch_sub(&u->st.in_flight, 1);
+		if (rs)
+			atomic_fetch_add(&rs->failed, 1);
 		if (t->seq != 0 && err_is_permanent(err)) {
 			permanent_failure(u, t, ktopic, rd_kafka_err2str(err));
 		} else if (t->seq != 0) {
@@ -400,6 +456,10 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 		return;
 	}
 	STAT_INC(w, up_routed);
+	if (rs) {
+		atomic_fetch_add(&rs->routed, 1);
+		atomic_fetch_add(&rs->in_flight, 1);
+	}
 }
 
 enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg *m,
@@ -418,11 +478,13 @@ enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg
 	if (atomic_load_explicit(&u->st.in_flight, memory_order_relaxed) + (int64_t)n >
 	    u->queue_limit)
 		return UPLINK_BUSY;
-	struct ticket *t = ticket_new(u, c, m, seq);
+	struct ticket *t = ticket_new(u, c, m, seq, (uint32_t)n);
 	if (!t)
 		return UPLINK_BUSY;
-	for (size_t i = 0; i < n; i++)
-		produce_route(w, c, t, routes[i]);
+	for (size_t i = 0; i < n; i++) {
+		t->recs[i].route = (uint32_t)route_index(routes[i]);
+		produce_route(w, c, t, routes[i], &t->recs[i]);
+	}
 	/* Drop our hold. If every record already failed or none was produced,
 	 * this completes the ticket through the inbox like any report. */
 	if (atomic_load(&t->remaining) == 1 && !atomic_load(&t->failed)) {

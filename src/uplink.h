@@ -36,6 +36,23 @@ struct uplink_stats {
 	atomic_uint_fast64_t closed;         /* connections closed after a failed delivery */
 };
 
+/* Per route (by route_index() of the current table); reset on reload. */
+struct uplink_route_stats {
+	atomic_uint_fast64_t routed;         /* records produced */
+	atomic_uint_fast64_t delivered;      /* acknowledged by Kafka */
+	atomic_uint_fast64_t failed;         /* failed (temporary or permanent) */
+	atomic_int_fast64_t in_flight;
+};
+
+/* Publish-to-Kafka-ack latency: cumulative-friendly buckets (upper bounds
+ * in ms, the last is +Inf), counts per bucket (not cumulative), and sum. */
+#define UPLINK_LAT_BUCKETS 12
+extern const double uplink_lat_bounds_ms[UPLINK_LAT_BUCKETS - 1];
+struct uplink_latency {
+	atomic_uint_fast64_t count[UPLINK_LAT_BUCKETS];
+	atomic_uint_fast64_t sum_us;
+};
+
 struct uplink;
 
 /*
@@ -56,6 +73,11 @@ void uplink_free(struct uplink *u);
 /* Returns a new reference to the current routing table. Any thread. */
 struct route_table *uplink_routes(struct uplink *u);
 const struct uplink_stats *uplink_stats(const struct uplink *u);
+/* Counters of route i of the table uplink_routes() returns, or NULL. Any thread. */
+const struct uplink_route_stats *uplink_route_stats(const struct uplink *u, size_t i);
+const struct uplink_latency *uplink_latency(const struct uplink *u);
+/* Current producer queue depth (records librdkafka holds). Any thread. */
+int uplink_queue_depth(const struct uplink *u);
 const char *uplink_bootstrap(const struct uplink *u);
 
 /* Result of uplink_publish(). */

@@ -66,6 +66,11 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 	case INBOX_TAKEOVER_DONE:
 		handle_connect_resume(w, it->u);
 		break;
+	case INBOX_INJECT:
+		broker_publish(w, it->p1);
+		msg_track_done(it->p1); /* the injector's hold */
+		msg_unref(it->p1);
+		break;
 	case INBOX_UPLINK_DONE:
 		uplink_done(w, it->p1);
 		worker_retry_blocked(w);
@@ -280,7 +285,11 @@ void worker_release(struct worker *w)
 		for (size_t i = 0; i < b->n; i++) {
 			if (b->items[i].kind == INBOX_DELIVER) {
 				session_unref(b->items[i].p1);
+				msg_track_done(b->items[i].p2);
 				msg_unref(b->items[i].p2);
+			} else if (b->items[i].kind == INBOX_INJECT) {
+				msg_track_done(b->items[i].p1);
+				msg_unref(b->items[i].p1);
 			} else if (b->items[i].kind == INBOX_TAKEOVER) {
 				session_unref(b->items[i].p1);
 			}
