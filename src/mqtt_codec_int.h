@@ -2,8 +2,8 @@
  * mqtt_codec_int.h - internals shared by the codec files only (mqtt_codec.c,
  * mqtt_decode.c); everyone else includes mqtt_codec.h.
  *
- * Bounded readers: each returns false, consuming nothing useful, when the
- * field does not fit before `end`; callers then report MQTT_ERR_MALFORMED.
+ * Bounded readers return false when the field does not fit before `end`;
+ * the cursor is then unspecified and the caller reports MQTT_ERR_MALFORMED.
  * Pure and reentrant like the rest of the codec.
  */
 #ifndef KG_MQTT_CODEC_INT_H
