@@ -1,0 +1,42 @@
+#!/bin/sh
+# deps.sh - installs the Debian packages kafkagate needs to build and test,
+# only those that are missing. Runs apt-get update at most once, and only when
+# something is missing; as root, or through sudo otherwise. Prints what it
+# installs; silent and fast when everything is present.
+set -eu
+
+PKGS="build-essential pkg-config librdkafka-dev libpaho-mqtt-dev libjansson-dev
+libconfig-dev libcmocka-dev libssl-dev mosquitto mosquitto-clients kcat clang
+libclang-rt-14-dev curl gnuplot-nox"
+
+# One dpkg-query for all packages; those it does not list as installed are missing.
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null |
+	awk '$NF == "installed" && $(NF-1) == "ok" { print $1 }' | tr '\n' ' ')
+missing=
+for p in $PKGS; do
+	case " $installed " in
+	*" $p "*) ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+# Java 17 and Maven usually come from elsewhere on the machine: check the tools.
+command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
+command -v mvn >/dev/null 2>&1 || missing="$missing maven"
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+	as_root=
+elif command -v sudo >/dev/null 2>&1; then
+	as_root=sudo
+else
+	echo "deps.sh: missing:$missing; run as root or install sudo" >&2
+	exit 1
+fi
+echo "deps.sh: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+echo "deps.sh: installed:$missing"

@@ -1,0 +1,366 @@
+/*
+ * gw.c - spawn, probe and stop the gateway (or mosquitto) for tests.
+ */
+#include "gw.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GW_WAIT_MS 10000
+#define GW_TAIL_BYTES 4096
+
+static long long gw_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void gw_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static bool gw_is_mosquitto(void)
+{
+	const char *b = getenv("KG_BROKER");
+
+	return b && strcmp(b, "mosquitto") == 0;
+}
+
+static int gw_status_code(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return -1;
+}
+
+int gw_free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd, port = -1;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool gw_port_open(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int fd, rc;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)port);
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return rc == 0;
+}
+
+static void gw_print_tail(const struct gw *g)
+{
+	char buf[GW_TAIL_BYTES + 1];
+	ssize_t n;
+	off_t size;
+	int fd;
+
+	fd = open(g->log_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "gw: no log at %s\n", g->log_path);
+		return;
+	}
+	size = lseek(fd, 0, SEEK_END);
+	lseek(fd, size > GW_TAIL_BYTES ? size - GW_TAIL_BYTES : 0, SEEK_SET);
+	n = read(fd, buf, GW_TAIL_BYTES);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	fprintf(stderr, "gw: --- tail of %s ---\n%s\ngw: --- end of log ---\n",
+		g->log_path, buf);
+}
+
+static int gw_write_config(const struct gw *g, const char *extra_cfg)
+{
+	FILE *f = fopen(g->cfg_path, "w");
+	int rc;
+
+	if (!f)
+		return -1;
+	/* "user root": mosquitto started as root would otherwise switch user,
+	 * which clears PR_SET_PDEATHSIG. */
+	if (gw_is_mosquitto())
+		fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\n"
+			"log_dest stderr\nlog_type all\n%s", g->port,
+			geteuid() == 0 ? "user root\n" : "");
+	else
+		fprintf(f, "listeners = ( { address = \"127.0.0.1\"; port = %d; } );\n"
+			"log = { level = \"debug\"; };\n%s\n",
+			g->port, extra_cfg ? extra_cfg : "");
+	rc = ferror(f) ? -1 : 0;
+	if (fclose(f) != 0)
+		rc = -1;
+	return rc;
+}
+
+/* Runs in the child between fork and exec: only async-signal-safe calls. */
+static void gw_exec(const struct gw *g, pid_t parent)
+{
+	const char *bin;
+	int fd;
+
+	if (gw_is_mosquitto()) {
+		bin = getenv("KG_MOSQUITTO");
+		if (!bin)
+			bin = "/usr/sbin/mosquitto";
+	} else {
+		bin = getenv("KG_BIN");
+		if (!bin)
+			bin = "build/kafkagate";
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(126);
+	fd = open(g->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		close(fd);
+	}
+	if (gw_is_mosquitto())
+		execl(bin, bin, "-c", g->cfg_path, (char *)NULL);
+	else
+		execl(bin, bin, "--config", g->cfg_path, (char *)NULL);
+	dprintf(STDERR_FILENO, "gw: cannot exec %s: %s\n", bin, strerror(errno));
+	_exit(127);
+}
+
+/* Waits for the child to exit for up to timeout_ms; returns gw_status_code()
+ * and clears g->pid, or -1 while it still runs. */
+static int gw_reap(struct gw *g, int timeout_ms)
+{
+	long long deadline = gw_now_ms() + timeout_ms;
+	int st;
+
+	while (g->pid > 0) {
+		pid_t r = waitpid(g->pid, &st, WNOHANG);
+
+		if (r == g->pid) {
+			g->pid = 0;
+			return gw_status_code(st);
+		}
+		if (r < 0) {
+			g->pid = 0;
+			break;
+		}
+		if (gw_now_ms() >= deadline)
+			break;
+		gw_sleep_ms(10);
+	}
+	return -1;
+}
+
+static int gw_terminate(struct gw *g)
+{
+	pid_t pid = g->pid;
+	int rc;
+
+	if (pid <= 0)
+		return -1;
+	kill(pid, SIGTERM);
+	rc = gw_reap(g, GW_WAIT_MS);
+	if (g->pid == 0)
+		return rc;
+	fprintf(stderr, "gw: pid %d ignored SIGTERM for %d ms, sending SIGKILL\n",
+		(int)pid, GW_WAIT_MS);
+	kill(pid, SIGKILL);
+	return gw_reap(g, GW_WAIT_MS);
+}
+
+static int gw_spawn(struct gw *g)
+{
+	long long deadline = gw_now_ms() + GW_WAIT_MS;
+	pid_t parent = getpid();
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("gw: fork");
+		return -1;
+	}
+	if (pid == 0)
+		gw_exec(g, parent);
+	g->pid = pid;
+	while (gw_now_ms() < deadline) {
+		int st;
+
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			g->pid = 0;
+			fprintf(stderr, "gw: broker exited during start-up with status %d\n",
+				gw_status_code(st));
+			gw_print_tail(g);
+			return -1;
+		}
+		if (gw_port_open(g->port))
+			return 0;
+		gw_sleep_ms(20);
+	}
+	fprintf(stderr, "gw: port %d not open after %d ms\n", g->port, GW_WAIT_MS);
+	gw_print_tail(g);
+	gw_terminate(g);
+	return -1;
+}
+
+static int gw_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void gw_remove_dir(struct gw *g)
+{
+	const char *keep = getenv("KG_KEEP");
+
+	if (g->dir[0] == '\0')
+		return;
+	if (keep && strcmp(keep, "1") == 0)
+		fprintf(stderr, "gw: kept %s\n", g->dir);
+	else
+		nftw(g->dir, gw_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	g->dir[0] = '\0';
+}
+
+int gw_start(struct gw *g, const char *extra_cfg)
+{
+	const char *tmp = getenv("TMPDIR");
+	int metrics_port = g->metrics_port;
+
+	memset(g, 0, sizeof(*g));
+	g->metrics_port = metrics_port;
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if (snprintf(g->dir, sizeof(g->dir), "%s/kg-gw-XXXXXX", tmp) >= (int)sizeof(g->dir) ||
+	    !mkdtemp(g->dir)) {
+		fprintf(stderr, "gw: cannot make a temporary directory in %s\n", tmp);
+		g->dir[0] = '\0';
+		return -1;
+	}
+	snprintf(g->cfg_path, sizeof(g->cfg_path), "%s/gw.cfg", g->dir);
+	snprintf(g->log_path, sizeof(g->log_path), "%s/gw.log", g->dir);
+	g->port = gw_free_port();
+	if (g->port < 0 || gw_write_config(g, extra_cfg) < 0) {
+		fprintf(stderr, "gw: cannot pick a port or write %s\n", g->cfg_path);
+		goto fail;
+	}
+	if (gw_spawn(g) < 0)
+		goto fail;
+	return 0;
+fail:
+	gw_remove_dir(g);
+	return -1;
+}
+
+int gw_stop(struct gw *g)
+{
+	int rc = gw_terminate(g);
+
+	gw_remove_dir(g);
+	return rc;
+}
+
+void gw_kill(struct gw *g, int sig)
+{
+	if (g->pid > 0)
+		kill(g->pid, sig);
+}
+
+int gw_wait_exit(struct gw *g, int timeout_ms)
+{
+	return gw_reap(g, timeout_ms);
+}
+
+int gw_restart(struct gw *g)
+{
+	gw_terminate(g);
+	return gw_spawn(g);
+}
+
+bool gw_log_contains(struct gw *g, const char *needle)
+{
+	size_t nlen = strlen(needle), cap = 0, len = 0;
+	char *data = NULL;
+	bool found = false;
+	FILE *f;
+
+	f = fopen(g->log_path, "rb");
+	if (!f)
+		return false;
+	for (;;) {
+		if (len == cap) {
+			char *p = realloc(data, cap ? cap * 2 : 65536);
+
+			if (!p)
+				break;
+			data = p;
+			cap = cap ? cap * 2 : 65536;
+		}
+		size_t n = fread(data + len, 1, cap - len, f);
+
+		if (n == 0)
+			break;
+		len += n;
+	}
+	fclose(f);
+	found = data && memmem(data, len, needle, nlen) != NULL;
+	free(data);
+	return found;
+}
+
+bool gw_log_wait(struct gw *g, const char *needle, int timeout_ms)
+{
+	long long deadline = gw_now_ms() + timeout_ms;
+
+	for (;;) {
+		if (gw_log_contains(g, needle))
+			return true;
+		if (gw_now_ms() >= deadline)
+			return false;
+		gw_sleep_ms(20);
+	}
+}
