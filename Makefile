@@ -109,7 +109,7 @@ fuzz: deps
 	@mkdir -p build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
 		-o build-fuzz/fuzz_decode tests/fuzz/fuzz_decode.c \
-		src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/buf.c
+		src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/buf.c
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		build-fuzz/corpus tests/fuzz/corpus

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# compare.sh - run the same MQTT scenarios against kafkagate and mosquitto
+# and print one markdown table (also bench/results/latest.md), ratio lines and
+# a chart (bench/results/compare.png). See bench/README.md.
+#
+# Every broker and load generator is started here, on 127.0.0.1, with a time
+# bound, and stopped by PID on exit. Each scenario gets a freshly started
+# broker so that CPU and memory figures do not carry over between rows.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}        # seconds of publishing per throughput scenario
+RATE=${RATE:-0}                 # msgs/s per scenario, 0 = flat out
+E2E_WINDOW=${E2E_WINDOW:-5000}  # deliveries in transit at most, 0 = open loop
+SIZE=${SIZE:-64}                # payload bytes
+PUBS=${PUBS:-50}                # scenario 1/2 publishers
+FANOUT=${FANOUT:-100}           # scenario 3 subscribers
+IDLE=${IDLE:-15000}             # scenario 4 connections in total
+IDLE_PROCS=${IDLE_PROCS:-3}     # ... spread over this many loadgen processes
+KG_BIN=${KG_BIN:-build/kafkagate}
+KG_CONF=${KG_CONF:-}            # config template; @PORT@ is replaced
+MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
+LOADGEN_GIVEN=${LOADGEN:+1}
+LOADGEN=${LOADGEN:-build/bench/loadgen}
+OUT=${OUT:-bench/results}
+
+WORK=$(mktemp -d /tmp/kg-bench.XXXXXX)
+PIDS=()
+TICK=$(getconf CLK_TCK)
+
+# alive PID: running and not yet a zombie (kill -0 succeeds on zombies).
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+
+# stop_pid PID: TERM, then KILL after 5 s; forgets the PID once reaped so
+# that cleanup never signals a recycled one.
+stop_pid() {
+	local pid=$1 i keep=()
+	if kill -TERM "$pid" 2>/dev/null; then
+		for i in $(seq 50); do
+			alive "$pid" || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	for i in "${PIDS[@]}"; do
+		[ "$i" = "$pid" ] || keep+=("$i")
+	done
+	PIDS=("${keep[@]}")
+}
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '%s\n' "$*" >&2; }
+
+# The broker and mosquitto need one fd per connection; 20000 is this
+# machine's hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+build_loadgen() {
+	if [ -n "$LOADGEN_GIVEN" ]; then
+		[ -x "$LOADGEN" ] && return 0
+		say "compare: LOADGEN=$LOADGEN is not executable"
+		exit 1
+	fi
+	timeout 300 make -s bench >"$WORK/make.log" 2>&1 && [ -x "$LOADGEN" ] && return 0
+	# The library may not build yet while other modules are written: the
+	# generator only needs the codec and buf.
+	say "compare: 'make bench' failed (see below); compiling loadgen from the codec sources"
+	tail -n 5 "$WORK/make.log" >&2 || true
+	local srcs=() f
+	for f in src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/mqtt_props.c src/buf.c; do
+		[ -f "$f" ] && srcs+=("$f")
+	done
+	mkdir -p "$(dirname "$LOADGEN")"
+	cc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o "$LOADGEN" bench/loadgen.c "${srcs[@]}"
+}
+
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 10000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# cpu_ticks PID: utime + stime (fields 14 and 15; the name in field 2 may
+# hold spaces, so count from the closing parenthesis).
+cpu_ticks() {
+	local stat
+	stat=$(cat "/proc/$1/stat") || { echo 0; return; }
+	stat=${stat##*) }
+	awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+rss_kib() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# start_broker NAME: sets BROKER_PID and PORT, or returns 1.
+start_broker() {
+	local name=$1 conf log=$WORK/$1.log
+	PORT=$(free_port)
+	if [ "$name" = mosquitto ]; then
+		conf=$WORK/mosquitto.conf
+		cat >"$conf" <<-EOF
+		listener $PORT 127.0.0.1
+		allow_anonymous true
+		persistence false
+		max_queued_messages 1000000
+		set_tcp_nodelay true
+		log_dest stderr
+		log_type error
+		log_type warning
+		EOF
+		"$MOSQ_BIN" -c "$conf" >>"$log" 2>&1 &
+	else
+		conf=$WORK/kafkagate.cfg
+		if [ -n "$KG_CONF" ]; then
+			sed "s/@PORT@/$PORT/g" "$KG_CONF" >"$conf"
+		else
+			cat >"$conf" <<-EOF
+			listeners = ( { address = "127.0.0.1"; port = $PORT; } );
+			limits = { max_connections = 100000; max_queued_messages = 1000000; };
+			log = { level = "warn"; };
+			EOF
+		fi
+		"$KG_BIN" --config "$conf" >>"$log" 2>&1 &
+	fi
+	BROKER_PID=$!
+	PIDS+=("$BROKER_PID")
+	# Ready when an MQTT CONNECT gets its CONNACK; 10 s at most.
+	local deadline=$((SECONDS + 10))
+	while [ $SECONDS -lt $deadline ]; do
+		alive "$BROKER_PID" || break
+		if timeout 2 "$LOADGEN" idle --port "$PORT" --clients 1 --hold 0 \
+			--connect-timeout 1 --id-prefix probe >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	say "compare: $name did not start on 127.0.0.1:$PORT; its log:"
+	tail -n 20 "$log" >&2 || true
+	stop_pid "$BROKER_PID"
+	return 1
+}
+
+# Results: R[scenario|broker|field]
+declare -A R
+SCEN_IDS=(s1 s2 s3 s4)
+declare -A SCEN_NAME=(
+	[s1]="$PUBS pub -> 1 sub, QoS 0"
+	[s2]="$PUBS pub -> 1 sub, QoS 1"
+	[s3]="1 pub -> $FANOUT sub, QoS 0"
+	[s4]="$IDLE idle connections"
+)
+declare -A SCEN_SHORT=([s1]="$PUBS->1 QoS 0" [s2]="$PUBS->1 QoS 1" [s3]="1->$FANOUT QoS 0")
+declare -A SCEN_ARGS=(
+	[s1]="--pubs $PUBS --subs 1 --qos 0 --topic-prefix bench/s1"
+	[s2]="--pubs $PUBS --subs 1 --qos 1 --topic-prefix bench/s2"
+	[s3]="--pubs 1 --subs $FANOUT --qos 0 --topic-prefix bench/s3 --topic bench/s3/0"
+)
+
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+
+# run_traffic ID BROKER: one throughput scenario on a fresh broker.
+run_traffic() {
+	local id=$1 b=$2 c0 c1 line lg out=$WORK/$1-$2.out
+	start_broker "$b" || { R[$id|$b|err]="did not start"; return 0; }
+	c0=$(cpu_ticks "$BROKER_PID")
+	# In the background so that a signal reaches the trap at once (bash
+	# defers traps while a foreground command runs).
+	# shellcheck disable=SC2086
+	timeout -k 5 $((DURATION + 90)) "$LOADGEN" run --port "$PORT" ${SCEN_ARGS[$id]} \
+		--size "$SIZE" --rate "$RATE" --e2e-window "$E2E_WINDOW" \
+		--duration "$DURATION" --drain 20 \
+		>"$out" 2>"$WORK/$id-$b.err" &
+	lg=$!
+	PIDS+=("$lg")
+	wait "$lg" || true
+	stop_pid "$lg"
+	c1=$(cpu_ticks "$BROKER_PID")
+	stop_pid "$BROKER_PID"
+	line=$(grep '^RESULT' "$out" || true)
+	if [ -z "$line" ]; then
+		R[$id|$b|err]="loadgen failed"
+		tail -n 5 "$WORK/$id-$b.err" >&2 || true
+		return 0
+	fi
+	say "  $b: $line"
+	R[$id|$b|line]=$line
+	R[$id|$b|rate]=$(field msgs_per_s "$line")
+	R[$id|$b|p50]=$(field p50_us "$line")
+	R[$id|$b|p99]=$(field p99_us "$line")
+	R[$id|$b|p999]=$(field p999_us "$line")
+	R[$id|$b|cpu]=$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$(field received "$line")" \
+		'BEGIN { if (n > 0) printf "%.3f", t / hz / (n / 1e6); else print "-" }')
+}
+
+# run_idle BROKER: IDLE connections from IDLE_PROCS processes.
+run_idle() {
+	local b=$1 per=$(( (IDLE + IDLE_PROCS - 1) / IDLE_PROCS )) left=$IDLE i n
+	local rss0 rss1 ok=0 lg=() deadline
+	start_broker "$b" || { R[s4|$b|err]="did not start"; return 0; }
+	sleep 0.5
+	rss0=$(rss_kib "$BROKER_PID")
+	for i in $(seq "$IDLE_PROCS"); do
+		n=$((left < per ? left : per))
+		left=$((left - n))
+		[ "$n" -gt 0 ] || continue
+		timeout -k 5 300 "$LOADGEN" idle --port "$PORT" --clients "$n" --hold 240 \
+			--connect-timeout 120 --id-prefix "idle$i-" \
+			>"$WORK/idle-$b-$i.out" 2>"$WORK/idle-$b-$i.err" &
+		lg+=($!)
+		PIDS+=($!)
+	done
+	deadline=$((SECONDS + 150))
+	while [ $SECONDS -lt $deadline ]; do
+		[ "$(cat "$WORK"/idle-"$b"-*.out 2>/dev/null | grep -c '^CONNECTED')" -ge "${#lg[@]}" ] && break
+		sleep 0.5
+	done
+	sleep 1
+	rss1=$(rss_kib "$BROKER_PID")
+	ok=$(cat "$WORK"/idle-"$b"-*.out 2>/dev/null |
+		awk '/^CONNECTED/ { sub("ok=", "", $2); s += $2 } END { print s + 0 }')
+	for i in "${lg[@]}"; do
+		stop_pid "$i"
+	done
+	stop_pid "$BROKER_PID"
+	say "  $b: connected=$ok/$IDLE broker VmRSS ${rss0} KiB -> ${rss1} KiB"
+	R[s4|$b|line]="connected=$ok of $IDLE, VmRSS $rss0 -> $rss1 KiB"
+	R[s4|$b|rss]=$(awk -v a="$rss0" -v z="$rss1" -v n="$ok" \
+		'BEGIN { if (n > 0) printf "%.2f", (z - a) / n; else print "-" }')
+}
+
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+build_loadgen
+HAVE_KG=1
+if [ ! -x "$KG_BIN" ]; then
+	say "compare: kafkagate binary '$KG_BIN' not found or not executable: only mosquitto rows will be measured"
+	HAVE_KG=0
+fi
+BROKERS=(kafkagate mosquitto)
+
+for id in "${SCEN_IDS[@]}"; do
+	say "scenario: ${SCEN_NAME[$id]}"
+	for b in "${BROKERS[@]}"; do
+		if [ "$b" = kafkagate ] && [ "$HAVE_KG" = 0 ]; then
+			R[$id|$b|err]="not built"
+			continue
+		fi
+		if [ "$id" = s4 ]; then run_idle "$b"; else run_traffic "$id" "$b"; fi
+	done
+done
+
+ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.3f", u / 1000 }'; }
+val() { local v=${R[$1]:-}; echo "${v:--}"; }
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || a == "-" || b == "-" || b + 0 == 0) print "n/a";
+		else printf "%.2f", a / b }'
+}
+
+mkdir -p "$OUT"
+{
+	echo "# kafkagate vs mosquitto"
+	echo
+	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r)"
+	echo "- load average before the run: $LOAD0 (other work on the machine skews every row)"
+	echo "- mosquitto: $("$MOSQ_BIN" -h 2>&1 | sed -n 's/^mosquitto version //p' | head -n 1)"
+	echo "- kafkagate: $([ "$HAVE_KG" = 1 ] && echo "$KG_BIN" || echo "not measured ($KG_BIN missing)")"
+	echo "- parameters: DURATION=${DURATION}s RATE=$RATE E2E_WINDOW=$E2E_WINDOW SIZE=${SIZE}B PUBS=$PUBS FANOUT=$FANOUT IDLE=$IDLE (x$IDLE_PROCS processes)"
+	echo
+	echo "| scenario | broker | msgs/s | p50 ms | p99 ms | p999 ms | CPU s per 1M msgs | RSS/conn KiB |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	for id in "${SCEN_IDS[@]}"; do
+		for b in "${BROKERS[@]}"; do
+			if [ -n "${R[$id|$b|err]:-}" ]; then
+				echo "| ${SCEN_NAME[$id]} | $b | ${R[$id|$b|err]} | - | - | - | - | - |"
+			elif [ "$id" = s4 ]; then
+				echo "| ${SCEN_NAME[$id]} | $b | - | - | - | - | - | $(val "s4|$b|rss") |"
+			else
+				echo "| ${SCEN_NAME[$id]} | $b | $(val "$id|$b|rate") | $(ms "${R[$id|$b|p50]:-}") |" \
+				     "$(ms "${R[$id|$b|p99]:-}") | $(ms "${R[$id|$b|p999]:-}") | $(val "$id|$b|cpu") | - |"
+			fi
+		done
+	done
+	echo
+	echo "Ratios kafkagate/mosquitto (msgs/s: higher is better; p99, CPU, RSS: lower is better):"
+	echo
+	for id in s1 s2 s3; do
+		echo "- ${SCEN_NAME[$id]}: msgs/s $(ratio "${R[$id|kafkagate|rate]:-}" "${R[$id|mosquitto|rate]:-}")," \
+		     "p99 $(ratio "${R[$id|kafkagate|p99]:-}" "${R[$id|mosquitto|p99]:-}")," \
+		     "CPU per 1M $(ratio "${R[$id|kafkagate|cpu]:-}" "${R[$id|mosquitto|cpu]:-}")"
+	done
+	echo "- ${SCEN_NAME[s4]}: RSS/conn $(ratio "${R[s4|kafkagate|rss]:-}" "${R[s4|mosquitto|rss]:-}")"
+	echo
+	echo "Raw loadgen results:"
+	echo
+	for id in "${SCEN_IDS[@]}"; do
+		for b in "${BROKERS[@]}"; do
+			[ -n "${R[$id|$b|line]:-}" ] && echo "    $id $b: ${R[$id|$b|line]}"
+		done
+	done
+	echo
+	echo "![msgs/s and CPU per 1M messages](compare.png)"
+} | tee "$OUT/latest.md"
+
+{
+	echo "# scenario mosquitto_msgs kafkagate_msgs mosquitto_cpu kafkagate_cpu"
+	for id in s1 s2 s3; do
+		printf '"%s" %s %s %s %s\n' "${SCEN_SHORT[$id]}" \
+			"$(val "$id|mosquitto|rate")" "$(val "$id|kafkagate|rate")" \
+			"$(val "$id|mosquitto|cpu")" "$(val "$id|kafkagate|cpu")"
+	done
+} >"$OUT/compare.dat"
+if timeout 60 gnuplot -c bench/plot.gp "$OUT/compare.dat" "$OUT/compare.png" 2>"$WORK/gnuplot.err"; then
+	say "chart: $OUT/compare.png"
+else
+	say "compare: gnuplot failed:"
+	cat "$WORK/gnuplot.err" >&2
+fi
