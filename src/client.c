@@ -220,6 +220,14 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 			client_close(c, "unsupported protocol version", false);
 			break;
 		}
+		if (d == MQTT_ERR_PROTOCOL && f.type == MQTT_CONNECT && c->state == CL_NEW &&
+		    pkt.u.connect.level == 3) {
+			/* MQTT 3.1: a client id outside 1..23 bytes gets return code 2. */
+			struct mqtt_connack ca = { .rc = MQTT_CONNACK_ID_REJECTED };
+			mqtt_encode_connack(&c->obuf, 3, &ca);
+			client_close(c, "client id rejected (MQTT 3.1)", false);
+			break;
+		}
 		if (d < 0) {
 			STAT_INC(w, malformed);
 			log_debug("malformed client=%s addr=%s type=%s err=%s", c->id ? c->id : "-",

@@ -23,7 +23,8 @@
 
 static int connack(struct client *c, uint8_t rc, bool present)
 {
-	struct mqtt_connack ca = { .session_present = present, .rc = rc };
+	/* MQTT 3.1 has no session-present flag: the byte is reserved, 0. */
+	struct mqtt_connack ca = { .session_present = present && c->level >= 4, .rc = rc };
 	mqtt_encode_connack(&c->obuf, c->level, &ca);
 	STAT_INC(c->w, pkts_out[MQTT_CONNACK]);
 	client_mark_output(c);
@@ -115,9 +116,22 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 		client_close(c, "second CONNECT", true);
 		return -1;
 	}
+	if (k->level == 5) {
+		/* MQTT 5 is not served yet: answer as a 3.1.1 server must
+		 * (MQTT-3.1.2-2), return code 1, then close. */
+		c->level = 4;
+		connack(c, MQTT_CONNACK_BAD_PROTOCOL, false);
+		client_close(c, "MQTT 5 not supported", false);
+		return -1;
+	}
 	c->level = k->level;
 	c->clean = k->clean;
 	c->keepalive = k->keepalive;
+	if (k->level == 3 && (id_len == 0 || id_len > 23)) {
+		connack(c, MQTT_CONNACK_ID_REJECTED, false);
+		client_close(c, "client id rejected (MQTT 3.1 needs 1..23 bytes)", false);
+		return -1;
+	}
 	if (id_len == 0) {
 		if (!k->clean) {
 			connack(c, MQTT_CONNACK_ID_REJECTED, false);
@@ -127,10 +141,6 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 		id_len = (uint16_t)snprintf(idbuf, sizeof(idbuf), "kg-%016llx",
 					    (unsigned long long)c->conn_id);
 		id = idbuf;
-	} else if (k->level == 3 && id_len > 23) {
-		connack(c, MQTT_CONNACK_ID_REJECTED, false);
-		client_close(c, "client id longer than 23 bytes (MQTT 3.1)", false);
-		return -1;
 	}
 	c->id = util_strdup_n(id, id_len);
 	c->id_len = id_len;
