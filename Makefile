@@ -5,6 +5,7 @@
 #   make sanitize   unit + integration tests under ASan/UBSan (build-san/)
 #   make fuzz       run the packet decoder fuzzer for FUZZ_SECONDS
 #   make bench      build the load generators
+#   make install    binary, config example and systemd unit (PREFIX, DESTDIR)
 
 B        ?= build
 CC       ?= cc
@@ -24,19 +25,19 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon.
 LIB_SRC := \
-	src/buf.c src/log.c src/cfg.c src/util.c \
+	src/buf.c src/log.c src/cfg.c src/util.c src/daemon.c \
 	src/loop.c src/inbox.c src/net.c src/worker.c \
 	src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/topic.c \
 	src/msg.c src/sub_trie.c src/retain.c src/session.c src/broker.c \
 	src/client.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
 	src/handle_subscribe.c src/handle_ack.c src/inflight.c \
 	src/template.c src/route.c src/envelope.c \
-	src/kafka_conf.c src/uplink.c
+	src/kafka_conf.c src/uplink.c src/reload.c
 
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
-UNIT_TESTS := codec topic sub_trie retain cfg template route envelope
+UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c
@@ -44,7 +45,7 @@ IT_TESTS   := connect publish subscribe retain will session limits
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
-.PHONY: all run test unit integration vectors sanitize fuzz bench deps clean
+.PHONY: all run test unit integration vectors sanitize fuzz bench deps clean install packaging
 
 all: $(BIN)
 
@@ -91,7 +92,7 @@ vectors: $(BIN) $(VECTOR_BIN)
 	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt
 
 test: deps
-	$(MAKE) all unit integration vectors
+	$(MAKE) all unit integration packaging vectors
 
 sanitize: deps
 	$(MAKE) B=build-san OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -113,6 +114,31 @@ fuzz: deps
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		build-fuzz/corpus tests/fuzz/corpus
+
+# Packaging files (docker/, systemd/, the config examples) against the binary.
+packaging: $(BIN)
+	@KG_BIN=$(BIN) tests/integration/it_packaging.sh
+
+# The unit goes under PREFIX (systemd searches /usr/local/lib/systemd/system);
+# its /usr/local/bin and /etc/kafkagate paths are rewritten to match. An
+# existing config is never overwritten: the example lands next to it.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+CFGDIR      = $(DESTDIR)$(SYSCONFDIR)/kafkagate
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(CFGDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kafkagate
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/kafkagate/|$(SYSCONFDIR)/kafkagate/|g' \
+		systemd/kafkagate.service > $(DESTDIR)$(UNITDIR)/kafkagate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kafkagate.service
+	@if [ -e $(CFGDIR)/kafkagate.cfg ]; then \
+		echo "keeping $(CFGDIR)/kafkagate.cfg; the example goes to kafkagate.cfg.example"; \
+		install -m 0644 config/kafkagate.cfg $(CFGDIR)/kafkagate.cfg.example; \
+	else \
+		install -m 0644 config/kafkagate.cfg $(CFGDIR)/kafkagate.cfg; \
+	fi
 
 clean:
 	rm -rf build build-san build-fuzz

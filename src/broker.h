@@ -47,6 +47,8 @@ struct broker {
 	struct session_dir dir;
 	atomic_int n_connections;
 	struct uplink *up;           /* NULL: no Kafka configured */
+	atomic_uint_fast64_t reloads;         /* SIGHUP reloads applied */
+	atomic_uint_fast64_t reload_failures; /* rejected */
 };
 
 /* Returns a new broker with `n_workers` workers bound to the configured

@@ -9,6 +9,7 @@
 #include "cfg.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "reload.h"
 #include "route.h"
 #include "uplink.h"
 #include "worker.h"
@@ -28,7 +29,8 @@ static void usage(FILE *f)
 		"  -V, --version      print the version and exit\n"
 		"  -h, --help         print this help and exit\n"
 		"\n"
-		"Signals: SIGTERM/SIGINT stop cleanly.\n");
+		"Signals: SIGTERM/SIGINT stop cleanly (flushing Kafka); SIGHUP reloads the\n"
+		"configuration (routes, limits, log level) without closing connections.\n");
 }
 
 /* Kafka is started when the config has a kafka group, routes or downlinks. */
@@ -37,26 +39,8 @@ static bool kafka_wanted(const struct cfg *cfg)
 	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0;
 }
 
-static struct route_table *routes_from_cfg(const struct cfg *cfg, char *err, size_t errlen)
-{
-	size_t n = cfg->nroutes;
-	struct route_spec specs[n ? n : 1];
-	char e[400];
-
-	for (size_t i = 0; i < n; i++) {
-		const struct cfg_route *r = &cfg->routes[i];
-		specs[i] = (struct route_spec){
-			.filter = r->filter, .topic = r->topic, .key = r->key,
-			.format = r->format == CFG_FORMAT_JSON ? "json" : "raw", .line = r->line,
-		};
-	}
-	struct route_table *rt = route_table_new(specs, n, e, sizeof(e));
-	if (!rt)
-		snprintf(err, errlen, "%s:%s", cfg->path, e);
-	return rt;
-}
-
-static void wait_for_stop(void)
+/* Serves SIGHUP reloads until SIGTERM or SIGINT. */
+static void wait_for_stop(struct reload_ctx *rl)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -68,7 +52,8 @@ static void wait_for_stop(void)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_info("reload requested: not supported yet, configuration unchanged");
+			log_info("reload requested config=%s", rl->path);
+			reload_apply(rl);
 			continue;
 		}
 		log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -112,7 +97,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (!(rt = routes_from_cfg(cfg, err, sizeof(err))) ||
+	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
 	    kafka_conf_check(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		cfg_free(cfg);
@@ -172,7 +157,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 		br->up = up;
 		for (int i = 0; i < br->n_workers; i++) {
 			br->workers[i].up = up;
-			br->workers[i].routes = route_table_ref(rt);
+			br->workers[i].routes = uplink_current_routes(up);
 		}
 		if (uplink_start(up) < 0)
 			goto out;
@@ -186,16 +171,18 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			 broker_listener_port(br, (int)i), br->n_workers);
 	log_info("kafkagate started version=%s config=%s", KG_VERSION, path);
 
-	wait_for_stop();
+	struct reload_ctx rl = { .path = path, .br = br, .up = up, .cur = cfg };
+	wait_for_stop(&rl);
 	if (up) {
 		/* Stop taking publishes, let Kafka answer what is in flight so the
 		 * devices get their acks, then close the connections. */
 		broker_drain(br);
-		int left = uplink_flush(up, cfg->kafka.flush_timeout * 1000);
+		int left = uplink_flush(up, rl.cur->kafka.flush_timeout * 1000);
 		if (left > 0)
 			log_warn("kafka flush timed out records=%d", left);
 	}
 	broker_stop(br);
+	reload_release(&rl, cfg);
 	rc = 0;
 out:
 	if (br && br->n_workers && rc != 0)

@@ -26,16 +26,23 @@ struct uplink {
 	rd_kafka_t *rk;
 	char *dead_letter;           /* NULL: none */
 	char *bootstrap;
-	pthread_mutex_t rt_mu;       /* guards rt swaps (reload) */
-	struct route_table *rt;
+	pthread_mutex_t rt_mu;       /* guards gen swaps (reload) */
+	struct uplink_routes *gen;   /* current; older ones kept until uplink_free */
 	pthread_t thread;
 	atomic_bool stop;
 	bool started;
 	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
 	struct uplink_stats st;
-	struct uplink_route_stats *rs; /* one per route of rt */
-	size_t n_rs;
 	struct uplink_latency lat;
+};
+
+/* A routing table with its counters. Never freed before the uplink, so a
+ * worker or a delivery report may keep pointing at an old one. */
+struct uplink_routes {
+	struct route_table *rt;
+	struct uplink_route_stats *rs; /* one per route */
+	size_t n;
+	struct uplink_routes *prev;
 };
 
 const double uplink_lat_bounds_ms[UPLINK_LAT_BUCKETS - 1] = {
@@ -44,10 +51,10 @@ const double uplink_lat_bounds_ms[UPLINK_LAT_BUCKETS - 1] = {
 
 struct ticket;
 
-/* The opaque of one record: which ticket, which route. */
+/* The opaque of one record: which ticket, which route's counters. */
 struct rec {
 	struct ticket *t;
-	uint32_t route;
+	struct uplink_route_stats *rs; /* NULL for a dead letter */
 };
 
 /* One per publish; shared by its records. */
@@ -64,7 +71,7 @@ struct ticket {
 	struct rec recs[];           /* one per matched route, and one for a dead letter */
 };
 
-#define REC_DLQ UINT32_MAX
+
 
 static void ticket_free(struct ticket *t)
 {
@@ -174,7 +181,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaq
 	struct uplink *u = opaque;
 	struct rec *rec = rm->_private;
 	struct ticket *t = rec->t;
-	struct uplink_route_stats *rs = rec->route < u->n_rs ? &u->rs[rec->route] : NULL;
+	struct uplink_route_stats *rs = rec->rs;
 	(void)rk;
 
 	atomic_fetch_sub(&u->st.in_flight, 1);
@@ -191,7 +198,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaq
 			atomic_fetch_add(&rs->failed, 1);
 		if (t->seq == 0) {
 			atomic_fetch_add(&u->st.qos0_failed, 1);
-		} else if (err_is_permanent(rm->err) && rec->route != REC_DLQ) {
+		} else if (err_is_permanent(rm->err) && rec->rs) {
 			permanent_failure(u, t, topic, rd_kafka_err2str(rm->err));
 		} else {
 			atomic_fetch_add(&u->st.failed, 1);
@@ -232,9 +239,10 @@ struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *
 	}
 	u->br = br;
 	pthread_mutex_init(&u->rt_mu, NULL);
-	u->rt = route_table_ref(rt);
-	u->n_rs = route_table_count(rt);
-	u->rs = calloc(u->n_rs ? u->n_rs : 1, sizeof(*u->rs));
+	if (!uplink_set_routes(u, rt)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	u->bootstrap = strdup(bootstrap);
 	if (cfg->kafka.dead_letter_topic)
 		u->dead_letter = strdup(cfg->kafka.dead_letter_topic);
@@ -303,29 +311,57 @@ void uplink_free(struct uplink *u)
 		rd_kafka_flush(u->rk, 0);
 		rd_kafka_destroy(u->rk);
 	}
-	route_table_unref(u->rt);
-	free(u->rs);
+	while (u->gen) {
+		struct uplink_routes *g = u->gen;
+		u->gen = g->prev;
+		route_table_unref(g->rt);
+		free(g->rs);
+		free(g);
+	}
 	pthread_mutex_destroy(&u->rt_mu);
 	free(u->dead_letter);
 	free(u->bootstrap);
 	free(u);
 }
 
-struct route_table *uplink_routes(struct uplink *u)
+const struct uplink_routes *uplink_set_routes(struct uplink *u, struct route_table *rt)
+{
+	struct uplink_routes *g = calloc(1, sizeof(*g));
+	size_t n = route_table_count(rt);
+	if (!g || !(g->rs = calloc(n ? n : 1, sizeof(*g->rs)))) {
+		free(g);
+		return NULL;
+	}
+	g->rt = route_table_ref(rt);
+	g->n = n;
+	pthread_mutex_lock(&u->rt_mu);
+	g->prev = u->gen;
+	u->gen = g;
+	pthread_mutex_unlock(&u->rt_mu);
+	return g;
+}
+
+const struct uplink_routes *uplink_current_routes(struct uplink *u)
 {
 	pthread_mutex_lock(&u->rt_mu);
-	struct route_table *rt = route_table_ref(u->rt);
+	const struct uplink_routes *g = u->gen;
 	pthread_mutex_unlock(&u->rt_mu);
-	return rt;
+	return g;
+}
+
+struct route_table *uplink_routes(struct uplink *u)
+{
+	return route_table_ref(uplink_current_routes(u)->rt);
 }
 
 const struct uplink_stats *uplink_stats(const struct uplink *u) { return &u->st; }
 const struct uplink_latency *uplink_latency(const struct uplink *u) { return &u->lat; }
 int uplink_queue_depth(const struct uplink *u) { return rd_kafka_outq_len(u->rk); }
 
-const struct uplink_route_stats *uplink_route_stats(const struct uplink *u, size_t i)
+const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i)
 {
-	return i < u->n_rs ? &u->rs[i] : NULL;
+	const struct uplink_routes *g = uplink_current_routes(u);
+	return i < g->n ? &g->rs[i] : NULL;
 }
 const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
 
@@ -337,7 +373,7 @@ static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg 
 		return NULL;
 	t->n_recs = n_routes + 1;
 	for (uint32_t i = 0; i < t->n_recs; i++)
-		t->recs[i] = (struct rec){ t, i < n_routes ? 0 : REC_DLQ };
+		t->recs[i] = (struct rec){ t, NULL };
 	t->u = u;
 	t->m = msg_ref(m);
 	t->conn_id = c->conn_id;
@@ -436,7 +472,7 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
 					RD_KAFKA_V_TIMESTAMP(m->received_ms),
 					RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
-	struct uplink_route_stats *rs = rec->route < u->n_rs ? &u->rs[rec->route] : NULL;
+	struct uplink_route_stats *rs = rec->rs;
 	if (err) {
 		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
 		atomic_fetch_sub(&t->remaining, 1);
@@ -468,7 +504,8 @@ enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg
 	struct uplink *u = w->up;
 	const struct route *routes[MAX_ROUTES_PER_MSG];
 
-	size_t n = route_table_match(w->routes, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
+	const struct uplink_routes *g = w->routes;
+	size_t n = route_table_match(g->rt, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
 	if (n == 0) {
 		STAT_INC(w, up_unrouted);
 		return UPLINK_DONE;
@@ -482,7 +519,7 @@ enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg
 	if (!t)
 		return UPLINK_BUSY;
 	for (size_t i = 0; i < n; i++) {
-		t->recs[i].route = (uint32_t)route_index(routes[i]);
+		t->recs[i].rs = &g->rs[route_index(routes[i])];
 		produce_route(w, c, t, routes[i], &t->recs[i]);
 	}
 	/* Drop our hold. If every record already failed or none was produced,
@@ -506,4 +543,41 @@ void uplink_done(struct worker *w, void *ticket)
 		client_ack_complete(c, t->seq, !atomic_load(&t->failed));
 	}
 	ticket_free(t);
+}
+
+/* The cache lives here rather than in struct uplink so that this stays a
+ * self-contained addition; there is one producer per process. */
+#define READY_TIMEOUT_MS 500
+#define READY_CACHE_MS 1000
+
+int uplink_ready(struct uplink *u, char *why, size_t len)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static const struct uplink *cached_u;
+	static int64_t cached_at;
+	static int cached_rc;
+	static char cached_why[200];
+	const struct rd_kafka_metadata *md = NULL;
+
+	pthread_mutex_lock(&mu);
+	int64_t now = util_now_ms();
+	if (cached_u != u || now - cached_at >= READY_CACHE_MS) {
+		rd_kafka_resp_err_t err = rd_kafka_metadata(u->rk, 0, NULL, &md, READY_TIMEOUT_MS);
+		cached_rc = -1;
+		if (err)
+			snprintf(cached_why, sizeof(cached_why), "kafka metadata unreachable: %s",
+				 rd_kafka_err2str(err));
+		else if (md->broker_cnt == 0)
+			snprintf(cached_why, sizeof(cached_why), "kafka metadata lists no broker");
+		else
+			cached_rc = 0, cached_why[0] = '\0';
+		if (md)
+			rd_kafka_metadata_destroy(md);
+		cached_u = u;
+		cached_at = util_now_ms();
+	}
+	int rc = cached_rc;
+	snprintf(why, len, "%s", cached_why);
+	pthread_mutex_unlock(&mu);
+	return rc;
 }

@@ -70,15 +70,29 @@ int uplink_flush(struct uplink *u, int timeout_ms);
 /* Stops the poll thread and destroys the producer. NULL ok. */
 void uplink_free(struct uplink *u);
 
+/* A routing table with its per-route counters (opaque). */
+struct uplink_routes;
+/* Makes rt (takes a reference) the current table with fresh counters and
+ * returns it, or NULL (ENOMEM). The caller then hands it to every worker
+ * (worker->routes). Older tables stay valid until uplink_free(). Main thread. */
+const struct uplink_routes *uplink_set_routes(struct uplink *u, struct route_table *rt);
+const struct uplink_routes *uplink_current_routes(struct uplink *u);
 /* Returns a new reference to the current routing table. Any thread. */
 struct route_table *uplink_routes(struct uplink *u);
 const struct uplink_stats *uplink_stats(const struct uplink *u);
-/* Counters of route i of the table uplink_routes() returns, or NULL. Any thread. */
-const struct uplink_route_stats *uplink_route_stats(const struct uplink *u, size_t i);
+/* Counters of route i of the current table, or NULL. Any thread. */
+const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i);
 const struct uplink_latency *uplink_latency(const struct uplink *u);
 /* Current producer queue depth (records librdkafka holds). Any thread. */
 int uplink_queue_depth(const struct uplink *u);
 const char *uplink_bootstrap(const struct uplink *u);
+/*
+ * Readiness for /readyz: asks a Kafka broker for metadata (no topics, 500 ms
+ * timeout) on the producer handle; the answer is cached for 1 s so scrapes
+ * do not hammer Kafka. Returns 0 when a broker answered, or -1 with the
+ * reason in why. Blocks up to the timeout: admin thread, never a worker.
+ */
+int uplink_ready(struct uplink *u, char *why, size_t len);
 
 /* Result of uplink_publish(). */
 enum uplink_result {

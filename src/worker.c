@@ -304,7 +304,6 @@ void worker_release(struct worker *w)
 	free(w->matches);
 	free(w->slots);
 	free(w->free_slots);
-	route_table_unref(w->routes);
 	buf_release(&w->scratch_topic);
 	buf_release(&w->scratch_key);
 	buf_release(&w->scratch_value);

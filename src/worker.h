@@ -20,8 +20,8 @@
 struct broker;
 struct client;
 struct session;
-struct route_table;
 struct uplink;
+struct uplink_routes;
 
 /* Counters written by the owning worker only (relaxed atomics so that a
  * scraper thread may read them), summed at scrape time. */
@@ -81,7 +81,7 @@ struct worker {
 	uint32_t n_free_slots;
 	uint32_t conn_seq;
 	struct client *blocked;      /* waiting for room in the Kafka producer */
-	struct route_table *routes;  /* this worker's reference to the routing table */
+	const struct uplink_routes *routes; /* routing table this worker uses (owned by the uplink) */
 	struct uplink *up;           /* NULL: no Kafka */
 	struct buf scratch_topic, scratch_key, scratch_value;
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
