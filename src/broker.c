@@ -247,6 +247,16 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 			return;
 		}
 		if (owner >= 0) {
+			struct inbox *ib = &br->workers[owner].inbox;
+			if (inbox_depth(ib) > INBOX_SOFT_CAP) {
+				/* The owner is behind: slow our publishers down. */
+				w->backlogged = true;
+				if (qos == 0) {
+					STAT_INC(w, qos0_dropped);
+					msg_track_done(m);
+					return;
+				}
+			}
 			struct inbox_item it = { .kind = INBOX_DELIVER, .a = qos, .b = retain,
 						 .p1 = session_ref(s), .p2 = msg_ref(m) };
 			if (worker_post(&br->workers[owner], &it) < 0) {

@@ -97,6 +97,12 @@ void client_close(struct client *c, const char *reason, bool publish_will)
 	c->close_reason = reason;
 	c->publish_will = publish_will && was_active && !c->graceful && c->will;
 	loop_io_del(c->w->loop, &c->io);
+	if (c->backlog_paused) {
+		struct client **pp = &c->w->backlog;
+		while (*pp != c)
+			pp = &(*pp)->next_backlog;
+		*pp = c->next_backlog;
+	}
 	if (c->up_blocked) {
 		struct client **pp = &c->w->blocked;
 		while (*pp != c)
@@ -179,7 +185,8 @@ void client_update_read(struct client *c)
 
 	if (c->state == CL_CLOSING)
 		return;
-	bool pause = c->w->draining || c->state == CL_WAIT_TAKEOVER || c->up_blocked ||
+	bool pause = c->w->draining || c->backlog_paused || c->state == CL_WAIT_TAKEOVER ||
+		     c->up_blocked ||
 		     c->ack_n >= LIM(br, max_inflight) ||
 		     buf_used(&c->obuf) >= LIM(br, max_output_bytes);
 	if (pause == c->read_paused)

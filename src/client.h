@@ -51,6 +51,8 @@ struct client {
 	struct client *next_closing;
 	struct client *next_resume;
 	bool resume;
+	struct client *next_backlog;
+	bool backlog_paused;         /* publishing into an overfull inbox */
 	uint8_t state;
 	uint8_t level;               /* protocol level from CONNECT */
 	bool dirty;

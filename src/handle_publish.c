@@ -85,6 +85,11 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 	log_debug("publish client=%s topic=%s qos=%u retain=%d bytes=%u", c->id, m->topic,
 		  pub->qos, pub->retain, pub->payload_len);
 	broker_publish(c->w, m);
+	if (c->w->backlogged && !c->backlog_paused) {
+		c->backlog_paused = true;
+		c->next_backlog = c->w->backlog;
+		c->w->backlog = c;
+	}
 	rc = c->w->up ? ack_after_kafka(c, pub, m) : ack_now(c, pub);
 	msg_unref(m);
 	if (rc == 0)

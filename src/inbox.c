@@ -12,6 +12,7 @@ int inbox_init(struct inbox *ib)
 	if (ib->io.fd < 0)
 		return -1;
 	pthread_mutex_init(&ib->mu, NULL);
+	atomic_init(&ib->depth, 0);
 	ib->pending = (struct inbox_batch){ 0 };
 	ib->draining = (struct inbox_batch){ 0 };
 	return 0;
@@ -46,6 +47,7 @@ int inbox_post(struct inbox *ib, const struct inbox_item *it)
 	}
 	p->items[p->n++] = *it;
 	wake = p->n == 1;
+	atomic_store_explicit(&ib->depth, p->n, memory_order_relaxed);
 	pthread_mutex_unlock(&ib->mu);
 
 	if (wake) {
@@ -70,6 +72,7 @@ struct inbox_batch *inbox_drain(struct inbox *ib)
 	struct inbox_batch t = ib->pending;
 	ib->pending = ib->draining;
 	ib->draining = t;
+	atomic_store_explicit(&ib->depth, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&ib->mu);
 	return &ib->draining;
 }

@@ -12,6 +12,7 @@
 #define KG_INBOX_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "loop.h"
@@ -41,8 +42,13 @@ struct inbox_batch {
 	size_t n, cap;
 };
 
+/* Depth past which publishers feeding this inbox are slowed (QoS 0 copies
+ * are dropped, publishing connections paused) so that it stays bounded. */
+#define INBOX_SOFT_CAP 65536
+
 struct inbox {
 	struct loop_io io;          /* the eventfd */
+	atomic_size_t depth;        /* items posted and not yet drained */
 	pthread_mutex_t mu;
 	struct inbox_batch pending; /* guarded by mu */
 	struct inbox_batch draining;/* consumer only */
@@ -54,6 +60,12 @@ void inbox_release(struct inbox *ib);
 
 /* Any thread. Returns 0, or -1 if the item could not be stored (ENOMEM). */
 int inbox_post(struct inbox *ib, const struct inbox_item *it);
+
+/* Any thread: items waiting (approximate). */
+static inline size_t inbox_depth(struct inbox *ib)
+{
+	return atomic_load_explicit(&ib->depth, memory_order_relaxed);
+}
 
 /* Consumer thread only: clears the eventfd and returns the items posted
  * since the last drain (valid until the next call). */

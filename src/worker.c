@@ -120,11 +120,30 @@ static void on_tick(void *ud)
 	}
 }
 
+/* Resumes paused publishers once every peer inbox is back under half the cap. */
+static void worker_check_backlog(struct worker *w)
+{
+	if (!w->backlog)
+		return;
+	for (int i = 0; i < w->br->n_workers; i++)
+		if (inbox_depth(&w->br->workers[i].inbox) > INBOX_SOFT_CAP / 2)
+			return;
+	w->backlogged = false;
+	while (w->backlog) {
+		struct client *c = w->backlog;
+		w->backlog = c->next_backlog;
+		c->next_backlog = NULL;
+		c->backlog_paused = false;
+		client_update_read(c);
+	}
+}
+
 /* The safe point: flush what the iteration produced, then free the closed. */
 static void before_sleep(void *ud)
 {
 	struct worker *w = ud;
 
+	worker_check_backlog(w);
 	while (w->dirty || w->closing || w->resume) {
 		struct client *c = w->resume;
 		w->resume = NULL;

@@ -87,6 +87,8 @@ struct worker {
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	bool stopping;
 	bool draining;               /* shutting down: read nothing more */
+	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
+	struct client *backlog;      /* publishers paused until peers catch up */
 	struct worker_stats st;
 };
 
