@@ -296,10 +296,43 @@ fail:
 	return -1;
 }
 
+/* A gateway that reported a sanitizer error fails the whole test binary,
+ * whatever the test itself asserted: see gw_check_sanitizer(). */
+static int gw_sanitizer_failed;
+
+static void gw_atexit(void)
+{
+	if (gw_sanitizer_failed) {
+		fprintf(stderr, "gw: a gateway reported sanitizer errors: failing\n");
+		_exit(1);
+	}
+}
+
+static void gw_check_sanitizer(struct gw *g)
+{
+	static bool registered;
+
+	if (!registered) {
+		atexit(gw_atexit);
+		registered = true;
+	}
+	if (gw_log_contains(g, "Sanitizer") || gw_log_contains(g, "runtime error:")) {
+		char cmd[400];
+
+		fprintf(stderr, "gw: sanitizer report in %s:\n", g->log_path);
+		snprintf(cmd, sizeof(cmd), "grep -A30 -E 'Sanitizer|runtime error:' '%s' | head -60 >&2",
+			 g->log_path);
+		if (system(cmd) < 0)
+			perror("system");
+		gw_sanitizer_failed = 1;
+	}
+}
+
 int gw_stop(struct gw *g)
 {
 	int rc = gw_terminate(g);
 
+	gw_check_sanitizer(g);
 	gw_remove_dir(g);
 	return rc;
 }
@@ -318,6 +351,7 @@ int gw_wait_exit(struct gw *g, int timeout_ms)
 int gw_restart(struct gw *g)
 {
 	gw_terminate(g);
+	gw_check_sanitizer(g);
 	return gw_spawn(g);
 }
 
