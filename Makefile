@@ -3,7 +3,8 @@
 #   make run        install missing packages, build, run on config/dev.cfg
 #   make test       install missing packages, build, run every test
 #   make sanitize   unit + integration tests under ASan/UBSan (build-san/)
-#   make fuzz       run the packet decoder fuzzer for FUZZ_SECONDS
+#   make fuzz       run the packet decoder fuzzer for FUZZ_SECONDS, then the HTTP
+#                   parser fuzzer for FUZZ_HTTP_SECONDS (default half as long)
 #   make bench      build the load generators
 #   make install    binary, config example and systemd unit (PREFIX, DESTDIR)
 
@@ -32,16 +33,20 @@ LIB_SRC := \
 	src/client.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
 	src/handle_subscribe.c src/handle_ack.c src/inflight.c \
 	src/template.c src/route.c src/envelope.c \
-	src/kafka_conf.c src/uplink.c src/reload.c
+	src/kafka_conf.c src/uplink.c src/reload.c \
+	src/offsets.c src/consumer.c src/downlink.c \
+	src/http_parse.c src/http.c src/metrics.c src/status.c
 
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
-UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon
+UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
+	offsets downlink
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c
-IT_TESTS   := connect publish subscribe retain will session limits
+IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
+	downlink downlink_kafka
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -94,18 +99,27 @@ vectors: $(BIN) $(VECTOR_BIN)
 test: deps
 	$(MAKE) all unit integration packaging vectors
 
+sanitize: export ASAN_OPTIONS = detect_leaks=1
+sanitize: export UBSAN_OPTIONS = print_stacktrace=1
+sanitize: export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp
 sanitize: deps
 	$(MAKE) B=build-san OPT="-O1 -g -fno-omit-frame-pointer" \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit integration
 
-bench: $(B)/bench/loadgen
+bench: $(B)/bench/loadgen $(B)/bench/downlink_bench
 
 $(B)/bench/loadgen: bench/loadgen.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) $(LIBS)
+
+$(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
+		$(filter %.c %.a,$^) $(PKG_LIBS) $(LIBS)
 
 FUZZ_SECONDS ?= 60
+FUZZ_HTTP_SECONDS ?= $(shell expr $(FUZZ_SECONDS) / 2 + 1)
 fuzz: deps
 	@mkdir -p build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -114,6 +128,14 @@ fuzz: deps
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		build-fuzz/corpus tests/fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
+		-o build-fuzz/fuzz_http tests/fuzz/fuzz_http.c src/http_parse.c
+	@mkdir -p build-fuzz/corpus_http build-fuzz/seeds_http
+	@printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n' \
+		> build-fuzz/seeds_http/get
+	@printf 'HEAD /api/v1/clients?offset=0&limit=10 HTTP/1.0\n\n' > build-fuzz/seeds_http/head
+	build-fuzz/fuzz_http -max_total_time=$(FUZZ_HTTP_SECONDS) -max_len=4096 \
+		build-fuzz/corpus_http build-fuzz/seeds_http
 
 # Packaging files (docker/, systemd/, the config examples) against the binary.
 packaging: $(BIN)

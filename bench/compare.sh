@@ -164,7 +164,7 @@ start_broker() {
 
 # Results: R[scenario|broker|field]
 declare -A R
-SCEN_IDS=(s1 s2 s3 s4)
+read -r -a SCEN_IDS <<< "${SCENARIOS:-s1 s2 s3 s4}"   # e.g. SCENARIOS="s4" for the idle run only
 declare -A SCEN_NAME=(
 	[s1]="$PUBS pub -> 1 sub, QoS 0"
 	[s2]="$PUBS pub -> 1 sub, QoS 1"

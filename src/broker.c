@@ -162,9 +162,9 @@ void broker_discard_session(struct broker *br, struct session *s)
 		if (sub_trie_remove(br->subs, s->subs[i].filter, s->subs[i].len, s) == 1)
 			session_unref(s);
 	pthread_rwlock_unlock(&br->subs_lock);
-	pthread_mutex_lock(&s->mu);
+	pthread_spin_lock(&s->mu);
 	mqueue_release(&s->queue);
-	pthread_mutex_unlock(&s->mu);
+	pthread_spin_unlock(&s->mu);
 }
 
 static void collect_match(void *owner, uint32_t qos, void *ud)
@@ -267,9 +267,9 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 			}
 			return;
 		}
-		pthread_mutex_lock(&s->mu);
+		pthread_spin_lock(&s->mu);
 		if (atomic_load_explicit(&s->owner, memory_order_acquire) >= 0) {
-			pthread_mutex_unlock(&s->mu);
+			pthread_spin_unlock(&s->mu);
 			continue;
 		}
 		/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
@@ -284,7 +284,7 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 					 m->topic, (unsigned long long)s->queue_dropped);
 		}
 		msg_track_done(m);
-		pthread_mutex_unlock(&s->mu);
+		pthread_spin_unlock(&s->mu);
 		return;
 	}
 }

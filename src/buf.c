@@ -30,7 +30,7 @@ int buf_reserve(struct buf *b, size_t n)
 		if (b->cap - b->len >= n)
 			return 0;
 	}
-	size_t cap = b->cap ? b->cap : 256;
+	size_t cap = b->cap ? b->cap : 64; /* small: idle connections hold only a CONNACK */
 	while (cap - b->len < n) {
 		if (cap > SIZE_MAX / 2)
 			return -1;

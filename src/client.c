@@ -68,13 +68,15 @@ static void client_detach_session(struct client *c)
 	if (!s)
 		return;
 	c->s = NULL;
+	if (c->id == s->id)
+		c->id = util_strdup_n(s->id, s->id_len); /* NULL logs as "-" */
 	/* Offline now: what waits in the session counts as queued. */
 	inflight_settle(&s->out);
 	mqueue_settle(&s->queue);
-	pthread_mutex_lock(&s->mu);
+	pthread_spin_lock(&s->mu);
 	atomic_store_explicit(&s->owner, -1, memory_order_release);
 	s->client = NULL;
-	pthread_mutex_unlock(&s->mu);
+	pthread_spin_unlock(&s->mu);
 	if (s->clean) {
 		pthread_mutex_lock(&br->dir_lock);
 		if (session_dir_find(&br->dir, s->id, s->id_len) == s) {
@@ -103,11 +105,11 @@ void client_close(struct client *c, const char *reason, bool publish_will)
 			pp = &(*pp)->next_backlog;
 		*pp = c->next_backlog;
 	}
-	if (c->up_blocked) {
+	if (c->up && c->up->blocked) {
 		struct client **pp = &c->w->blocked;
 		while (*pp != c)
-			pp = &(*pp)->next_blocked;
-		*pp = c->next_blocked;
+			pp = &(*pp)->up->next_blocked;
+		*pp = c->up->next_blocked;
 	}
 	client_detach_session(c);
 	c->next_closing = c->w->closing;
@@ -140,8 +142,11 @@ void client_finish(struct client *c)
 	atomic_fetch_sub(&w->br->n_connections, 1);
 	buf_release(&c->rbuf);
 	buf_release(&c->obuf);
-	free(c->acks);
-	msg_unref(c->up_blocked);
+	if (c->up) {
+		free(c->up->acks);
+		msg_unref(c->up->blocked);
+		free(c->up);
+	}
 	free(c->id);
 	free(c->username);
 	free(c);
@@ -165,6 +170,7 @@ void client_flush(struct client *c)
 		}
 		STAT_ADD(w, bytes_out, (uint64_t)n);
 		buf_consume(&c->obuf, (size_t)n);
+		c->last_tx_ms = w->now_ms;
 	}
 	uint32_t want = c->read_paused ? 0 : EPOLLIN;
 	if (buf_used(&c->obuf) > 0)
@@ -186,8 +192,7 @@ void client_update_read(struct client *c)
 	if (c->state == CL_CLOSING)
 		return;
 	bool pause = c->w->draining || c->backlog_paused || c->state == CL_WAIT_TAKEOVER ||
-		     c->up_blocked ||
-		     c->ack_n >= LIM(br, max_inflight) ||
+		     (c->up && (c->up->blocked || c->up->ack_n >= LIM(br, max_inflight))) ||
 		     buf_used(&c->obuf) >= LIM(br, max_output_bytes);
 	if (pause == c->read_paused)
 		return;
@@ -314,6 +319,8 @@ static void client_on_io(struct loop_io *io, uint32_t revents)
 
 	if (c->state == CL_CLOSING)
 		return;
+	/* Keepalive needs the time of this read, not of the last tick. */
+	c->w->now_ms = util_now_ms();
 	if (revents & EPOLLOUT)
 		client_flush(c);
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -431,32 +438,45 @@ void client_resend_inflight(struct client *c)
 	client_mark_output(c);
 }
 
+struct client_uplink *client_uplink(struct client *c)
+{
+	if (!c->up)
+		c->up = calloc(1, sizeof(*c->up));
+	return c->up;
+}
+
 uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos)
 {
-	if (c->ack_n == c->ack_cap) {
-		uint32_t cap = c->ack_cap ? c->ack_cap * 2 : 8;
+	struct client_uplink *u = client_uplink(c);
+	if (!u)
+		return 0;
+	if (u->ack_n == u->ack_cap) {
+		uint32_t cap = u->ack_cap ? u->ack_cap * 2 : 8;
 		struct ack_slot *a = malloc(cap * sizeof(*a));
 		if (!a)
 			return 0;
-		for (uint32_t i = 0; i < c->ack_n; i++)
-			a[i] = c->acks[(c->ack_head + i) % c->ack_cap];
-		free(c->acks);
-		c->acks = a;
-		c->ack_cap = cap;
-		c->ack_head = 0;
+		for (uint32_t i = 0; i < u->ack_n; i++)
+			a[i] = u->acks[(u->ack_head + i) % u->ack_cap];
+		free(u->acks);
+		u->acks = a;
+		u->ack_cap = cap;
+		u->ack_head = 0;
 	}
-	if (++c->ack_seq == 0)
-		c->ack_seq = 1;
-	c->acks[(c->ack_head + c->ack_n) % c->ack_cap] =
-		(struct ack_slot){ .seq = c->ack_seq, .pid = pid, .qos = qos, .state = ACK_PENDING };
-	c->ack_n++;
-	return c->ack_seq;
+	if (++u->ack_seq == 0)
+		u->ack_seq = 1;
+	u->acks[(u->ack_head + u->ack_n) % u->ack_cap] =
+		(struct ack_slot){ .seq = u->ack_seq, .pid = pid, .qos = qos, .state = ACK_PENDING };
+	u->ack_n++;
+	return u->ack_seq;
 }
 
 bool client_ack_pending(const struct client *c, uint16_t pid)
 {
-	for (uint32_t i = 0; i < c->ack_n; i++) {
-		const struct ack_slot *a = &c->acks[(c->ack_head + i) % c->ack_cap];
+	const struct client_uplink *u = c->up;
+	if (!u)
+		return false;
+	for (uint32_t i = 0; i < u->ack_n; i++) {
+		const struct ack_slot *a = &u->acks[(u->ack_head + i) % u->ack_cap];
 		if (a->pid == pid && a->qos == 2)
 			return true;
 	}
@@ -465,17 +485,18 @@ bool client_ack_pending(const struct client *c, uint16_t pid)
 
 void client_ack_complete(struct client *c, uint32_t seq, bool ok)
 {
+	struct client_uplink *u = c->up;
 	bool failed = false;
 
-	for (uint32_t i = 0; i < c->ack_n; i++) {
-		struct ack_slot *a = &c->acks[(c->ack_head + i) % c->ack_cap];
+	for (uint32_t i = 0; i < u->ack_n; i++) {
+		struct ack_slot *a = &u->acks[(u->ack_head + i) % u->ack_cap];
 		if (a->seq == seq) {
 			a->state = ok ? ACK_DONE : ACK_FAILED;
 			break;
 		}
 	}
-	while (c->ack_n > 0) {
-		struct ack_slot *a = &c->acks[c->ack_head];
+	while (u->ack_n > 0) {
+		struct ack_slot *a = &u->acks[u->ack_head];
 		if (a->state == ACK_PENDING)
 			break;
 		if (a->state == ACK_FAILED) {
@@ -491,8 +512,8 @@ void client_ack_complete(struct client *c, uint32_t seq, bool ok)
 		mqtt_encode_ack(&c->obuf, c->level, type, &ack);
 		STAT_INC(c->w, pkts_out[type]);
 		client_mark_output(c);
-		c->ack_head = (c->ack_head + 1) % c->ack_cap;
-		c->ack_n--;
+		u->ack_head = (u->ack_head + 1) % u->ack_cap;
+		u->ack_n--;
 	}
 	if (failed) {
 		/* Not acknowledged: the device keeps the message and resends it. */

@@ -41,6 +41,19 @@ struct ack_slot {
 	uint8_t state;               /* enum ack_state */
 };
 
+/* Uplink state of a publishing connection, allocated on first use so that
+ * idle and subscribe-only connections do not carry it. */
+struct client_uplink {
+	/* QoS 1/2 publishes waiting for Kafka, acknowledged in the order
+	 * received (MQTT-4.6.0-2/3): a ring of ack_cap slots. */
+	struct ack_slot *acks;
+	uint32_t ack_head, ack_n, ack_cap;
+	uint32_t ack_seq;            /* last sequence number handed out */
+	struct msg *blocked;         /* waiting for room in the producer */
+	uint32_t blocked_seq;
+	struct client *next_blocked; /* worker's blocked list */
+};
+
 struct client {
 	struct loop_io io;
 	struct worker *w;
@@ -63,21 +76,15 @@ struct client {
 	uint16_t keepalive;
 	int64_t accepted_ms;
 	int64_t last_rx_ms;
+	int64_t last_tx_ms;          /* last flush that wrote bytes */
 	struct buf rbuf;             /* partial packet carried between reads */
 	struct buf obuf;             /* encoded output not yet written */
-	char *id;                    /* client identifier (owned) */
+	char *id;                    /* client identifier: owned, or the attached session's */
 	uint16_t id_len;
 	char *username;              /* NULL if none (owned) */
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
-	/* Uplink: QoS 1/2 publishes waiting for Kafka, acknowledged in the
-	 * order received (MQTT-4.6.0-2/3). A ring of ack_cap slots. */
-	struct ack_slot *acks;
-	uint32_t ack_head, ack_n, ack_cap;
-	uint32_t ack_seq;            /* last sequence number handed out */
-	struct msg *up_blocked;      /* waiting for room in the producer */
-	uint32_t up_blocked_seq;
-	struct client *next_blocked;
+	struct client_uplink *up;    /* NULL until the first publish that goes to Kafka */
 	char peer[64];
 };
 
@@ -118,6 +125,8 @@ void client_pump(struct client *c);
 void client_resend_inflight(struct client *c);
 
 /* Uplink acknowledgement ring (uplink.c uses these; owner thread). */
+/* Returns c->up, allocating it on first use, or NULL (ENOMEM). */
+struct client_uplink *client_uplink(struct client *c);
 /* Appends a pending ack; returns its sequence number (never 0) or 0 on ENOMEM. */
 uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos);
 /* True if a QoS 2 publish with this packet id is still waiting for Kafka. */

@@ -86,13 +86,17 @@ static int connect_attach(struct client *c)
 		}
 		session_unref(s); /* the directory holds it now */
 	}
-	pthread_mutex_lock(&s->mu);
+	pthread_spin_lock(&s->mu);
 	s->client = c;
 	s->level = c->level;
 	atomic_store_explicit(&s->owner, w->idx, memory_order_release);
-	pthread_mutex_unlock(&s->mu);
+	pthread_spin_unlock(&s->mu);
 	c->s = session_ref(s);
 	pthread_mutex_unlock(&br->dir_lock);
+	/* One copy of the id per connection is enough: borrow the session's
+	 * while attached (client_detach_session() takes a copy back). */
+	free(c->id);
+	c->id = s->id;
 
 	c->state = CL_ACTIVE;
 	connack(c, MQTT_CONNACK_ACCEPTED, present);

@@ -50,9 +50,14 @@ static int ack_after_kafka(struct client *c, const struct mqtt_publish *pub, str
 	enum uplink_result r = uplink_publish(w, c, m, seq);
 	if (r == UPLINK_BUSY) {
 		/* Producer full: hold this one message and stop reading. */
-		c->up_blocked = msg_ref(m);
-		c->up_blocked_seq = seq;
-		c->next_blocked = w->blocked;
+		struct client_uplink *u = client_uplink(c);
+		if (!u) {
+			client_close(c, "out of memory", true);
+			return -1;
+		}
+		u->blocked = msg_ref(m);
+		u->blocked_seq = seq;
+		u->next_blocked = w->blocked;
 		w->blocked = c;
 		STAT_INC(w, up_blocked);
 	} else if (r == UPLINK_DONE && seq) {

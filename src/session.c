@@ -22,7 +22,7 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean)
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->owner, -1);
 	atomic_init(&s->discarded, false);
-	pthread_mutex_init(&s->mu, NULL);
+	pthread_spin_init(&s->mu, PTHREAD_PROCESS_PRIVATE);
 	inflight_init(&s->out);
 	mqueue_init(&s->queue);
 	pidset_init(&s->qos2_in);
@@ -45,7 +45,7 @@ void session_unref(struct session *s)
 	inflight_release(&s->out);
 	mqueue_release(&s->queue);
 	pidset_release(&s->qos2_in);
-	pthread_mutex_destroy(&s->mu);
+	pthread_spin_destroy(&s->mu);
 	free(s->id);
 	free(s);
 }

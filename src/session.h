@@ -35,7 +35,7 @@ struct session {
 	atomic_int refs;
 	atomic_int owner;
 	atomic_bool discarded;     /* removed from directory and trie: drop deliveries */
-	pthread_mutex_t mu;
+	pthread_spinlock_t mu;      /* short sections only: owner changes, offline enqueue */
 	struct client *client;     /* attached client; owner thread only */
 	char *id;
 	uint16_t id_len;

@@ -110,6 +110,10 @@ static void on_tick(void *ud)
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
 
 	for (struct client *c = w->clients; c; c = c->next) {
+		/* An idle connection keeps no output buffer (memory per
+		 * connection); a busy one reuses its buffer between ticks. */
+		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
+			buf_release(&c->obuf);
 		if (c->state == CL_NEW && now - c->accepted_ms > connect_timeout) {
 			client_close(c, "no CONNECT in time", false);
 		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
@@ -221,15 +225,16 @@ void worker_retry_blocked(struct worker *w)
 {
 	while (w->blocked) {
 		struct client *c = w->blocked;
-		enum uplink_result r = uplink_publish(w, c, c->up_blocked, c->up_blocked_seq);
+		struct client_uplink *u = c->up;
+		enum uplink_result r = uplink_publish(w, c, u->blocked, u->blocked_seq);
 		if (r == UPLINK_BUSY)
 			return;
-		w->blocked = c->next_blocked;
-		c->next_blocked = NULL;
-		msg_unref(c->up_blocked);
-		c->up_blocked = NULL;
-		if (r == UPLINK_DONE && c->up_blocked_seq)
-			client_ack_complete(c, c->up_blocked_seq, true);
+		w->blocked = u->next_blocked;
+		u->next_blocked = NULL;
+		msg_unref(u->blocked);
+		u->blocked = NULL;
+		if (r == UPLINK_DONE && u->blocked_seq)
+			client_ack_complete(c, u->blocked_seq, true);
 		client_update_read(c);
 	}
 }
