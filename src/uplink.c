@@ -570,7 +570,9 @@ int uplink_ready(struct uplink *u, char *why, size_t len)
 		else if (md->broker_cnt == 0)
 			snprintf(cached_why, sizeof(cached_why), "kafka metadata lists no broker");
 		else
-			cached_rc = 0, cached_why[0] = '\0';
+			cached_rc = 0;
+		if (cached_rc == 0)
+			cached_why[0] = '\0';
 		if (md)
 			rd_kafka_metadata_destroy(md);
 		cached_u = u;
