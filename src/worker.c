@@ -105,6 +105,7 @@ static void on_tick(void *ud)
 	struct broker *br = w->br;
 	int64_t now = w->now_ms = util_now_ms();
 
+	atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
 	if (w->blocked)
 		worker_retry_blocked(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
@@ -291,6 +292,7 @@ int worker_init(struct worker *w, struct broker *br, int idx,
 	loop_set_tick(w->loop, WORKER_TICK_MS, on_tick, w);
 	loop_set_before_sleep(w->loop, before_sleep, w);
 	w->now_ms = util_now_ms();
+	atomic_init(&w->heartbeat_ms, w->now_ms);
 	return 0;
 }
 

@@ -85,6 +85,7 @@ struct worker {
 	struct uplink *up;           /* NULL: no Kafka */
 	struct buf scratch_topic, scratch_key, scratch_value;
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
+	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
 	bool stopping;
 	bool draining;               /* shutting down: read nothing more */
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
