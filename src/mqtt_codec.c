@@ -81,7 +81,7 @@ bool mqtt_utf8_valid(const uint8_t *s, size_t len)
 		uint8_t c = *s;
 		if (c < 0x80) {
 			/* U+0000 is forbidden [MQTT-1.5.3-2]; the other C0 controls and
-			 * DEL are "SHOULD NOT" [MQTT-1.5.3-3]: kafkagate refuses them. */
+			 * DEL are "SHOULD NOT" (section 1.5.3, unnumbered): kafkagate refuses them. */
 			if (c < 0x20 || c == 0x7f)
 				return false;
 			s++;

@@ -206,7 +206,7 @@ bool mqtt_topics_next(struct mqtt_topic_iter *it, struct mqtt_str *filter,
 
 /* Validation helpers (also used by config and routing). */
 /* Well-formed UTF-8 (RFC 3629) without U+0000 and, by kafkagate's choice
- * where MQTT-1.5.3-3 says SHOULD NOT, without the control characters
+ * where section 1.5.3 says SHOULD NOT (unnumbered), without the control characters
  * U+0001..U+001F and U+007F..U+009F. */
 bool mqtt_utf8_valid(const uint8_t *s, size_t len);
 bool mqtt_topic_name_valid(const uint8_t *s, size_t len);   /* PUBLISH topic */

@@ -786,7 +786,7 @@ static void test_utf8(void **state)
 		{ "DFBF", true }, { "E0A080", true }, { "ED9FBF", true }, { "EE8080", true },
 		{ "EFBFBF", true }, { "F0908080", true }, { "F48FBFBF", true },
 		{ "EFBBBF 61", true },
-		/* control characters: refused by kafkagate's choice (MQTT-1.5.3-3) */
+		/* control characters: refused by kafkagate's choice (section 1.5.3, SHOULD NOT) */
 		{ "01", false }, { "1F", false }, { "7F", false }, { "C280", false },
 		{ "C29F", false }, { "6161616161616161 1F 61616161616161", false },
 		{ "6161616161616161 7F 61616161616161", false },
