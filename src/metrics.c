@@ -198,6 +198,11 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "Messages dropped because a session queue was full.", t->queue_dropped);
 	rc |= one_u64(out, "kafkagate_malformed_packets_total", "counter",
 		      "Malformed MQTT packets (the connection was closed).", t->malformed);
+	rc |= one_u64(out, "kafkagate_reloads_total", "counter",
+		      "Configuration reloads (SIGHUP) applied.", LD(br->reloads));
+	rc |= one_u64(out, "kafkagate_reload_failures_total", "counter",
+		      "Configuration reloads rejected (the old configuration stayed).",
+		      LD(br->reload_failures));
 
 	/* Short: retain_count() reads one field; publishers hold this lock only
 	 * to store a retained message, not on every publish. */

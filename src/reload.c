@@ -69,7 +69,9 @@ int reload_apply(struct reload_ctx *r)
 	}
 	r->old = old;
 
-	int restart = cfg_reload_diff(r->cur, cfg, diff, sizeof(diff));
+	/* Against the start-up config: a setting that needs a restart is still
+	 * the boot value however many reloads asked for another. */
+	int restart = cfg_reload_diff(r->boot, cfg, diff, sizeof(diff));
 	if (restart > 0)
 		log_warn("reload: changes need a restart to take effect settings=\"%s\"", diff);
 

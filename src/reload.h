@@ -18,6 +18,8 @@ struct reload_ctx {
 	const char *path;
 	struct broker *br;
 	struct uplink *up;      /* NULL: no Kafka */
+	const struct cfg *boot; /* the config the process started with: restart-only
+	                           settings are still those */
 	const struct cfg *cur;  /* the config in force (initially the caller's) */
 	struct cfg **old;       /* configs this module loaded and replaced; freed by reload_release() */
 	int n_old;
