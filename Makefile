@@ -46,7 +46,7 @@ UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
-	downlink downlink_kafka
+	downlink downlink_kafka reload ready
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -107,11 +107,15 @@ sanitize: deps
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit integration
 
-bench: $(B)/bench/loadgen $(B)/bench/downlink_bench
+bench: $(B)/bench/loadgen $(B)/bench/downlink_bench $(B)/bench/uplink_bench
 
 $(B)/bench/loadgen: bench/loadgen.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) $(LIBS)
+
+$(B)/bench/uplink_bench: bench/uplink_bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(PKG_LIBS) $(LIBS)
 
 $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)

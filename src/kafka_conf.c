@@ -5,6 +5,7 @@
 
 #include "cfg.h"
 #include "kafka_conf.h"
+#include "log.h"
 
 #include <librdkafka/rdkafka_mock.h>
 
@@ -24,6 +25,9 @@ static const char *const producer_defaults[][2] = {
 };
 
 static const char *const consumer_defaults[][2] = {
+	/* Commands are latency-sensitive: librdkafka's 500 ms default fetch wait
+	 * is also the delay of an idle partition's next record on some brokers. */
+	{ "fetch.wait.max.ms", "100" },
 	{ "enable.auto.commit", "false" },
 	{ "enable.auto.offset.store", "false" },
 	{ "auto.offset.reset", "earliest" },
@@ -46,6 +50,14 @@ rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 			goto fail;
 		}
 	}
+	/* The embedded mock cluster answers an empty fetch only after the full
+	 * wait: keep it short so that `make run` feels immediate. */
+	if (role == KAFKA_CONSUMER && cfg->kafka.brokers &&
+	    strcmp(cfg->kafka.brokers, "embedded") == 0 &&
+	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "kafka default 'fetch.wait.max.ms': %s", e);
+		goto fail;
+	}
 	for (size_t i = 0; i < cfg->kafka.nprops; i++) {
 		const struct cfg_kafka_prop *p = &cfg->kafka.props[i];
 		if (rd_kafka_conf_set(conf, p->name, p->value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
@@ -63,6 +75,19 @@ rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 fail:
 	rd_kafka_conf_destroy(conf);
 	return NULL;
+}
+
+void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3)
+		log_error("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else if (level <= 4 && strcmp(fac, "CONFWARN") != 0)
+		log_warn("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else if (level <= 4)
+		log_info("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else
+		log_debug("kafka log facility=%s msg=\"%s\"", fac, buf);
 }
 
 int kafka_conf_check(const struct cfg *cfg, char *err, size_t errlen)

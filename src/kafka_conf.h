@@ -26,6 +26,11 @@ enum kafka_role { KAFKA_PRODUCER, KAFKA_CONSUMER };
 rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 				const char *bootstrap, char *err, size_t errlen);
 
+/* librdkafka log callback (set with rd_kafka_conf_set_log_cb): one line in
+ * our log vocabulary. Role-mismatch notices (CONFWARN: a producer property
+ * on a consumer) are informational, since kafka.properties serve both. */
+void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 /* Validates kafka.properties for --check. Returns 0 or -1 with err set. */
 int kafka_conf_check(const struct cfg *cfg, char *err, size_t errlen);
 

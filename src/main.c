@@ -4,14 +4,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 #include "cfg.h"
+#include "daemon.h"
+#include "downlink.h"
+#include "http.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "reload.h"
 #include "route.h"
+#include "status.h"
 #include "uplink.h"
+#include "util.h"
 #include "worker.h"
 
 #ifndef KG_VERSION
@@ -39,25 +46,58 @@ static bool kafka_wanted(const struct cfg *cfg)
 	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0;
 }
 
-/* Serves SIGHUP reloads until SIGTERM or SIGINT. */
+/* True when every worker ran its tick recently: the watchdog then vouches
+ * for the network threads, not just for this one. */
+static bool workers_alive(const struct broker *br)
+{
+	int64_t now = util_now_ms();
+	for (int i = 0; i < br->n_workers; i++)
+		if (now - atomic_load(&br->workers[i].heartbeat_ms) > 5000)
+			return false;
+	return true;
+}
+
+/* Serves SIGHUP reloads until SIGTERM or SIGINT; tells systemd when the
+ * gateway is ready (listeners bound, Kafka metadata reachable) and pings its
+ * watchdog while the workers are alive. */
 static void wait_for_stop(struct reload_ctx *rl)
 {
 	sigset_t set;
+	bool ready = false;
+	int wd = daemon_watchdog_interval_ms();
+	char why[256];
+
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		int wait_ms = !ready ? 500 : wd > 0 ? wd : 3600 * 1000;
+		struct timespec ts = { wait_ms / 1000, (long)(wait_ms % 1000) * 1000000 };
+		int sig = sigtimedwait(&set, NULL, &ts);
+
+		if (!ready) {
+			if (!rl->up || uplink_ready(rl->up, why, sizeof(why)) == 0) {
+				ready = true;
+				daemon_notify_ready();
+				daemon_notify_status("serving");
+				log_info("ready");
+			} else {
+				daemon_notify_status("waiting for Kafka: %s", why);
+			}
+		}
+		if (wd > 0 && workers_alive(rl->br))
+			daemon_watchdog_ping();
 		if (sig == SIGHUP) {
 			log_info("reload requested config=%s", rl->path);
+			daemon_notify_reloading();
 			reload_apply(rl);
-			continue;
+			daemon_notify_ready();
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			daemon_notify_stopping();
+			return;
 		}
-		log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		return;
 	}
 }
 
@@ -98,7 +138,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
-	    kafka_conf_check(cfg, err, sizeof(err)) < 0) {
+	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
+	    downlink_check(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		cfg_free(cfg);
 		return 1;
@@ -122,6 +163,8 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 	struct kafka_embed *embed = NULL;
 	struct uplink *up = NULL;
 	struct broker *br = NULL;
+	struct http_server *http = NULL;
+	struct downlink *dl = NULL;
 	int rc = 1;
 
 	log_set_level(cfg->log_level);
@@ -163,16 +206,42 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			goto out;
 		log_info("kafka producer started bootstrap=%s routes=%zu", bootstrap,
 			 route_table_count(rt));
+		if (cfg->ndownlinks && !(dl = downlink_new(cfg, br, bootstrap, err, sizeof(err)))) {
+			log_error("kafka start failed reason=\"%s\"", err);
+			goto out;
+		}
+	}
+	/* Bound before the workers start so that a bad address fails cleanly. */
+	if (cfg->has_metrics &&
+	    !(http = http_server_new(cfg->metrics.address, cfg->metrics.port, br, err, sizeof(err)))) {
+		log_error("metrics endpoint failed reason=\"%s\"", err);
+		goto out;
 	}
 	if (broker_start(br) < 0)
 		goto out;
+	/* Consumers inject into the workers: only once those run. */
+	if (dl && downlink_start(dl) < 0) {
+		broker_stop(br);
+		goto out;
+	}
+	if (http && dl)
+		http_server_set_hooks(http, &(struct metrics_hook){ downlink_metrics_render, dl },
+				      &(struct status_hook){ downlink_status_json, dl });
+	if (http && http_server_start(http) == 0)
+		log_info("metrics listening address=%s port=%d", cfg->metrics.address,
+			 http_server_port(http));
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		log_info("listening address=%s port=%d workers=%d", cfg->listeners[i].address,
 			 broker_listener_port(br, (int)i), br->n_workers);
 	log_info("kafkagate started version=%s config=%s", KG_VERSION, path);
 
-	struct reload_ctx rl = { .path = path, .br = br, .up = up, .cur = cfg };
+	struct reload_ctx rl = { .path = path, .br = br, .up = up, .boot = cfg, .cur = cfg };
 	wait_for_stop(&rl);
+	/* First, while the workers still read the devices' acks that its grace
+	 * period waits for; nothing is injected into stopped workers. */
+	downlink_stop(dl);
+	http_server_free(http); /* its requests may wait for the workers: before they stop */
+	http = NULL;
 	if (up) {
 		/* Stop taking publishes, let Kafka answer what is in flight so the
 		 * devices get their acks, then close the connections. */
@@ -187,8 +256,10 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 out:
 	if (br && br->n_workers && rc != 0)
 		log_error("start-up failed");
+	http_server_free(http);
 	uplink_free(up);
 	broker_free(br);
+	downlink_free(dl); /* after the workers settled every tracked message */
 	kafka_embed_free(embed);
 	log_info("kafkagate stopped");
 	return rc;

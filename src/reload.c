@@ -5,6 +5,7 @@
 
 #include "broker.h"
 #include "cfg.h"
+#include "downlink.h"
 #include "kafka_conf.h"
 #include "log.h"
 #include "reload.h"
@@ -54,7 +55,8 @@ int reload_apply(struct reload_ctx *r)
 	if (cfg_load(r->path, &cfg, err, sizeof(err)) < 0)
 		return reject(r, NULL, err);
 	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
-	    kafka_conf_check(cfg, err, sizeof(err)) < 0) {
+	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
+	    downlink_check(cfg, err, sizeof(err)) < 0) {
 		route_table_unref(rt);
 		return reject(r, cfg, err);
 	}

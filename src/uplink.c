@@ -217,17 +217,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("kafka error code=%s reason=\"%s\"", rd_kafka_err2name(err), reason);
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	(void)rk;
-	if (level <= 3)
-		log_error("kafka log facility=%s msg=\"%s\"", fac, buf);
-	else if (level <= 4)
-		log_warn("kafka log facility=%s msg=\"%s\"", fac, buf);
-	else
-		log_debug("kafka log facility=%s msg=\"%s\"", fac, buf);
-}
-
 struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
 			  struct route_table *rt, char *err, size_t errlen)
 {
@@ -252,7 +241,7 @@ struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *
 	rd_kafka_conf_set_opaque(conf, u);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
-	rd_kafka_conf_set_log_cb(conf, on_log);
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	size_t sz = sizeof(e);
 	u->queue_limit = 100000;
 	if (rd_kafka_conf_get(conf, "queue.buffering.max.messages", e, &sz) == RD_KAFKA_CONF_OK)

@@ -1,0 +1,193 @@
+/*
+ * downlink.h - Kafka to devices: records read by the downlink consumers are
+ * published through the broker as MQTT messages, and their offsets are
+ * committed only once every delivery is accounted for.
+ *
+ * Mappings (cfg_downlink) are grouped by effective group id: one consumer
+ * (thread, see consumer.h) per distinct id, subscribed to the union of its
+ * mappings' topics. mode = "group" uses `group` as is; mode = "broadcast"
+ * uses "<group>-<instance id>", the instance id being the host name (stable
+ * across restarts, so an instance resumes from its own commits; two
+ * instances on one host must not both use broadcast mode with one group).
+ *
+ * Per record, for each mapping of the consumer that names the record's topic:
+ *   - the MQTT topic is the mapping's template rendered from the record
+ *     (${key}, ${header:NAME}, ${json:path}, ${kafka_topic});
+ *   - QoS and retain come from the mapping, overridden by the headers
+ *     mqtt.qos ("0" | "1" | "2") and mqtt.retain ("true" | "false" | "1" |
+ *     "0"); other header values are ignored (the mapping's value is used);
+ *   - the payload is the value (format "raw"; a null value is an empty
+ *     payload, which on a retain mapping clears the retained message) or the
+ *     envelope's unwrapped payload (format "json", see envelope.h);
+ *   - a template that cannot be filled, a result that is not a valid MQTT
+ *     topic name, or (json) a value that is not an envelope: the record is
+ *     skipped for that mapping, counted, logged with topic/partition/offset,
+ *     and its offset committed like a delivered one.
+ * Otherwise the message is tracked (msg.h) and handed to broker_inject();
+ * the record completes when every mapping's message is accounted for: written
+ * to each matching online QoS 0 subscriber, acknowledged by each QoS 1/2 one,
+ * or queued in an offline persistent session; at once with no subscriber.
+ * A record still incomplete DOWNLINK_TIMEOUT_MS after it was read counts as
+ * complete (logged): one silent device cannot hold its partition's commits
+ * back for ever; the message itself stays with the session, as if queued.
+ *
+ * Threads: downlink_new/start/stop/free on the main thread; the consumers run
+ * their own threads; done() callbacks run on workers; snapshot and stats
+ * readers on any thread (the admin thread). Lifetime: stop the downlink
+ * before broker_stop() (nothing may be injected into stopped workers) and
+ * free it after broker_free() (workers may still settle tracked messages
+ * until then).
+ */
+#ifndef KG_DOWNLINK_H
+#define KG_DOWNLINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "buf.h"
+
+struct broker;
+struct cfg;
+struct cfg_downlink;
+struct json_t;
+struct template_ctx;
+
+#define DOWNLINK_TIMEOUT_MS 30000   /* delivery timeout per record */
+#define DOWNLINK_MAX_IN_FLIGHT 50000 /* records per consumer before it pauses */
+#define DOWNLINK_STOP_GRACE_MS 2000 /* downlink_stop() waits this long for acks */
+
+/* Latest lag of one assigned partition, from librdkafka's statistics. */
+struct downlink_lag {
+	char group[256];          /* effective group id (truncated if longer) */
+	char topic[256];
+	int32_t partition;
+	int64_t lag;              /* high watermark - committed; -1 unknown */
+	int64_t hi_offset;        /* -1 unknown */
+	int64_t committed_offset; /* -1 none yet */
+};
+
+/* Counters of one mapping; strings are borrowed from the downlink (valid
+ * until downlink_free()). */
+struct downlink_stats {
+	const char *group;        /* effective group id */
+	const char *topics;       /* Kafka topics, comma-separated */
+	const char *mqtt_topic;   /* template source */
+	int line;                 /* of the mapping in the config file */
+	uint64_t consumed;        /* records read for this mapping */
+	uint64_t delivered;       /* messages accounted for (incl. no subscriber) */
+	uint64_t skipped;         /* records skipped (template, topic, envelope) */
+	uint64_t timed_out;       /* records of this mapping's consumer that hit
+				     DOWNLINK_TIMEOUT_MS (shared by its group) */
+};
+
+/*
+ * Compiles every mapping as downlink_new() would: template, resulting MQTT
+ * topic when the template is literal, Kafka topic names. Returns 0, or -1
+ * with "FILE:LINE: downlink[i]...: why" in err. For --check. Any thread.
+ */
+int downlink_check(const struct cfg *cfg, char *err, size_t errlen);
+
+/* Writes the effective group id of cd for this instance to out. Returns 0
+ * or -1 when it does not fit. instance_id is used by mode = "broadcast". */
+int downlink_group_id(const struct cfg_downlink *cd, const char *instance_id, char *out,
+		      size_t len);
+
+/*
+ * Returns a new downlink for cfg's mappings (cfg->ndownlinks > 0), whose
+ * consumers read from bootstrap and publish through br; or NULL with err set.
+ * cfg is borrowed for the call only. Main thread.
+ */
+struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
+			      char *err, size_t errlen);
+/* Subscribes and starts the consumer threads; br's workers must be running.
+ * Returns 0, or -1 (logged) with nothing left running. Main thread. */
+int downlink_start(struct downlink *d);
+/* Stops reading, waits up to DOWNLINK_STOP_GRACE_MS for deliveries in flight,
+ * commits what is complete, leaves the groups and joins the threads. NULL and
+ * repeated calls ok. Main thread. */
+void downlink_stop(struct downlink *d);
+/* Stops if needed and frees. NULL ok. After broker_free() (see above). */
+void downlink_free(struct downlink *d);
+
+/* Copies up to max lag entries (every partition assigned to any consumer) to
+ * out and returns how many there are in all (which may exceed max). Takes
+ * one short lock per consumer. Any thread. */
+size_t downlink_lag_snapshot(struct downlink *d, struct downlink_lag *out, size_t max);
+/* Number of mappings (config order). */
+size_t downlink_count(const struct downlink *d);
+/* Counters of mapping i (relaxed atomic loads). Returns 0, or -1 if i is out
+ * of range. Any thread. */
+int downlink_stats(const struct downlink *d, size_t i, struct downlink_stats *out);
+/* The "downlink" array of /api/v1/status (status.h's status_hook; ud is the
+ * struct downlink *): one object per mapping {group, topics [], mqtt_topic,
+ * qos, retain, format, mode, consumed, delivered, skipped, timed_out,
+ * lag [{topic, partition, lag, hi_offset, committed_offset}]}. Returns a new
+ * reference, or NULL on allocation failure. Any thread. */
+struct json_t *downlink_status_json(void *ud);
+/* Appends the downlink families to a /metrics scrape (metrics.h's
+ * metrics_hook; ud is the struct downlink *):
+ *   kafkagate_downlink_records_consumed_total{mapping,group,topics}
+ *   kafkagate_downlink_messages_delivered_total{mapping,group,topics}
+ *   kafkagate_downlink_records_skipped_total{mapping,group,topics}
+ *   kafkagate_downlink_records_timed_out_total{group}
+ *   kafkagate_downlink_consumer_lag{topic,partition,group} (known lags only)
+ * Returns 0 or -1 (ENOMEM). Any thread. */
+int downlink_metrics_render(struct buf *out, void *ud);
+
+/* ---- record to message: pure, for the consumer and for tests ---- */
+
+struct downlink_map;
+
+/* Compiles one mapping (group_id is the effective id, copied). Returns a new
+ * map or NULL with err set ("downlink: why", no file/line). Free with
+ * downlink_map_free(); NULL ok there. */
+struct downlink_map *downlink_map_new(const struct cfg_downlink *cd, const char *group_id,
+				      char *err, size_t errlen);
+void downlink_map_free(struct downlink_map *m);
+/* True if the map names this Kafka topic (NUL-terminated). */
+bool downlink_map_has_topic(const struct downlink_map *m, const char *topic);
+
+/* A Kafka record as downlink_build() reads it; everything borrowed. */
+struct downlink_record {
+	const char *topic;        /* NUL-terminated */
+	const void *key;          /* NULL: no key */
+	size_t key_len;
+	const void *value;        /* NULL: null value */
+	size_t value_len;
+	rd_kafka_headers_t *headers; /* NULL: none */
+};
+
+enum downlink_err {
+	DOWNLINK_OK = 0,
+	DOWNLINK_ERR_TEMPLATE = -1,  /* template cannot be filled (detail: template_err) */
+	DOWNLINK_ERR_TOPIC = -2,     /* rendered topic is not a valid MQTT topic name */
+	DOWNLINK_ERR_ENVELOPE = -3,  /* json format: not an envelope (detail: envelope_err) */
+	DOWNLINK_ERR_NOMEM = -4,
+};
+
+/* What downlink_build() makes. Initialise zeroed; buffers are reset (not
+ * freed) by each build; buf_release() them when done. */
+struct downlink_out {
+	struct buf topic;         /* not NUL-terminated */
+	struct buf payload;
+	uint8_t qos;
+	bool retain;
+	int detail;               /* template_err / envelope_err behind an error */
+};
+
+/*
+ * Builds the MQTT message for record r under map m. ctx is a template_ctx
+ * that the caller initialised for this record (template_ctx_init(); the
+ * fields are filled here) and releases after the last map: the value is
+ * parsed as JSON at most once for all maps. Returns DOWNLINK_OK or a
+ * negative enum downlink_err. Any thread (m is immutable).
+ */
+int downlink_build(const struct downlink_map *m, const struct downlink_record *r,
+		   struct template_ctx *ctx, struct downlink_out *out);
+/* Human-readable reason for a downlink_build() error, for logs. Never NULL. */
+const char *downlink_err_str(int err, int detail);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * test_downlink.c - record to MQTT message (downlink_build): topic templates
+ * from key, headers, JSON and the Kafka topic; qos/retain header overrides;
+ * raw and envelope payloads; mapping checks and group ids.
+ *
+ * Headers are real librdkafka header lists (rd_kafka_headers_new()), the
+ * same type the consumer reads from a record.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "downlink.h"
+#include "envelope.h"
+#include "template.h"
+
+static char *topics_cmd[] = { "device-commands" };
+
+static struct cfg_downlink mapping(const char *mqtt_topic, int qos, bool retain,
+				   enum cfg_format format)
+{
+	return (struct cfg_downlink){
+		.topics = topics_cmd, .ntopics = 1, .group = "kafkagate",
+		.mqtt_topic = (char *)mqtt_topic, .qos = qos, .retain = retain,
+		.format = format, .mode = CFG_MODE_GROUP, .line = 7,
+	};
+}
+
+static struct downlink_map *map_new(const char *mqtt_topic, int qos, bool retain,
+				    enum cfg_format format)
+{
+	char err[256] = "";
+	struct cfg_downlink cd = mapping(mqtt_topic, qos, retain, format);
+	struct downlink_map *m = downlink_map_new(&cd, "kafkagate", err, sizeof(err));
+	if (!m)
+		fail_msg("map '%s': %s", mqtt_topic, err);
+	return m;
+}
+
+/* Builds one record through m; the caller checks rc and out. */
+struct built {
+	int rc;
+	struct downlink_out out;
+	char topic[256];
+	char payload[256];
+};
+
+static void build(struct built *b, const struct downlink_map *m, const char *key,
+		  const char *value, rd_kafka_headers_t *h)
+{
+	struct downlink_record r = {
+		.topic = "device-commands", .key = key, .key_len = key ? strlen(key) : 0,
+		.value = value, .value_len = value ? strlen(value) : 0, .headers = h,
+	};
+	struct template_ctx ctx;
+	memset(b, 0, sizeof(*b));
+	template_ctx_init(&ctx);
+	b->rc = downlink_build(m, &r, &ctx, &b->out);
+	template_ctx_release(&ctx);
+	snprintf(b->topic, sizeof(b->topic), "%.*s", (int)buf_used(&b->out.topic),
+		 (const char *)buf_head(&b->out.topic));
+	snprintf(b->payload, sizeof(b->payload), "%.*s", (int)buf_used(&b->out.payload),
+		 (const char *)buf_head(&b->out.payload));
+	buf_release(&b->out.topic);
+	buf_release(&b->out.payload);
+}
+
+static rd_kafka_headers_t *headers(const char *const *kv)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+	for (size_t i = 0; kv[i]; i += 2)
+		rd_kafka_header_add(h, kv[i], -1, kv[i + 1], kv[i + 1] ? -1 : 0);
+	return h;
+}
+
+static void test_key_template(void **state)
+{
+	(void)state;
+	struct downlink_map *m = map_new("devices/${key}/commands", 1, false, CFG_FORMAT_RAW);
+	struct built b;
+	build(&b, m, "d1", "reboot", NULL);
+	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_string_equal(b.topic, "devices/d1/commands");
+	assert_string_equal(b.payload, "reboot");
+	assert_int_equal(b.out.qos, 1);
+	assert_false(b.out.retain);
+	/* No key: the template cannot be filled. */
+	build(&b, m, NULL, "reboot", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.out.detail, TEMPLATE_ERR_KEY);
+	/* A key with a wildcard makes an invalid topic name. */
+	build(&b, m, "a+b", "x", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_TOPIC);
+	assert_string_equal(downlink_err_str(b.rc, b.out.detail), "not a valid MQTT topic name");
+	downlink_map_free(m);
+}
+
+static void test_header_template(void **state)
+{
+	(void)state;
+	struct downlink_map *m = map_new("${header:mqtt.topic}", 0, false, CFG_FORMAT_RAW);
+	const char *const kv[] = { "mqtt.topic", "old/topic", "mqtt.topic", "site/7/all", NULL };
+	rd_kafka_headers_t *h = headers(kv);
+	struct built b;
+	build(&b, m, NULL, "hello", h);
+	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_string_equal(b.topic, "site/7/all"); /* the last one wins */
+	assert_int_equal(b.out.qos, 0);
+	rd_kafka_headers_destroy(h);
+
+	build(&b, m, NULL, "hello", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.out.detail, TEMPLATE_ERR_HEADER);
+
+	/* An empty header gives an empty topic: not a valid name. */
+	const char *const empty[] = { "mqtt.topic", "", NULL };
+	h = headers(empty);
+	build(&b, m, NULL, "hello", h);
+	assert_int_equal(b.rc, DOWNLINK_ERR_TOPIC);
+	rd_kafka_headers_destroy(h);
+	downlink_map_free(m);
+}
+
+static void test_json_and_kafka_topic(void **state)
+{
+	(void)state;
+	struct downlink_map *m = map_new("${kafka_topic}/${json:device.id}/${json:seq}", 2, true,
+					 CFG_FORMAT_RAW);
+	struct built b;
+	const char *v = "{\"device\":{\"id\":\"x7\"},\"seq\":42}";
+	build(&b, m, NULL, v, NULL);
+	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_string_equal(b.topic, "device-commands/x7/42");
+	assert_string_equal(b.payload, v); /* raw: the value as it is */
+	assert_int_equal(b.out.qos, 2);
+	assert_true(b.out.retain);
+	build(&b, m, NULL, "{\"device\":{}}", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.out.detail, TEMPLATE_ERR_JSON_PATH);
+	build(&b, m, NULL, "not json", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.out.detail, TEMPLATE_ERR_NOT_JSON);
+	downlink_map_free(m);
+}
+
+static void test_overrides(void **state)
+{
+	(void)state;
+	struct downlink_map *m = map_new("devices/${key}/commands", 1, false, CFG_FORMAT_RAW);
+	static const struct {
+		const char *qos, *retain;
+		int want_qos;
+		bool want_retain;
+	} cases[] = {
+		{ "0", "true", 0, true },
+		{ "2", "1", 2, true },
+		{ "1", "false", 1, false },
+		{ "2", "0", 2, false },
+		{ "3", "yes", 1, false },    /* not allowed: the mapping's values */
+		{ "01", "TRUE", 1, false },  /* exact words only */
+		{ "", "", 1, false },
+		{ NULL, NULL, 1, false },    /* null header values */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *const kv[] = { "mqtt.qos", cases[i].qos, "mqtt.retain", cases[i].retain,
+					   NULL };
+		rd_kafka_headers_t *h = headers(kv);
+		struct built b;
+		build(&b, m, "d1", "x", h);
+		rd_kafka_headers_destroy(h);
+		assert_int_equal(b.rc, DOWNLINK_OK);
+		if (b.out.qos != cases[i].want_qos || b.out.retain != cases[i].want_retain)
+			fail_msg("case %zu: qos %d retain %d", i, b.out.qos, b.out.retain);
+	}
+	/* A retain mapping overridden to false. */
+	struct downlink_map *r = map_new("devices/${key}/state", 0, true, CFG_FORMAT_RAW);
+	const char *const kv[] = { "mqtt.retain", "false", NULL };
+	rd_kafka_headers_t *h = headers(kv);
+	struct built b;
+	build(&b, r, "d1", "x", h);
+	assert_false(b.out.retain);
+	build(&b, r, "d1", NULL, NULL); /* null value: empty payload, retained */
+	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_true(b.out.retain);
+	assert_string_equal(b.payload, "");
+	rd_kafka_headers_destroy(h);
+	downlink_map_free(r);
+	downlink_map_free(m);
+}
+
+static void test_envelope(void **state)
+{
+	(void)state;
+	struct downlink_map *m = map_new("devices/${json:device}/commands", 1, false,
+					 CFG_FORMAT_JSON);
+	struct built b;
+	build(&b, m, NULL, "{\"device\":\"d3\",\"payload\":\"reboot\"}", NULL);
+	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_string_equal(b.topic, "devices/d3/commands");
+	assert_string_equal(b.payload, "reboot");
+	build(&b, m, NULL, "{\"device\":\"d3\",\"payload\":{\"a\": [1, 2]}}", NULL);
+	assert_string_equal(b.payload, "{\"a\":[1,2]}");
+	/* base64 of "hi!" */
+	build(&b, m, NULL,
+	      "{\"device\":\"d3\",\"payload_encoding\":\"base64\",\"payload\":\"aGkh\"}", NULL);
+	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_string_equal(b.payload, "hi!");
+	/* JSON but not an envelope: skipped. */
+	build(&b, m, NULL, "{\"device\":\"d3\",\"cmd\":\"reboot\"}", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	assert_int_equal(b.out.detail, ENVELOPE_ERR_NOT_ENVELOPE);
+	assert_string_equal(downlink_err_str(b.rc, b.out.detail), "value is not a JSON envelope");
+	/* Bad base64. */
+	build(&b, m, NULL,
+	      "{\"device\":\"d3\",\"payload_encoding\":\"base64\",\"payload\":\"a\"}", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	assert_int_equal(b.out.detail, ENVELOPE_ERR_INVALID);
+	downlink_map_free(m);
+
+	/* A literal topic: a non-JSON value is not an envelope either. */
+	m = map_new("broadcast/all", 0, false, CFG_FORMAT_JSON);
+	build(&b, m, NULL, "plain text", NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	build(&b, m, NULL, NULL, NULL);
+	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	downlink_map_free(m);
+}
+
+/* Two maps over one record share one ctx (one JSON parse) and both build. */
+static void test_shared_ctx(void **state)
+{
+	(void)state;
+	struct downlink_map *a = map_new("a/${json:id}", 0, false, CFG_FORMAT_RAW);
+	struct downlink_map *j = map_new("b/${json:id}", 1, false, CFG_FORMAT_JSON);
+	const char *v = "{\"id\":\"q\",\"payload\":\"p\"}";
+	struct downlink_record r = { .topic = "device-commands", .value = v, .value_len = strlen(v) };
+	struct downlink_out out = { 0 };
+	struct template_ctx ctx;
+	template_ctx_init(&ctx);
+	assert_int_equal(downlink_build(a, &r, &ctx, &out), DOWNLINK_OK);
+	assert_int_equal(buf_used(&out.payload), strlen(v));
+	assert_int_equal(downlink_build(j, &r, &ctx, &out), DOWNLINK_OK);
+	assert_memory_equal(buf_head(&out.topic), "b/q", 3);
+	assert_int_equal(buf_used(&out.payload), 1);
+	template_ctx_release(&ctx);
+	buf_release(&out.topic);
+	buf_release(&out.payload);
+	assert_true(downlink_map_has_topic(a, "device-commands"));
+	assert_false(downlink_map_has_topic(a, "device-command"));
+	downlink_map_free(a);
+	downlink_map_free(j);
+}
+
+static void test_map_errors_and_check(void **state)
+{
+	(void)state;
+	char err[256];
+	static const char *const bad[] = { "${nope}", "devices/+/x", "x/#", "${clientid}", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cfg_downlink cd = mapping(bad[i], 0, false, CFG_FORMAT_RAW);
+		assert_null(downlink_map_new(&cd, "g", err, sizeof(err)));
+		assert_non_null(strstr(err, "mqtt_topic"));
+	}
+	char *badtopic[] = { "bad topic" };
+	struct cfg_downlink cd = mapping("x", 0, false, CFG_FORMAT_RAW);
+	cd.topics = badtopic;
+	assert_null(downlink_map_new(&cd, "g", err, sizeof(err)));
+	assert_string_equal(err, "topic: 'bad topic' is not a valid Kafka topic name");
+
+	struct cfg_downlink list[2] = { mapping("devices/${key}/c", 1, false, CFG_FORMAT_RAW),
+					mapping("d/${header:}", 0, false, CFG_FORMAT_RAW) };
+	list[1].line = 12;
+	struct cfg c = { .path = "gw.cfg", .downlinks = list, .ndownlinks = 1 };
+	assert_int_equal(downlink_check(&c, err, sizeof(err)), 0);
+	c.ndownlinks = 2;
+	assert_int_equal(downlink_check(&c, err, sizeof(err)), -1);
+	assert_memory_equal(err, "gw.cfg:12: downlink[1]: mqtt_topic: ", 36);
+	downlink_map_free(NULL);
+}
+
+static void test_group_id(void **state)
+{
+	(void)state;
+	char out[64];
+	struct cfg_downlink cd = mapping("x", 0, false, CFG_FORMAT_RAW);
+	assert_int_equal(downlink_group_id(&cd, "host-a", out, sizeof(out)), 0);
+	assert_string_equal(out, "kafkagate");
+	cd.mode = CFG_MODE_BROADCAST;
+	assert_int_equal(downlink_group_id(&cd, "host-a", out, sizeof(out)), 0);
+	assert_string_equal(out, "kafkagate-host-a");
+	assert_int_equal(downlink_group_id(&cd, "host-a", out, 10), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_template),
+		cmocka_unit_test(test_header_template),
+		cmocka_unit_test(test_json_and_kafka_topic),
+		cmocka_unit_test(test_overrides),
+		cmocka_unit_test(test_envelope),
+		cmocka_unit_test(test_shared_ctx),
+		cmocka_unit_test(test_map_errors_and_check),
+		cmocka_unit_test(test_group_id),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
