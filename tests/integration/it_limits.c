@@ -1,0 +1,619 @@
+/*
+ * it_limits.c - the limits group: max_inflight (the QoS 1 window),
+ * max_connections, max_packet_size, and slow subscribers under
+ * max_output_bytes (QoS 0 dropped, QoS 1 queued up to max_queued_messages;
+ * the publisher is never held back and the gateway's memory stays bounded).
+ *
+ * Each test runs its own gateway with the limits it needs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw.h"
+#include "rawmqtt.h"
+
+#define WAIT_MS 5000
+#define QUIET_MS 500     /* "nothing more arrives" */
+/* Generous against the 64 kB output limit, yet below the 20 MB a gateway
+ * that buffered everything for the slow subscriber would need. */
+#define RSS_GROWTH_KB (16 * 1024)
+
+static struct gw g;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int gw_teardown(void **state)
+{
+	(void)state;
+	return gw_stop(&g) == 0 ? 0 : -1;
+}
+
+static int window_setup(void **state)
+{
+	(void)state;
+	return gw_start(&g, "limits = { max_inflight = 2; };");
+}
+
+static int conn_setup(void **state)
+{
+	(void)state;
+	if (gw_start(&g, "limits = { max_connections = 5; };") < 0)
+		return -1;
+	/* gw_start() probed the port with a connection of its own; let the
+	 * gateway see it close so that it does not count against the limit. */
+	gw_log_wait(&g, "reason=\"peer closed\"", 2000);
+	return 0;
+}
+
+static int packet_setup(void **state)
+{
+	(void)state;
+	return gw_start(&g, "limits = { max_packet_size = 1024; };");
+}
+
+static int slow0_setup(void **state)
+{
+	(void)state;
+	return gw_start(&g, "limits = { max_output_bytes = 65536; };");
+}
+
+static int slow1_setup(void **state)
+{
+	(void)state;
+	return gw_start(&g, "limits = { max_output_bytes = 65536; max_inflight = 10;"
+			    " max_queued_messages = 50; };");
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int connect_ok(const char *id)
+{
+	uint8_t rc = 0xff;
+	int fd = raw_mqtt_connect(g.port, id, true, 0, &rc, NULL);
+
+	assert_true(fd >= 0);
+	assert_int_equal(rc, 0);
+	return fd;
+}
+
+static void subscribe(int fd, const char *filter, uint8_t qos)
+{
+	uint8_t out[128], in[16];
+	int n = raw_build_subscribe(out, sizeof(out), 4, 1, filter, qos);
+
+	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
+	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
+	assert_int_equal(in[0], 0x90);
+	assert_int_equal(in[4], qos);
+}
+
+static void assert_ping(int fd)
+{
+	uint8_t in[8];
+
+	assert_int_equal(raw_send_hex(fd, "C0 00"), 0);
+	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 2);
+	assert_int_equal(in[0], 0xD0);
+}
+
+/* Nothing arrives on fd for QUIET_MS. */
+static void assert_quiet(int fd)
+{
+	uint8_t in[64];
+	int n;
+
+	errno = 0;
+	n = raw_recv_packet(fd, in, sizeof(in), QUIET_MS);
+	if (n != -1)
+		print_error("unexpected packet (%d bytes, type 0x%02X)\n", n, n > 0 ? in[0] : 0);
+	assert_int_equal(n, -1);
+	assert_int_equal(errno, ETIMEDOUT);
+}
+
+/* Receives a QoS 1 PUBLISH whose payload is the decimal number want
+ * (want < 0: any number). Returns the number; *pid gets the packet id. */
+static int recv_numbered(int fd, uint8_t *buf, size_t cap, int timeout_ms, int want,
+			 uint16_t *pid)
+{
+	int n = raw_recv_packet(fd, buf, cap, timeout_ms);
+	size_t hdr = 1, tlen, off;
+	char num[16];
+
+	if (n <= 0)
+		return -1;
+	assert_int_equal(buf[0], 0x32); /* QoS 1, DUP 0, RETAIN 0 */
+	while (buf[hdr++] & 0x80)
+		;
+	tlen = (size_t)buf[hdr] << 8 | buf[hdr + 1];
+	off = hdr + 2 + tlen;
+	*pid = (uint16_t)(buf[off] << 8 | buf[off + 1]);
+	off += 2;
+	assert_true((size_t)n - off < sizeof(num));
+	memcpy(num, buf + off, (size_t)n - off);
+	num[(size_t)n - off] = '\0';
+	if (want >= 0)
+		assert_int_equal(atoi(num), want);
+	return atoi(num);
+}
+
+static void puback(int fd, uint16_t pid)
+{
+	uint8_t out[4];
+
+	raw_build_ack(out, sizeof(out), 0x40, pid);
+	assert_int_equal(raw_send(fd, out, 4), 0);
+}
+
+/* "VmRSS" or "VmHWM" of the gateway, in kB. */
+static long gw_mem_kb(const char *field)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)g.pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
+			kb = atol(line + strlen(field) + 1);
+	fclose(f);
+	assert_true(kb > 0);
+	return kb;
+}
+
+/* ASan keeps freed memory in quarantine, so a sanitizer build's RSS follows
+ * the bytes that went through it, not what it holds: its shadow mapping
+ * (terabytes of VmSize) gives it away. */
+static bool gw_is_asan(void)
+{
+	return gw_mem_kb("VmSize") > 1024L * 1024 * 1024;
+}
+
+/* Peak RSS growth since rss0 is bounded (not checked under ASan). */
+static void assert_rss_bounded(long rss0)
+{
+	long hwm = gw_mem_kb("VmHWM");
+
+	print_message("gateway RSS %ld kB before, peak %ld kB\n", rss0, hwm);
+	if (gw_is_asan()) {
+		print_message("ASan build: RSS bound not checked\n");
+		return;
+	}
+	assert_true(hwm - rss0 < RSS_GROWTH_KB);
+}
+
+/* A subscriber with a tiny receive buffer (set before connect, so the
+ * kernel cannot grow it) that will not read: the gateway's output for it
+ * backs up at once. */
+static int slow_subscriber(const char *filter, uint8_t qos)
+{
+	struct raw_connect c = { .client_id = "it-lim-slow", .clean = true };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), sz = 4096;
+	uint8_t rc = 0xff;
+
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)g.port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(raw_mqtt_handshake(fd, &c, &rc, NULL, WAIT_MS), 0);
+	assert_int_equal(rc, 0);
+	subscribe(fd, filter, qos);
+	return fd;
+}
+
+/* A publisher whose sends fail after 10 s instead of blocking forever. */
+static int publisher(const char *id)
+{
+	struct timeval tv = { .tv_sec = 10 };
+	int fd = connect_ok(id);
+
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+	return fd;
+}
+
+/* A fresh publisher/subscriber pair can still exchange a message. */
+static void assert_gateway_works(void)
+{
+	int sub = connect_ok("it-lim-check-s"), pub = connect_ok("it-lim-check-p");
+	uint8_t buf[64];
+	uint16_t pid;
+
+	subscribe(sub, "it-lim/check", 1);
+	assert_int_equal(raw_mqtt_publish(pub, "it-lim/check", "7", 1, 1, false, 1), 0);
+	assert_int_equal(recv_numbered(sub, buf, sizeof(buf), WAIT_MS, 7, &pid), 7);
+	puback(sub, pid);
+	close(sub);
+	close(pub);
+}
+
+/* ---- max_inflight ------------------------------------------------------------ */
+
+static void test_inflight_window(void **state)
+{
+	int sub = connect_ok("it-lim-win-s"), pub = connect_ok("it-lim-win-p");
+	uint16_t pid[5];
+	uint8_t buf[64];
+	(void)state;
+
+	subscribe(sub, "it-lim/win", 1);
+	for (int i = 0; i < 5; i++) {
+		char num[16];
+
+		snprintf(num, sizeof(num), "%d", i);
+		assert_int_equal(raw_mqtt_publish(pub, "it-lim/win", num, 1, 1, false,
+						  (uint16_t)(i + 1)), 0);
+	}
+	/* Window of 2: exactly two are sent while none is acknowledged. */
+	recv_numbered(sub, buf, sizeof(buf), WAIT_MS, 0, &pid[0]);
+	recv_numbered(sub, buf, sizeof(buf), WAIT_MS, 1, &pid[1]);
+	assert_quiet(sub);
+	/* One ack, exactly one more. */
+	puback(sub, pid[0]);
+	recv_numbered(sub, buf, sizeof(buf), WAIT_MS, 2, &pid[2]);
+	assert_quiet(sub);
+	puback(sub, pid[1]);
+	puback(sub, pid[2]);
+	recv_numbered(sub, buf, sizeof(buf), WAIT_MS, 3, &pid[3]);
+	recv_numbered(sub, buf, sizeof(buf), WAIT_MS, 4, &pid[4]);
+	puback(sub, pid[3]);
+	puback(sub, pid[4]);
+	assert_quiet(sub);
+	close(sub);
+	close(pub);
+}
+
+/* ---- max_connections ----------------------------------------------------------- */
+
+static void test_max_connections(void **state)
+{
+	int fd[5], extra, again = -1;
+	long long deadline;
+	(void)state;
+
+	for (int i = 0; i < 5; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "it-lim-mc%d", i);
+		fd[i] = connect_ok(id);
+	}
+	/* The 6th TCP connection is accepted by the kernel, then closed by the
+	 * gateway without a CONNACK. */
+	extra = raw_connect_tcp(g.port);
+	assert_true(extra >= 0);
+	assert_true(raw_closed_within(extra, 2000));
+	close(extra);
+	for (int i = 0; i < 5; i++)
+		assert_ping(fd[i]);
+
+	/* A closed connection frees its slot (the gateway may take a moment to
+	 * see the close). */
+	close(fd[0]);
+	deadline = now_ms() + 3000;
+	while (again < 0 && now_ms() < deadline) {
+		uint8_t rc = 0xff;
+
+		again = raw_mqtt_connect(g.port, "it-lim-mc-again", true, 0, &rc, NULL);
+		if (again >= 0 && rc != 0) {
+			close(again);
+			again = -1;
+		}
+		if (again < 0)
+			sleep_ms(50);
+	}
+	assert_true(again >= 0);
+	assert_ping(again);
+	close(again);
+	for (int i = 1; i < 5; i++)
+		close(fd[i]);
+}
+
+/* ---- max_packet_size -------------------------------------------------------------- */
+
+static void test_max_packet_size(void **state)
+{
+	int sub = connect_ok("it-lim-ps-s"), pub = connect_ok("it-lim-ps-p");
+	static uint8_t payload[2000], out[2100];
+	uint8_t buf[1100];
+	uint16_t pid;
+	int n;
+	(void)state;
+
+	subscribe(sub, "it-lim/ps", 1);
+	/* Remaining length 2 + 9 + 2 + 1000 = 1013: under the limit. */
+	memset(payload, '1', 1000);
+	n = raw_build_publish(out, sizeof(out), 4, "it-lim/ps", payload, 1000, 1, false, false, 1);
+	assert_int_equal(raw_send(pub, out, (size_t)n), 0);
+	assert_int_equal(raw_recv_packet(pub, buf, sizeof(buf), WAIT_MS), 4);
+	assert_int_equal(buf[0], 0x40);
+	n = raw_recv_packet(sub, buf, sizeof(buf), WAIT_MS);
+	assert_int_equal(n, 3 + 2 + 9 + 2 + 1000);
+	pid = (uint16_t)(buf[14] << 8 | buf[15]);
+	puback(sub, pid);
+
+	/* 2000 bytes of payload: over the limit, the connection is closed. */
+	memset(payload, '2', sizeof(payload));
+	n = raw_build_publish(out, sizeof(out), 4, "it-lim/ps", payload, 2000, 1, false, false, 2);
+	assert_int_equal(raw_send(pub, out, (size_t)n), 0);
+	assert_true(raw_closed_within(pub, WAIT_MS));
+	close(pub);
+	assert_ping(sub);
+	close(sub);
+}
+
+/* ---- slow subscribers ---------------------------------------------------------------- */
+
+#define SLOW_MSG 4096
+#define SLOW_COUNT 5120   /* x 4 KB = 20 MB */
+
+static void test_slow_subscriber_qos0(void **state)
+{
+	int slow = slow_subscriber("it-lim/slow", 0);
+	int pub = publisher("it-lim-slow-p");
+	static uint8_t payload[SLOW_MSG], out[SLOW_MSG + 64];
+	long rss0 = gw_mem_kb("VmRSS");
+	long long t0 = now_ms(), took;
+	int n;
+	(void)state;
+
+	memset(payload, 'x', sizeof(payload));
+	n = raw_build_publish(out, sizeof(out), 4, "it-lim/slow", payload, sizeof(payload), 0,
+			      false, false, 0);
+	assert_true(n > 0);
+	for (int i = 0; i < SLOW_COUNT; i++) {
+		if (raw_send(pub, out, (size_t)n) < 0) {
+			print_error("publisher blocked or closed after %d messages: %s\n", i,
+				    strerror(errno));
+			fail();
+		}
+	}
+	/* The publisher's connection is alive and answered promptly. */
+	assert_ping(pub);
+	took = now_ms() - t0;
+	print_message("20 MB of QoS 0 published in %lld ms\n", took);
+	assert_true(took < 30000);
+	assert_rss_bounded(rss0);
+	assert_gateway_works();
+
+	/* The slow subscriber reads again: it gets what was kept (not all
+	 * 20 MB: the rest was dropped) and then new messages again. */
+	static uint8_t in[SLOW_MSG + 64];
+	int got = 0;
+
+	while ((n = raw_recv_packet(slow, in, sizeof(in), 1000)) > 0) {
+		assert_int_equal(in[0], 0x30);
+		got++;
+	}
+	print_message("slow QoS 0 subscriber got %d of %d messages\n", got, SLOW_COUNT);
+	assert_true(got < SLOW_COUNT);
+	assert_int_equal(raw_mqtt_publish(pub, "it-lim/slow", "end", 3, 0, false, 0), 0);
+	n = raw_recv_packet(slow, in, sizeof(in), WAIT_MS);
+	assert_int_equal(n, 2 + 2 + 11 + 3);
+	assert_memory_equal(in + 4, "it-lim/slowend", 14);
+	close(slow);
+	close(pub);
+}
+
+static void test_slow_subscriber_qos1(void **state)
+{
+	int slow = slow_subscriber("it-lim/slow1", 1);
+	int pub = publisher("it-lim-slow1-p");
+	static uint8_t payload[8192], buf[9000];
+	long rss0 = gw_mem_kb("VmRSS");
+	int count = 0, last = -1, total = 2000;
+	(void)state;
+
+	/* 2000 x 8 KB QoS 1 (16 MB): every one acknowledged to the publisher. */
+	for (int i = 0; i < total; i++) {
+		int len = snprintf((char *)payload, sizeof(payload), "%d", i);
+
+		memset(payload + len, ' ', sizeof(payload) - (size_t)len);
+		if (raw_mqtt_publish(pub, "it-lim/slow1", payload, sizeof(payload), 1, false,
+				     (uint16_t)(i % 60000 + 1)) < 0) {
+			print_error("publish %d not acknowledged\n", i);
+			fail();
+		}
+	}
+	assert_rss_bounded(rss0);
+	assert_true(gw_log_contains(&g, "queue full"));
+
+	/* Now read: what was sent (window) plus what was queued, in order. */
+	for (;;) {
+		uint16_t pid;
+		int n = raw_recv_packet(slow, buf, sizeof(buf), 1000);
+		size_t hdr = 1, tlen, off;
+
+		if (n < 0)
+			break;
+		assert_true(n > 0);
+		assert_int_equal(buf[0], 0x32);
+		while (buf[hdr++] & 0x80)
+			;
+		tlen = (size_t)buf[hdr] << 8 | buf[hdr + 1];
+		off = hdr + 2 + tlen;
+		pid = (uint16_t)(buf[off] << 8 | buf[off + 1]);
+		buf[n - 1] = '\0';
+		int seq = atoi((const char *)buf + off + 2);
+
+		assert_true(seq > last);
+		last = seq;
+		count++;
+		puback(slow, pid);
+	}
+	print_message("slow QoS 1 subscriber got %d of %d messages\n", count, total);
+	assert_true(count >= 50);       /* the queue was kept */
+	assert_true(count <= 10 + 50);  /* max_inflight + max_queued_messages */
+	assert_gateway_works();
+	/* And it receives new messages again. */
+	{
+		uint16_t pid;
+
+		assert_int_equal(raw_mqtt_publish(pub, "it-lim/slow1", "99999", 5, 1, false, 1), 0);
+		assert_int_equal(recv_numbered(slow, buf, sizeof(buf), WAIT_MS, 99999, &pid), 99999);
+		puback(slow, pid);
+	}
+	close(slow);
+	close(pub);
+}
+
+/* ---- a publisher that does not read its acks ---------------------------------- */
+
+#define NOREAD_MS 2000
+
+/* The most a TCP buffer can grow to (tcp_wmem / tcp_rmem "max"). */
+static long tcp_buf_max(const char *path)
+{
+	long lo, def, max = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		if (fscanf(f, "%ld %ld %ld", &lo, &def, &max) != 3)
+			max = 0;
+		fclose(f);
+	}
+	return max > 0 ? max : 64L << 20;
+}
+
+/*
+ * QoS 1 publishes whose PUBACKs are not read. The gateway's output to the
+ * publisher (PUBACKs, and a 1 kB echo of each publish since it subscribes
+ * to its own topic) goes over max_output_bytes after a few thousand
+ * publishes, and the gateway must stop reading from it (backpressure)
+ * with unparsed input left over; once the publisher reads, every PUBACK
+ * must arrive, in order, and the connection go on. Sending stops when the
+ * socket stays full for 300 ms or after NOREAD_MS (the kernel keeps taking
+ * a trickle); a gateway that never stopped reading would by then have
+ * taken more than all the socket buffers between the two could hold.
+ */
+static void test_unread_pubacks_pause_publisher(void **state)
+{
+	struct raw_connect c = { .client_id = "it-lim-noread", .clean = true };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), sz = 16384;
+	static uint8_t pkt[1100], in[1100], body[1000];
+	uint8_t rc = 0xff;
+	size_t rest = 0, done = 0;
+	int len = 0, sent = 0;
+	long rss0 = gw_mem_kb("VmRSS");
+	long long t0 = now_ms();
+	int most = (int)((tcp_buf_max("/proc/sys/net/ipv4/tcp_wmem") +
+			  tcp_buf_max("/proc/sys/net/ipv4/tcp_rmem")) / (long)sizeof(body)) + 1000;
+	(void)state;
+
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)), 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)g.port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(raw_mqtt_handshake(fd, &c, &rc, NULL, WAIT_MS), 0);
+	assert_int_equal(rc, 0);
+	subscribe(fd, "it-lim/nr", 0);
+	memset(body, 'b', sizeof(body));
+
+	/* Send until the socket stays full for 300 ms, or the bounds. */
+	while (sent < most && now_ms() - t0 < NOREAD_MS) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		ssize_t w;
+
+		len = raw_build_publish(pkt, sizeof(pkt), 4, "it-lim/nr", body, sizeof(body), 1,
+					false, false, (uint16_t)(sent % 65535 + 1));
+		if (poll(&pfd, 1, 300) == 0)
+			break;
+		w = send(fd, pkt, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		assert_true(w > 0);
+		sent++;
+		if (w < len) {
+			rest = (size_t)(len - w);
+			done = (size_t)w;
+			break;
+		}
+	}
+	print_message("publisher stopped after %d unacknowledged publishes (%lld ms)\n", sent,
+		      now_ms() - t0);
+	assert_true(sent < most);
+	assert_rss_bounded(rss0);
+
+	/* Read every PUBACK in order (and the echoes, some of which the output
+	 * limit dropped), finishing the half-sent packet when the gateway reads
+	 * again. */
+	for (int acks = 0, echoes = 0; acks < sent;) {
+		int n;
+
+		if (rest > 0) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+			if (poll(&pfd, 1, 0) == 1) {
+				ssize_t w = send(fd, pkt + done, rest, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+				if (w > 0) {
+					done += (size_t)w;
+					rest -= (size_t)w;
+				}
+			}
+		}
+		n = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
+		if (n > 0 && in[0] == 0x30) {
+			echoes++;
+			continue;
+		}
+		if (n != 4 || in[0] != 0x40 || (in[2] << 8 | in[3]) != acks % 65535 + 1) {
+			print_error("PUBACK %d of %d missing or wrong (%d bytes, 0x%02X)\n", acks,
+				    sent, n, n > 0 ? in[0] : 0);
+			fail();
+		}
+		if (++acks == sent)
+			print_message("%d PUBACKs, %d of the echoes (%lld ms)\n", acks, echoes,
+				      now_ms() - t0);
+	}
+	assert_int_equal(rest, 0);
+	assert_ping(fd);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_inflight_window, window_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_max_connections, conn_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_max_packet_size, packet_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_slow_subscriber_qos0, slow0_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_slow_subscriber_qos1, slow1_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_unread_pubacks_pause_publisher, slow0_setup,
+						gw_teardown),
+	};
+
+	return cmocka_run_group_tests_name("it_limits", tests, NULL, NULL);
+}

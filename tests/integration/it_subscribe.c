@@ -1,0 +1,373 @@
+/*
+ * it_subscribe.c - topic filters on the wire: + and #, '$' topics,
+ * overlapping subscriptions, re-subscription, SUBACK codes, UNSUBSCRIBE.
+ *
+ * Every subscriber also subscribes MARKER; the publisher publishes the
+ * marker last, and since one publisher's messages arrive in order, what a
+ * subscriber read before the marker is all it was going to get.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw.h"
+#include "rawmqtt.h"
+
+#define WAIT_MS 5000
+#define MARKER "it-sub/end"
+
+static struct gw g;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	return gw_start(&g, NULL);
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	gw_stop(&g);
+	return 0;
+}
+
+struct pub {
+	uint8_t qos;
+	bool retain;
+	uint16_t pid;
+	char topic[128];
+	char payload[128];
+};
+
+/* Receives one packet, which must be a PUBLISH; acks QoS 1 and 2 (for QoS
+ * 2 the PUBREL must be the next packet: no other message in flight). */
+static void recv_publish(int fd, struct pub *p)
+{
+	uint8_t b[512], out[4];
+	int n = raw_recv_packet(fd, b, sizeof(b), WAIT_MS);
+	size_t tlen, off;
+
+	if (n <= 0 || (b[0] & 0xF0) != 0x30)
+		print_error("expected PUBLISH, got %d bytes, type 0x%02X\n", n, n > 0 ? b[0] : 0);
+	assert_true(n > 4 && (b[0] & 0xF0) == 0x30 && b[1] < 0x80);
+	p->qos = (b[0] >> 1) & 3;
+	p->retain = b[0] & 1;
+	tlen = (size_t)b[2] << 8 | b[3];
+	assert_true(tlen < sizeof(p->topic) && 4 + tlen <= (size_t)n);
+	memcpy(p->topic, b + 4, tlen);
+	p->topic[tlen] = '\0';
+	off = 4 + tlen;
+	p->pid = 0;
+	if (p->qos) {
+		p->pid = (uint16_t)(b[off] << 8 | b[off + 1]);
+		off += 2;
+	}
+	assert_true((size_t)n - off < sizeof(p->payload));
+	memcpy(p->payload, b + off, (size_t)n - off);
+	p->payload[(size_t)n - off] = '\0';
+	if (p->qos == 1) {
+		raw_build_ack(out, sizeof(out), 0x40, p->pid);
+		assert_int_equal(raw_send(fd, out, 4), 0);
+	} else if (p->qos == 2) {
+		raw_build_ack(out, sizeof(out), 0x50, p->pid);
+		assert_int_equal(raw_send(fd, out, 4), 0);
+		assert_int_equal(raw_recv_packet(fd, b, sizeof(b), WAIT_MS), 4);
+		assert_int_equal(b[0], 0x62);
+		raw_build_ack(out, sizeof(out), 0x70, p->pid);
+		assert_int_equal(raw_send(fd, out, 4), 0);
+	}
+}
+
+static int connect_ok(const char *id)
+{
+	uint8_t rc = 0xff;
+	int fd = raw_mqtt_connect(g.port, id, true, 0, &rc, NULL);
+
+	assert_true(fd >= 0);
+	assert_int_equal(rc, 0);
+	return fd;
+}
+
+static void subscribe(int fd, uint16_t pid, const char *filter, uint8_t qos)
+{
+	uint8_t out[256], in[16];
+	int n = raw_build_subscribe(out, sizeof(out), 4, pid, filter, qos);
+
+	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
+	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
+	assert_int_equal(in[0], 0x90);
+	assert_int_equal(in[2] << 8 | in[3], pid);
+	assert_int_equal(in[4], qos);
+}
+
+/* A subscriber of filter (QoS qos) and of MARKER. */
+static int subscriber(const char *id, const char *filter, uint8_t qos)
+{
+	int fd = connect_ok(id);
+
+	subscribe(fd, 1, filter, qos);
+	subscribe(fd, 2, MARKER, 0);
+	return fd;
+}
+
+static void publish(int fd, const char *topic, uint8_t qos)
+{
+	static uint16_t pid;
+
+	pid = (uint16_t)(pid % 1000 + 1);
+	assert_int_equal(raw_mqtt_publish(fd, topic, topic, strlen(topic), qos, false, pid), 0);
+}
+
+/* Reads PUBLISHes up to the marker; checks they are exactly want[0..n) in
+ * order (payload = topic, as publish() sends). */
+static void expect_topics(int fd, const char *const *want, size_t n)
+{
+	for (size_t i = 0;; i++) {
+		struct pub p;
+
+		recv_publish(fd, &p);
+		if (strcmp(p.topic, MARKER) == 0) {
+			if (i != n)
+				print_error("marker after %zu messages, wanted %zu\n", i, n);
+			assert_int_equal(i, n);
+			return;
+		}
+		if (i >= n || strcmp(p.topic, want[i]) != 0)
+			print_error("message %zu: got '%s', wanted '%s'\n", i, p.topic,
+				    i < n ? want[i] : "(marker)");
+		assert_true(i < n);
+		assert_string_equal(p.topic, want[i]);
+		assert_string_equal(p.payload, want[i]);
+		assert_false(p.retain);
+	}
+}
+
+/* ---- + and # [MQTT 4.7] ------------------------------------------------- */
+
+static const char *const topics[] = {
+	"sport/tennis/player1", "sport/tennis/player2", "sport/tennis", "sport",
+	"sport/", "finance/x", "/finance", "a/b/c/d",
+};
+
+struct filter_case {
+	const char *filter;
+	int match[9];   /* indexes into topics[], -1 terminated */
+};
+
+static const struct filter_case filters[] = {
+	{ "sport/#", { 0, 1, 2, 3, 4, -1 } },   /* includes the parent "sport" */
+	{ "sport/tennis/+", { 0, 1, -1 } },
+	{ "sport/+", { 2, 4, -1 } },            /* "sport/" has an empty level */
+	{ "+/+", { 2, 4, 5, 6, -1 } },
+	{ "+", { 3, -1 } },
+	{ "/+", { 6, -1 } },
+	{ "#", { 0, 1, 2, 3, 4, 5, 6, 7, -1 } },
+	{ "+/tennis/#", { 0, 1, 2, -1 } },
+	{ "a/+/c/#", { 7, -1 } },
+	{ "sport/tennis/player1", { 0, -1 } },
+	{ "Sport/#", { -1 } },
+};
+
+static void test_wildcards(void **state)
+{
+	enum { NF = sizeof(filters) / sizeof(filters[0]) };
+	int fd[NF], pub;
+	(void)state;
+
+	for (size_t i = 0; i < NF; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "it-sub-w%zu", i);
+		fd[i] = subscriber(id, filters[i].filter, 0);
+	}
+	pub = connect_ok("it-sub-w-pub");
+	for (size_t t = 0; t < sizeof(topics) / sizeof(topics[0]); t++)
+		publish(pub, topics[t], 1);
+	publish(pub, MARKER, 0);
+	for (size_t i = 0; i < NF; i++) {
+		const char *want[9];
+		size_t n = 0;
+
+		print_message("filter %s\n", filters[i].filter);
+		for (const int *m = filters[i].match; *m >= 0; m++)
+			want[n++] = topics[*m];
+		expect_topics(fd[i], want, n);
+		close(fd[i]);
+	}
+	close(pub);
+}
+
+/* ---- '$' topics: not matched by filters starting with a wildcard [MQTT-4.7.2-1] */
+
+static void test_dollar_topics(void **state)
+{
+	static const char *const dollar[] = { "$test/x" };
+	int hash = subscriber("it-sub-d1", "#", 0);
+	int plus = subscriber("it-sub-d2", "+/x", 0);
+	int dhash = subscriber("it-sub-d3", "$test/#", 0);
+	int dplus = subscriber("it-sub-d4", "$test/+", 1);
+	int pub = connect_ok("it-sub-d-pub");
+	(void)state;
+
+	publish(pub, "$test/x", 1);
+	publish(pub, MARKER, 0);
+	expect_topics(hash, NULL, 0);
+	expect_topics(plus, NULL, 0);
+	expect_topics(dhash, dollar, 1);
+	expect_topics(dplus, dollar, 1);
+	close(hash);
+	close(plus);
+	close(dhash);
+	close(dplus);
+	close(pub);
+}
+
+/* ---- overlapping subscriptions: one copy at the highest granted QoS ------ */
+
+static void test_overlapping_once(void **state)
+{
+	int fd = subscriber("it-sub-ov", "it-sub/ov/#", 0);
+	int pub = connect_ok("it-sub-ov-pub");
+	const char *want[] = { "it-sub/ov/a", "it-sub/ov/b", "it-sub/ov/b/c" };
+	const uint8_t qos[] = { 2, 1, 0 };
+	(void)state;
+
+	subscribe(fd, 3, "it-sub/ov/a", 2);
+	subscribe(fd, 4, "it-sub/ov/+", 1);
+	/* One at a time: a second copy would show up as the next packet. */
+	for (int i = 0; i < 3; i++) {
+		struct pub p;
+
+		publish(pub, want[i], 2);
+		recv_publish(fd, &p);
+		assert_string_equal(p.topic, want[i]);
+		assert_int_equal(p.qos, qos[i]);
+	}
+	publish(pub, MARKER, 0);
+	expect_topics(fd, NULL, 0);
+	close(fd);
+	close(pub);
+}
+
+/* Subscribing again to the same filter replaces its QoS [MQTT-3.8.4-3]. */
+static void test_resubscribe_replaces(void **state)
+{
+	int fd = subscriber("it-sub-rs", "it-sub/rs", 0);
+	int pub = connect_ok("it-sub-rs-pub");
+	struct pub p;
+	(void)state;
+
+	subscribe(fd, 3, "it-sub/rs", 1);
+	publish(pub, "it-sub/rs", 1);
+	publish(pub, MARKER, 0);
+	recv_publish(fd, &p);
+	assert_string_equal(p.topic, "it-sub/rs");
+	assert_int_equal(p.qos, 1);
+	expect_topics(fd, NULL, 0);
+	close(fd);
+	close(pub);
+}
+
+/* One SUBSCRIBE, three filters: one SUBACK code each, in order [MQTT-3.8.4-5]. */
+static void test_suback_codes_in_order(void **state)
+{
+	int fd = connect_ok("it-sub-multi");
+	uint8_t in[16];
+	(void)state;
+
+	/* pid 0x0A0B; it-sub/m0 QoS 2, it-sub/m1 QoS 0, it-sub/m2 QoS 1 */
+	assert_int_equal(raw_send_hex(fd, "82 26 0A0B"
+				      " 0009 69742D7375622F6D30 02"
+				      " 0009 69742D7375622F6D31 00"
+				      " 0009 69742D7375622F6D32 01"), 0);
+	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 7);
+	assert_int_equal(in[0], 0x90);
+	assert_int_equal(in[1], 5);
+	assert_int_equal(in[2], 0x0A);
+	assert_int_equal(in[3], 0x0B);
+	assert_int_equal(in[4], 2);
+	assert_int_equal(in[5], 0);
+	assert_int_equal(in[6], 1);
+	close(fd);
+}
+
+/* An invalid filter is never granted: the server answers 0x80 for it or
+ * closes the connection [MQTT-4.7.1-2], [MQTT-4.7.1-3]. */
+static void test_invalid_filter_not_granted(void **state)
+{
+	static const char *const bad[] = { "a/#/b", "a/b#", "a+", "+a/b", "#/" };
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t out[64], in[16];
+		int fd = connect_ok("it-sub-bad"), n;
+
+		print_message("filter %s\n", bad[i]);
+		n = raw_build_subscribe(out, sizeof(out), 4, 5, bad[i], 0);
+		assert_int_equal(raw_send(fd, out, (size_t)n), 0);
+		n = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
+		if (n == 5 && in[0] == 0x90)
+			assert_int_equal(in[4], 0x80);
+		else
+			assert_true(n == 0 || (n < 0 && raw_closed_within(fd, 100)));
+		close(fd);
+	}
+}
+
+/* ---- UNSUBSCRIBE ----------------------------------------------------------- */
+
+static void test_unsubscribe(void **state)
+{
+	int fd = subscriber("it-sub-un", "it-sub/un/a", 1);
+	int pub = connect_ok("it-sub-un-pub");
+	static const char *const first[] = { "it-sub/un/a" };
+	uint8_t out[64], in[16];
+	int n;
+	(void)state;
+
+	publish(pub, "it-sub/un/a", 1);
+	publish(pub, MARKER, 0);
+	expect_topics(fd, first, 1);
+
+	n = raw_build_unsubscribe(out, sizeof(out), 4, 0x1234, "it-sub/un/a");
+	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
+	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 4);
+	assert_int_equal(in[0], 0xB0);
+	assert_int_equal(in[1], 0x02);
+	assert_int_equal(in[2], 0x12);
+	assert_int_equal(in[3], 0x34);
+
+	/* A filter that was never subscribed still gets its UNSUBACK [MQTT-3.10.4-5]. */
+	n = raw_build_unsubscribe(out, sizeof(out), 4, 0x0777, "it-sub/never/#");
+	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
+	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 4);
+	assert_int_equal(in[0], 0xB0);
+	assert_int_equal(in[2] << 8 | in[3], 0x0777);
+
+	publish(pub, "it-sub/un/a", 1);
+	publish(pub, MARKER, 0);
+	expect_topics(fd, NULL, 0);
+	close(fd);
+	close(pub);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_wildcards),
+		cmocka_unit_test(test_dollar_topics),
+		cmocka_unit_test(test_overlapping_once),
+		cmocka_unit_test(test_resubscribe_replaces),
+		cmocka_unit_test(test_suback_codes_in_order),
+		cmocka_unit_test(test_invalid_filter_not_granted),
+		cmocka_unit_test(test_unsubscribe),
+	};
+
+	return cmocka_run_group_tests_name("it_subscribe", tests, group_setup, group_teardown);
+}

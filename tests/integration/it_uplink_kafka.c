@@ -1,0 +1,512 @@
+/*
+ * it_uplink_kafka.c - the uplink against a real Apache Kafka broker
+ * (scripts/kafka-local): 10,000 QoS 1 messages from 20 paho clients arrive
+ * exactly as sent; then the same while the broker is stopped and started
+ * again a third of the way through: every message that got a PUBACK is in
+ * Kafka. Clients behave as devices do: a publish that fails or is not
+ * acknowledged makes them reconnect and send it again; the test prints how
+ * many records that duplicated. The gateway's message.timeout.ms (2 s) is
+ * shorter than the outage, so that the records in flight during it fail and
+ * that path (no PUBACK, connection closed, device resends) is exercised.
+ *
+ * The broker gets a private KAFKA_RUN_DIR, so a broker another suite runs
+ * is left alone, and is stopped at the end. Without java or mvn every test
+ * is skipped with a message.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <MQTTClient.h>
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw.h"
+
+enum { CLIENTS = 20, PER_CLIENT = 500, TOTAL = CLIENTS * PER_CLIENT, PAYLOAD = 100 };
+#define PUBLISH_DEADLINE_MS 90000
+
+static struct gw g;
+static char bootstrap[128];
+static char run_dir[64];
+static const char *skip_reason;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Runs scripts/kafka-local CMD (KAFKA_RUN_DIR is in our environment); the
+ * first line of its stdout goes to out. Returns its exit status. */
+static int kafka_local(const char *cmd, char *out, size_t cap)
+{
+	char line[256] = "", sh[128];
+	FILE *p;
+
+	snprintf(sh, sizeof(sh), "scripts/kafka-local %s", cmd);
+	p = popen(sh, "r");
+	if (!p)
+		return -1;
+	if (!fgets(line, sizeof(line), p))
+		line[0] = '\0';
+	while (fgetc(p) != EOF)
+		;
+	int st = pclose(p);
+	line[strcspn(line, "\n")] = '\0';
+	if (out)
+		snprintf(out, cap, "%s", line);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int group_setup(void **state)
+{
+	char cfg[1024];
+	(void)state;
+
+	if (system("command -v java >/dev/null 2>&1") != 0) {
+		skip_reason = "java not found: real-Kafka uplink tests skipped";
+		return 0;
+	}
+	if (system("command -v mvn >/dev/null 2>&1") != 0) {
+		skip_reason = "mvn not found (scripts/kafka-local fetches Kafka with it): skipped";
+		return 0;
+	}
+	snprintf(run_dir, sizeof(run_dir), "/tmp/kg-it-kafka-XXXXXX");
+	if (!mkdtemp(run_dir))
+		return -1;
+	setenv("KAFKA_RUN_DIR", run_dir, 1);
+	long long t0 = now_ms();
+	if (kafka_local("start", bootstrap, sizeof(bootstrap)) != 0 || !bootstrap[0]) {
+		fprintf(stderr, "scripts/kafka-local start failed (log in %s)\n", run_dir);
+		return -1;
+	}
+	print_message("kafka-local serves on %s after %lld ms\n", bootstrap, now_ms() - t0);
+	snprintf(cfg, sizeof(cfg),
+		 "kafka = { brokers = \"%s\"; flush_timeout = 5;\n"
+		 "  properties = ( (\"message.timeout.ms\", 2000) ); };\n"
+		 "routes = ( { filter = \"kt/+/#\"; topic = \"kt-${topic[1]}\";"
+		 " key = \"${clientid}\"; format = \"raw\"; } );\n",
+		 bootstrap);
+	return gw_start(&g, cfg);
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+	(void)state;
+
+	if (skip_reason)
+		return 0;
+	gw_stop(&g);
+	kafka_local("stop", NULL, 0);
+	if (!getenv("KG_KEEP")) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", run_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", run_dir);
+	}
+	return 0;
+}
+
+/* ---- publishers: paho clients acting like devices ----------------------- */
+
+/*
+ * With callbacks set, paho's own thread reads every client's socket and
+ * reports each PUBACK through deliveryComplete; MQTTClient_waitForCompletion
+ * would only notice it at its next 100 ms poll, so each publisher waits on
+ * its own condition variable for the delivery token instead.
+ */
+struct publisher {
+	pthread_t th;
+	const char *scenario;         /* MQTT topic level 1 = Kafka topic suffix */
+	char id[32];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	MQTTClient_deliveryToken done; /* last token acknowledged */
+	bool lost;                     /* connection lost */
+	bool acked[PER_CLIENT];
+	int attempts, reconnects;
+	char err[160];
+};
+
+static atomic_int acked_total;
+
+static void payload_of(const char *id, int seq, char *p)
+{
+	int n = snprintf(p, PAYLOAD + 1, "%s:%d:", id, seq);
+
+	for (int i = n; i < PAYLOAD; i++)
+		p[i] = (char)('a' + (seq + i) % 26);
+	p[PAYLOAD] = '\0';
+}
+
+static void on_lost(void *ctx, char *cause)
+{
+	struct publisher *pb = ctx;
+	(void)cause;
+
+	pthread_mutex_lock(&pb->mu);
+	pb->lost = true;
+	pthread_cond_signal(&pb->cv);
+	pthread_mutex_unlock(&pb->mu);
+}
+
+static int on_message(void *ctx, char *topic, int len, MQTTClient_message *m)
+{
+	(void)ctx;
+	(void)len;
+	MQTTClient_freeMessage(&m);
+	MQTTClient_free(topic);
+	return 1;
+}
+
+static void on_delivered(void *ctx, MQTTClient_deliveryToken dt)
+{
+	struct publisher *pb = ctx;
+
+	pthread_mutex_lock(&pb->mu);
+	pb->done = dt;
+	pthread_cond_signal(&pb->cv);
+	pthread_mutex_unlock(&pb->mu);
+}
+
+/* Waits for dt's PUBACK. Returns 0, or -1 on a lost connection or after
+ * timeout_ms. */
+static int wait_delivered(struct publisher *pb, MQTTClient_deliveryToken dt, int timeout_ms)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	pthread_mutex_lock(&pb->mu);
+	while (pb->done != dt && !pb->lost && rc == 0)
+		rc = pthread_cond_timedwait(&pb->cv, &pb->mu, &ts);
+	rc = pb->done == dt ? 0 : -1;
+	pthread_mutex_unlock(&pb->mu);
+	return rc;
+}
+
+static bool connect_until(struct publisher *pb, MQTTClient *cl, long long deadline)
+{
+	MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
+	char uri[64];
+	int rc = 0;
+
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", g.port);
+	o.keepAliveInterval = 60;
+	o.cleansession = 1;
+	o.connectTimeout = 5;
+	while (now_ms() < deadline) {
+		pthread_mutex_lock(&pb->mu);
+		pb->done = 0;
+		pb->lost = false;
+		pthread_mutex_unlock(&pb->mu);
+		rc = MQTTClient_create(cl, uri, pb->id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
+		if (rc == MQTTCLIENT_SUCCESS) {
+			rc = MQTTClient_setCallbacks(*cl, pb, on_lost, on_message, on_delivered);
+			if (rc == MQTTCLIENT_SUCCESS && (rc = MQTTClient_connect(*cl, &o)) == 0)
+				return true;
+			MQTTClient_destroy(cl);
+		}
+		sleep_ms(200);
+	}
+	snprintf(pb->err, sizeof(pb->err), "%s: cannot connect (rc %d)", pb->id, rc);
+	return false;
+}
+
+static void *publisher_main(void *arg)
+{
+	struct publisher *pb = arg;
+	long long deadline = now_ms() + PUBLISH_DEADLINE_MS;
+	char topic[64], p[PAYLOAD + 1];
+	MQTTClient cl;
+
+	snprintf(topic, sizeof(topic), "kt/%s/%s", pb->scenario, pb->id);
+	if (!connect_until(pb, &cl, deadline))
+		return NULL;
+	for (int seq = 0; seq < PER_CLIENT; seq++) {
+		payload_of(pb->id, seq, p);
+		for (;;) {
+			MQTTClient_message m = MQTTClient_message_initializer;
+			MQTTClient_deliveryToken dt = 0;
+			int rc;
+
+			m.payload = p;
+			m.payloadlen = PAYLOAD;
+			m.qos = 1;
+			pb->attempts++;
+			rc = MQTTClient_publishMessage(cl, topic, &m, &dt);
+			if (rc == MQTTCLIENT_SUCCESS)
+				rc = wait_delivered(pb, dt, 40000);
+			if (rc == MQTTCLIENT_SUCCESS) {
+				pb->acked[seq] = true;
+				atomic_fetch_add(&acked_total, 1);
+				break;
+			}
+			/* Not acknowledged: a device reconnects and sends it again. */
+			MQTTClient_disconnect(cl, 0);
+			MQTTClient_destroy(&cl);
+			pb->reconnects++;
+			if (!connect_until(pb, &cl, deadline)) {
+				snprintf(pb->err + strlen(pb->err), sizeof(pb->err) - strlen(pb->err),
+					 "; message %d not acknowledged (rc %d)", seq, rc);
+				return NULL;
+			}
+		}
+	}
+	MQTTClient_disconnect(cl, 1000);
+	MQTTClient_destroy(&cl);
+	return NULL;
+}
+
+/* ---- reading Kafka ---------------------------------------------------------- */
+
+struct tally {
+	int seen[CLIENTS][PER_CLIENT];
+	long records, bad, out_of_order;
+	char first_bad[160];
+};
+
+/* Reads every record of topic (its watermarks say how many) into t. */
+static void read_all(const char *topic, struct tally *t, int timeout_ms)
+{
+	const char *kv[][2] = {
+		{ "bootstrap.servers", bootstrap }, { "group.id", "it-uplink-kafka" },
+		{ "enable.auto.commit", "false" }, { "enable.partition.eof", "false" },
+	};
+	char e[256], want[PAYLOAD + 1];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_topic_t *rkt;
+	const struct rd_kafka_metadata *md;
+	int last[CLIENTS];
+	long total = 0;
+
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+		rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof(e));
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
+	assert_non_null(rk);
+	rkt = rd_kafka_topic_new(rk, topic, NULL);
+	assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(md->topic_cnt, 1);
+	int nparts = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	assert_true(nparts > 0);
+
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+	for (int p = 0; p < nparts; p++) {
+		int64_t lo, hi;
+
+		assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
+		total += (long)(hi - lo);
+		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	}
+	assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
+	rd_kafka_topic_partition_list_destroy(l);
+
+	for (int c = 0; c < CLIENTS; c++)
+		last[c] = -1;
+	long long deadline = now_ms() + timeout_ms;
+	while (t->records < total && now_ms() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		int c = -1, seq = -1;
+
+		if (!m)
+			continue;
+		if (m->err) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		t->records++;
+		if (m->key && sscanf((const char *)m->payload, "it-ukc%d:%d:", &c, &seq) == 2 &&
+		    c >= 0 && c < CLIENTS && seq >= 0 && seq < PER_CLIENT) {
+			char id[32];
+
+			snprintf(id, sizeof(id), "it-ukc%d", c);
+			payload_of(id, seq, want);
+			if (m->key_len != strlen(id) || memcmp(m->key, id, m->key_len) != 0 ||
+			    m->len != PAYLOAD || memcmp(m->payload, want, PAYLOAD) != 0)
+				c = -1;
+		} else {
+			c = -1;
+		}
+		if (c < 0) {
+			if (!t->bad++)
+				snprintf(t->first_bad, sizeof(t->first_bad), "key '%.*s' value '%.*s'",
+					 (int)m->key_len, m->key ? (const char *)m->key : "",
+					 (int)(m->len < 60 ? m->len : 60), (const char *)m->payload);
+		} else {
+			/* One partition per key: a client's records in its order. */
+			if (seq <= last[c])
+				t->out_of_order++;
+			last[c] = seq;
+			t->seen[c][seq]++;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	print_message("%s: %ld records by the watermarks, %ld read\n", topic, total, t->records);
+	assert_int_equal(t->records, total);
+}
+
+static struct publisher *run_publishers(const char *scenario)
+{
+	struct publisher *pbs = calloc(CLIENTS, sizeof(*pbs));
+
+	assert_non_null(pbs);
+	atomic_store(&acked_total, 0);
+	for (int i = 0; i < CLIENTS; i++) {
+		pthread_mutex_init(&pbs[i].mu, NULL);
+		pthread_cond_init(&pbs[i].cv, NULL);
+		pbs[i].scenario = scenario;
+		snprintf(pbs[i].id, sizeof(pbs[i].id), "it-ukc%d", i);
+		assert_int_equal(pthread_create(&pbs[i].th, NULL, publisher_main, &pbs[i]), 0);
+	}
+	return pbs;
+}
+
+static void join_publishers(struct publisher *pbs, int *attempts, int *reconnects)
+{
+	*attempts = *reconnects = 0;
+	for (int i = 0; i < CLIENTS; i++) {
+		pthread_join(pbs[i].th, NULL);
+		*attempts += pbs[i].attempts;
+		*reconnects += pbs[i].reconnects;
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		if (pbs[i].err[0])
+			fail_msg("%s", pbs[i].err);
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_exactly_as_sent(void **state)
+{
+	struct tally *t = calloc(1, sizeof(*t));
+	int attempts, reconnects;
+	(void)state;
+
+	if (skip_reason) {
+		print_message("%s\n", skip_reason);
+		skip();
+	}
+	assert_non_null(t);
+	long long t0 = now_ms();
+	struct publisher *pbs = run_publishers("exact");
+	join_publishers(pbs, &attempts, &reconnects);
+	print_message("%d QoS 1 messages acknowledged in %lld ms (%d attempts)\n", TOTAL,
+		      now_ms() - t0, attempts);
+	assert_int_equal(reconnects, 0);
+	assert_int_equal(atomic_load(&acked_total), TOTAL);
+
+	read_all("kt-exact", t, 30000);
+	if (t->bad)
+		fail_msg("%ld records not as sent, first: %s", t->bad, t->first_bad);
+	assert_int_equal(t->records, TOTAL);
+	assert_int_equal(t->out_of_order, 0);
+	for (int c = 0; c < CLIENTS; c++)
+		for (int s = 0; s < PER_CLIENT; s++)
+			if (t->seen[c][s] != 1)
+				fail_msg("it-ukc%d:%d is in Kafka %d times", c, s, t->seen[c][s]);
+	free(pbs);
+	free(t);
+}
+
+struct restarter {
+	int rc;
+	long long at_ms, took_ms;
+	int acked_at_start;
+};
+
+static void *restart_main(void *arg)
+{
+	struct restarter *r = arg;
+	long long deadline = now_ms() + PUBLISH_DEADLINE_MS;
+
+	while (atomic_load(&acked_total) < TOTAL / 3 && now_ms() < deadline)
+		sleep_ms(20);
+	r->acked_at_start = atomic_load(&acked_total);
+	r->at_ms = now_ms();
+	r->rc = kafka_local("restart", NULL, 0);
+	r->took_ms = now_ms() - r->at_ms;
+	return NULL;
+}
+
+static void test_broker_restart(void **state)
+{
+	struct tally *t = calloc(1, sizeof(*t));
+	struct restarter r = { .rc = -1 };
+	int attempts, reconnects;
+	pthread_t th;
+	(void)state;
+
+	if (skip_reason) {
+		print_message("%s\n", skip_reason);
+		skip();
+	}
+	assert_non_null(t);
+	long long t0 = now_ms();
+	struct publisher *pbs = run_publishers("restart");
+	assert_int_equal(pthread_create(&th, NULL, restart_main, &r), 0);
+	pthread_join(th, NULL);
+	join_publishers(pbs, &attempts, &reconnects);
+	print_message("broker restarted after %d acks, in %lld ms (exit %d); %d messages "
+		      "acknowledged in %lld ms, %d attempts, %d reconnects\n",
+		      r.acked_at_start, r.took_ms, r.rc, TOTAL, now_ms() - t0, attempts, reconnects);
+	assert_int_equal(r.rc, 0);
+	assert_true(r.acked_at_start >= TOTAL / 3 && r.acked_at_start < TOTAL);
+
+	read_all("kt-restart", t, 60000);
+	if (t->bad)
+		fail_msg("%ld records not as sent, first: %s", t->bad, t->first_bad);
+	long dups = 0, missing = 0;
+	for (int c = 0; c < CLIENTS; c++)
+		for (int s = 0; s < PER_CLIENT; s++) {
+			if (pbs[c].acked[s] && t->seen[c][s] == 0) {
+				if (!missing)
+					print_error("acknowledged but not in Kafka: it-ukc%d:%d\n", c, s);
+				missing++;
+			}
+			if (t->seen[c][s] > 1)
+				dups += t->seen[c][s] - 1;
+		}
+	print_message("%ld records for %d messages: %ld duplicated, %ld acknowledged but "
+		      "missing, %ld out of order\n", t->records, TOTAL, dups, missing,
+		      t->out_of_order);
+	assert_int_equal(missing, 0);
+	assert_int_equal(t->records, TOTAL + dups);
+	free(pbs);
+	free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exactly_as_sent),
+		cmocka_unit_test(test_broker_restart),
+	};
+
+	return cmocka_run_group_tests_name("it_uplink_kafka", tests, group_setup, group_teardown);
+}
