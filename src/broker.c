@@ -240,51 +240,53 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 {
 	struct broker *br = w->br;
 
-	for (;;) {
-		int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
-		if (owner == w->idx) {
-			client_deliver(s->client, m, qos, retain);
-			return;
+	/* Only this worker can move a session away from itself: no lock. */
+	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx) {
+		client_deliver(s->client, m, qos, retain);
+		return;
+	}
+	/* Reading the owner and posting to its inbox happen under mu, so a
+	 * takeover (which parks under mu, then fences that inbox) sees every
+	 * delivery posted before it: messages to one session keep their order. */
+	pthread_spin_lock(&s->mu);
+	int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
+	/* Parked but not settled: queue behind what the old owner still holds. */
+	if (owner < 0 && s->settling && s->last_owner != w->idx) {
+		owner = s->last_owner;
+		s->late++;
+	}
+	if (owner >= 0) {
+		struct inbox *ib = &br->workers[owner].inbox;
+		bool drop = false;
+		if (inbox_depth(ib) > INBOX_SOFT_CAP) {
+			/* The owner is behind: slow our publishers down. */
+			w->backlogged = true;
+			drop = qos == 0;
 		}
-		if (owner >= 0) {
-			struct inbox *ib = &br->workers[owner].inbox;
-			if (inbox_depth(ib) > INBOX_SOFT_CAP) {
-				/* The owner is behind: slow our publishers down. */
-				w->backlogged = true;
-				if (qos == 0) {
-					STAT_INC(w, qos0_dropped);
-					msg_track_done(m);
-					return;
-				}
-			}
-			struct inbox_item it = { .kind = INBOX_DELIVER, .a = qos, .b = retain,
-						 .p1 = session_ref(s), .p2 = msg_ref(m) };
-			if (worker_post(&br->workers[owner], &it) < 0) {
-				session_unref(s);
-				msg_track_done(m);
-				msg_unref(m);
-				STAT_INC(w, queue_dropped);
-			}
-			return;
-		}
-		pthread_spin_lock(&s->mu);
-		if (atomic_load_explicit(&s->owner, memory_order_acquire) >= 0) {
+		struct inbox_item it = { .kind = INBOX_DELIVER, .a = qos, .b = retain,
+					 .p1 = session_ref(s), .p2 = msg_ref(m) };
+		if (drop || worker_post(&br->workers[owner], &it) < 0) {
 			pthread_spin_unlock(&s->mu);
-			continue;
-		}
-		/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
-		 * A tracked message counts as delivered once queued here. */
-		if (qos > 0 && !atomic_load(&s->discarded) &&
-		    mqueue_push(&s->queue, msg_ref(m), qos, retain, false, LIM(br, max_queued)) < 0) {
+			session_unref(s);
 			msg_unref(m);
-			s->queue_dropped++;
-			STAT_INC(w, queue_dropped);
-			if ((s->queue_dropped & (s->queue_dropped - 1)) == 0)
-				log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id,
-					 m->topic, (unsigned long long)s->queue_dropped);
+			STAT_INC(w, qos0_dropped);
+			msg_track_done(m);
+			return;
 		}
-		msg_track_done(m);
 		pthread_spin_unlock(&s->mu);
 		return;
 	}
+	/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
+	 * A tracked message counts as delivered once queued here. */
+	if (qos > 0 && !atomic_load(&s->discarded) &&
+	    mqueue_push(&s->queue, msg_ref(m), qos, retain, false, LIM(br, max_queued)) < 0) {
+		msg_unref(m);
+		s->queue_dropped++;
+		STAT_INC(w, queue_dropped);
+		if ((s->queue_dropped & (s->queue_dropped - 1)) == 0)
+			log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id, m->topic,
+				 (unsigned long long)s->queue_dropped);
+	}
+	pthread_spin_unlock(&s->mu);
+	msg_track_done(m);
 }

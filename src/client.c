@@ -73,10 +73,19 @@ static void client_detach_session(struct client *c)
 	/* Offline now: what waits in the session counts as queued. */
 	inflight_settle(&s->out);
 	mqueue_settle(&s->queue);
+	/* Deliveries other workers posted to our inbox while we owned s are
+	 * still ahead of us: until we reach INBOX_SETTLE (posted behind them),
+	 * new deliveries are routed through our inbox too, so that the session
+	 * queue receives everything in order. */
+	struct inbox_item it = { .kind = INBOX_SETTLE, .p1 = session_ref(s) };
 	pthread_spin_lock(&s->mu);
 	atomic_store_explicit(&s->owner, -1, memory_order_release);
+	s->last_owner = c->w->idx;
 	s->client = NULL;
+	s->settling = worker_post(c->w, &it) == 0;
 	pthread_spin_unlock(&s->mu);
+	if (!s->settling)
+		session_unref(s);
 	if (s->clean) {
 		pthread_mutex_lock(&br->dir_lock);
 		if (session_dir_find(&br->dir, s->id, s->id_len) == s) {

@@ -148,9 +148,14 @@ int handle_puback(struct client *c, const struct mqtt_packet *p);
 int handle_pubrec(struct client *c, const struct mqtt_packet *p);
 int handle_pubcomp(struct client *c, const struct mqtt_packet *p);
 
-/* Inbox: an older connection on another worker is gone; retry the CONNECT. */
+/* Inbox: the session's previous owner has settled it; retry the CONNECT. */
 void handle_connect_resume(struct worker *w, uint64_t conn_id);
-/* Inbox: another worker wants session s; close our client attached to it. */
+/* Inbox: another worker wants session s; close our client attached to it
+ * and fence our inbox. */
 void handle_takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id);
+/* Inbox: every delivery queued here before the takeover is settled. */
+void handle_fence(struct worker *w, struct session *s, int from, uint64_t conn_id);
+/* Inbox: the deliveries posted here while s was ours are all in its queue. */
+void handle_settle(struct worker *w, struct session *s);
 
 #endif

@@ -3,10 +3,15 @@
  * takeover of an older connection with the same client id.
  *
  * Takeover across workers is message passing: the new connection's worker
- * posts INBOX_TAKEOVER to the old owner and pauses the new connection; the
- * owner closes its client (which parks or discards the session at once) and
- * answers INBOX_TAKEOVER_DONE; the new connection then retries the attach
- * from the start, so concurrent reconnects simply take turns.
+ * posts INBOX_TAKEOVER to the old owner (or, for a parked session, to the
+ * worker that last owned it) and pauses the new connection; that worker
+ * closes its client if still attached (which parks or discards the session
+ * at once). Parking posts INBOX_SETTLE behind the deliveries already in the
+ * old owner's inbox, and until it is reached new deliveries go through that
+ * inbox too; the old owner then answers INBOX_TAKEOVER_DONE through a fence
+ * in its own inbox, i.e. after the session settled. The new connection
+ * retries the attach from the start, so concurrent reconnects take turns and
+ * messages to one session keep their order across the move (MQTT-4.6.0-6).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,27 +48,38 @@ static int connect_attach(struct client *c)
 	for (;;) {
 		pthread_mutex_lock(&br->dir_lock);
 		s = session_dir_find(&br->dir, c->id, c->id_len);
-		int owner = s ? atomic_load_explicit(&s->owner, memory_order_acquire) : -1;
-		if (owner < 0)
+		if (!s)
 			break;
-		if (owner != w->idx) {
-			struct inbox_item it = { .kind = INBOX_TAKEOVER, .a = (uint8_t)w->idx,
-						 .u = c->conn_id, .p1 = session_ref(s) };
+		pthread_spin_lock(&s->mu);
+		int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
+		int last = s->last_owner;
+		bool settling = s->settling;
+		pthread_spin_unlock(&s->mu);
+		if (owner == w->idx) {
+			/* The older connection is ours: close it (which parks the
+			 * session) and go round again to fence our own inbox. */
+			struct client *old = s->client;
 			pthread_mutex_unlock(&br->dir_lock);
-			c->state = CL_WAIT_TAKEOVER;
-			client_update_read(c);
-			if (worker_post(&br->workers[owner], &it) < 0) {
-				session_unref(s);
-				client_close(c, "out of memory", false);
-				return -1;
-			}
-			return 0;
+			log_info("conn takeover client=%s addr=%s old_addr=%s", c->id, c->peer,
+				 old->peer);
+			client_close(old, "session taken over", true);
+			continue;
 		}
-		/* The older connection is ours: close it here and retry. */
-		struct client *old = s->client;
+		/* Offline and settled, or a clean start that discards it: attach. */
+		if (owner < 0 && (!settling || c->clean))
+			break;
+		struct inbox_item it = { .kind = INBOX_TAKEOVER, .a = (uint8_t)w->idx,
+					 .u = c->conn_id, .p1 = session_ref(s) };
+		int target = owner >= 0 ? owner : last;
 		pthread_mutex_unlock(&br->dir_lock);
-		log_info("conn takeover client=%s addr=%s old_addr=%s", c->id, c->peer, old->peer);
-		client_close(old, "session taken over", true);
+		c->state = CL_WAIT_TAKEOVER;
+		client_update_read(c);
+		if (worker_post(&br->workers[target], &it) < 0) {
+			session_unref(s);
+			client_close(c, "out of memory", false);
+			return -1;
+		}
+		return 0;
 	}
 
 	if (s && c->clean) {
@@ -180,6 +196,39 @@ void handle_takeover_request(struct worker *w, struct session *s, int from, uint
 		log_info("conn takeover client=%s old_addr=%s", s->id, old->peer);
 		client_close(old, "session taken over", true);
 	}
+	/* Closing parked s and queued INBOX_SETTLE behind the deliveries still
+	 * in our inbox; a fence posted to ourselves now comes after that, so the
+	 * answer leaves once s is settled. */
+	struct inbox_item it = { .kind = INBOX_FENCE, .a = (uint8_t)from, .u = conn_id,
+				 .p1 = session_ref(s) };
+	if (worker_post(w, &it) < 0) {
+		session_unref(s);
+		struct inbox_item done = { .kind = INBOX_TAKEOVER_DONE, .u = conn_id };
+		worker_post(&w->br->workers[from], &done);
+	}
+}
+
+void handle_fence(struct worker *w, struct session *s, int from, uint64_t conn_id)
+{
+	(void)s;
 	struct inbox_item it = { .kind = INBOX_TAKEOVER_DONE, .u = conn_id };
 	worker_post(&w->br->workers[from], &it);
+}
+
+void handle_settle(struct worker *w, struct session *s)
+{
+	pthread_spin_lock(&s->mu);
+	if (s->late == 0) {
+		s->settling = false;
+	} else {
+		/* Deliveries routed here after the settle item are behind it: go
+		 * round once more behind them. Each round is one inbox pass. */
+		struct inbox_item it = { .kind = INBOX_SETTLE, .p1 = session_ref(s) };
+		s->late = 0;
+		if (worker_post(w, &it) < 0) {
+			s->settling = false; /* out of memory: order over liveness loses */
+			session_unref(s);
+		}
+	}
+	pthread_spin_unlock(&s->mu);
 }

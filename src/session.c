@@ -21,6 +21,7 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean)
 	s->clean = clean;
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->owner, -1);
+	s->last_owner = -1;
 	atomic_init(&s->discarded, false);
 	pthread_spin_init(&s->mu, PTHREAD_PROCESS_PRIVATE);
 	inflight_init(&s->out);

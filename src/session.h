@@ -37,6 +37,12 @@ struct session {
 	atomic_bool discarded;     /* removed from directory and trie: drop deliveries */
 	pthread_spinlock_t mu;      /* short sections only: owner changes, offline enqueue */
 	struct client *client;     /* attached client; owner thread only */
+	int last_owner;            /* worker that parked it last, -1 never; mu */
+	bool settling;             /* parked, and last_owner's inbox may still hold
+	                              deliveries for it: new ones go there too, and
+	                              nobody attaches until INBOX_SETTLE clears it; mu */
+	uint32_t late;             /* deliveries routed to last_owner while settling,
+	                              behind the pending INBOX_SETTLE; mu */
 	char *id;
 	uint16_t id_len;
 	bool clean;

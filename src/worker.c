@@ -63,6 +63,14 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		handle_takeover_request(w, it->p1, it->a, it->u);
 		session_unref(it->p1);
 		break;
+	case INBOX_FENCE:
+		handle_fence(w, it->p1, it->a, it->u);
+		session_unref(it->p1);
+		break;
+	case INBOX_SETTLE:
+		handle_settle(w, it->p1);
+		session_unref(it->p1);
+		break;
 	case INBOX_TAKEOVER_DONE:
 		handle_connect_resume(w, it->u);
 		break;
@@ -316,7 +324,9 @@ void worker_release(struct worker *w)
 			} else if (b->items[i].kind == INBOX_INJECT) {
 				msg_track_done(b->items[i].p1);
 				msg_unref(b->items[i].p1);
-			} else if (b->items[i].kind == INBOX_TAKEOVER) {
+			} else if (b->items[i].kind == INBOX_TAKEOVER ||
+				   b->items[i].kind == INBOX_FENCE ||
+				   b->items[i].kind == INBOX_SETTLE) {
 				session_unref(b->items[i].p1);
 			}
 		}
