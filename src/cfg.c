@@ -112,6 +112,7 @@ static const struct opt opts[] = {
 	BOOL(S_DOWNLINK, "retain", D(retain), false, false),
 	ENUM(S_DOWNLINK, "format", D(format), CFG_FORMAT_RAW, formats, false),
 	ENUM(S_DOWNLINK, "mode", D(mode), CFG_MODE_GROUP, modes, false),
+	INT(S_DOWNLINK, "ack_timeout", D(ack_timeout), 30, 1, 86400, false),
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

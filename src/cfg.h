@@ -81,6 +81,8 @@ struct cfg_downlink {
 	bool retain;
 	enum cfg_format format;
 	enum cfg_mode mode;
+	int ack_timeout;  /* seconds a record may wait for its devices before its
+	                     offset is committed anyway (the group uses the largest) */
 	int line;
 };
 

@@ -33,6 +33,7 @@ struct downlink_map {
 	enum cfg_format format;
 	enum cfg_mode mode;
 	int line;
+	int64_t ack_timeout_ms;
 	struct consumer *c;            /* its group's consumer (set by downlink_new) */
 	atomic_uint_fast64_t consumed, delivered, skipped;
 	int64_t log_second;            /* consumer thread only */
@@ -109,6 +110,7 @@ struct downlink_map *downlink_map_new(const struct cfg_downlink *cd, const char 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	m->ack_timeout_ms = (int64_t)cd->ack_timeout * 1000;
 	if (template_compile(&m->t, cd->mqtt_topic, TEMPLATE_DOWNLINK, e, sizeof(e)) < 0) {
 		snprintf(err, errlen, "mqtt_topic: %s", e);
 		goto fail;
@@ -380,9 +382,15 @@ static int start_consumer(struct downlink *d, struct group *g, const struct cfg 
 	for (size_t i = 0; i < g->nmaps; i++)
 		for (size_t j = 0; j < g->maps[i]->ntopics; j++)
 			topics[n++] = g->maps[i]->topics[j];
+	/* One consumer tracks the group's records: the most patient mapping wins. */
+	int64_t timeout_ms = 0;
+	for (size_t i = 0; i < g->nmaps; i++)
+		if (g->maps[i]->ack_timeout_ms > timeout_ms)
+			timeout_ms = g->maps[i]->ack_timeout_ms;
 	struct consumer_opts o = {
 		.group_id = g->maps[0]->group, .topics = topics, .ntopics = n,
-		.on_record = on_record, .ud = g, .timeout_ms = DOWNLINK_TIMEOUT_MS,
+		.on_record = on_record, .ud = g,
+		.timeout_ms = timeout_ms > 0 ? timeout_ms : DOWNLINK_TIMEOUT_MS,
 		.max_in_flight = DOWNLINK_MAX_IN_FLIGHT, .stop_grace_ms = DOWNLINK_STOP_GRACE_MS,
 	};
 	g->c = consumer_new(cfg, bootstrap, &o, err, errlen);

@@ -27,7 +27,8 @@
  * the record completes when every mapping's message is accounted for: written
  * to each matching online QoS 0 subscriber, acknowledged by each QoS 1/2 one,
  * or queued in an offline persistent session; at once with no subscriber.
- * A record still incomplete DOWNLINK_TIMEOUT_MS after it was read counts as
+ * A record still incomplete `ack_timeout` seconds (per mapping, default
+ * DOWNLINK_TIMEOUT_MS; a group uses its mappings' largest) after it was read counts as
  * complete (logged): one silent device cannot hold its partition's commits
  * back for ever; the message itself stays with the session, as if queued.
  *
@@ -55,7 +56,7 @@ struct cfg_downlink;
 struct json_t;
 struct template_ctx;
 
-#define DOWNLINK_TIMEOUT_MS 30000   /* delivery timeout per record */
+#define DOWNLINK_TIMEOUT_MS 30000   /* default delivery timeout per record (ack_timeout) */
 #define DOWNLINK_MAX_IN_FLIGHT 50000 /* records per consumer before it pauses */
 #define DOWNLINK_STOP_GRACE_MS 2000 /* downlink_stop() waits this long for acks */
 

@@ -118,7 +118,7 @@ static const char full_cfg[] =
 	"downlink = (\n"
 	"  { topic = \"device-commands\"; mqtt_topic = \"devices/${key}/commands\"; },\n" /* 25 */
 	"  { topics = [\"a\", \"b\"]; group = \"g\"; mqtt_topic = \"x/${key}\";\n"      /* 26 */
-	"    qos = 2; retain = true; format = \"json\"; mode = \"broadcast\"; }\n"
+	"    qos = 2; retain = true; format = \"json\"; mode = \"broadcast\"; ack_timeout = 90; }\n"
 	");\n";
 
 static void test_full(void **state)
@@ -181,6 +181,7 @@ static void test_full(void **state)
 	assert_false(c->downlinks[0].retain);
 	assert_int_equal(c->downlinks[0].format, CFG_FORMAT_RAW);
 	assert_int_equal(c->downlinks[0].mode, CFG_MODE_GROUP);
+	assert_int_equal(c->downlinks[0].ack_timeout, 30);
 	assert_int_equal(c->downlinks[0].line, 25);
 	assert_int_equal(c->downlinks[1].ntopics, 2);
 	assert_string_equal(c->downlinks[1].topics[0], "a");
@@ -190,6 +191,7 @@ static void test_full(void **state)
 	assert_true(c->downlinks[1].retain);
 	assert_int_equal(c->downlinks[1].format, CFG_FORMAT_JSON);
 	assert_int_equal(c->downlinks[1].mode, CFG_MODE_BROADCAST);
+	assert_int_equal(c->downlinks[1].ack_timeout, 90);
 	assert_int_equal(c->downlinks[1].line, 26);
 	cfg_free(c);
 }
@@ -405,7 +407,7 @@ static void test_reload_diff(void **state)
 		    "downlink = (\n"
 		    "  { topic = \"device-commands\"; mqtt_topic = \"devices/${key}/commands\"; },\n"
 		    "  { topics = [\"a\", \"b\"]; group = \"g\"; mqtt_topic = \"x/${key}\";\n"
-		    "    qos = 2; retain = true; format = \"json\"; mode = \"broadcast\"; } );\n");
+		    "    qos = 2; retain = true; format = \"json\"; mode = \"broadcast\"; ack_timeout = 90; } );\n");
 	assert_int_equal(cfg_reload_diff(a, b, msg, sizeof(msg)), 0);
 	assert_string_equal(msg, "");
 
