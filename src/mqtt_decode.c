@@ -149,6 +149,22 @@ static int decode_publish(const struct mqtt_frame *f, struct mqtt_rd *r, uint8_t
 	return MQTT_OK;
 }
 
+/* The end of an ack or DISCONNECT/AUTH: nothing below level 5; at 5 an
+ * optional reason code (0 when absent), then optional properties. */
+static int decode_reason_tail(uint8_t type, struct mqtt_rd *r, uint8_t level, uint8_t *reason,
+			      struct mqtt_props *props)
+{
+	int rc;
+
+	if (level == 5 && mqtt_rd_left(r) > 0) {
+		mqtt_rd_u8(r, reason);
+		if (mqtt_rd_left(r) > 0 &&
+		    (rc = mqtt_props_read(r, MQTT_PROPS_IN(type), props, NULL)) != MQTT_OK)
+			return rc;
+	}
+	return mqtt_rd_left(r) == 0 ? MQTT_OK : MQTT_ERR_MALFORMED;
+}
+
 /* PUBACK, PUBREC, PUBREL, PUBCOMP; UNSUBACK below level 5. */
 static int decode_ack(uint8_t type, struct mqtt_rd *r, uint8_t level, struct mqtt_ack *a)
 {
@@ -156,15 +172,8 @@ static int decode_ack(uint8_t type, struct mqtt_rd *r, uint8_t level, struct mqt
 
 	if (!mqtt_rd_u16(r, &a->packet_id) || a->packet_id == 0)
 		return MQTT_ERR_MALFORMED;
-	/* MQTT 5 may omit the reason code (0) and then the properties. */
-	if (level == 5 && mqtt_rd_left(r) > 0) {
-		mqtt_rd_u8(r, &a->reason);
-		if (mqtt_rd_left(r) > 0 &&
-		    (rc = mqtt_props_read(r, MQTT_PROPS_IN(type), &a->props, NULL)) != MQTT_OK)
-			return rc;
-	}
-	if (mqtt_rd_left(r) != 0)
-		return MQTT_ERR_MALFORMED;
+	if ((rc = decode_reason_tail(type, r, level, &a->reason, &a->props)) != MQTT_OK)
+		return rc;
 	bool rel = type == MQTT_PUBREL || type == MQTT_PUBCOMP;
 	if (rel ? !RC_IN(rc_pubrel, a->reason) : !RC_IN(rc_puback, a->reason))
 		return MQTT_ERR_PROTOCOL;
@@ -261,14 +270,8 @@ static int decode_reason(uint8_t type, struct mqtt_rd *r, uint8_t level,
 {
 	int rc;
 
-	if (level == 5 && mqtt_rd_left(r) > 0) {
-		mqtt_rd_u8(r, &d->reason);
-		if (mqtt_rd_left(r) > 0 &&
-		    (rc = mqtt_props_read(r, MQTT_PROPS_IN(type), &d->props, NULL)) != MQTT_OK)
-			return rc;
-	}
-	if (mqtt_rd_left(r) != 0)
-		return MQTT_ERR_MALFORMED;
+	if ((rc = decode_reason_tail(type, r, level, &d->reason, &d->props)) != MQTT_OK)
+		return rc;
 	bool ok = type == MQTT_AUTH ? RC_IN(rc_auth, d->reason) : RC_IN(rc_disconnect, d->reason);
 	return ok ? MQTT_OK : MQTT_ERR_PROTOCOL;
 }
