@@ -30,6 +30,7 @@ struct uplink {
 	struct uplink_routes *gen;   /* current; older ones kept until uplink_free */
 	pthread_t thread;
 	atomic_bool stop;
+	atomic_bool closing;         /* uplink_free(): tickets are freed, not posted */
 	bool started;
 	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
 	struct uplink_stats st;
@@ -109,7 +110,8 @@ static void post_done(struct uplink *u, struct ticket *t)
 static void ticket_release(struct uplink *u, struct ticket *t)
 {
 	if (atomic_fetch_sub(&t->remaining, 1) == 1) {
-		if (t->seq == 0)
+		/* At shutdown the workers are gone: nobody is waiting for acks. */
+		if (t->seq == 0 || atomic_load(&u->closing))
 			ticket_free(t);
 		else
 			post_done(u, t);
@@ -297,7 +299,12 @@ void uplink_free(struct uplink *u)
 		pthread_join(u->thread, NULL);
 	}
 	if (u->rk) {
-		rd_kafka_flush(u->rk, 0);
+		/* Records Kafka never answered (flush timed out) are purged so that
+		 * their reports run here and free their tickets; none is acked. */
+		atomic_store(&u->closing, true);
+		rd_kafka_purge(u->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		for (int i = 0; i < 100 && rd_kafka_outq_len(u->rk) > 0; i++)
+			rd_kafka_poll(u->rk, 10);
 		rd_kafka_destroy(u->rk);
 	}
 	while (u->gen) {

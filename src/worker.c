@@ -321,6 +321,8 @@ void worker_release(struct worker *w)
 				session_unref(b->items[i].p1);
 				msg_track_done(b->items[i].p2);
 				msg_unref(b->items[i].p2);
+			} else if (b->items[i].kind == INBOX_UPLINK_DONE) {
+				uplink_done(w, b->items[i].p1); /* no client left: frees it */
 			} else if (b->items[i].kind == INBOX_INJECT) {
 				msg_track_done(b->items[i].p1);
 				msg_unref(b->items[i].p1);

@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# uplink.sh - uplink (MQTT -> Kafka) throughput and latency, with a bare
+# librdkafka producer and mosquitto + `mosquitto_sub | kcat -P` beside it, on
+# librdkafka's mock cluster and on a real Kafka (scripts/kafka-local).
+# Prints one markdown table (also written to $OUT).
+#
+# Rows, for each cluster and payload size:
+#   producer     build/bench/uplink_bench produce: the records the gateway
+#                would write (same properties, keys, headers), flat out.
+#   kafkagate 0  PUBS MQTT publishers at QoS 0, flat out; msgs/s = records
+#                that reached Kafka during the run / its duration.
+#   kafkagate 1  PUBS publishers at QoS 1, INFLIGHT unacknowledged each;
+#                msgs/s = PUBACKs per second; latency = publish -> PUBACK.
+#   mosquitto    the same QoS 0 load into mosquitto, bridged by
+#                `mosquitto_sub -t '#' | kcat -P`; lossy: "in Kafka" shows
+#                how much arrived.
+# Each MQTT row gets a fresh broker and a fresh Kafka topic (4 partitions).
+# The mock cluster runs in its own process (uplink_bench mock), not inside
+# the gateway (brokers = "embedded"), so the gateway's CPU column is the
+# gateway's alone.
+#
+# Environment: DURATION (10 s per row), SIZES ("64 1024"), PUBS (100),
+# INFLIGHT (10), CLUSTERS ("mock kafka"), KG_BIN, UB (uplink_bench binary),
+# MOSQ_BIN, OUT (bench/results/uplink.md).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+SIZES=${SIZES:-"64 1024"}
+PUBS=${PUBS:-100}
+INFLIGHT=${INFLIGHT:-10}
+CLUSTERS=${CLUSTERS:-"mock kafka"}
+KG_BIN=${KG_BIN:-build/kafkagate}
+UB=${UB:-build/bench/uplink_bench}
+MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
+OUT=${OUT:-bench/results/uplink.md}
+TICK=$(getconf CLK_TCK)
+RUNID=$(date +%s)
+
+WORK=$(mktemp -d /tmp/kg-uplink-bench.XXXXXX)
+PIDS=()
+KAFKA_STARTED=0
+export KAFKA_RUN_DIR=$WORK/kafka-run KAFKA_NUM_PARTITIONS=4
+
+say() { printf '%s\n' "$*" >&2; }
+
+alive() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st##*) }
+	[ "${st%% *}" != Z ]
+}
+
+# stop_pid PID: TERM, KILL after 10 s, reap, forget.
+stop_pid() {
+	local pid=$1 i keep=()
+	if kill -TERM "$pid" 2>/dev/null; then
+		for ((i = 0; i < 100; i++)); do
+			alive "$pid" || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	for i in "${PIDS[@]}"; do
+		[ "$i" = "$pid" ] || keep+=("$i")
+	done
+	PIDS=("${keep[@]}")
+}
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	if [ "$KAFKA_STARTED" = 1 ]; then
+		scripts/kafka-local stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cpu_ticks() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	st=${st##*) }
+	awk '{ print $12 + $13 }' <<<"$st"
+}
+
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 10000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+wait_port() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+
+# ---- clusters -----------------------------------------------------------
+
+# start_cluster NAME: sets BOOT, or returns 1.
+start_cluster() {
+	BOOT=
+	if [ "$1" = mock ]; then
+		mkfifo "$WORK/mock.in"
+		# A fifo opened read-write: the mock's stdin never reaches EOF; it
+		# ends on SIGTERM.
+		exec 7<>"$WORK/mock.in"
+		"$UB" mock <&7 >"$WORK/mock.out" 2>&1 &
+		MOCK_PID=$!
+		exec 7>&-
+		PIDS+=("$MOCK_PID")
+		for _ in $(seq 50); do
+			BOOT=$(sed -n 's/^BOOTSTRAP //p' "$WORK/mock.out")
+			[ -n "$BOOT" ] && return 0
+			sleep 0.1
+		done
+		return 1
+	fi
+	command -v java >/dev/null || { say "uplink: java not found: no real-Kafka rows"; return 1; }
+	KAFKA_STARTED=1
+	BOOT=$(timeout 300 scripts/kafka-local start 2>"$WORK/kafka-start.err") || {
+		say "uplink: scripts/kafka-local start failed:"
+		tail -n 5 "$WORK/kafka-start.err" >&2
+		return 1
+	}
+}
+
+stop_cluster() {
+	if [ "$1" = mock ]; then
+		stop_pid "$MOCK_PID"
+		rm -f "$WORK/mock.in"
+	else
+		scripts/kafka-local stop >/dev/null 2>&1 || true
+		KAFKA_STARTED=0
+	fi
+}
+
+# ---- rows ---------------------------------------------------------------
+
+declare -A R
+
+# run_producer CLUSTER SIZE: the bare producer row.
+run_producer() {
+	local c=$1 s=$2 line
+	line=$(timeout $((DURATION + 60)) "$UB" produce --bootstrap "$BOOT" \
+		--topic "ub-$c-prod-$s-$RUNID" --clients "$PUBS" --size "$s" \
+		--duration "$DURATION" 2>>"$WORK/ub.err" | grep '^RESULT' || true)
+	say "  producer $c $s: $line"
+	R[$c|$s|prod|line]=$line
+	R[$c|$s|prod|rate]=$(field delivered_per_s "$line")
+	R[$c|$s|prod|sent]=$(field sent "$line")
+	R[$c|$s|prod|kafka]=$(field delivered "$line")
+	R[$c|$s|prod|cpu]=$(field cpu_s "$line")
+}
+
+# run_mqtt CLUSTER SIZE KIND QOS PORT TOPIC PID...: the publishers against
+# PORT, watching TOPIC; CPU is summed over the PIDs.
+run_mqtt() {
+	local c=$1 s=$2 k=$3 q=$4 port=$5 topic=$6
+	shift 6
+	local pid t0=0 t1=0 line
+	for pid in "$@"; do t0=$((t0 + $(cpu_ticks "$pid"))); done
+	line=$(timeout $((DURATION + 120)) "$UB" mqtt --port "$port" --clients "$PUBS" \
+		--qos "$q" --size "$s" --inflight "$INFLIGHT" --duration "$DURATION" --drain 30 \
+		--prefix bench --bootstrap "$BOOT" --topic "$topic" 2>>"$WORK/ub.err" |
+		grep '^RESULT' || true)
+	for pid in "$@"; do t1=$((t1 + $(cpu_ticks "$pid"))); done
+	say "  $k $c $s: $line"
+	R[$c|$s|$k|line]=$line
+	R[$c|$s|$k|sent]=$(field sent "$line")
+	R[$c|$s|$k|kafka]=$(field kafka_records "$line")
+	if [ "$q" = 1 ]; then
+		R[$c|$s|$k|rate]=$(field acked_per_s "$line")
+		R[$c|$s|$k|p50]=$(field p50_ms "$line")
+		R[$c|$s|$k|p99]=$(field p99_ms "$line")
+	else
+		R[$c|$s|$k|rate]=$(field kafka_window_per_s "$line")
+	fi
+	R[$c|$s|$k|cpu]=$(awk -v t=$((t1 - t0)) -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz }')
+}
+
+run_gateway() {
+	local c=$1 s=$2 q=$3 port topic="ub-$1-kg$3-$2-$RUNID" gw
+	port=$(free_port)
+	cat >"$WORK/gw.cfg" <<-EOF
+	listeners = ( { address = "127.0.0.1"; port = $port; } );
+	limits = { max_connections = 100000; };
+	log = { level = "warn"; };
+	kafka = { brokers = "$BOOT"; flush_timeout = 10; };
+	routes = ( { filter = "bench/#"; topic = "$topic"; key = "\${clientid}"; format = "raw"; } );
+	EOF
+	"$KG_BIN" --config "$WORK/gw.cfg" >>"$WORK/gw.log" 2>&1 &
+	gw=$!
+	PIDS+=("$gw")
+	if ! wait_port "$port"; then
+		say "uplink: kafkagate did not start; end of its log:"
+		tail -n 10 "$WORK/gw.log" >&2
+		stop_pid "$gw"
+		return 0
+	fi
+	run_mqtt "$c" "$s" "kg$q" "$q" "$port" "$topic" "$gw"
+	stop_pid "$gw"
+}
+
+run_mosquitto() {
+	local c=$1 s=$2 port topic="ub-$1-mosq-$2-$RUNID" mq sub kc
+	if ! [ -x "$MOSQ_BIN" ] || ! command -v mosquitto_sub >/dev/null ||
+		! command -v kcat >/dev/null; then
+		say "uplink: mosquitto, mosquitto_sub or kcat missing: no mosquitto rows"
+		return 0
+	fi
+	port=$(free_port)
+	printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" \
+		>"$WORK/mosquitto.conf"
+	"$MOSQ_BIN" -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
+	mq=$!
+	PIDS+=("$mq")
+	wait_port "$port" || { stop_pid "$mq"; return 0; }
+	rm -f "$WORK/pipe"
+	mkfifo "$WORK/pipe"
+	kcat -P -b "$BOOT" -t "$topic" -X acks=all -X enable.idempotence=true \
+		-X linger.ms=5 -X compression.type=lz4 <"$WORK/pipe" 2>>"$WORK/kcat.err" &
+	kc=$!
+	PIDS+=("$kc")
+	mosquitto_sub -h 127.0.0.1 -p "$port" -t '#' -q 0 >"$WORK/pipe" 2>>"$WORK/kcat.err" &
+	sub=$!
+	PIDS+=("$sub")
+	sleep 1
+	run_mqtt "$c" "$s" mosq 0 "$port" "$topic" "$mq" "$sub" "$kc"
+	# EOF on the pipe makes kcat flush and exit; then count what arrived.
+	stop_pid "$sub"
+	for _ in $(seq 300); do alive "$kc" || break; sleep 0.1; done
+	stop_pid "$kc"
+	stop_pid "$mq"
+	local line
+	line=$("$UB" count --bootstrap "$BOOT" --topic "$topic" 2>/dev/null | grep '^RESULT' || true)
+	R[$c|$s|mosq|kafka]=$(field records "$line")
+}
+
+# ---- main ---------------------------------------------------------------
+
+timeout 600 make -s "$KG_BIN" "$UB" >"$WORK/make.log" 2>&1 || {
+	say "uplink: build failed:"
+	tail -n 20 "$WORK/make.log" >&2
+	exit 1
+}
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+RAN=()
+for c in $CLUSTERS; do
+	say "cluster: $c"
+	if ! start_cluster "$c"; then
+		R[$c|skip]=1
+		continue
+	fi
+	RAN+=("$c")
+	say "  bootstrap $BOOT"
+	for s in $SIZES; do
+		run_producer "$c" "$s"
+		run_gateway "$c" "$s" 0
+		run_gateway "$c" "$s" 1
+		run_mosquitto "$c" "$s"
+	done
+	stop_cluster "$c"
+done
+
+val() { local v=${R[$1]:-}; echo "${v:--}"; }
+pct() {
+	awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
+		if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.1f%%", 100 * a / b }'
+}
+per_m() {
+	awk -v cpu="${1:-}" -v n="${2:-}" 'BEGIN {
+		if (cpu == "" || n == "" || n + 0 <= 0) print "-"; else printf "%.2f", cpu / (n / 1e6) }'
+}
+
+mkdir -p "$(dirname "$OUT")"
+{
+	echo "# kafkagate uplink benchmark"
+	echo
+	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); machine: $(nproc) CPUs," \
+		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+	echo "- load average before: $LOAD0 (everything below shares these CPUs)"
+	echo "- DURATION=${DURATION}s per row, PUBS=$PUBS publishers, INFLIGHT=$INFLIGHT per QoS 1" \
+		"publisher, topics with 4 partitions, librdkafka $(pkg-config --modversion rdkafka)"
+	echo "- command: DURATION=$DURATION SIZES=\"$SIZES\" PUBS=$PUBS INFLIGHT=$INFLIGHT" \
+		"CLUSTERS=\"$CLUSTERS\" bench/uplink.sh"
+	echo
+	echo "| cluster | payload B | pipeline | msgs/s | p50 ms | p99 ms | sent | in Kafka | CPU s | CPU s per 1M |"
+	echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+	for c in $CLUSTERS; do
+		if [ -n "${R[$c|skip]:-}" ]; then
+			echo "| $c | - | not run (cluster did not start) | - | - | - | - | - | - | - |"
+			continue
+		fi
+		for s in $SIZES; do
+			for k in prod kg0 kg1 mosq; do
+				case $k in
+				prod) name="bare librdkafka producer" ;;
+				kg0) name="kafkagate QoS 0" ;;
+				kg1) name="kafkagate QoS 1" ;;
+				mosq) name="mosquitto + mosquitto_sub \\| kcat (QoS 0)" ;;
+				esac
+				echo "| $c | $s | $name | $(val "$c|$s|$k|rate") | $(val "$c|$s|$k|p50") |" \
+				     "$(val "$c|$s|$k|p99") | $(val "$c|$s|$k|sent") | $(val "$c|$s|$k|kafka") |" \
+				     "$(val "$c|$s|$k|cpu") | $(per_m "${R[$c|$s|$k|cpu]:-}" "${R[$c|$s|$k|kafka]:-}") |"
+			done
+		done
+	done
+	echo
+	echo "msgs/s: producer = delivery reports/s; kafkagate QoS 0 and mosquitto = records that"
+	echo "reached Kafka during the run ÷ DURATION; kafkagate QoS 1 = PUBACKs/s. CPU s: the"
+	echo "gateway process (kafkagate rows), mosquitto + mosquitto_sub + kcat (mosquitto rows),"
+	echo "the producer process (producer rows), over the row; per 1M = per million records in Kafka."
+	echo
+	echo "Targets:"
+	echo
+	for c in "${RAN[@]}"; do
+		for s in $SIZES; do
+			echo "- $c, ${s} B: QoS 0 kafkagate / bare producer =" \
+				"$(pct "${R[$c|$s|kg0|rate]:-}" "${R[$c|$s|prod|rate]:-}") (target ≥ 60%);" \
+				"QoS 1: $(val "$c|$s|kg1|rate") msgs/s, p99 $(val "$c|$s|kg1|p99") ms" \
+				"(target on mock: ≥ 50000 msgs/s, p99 < 50 ms); mosquitto pipeline delivered" \
+				"$(pct "${R[$c|$s|mosq|kafka]:-}" "${R[$c|$s|mosq|sent]:-}") of what was published"
+		done
+	done
+	echo
+	echo "Raw RESULT lines:"
+	echo
+	for c in "${RAN[@]}"; do
+		for s in $SIZES; do
+			for k in prod kg0 kg1 mosq; do
+				[ -n "${R[$c|$s|$k|line]:-}" ] && echo "    $c $s $k: ${R[$c|$s|$k|line]}"
+			done
+		done
+	done
+} | tee "$OUT"
