@@ -66,8 +66,8 @@ struct ticket {
 	uint32_t seq;                /* 0: QoS 0, nobody waits */
 	atomic_int remaining;
 	atomic_bool failed;
-	char *clientid;              /* for dead-letter envelopes */
-	char *username;
+	char *clientid;              /* for dead-letter envelopes (inside this allocation) */
+	char *username;              /* NULL, or inside this allocation */
 	uint32_t n_recs;
 	struct rec recs[];           /* one per matched route, and one for a dead letter */
 };
@@ -77,9 +77,7 @@ struct ticket {
 static void ticket_free(struct ticket *t)
 {
 	msg_unref(t->m);
-	free(t->clientid);
-	free(t->username);
-	free(t);
+	free(t); /* the ids live in the same allocation */
 }
 
 static bool err_is_permanent(rd_kafka_resp_err_t err)
@@ -364,9 +362,17 @@ const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
 static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq,
 				 uint32_t n_routes)
 {
-	struct ticket *t = calloc(1, sizeof(*t) + (n_routes + 1) * sizeof(struct rec));
+	/* One allocation per publish: the ticket, its records' opaques and
+	 * copies of the ids that dead letters and logs need after the client
+	 * may be gone. */
+	size_t recs = (n_routes + 1) * sizeof(struct rec);
+	size_t idlen = (size_t)c->id_len + 1;
+	size_t ulen = c->username ? strlen(c->username) + 1 : 0;
+	struct ticket *t = malloc(sizeof(*t) + recs + idlen + ulen);
 	if (!t)
 		return NULL;
+	memset(t, 0, sizeof(*t));
+	char *strs = (char *)t->recs + recs;
 	t->n_recs = n_routes + 1;
 	for (uint32_t i = 0; i < t->n_recs; i++)
 		t->recs[i] = (struct rec){ t, NULL };
@@ -375,12 +381,8 @@ static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg 
 	t->conn_id = c->conn_id;
 	t->seq = seq;
 	atomic_init(&t->remaining, 1); /* held by uplink_publish until it is done */
-	t->clientid = strdup(c->id);
-	t->username = c->username ? strdup(c->username) : NULL;
-	if (!t->clientid || (c->username && !t->username)) {
-		ticket_free(t);
-		return NULL;
-	}
+	t->clientid = memcpy(strs, c->id, idlen);
+	t->username = c->username ? memcpy(strs + idlen, c->username, ulen) : NULL;
 	return t;
 }
 
