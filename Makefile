@@ -30,7 +30,7 @@ LIB_SRC := \
 	src/loop.c src/inbox.c src/net.c src/worker.c \
 	src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/topic.c \
 	src/msg.c src/sub_trie.c src/retain.c src/session.c src/broker.c \
-	src/client.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
+	src/client.c src/client_ack.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
 	src/handle_subscribe.c src/handle_ack.c src/inflight.c \
 	src/template.c src/route.c src/envelope.c \
 	src/kafka_conf.c src/uplink.c src/reload.c \
