@@ -249,12 +249,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 }
 
-static int64_t jint(json_t *o, const char *k)
-{
-	json_t *v = json_object_get(o, k);
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
-}
-
 /* Rebuilds the lag table from one statistics document. */
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
@@ -269,7 +263,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	(void)rk;
 	json_object_foreach(topics, tname, t) {
 		json_object_foreach(json_object_get(t, "partitions"), pkey, p) {
-			int64_t part = jint(p, "partition");
+			int64_t part = kafka_conf_stats_int(p, "partition");
 			/* -1 is librdkafka's internal partition; only ours count. */
 			if (part < 0 || !json_is_true(json_object_get(p, "desired")))
 				continue;
@@ -284,9 +278,9 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 			snprintf(l->group, sizeof(l->group), "%s", c->group);
 			snprintf(l->topic, sizeof(l->topic), "%s", tname);
 			l->partition = (int32_t)part;
-			l->hi_offset = jint(p, "hi_offset");
-			l->committed_offset = jint(p, "committed_offset");
-			l->lag = jint(p, "consumer_lag");
+			l->hi_offset = kafka_conf_stats_int(p, "hi_offset");
+			l->committed_offset = kafka_conf_stats_int(p, "committed_offset");
+			l->lag = kafka_conf_stats_int(p, "consumer_lag");
 			/* librdkafka says -1001 (invalid) until it knows: -1 here. */
 			l->hi_offset = l->hi_offset < 0 ? -1 : l->hi_offset;
 			l->committed_offset = l->committed_offset < 0 ? -1 : l->committed_offset;

@@ -1,4 +1,5 @@
 /* inflight.c - see inflight.h. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +90,14 @@ void inflight_remove(struct inflight *f, struct inflight_entry *e)
 	f->n--;
 }
 
+/* Entries in every mqueue of the process; relaxed: a gauge, not a lock. */
+static atomic_int_fast64_t mqueue_count;
+
+int64_t mqueue_total(void)
+{
+	return atomic_load_explicit(&mqueue_count, memory_order_relaxed);
+}
+
 void mqueue_init(struct mqueue *q) { memset(q, 0, sizeof(*q)); }
 
 void mqueue_release(struct mqueue *q)
@@ -132,6 +141,7 @@ int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool 
 	}
 	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain, owes };
 	q->n++;
+	atomic_fetch_add_explicit(&mqueue_count, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -144,6 +154,7 @@ bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out)
 	q->n--;
 	if (q->n == 0)
 		q->head = 0;
+	atomic_fetch_sub_explicit(&mqueue_count, 1, memory_order_relaxed);
 	return true;
 }
 

@@ -2,7 +2,9 @@
  * inflight.h - per-session QoS state: the outgoing in-flight window, the
  * bounded message queue behind it, and the set of incoming QoS 2 packet ids
  * awaiting PUBREL. Pure data structures; the session's owner thread uses them
- * (see session.h for the locking rule of the queue while offline).
+ * (see session.h for the locking rule of the queue while offline). The one
+ * exception is mqueue_total(), a process-wide count kept by the mqueue
+ * functions themselves.
  */
 #ifndef KG_INFLIGHT_H
 #define KG_INFLIGHT_H
@@ -77,6 +79,11 @@ int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool 
 /* Removes the oldest entry into *out (the reference passes to the caller).
  * Returns false when empty. */
 bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out);
+/* Entries held by all mqueues of the process together (every session's
+ * queue, online or offline): pushes minus pops, mqueue_release() popping
+ * what it frees. A relaxed atomic read, so any thread may call it; the
+ * value may lag concurrent pushes and pops by a few. */
+int64_t mqueue_total(void);
 
 /* Incoming QoS 2 packet ids whose PUBREL has not arrived. */
 struct pidset {

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cfg.h"
 #include "kafka_conf.h"
 #include "log.h"
@@ -22,6 +24,8 @@ static const char *const producer_defaults[][2] = {
 	{ "compression.type", "lz4" },
 	{ "partitioner", "murmur2_random" },
 	{ "message.timeout.ms", "30000" },
+	/* Broker connection states for /metrics come from these. */
+	{ "statistics.interval.ms", "5000" },
 };
 
 static const char *const consumer_defaults[][2] = {
@@ -88,6 +92,12 @@ void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *
 		log_info("kafka log facility=%s msg=\"%s\"", fac, buf);
 	else
 		log_debug("kafka log facility=%s msg=\"%s\"", fac, buf);
+}
+
+int64_t kafka_conf_stats_int(struct json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
 }
 
 int kafka_conf_check(const struct cfg *cfg, char *err, size_t errlen)

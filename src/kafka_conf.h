@@ -8,9 +8,11 @@
 #define KG_KAFKA_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <librdkafka/rdkafka.h>
 
 struct cfg;
+struct json_t; /* jansson's json_t */
 
 enum kafka_role { KAFKA_PRODUCER, KAFKA_CONSUMER };
 
@@ -21,7 +23,8 @@ enum kafka_role { KAFKA_PRODUCER, KAFKA_CONSUMER };
  * bootstrap. On an unknown property or bad value returns NULL and writes
  * "FILE:LINE: kafka property 'x': <librdkafka's message>" to err.
  * Producer defaults: acks=all, enable.idempotence=true, linger.ms=5,
- * compression.type=lz4, partitioner=murmur2_random.
+ * compression.type=lz4, partitioner=murmur2_random, message.timeout.ms=30000,
+ * statistics.interval.ms=5000 (kafka.properties may change any of them).
  */
 rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 				const char *bootstrap, char *err, size_t errlen);
@@ -30,6 +33,10 @@ rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
  * our log vocabulary. Role-mismatch notices (CONFWARN: a producer property
  * on a consumer) are informational, since kafka.properties serve both. */
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
+/* Integer member key of object o in a librdkafka statistics document, or -1
+ * when absent or not an integer (o may be NULL). Pure; any thread. */
+int64_t kafka_conf_stats_int(struct json_t *o, const char *key);
 
 /* Validates kafka.properties for --check. Returns 0 or -1 with err set. */
 int kafka_conf_check(const struct cfg *cfg, char *err, size_t errlen);

@@ -4,9 +4,11 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "inflight.h"
 #include "metrics.h"
 #include "retain.h"
 #include "route.h"
@@ -196,6 +198,9 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "QoS 0 messages dropped because a client's output was full.", t->qos0_dropped);
 	rc |= one_u64(out, "kafkagate_queue_dropped_total", "counter",
 		      "Messages dropped because a session queue was full.", t->queue_dropped);
+	rc |= metrics_family(out, "kafkagate_session_queued_messages", "gauge",
+			     "Messages waiting in session queues (online and offline), all sessions.");
+	rc |= metrics_i64(out, "kafkagate_session_queued_messages", NULL, mqueue_total());
 	rc |= one_u64(out, "kafkagate_malformed_packets_total", "counter",
 		      "Malformed MQTT packets (the connection was closed).", t->malformed);
 	rc |= one_u64(out, "kafkagate_reloads_total", "counter",
@@ -279,6 +284,25 @@ static int render_latency(struct buf *out, const struct uplink_latency *lat)
 	return rc;
 }
 
+static int render_brokers(struct buf *out, struct uplink *up)
+{
+	static const char name[] = "kafkagate_kafka_broker_up";
+	struct uplink_broker_state *bs = malloc(UPLINK_MAX_BROKERS * sizeof(*bs));
+	size_t n = bs ? uplink_broker_states(up, bs, UPLINK_MAX_BROKERS) : 0;
+	int rc = bs ? 0 : -1;
+
+	rc |= metrics_family(out, name, "gauge",
+			     "1 if the producer's connection to this Kafka broker is up, else 0 "
+			     "(from librdkafka statistics).");
+
+	for (size_t i = 0; i < n; i++) {
+		const char *labels[] = { "broker", bs[i].name, NULL };
+		rc |= metrics_u64(out, name, labels, uplink_broker_is_up(&bs[i]) ? 1 : 0);
+	}
+	free(bs);
+	return rc;
+}
+
 static int render_uplink(struct buf *out, struct uplink *up, const struct totals *t)
 {
 	const struct uplink_stats *st = uplink_stats(up);
@@ -307,7 +331,7 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 	rc |= metrics_family(out, "kafkagate_kafka_queue_depth", "gauge",
 			     "Records held by the Kafka producer (librdkafka queue).");
 	rc |= metrics_i64(out, "kafkagate_kafka_queue_depth", NULL, uplink_queue_depth(up));
-	/* Kafka broker connection state belongs here (from producer statistics). */
+	rc |= render_brokers(out, up);
 	rc |= render_latency(out, uplink_latency(up));
 	rc |= render_routes(out, up);
 	return rc;

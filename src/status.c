@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "client.h"
+#include "inflight.h"
 #include "route.h"
 #include "session.h"
 #include "status.h"
@@ -63,18 +64,39 @@ static json_t *listeners_json(struct broker *br)
 	return a;
 }
 
+/* [{name, nodeid, state}] as the producer's statistics last said. */
+static json_t *brokers_json(struct uplink *up)
+{
+	struct uplink_broker_state *bs = malloc(UPLINK_MAX_BROKERS * sizeof(*bs));
+	size_t n = bs ? uplink_broker_states(up, bs, UPLINK_MAX_BROKERS) : 0;
+	json_t *a = bs ? json_array() : NULL;
+	int rc = a ? 0 : -1;
+
+	for (size_t i = 0; a && i < n; i++)
+		rc |= json_array_append_new(a, json_pack("{s:s,s:i,s:s}", "name", bs[i].name,
+							 "nodeid", (int)bs[i].nodeid,
+							 "state", bs[i].state));
+	free(bs);
+	if (rc < 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 static json_t *kafka_json(struct uplink *up)
 {
 	const struct uplink_stats *st = uplink_stats(up);
 
-	return json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I}",
+	return json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:o*}",
 			 "bootstrap", uplink_bootstrap(up),
 			 "queue_depth", uplink_queue_depth(up),
 			 "delivered", (json_int_t)LD(st->delivered),
 			 "failed", (json_int_t)LD(st->failed),
 			 "dead_letters", (json_int_t)LD(st->dead_letters),
 			 "dropped", (json_int_t)LD(st->dropped),
-			 "in_flight", (json_int_t)LD(st->in_flight));
+			 "in_flight", (json_int_t)LD(st->in_flight),
+			 "brokers", brokers_json(up));
 }
 
 static json_t *routes_json(struct uplink *up)
@@ -124,6 +146,7 @@ char *status_render(struct broker *br, int64_t start_mono_ms, const struct statu
 	rc |= json_object_set_new(root, "listeners", listeners_json(br));
 	rc |= json_object_set_new(root, "connections",
 				  JINT(atomic_load_explicit(&br->n_connections, memory_order_relaxed)));
+	rc |= json_object_set_new(root, "queued_messages", JINT(mqueue_total()));
 	rc |= json_object_set_new(root, "kafka", br->up ? kafka_json(br->up) : json_null());
 	rc |= json_object_set_new(root, "routes", routes_json(br->up));
 	rc |= json_object_set_new(root, "downlink", down ? down : json_array());

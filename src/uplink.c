@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "broker.h"
@@ -35,6 +36,9 @@ struct uplink {
 	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
 	struct uplink_stats st;
 	struct uplink_latency lat;
+	pthread_mutex_t bk_mu;       /* guards brokers, n_brokers */
+	struct uplink_broker_state brokers[UPLINK_MAX_BROKERS];
+	size_t n_brokers;
 };
 
 /* A routing table with its counters. Never freed before the uplink, so a
@@ -217,6 +221,50 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("kafka error code=%s reason=\"%s\"", rd_kafka_err2name(err), reason);
 }
 
+static int broker_cmp(const void *a, const void *b)
+{
+	const struct uplink_broker_state *x = a, *y = b;
+	if (x->nodeid != y->nodeid)
+		return x->nodeid < y->nodeid ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Poll thread: replaces the broker table with one statistics document's. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct uplink *u = opaque;
+	struct uplink_broker_state v[UPLINK_MAX_BROKERS];
+	size_t n = 0;
+	const char *key;
+	json_t *b, *root = json_loadb(json, len, 0, NULL);
+
+	(void)rk;
+	json_object_foreach(json_object_get(root, "brokers"), key, b) {
+		int64_t id = kafka_conf_stats_int(b, "nodeid");
+		const char *name = json_string_value(json_object_get(b, "name"));
+		const char *state = json_string_value(json_object_get(b, "state"));
+		/* nodeid -1: the internal broker, a bootstrap address not yet
+		 * matched to a node, or a logical one (coordinator): none is a
+		 * broker of the cluster in its own right. */
+		if (id < 0 || id > INT32_MAX || !name || !state || n == UPLINK_MAX_BROKERS)
+			continue;
+		snprintf(v[n].name, sizeof(v[n].name), "%s", name);
+		snprintf(v[n].state, sizeof(v[n].state), "%s", state);
+		v[n++].nodeid = (int32_t)id;
+	}
+	qsort(v, n, sizeof(v[0]), broker_cmp);
+	/* An unreadable document keeps the previous table rather than
+	 * reporting every broker gone. */
+	if (root) {
+		pthread_mutex_lock(&u->bk_mu);
+		memcpy(u->brokers, v, n * sizeof(v[0]));
+		u->n_brokers = n;
+		pthread_mutex_unlock(&u->bk_mu);
+	}
+	json_decref(root);
+	return 0; /* librdkafka frees json */
+}
+
 struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
 			  struct route_table *rt, char *err, size_t errlen)
 {
@@ -228,6 +276,7 @@ struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *
 	}
 	u->br = br;
 	pthread_mutex_init(&u->rt_mu, NULL);
+	pthread_mutex_init(&u->bk_mu, NULL);
 	if (!uplink_set_routes(u, rt)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -241,6 +290,7 @@ struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *
 	rd_kafka_conf_set_opaque(conf, u);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	size_t sz = sizeof(e);
 	u->queue_limit = 100000;
@@ -313,6 +363,7 @@ void uplink_free(struct uplink *u)
 		free(g);
 	}
 	pthread_mutex_destroy(&u->rt_mu);
+	pthread_mutex_destroy(&u->bk_mu);
 	free(u->dead_letter);
 	free(u->bootstrap);
 	free(u);
@@ -358,6 +409,22 @@ const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i)
 	return i < g->n ? &g->rs[i] : NULL;
 }
 const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
+
+size_t uplink_broker_states(struct uplink *u, struct uplink_broker_state *out, size_t max)
+{
+	pthread_mutex_lock(&u->bk_mu);
+	size_t n = u->n_brokers < max ? u->n_brokers : max;
+	if (n)
+		memcpy(out, u->brokers, n * sizeof(*out));
+	pthread_mutex_unlock(&u->bk_mu);
+	return n;
+}
+
+bool uplink_broker_is_up(const struct uplink_broker_state *b)
+{
+	/* UPDATE is a passing mark librdkafka sets on a connected broker. */
+	return strcmp(b->state, "UP") == 0 || strcmp(b->state, "UPDATE") == 0;
+}
 
 static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq,
 				 uint32_t n_routes)

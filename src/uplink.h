@@ -8,7 +8,8 @@
  *    Each publish gets one ticket shared by its records.
  *  - The producer's poll thread runs the delivery-report callback. It only
  *    counts, produces dead letters, and, when a ticket's last record is
- *    reported, posts INBOX_UPLINK_DONE to the owning worker.
+ *    reported, posts INBOX_UPLINK_DONE to the owning worker. It also runs
+ *    the statistics callback, which refreshes the broker table.
  *  - uplink_done() runs on that worker: it finds the client by conn_id
  *    (it may be gone) and completes the acknowledgement in order.
  */
@@ -17,6 +18,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct broker;
@@ -86,6 +88,24 @@ const struct uplink_latency *uplink_latency(const struct uplink *u);
 /* Current producer queue depth (records librdkafka holds). Any thread. */
 int uplink_queue_depth(const struct uplink *u);
 const char *uplink_bootstrap(const struct uplink *u);
+
+/* One Kafka broker as the producer last saw it (librdkafka statistics). */
+#define UPLINK_MAX_BROKERS 64
+struct uplink_broker_state {
+	char name[256];           /* "host:port/nodeid" */
+	int32_t nodeid;
+	char state[24];           /* librdkafka's: "UP", "DOWN", "INIT", "CONNECT", ... */
+};
+/*
+ * Copies up to max entries of the latest broker table (real brokers only:
+ * the internal and not yet identified bootstrap entries are left out) to
+ * out and returns how many were copied. The table is refreshed every
+ * statistics.interval.ms (default 5 s, 0 disables it: the table stays
+ * empty) and holds at most UPLINK_MAX_BROKERS. Any thread.
+ */
+size_t uplink_broker_states(struct uplink *u, struct uplink_broker_state *out, size_t max);
+/* True when state is one of an established connection ("UP", "UPDATE"). */
+bool uplink_broker_is_up(const struct uplink_broker_state *b);
 /*
  * Readiness for /readyz: asks a Kafka broker for metadata (no topics, 500 ms
  * timeout) on the producer handle; the answer is cached for 1 s so scrapes
