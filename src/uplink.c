@@ -64,6 +64,7 @@ struct rec {
 
 /* One per publish; shared by its records. */
 struct ticket {
+	struct reclaim_node rn;      /* freed by its worker (worker_reclaim) */
 	struct uplink *u;
 	struct msg *m;               /* raw values point into it */
 	uint64_t conn_id;
@@ -109,14 +110,25 @@ static void post_done(struct uplink *u, struct ticket *t)
 		ticket_free(t);
 }
 
+static void ticket_reclaim(struct reclaim_node *n)
+{
+	ticket_free(container_of(n, struct ticket, rn));
+}
+
 static void ticket_release(struct uplink *u, struct ticket *t)
 {
-	if (atomic_fetch_sub(&t->remaining, 1) == 1) {
-		/* At shutdown the workers are gone: nobody is waiting for acks. */
-		if (t->seq == 0 || atomic_load(&u->closing))
-			ticket_free(t);
-		else
-			post_done(u, t);
+	if (atomic_fetch_sub(&t->remaining, 1) != 1)
+		return;
+	int w = conn_worker(t->conn_id);
+	/* At shutdown the workers are gone: nobody is waiting for acks. */
+	if (atomic_load(&u->closing) || w >= u->br->n_workers) {
+		ticket_free(t);
+	} else if (t->seq == 0) {
+		/* QoS 0: nothing to acknowledge; only the memory goes home. */
+		t->rn.free = ticket_reclaim;
+		worker_reclaim(&u->br->workers[w], &t->rn);
+	} else {
+		post_done(u, t);
 	}
 }
 

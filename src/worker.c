@@ -20,6 +20,26 @@
 #define WORKER_TICK_MS 250
 #define ACCEPTS_PER_EVENT 64
 
+void worker_reclaim(struct worker *w, struct reclaim_node *n)
+{
+	struct reclaim_node *head = atomic_load_explicit(&w->reclaim, memory_order_relaxed);
+	do
+		n->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&w->reclaim, &head, n, memory_order_release,
+						      memory_order_relaxed));
+}
+
+/* Takes the whole stack at once, so there is no ABA problem to speak of. */
+static void worker_drain_reclaim(struct worker *w)
+{
+	struct reclaim_node *n = atomic_exchange_explicit(&w->reclaim, NULL, memory_order_acquire);
+	while (n) {
+		struct reclaim_node *next = n->next;
+		n->free(n);
+		n = next;
+	}
+}
+
 static void on_accept(struct loop_io *io, uint32_t revents)
 {
 	struct listener_io *li = container_of(io, struct listener_io, io);
@@ -114,6 +134,7 @@ static void on_tick(void *ud)
 	int64_t now = w->now_ms = util_now_ms();
 
 	atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
+	worker_drain_reclaim(w);
 	if (w->blocked)
 		worker_retry_blocked(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
@@ -157,6 +178,7 @@ static void before_sleep(void *ud)
 	struct worker *w = ud;
 
 	worker_check_backlog(w);
+	worker_drain_reclaim(w);
 	while (w->dirty || w->closing || w->resume) {
 		struct client *c = w->resume;
 		w->resume = NULL;
@@ -333,6 +355,7 @@ void worker_release(struct worker *w)
 			}
 		}
 	}
+	worker_drain_reclaim(w);
 	for (int i = 0; i < w->n_lis; i++)
 		close(w->lis[i].io.fd);
 	free(w->lis);

@@ -48,6 +48,18 @@ struct worker_stats {
 		memory_order_relaxed)
 #define STAT_INC(w, field) STAT_ADD(w, field, 1)
 
+/*
+ * Memory handed back to the worker that allocated it. glibc's malloc is
+ * fast when a thread frees what it allocated and slow when chunks cross
+ * threads, so objects made by a worker and finished by another thread (a
+ * QoS 0 Kafka ticket and its message, done in the producer's thread) are
+ * pushed here with one CAS and freed by their worker at its safe point.
+ */
+struct reclaim_node {
+	struct reclaim_node *next;
+	void (*free)(struct reclaim_node *n);
+};
+
 struct listener_io {
 	struct loop_io io;
 	struct worker *w;
@@ -84,6 +96,7 @@ struct worker {
 	const struct uplink_routes *routes; /* routing table this worker uses (owned by the uplink) */
 	struct uplink *up;           /* NULL: no Kafka */
 	struct buf scratch_topic, scratch_key, scratch_value;
+	_Atomic(struct reclaim_node *) reclaim; /* any thread pushes; owner drains */
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
 	bool stopping;
@@ -112,6 +125,10 @@ void worker_slot_del(struct worker *w, struct client *c);
 struct client *worker_client(struct worker *w, uint64_t conn_id);
 /* Worker index encoded in a conn_id. */
 static inline int conn_worker(uint64_t conn_id) { return (int)(conn_id >> 56); }
+
+/* Any thread: hands n back to worker w, which calls n->free(n) soon (at
+ * its next loop iteration or tick). Lock-free. */
+void worker_reclaim(struct worker *w, struct reclaim_node *n);
 
 /* Owner thread: queues c to parse its buffered input at the safe point. */
 void worker_mark_resume(struct worker *w, struct client *c);
