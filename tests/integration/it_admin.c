@@ -7,7 +7,7 @@
  * side keeps working.
  *
  * One gateway for the file (2 workers, embedded Kafka, one route). Requests
- * go through a tiny blocking socket client written here, so that the test
+ * go through the tiny blocking socket client of itkafka.h, so that the test
  * does not check the server with a parser of its own.
  */
 #include <setjmp.h>
@@ -17,10 +17,7 @@
 #include <cmocka.h>
 
 #include <MQTTClient.h>
-#include <arpa/inet.h>
-#include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,136 +27,75 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 #define WAIT_MS 5000
 #define N_PUBLISH 20
 
 static struct gw g;
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* ---- a tiny HTTP client ---------------------------------------------------- */
-
-struct resp {
-	int status;         /* 0: no status line (closed without an answer) */
-	char raw[1 << 17];  /* head and body, NUL-terminated */
-	size_t len;
-	const char *body;   /* into raw */
-	size_t body_len;
-	long content_length; /* -1: no header */
-};
 
 static int admin_connect(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g.metrics_port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = raw_connect_tcp(g.metrics_port);
 
 	assert_true(fd >= 0);
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
 
-/* Reads until the server closes (or WAIT_MS), then splits the answer. */
-static void read_response(int fd, struct resp *r)
+static void http_raw(const void *req, size_t len, struct itkafka_resp *r)
 {
-	long long deadline = now_ms() + WAIT_MS;
-
-	memset(r, 0, sizeof(*r));
-	r->content_length = -1;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = (int)(deadline - now_ms());
-		if (left <= 0 || poll(&p, 1, left) <= 0)
-			break;
-		ssize_t n = recv(fd, r->raw + r->len, sizeof(r->raw) - 1 - r->len, 0);
-		if (n <= 0)
-			break;
-		r->len += (size_t)n;
-	}
-	r->raw[r->len] = '\0';
-	char *end = strstr(r->raw, "\r\n\r\n");
-	if (strncmp(r->raw, "HTTP/1.1 ", 9) != 0 || !end)
-		return;
-	r->status = atoi(r->raw + 9);
-	r->body = end + 4;
-	r->body_len = r->len - (size_t)(r->body - r->raw);
-	const char *cl = strcasestr(r->raw, "\r\nContent-Length: ");
-	if (cl && cl < end)
-		r->content_length = atol(cl + 18);
+	itkafka_http(g.metrics_port, req, len, r, WAIT_MS);
 }
 
-static void http_raw(const void *req, size_t len, struct resp *r)
-{
-	int fd = admin_connect();
-
-	assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
-	read_response(fd, r);
-	close(fd);
-}
-
-static void http_raw_str(const char *req, struct resp *r)
+static void http_raw_str(const char *req, struct itkafka_resp *r)
 {
 	http_raw(req, strlen(req), r);
 }
 
+/* Content-Length of an answer; -1 when it has none. */
+static long content_length(const struct itkafka_resp *r)
+{
+	const char *end = strstr(r->raw, "\r\n\r\n");
+	const char *cl = strcasestr(r->raw, "\r\nContent-Length: ");
+
+	return cl && end && cl < end ? atol(cl + 18) : -1;
+}
+
 /* GET path; asserts a well-formed answer (Content-Length = body). */
-static void http_get(const char *path, struct resp *r)
+static void http_get(const char *path, struct itkafka_resp *r)
 {
 	char req[512];
 	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
 
 	http_raw(req, (size_t)n, r);
 	assert_true(r->status > 0);
-	assert_int_equal(r->content_length, (long)r->body_len);
+	assert_int_equal(content_length(r), (long)r->body_len);
 }
 
-static bool header_is(const struct resp *r, const char *line)
+static bool header_is(const struct itkafka_resp *r, const char *line)
 {
 	const char *end = strstr(r->raw, "\r\n\r\n");
 	const char *p = strstr(r->raw, line);
 	return p && end && p < end;
 }
 
-/* The value of one series ("name{labels}" exactly as exposed), or -1. */
-static double metric(const char *text, const char *series)
-{
-	size_t n = strlen(series);
-
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-		if (strncmp(p, series, n) == 0 && p[n] == ' ')
-			return strtod(p + n + 1, NULL);
-	return -1;
-}
-
 static double scrape(const char *series)
 {
-	struct resp *r = malloc(sizeof(*r));
+	struct itkafka_resp *r = malloc(sizeof(*r));
 	assert_non_null(r);
 	http_get("/metrics", r);
 	assert_int_equal(r->status, 200);
-	double v = metric(r->body, series);
+	double v = itkafka_metric(r->body, series);
 	free(r);
 	return v;
 }
 
 static json_t *get_json(const char *path)
 {
-	struct resp *r = malloc(sizeof(*r));
+	struct itkafka_resp *r = malloc(sizeof(*r));
 	json_error_t je;
 
 	assert_non_null(r);
@@ -239,7 +175,7 @@ static int group_teardown(void **state)
 
 static void test_healthz_readyz(void **state)
 {
-	static struct resp r;
+	static struct itkafka_resp r;
 	(void)state;
 
 	http_get("/healthz", &r);
@@ -278,10 +214,10 @@ static void test_metrics_count_publishes(void **state)
 
 	/* PUBACK follows the delivery report, which counted first; poll a
 	 * little anyway, the counters are relaxed atomics of another thread. */
-	long long deadline = now_ms() + WAIT_MS;
+	long long deadline = itutil_now_ms() + WAIT_MS;
 	for (int i = 0; i < NS; i++) {
-		while ((after[i] = scrape(series[i])) < before[i] + N_PUBLISH && now_ms() < deadline)
-			sleep_ms(50);
+		while ((after[i] = scrape(series[i])) < before[i] + N_PUBLISH && itutil_now_ms() < deadline)
+			itutil_sleep_ms(50);
 		if (after[i] - before[i] != N_PUBLISH)
 			fail_msg("%s rose by %g, want %d", series[i], after[i] - before[i], N_PUBLISH);
 	}
@@ -292,7 +228,7 @@ static void test_metrics_count_publishes(void **state)
 
 static void test_metrics_format(void **state)
 {
-	static struct resp r;
+	static struct itkafka_resp r;
 	(void)state;
 
 	http_get("/metrics", &r);
@@ -300,7 +236,7 @@ static void test_metrics_format(void **state)
 	assert_true(header_is(&r, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
 	assert_non_null(strstr(r.body, "# TYPE kafkagate_kafka_delivery_seconds histogram\n"));
 	assert_non_null(strstr(r.body, "kafkagate_build_info{version=\""));
-	assert_true(metric(r.body, "kafkagate_start_time_seconds") > 1.6e9);
+	assert_true(itkafka_metric(r.body, "kafkagate_start_time_seconds") > 1.6e9);
 	assert_int_equal(r.body[r.body_len - 1], '\n');
 
 	if (system("command -v promtool >/dev/null 2>&1") != 0) {
@@ -387,10 +323,10 @@ static void test_clients(void **state)
 
 	/* Clients of earlier tests may take a moment to be gone. */
 	json_t *page = get_json("/api/v1/clients?limit=1000");
-	for (long long end = now_ms() + WAIT_MS;
-	     json_integer_value(json_object_get(page, "total")) != 4 && now_ms() < end;) {
+	for (long long end = itutil_now_ms() + WAIT_MS;
+	     json_integer_value(json_object_get(page, "total")) != 4 && itutil_now_ms() < end;) {
 		json_decref(page);
-		sleep_ms(50);
+		itutil_sleep_ms(50);
 		page = get_json("/api/v1/clients?limit=1000");
 	}
 	assert_int_equal(json_integer_value(json_object_get(page, "total")), 4);
@@ -442,7 +378,7 @@ static void test_clients(void **state)
 	assert_int_equal(json_integer_value(json_object_get(page, "limit")), 1000);
 	json_decref(page);
 
-	static struct resp r;
+	static struct itkafka_resp r;
 	http_raw_str("GET /api/v1/clients?offset=-1 HTTP/1.1\r\n\r\n", &r);
 	assert_int_equal(r.status, 400);
 
@@ -473,7 +409,7 @@ static void test_bad_requests_leave_mqtt_alone(void **state)
 		BADREQ("GET /nope HTTP/1.1\r\n\r\n", 404),
 		BADREQ("GET /metrics/ HTTP/1.0\r\n\r\n", 404),
 	};
-	static struct resp r;
+	static struct itkafka_resp r;
 	static char big[12000];
 	(void)state;
 
@@ -482,7 +418,7 @@ static void test_bad_requests_leave_mqtt_alone(void **state)
 		http_raw(bad[i].req, bad[i].len, &r);
 		if (r.status != bad[i].status)
 			fail_msg("request %zu: status %d, want %d", i, r.status, bad[i].status);
-		assert_int_equal(r.content_length, (long)r.body_len);
+		assert_int_equal(content_length(&r), (long)r.body_len);
 	}
 
 	/* A head over 8 KiB: 431, even though the client is still sending. */
@@ -495,7 +431,7 @@ static void test_bad_requests_leave_mqtt_alone(void **state)
 	/* HEAD: the headers of GET, no body. */
 	http_raw_str("HEAD /healthz HTTP/1.1\r\n\r\n", &r);
 	assert_int_equal(r.status, 200);
-	assert_int_equal(r.content_length, 3);
+	assert_int_equal(content_length(&r), 3);
 	assert_int_equal(r.body_len, 0);
 
 	/* The MQTT side did not notice. */
@@ -516,7 +452,7 @@ static void test_connection_limit_and_timeout(void **state)
 	for (int i = 0; i < MAX; i++)
 		fds[i] = admin_connect();
 	assert_int_equal(send(fds[0], "GET /healthz HTTP/1.1\r\n", 23, MSG_NOSIGNAL), 23);
-	sleep_ms(200);
+	itutil_sleep_ms(200);
 	/* The 65th is closed at once, unanswered. */
 	fds[MAX] = admin_connect();
 	struct pollfd p = { .fd = fds[MAX], .events = POLLIN };
@@ -525,17 +461,17 @@ static void test_connection_limit_and_timeout(void **state)
 	close(fds[MAX]);
 
 	/* The incomplete head is dropped after the 5 s timeout, unanswered. */
-	long long t0 = now_ms();
+	long long t0 = itutil_now_ms();
 	p.fd = fds[0];
 	assert_int_equal(poll(&p, 1, 8000), 1);
 	assert_true(recv(fds[0], &c, 1, 0) <= 0);
-	long long waited = now_ms() - t0;
+	long long waited = itutil_now_ms() - t0;
 	if (waited < 4000 || waited > 7000)
 		fail_msg("closed after %lld ms, want about 5000", waited);
 	for (int i = 0; i < MAX; i++)
 		close(fds[i]);
 
-	static struct resp r;
+	static struct itkafka_resp r;
 	http_get("/healthz", &r);
 	assert_int_equal(r.status, 200);
 }

@@ -22,17 +22,9 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itutil.h"
 
 #define RUN_TIMEOUT_MS 10000
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *bin(void)
 {
@@ -65,7 +57,7 @@ static void run(struct run *r, const char *a1, const char *a2, const char *a3)
 {
 	char opath[] = "/tmp/kg-cli-out-XXXXXX", epath[] = "/tmp/kg-cli-err-XXXXXX";
 	int ofd = mkstemp(opath), efd = mkstemp(epath), st;
-	long long deadline = now_ms() + RUN_TIMEOUT_MS;
+	long long deadline = itutil_now_ms() + RUN_TIMEOUT_MS;
 	pid_t pid;
 
 	assert_true(ofd >= 0 && efd >= 0);
@@ -82,7 +74,7 @@ static void run(struct run *r, const char *a1, const char *a2, const char *a3)
 	}
 	r->status = -1;
 	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
+		if (itutil_now_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			print_error("%s %s: still running after %d ms\n", bin(), a1, RUN_TIMEOUT_MS);
@@ -228,7 +220,6 @@ static void test_check_bad_configs(void **state)
 static void stop_by_signal(int sig)
 {
 	struct gw g = { 0 };
-	uint8_t rc;
 	int fd[3], status;
 	long long t0;
 
@@ -237,13 +228,13 @@ static void stop_by_signal(int sig)
 		char id[32];
 
 		snprintf(id, sizeof(id), "it-cli-%d", i);
-		fd[i] = raw_mqtt_connect(g.port, id, i == 0, 30, &rc, NULL);
+		fd[i] = itutil_connect(g.port, id, i == 0, 30, NULL);
 		assert_true(fd[i] >= 0);
 	}
-	t0 = now_ms();
+	t0 = itutil_now_ms();
 	gw_kill(&g, sig);
 	status = gw_wait_exit(&g, 5000);
-	print_message("signal %d: exit status %d after %lld ms\n", sig, status, now_ms() - t0);
+	print_message("signal %d: exit status %d after %lld ms\n", sig, status, itutil_now_ms() - t0);
 	/* The clients see their connections closed. */
 	bool closed[3];
 

@@ -20,27 +20,11 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itutil.h"
 
 #define WAIT_MS 3000
 
 static struct gw g;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static int group_setup(void **state)
 {
@@ -53,42 +37,6 @@ static int group_teardown(void **state)
 	(void)state;
 	gw_stop(&g);
 	return 0;
-}
-
-/* A level-4 connection that got CONNACK 0; fails the test otherwise. */
-static int connect_ok(const char *id, bool clean, uint16_t keepalive, bool *present)
-{
-	uint8_t rc = 0xff;
-	int fd = raw_mqtt_connect(g.port, id, clean, keepalive, &rc, present);
-
-	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
-	return fd;
-}
-
-/* PINGREQ answered by exactly PINGRESP: the connection is alive. */
-static void assert_ping(int fd)
-{
-	uint8_t in[16];
-
-	assert_int_equal(raw_send_hex(fd, "C0 00"), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 2);
-	assert_int_equal(in[0], 0xD0);
-	assert_int_equal(in[1], 0x00);
-}
-
-/* The server closes fd (FIN or reset) before sending any whole packet. */
-static void assert_closed_silently(int fd)
-{
-	uint8_t in[64];
-	int n;
-
-	errno = 0;
-	n = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
-	if (n > 0)
-		print_error("unexpected packet type 0x%02X\n", in[0]);
-	assert_int_equal(n > 0 ? n : 0, 0);
-	assert_true(n == 0 || errno != ETIMEDOUT);
 }
 
 /* Sends one raw CONNECT and returns the bytes of the first packet back
@@ -117,7 +65,7 @@ static void test_first_packet_must_be_connect(void **state)
 		assert_true(fd >= 0);
 		assert_int_equal(raw_send_hex(fd, firsts[i]), 0);
 		/* Nothing may come back (no PINGRESP, no SUBACK): just the close. */
-		assert_closed_silently(fd);
+		assert_true(itutil_closed_silently(fd, WAIT_MS));
 		close(fd);
 	}
 }
@@ -126,10 +74,11 @@ static void test_second_connect_closes(void **state)
 {
 	struct raw_connect c = { .client_id = "it-conn-twice", .clean = true };
 	uint8_t out[64];
-	int fd = connect_ok("it-conn-twice", true, 0, NULL);
+	int fd = itutil_connect(g.port, "it-conn-twice", true, 0, NULL);
 	int n = raw_build_connect(out, sizeof(out), &c);
 
 	(void)state;
+	assert_true(fd >= 0);
 	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
 	assert_true(raw_closed_within(fd, WAIT_MS));
 	close(fd);
@@ -191,15 +140,17 @@ static void test_empty_id_persistent_rc2(void **state)
 static void test_empty_id_clean_accepted(void **state)
 {
 	bool present = true;
-	int a = connect_ok("", true, 0, &present);
+	int a = itutil_connect(g.port, "", true, 0, &present);
 	int b;
 
 	(void)state;
+	assert_true(a >= 0);
 	assert_false(present);
 	/* Two anonymous clients get distinct identities: neither takes over. */
-	b = connect_ok("", true, 0, NULL);
-	assert_ping(a);
-	assert_ping(b);
+	b = itutil_connect(g.port, "", true, 0, NULL);
+	assert_true(b >= 0);
+	assert_int_equal(itutil_ping(a), 0);
+	assert_int_equal(itutil_ping(b), 0);
 	close(a);
 	close(b);
 }
@@ -261,27 +212,22 @@ static void test_username_password_accepted(void **state)
 	/* No authentication configured: credentials are accepted. */
 	struct raw_connect c = { .client_id = "it-conn-up", .clean = true,
 				 .username = "user", .password = "secret" };
-	uint8_t rc = 0xff;
-	int fd = raw_connect_tcp(g.port);
+	int fd = itutil_connect_with(g.port, &c, NULL);
 
 	(void)state;
 	assert_true(fd >= 0);
-	assert_int_equal(raw_mqtt_handshake(fd, &c, &rc, NULL, WAIT_MS), 0);
-	assert_int_equal(rc, 0);
-	assert_ping(fd);
+	assert_int_equal(itutil_ping(fd), 0);
 	close(fd);
 }
 
 static void test_mqtt31_accepted(void **state)
 {
 	struct raw_connect c = { .level = 3, .client_id = "it-conn-31", .clean = true };
-	uint8_t rc = 0xff, out[64], in[64];
-	int fd = raw_connect_tcp(g.port), n;
+	uint8_t out[64], in[64];
+	int fd = itutil_connect_with(g.port, &c, NULL), n;
 
 	(void)state;
 	assert_true(fd >= 0);
-	assert_int_equal(raw_mqtt_handshake(fd, &c, &rc, NULL, WAIT_MS), 0);
-	assert_int_equal(rc, 0);
 	/* The 3.1 wire format of SUBSCRIBE/PUBLISH is the 3.1.1 one. */
 	n = raw_build_subscribe(out, sizeof(out), 3, 5, "it31/t", 0);
 	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
@@ -318,16 +264,18 @@ static void test_takeover_closes_older(void **state)
 {
 	/* Several rounds so that the two connections land on the same worker
 	 * and on different ones (SO_REUSEPORT spreads them). */
-	int old = connect_ok("it-conn-take", false, 0, NULL);
+	int old = itutil_connect(g.port, "it-conn-take", false, 0, NULL);
 	(void)state;
+	assert_true(old >= 0);
 	for (int i = 0; i < 8; i++) {
 		bool present = false;
-		int fd = connect_ok("it-conn-take", false, 0, &present);
+		int fd = itutil_connect(g.port, "it-conn-take", false, 0, &present);
 
+		assert_true(fd >= 0);
 		assert_true(present);
 		assert_true(raw_closed_within(old, WAIT_MS));
 		close(old);
-		assert_ping(fd);
+		assert_int_equal(itutil_ping(fd), 0);
 		old = fd;
 	}
 	close(old);
@@ -386,7 +334,7 @@ static void test_pipelined_and_split_packets(void **state)
 	assert_true(fd >= 0);
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(raw_send(fd, out + i, 1), 0);
-		sleep_ms(1);
+		itutil_sleep_ms(1);
 	}
 	expect_pipeline_answers(fd, false);
 	close(fd);
@@ -398,8 +346,9 @@ static void test_takeover_with_pipelined_packets(void **state)
 {
 	uint8_t out[256];
 	size_t n = build_pipeline(out, sizeof(out), "it-conn-tpipe", false);
-	int old = connect_ok("it-conn-tpipe", false, 0, NULL);
+	int old = itutil_connect(g.port, "it-conn-tpipe", false, 0, NULL);
 	(void)state;
+	assert_true(old >= 0);
 
 	for (int i = 0; i < 8; i++) {
 		int fd = raw_connect_tcp(g.port);
@@ -430,18 +379,19 @@ static void test_keepalive_closes_after_1_5x(void **state)
 		char id[32];
 
 		snprintf(id, sizeof(id), "it-conn-ka-%d", i);
-		fd[i] = connect_ok(id, true, 1, NULL);
+		fd[i] = itutil_connect(g.port, id, true, 1, NULL);
+		assert_true(fd[i] >= 0);
 	}
 	for (int i = 0; i < N; i++) {
-		sent[i] = now_ms();
-		assert_ping(fd[i]);
+		sent[i] = itutil_now_ms();
+		assert_int_equal(itutil_ping(fd[i]), 0);
 		closed[i] = 0;
-		sleep_ms(25);
+		itutil_sleep_ms(25);
 	}
 	for (int left = N; left > 0;) {
 		struct pollfd pfd[N];
 
-		assert_true(now_ms() - sent[0] < 4000);
+		assert_true(itutil_now_ms() - sent[0] < 4000);
 		for (int i = 0; i < N; i++)
 			pfd[i] = (struct pollfd){ .fd = closed[i] ? -1 : fd[i], .events = POLLIN };
 		if (poll(pfd, N, 10) <= 0)
@@ -453,7 +403,7 @@ static void test_keepalive_closes_after_1_5x(void **state)
 				continue;
 			/* Anything but a close (a stray packet) would be a bug too. */
 			assert_true(recv(fd[i], sink, sizeof(sink), 0) <= 0);
-			closed[i] = now_ms();
+			closed[i] = itutil_now_ms();
 			left--;
 		}
 	}
@@ -494,41 +444,40 @@ static void test_keepalive_timer_phase(void **state)
 	enum { N = 3 };
 	static const int offsets[N] = { 235, 240, 245 };
 	int fd[N], probe;
-	long long last = now_ms(), tick = 0, sent[N];
-	uint8_t rc = 0xff;
+	long long last = itutil_now_ms(), tick = 0, sent[N];
 	(void)state;
 
-	probe = raw_mqtt_connect(g1.port, "it-conn-kp-probe", true, 1, &rc, NULL);
-	assert_true(probe >= 0 && rc == 0);
+	probe = itutil_connect(g1.port, "it-conn-kp-probe", true, 1, NULL);
+	assert_true(probe >= 0);
 	for (int i = 0; i < N; i++) {
 		char id[32];
 
 		snprintf(id, sizeof(id), "it-conn-kp-%d", i);
-		fd[i] = raw_mqtt_connect(g1.port, id, true, 1, &rc, NULL);
-		assert_true(fd[i] >= 0 && rc == 0);
+		fd[i] = itutil_connect(g1.port, id, true, 1, NULL);
+		assert_true(fd[i] >= 0);
 	}
 	while (tick == 0) {
-		assert_true(now_ms() - last < 3000);
+		assert_true(itutil_now_ms() - last < 3000);
 		if (raw_closed_within(probe, 20)) {
-			tick = now_ms();
-		} else if (now_ms() - last >= 200) {
+			tick = itutil_now_ms();
+		} else if (itutil_now_ms() - last >= 200) {
 			for (int i = 0; i < N; i++)
-				assert_ping(fd[i]);
-			last = now_ms();
+				assert_int_equal(itutil_ping(fd[i]), 0);
+			last = itutil_now_ms();
 		}
 	}
 	close(probe);
 	for (int i = 0; i < N; i++) {
-		while (now_ms() < tick + offsets[i])
-			sleep_ms(1);
-		sent[i] = now_ms();
-		assert_ping(fd[i]);
+		while (itutil_now_ms() < tick + offsets[i])
+			itutil_sleep_ms(1);
+		sent[i] = itutil_now_ms();
+		assert_int_equal(itutil_ping(fd[i]), 0);
 	}
 	for (int i = 0; i < N; i++) {
 		long long t;
 
 		assert_true(raw_closed_within(fd[i], 4000));
-		t = now_ms() - sent[i];
+		t = itutil_now_ms() - sent[i];
 		print_message("last PINGREQ %d ms after a timer tick: closed after %lld ms\n",
 			      offsets[i], t);
 		assert_true(t >= 1480);
@@ -538,20 +487,21 @@ static void test_keepalive_timer_phase(void **state)
 
 static void test_keepalive_kept_by_pings(void **state)
 {
-	int fd = connect_ok("it-conn-ka-ping", true, 1, NULL);
+	int fd = itutil_connect(g.port, "it-conn-ka-ping", true, 1, NULL);
 	(void)state;
 
+	assert_true(fd >= 0);
 	/* 3 s of PINGREQ every 0.5 s: never silent for 1.5 s, never closed. */
 	for (int i = 0; i < 6; i++) {
-		sleep_ms(500);
-		assert_ping(fd);
+		itutil_sleep_ms(500);
+		assert_int_equal(itutil_ping(fd), 0);
 	}
 	close(fd);
 }
 
 static void test_no_connect_within_timeout_closes(void **state)
 {
-	long long t0 = now_ms();
+	long long t0 = itutil_now_ms();
 	int quiet = raw_connect_tcp(g.port);
 	int partial = raw_connect_tcp(g.port);
 	(void)state;
@@ -561,8 +511,8 @@ static void test_no_connect_within_timeout_closes(void **state)
 	assert_int_equal(raw_send_hex(partial, "10 11 0004 4D51"), 0);
 	assert_false(raw_closed_within(quiet, 500));
 	assert_true(raw_closed_within(quiet, 3000));
-	print_message("no-CONNECT connection closed after %lld ms\n", now_ms() - t0);
-	assert_true(now_ms() - t0 >= 900);
+	print_message("no-CONNECT connection closed after %lld ms\n", itutil_now_ms() - t0);
+	assert_true(itutil_now_ms() - t0 >= 900);
 	assert_true(raw_closed_within(partial, 1000));
 	close(quiet);
 	close(partial);
@@ -601,25 +551,21 @@ static void test_malformed(void **state)
 	const struct bad_case *bc = *state;
 	char will_topic[96], id[96];
 	struct raw_connect vc = { .clean = true };
-	uint8_t rc = 0xff, out[128], in[256];
+	uint8_t in[256];
 	int obs, victim, n;
 
 	snprintf(will_topic, sizeof(will_topic), "it-bad/%s", bc->name);
 	snprintf(id, sizeof(id), "bad-%s", bc->name);
-	obs = connect_ok("it-bad-observer", true, 0, NULL);
-	n = raw_build_subscribe(out, sizeof(out), 4, 1, will_topic, 0);
-	assert_int_equal(raw_send(obs, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(obs, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
+	obs = itutil_connect(g.port, "it-bad-observer", true, 0, NULL);
+	assert_true(obs >= 0);
+	assert_int_equal(itutil_subscribe(obs, 1, will_topic, 0), 0);
 
 	vc.client_id = id;
 	vc.will_topic = will_topic;
 	vc.will_payload = "lost";
 	vc.will_payload_len = 4;
-	victim = raw_connect_tcp(g.port);
+	victim = itutil_connect_with(g.port, &vc, NULL);
 	assert_true(victim >= 0);
-	assert_int_equal(raw_mqtt_handshake(victim, &vc, &rc, NULL, WAIT_MS), 0);
-	assert_int_equal(rc, 0);
 
 	assert_int_equal(raw_send_hex(victim, bc->hex), 0);
 	assert_true(raw_closed_within(victim, WAIT_MS));
@@ -630,7 +576,7 @@ static void test_malformed(void **state)
 	assert_int_equal(in[0], 0x30);
 	assert_memory_equal(in + 4, will_topic, strlen(will_topic));
 	assert_memory_equal(in + 4 + strlen(will_topic), "lost", 4);
-	assert_ping(obs);
+	assert_int_equal(itutil_ping(obs), 0);
 	close(obs);
 }
 

@@ -29,83 +29,43 @@
 #include <cmocka.h>
 
 #include <MQTTClient.h>
-#include <errno.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 #define WAIT_MS 15000
 
-static struct {
-	rd_kafka_t *mrk;              /* owns the mock cluster */
-	rd_kafka_mock_cluster_t *mc;
-	rd_kafka_t *prod;
-	char bootstrap[256];
-} K;
+static struct itkafka_mock K;
+static rd_kafka_t *prod;
 
 static struct gw G, G2;
 /* paho clients still open: a failed test leaves some, the teardown closes
  * them (a leaked client could later write to a reused socket number). */
 static MQTTClient open_cl[8];
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static rd_kafka_t *client_new(rd_kafka_type_t type, const char *group)
-{
-	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", K.bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	if (group)
-		rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e));
-	rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
-	assert_non_null(rk);
-	return rk;
-}
-
 static int group_setup(void **state)
 {
-	char e[256];
 	(void)state;
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	K.mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-	if (!K.mrk || !(K.mc = rd_kafka_mock_cluster_new(K.mrk, 1)))
+	if (itkafka_mock_init(&K, 1) < 0)
 		return -1;
-	snprintf(K.bootstrap, sizeof(K.bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(K.mc));
-	K.prod = client_new(RD_KAFKA_PRODUCER, NULL);
-	return 0;
+	prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL);
+	return prod ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	rd_kafka_destroy(K.prod);
-	rd_kafka_mock_cluster_destroy(K.mc);
-	rd_kafka_destroy(K.mrk);
+	if (prod)
+		rd_kafka_destroy(prod);
+	itkafka_mock_release(&K);
 	return 0;
 }
 
@@ -145,25 +105,15 @@ static void gw_up(struct gw *g, const char *maps, const char *extra)
 static void produce(const char *topic, int32_t part, const char *key, const char *val,
 		    const char *const *kv)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-	for (size_t i = 0; kv && kv[i]; i += 2)
-		rd_kafka_header_add(h, kv[i], -1, kv[i + 1], -1);
-	rd_kafka_resp_err_t err = rd_kafka_producev(
-		K.prod, RD_KAFKA_V_TOPIC(topic),
-		RD_KAFKA_V_PARTITION(part < 0 ? RD_KAFKA_PARTITION_UA : part),
-		RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-		RD_KAFKA_V_VALUE((void *)val, val ? strlen(val) : 0),
-		RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-	if (err)
-		rd_kafka_headers_destroy(h);
-	assert_int_equal(err, RD_KAFKA_RESP_ERR_NO_ERROR);
-	assert_int_equal(rd_kafka_flush(K.prod, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(itkafka_produce(prod, topic, part, key, val, kv), 0);
+	assert_int_equal(rd_kafka_flush(prod, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 /* The group's committed offset of topic/partition; < 0 when none. */
 static int64_t committed(const char *group, const char *topic, int32_t part)
 {
-	rd_kafka_t *rk = client_new(RD_KAFKA_CONSUMER, group);
+	rd_kafka_t *rk = itkafka_client_new(K.bootstrap, RD_KAFKA_CONSUMER, group, NULL);
+	assert_non_null(rk);
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, topic, part);
 	int64_t off = -1;
@@ -176,10 +126,10 @@ static int64_t committed(const char *group, const char *topic, int32_t part)
 
 static void wait_committed(const char *group, const char *topic, int32_t part, int64_t want)
 {
-	long long end = now_ms() + WAIT_MS;
+	long long end = itutil_now_ms() + WAIT_MS;
 	int64_t got = -1;
-	while (now_ms() < end && (got = committed(group, topic, part)) != want)
-		sleep_ms(100);
+	while (itutil_now_ms() < end && (got = committed(group, topic, part)) != want)
+		itutil_sleep_ms(100);
 	if (got != want)
 		fail_msg("group %s %s[%d]: committed %lld, want %lld", group, topic, (int)part,
 			 (long long)got, (long long)want);
@@ -229,12 +179,12 @@ struct got {
 /* The next message within timeout_ms; false if none came. */
 static bool dev_recv(MQTTClient cl, int timeout_ms, struct got *g)
 {
-	long long end = now_ms() + timeout_ms;
+	long long end = itutil_now_ms() + timeout_ms;
 	do {
 		char *t = NULL;
 		int tl = 0;
 		MQTTClient_message *m = NULL;
-		long left = (long)(end - now_ms());
+		long left = (long)(end - itutil_now_ms());
 		int rc = MQTTClient_receive(cl, &t, &tl, &m, left > 0 ? (unsigned long)left : 1);
 		if (rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED)
 			return false;
@@ -248,7 +198,7 @@ static bool dev_recv(MQTTClient cl, int timeout_ms, struct got *g)
 			MQTTClient_free(t);
 			return true;
 		}
-	} while (now_ms() < end);
+	} while (itutil_now_ms() < end);
 	return false;
 }
 
@@ -265,75 +215,28 @@ static void expect(MQTTClient cl, const char *topic, const char *payload, int qo
 /* A raw level-4 subscriber (it acks only when told to). */
 static int raw_sub(struct gw *g, const char *id, const char *filter)
 {
-	uint8_t rc = 0xff, pkt[256];
-	int fd = raw_mqtt_connect(g->port, id, true, 0, &rc, NULL);
+	int fd = itutil_connect(g->port, id, true, 0, NULL);
+
 	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
-	int n = raw_build_subscribe(pkt, sizeof(pkt), 4, 1, filter, 1);
-	assert_int_equal(raw_send(fd, pkt, (size_t)n), 0);
-	assert_true(raw_recv_packet(fd, pkt, sizeof(pkt), WAIT_MS) > 0);
-	assert_int_equal(pkt[0], 0x90);
+	assert_int_equal(itutil_subscribe(fd, 1, filter, 1), 0);
 	return fd;
-}
-
-/* Next PUBLISH on fd: payload copied, packet id returned (0 for QoS 0). */
-static int raw_next_publish(int fd, char *payload, size_t cap)
-{
-	uint8_t b[1024];
-	int n = raw_recv_packet(fd, b, sizeof(b), WAIT_MS);
-	if (n <= 0 || (b[0] & 0xF0) != 0x30)
-		fail_msg("expected a PUBLISH, got %d bytes (first 0x%02x)", n, n > 0 ? b[0] : 0);
-	int i = 1;
-	while (b[i++] & 0x80)
-		;
-	int tl = b[i] << 8 | b[i + 1];
-	i += 2 + tl;
-	int pid = 0;
-	if (b[0] & 0x06) {
-		pid = b[i] << 8 | b[i + 1];
-		i += 2;
-	}
-	snprintf(payload, cap, "%.*s", n - i, (const char *)b + i);
-	return pid;
-}
-
-static void raw_puback(int fd, int pid)
-{
-	uint8_t a[4];
-	raw_build_ack(a, sizeof(a), 0x40, (uint16_t)pid);
-	assert_int_equal(raw_send(fd, a, 4), 0);
 }
 
 /* ---- admin endpoint ------------------------------------------------------ */
 
-static char *http_get(int port, const char *path)
+/* The body of GET path (valid until the next call). */
+static const char *http_body(int port, const char *path)
 {
-	char req[256];
-	static char resp[65536];
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-			 path);
-	assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	size_t len = 0;
-	ssize_t r;
-	while (len < sizeof(resp) - 1 && (r = recv(fd, resp + len, sizeof(resp) - 1 - len, 0)) > 0)
-		len += (size_t)r;
-	close(fd);
-	resp[len] = '\0';
-	char *body = strstr(resp, "\r\n\r\n");
-	return body ? body + 4 : resp;
+	static struct itkafka_resp r;
+
+	assert_int_equal(itkafka_http_get(port, path, &r, 5000), 200);
+	return r.body;
 }
 
 /* lag of downlink[0]'s first partition in /api/v1/status, -2 if absent. */
 static long long status_lag(int port)
 {
-	json_t *j = json_loads(http_get(port, "/api/v1/status"), 0, NULL);
+	json_t *j = json_loads(http_body(port, "/api/v1/status"), 0, NULL);
 	json_t *l = json_array_get(json_object_get(json_array_get(json_object_get(j, "downlink"), 0),
 						   "lag"), 0);
 	long long v = l ? (long long)json_integer_value(json_object_get(l, "lag")) : -2;
@@ -383,11 +286,11 @@ static void test_key_to_device(void **state)
 	wait_committed("it-dl-1", "dl-cmd", 0, 3);
 
 	/* Lag returns to 0 once the commit is in the statistics. */
-	long long end = now_ms() + WAIT_MS, lag = -2;
-	while (now_ms() < end && (lag = status_lag(G.metrics_port)) != 0)
-		sleep_ms(200);
+	long long end = itutil_now_ms() + WAIT_MS, lag = -2;
+	while (itutil_now_ms() < end && (lag = status_lag(G.metrics_port)) != 0)
+		itutil_sleep_ms(200);
 	assert_int_equal(lag, 0);
-	const char *m = http_get(G.metrics_port, "/metrics");
+	const char *m = http_body(G.metrics_port, "/metrics");
 	assert_non_null(strstr(m, "kafkagate_downlink_consumer_lag{topic=\"dl-cmd\",partition=\"0\","
 				  "group=\"it-dl-1\"} 0\n"));
 	assert_non_null(strstr(m, "kafkagate_downlink_records_consumed_total{mapping=\"0\","
@@ -461,16 +364,17 @@ static void test_unfillable_skipped_and_committed(void **state)
 static void test_crash_redelivers_unacked(void **state)
 {
 	(void)state;
-	char p[128];
+	struct itutil_pkt p;
 	rd_kafka_mock_topic_create(K.mc, "dl-crash", 1, 1);
 	gw_up(&G, "{ topic = \"dl-crash\"; group = \"it-dl-5\"; "
 		  "mqtt_topic = \"devices/${key}/commands\"; qos = 1; }", NULL);
 	int fd = raw_sub(&G, "dev-d7", "devices/d7/commands");
 	produce("dl-crash", -1, "d7", "must-arrive", NULL);
-	assert_true(raw_next_publish(fd, p, sizeof(p)) > 0);
-	assert_string_equal(p, "must-arrive");
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_true(p.pid > 0);
+	assert_string_equal(p.payload, "must-arrive");
 	/* No PUBACK: several commit rounds pass, nothing is committed. */
-	sleep_ms(1000);
+	itutil_sleep_ms(1000);
 	assert_true(committed("it-dl-5", "dl-crash", 0) < 0);
 
 	gw_kill(&G, SIGKILL);
@@ -478,12 +382,12 @@ static void test_crash_redelivers_unacked(void **state)
 	assert_int_equal(gw_restart(&G), 0);
 	fd = raw_sub(&G, "dev-d7", "devices/d7/commands");
 	produce("dl-crash", -1, "d7", "marker", NULL);
-	int pid = raw_next_publish(fd, p, sizeof(p));
-	assert_string_equal(p, "must-arrive"); /* again, before the marker */
-	raw_puback(fd, pid);
-	pid = raw_next_publish(fd, p, sizeof(p));
-	assert_string_equal(p, "marker");
-	raw_puback(fd, pid);
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_string_equal(p.payload, "must-arrive"); /* again, before the marker */
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_string_equal(p.payload, "marker");
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	wait_committed("it-dl-5", "dl-crash", 0, 2);
 	close(fd);
 }
@@ -491,15 +395,15 @@ static void test_crash_redelivers_unacked(void **state)
 static void test_acked_not_redelivered(void **state)
 {
 	(void)state;
-	char p[128];
+	struct itutil_pkt p;
 	rd_kafka_mock_topic_create(K.mc, "dl-acked", 1, 1);
 	gw_up(&G, "{ topic = \"dl-acked\"; group = \"it-dl-6\"; "
 		  "mqtt_topic = \"devices/${key}/commands\"; qos = 1; }", NULL);
 	int fd = raw_sub(&G, "dev-d8", "devices/d8/commands");
 	produce("dl-acked", -1, "d8", "first", NULL);
-	int pid = raw_next_publish(fd, p, sizeof(p));
-	assert_string_equal(p, "first");
-	raw_puback(fd, pid);
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_string_equal(p.payload, "first");
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	wait_committed("it-dl-6", "dl-acked", 0, 1);
 
 	gw_kill(&G, SIGKILL); /* the commit, not a clean close, must protect it */
@@ -507,9 +411,9 @@ static void test_acked_not_redelivered(void **state)
 	assert_int_equal(gw_restart(&G), 0);
 	fd = raw_sub(&G, "dev-d8", "devices/d8/commands");
 	produce("dl-acked", -1, "d8", "marker", NULL);
-	pid = raw_next_publish(fd, p, sizeof(p));
-	assert_string_equal(p, "marker");
-	raw_puback(fd, pid);
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_string_equal(p.payload, "marker");
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	wait_committed("it-dl-6", "dl-acked", 0, 2);
 	close(fd);
 }
@@ -518,7 +422,7 @@ static void test_acked_not_redelivered(void **state)
  * came or the deadline passes. */
 static void collect(MQTTClient a, MQTTClient b, bool *seen, int from, int to)
 {
-	long long end = now_ms() + WAIT_MS * 2;
+	long long end = itutil_now_ms() + WAIT_MS * 2;
 	int missing = 0;
 	do {
 		struct got g;
@@ -529,7 +433,7 @@ static void collect(MQTTClient a, MQTTClient b, bool *seen, int from, int to)
 		missing = 0;
 		for (int i = from; i < to; i++)
 			missing += !seen[i];
-	} while (missing && now_ms() < end);
+	} while (missing && itutil_now_ms() < end);
 	if (missing)
 		fail_msg("%d of records %d..%d never arrived", missing, from, to - 1);
 }

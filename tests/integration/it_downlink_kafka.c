@@ -18,75 +18,32 @@
 #include <cmocka.h>
 
 #include <MQTTClient.h>
-#include <errno.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 enum { DEVICES = 50, PER_DEVICE = 100, TOTAL = DEVICES * PER_DEVICE, PARTITIONS = 4 };
 #define WAIT_MS 60000
 
 static struct gw g;
-static char bootstrap[128];
-static char run_dir[64];
-static const char *skip_reason;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Runs scripts/kafka-local CMD; the first line of its stdout goes to out. */
-static int kafka_local(const char *cmd, char *out, size_t cap)
-{
-	char line[256] = "", sh[128];
-	snprintf(sh, sizeof(sh), "scripts/kafka-local %s", cmd);
-	FILE *p = popen(sh, "r");
-	if (!p)
-		return -1;
-	if (!fgets(line, sizeof(line), p))
-		line[0] = '\0';
-	while (fgetc(p) != EOF)
-		;
-	int st = pclose(p);
-	line[strcspn(line, "\n")] = '\0';
-	if (out)
-		snprintf(out, cap, "%s", line);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static struct itkafka_local kl;
 
 static rd_kafka_t *client_new(rd_kafka_type_t type, const char *group)
 {
-	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "log_level", "3", e, sizeof(e));
-	if (type == RD_KAFKA_PRODUCER)
-		rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof(e));
-	if (group)
-		rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e));
-	rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
+	static const char *const producer[] = { "log_level", "3", "enable.idempotence", "true",
+						NULL };
+	static const char *const consumer[] = { "log_level", "3", NULL };
+	rd_kafka_t *rk = itkafka_client_new(kl.bootstrap, type, group,
+					    type == RD_KAFKA_PRODUCER ? producer : consumer);
 	assert_non_null(rk);
 	return rk;
 }
@@ -121,24 +78,10 @@ static int group_setup(void **state)
 {
 	char cfg[1024];
 	(void)state;
-	if (system("command -v java >/dev/null 2>&1") != 0) {
-		skip_reason = "java not found: real-Kafka downlink tests skipped";
-		return 0;
-	}
-	if (system("command -v mvn >/dev/null 2>&1") != 0) {
-		skip_reason = "mvn not found (scripts/kafka-local fetches Kafka with it): skipped";
-		return 0;
-	}
-	snprintf(run_dir, sizeof(run_dir), "/tmp/kg-it-kafka-XXXXXX");
-	if (!mkdtemp(run_dir))
+	if (itkafka_local_start(&kl) < 0)
 		return -1;
-	setenv("KAFKA_RUN_DIR", run_dir, 1);
-	long long t0 = now_ms();
-	if (kafka_local("start", bootstrap, sizeof(bootstrap)) != 0 || !bootstrap[0]) {
-		fprintf(stderr, "scripts/kafka-local start failed (log in %s)\n", run_dir);
-		return -1;
-	}
-	print_message("kafka-local serves on %s after %lld ms\n", bootstrap, now_ms() - t0);
+	if (kl.skip_reason)
+		return 0;
 	if (topic_create("dlk-cmd", PARTITIONS) < 0 || topic_create("dlk-crash", 1) < 0)
 		return -1;
 	g.metrics_port = gw_free_port();
@@ -149,23 +92,16 @@ static int group_setup(void **state)
 		 "metrics = { address = \"127.0.0.1\"; port = %d; };\n"
 		 "downlink = ( { topics = [\"dlk-cmd\", \"dlk-crash\"]; group = \"it-dlk\";\n"
 		 "  mqtt_topic = \"devices/${key}/commands\"; qos = 1; } );\n",
-		 bootstrap, g.metrics_port);
+		 kl.bootstrap, g.metrics_port);
 	return gw_start(&g, cfg);
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
 	(void)state;
-	if (skip_reason)
-		return 0;
-	gw_stop(&g);
-	kafka_local("stop", NULL, 0);
-	if (!getenv("KG_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", run_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", run_dir);
-	}
+	if (!kl.skip_reason)
+		gw_stop(&g);
+	itkafka_local_stop(&kl);
 	return 0;
 }
 
@@ -235,37 +171,15 @@ static void devices_down(void)
 
 /* ---- reading back --------------------------------------------------------- */
 
-static char *http_get(int port, const char *path)
-{
-	static char resp[1 << 16];
-	char req[256];
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	resp[0] = '\0';
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		int n = snprintf(req, sizeof(req),
-				 "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-		size_t len = 0;
-		ssize_t r;
-		if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n)
-			while (len < sizeof(resp) - 1 &&
-			       (r = recv(fd, resp + len, sizeof(resp) - 1 - len, 0)) > 0)
-				len += (size_t)r;
-		resp[len] = '\0';
-	}
-	close(fd);
-	char *body = strstr(resp, "\r\n\r\n");
-	return body ? body + 4 : resp;
-}
-
 /* Sum of the lags of dlk-cmd's partitions in /api/v1/status; -1 unless all
  * PARTITIONS are listed with a known lag. */
 static long long status_lag_sum(void)
 {
-	json_t *j = json_loads(http_get(g.metrics_port, "/api/v1/status"), 0, NULL);
+	static struct itkafka_resp r;
+	json_t *j = NULL;
+
+	if (itkafka_http_get(g.metrics_port, "/api/v1/status", &r, 5000) == 200)
+		j = json_loads(r.body, 0, NULL);
 	json_t *lag = json_object_get(json_array_get(json_object_get(j, "downlink"), 0), "lag");
 	long long sum = 0;
 	int n = 0;
@@ -285,42 +199,30 @@ static long long status_lag_sum(void)
 	return n == PARTITIONS && sum >= 0 ? sum : -1;
 }
 
-static void produce(rd_kafka_t *rk, const char *topic, const char *key, const char *val)
-{
-	rd_kafka_resp_err_t err;
-	while ((err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-					RD_KAFKA_V_KEY(key, strlen(key)),
-					RD_KAFKA_V_VALUE((void *)val, strlen(val)),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-	       RD_KAFKA_RESP_ERR__QUEUE_FULL)
-		rd_kafka_poll(rk, 10);
-	assert_int_equal(err, RD_KAFKA_RESP_ERR_NO_ERROR);
-}
-
 /* ---- tests ----------------------------------------------------------------- */
 
 static void test_5000_commands_to_50_devices(void **state)
 {
 	(void)state;
-	if (skip_reason) {
-		print_message("%s\n", skip_reason);
+	if (kl.skip_reason) {
+		print_message("%s\n", kl.skip_reason);
 		skip();
 	}
 	devices_up();
 	rd_kafka_t *prod = client_new(RD_KAFKA_PRODUCER, NULL);
-	long long t0 = now_ms();
+	long long t0 = itutil_now_ms();
 	for (int i = 0; i < TOTAL; i++) {
 		char key[16], val[16];
 		snprintf(key, sizeof(key), "dev%d", i % DEVICES);
 		snprintf(val, sizeof(val), "%d", i / DEVICES);
-		produce(prod, "dlk-cmd", key, val);
+		assert_int_equal(itkafka_produce(prod, "dlk-cmd", -1, key, val, NULL), 0);
 	}
 	assert_int_equal(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
 	rd_kafka_destroy(prod);
 
-	long long end = now_ms() + WAIT_MS;
+	long long end = itutil_now_ms() + WAIT_MS;
 	int done = 0, bad = 0;
-	while (now_ms() < end) {
+	while (itutil_now_ms() < end) {
 		done = bad = 0;
 		for (int i = 0; i < DEVICES; i++) {
 			done += atomic_load(&dev[i].next);
@@ -328,18 +230,18 @@ static void test_5000_commands_to_50_devices(void **state)
 		}
 		if (done == TOTAL || bad)
 			break;
-		sleep_ms(50);
+		itutil_sleep_ms(50);
 	}
 	print_message("%d of %d commands in order after %lld ms, %d bad\n", done, TOTAL,
-		      now_ms() - t0, bad);
+		      itutil_now_ms() - t0, bad);
 	assert_int_equal(bad, 0);
 	assert_int_equal(done, TOTAL);
 
 	/* Lag from the status API returns to 0 (statistics every second). */
 	long long lag = -1;
-	end = now_ms() + 30000;
-	while (now_ms() < end && (lag = status_lag_sum()) != 0)
-		sleep_ms(250);
+	end = itutil_now_ms() + 30000;
+	while (itutil_now_ms() < end && (lag = status_lag_sum()) != 0)
+		itutil_sleep_ms(250);
 	assert_int_equal(lag, 0);
 
 	/* Committed offsets, read back, equal the high watermarks. */
@@ -364,38 +266,30 @@ static void test_5000_commands_to_50_devices(void **state)
 static void test_crash_redelivers_unacked(void **state)
 {
 	(void)state;
-	char p[128];
-	uint8_t b[512], rc = 0xff;
-	if (skip_reason) {
-		print_message("%s\n", skip_reason);
+	struct itutil_pkt p;
+	if (kl.skip_reason) {
+		print_message("%s\n", kl.skip_reason);
 		skip();
 	}
-	int fd = raw_mqtt_connect(g.port, "dlk-raw", true, 0, &rc, NULL);
+	int fd = itutil_connect(g.port, "dlk-raw", true, 0, NULL);
 	assert_true(fd >= 0);
-	int n = raw_build_subscribe(b, sizeof(b), 4, 1, "devices/raw/commands", 1);
-	assert_int_equal(raw_send(fd, b, (size_t)n), 0);
-	assert_true(raw_recv_packet(fd, b, sizeof(b), 10000) > 0 && b[0] == 0x90);
+	assert_int_equal(itutil_subscribe(fd, 1, "devices/raw/commands", 1), 0);
 	rd_kafka_t *prod = client_new(RD_KAFKA_PRODUCER, NULL);
-	produce(prod, "dlk-crash", "raw", "must-arrive");
+	assert_int_equal(itkafka_produce(prod, "dlk-crash", -1, "raw", "must-arrive", NULL), 0);
 	rd_kafka_flush(prod, 10000);
-	n = raw_recv_packet(fd, b, sizeof(b), 20000);
-	assert_true(n > 0 && (b[0] & 0xF0) == 0x30); /* and no PUBACK */
-	assert_non_null(memmem(b, (size_t)n, "must-arrive", 11));
-	sleep_ms(1000);
+	assert_int_equal(itutil_recv_publish(fd, &p, 20000), 0); /* and no PUBACK */
+	assert_string_equal(p.payload, "must-arrive");
+	itutil_sleep_ms(1000);
 
 	gw_kill(&g, SIGKILL);
 	close(fd);
 	assert_int_equal(gw_restart(&g), 0);
-	fd = raw_mqtt_connect(g.port, "dlk-raw", true, 0, &rc, NULL);
+	fd = itutil_connect(g.port, "dlk-raw", true, 0, NULL);
 	assert_true(fd >= 0);
-	n = raw_build_subscribe(b, sizeof(b), 4, 1, "devices/raw/commands", 1);
-	assert_int_equal(raw_send(fd, b, (size_t)n), 0);
-	assert_true(raw_recv_packet(fd, b, sizeof(b), 10000) > 0 && b[0] == 0x90);
+	assert_int_equal(itutil_subscribe(fd, 1, "devices/raw/commands", 1), 0);
 	/* The killed member leaves the group after its 6 s session. */
-	n = raw_recv_packet(fd, b, sizeof(b), 40000);
-	assert_true(n > 0 && (b[0] & 0xF0) == 0x30);
-	snprintf(p, sizeof(p), "%.*s", 11, (const char *)b + n - 11);
-	assert_string_equal(p, "must-arrive");
+	assert_int_equal(itutil_recv_publish(fd, &p, 40000), 0);
+	assert_string_equal(p.payload, "must-arrive");
 	close(fd);
 	rd_kafka_destroy(prod);
 }

@@ -25,81 +25,41 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <errno.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 #define WAIT_MS 15000
 #define NPART 2
 #define M 200
 
 static struct {
-	rd_kafka_t *mrk;              /* owns the mock cluster */
-	rd_kafka_mock_cluster_t *mc;
+	struct itkafka_mock m;
 	rd_kafka_t *prod;
 	rd_kafka_t *query;            /* watermarks only */
 	rd_kafka_t *grp;              /* group.id = lagtest, never subscribed */
-	char bootstrap[256];
 } K;
 
 static struct gw G;
 static int dev_fd = -1;
 static uint16_t last_pid;         /* of the last PUBLISH dev_read() saw */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static rd_kafka_t *client_new(rd_kafka_type_t type, const char *group)
-{
-	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", K.bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	if (group)
-		rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e));
-	rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof(e));
-	if (!rk)
-		rd_kafka_conf_destroy(conf);
-	return rk;
-}
-
 static int group_setup(void **state)
 {
-	char e[256];
 	(void)state;
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	K.mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-	if (!K.mrk || !(K.mc = rd_kafka_mock_cluster_new(K.mrk, 1)))
+	if (itkafka_mock_init(&K.m, 1) < 0 ||
+	    rd_kafka_mock_topic_create(K.m.mc, "cmds", NPART, 1) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return -1;
-	snprintf(K.bootstrap, sizeof(K.bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(K.mc));
-	if (rd_kafka_mock_topic_create(K.mc, "cmds", NPART, 1) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return -1;
-	K.prod = client_new(RD_KAFKA_PRODUCER, NULL);
-	K.query = client_new(RD_KAFKA_PRODUCER, NULL);
-	K.grp = client_new(RD_KAFKA_CONSUMER, "lagtest");
+	K.prod = itkafka_client_new(K.m.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL);
+	K.query = itkafka_client_new(K.m.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL);
+	K.grp = itkafka_client_new(K.m.bootstrap, RD_KAFKA_CONSUMER, "lagtest", NULL);
 	return K.prod && K.query && K.grp ? 0 : -1;
 }
 
@@ -109,8 +69,7 @@ static int group_teardown(void **state)
 	rd_kafka_destroy(K.grp);
 	rd_kafka_destroy(K.query);
 	rd_kafka_destroy(K.prod);
-	rd_kafka_mock_cluster_destroy(K.mc);
-	rd_kafka_destroy(K.mrk);
+	itkafka_mock_release(&K.m);
 	return 0;
 }
 
@@ -120,18 +79,14 @@ static int test_teardown(void **state)
 	if (dev_fd >= 0)
 		close(dev_fd);
 	dev_fd = -1;
-	rd_kafka_mock_broker_set_up(K.mc, 1); /* a failed broker test must not leak */
+	rd_kafka_mock_broker_set_up(K.m.mc, 1); /* a failed broker test must not leak */
 	gw_stop(&G);
 	return 0;
 }
 
 static void produce(const char *key, const char *val)
 {
-	rd_kafka_resp_err_t err = rd_kafka_producev(
-		K.prod, RD_KAFKA_V_TOPIC("cmds"), RD_KAFKA_V_KEY(key, strlen(key)),
-		RD_KAFKA_V_VALUE((void *)val, strlen(val)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_END);
-	assert_int_equal(err, RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(itkafka_produce(K.prod, "cmds", -1, key, val, NULL), 0);
 }
 
 /* ---- the independent view ----------------------------------------------- */
@@ -180,7 +135,7 @@ static long long kcat_end_offset(int32_t part)
 	if (system("command -v kcat >/dev/null 2>&1") != 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd), "timeout 10 kcat -b '%s' -Q -t cmds:%d:-1 2>/dev/null",
-		 K.bootstrap, (int)part);
+		 K.m.bootstrap, (int)part);
 	FILE *f = popen(cmd, "r");
 	if (!f)
 		return -1;
@@ -198,50 +153,19 @@ static long long kcat_end_offset(int32_t part)
 /* GET path on the admin port: the body, malloc'd (the caller frees). */
 static char *http_get(const char *path)
 {
-	char req[256];
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)G.metrics_port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-			 path);
-	assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	size_t len = 0, cap = 1 << 16;
-	char *resp = malloc(cap);
-	ssize_t r;
-	assert_non_null(resp);
-	while ((r = recv(fd, resp + len, cap - 1 - len, 0)) > 0) {
-		len += (size_t)r;
-		if (len == cap - 1) {
-			resp = realloc(resp, cap *= 2);
-			assert_non_null(resp);
-		}
-	}
-	close(fd);
-	resp[len] = '\0';
-	char *body = strstr(resp, "\r\n\r\n");
-	assert_non_null(body);
-	memmove(resp, body + 4, strlen(body + 4) + 1);
-	return resp;
-}
+	static struct itkafka_resp r;
+	char *body;
 
-/* The value of one series ("name{labels}" exactly as exposed), or -1. */
-static double metric(const char *text, const char *series)
-{
-	size_t n = strlen(series);
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-		if (strncmp(p, series, n) == 0 && p[n] == ' ')
-			return strtod(p + n + 1, NULL);
-	return -1;
+	assert_true(itkafka_http_get(G.metrics_port, path, &r, 5000) > 0);
+	body = strdup(r.body);
+	assert_non_null(body);
+	return body;
 }
 
 static double scrape(const char *series)
 {
 	char *m = http_get("/metrics");
-	double v = metric(m, series);
+	double v = itkafka_metric(m, series);
 	free(m);
 	return v;
 }
@@ -255,7 +179,7 @@ static long long gw_lag(const char *text)
 		char series[160];
 		snprintf(series, sizeof(series), "kafkagate_downlink_consumer_lag{topic=\"cmds\","
 			 "partition=\"%d\",group=\"lagtest\"}", p);
-		double v = metric(text, series);
+		double v = itkafka_metric(text, series);
 		if (v >= 0)
 			sum = (sum < 0 ? 0 : sum) + (long long)v;
 	}
@@ -275,10 +199,10 @@ static long long status_int(const char *key)
 
 static void wait_series(const char *series, double want)
 {
-	long long end = now_ms() + WAIT_MS;
+	long long end = itutil_now_ms() + WAIT_MS;
 	double got = -1;
-	while ((got = scrape(series)) != want && now_ms() < end)
-		sleep_ms(200);
+	while ((got = scrape(series)) != want && itutil_now_ms() < end)
+		itutil_sleep_ms(200);
 	if (got != want)
 		fail_msg("%s: %g, want %g", series, got, want);
 }
@@ -301,25 +225,18 @@ static void promtool_check(const char *text)
  * many arrived. */
 static int dev_read(int ms, bool ack)
 {
-	uint8_t p[512], a[4];
+	struct itutil_pkt p;
 	int n = 0;
-	long long end = now_ms() + ms;
-	while (now_ms() < end) {
-		int len = raw_recv_packet(dev_fd, p, sizeof(p), (int)(end - now_ms()));
-		if (len <= 0)
+	long long end = itutil_now_ms() + ms;
+	while (itutil_now_ms() < end) {
+		if (itutil_recv(dev_fd, &p, (int)(end - itutil_now_ms())) <= 0)
 			break;
-		assert_int_equal(p[0] & 0xF6, 0x32); /* PUBLISH QoS 1 (DUP may be set) */
-		size_t h = 2;
-		while (p[h - 1] & 0x80)
-			h++;
-		size_t tl = (size_t)p[h] << 8 | p[h + 1];
-		assert_memory_equal(p + h + 2, "devices/d1/commands", tl);
-		last_pid = (uint16_t)(p[h + 2 + tl] << 8 | p[h + 3 + tl]);
+		assert_int_equal(p.first & 0xF6, 0x32); /* PUBLISH QoS 1 (DUP may be set) */
+		assert_string_equal(p.topic, "devices/d1/commands");
+		last_pid = p.pid;
 		n++;
-		if (ack) {
-			raw_build_ack(a, sizeof(a), 0x40, last_pid);
-			assert_int_equal(raw_send(dev_fd, a, 4), 0);
-		}
+		if (ack)
+			assert_int_equal(itutil_send_ack(dev_fd, 0x40, last_pid), 0);
 	}
 	return n;
 }
@@ -330,7 +247,6 @@ static void test_lag_matches_kafka_and_drains(void **state)
 {
 	(void)state;
 	char cfg[1024];
-	uint8_t rc, p[16], sub[128];
 	G.metrics_port = gw_free_port();
 	snprintf(cfg, sizeof(cfg),
 		 "limits = { max_inflight = 1; max_queued_messages = 100000; };\n"
@@ -338,7 +254,7 @@ static void test_lag_matches_kafka_and_drains(void **state)
 		 "kafka = { brokers = \"%s\"; properties = ( (\"statistics.interval.ms\", 1000) ); };\n"
 		 "downlink = ( { topic = \"cmds\"; group = \"lagtest\"; "
 		 "mqtt_topic = \"devices/${key}/commands\"; qos = 1; ack_timeout = 600; } );\n",
-		 G.metrics_port, K.bootstrap);
+		 G.metrics_port, K.m.bootstrap);
 	assert_int_equal(gw_start(&G, cfg), 0);
 
 	/* Nobody subscribed: the first record completes at once and commits. */
@@ -347,19 +263,14 @@ static void test_lag_matches_kafka_and_drains(void **state)
 	int32_t part = high_watermark(0) == 1 ? 0 : 1;
 	assert_int_equal(high_watermark(part), 1);
 	int64_t off[NPART] = { -1, -1 };
-	long long end = now_ms() + WAIT_MS;
-	while (committed(off), off[part] != 1 && now_ms() < end)
-		sleep_ms(100);
+	long long end = itutil_now_ms() + WAIT_MS;
+	while (committed(off), off[part] != 1 && itutil_now_ms() < end)
+		itutil_sleep_ms(100);
 	assert_int_equal(off[part], 1);
 
-	dev_fd = raw_mqtt_connect(G.port, "d1", true, 0, &rc, NULL);
+	dev_fd = itutil_connect(G.port, "d1", true, 0, NULL);
 	assert_true(dev_fd >= 0);
-	assert_int_equal(rc, 0);
-	int n = raw_build_subscribe(sub, sizeof(sub), 4, 1, "devices/d1/commands", 1);
-	assert_int_equal(raw_send(dev_fd, sub, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(dev_fd, p, sizeof(p), 5000), 5);
-	assert_int_equal(p[0], 0x90);
-	assert_int_equal(p[4], 1);
+	assert_int_equal(itutil_subscribe(dev_fd, 1, "devices/d1/commands", 1), 0);
 
 	for (int i = 0; i < M; i++) {
 		char v[16];
@@ -378,15 +289,15 @@ static void test_lag_matches_kafka_and_drains(void **state)
 	long long gl = -1, kl = -1;
 	double queued = -1;
 	char *m = NULL;
-	end = now_ms() + WAIT_MS;
+	end = itutil_now_ms() + WAIT_MS;
 	do {
 		free(m);
-		sleep_ms(200);
+		itutil_sleep_ms(200);
 		m = http_get("/metrics");
 		gl = gw_lag(m);
 		kl = kafka_lag();
-		queued = metric(m, "kafkagate_session_queued_messages");
-	} while ((gl != kl || kl <= 0 || queued != M - 1) && now_ms() < end);
+		queued = itkafka_metric(m, "kafkagate_session_queued_messages");
+	} while ((gl != kl || kl <= 0 || queued != M - 1) && itutil_now_ms() < end);
 	print_message("lag: gateway %lld, kafka %lld; queued %g\n", gl, kl, queued);
 	assert_int_equal(gl, kl);
 	assert_int_equal(kl, M);
@@ -398,20 +309,19 @@ static void test_lag_matches_kafka_and_drains(void **state)
 
 	/* The device catches up: every record delivered, both views drain. */
 	int got = 1;
-	end = now_ms() + WAIT_MS;
-	raw_build_ack(p, sizeof(p), 0x40, last_pid);
-	assert_int_equal(raw_send(dev_fd, p, 4), 0);
-	while (got < M && now_ms() < end)
+	end = itutil_now_ms() + WAIT_MS;
+	assert_int_equal(itutil_send_ack(dev_fd, 0x40, last_pid), 0);
+	while (got < M && itutil_now_ms() < end)
 		got += dev_read(500, true);
 	assert_int_equal(got, M);
-	end = now_ms() + WAIT_MS;
+	end = itutil_now_ms() + WAIT_MS;
 	do {
-		sleep_ms(200);
+		itutil_sleep_ms(200);
 		m = http_get("/metrics");
 		gl = gw_lag(m);
 		free(m);
 		kl = kafka_lag();
-	} while ((gl != 0 || kl != 0) && now_ms() < end);
+	} while ((gl != 0 || kl != 0) && itutil_now_ms() < end);
 	assert_int_equal(kl, 0);
 	assert_int_equal(gl, 0);
 	assert_true(scrape("kafkagate_session_queued_messages") == 0);
@@ -426,9 +336,9 @@ static void test_broker_up_follows_mock(void **state)
 	snprintf(cfg, sizeof(cfg),
 		 "metrics = { address = \"127.0.0.1\"; port = %d; };\n"
 		 "kafka = { brokers = \"%s\"; properties = ( (\"statistics.interval.ms\", 1000) ); };\n",
-		 G.metrics_port, K.bootstrap);
+		 G.metrics_port, K.m.bootstrap);
 	assert_int_equal(gw_start(&G, cfg), 0);
-	snprintf(name, sizeof(name), "%s/1", K.bootstrap);
+	snprintf(name, sizeof(name), "%s/1", K.m.bootstrap);
 	snprintf(series, sizeof(series), "kafkagate_kafka_broker_up{broker=\"%s\"}", name);
 	wait_series(series, 1);
 
@@ -441,9 +351,9 @@ static void test_broker_up_follows_mock(void **state)
 	json_decref(j);
 	free(s);
 
-	rd_kafka_mock_broker_set_down(K.mc, 1);
+	rd_kafka_mock_broker_set_down(K.m.mc, 1);
 	wait_series(series, 0);
-	rd_kafka_mock_broker_set_up(K.mc, 1);
+	rd_kafka_mock_broker_set_up(K.m.mc, 1);
 	wait_series(series, 1);
 }
 

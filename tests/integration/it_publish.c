@@ -22,19 +22,11 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itutil.h"
 
 #define WAIT_MS 5000
 
 static struct gw g;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int group_setup(void **state)
 {
@@ -47,123 +39,6 @@ static int group_teardown(void **state)
 	(void)state;
 	gw_stop(&g);
 	return 0;
-}
-
-/* ---- raw helpers ---------------------------------------------------------- */
-
-struct pub {
-	uint8_t qos;
-	bool dup, retain;
-	uint16_t pid;
-	char topic[128];
-	const uint8_t *payload;
-	size_t len;
-	uint8_t buf[8192];
-};
-
-/* Parses the PUBLISH in p->buf[0..n). Returns false for anything else. */
-static bool parse_publish(struct pub *p, int n)
-{
-	const uint8_t *b = p->buf, *end = p->buf + n;
-	size_t hdr = 1, tlen;
-
-	if (n < 4 || (b[0] & 0xF0) != 0x30)
-		return false;
-	while (b[hdr++] & 0x80)
-		;
-	p->qos = (b[0] >> 1) & 3;
-	p->dup = b[0] & 0x08;
-	p->retain = b[0] & 0x01;
-	b += hdr;
-	tlen = (size_t)b[0] << 8 | b[1];
-	if (tlen >= sizeof(p->topic) || b + 2 + tlen + (p->qos ? 2 : 0) > end)
-		return false;
-	memcpy(p->topic, b + 2, tlen);
-	p->topic[tlen] = '\0';
-	b += 2 + tlen;
-	p->pid = 0;
-	if (p->qos) {
-		p->pid = (uint16_t)(b[0] << 8 | b[1]);
-		b += 2;
-	}
-	p->payload = b;
-	p->len = (size_t)(end - b);
-	return true;
-}
-
-/* Receives one packet that must be a PUBLISH. */
-static void recv_publish(int fd, struct pub *p)
-{
-	int n = raw_recv_packet(fd, p->buf, sizeof(p->buf), WAIT_MS);
-	bool ok = n > 0 && parse_publish(p, n);
-
-	if (!ok)
-		print_error("expected PUBLISH, got %d bytes, type 0x%02X\n", n,
-			    n > 0 ? p->buf[0] : 0);
-	assert_true(ok);
-}
-
-/* Completes the receiver's side of the flow for p (PUBACK, or PUBREC /
- * PUBREL / PUBCOMP). */
-static void ack_publish(int fd, const struct pub *p)
-{
-	uint8_t out[4], in[16];
-
-	if (p->qos == 1) {
-		raw_build_ack(out, sizeof(out), 0x40, p->pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-	} else if (p->qos == 2) {
-		raw_build_ack(out, sizeof(out), 0x50, p->pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-		assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 4);
-		assert_int_equal(in[0], 0x62);
-		assert_int_equal(in[2] << 8 | in[3], p->pid);
-		raw_build_ack(out, sizeof(out), 0x70, p->pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-	}
-}
-
-static int connect_ok(int port, const char *id)
-{
-	uint8_t rc = 0xff;
-	int fd = raw_mqtt_connect(port, id, true, 0, &rc, NULL);
-
-	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
-	return fd;
-}
-
-/* SUBSCRIBE one filter and check the SUBACK grants the asked QoS. */
-static void subscribe(int fd, uint16_t pid, const char *filter, uint8_t qos)
-{
-	uint8_t out[256], in[16];
-	int n = raw_build_subscribe(out, sizeof(out), 4, pid, filter, qos);
-
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
-	assert_int_equal(in[2] << 8 | in[3], pid);
-	assert_int_equal(in[4], qos);
-}
-
-static void send_publish(int fd, const char *topic, const char *payload, uint8_t qos,
-			 bool dup, uint16_t pid)
-{
-	uint8_t out[512];
-	int n = raw_build_publish(out, sizeof(out), 4, topic, payload, strlen(payload), qos,
-				  false, dup, pid);
-
-	assert_true(n > 0);
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-}
-
-static void expect_ack(int fd, uint8_t first, uint16_t pid)
-{
-	uint8_t in[16];
-
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 4);
-	assert_int_equal(in[0], first);
-	assert_int_equal(in[2] << 8 | in[3], pid);
 }
 
 /* ---- paho: both directions at each QoS ----------------------------------- */
@@ -248,13 +123,15 @@ static void test_forwarded_bytes_identical(void **state)
 	const char *topic = "it-pub/rl"; /* remaining length = 2 + 9 + payload */
 	size_t cap = 200016;
 	uint8_t *out = malloc(cap), *in = malloc(cap), *payload = malloc(cap);
-	int sub = connect_ok(g.port, "it-pub-rl-s"), pub = connect_ok(g.port, "it-pub-rl-p");
+	int sub = itutil_connect(g.port, "it-pub-rl-s", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-pub-rl-p", true, 0, NULL);
 	(void)state;
 
+	assert_true(sub >= 0 && pub >= 0);
 	assert_non_null(out);
 	assert_non_null(in);
 	assert_non_null(payload);
-	subscribe(sub, 1, topic, 0);
+	assert_int_equal(itutil_subscribe(sub, 1, topic, 0), 0);
 	for (size_t i = 0; i < cap; i++)
 		payload[i] = (uint8_t)(i * 31 + 7);
 	for (size_t i = 0; i < sizeof(rls) / sizeof(rls[0]); i++) {
@@ -284,10 +161,12 @@ static void test_delivered_qos_is_min(void **state)
 		char id[32];
 
 		snprintf(id, sizeof(id), "it-pub-min-s%d", q);
-		sub[q] = connect_ok(g.port, id);
-		subscribe(sub[q], 1, "it-pub/min", (uint8_t)q);
+		sub[q] = itutil_connect(g.port, id, true, 0, NULL);
+		assert_true(sub[q] >= 0);
+		assert_int_equal(itutil_subscribe(sub[q], 1, "it-pub/min", (uint8_t)q), 0);
 	}
-	pub = connect_ok(g.port, "it-pub-min-p");
+	pub = itutil_connect(g.port, "it-pub-min-p", true, 0, NULL);
+	assert_true(pub >= 0);
 	for (int pq = 0; pq < 3; pq++) {
 		char payload[16];
 
@@ -297,11 +176,11 @@ static void test_delivered_qos_is_min(void **state)
 	}
 	for (int q = 0; q < 3; q++) {
 		for (int pq = 0; pq < 3; pq++) {
-			struct pub p;
+			struct itutil_pkt p;
 			char payload[16];
 
 			snprintf(payload, sizeof(payload), "pq%d", pq);
-			recv_publish(sub[q], &p);
+			assert_int_equal(itutil_recv_publish(sub[q], &p, WAIT_MS), 0);
 			assert_string_equal(p.topic, "it-pub/min");
 			assert_int_equal(p.len, 3);
 			assert_memory_equal(p.payload, payload, 3);
@@ -310,7 +189,7 @@ static void test_delivered_qos_is_min(void **state)
 			assert_false(p.retain);
 			if (p.qos)
 				assert_int_not_equal(p.pid, 0);
-			ack_publish(sub[q], &p);
+			assert_int_equal(itutil_ack_publish(sub[q], &p), 0);
 		}
 		close(sub[q]);
 	}
@@ -321,35 +200,34 @@ static void test_delivered_qos_is_min(void **state)
 
 static void test_qos2_duplicate_suppressed(void **state)
 {
-	int sub = connect_ok(g.port, "it-pub-q2-s");
-	int pub = connect_ok(g.port, "it-pub-q2-p");
-	uint8_t rel[4];
-	struct pub p;
+	int sub = itutil_connect(g.port, "it-pub-q2-s", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-pub-q2-p", true, 0, NULL);
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(sub, 1, "it-pub/q2/#", 0);
-	send_publish(pub, "it-pub/q2/a", "once", 2, false, 7);
-	expect_ack(pub, 0x50, 7);
-	send_publish(pub, "it-pub/q2/a", "once", 2, true, 7);
-	expect_ack(pub, 0x50, 7);
-	raw_build_ack(rel, sizeof(rel), 0x62, 7);
-	assert_int_equal(raw_send(pub, rel, 4), 0);
-	expect_ack(pub, 0x70, 7);
+	assert_true(sub >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "it-pub/q2/#", 0), 0);
+	assert_int_equal(itutil_send_publish(pub, "it-pub/q2/a", "once", 4, 2, false, 7), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x50, 7, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(pub, "it-pub/q2/a", "once", 4, 2, true, 7), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x50, 7, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(pub, 0x62, 7), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x70, 7, WAIT_MS), 0);
 	/* Packet id 7 is free again: a new message with it is a new delivery. */
-	send_publish(pub, "it-pub/q2/a", "again", 2, false, 7);
-	expect_ack(pub, 0x50, 7);
-	assert_int_equal(raw_send(pub, rel, 4), 0);
-	expect_ack(pub, 0x70, 7);
-	send_publish(pub, "it-pub/q2/end", "m", 0, false, 0);
+	assert_int_equal(itutil_send_publish(pub, "it-pub/q2/a", "again", 5, 2, false, 7), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x50, 7, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(pub, 0x62, 7), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x70, 7, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(pub, "it-pub/q2/end", "m", 1, 0, false, 0), 0);
 
-	recv_publish(sub, &p);
+	assert_int_equal(itutil_recv_publish(sub, &p, WAIT_MS), 0);
 	assert_string_equal(p.topic, "it-pub/q2/a");
 	assert_memory_equal(p.payload, "once", 4);
-	recv_publish(sub, &p);
+	assert_int_equal(itutil_recv_publish(sub, &p, WAIT_MS), 0);
 	assert_string_equal(p.topic, "it-pub/q2/a");
 	assert_int_equal(p.len, 5);
 	assert_memory_equal(p.payload, "again", 5);
-	recv_publish(sub, &p);
+	assert_int_equal(itutil_recv_publish(sub, &p, WAIT_MS), 0);
 	assert_string_equal(p.topic, "it-pub/q2/end");
 	close(sub);
 	close(pub);
@@ -359,13 +237,12 @@ static void test_qos2_duplicate_suppressed(void **state)
  * (the client may be finishing a flow from before a reconnect). */
 static void test_pubrel_unknown_id_gets_pubcomp(void **state)
 {
-	int fd = connect_ok(g.port, "it-pub-rel");
-	uint8_t rel[4];
+	int fd = itutil_connect(g.port, "it-pub-rel", true, 0, NULL);
 	(void)state;
 
-	raw_build_ack(rel, sizeof(rel), 0x62, 4242);
-	assert_int_equal(raw_send(fd, rel, 4), 0);
-	expect_ack(fd, 0x70, 4242);
+	assert_true(fd >= 0);
+	assert_int_equal(itutil_send_ack(fd, 0x62, 4242), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x70, 4242, WAIT_MS), 0);
 	close(fd);
 }
 
@@ -385,14 +262,13 @@ struct order_reader {
 static void *order_read(void *arg)
 {
 	struct order_reader *r = arg;
-	struct pub *p = malloc(sizeof(*p));
+	struct itutil_pkt *p = malloc(sizeof(*p));
 
 	while (p && r->got < ORDER_N && !r->bad) {
-		int n = raw_recv_packet(r->fd, p->buf, sizeof(p->buf), WAIT_MS);
-		uint8_t ack[4];
+		int n = itutil_recv(r->fd, p, WAIT_MS);
 		char num[16];
 
-		if (n <= 0 || !parse_publish(p, n)) {
+		if (n <= 0 || (p->first & 0xF0) != 0x30) {
 			snprintf(r->why, sizeof(r->why), "after %d messages: recv %d", r->got, n);
 			r->bad = 1;
 			break;
@@ -405,8 +281,7 @@ static void *order_read(void *arg)
 			r->bad = 1;
 			break;
 		}
-		raw_build_ack(ack, sizeof(ack), 0x40, p->pid);
-		if (raw_send(r->fd, ack, 4) < 0)
+		if (itutil_send_ack(r->fd, 0x40, p->pid) < 0)
 			r->bad = 1;
 		r->got++;
 	}
@@ -432,7 +307,7 @@ static int xw_teardown(void **state)
 static void test_cross_worker(void **state)
 {
 	int sub[PAIRS], pub[PAIRS], workers = 0;
-	long long t0 = now_ms();
+	long long t0 = itutil_now_ms();
 	(void)state;
 
 	for (int i = 0; i < PAIRS; i++) {
@@ -440,10 +315,12 @@ static void test_cross_worker(void **state)
 
 		snprintf(id, sizeof(id), "it-xw-s%d", i);
 		snprintf(topic, sizeof(topic), "it-xw/%d", i);
-		sub[i] = connect_ok(gx.port, id);
-		subscribe(sub[i], 1, topic, 1);
+		sub[i] = itutil_connect(gx.port, id, true, 0, NULL);
+		assert_true(sub[i] >= 0);
+		assert_int_equal(itutil_subscribe(sub[i], 1, topic, 1), 0);
 		snprintf(id, sizeof(id), "it-xw-p%d", i);
-		pub[i] = connect_ok(gx.port, id);
+		pub[i] = itutil_connect(gx.port, id, true, 0, NULL);
+		assert_true(pub[i] >= 0);
 	}
 	/* Every pair: PER_PAIR messages, interleaved across pairs. */
 	for (int k = 0; k < PER_PAIR; k++) {
@@ -458,16 +335,16 @@ static void test_cross_worker(void **state)
 	}
 	for (int i = 0; i < PAIRS; i++) {
 		for (int k = 0; k < PER_PAIR; k++) {
-			struct pub p;
+			struct itutil_pkt p;
 			char topic[32], payload[32];
 
 			snprintf(topic, sizeof(topic), "it-xw/%d", i);
 			snprintf(payload, sizeof(payload), "%d:%d", i, k);
-			recv_publish(sub[i], &p);
+			assert_int_equal(itutil_recv_publish(sub[i], &p, WAIT_MS), 0);
 			assert_string_equal(p.topic, topic);
 			assert_int_equal(p.len, strlen(payload));
 			assert_memory_equal(p.payload, payload, p.len);
-			ack_publish(sub[i], &p);
+			assert_int_equal(itutil_ack_publish(sub[i], &p), 0);
 		}
 	}
 	/* Order: ORDER_N numbered QoS 1 messages per pair, read concurrently. */
@@ -513,7 +390,7 @@ static void test_cross_worker(void **state)
 		close(sub[i]);
 		close(pub[i]);
 	}
-	print_message("cross-worker test took %lld ms\n", now_ms() - t0);
+	print_message("cross-worker test took %lld ms\n", itutil_now_ms() - t0);
 }
 
 int main(void)

@@ -13,103 +13,48 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "gw.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 #define HTTP_MS 5000
 #define N_BROKERS 1
 
 struct fx {
-	rd_kafka_t *mrk;              /* owns the mock cluster */
-	rd_kafka_mock_cluster_t *mc;
+	struct itkafka_mock k;
 	struct gw g;
 };
 
 static struct fx F;
 
-struct resp {
-	int status;                   /* -1: no well-formed answer */
-	char raw[4096];
-	const char *body;             /* into raw, "" when none */
-};
-
-static long long now_ms(void)
+/* GET path on the metrics port. */
+static void http_get(const char *path, struct itkafka_resp *r)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* GET path on the metrics port (HTTP/1.0: the server closes after answering). */
-static void http_get(const char *path, struct resp *r)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)F.g.metrics_port) };
-	char req[256];
-	size_t len = 0;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-
-	assert_true(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	for (long long deadline = now_ms() + HTTP_MS; len + 1 < sizeof(r->raw);) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = (int)(deadline - now_ms());
-		ssize_t got;
-
-		if (left <= 0 || poll(&p, 1, left) <= 0 ||
-		    (got = recv(fd, r->raw + len, sizeof(r->raw) - 1 - len, 0)) <= 0)
-			break;
-		len += (size_t)got;
-	}
-	close(fd);
-	r->raw[len] = '\0';
-	const char *end = strstr(r->raw, "\r\n\r\n");
-	r->status = strncmp(r->raw, "HTTP/1.", 7) == 0 && end ? atoi(r->raw + 9) : -1;
-	r->body = end ? end + 4 : "";
+	itkafka_http_get(F.g.metrics_port, path, r, HTTP_MS);
 }
 
 /* Polls path every 100 ms until it answers want or timeout_ms passes; checks
  * /healthz on every round. Returns the milliseconds it took, or -1 (the last
  * answer stays in *r). */
-static long long wait_status(const char *path, int want, int timeout_ms, struct resp *r)
+static long long wait_status(const char *path, int want, int timeout_ms, struct itkafka_resp *r)
 {
-	long long start = now_ms();
+	static struct itkafka_resp h;
+	long long start = itutil_now_ms();
 
 	for (;;) {
-		struct resp h;
-
 		http_get(path, r);
 		if (r->status == want)
-			return now_ms() - start;
+			return itutil_now_ms() - start;
 		http_get("/healthz", &h);
 		if (h.status != 200)
 			fail_msg("/healthz answered %d while waiting for %s: %s", h.status, path, h.raw);
-		if (now_ms() - start >= timeout_ms)
+		if (itutil_now_ms() - start >= timeout_ms)
 			return -1;
-		sleep_ms(100);
+		itutil_sleep_ms(100);
 	}
 }
 
@@ -128,10 +73,7 @@ static int fx_down(void **state)
 {
 	(void)state;
 	gw_stop(&F.g);
-	if (F.mc)
-		rd_kafka_mock_cluster_destroy(F.mc);
-	if (F.mrk)
-		rd_kafka_destroy(F.mrk);
+	itkafka_mock_release(&F.k);
 	memset(&F, 0, sizeof(F));
 	return 0;
 }
@@ -139,28 +81,23 @@ static int fx_down(void **state)
 static void set_brokers(bool up)
 {
 	for (int32_t id = 1; id <= N_BROKERS; id++)
-		assert_int_equal(up ? rd_kafka_mock_broker_set_up(F.mc, id)
-				    : rd_kafka_mock_broker_set_down(F.mc, id),
+		assert_int_equal(up ? rd_kafka_mock_broker_set_up(F.k.mc, id)
+				    : rd_kafka_mock_broker_set_down(F.k.mc, id),
 				 RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 static void test_ready_follows_kafka(void **state)
 {
-	char e[256], kafka[512];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	struct resp r, h;
+	static struct itkafka_resp r, h;
+	char kafka[512];
 	long long ms;
 	(void)state;
 
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	F.mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-	assert_non_null(F.mrk);
-	F.mc = rd_kafka_mock_cluster_new(F.mrk, N_BROKERS);
-	assert_non_null(F.mc);
+	assert_int_equal(itkafka_mock_init(&F.k, N_BROKERS), 0);
 	snprintf(kafka, sizeof(kafka),
 		 "kafka = { brokers = \"%s\"; flush_timeout = 1;"
 		 " properties = ( (\"message.timeout.ms\", 10000) ); };",
-		 rd_kafka_mock_cluster_bootstraps(F.mc));
+		 F.k.bootstrap);
 	gw_up(kafka);
 
 	if ((ms = wait_status("/readyz", 200, 10000, &r)) < 0)
@@ -175,7 +112,7 @@ static void test_ready_follows_kafka(void **state)
 		fail_msg("503 without a reason: '%s'", r.body);
 	/* It stays not ready while the brokers are down. */
 	for (int i = 0; i < 3; i++) {
-		sleep_ms(700);
+		itutil_sleep_ms(700);
 		http_get("/readyz", &r);
 		assert_int_equal(r.status, 503);
 	}
@@ -194,7 +131,7 @@ static void test_ready_follows_kafka(void **state)
 
 static void test_ready_without_kafka(void **state)
 {
-	struct resp r;
+	static struct itkafka_resp r;
 	(void)state;
 
 	gw_up("");

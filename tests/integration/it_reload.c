@@ -21,10 +21,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +29,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 #define WAIT_MS 10000
 #define ACK_MS 15000      /* the first record waits for topic auto-creation */
@@ -44,9 +41,7 @@
 #define ROUTE(topic) "routes = ( { filter = \"r/#\"; topic = \"" topic "\"; } );"
 
 struct fx {
-	rd_kafka_t *mrk;              /* owns the mock cluster */
-	rd_kafka_mock_cluster_t *mc;
-	char bootstrap[256];
+	struct itkafka_mock k;
 	struct gw g;
 	int fds[N_CLIENTS];
 	int nfds;
@@ -54,22 +49,6 @@ struct fx {
 };
 
 static struct fx F = { .pub = -1 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- config and fixture ---------------------------------------------------- */
 
@@ -84,7 +63,7 @@ static void cfg_text(char *out, size_t cap, int port, const char *level, const c
 			 " properties = ( (\"message.timeout.ms\", 10000) ); };\n"
 			 "metrics = { address = \"127.0.0.1\"; port = %d; };\n"
 			 "%s\n",
-			 port, level, F.bootstrap, F.g.metrics_port, more);
+			 port, level, F.k.bootstrap, F.g.metrics_port, more);
 
 	assert_true(n > 0 && (size_t)n < cap);
 }
@@ -101,12 +80,10 @@ static void raise_fd_limit(void)
 
 static int connect_client(const char *id)
 {
-	uint8_t rc = 0xff;
-	int fd = raw_mqtt_connect(F.g.port, id, true, 60, &rc, NULL);
+	int fd = itutil_connect(F.g.port, id, true, 60, NULL);
 
 	if (fd < 0)
-		fail_msg("client %s: no CONNACK", id);
-	assert_int_equal(rc, 0);
+		fail_msg("client %s: no CONNACK 0", id);
 	return fd;
 }
 
@@ -114,16 +91,10 @@ static int connect_client(const char *id)
  * `clients` idle connections (keepalive 60). */
 static void fx_up(const char *more, int clients)
 {
-	char e[256], cfg[2048];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char cfg[2048];
 
 	raise_fd_limit();
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	F.mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-	assert_non_null(F.mrk);
-	F.mc = rd_kafka_mock_cluster_new(F.mrk, 1);
-	assert_non_null(F.mc);
-	snprintf(F.bootstrap, sizeof(F.bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(F.mc));
+	assert_int_equal(itkafka_mock_init(&F.k, 1), 0);
 	F.g.metrics_port = gw_free_port();
 	assert_true(F.g.metrics_port > 0);
 	cfg_text(cfg, sizeof(cfg), 0, "debug", more);
@@ -146,10 +117,7 @@ static int fx_down(void **state)
 	if (F.pub >= 0)
 		close(F.pub);
 	gw_stop(&F.g);
-	if (F.mc)
-		rd_kafka_mock_cluster_destroy(F.mc);
-	if (F.mrk)
-		rd_kafka_destroy(F.mrk);
+	itkafka_mock_release(&F.k);
 	memset(&F, 0, sizeof(F));
 	F.pub = -1;
 	return 0;
@@ -196,7 +164,7 @@ static int count_in(const char *hay, const char *needle)
 static int log_wait_line(long off, const char *const *needles, int n, int timeout_ms,
 			 char *line, size_t cap)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = itutil_now_ms() + timeout_ms;
 
 	for (;;) {
 		char *s = log_since(off);
@@ -213,9 +181,9 @@ static int log_wait_line(long off, const char *const *needles, int n, int timeou
 			return i;
 		}
 		free(s);
-		if (now_ms() >= deadline)
+		if (itutil_now_ms() >= deadline)
 			return -1;
-		sleep_ms(20);
+		itutil_sleep_ms(20);
 	}
 }
 
@@ -265,34 +233,14 @@ static void reload_ok(int port, const char *level, const char *more)
 
 /* ---- MQTT ------------------------------------------------------------------- */
 
-static void send_pub(int fd, const char *topic, const char *payload, uint8_t qos, uint16_t pid)
-{
-	uint8_t out[512];
-	int n = raw_build_publish(out, sizeof(out), 4, topic, payload, strlen(payload), qos,
-				  false, false, pid);
-
-	assert_true(n > 0);
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-}
-
-static void expect_puback(int fd, uint16_t pid, int timeout_ms)
-{
-	uint8_t in[64];
-	int n = raw_recv_packet(fd, in, sizeof(in), timeout_ms);
-
-	if (n != 4 || in[0] != 0x40 || (in[2] << 8 | in[3]) != pid)
-		fail_msg("expected PUBACK for pid %u, got %d bytes (first 0x%02X)", pid, n,
-			 n > 0 ? in[0] : 0);
-}
-
 /* QoS 1 from the publisher; returns once PUBACK arrived (the record is in Kafka). */
 static void publish(const char *topic, const char *payload)
 {
 	static uint16_t pid;
 
 	pid = (uint16_t)(pid % 60000 + 1);
-	send_pub(F.pub, topic, payload, 1, pid);
-	expect_puback(F.pub, pid, ACK_MS);
+	assert_int_equal(itutil_send_publish(F.pub, topic, payload, strlen(payload), 1, false, pid), 0);
+	assert_int_equal(itutil_expect_ack(F.pub, 0x40, pid, ACK_MS), 0);
 }
 
 /* Every idle connection still answers PINGREQ: none was closed. */
@@ -318,140 +266,56 @@ static void assert_all_alive(void)
 		fail_msg("%d of %d connections gave no PINGRESP (first: #%d)", dead, F.nfds, first);
 }
 
-static void subscribe_q1(int fd, const char *filter)
-{
-	uint8_t out[256], in[16];
-	int n = raw_build_subscribe(out, sizeof(out), 4, 1, filter, 1);
-
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
-	assert_int_equal(in[4], 1);
-}
-
 /* Reads one QoS 1 PUBLISH within timeout_ms; returns its packet id, or -1
  * when nothing arrived. Fails on any other packet. */
 static int recv_publish(int fd, int timeout_ms)
 {
-	uint8_t in[512];
-	int n = raw_recv_packet(fd, in, sizeof(in), timeout_ms);
+	struct itutil_pkt p;
+	int n = itutil_recv(fd, &p, timeout_ms);
 
-	if (n < 0)
+	if (n < 0 && errno == ETIMEDOUT)
 		return -1;
-	if (n < 4 || (in[0] & 0xF6) != 0x32)
-		fail_msg("expected a QoS 1 PUBLISH, got %d bytes (first 0x%02X)", n, n > 0 ? in[0] : 0);
-	size_t tl = (size_t)(in[2] << 8 | in[3]); /* remaining length < 128 here */
-	return in[4 + tl] << 8 | in[5 + tl];
+	if (n <= 0 || (p.first & 0xF6) != 0x32)
+		fail_msg("expected a QoS 1 PUBLISH, got %d bytes (first 0x%02X)", n, n > 0 ? p.first : 0);
+	return p.pid;
 }
 
 /* ---- Kafka ------------------------------------------------------------------ */
 
-/* Values of every record in topic, read from the beginning: as many as its
- * watermarks count (0 when the topic does not exist), into vals. */
-static int kvalues(const char *topic, char vals[][64], int cap)
-{
-	const char *kv[][2] = {
-		{ "bootstrap.servers", F.bootstrap }, { "group.id", "it-reload-reader" },
-		{ "enable.auto.commit", "false" }, { "log_level", "2" },
-	};
-	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_topic_partition_list_t *l;
-	long total = 0;
-	int nparts = 0, got = 0;
-
-	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		assert_int_equal(rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof(e)),
-				 RD_KAFKA_CONF_OK);
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-	assert_non_null(rk);
-	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-	assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
-	if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		nparts = md->topics[0].partition_cnt;
-	rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(rkt);
-	l = rd_kafka_topic_partition_list_new(nparts ? nparts : 1);
-	for (int p = 0; p < nparts; p++) {
-		int64_t lo, hi;
-
-		assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000), 0);
-		total += (long)(hi - lo);
-		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	}
-	assert_true(total <= cap);
-	if (total > 0)
-		assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
-	rd_kafka_topic_partition_list_destroy(l);
-	for (long long deadline = now_ms() + WAIT_MS; got < total && now_ms() < deadline;) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-
-		if (m && !m->err)
-			snprintf(vals[got++], 64, "%.*s", (int)m->len, (const char *)m->payload);
-		if (m)
-			rd_kafka_message_destroy(m);
-	}
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
-	if (got < total)
-		fail_msg("topic %s: read %d of %ld records", topic, got, total);
-	return got;
-}
-
-/* topic holds exactly the records want[0..n-1], in any order. */
+/* topic holds exactly the records want[0..n-1], in any order: every record
+ * its watermarks count is read back (none when the topic does not exist). */
 static void assert_topic_holds(const char *topic, const char *const *want, int n)
 {
-	char vals[16][64];
-	int got = kvalues(topic, vals, 16);
+	struct itkafka_rec r[16];
+	long total = itkafka_count(F.k.bootstrap, topic, 5000);
+	int got = 0;
 
+	assert_true(total >= -1); /* -1: no such topic */
+	assert_true(total <= 16);
+	memset(r, 0, sizeof(r));
+	if (total > 0)
+		got = itkafka_read(F.k.bootstrap, topic, (int)total, WAIT_MS, r);
+	if (total > 0 && got < total)
+		fail_msg("topic %s: read %d of %ld records", topic, got, total);
 	for (int i = 0; i < got; i++)
-		print_message("  %s[%d] = %s\n", topic, i, vals[i]);
+		print_message("  %s[%d] = %s\n", topic, i, r[i].val);
 	assert_int_equal(got, n);
 	for (int i = 0; i < n; i++) {
 		int j = 0;
 
-		while (j < got && strcmp(vals[j], want[i]) != 0)
+		while (j < got && strcmp(r[j].val, want[i]) != 0)
 			j++;
 		if (j == got)
 			fail_msg("topic %s lacks record '%s'", topic, want[i]);
 	}
-}
-
-/* ---- HTTP ------------------------------------------------------------------- */
-
-/* GET path from the metrics endpoint; the whole answer goes into out. */
-static int http_get(const char *path, char *out, size_t cap)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)F.g.metrics_port) };
-	char req[256];
-	size_t len = 0;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-
-	assert_true(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-	for (long long deadline = now_ms() + WAIT_MS; len + 1 < cap;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = (int)(deadline - now_ms());
-		ssize_t r;
-
-		if (left <= 0 || poll(&p, 1, left) <= 0 || (r = recv(fd, out + len, cap - 1 - len, 0)) <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
-	out[len] = '\0';
-	return strncmp(out, "HTTP/1.", 7) == 0 ? atoi(out + 9) : -1;
+	itkafka_recs_free(r, got);
 }
 
 /* ---- tests ------------------------------------------------------------------ */
 
 static void test_route_change_keeps_connections(void **state)
 {
-	static char metrics[1 << 17];
+	static struct itkafka_resp r;
 	const char *before[] = { "m1-before" }, *after[] = { "m2-after" };
 	(void)state;
 
@@ -472,9 +336,9 @@ static void test_route_change_keeps_connections(void **state)
 	free(log);
 
 	/* A reload counter in /metrics is wanted but not required. */
-	assert_int_equal(http_get("/metrics", metrics, sizeof(metrics)), 200);
+	assert_int_equal(itkafka_http_get(F.g.metrics_port, "/metrics", &r, WAIT_MS), 200);
 	bool found = false;
-	for (const char *p = strstr(metrics, "\nkafkagate_"); p; p = strstr(p + 1, "\nkafkagate_")) {
+	for (const char *p = strstr(r.raw, "\nkafkagate_"); p; p = strstr(p + 1, "\nkafkagate_")) {
 		size_t nl = strcspn(p + 1, " {");
 
 		if (!memmem(p + 1, nl, "reload", 6) || memmem(p + 1, nl, "fail", 4) ||
@@ -541,7 +405,7 @@ static void test_invalid_config_changes_nothing(void **state)
 
 	/* max_inflight is still 32: a subscriber that does not ack gets all 3. */
 	int sub = F.fds[0];
-	subscribe_q1(sub, "inv/t");
+	assert_int_equal(itutil_subscribe(sub, 1, "inv/t", 1), 0);
 	for (int i = 0; i < 3; i++)
 		publish("inv/t", "x");
 	for (int i = 0; i < 3; i++)
@@ -562,7 +426,7 @@ static void test_log_level_in_place(void **state)
 	reload_ok(F.g.port, "info", ROUTE("before"));
 	long off = log_mark();
 	publish("r/quiet", "q");
-	sleep_ms(300);
+	itutil_sleep_ms(300);
 	char *log = log_since(off);
 	if (strstr(log, "publish client="))
 		fail_msg("debug line logged at level info:\n%s", log);
@@ -580,7 +444,7 @@ static void test_max_inflight_in_place(void **state)
 
 	fx_up(ROUTE("before"), 2);
 	/* Control: at the default (32) a subscriber that does not ack gets all 3. */
-	subscribe_q1(F.fds[0], "lim/a");
+	assert_int_equal(itutil_subscribe(F.fds[0], 1, "lim/a", 1), 0);
 	for (int i = 0; i < 3; i++)
 		publish("lim/a", "a");
 	for (int i = 0; i < 3; i++)
@@ -588,19 +452,17 @@ static void test_max_inflight_in_place(void **state)
 			fail_msg("control: only %d of 3 delivered before the reload", i);
 
 	reload_ok(F.g.port, "debug", ROUTE("before") "\nlimits = { max_inflight = 1; };");
-	subscribe_q1(F.fds[1], "lim/b");
+	assert_int_equal(itutil_subscribe(F.fds[1], 1, "lim/b", 1), 0);
 	for (int i = 0; i < 3; i++)
 		publish("lim/b", "b");
 	for (int i = 0; i < 3; i++) {
 		int pid = recv_publish(F.fds[1], 2000);
-		uint8_t ack[4];
 
 		if (pid < 0)
 			fail_msg("message %d of 3 not delivered after acking the previous one", i + 1);
 		if (recv_publish(F.fds[1], 500) >= 0)
 			fail_msg("a second unacknowledged message arrived with max_inflight = 1");
-		raw_build_ack(ack, sizeof(ack), 0x40, (uint16_t)pid);
-		assert_int_equal(raw_send(F.fds[1], ack, sizeof(ack)), 0);
+		assert_int_equal(itutil_send_ack(F.fds[1], 0x40, (uint16_t)pid), 0);
 	}
 }
 
@@ -658,7 +520,7 @@ static void test_pending_restart_reported_again(void **state)
 	int p2 = move_listener();
 	long off = log_mark();
 	reload_ok(p2, "debug", ROUTE("after"));
-	sleep_ms(200);
+	itutil_sleep_ms(200);
 	char *log = log_since(off);
 	int n = count_in(log, "need a restart");
 	free(log);
@@ -677,7 +539,7 @@ static void test_reverted_listener_not_reported(void **state)
 	move_listener();
 	long off = log_mark();
 	reload_ok(F.g.port, "debug", ROUTE("before"));
-	sleep_ms(200);
+	itutil_sleep_ms(200);
 	char *log = log_since(off);
 	int n = count_in(log, "need a restart");
 	free(log);

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itutil.h"
 
 #define WAIT_MS 5000
 
@@ -37,83 +37,32 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-struct pub {
-	uint8_t qos;
-	bool retain;
-	char topic[128];
-	char payload[128];
-	size_t len;
-};
-
-static int connect_ok(const char *id)
-{
-	uint8_t rc = 0xff;
-	int fd = raw_mqtt_connect(g.port, id, true, 0, &rc, NULL);
-
-	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
-	return fd;
-}
-
 /* Reads one packet: returns 1 for a PUBLISH (filled in *p, QoS 1/2 acked),
  * 0 for a PINGRESP; fails the test on anything else. */
-static int recv_publish_or_pingresp(int fd, struct pub *p)
+static int recv_publish_or_pingresp(int fd, struct itutil_pkt *p)
 {
-	uint8_t b[512], out[4];
-	int n = raw_recv_packet(fd, b, sizeof(b), WAIT_MS);
-	size_t tlen, off;
-	uint16_t pid = 0;
+	int n = itutil_recv(fd, p, WAIT_MS);
 
-	if (n == 2 && b[0] == 0xD0)
+	if (n == 2 && p->first == 0xD0)
 		return 0;
-	if (n <= 0 || (b[0] & 0xF0) != 0x30)
-		print_error("expected PUBLISH, got %d bytes, type 0x%02X\n", n, n > 0 ? b[0] : 0);
-	assert_true(n > 4 && (b[0] & 0xF0) == 0x30 && b[1] < 0x80);
-	p->qos = (b[0] >> 1) & 3;
-	p->retain = b[0] & 1;
-	tlen = (size_t)b[2] << 8 | b[3];
-	assert_true(tlen < sizeof(p->topic) && 4 + tlen <= (size_t)n);
-	memcpy(p->topic, b + 4, tlen);
-	p->topic[tlen] = '\0';
-	off = 4 + tlen;
-	if (p->qos) {
-		pid = (uint16_t)(b[off] << 8 | b[off + 1]);
-		off += 2;
-	}
-	p->len = (size_t)n - off;
-	assert_true(p->len < sizeof(p->payload));
-	memcpy(p->payload, b + off, p->len);
-	p->payload[p->len] = '\0';
-	if (p->qos == 1) {
-		raw_build_ack(out, sizeof(out), 0x40, pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-	} else if (p->qos == 2) {
-		raw_build_ack(out, sizeof(out), 0x50, pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-		assert_int_equal(raw_recv_packet(fd, b, sizeof(b), WAIT_MS), 4);
-		assert_int_equal(b[0], 0x62);
-		raw_build_ack(out, sizeof(out), 0x70, pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-	}
+	if (n <= 0 || (p->first & 0xF0) != 0x30)
+		print_error("expected PUBLISH, got %d bytes, type 0x%02X\n", n, n > 0 ? p->first : 0);
+	assert_true(n > 4 && (p->first & 0xF0) == 0x30);
+	assert_int_equal(itutil_ack_publish(fd, p), 0);
 	return 1;
 }
 
 /* Subscribes to filter at qos and collects what the store sends, up to the
  * PINGRESP that follows. Returns how many PUBLISHes arrived (at most max). */
-static size_t subscribe_collect(int fd, const char *filter, uint8_t qos, struct pub *got,
+static size_t subscribe_collect(int fd, const char *filter, uint8_t qos, struct itutil_pkt *got,
 				size_t max)
 {
-	uint8_t out[256], in[16];
-	int n = raw_build_subscribe(out, sizeof(out), 4, 1, filter, qos);
 	size_t k = 0;
 
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
-	assert_int_equal(in[4], qos);
+	assert_int_equal(itutil_subscribe(fd, 1, filter, qos), 0);
 	assert_int_equal(raw_send_hex(fd, "C0 00"), 0);
 	for (;;) {
-		struct pub p;
+		struct itutil_pkt p;
 
 		if (recv_publish_or_pingresp(fd, &p) == 0)
 			return k;
@@ -123,10 +72,13 @@ static size_t subscribe_collect(int fd, const char *filter, uint8_t qos, struct 
 }
 
 /* A fresh connection that subscribes and returns what the store holds. */
-static size_t fresh_collect(const char *filter, uint8_t qos, struct pub *got, size_t max)
+static size_t fresh_collect(const char *filter, uint8_t qos, struct itutil_pkt *got, size_t max)
 {
-	int fd = connect_ok("it-ret-reader");
-	size_t n = subscribe_collect(fd, filter, qos, got, max);
+	int fd = itutil_connect(g.port, "it-ret-reader", true, 0, NULL);
+	size_t n;
+
+	assert_true(fd >= 0);
+	n = subscribe_collect(fd, filter, qos, got, max);
 
 	close(fd);
 	return n;
@@ -137,21 +89,19 @@ static size_t fresh_collect(const char *filter, uint8_t qos, struct pub *got, si
 static void publish_retained(int fd, const char *topic, const char *payload, uint8_t qos)
 {
 	static uint16_t pid;
-	uint8_t in[8];
 
 	pid = (uint16_t)(pid % 1000 + 1);
 	assert_int_equal(raw_mqtt_publish(fd, topic, payload, strlen(payload), qos, true, pid), 0);
-	assert_int_equal(raw_send_hex(fd, "C0 00"), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 2);
-	assert_int_equal(in[0], 0xD0);
+	assert_int_equal(itutil_ping(fd), 0);
 }
 
 static void test_set_replace_clear(void **state)
 {
-	int pub = connect_ok("it-ret-pub");
-	struct pub got[4];
+	int pub = itutil_connect(g.port, "it-ret-pub", true, 0, NULL);
+	struct itutil_pkt got[4];
 	(void)state;
 
+	assert_true(pub >= 0);
 	assert_int_equal(fresh_collect("it-ret/a", 0, got, 4), 0);
 
 	publish_retained(pub, "it-ret/a", "v1", 1);
@@ -177,11 +127,12 @@ static void test_set_replace_clear(void **state)
  * [MQTT-3.3.1-8], [MQTT-3.3.1-9]. */
 static void test_retain_flag_live_vs_stored(void **state)
 {
-	int sub = connect_ok("it-ret-live");
-	int pub = connect_ok("it-ret-pub2");
-	struct pub got[2], p;
+	int sub = itutil_connect(g.port, "it-ret-live", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-ret-pub2", true, 0, NULL);
+	struct itutil_pkt got[2], p;
 	(void)state;
 
+	assert_true(sub >= 0 && pub >= 0);
 	assert_int_equal(subscribe_collect(sub, "it-ret/live", 1, got, 2), 0);
 	publish_retained(pub, "it-ret/live", "hello", 1);
 	assert_int_equal(recv_publish_or_pingresp(sub, &p), 1);
@@ -206,12 +157,14 @@ static void test_retain_flag_live_vs_stored(void **state)
  * [MQTT-3.8.4-3]. */
 static void test_resubscribe_resends(void **state)
 {
-	int pub = connect_ok("it-ret-pub5"), fd;
-	struct pub got[2];
+	int pub = itutil_connect(g.port, "it-ret-pub5", true, 0, NULL), fd;
+	struct itutil_pkt got[2];
 	(void)state;
 
+	assert_true(pub >= 0);
 	publish_retained(pub, "it-ret/again", "r", 0);
-	fd = connect_ok("it-ret-again");
+	fd = itutil_connect(g.port, "it-ret-again", true, 0, NULL);
+	assert_true(fd >= 0);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(subscribe_collect(fd, "it-ret/again", 0, got, 2), 1);
 		assert_string_equal(got[0].payload, "r");
@@ -225,10 +178,11 @@ static void test_resubscribe_resends(void **state)
 /* A stored message goes out at min(its QoS, granted QoS). */
 static void test_stored_qos(void **state)
 {
-	int pub = connect_ok("it-ret-pub3");
-	struct pub got[2];
+	int pub = itutil_connect(g.port, "it-ret-pub3", true, 0, NULL);
+	struct itutil_pkt got[2];
 	(void)state;
 
+	assert_true(pub >= 0);
 	publish_retained(pub, "it-ret/q1", "q", 1);
 	assert_int_equal(fresh_collect("it-ret/q1", 0, got, 2), 1);
 	assert_int_equal(got[0].qos, 0);
@@ -242,12 +196,13 @@ static void test_stored_qos(void **state)
 
 static void test_wildcard_and_dollar(void **state)
 {
-	int pub = connect_ok("it-ret-pub4");
-	struct pub got[8];
+	int pub = itutil_connect(g.port, "it-ret-pub4", true, 0, NULL);
+	struct itutil_pkt got[8];
 	bool seen[3] = { false };
 	size_t n;
 	(void)state;
 
+	assert_true(pub >= 0);
 	publish_retained(pub, "it-ret/w/1", "1", 0);
 	publish_retained(pub, "it-ret/w/2", "2", 0);
 	publish_retained(pub, "it-ret/w/3/x", "3", 0);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itutil.h"
 
 #define WAIT_MS 5000
 
@@ -39,77 +39,27 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* One packet as read: type byte and, for PUBLISH, its fields. */
-struct pkt {
-	uint8_t first;
-	uint8_t qos;
-	bool dup;
-	uint16_t pid;          /* PUBLISH with QoS > 0, or an ack */
-	char topic[64];
-	char payload[64];
-};
-
-static void recv_pkt(int fd, struct pkt *p)
+/* Reads the next packet (any type), which must arrive. */
+static void recv_pkt(int fd, struct itutil_pkt *p)
 {
-	uint8_t b[256];
-	int n = raw_recv_packet(fd, b, sizeof(b), WAIT_MS);
+	int n = itutil_recv(fd, p, WAIT_MS);
 
 	if (n < 2)
 		print_error("no packet (%d)\n", n);
-	assert_true(n >= 2 && b[1] < 0x80);
-	memset(p, 0, sizeof(*p));
-	p->first = b[0];
-	if ((b[0] & 0xF0) == 0x30) {
-		size_t tlen = (size_t)b[2] << 8 | b[3], off;
-
-		p->qos = (b[0] >> 1) & 3;
-		p->dup = b[0] & 0x08;
-		assert_true(tlen < sizeof(p->topic) && 4 + tlen <= (size_t)n);
-		memcpy(p->topic, b + 4, tlen);
-		off = 4 + tlen;
-		if (p->qos) {
-			p->pid = (uint16_t)(b[off] << 8 | b[off + 1]);
-			off += 2;
-		}
-		assert_true((size_t)n - off < sizeof(p->payload));
-		memcpy(p->payload, b + off, (size_t)n - off);
-	} else if (n == 4) {
-		p->pid = (uint16_t)(b[2] << 8 | b[3]);
-	}
-}
-
-static void send_ack(int fd, uint8_t first, uint16_t pid)
-{
-	uint8_t out[4];
-
-	raw_build_ack(out, sizeof(out), first, pid);
-	assert_int_equal(raw_send(fd, out, 4), 0);
+	assert_true(n >= 2);
 }
 
 /* Connects; checks CONNACK 0 and the session present flag. */
 static int connect_session(int port, const char *id, bool clean, bool want_present)
 {
-	uint8_t rc = 0xff;
 	bool present = !want_present;
-	int fd = raw_mqtt_connect(port, id, clean, 0, &rc, &present);
+	int fd = itutil_connect(port, id, clean, 0, &present);
 
 	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
 	if (present != want_present)
 		print_error("%s: session present %d, wanted %d\n", id, present, want_present);
 	assert_int_equal(present, want_present);
 	return fd;
-}
-
-static void subscribe(int fd, const char *filter, uint8_t qos)
-{
-	uint8_t out[128], in[16];
-	int n = raw_build_subscribe(out, sizeof(out), 4, 1, filter, qos);
-
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
-	assert_int_equal(in[4], qos);
 }
 
 /* DISCONNECT and wait for the server's close, so the session is offline. */
@@ -127,7 +77,7 @@ static void send_ping(int fd)
 
 static void expect_pingresp(int fd)
 {
-	struct pkt p;
+	struct itutil_pkt p;
 
 	recv_pkt(fd, &p);
 	if (p.first != 0xD0)
@@ -137,8 +87,7 @@ static void expect_pingresp(int fd)
 
 static void publish_n(int port, const char *topic, int from, int to)
 {
-	uint8_t rc;
-	int fd = raw_mqtt_connect(port, "it-ses-pub", true, 0, &rc, NULL);
+	int fd = itutil_connect(port, "it-ses-pub", true, 0, NULL);
 
 	assert_true(fd >= 0);
 	for (int i = from; i < to; i++) {
@@ -154,10 +103,10 @@ static void publish_n(int port, const char *topic, int from, int to)
 static void test_persistent_session_keeps_subs_and_messages(void **state)
 {
 	int fd = connect_session(g.port, "it-ses-p", false, false);
-	struct pkt p;
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(fd, "it-ses/p", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/p", 1), 0);
 	disconnect(fd);
 	publish_n(g.port, "it-ses/p", 0, 3);
 
@@ -171,14 +120,14 @@ static void test_persistent_session_keeps_subs_and_messages(void **state)
 		assert_string_equal(p.topic, "it-ses/p");
 		assert_string_equal(p.payload, want);
 		assert_int_equal(p.qos, 1);
-		send_ack(fd, 0x40, p.pid);
+		assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	}
 	/* The subscription is still there without subscribing again. */
 	publish_n(g.port, "it-ses/p", 3, 4);
 	recv_pkt(fd, &p);
 	assert_string_equal(p.payload, "3");
 	assert_false(p.dup);
-	send_ack(fd, 0x40, p.pid);
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	disconnect(fd);
 	/* Leave nothing behind for reruns: end the session. */
 	close(connect_session(g.port, "it-ses-p", true, false));
@@ -187,17 +136,17 @@ static void test_persistent_session_keeps_subs_and_messages(void **state)
 static void test_clean_session_keeps_nothing(void **state)
 {
 	int fd = connect_session(g.port, "it-ses-c", false, false);
-	struct pkt p;
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(fd, "it-ses/c", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/c", 1), 0);
 	disconnect(fd);
 	publish_n(g.port, "it-ses/c", 0, 1); /* queued for the offline session */
 
 	/* Clean session 1 discards the old session: no present flag, no queued
 	 * message, no old subscription [MQTT-3.1.2-6]. */
 	fd = connect_session(g.port, "it-ses-c", true, false);
-	subscribe(fd, "it-ses/c-end", 0);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/c-end", 0), 0);
 	publish_n(g.port, "it-ses/c", 1, 2);
 	publish_n(g.port, "it-ses/c-end", 2, 3);
 	recv_pkt(fd, &p);
@@ -215,10 +164,10 @@ static void test_clean_session_keeps_nothing(void **state)
 static void test_redelivery_qos1_dup(void **state)
 {
 	int fd = connect_session(g.port, "it-ses-r1", false, false);
-	struct pkt first, p;
+	struct itutil_pkt first, p;
 	(void)state;
 
-	subscribe(fd, "it-ses/r1", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/r1", 1), 0);
 	publish_n(g.port, "it-ses/r1", 0, 1);
 	recv_pkt(fd, &first);
 	assert_int_equal(first.first, 0x32); /* QoS 1, DUP 0 */
@@ -232,7 +181,7 @@ static void test_redelivery_qos1_dup(void **state)
 	assert_string_equal(p.topic, "it-ses/r1");
 	assert_string_equal(p.payload, "0");
 	expect_pingresp(fd);
-	send_ack(fd, 0x40, p.pid);
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	disconnect(fd);
 
 	/* Acknowledged: not sent again. */
@@ -246,13 +195,12 @@ static void test_redelivery_qos1_dup(void **state)
 static void test_redelivery_qos2_publish_then_pubrel(void **state)
 {
 	int fd = connect_session(g.port, "it-ses-r2", false, false);
-	struct pkt first, p;
-	uint8_t rc;
+	struct itutil_pkt first, p;
 	int pub;
 	(void)state;
 
-	subscribe(fd, "it-ses/r2", 2);
-	pub = raw_mqtt_connect(g.port, "it-ses-pub2", true, 0, &rc, NULL);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/r2", 2), 0);
+	pub = itutil_connect(g.port, "it-ses-pub2", true, 0, NULL);
 	assert_true(pub >= 0);
 	assert_int_equal(raw_mqtt_publish(pub, "it-ses/r2", "x", 1, 2, false, 9), 0);
 	close(pub);
@@ -265,7 +213,7 @@ static void test_redelivery_qos2_publish_then_pubrel(void **state)
 	assert_int_equal(p.first, 0x3C); /* QoS 2, DUP 1 */
 	assert_int_equal(p.pid, first.pid);
 	assert_string_equal(p.payload, "x");
-	send_ack(fd, 0x50, p.pid);
+	assert_int_equal(itutil_send_ack(fd, 0x50, p.pid), 0);
 	recv_pkt(fd, &p);
 	assert_int_equal(p.first, 0x62);
 	assert_int_equal(p.pid, first.pid);
@@ -278,7 +226,7 @@ static void test_redelivery_qos2_publish_then_pubrel(void **state)
 	assert_int_equal(p.first, 0x62);
 	assert_int_equal(p.pid, first.pid);
 	expect_pingresp(fd);
-	send_ack(fd, 0x70, p.pid);
+	assert_int_equal(itutil_send_ack(fd, 0x70, p.pid), 0);
 	disconnect(fd);
 
 	fd = connect_session(g.port, "it-ses-r2", false, true);
@@ -293,14 +241,14 @@ static void test_redelivery_qos2_publish_then_pubrel(void **state)
 static void test_clean_takeover_discards(void **state)
 {
 	int old = connect_session(g.port, "it-ses-ct", false, false), fd;
-	struct pkt p;
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(old, "it-ses/ct", 1);
+	assert_int_equal(itutil_subscribe(old, 1, "it-ses/ct", 1), 0);
 	fd = connect_session(g.port, "it-ses-ct", true, false);
 	assert_true(raw_closed_within(old, WAIT_MS));
 	close(old);
-	subscribe(fd, "it-ses/ct-end", 0);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/ct-end", 0), 0);
 	publish_n(g.port, "it-ses/ct", 0, 1);
 	publish_n(g.port, "it-ses/ct-end", 1, 2);
 	recv_pkt(fd, &p);
@@ -308,12 +256,12 @@ static void test_clean_takeover_discards(void **state)
 
 	/* The other way round: a clean session 1 ends with its connection, so
 	 * a clean session 0 taking over starts empty. */
-	subscribe(fd, "it-ses/ct", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/ct", 1), 0);
 	old = fd;
 	fd = connect_session(g.port, "it-ses-ct", false, false);
 	assert_true(raw_closed_within(old, WAIT_MS));
 	close(old);
-	subscribe(fd, "it-ses/ct-end", 0);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/ct-end", 0), 0);
 	publish_n(g.port, "it-ses/ct", 2, 3);
 	publish_n(g.port, "it-ses/ct-end", 3, 4);
 	recv_pkt(fd, &p);
@@ -329,26 +277,19 @@ static void test_qos2_inbound_survives_reconnect(void **state)
 {
 	int sub = connect_session(g.port, "it-ses-q2s", true, false);
 	int pub = connect_session(g.port, "it-ses-q2p", false, false);
-	uint8_t out[64], in[16];
-	struct pkt p;
-	int n;
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(sub, "it-ses/q2/#", 0);
-	n = raw_build_publish(out, sizeof(out), 4, "it-ses/q2/a", "once", 4, 2, false, false, 9);
-	assert_int_equal(raw_send(pub, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(pub, in, sizeof(in), WAIT_MS), 4);
-	assert_int_equal(in[0], 0x50);
+	assert_int_equal(itutil_subscribe(sub, 1, "it-ses/q2/#", 0), 0);
+	assert_int_equal(itutil_send_publish(pub, "it-ses/q2/a", "once", 4, 2, false, 9), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x50, 9, WAIT_MS), 0);
 	close(pub); /* before PUBREL */
 
 	pub = connect_session(g.port, "it-ses-q2p", false, true);
-	n = raw_build_publish(out, sizeof(out), 4, "it-ses/q2/a", "once", 4, 2, false, true, 9);
-	assert_int_equal(raw_send(pub, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(pub, in, sizeof(in), WAIT_MS), 4);
-	assert_int_equal(in[0], 0x50);
-	send_ack(pub, 0x62, 9);
-	assert_int_equal(raw_recv_packet(pub, in, sizeof(in), WAIT_MS), 4);
-	assert_int_equal(in[0], 0x70);
+	assert_int_equal(itutil_send_publish(pub, "it-ses/q2/a", "once", 4, 2, true, 9), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x50, 9, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(pub, 0x62, 9), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x70, 9, WAIT_MS), 0);
 	assert_int_equal(raw_mqtt_publish(pub, "it-ses/q2/end", "e", 1, 1, false, 10), 0);
 
 	recv_pkt(sub, &p);
@@ -377,8 +318,7 @@ struct tk_pub {
 static void *tk_publish(void *arg)
 {
 	struct tk_pub *tp = arg;
-	uint8_t rc;
-	int fd = raw_mqtt_connect(tp->port, "it-ses-tk-p", true, 0, &rc, NULL);
+	int fd = itutil_connect(tp->port, "it-ses-tk-p", true, 0, NULL);
 
 	tp->failed_at = fd < 0 ? 0 : -1;
 	for (int i = 0; fd >= 0 && i < TK_N; i++) {
@@ -428,10 +368,10 @@ static void test_no_loss_across_takeovers(void **state)
 	(void)state;
 
 	memset(seen, 0, sizeof(seen));
-	subscribe(fd, "it-ses/tk", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/tk", 1), 0);
 	assert_int_equal(pthread_create(&th, NULL, tk_publish, &tp), 0);
 	while (nseen < TK_N) {
-		struct pkt p;
+		struct itutil_pkt p;
 		int v;
 
 		recv_pkt(fd, &p);
@@ -451,7 +391,7 @@ static void test_no_loss_across_takeovers(void **state)
 			seen[v] = 1;
 			nseen++;
 		}
-		send_ack(fd, 0x40, p.pid);
+		assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 		if (++got % TK_EVERY == 0) {
 			int nfd = connect_session(gt.port, "it-ses-tk", false, true);
 
@@ -489,10 +429,10 @@ static void test_offline_queue_bounded(void **state)
 {
 	int fd = connect_session(gq.port, "it-ses-q", false, false);
 	int count = 0, last = -1;
-	struct pkt p;
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(fd, "it-ses/q", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/q", 1), 0);
 	disconnect(fd);
 	publish_n(gq.port, "it-ses/q", 0, 20);
 
@@ -511,7 +451,7 @@ static void test_offline_queue_bounded(void **state)
 		assert_true(seq > last); /* in order, no duplicates */
 		last = seq;
 		count++;
-		send_ack(fd, 0x40, p.pid);
+		assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	}
 	assert_int_equal(count, 5);
 	assert_true(gw_log_contains(&gq, "queue full"));
@@ -520,7 +460,7 @@ static void test_offline_queue_bounded(void **state)
 	publish_n(gq.port, "it-ses/q", 100, 101);
 	recv_pkt(fd, &p);
 	assert_string_equal(p.payload, "100");
-	send_ack(fd, 0x40, p.pid);
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	send_ping(fd);
 	expect_pingresp(fd);
 	disconnect(fd);
@@ -538,10 +478,10 @@ static void test_resume_order(void **state)
 {
 	int fd = connect_session(gq.port, "it-ses-o", false, false);
 	uint16_t pid[2];
-	struct pkt p;
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(fd, "it-ses/o", 1);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-ses/o", 1), 0);
 	publish_n(gq.port, "it-ses/o", 0, 5);  /* 0, 1 sent; 2..4 wait for the window */
 	for (int i = 0; i < 2; i++) {
 		recv_pkt(fd, &p);
@@ -562,7 +502,7 @@ static void test_resume_order(void **state)
 		assert_int_equal(p.dup, i < 2);
 		if (i < 2)
 			assert_int_equal(p.pid, pid[i]);
-		send_ack(fd, 0x40, p.pid);
+		assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
 	}
 	send_ping(fd);
 	expect_pingresp(fd);

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itutil.h"
 
 #define WAIT_MS 5000
 #define MARKER "it-sub/end"
@@ -37,82 +37,14 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-struct pub {
-	uint8_t qos;
-	bool retain;
-	uint16_t pid;
-	char topic[128];
-	char payload[128];
-};
-
-/* Receives one packet, which must be a PUBLISH; acks QoS 1 and 2 (for QoS
- * 2 the PUBREL must be the next packet: no other message in flight). */
-static void recv_publish(int fd, struct pub *p)
-{
-	uint8_t b[512], out[4];
-	int n = raw_recv_packet(fd, b, sizeof(b), WAIT_MS);
-	size_t tlen, off;
-
-	if (n <= 0 || (b[0] & 0xF0) != 0x30)
-		print_error("expected PUBLISH, got %d bytes, type 0x%02X\n", n, n > 0 ? b[0] : 0);
-	assert_true(n > 4 && (b[0] & 0xF0) == 0x30 && b[1] < 0x80);
-	p->qos = (b[0] >> 1) & 3;
-	p->retain = b[0] & 1;
-	tlen = (size_t)b[2] << 8 | b[3];
-	assert_true(tlen < sizeof(p->topic) && 4 + tlen <= (size_t)n);
-	memcpy(p->topic, b + 4, tlen);
-	p->topic[tlen] = '\0';
-	off = 4 + tlen;
-	p->pid = 0;
-	if (p->qos) {
-		p->pid = (uint16_t)(b[off] << 8 | b[off + 1]);
-		off += 2;
-	}
-	assert_true((size_t)n - off < sizeof(p->payload));
-	memcpy(p->payload, b + off, (size_t)n - off);
-	p->payload[(size_t)n - off] = '\0';
-	if (p->qos == 1) {
-		raw_build_ack(out, sizeof(out), 0x40, p->pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-	} else if (p->qos == 2) {
-		raw_build_ack(out, sizeof(out), 0x50, p->pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-		assert_int_equal(raw_recv_packet(fd, b, sizeof(b), WAIT_MS), 4);
-		assert_int_equal(b[0], 0x62);
-		raw_build_ack(out, sizeof(out), 0x70, p->pid);
-		assert_int_equal(raw_send(fd, out, 4), 0);
-	}
-}
-
-static int connect_ok(const char *id)
-{
-	uint8_t rc = 0xff;
-	int fd = raw_mqtt_connect(g.port, id, true, 0, &rc, NULL);
-
-	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
-	return fd;
-}
-
-static void subscribe(int fd, uint16_t pid, const char *filter, uint8_t qos)
-{
-	uint8_t out[256], in[16];
-	int n = raw_build_subscribe(out, sizeof(out), 4, pid, filter, qos);
-
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
-	assert_int_equal(in[2] << 8 | in[3], pid);
-	assert_int_equal(in[4], qos);
-}
-
 /* A subscriber of filter (QoS qos) and of MARKER. */
 static int subscriber(const char *id, const char *filter, uint8_t qos)
 {
-	int fd = connect_ok(id);
+	int fd = itutil_connect(g.port, id, true, 0, NULL);
 
-	subscribe(fd, 1, filter, qos);
-	subscribe(fd, 2, MARKER, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(itutil_subscribe(fd, 1, filter, qos), 0);
+	assert_int_equal(itutil_subscribe(fd, 2, MARKER, 0), 0);
 	return fd;
 }
 
@@ -129,9 +61,9 @@ static void publish(int fd, const char *topic, uint8_t qos)
 static void expect_topics(int fd, const char *const *want, size_t n)
 {
 	for (size_t i = 0;; i++) {
-		struct pub p;
+		struct itutil_pkt p;
 
-		recv_publish(fd, &p);
+		assert_int_equal(itutil_recv_acked(fd, &p, WAIT_MS), 0);
 		if (strcmp(p.topic, MARKER) == 0) {
 			if (i != n)
 				print_error("marker after %zu messages, wanted %zu\n", i, n);
@@ -186,7 +118,8 @@ static void test_wildcards(void **state)
 		snprintf(id, sizeof(id), "it-sub-w%zu", i);
 		fd[i] = subscriber(id, filters[i].filter, 0);
 	}
-	pub = connect_ok("it-sub-w-pub");
+	pub = itutil_connect(g.port, "it-sub-w-pub", true, 0, NULL);
+	assert_true(pub >= 0);
 	for (size_t t = 0; t < sizeof(topics) / sizeof(topics[0]); t++)
 		publish(pub, topics[t], 1);
 	publish(pub, MARKER, 0);
@@ -212,9 +145,10 @@ static void test_dollar_topics(void **state)
 	int plus = subscriber("it-sub-d2", "+/x", 0);
 	int dhash = subscriber("it-sub-d3", "$test/#", 0);
 	int dplus = subscriber("it-sub-d4", "$test/+", 1);
-	int pub = connect_ok("it-sub-d-pub");
+	int pub = itutil_connect(g.port, "it-sub-d-pub", true, 0, NULL);
 	(void)state;
 
+	assert_true(pub >= 0);
 	publish(pub, "$test/x", 1);
 	publish(pub, MARKER, 0);
 	expect_topics(hash, NULL, 0);
@@ -233,19 +167,20 @@ static void test_dollar_topics(void **state)
 static void test_overlapping_once(void **state)
 {
 	int fd = subscriber("it-sub-ov", "it-sub/ov/#", 0);
-	int pub = connect_ok("it-sub-ov-pub");
+	int pub = itutil_connect(g.port, "it-sub-ov-pub", true, 0, NULL);
 	const char *want[] = { "it-sub/ov/a", "it-sub/ov/b", "it-sub/ov/b/c" };
 	const uint8_t qos[] = { 2, 1, 0 };
 	(void)state;
 
-	subscribe(fd, 3, "it-sub/ov/a", 2);
-	subscribe(fd, 4, "it-sub/ov/+", 1);
+	assert_true(pub >= 0);
+	assert_int_equal(itutil_subscribe(fd, 3, "it-sub/ov/a", 2), 0);
+	assert_int_equal(itutil_subscribe(fd, 4, "it-sub/ov/+", 1), 0);
 	/* One at a time: a second copy would show up as the next packet. */
 	for (int i = 0; i < 3; i++) {
-		struct pub p;
+		struct itutil_pkt p;
 
 		publish(pub, want[i], 2);
-		recv_publish(fd, &p);
+		assert_int_equal(itutil_recv_acked(fd, &p, WAIT_MS), 0);
 		assert_string_equal(p.topic, want[i]);
 		assert_int_equal(p.qos, qos[i]);
 	}
@@ -259,14 +194,15 @@ static void test_overlapping_once(void **state)
 static void test_resubscribe_replaces(void **state)
 {
 	int fd = subscriber("it-sub-rs", "it-sub/rs", 0);
-	int pub = connect_ok("it-sub-rs-pub");
-	struct pub p;
+	int pub = itutil_connect(g.port, "it-sub-rs-pub", true, 0, NULL);
+	struct itutil_pkt p;
 	(void)state;
 
-	subscribe(fd, 3, "it-sub/rs", 1);
+	assert_true(pub >= 0);
+	assert_int_equal(itutil_subscribe(fd, 3, "it-sub/rs", 1), 0);
 	publish(pub, "it-sub/rs", 1);
 	publish(pub, MARKER, 0);
-	recv_publish(fd, &p);
+	assert_int_equal(itutil_recv_acked(fd, &p, WAIT_MS), 0);
 	assert_string_equal(p.topic, "it-sub/rs");
 	assert_int_equal(p.qos, 1);
 	expect_topics(fd, NULL, 0);
@@ -277,10 +213,11 @@ static void test_resubscribe_replaces(void **state)
 /* One SUBSCRIBE, three filters: one SUBACK code each, in order [MQTT-3.8.4-5]. */
 static void test_suback_codes_in_order(void **state)
 {
-	int fd = connect_ok("it-sub-multi");
+	int fd = itutil_connect(g.port, "it-sub-multi", true, 0, NULL);
 	uint8_t in[16];
 	(void)state;
 
+	assert_true(fd >= 0);
 	/* pid 0x0A0B; it-sub/m0 QoS 2, it-sub/m1 QoS 0, it-sub/m2 QoS 1 */
 	assert_int_equal(raw_send_hex(fd, "82 26 0A0B"
 				      " 0009 69742D7375622F6D30 02"
@@ -306,9 +243,10 @@ static void test_invalid_filter_not_granted(void **state)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint8_t out[64], in[16];
-		int fd = connect_ok("it-sub-bad"), n;
+		int fd = itutil_connect(g.port, "it-sub-bad", true, 0, NULL), n;
 
 		print_message("filter %s\n", bad[i]);
+		assert_true(fd >= 0);
 		n = raw_build_subscribe(out, sizeof(out), 4, 5, bad[i], 0);
 		assert_int_equal(raw_send(fd, out, (size_t)n), 0);
 		n = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
@@ -325,12 +263,13 @@ static void test_invalid_filter_not_granted(void **state)
 static void test_unsubscribe(void **state)
 {
 	int fd = subscriber("it-sub-un", "it-sub/un/a", 1);
-	int pub = connect_ok("it-sub-un-pub");
+	int pub = itutil_connect(g.port, "it-sub-un-pub", true, 0, NULL);
 	static const char *const first[] = { "it-sub/un/a" };
 	uint8_t out[64], in[16];
 	int n;
 	(void)state;
 
+	assert_true(pub >= 0);
 	publish(pub, "it-sub/un/a", 1);
 	publish(pub, MARKER, 0);
 	expect_topics(fd, first, 1);

@@ -34,37 +34,17 @@
 #include <unistd.h>
 
 #include "gw.h"
-#include "rawmqtt.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 #define WAIT_MS 10000
 
 struct fx {
-	rd_kafka_t *mrk;              /* owns the mock cluster */
-	rd_kafka_mock_cluster_t *mc;
-	char bootstrap[256];
+	struct itkafka_mock k;
 	struct gw g;
 };
 
 static struct fx F;
-
-/* One record read back from the cluster. key and val are NUL-terminated
- * copies (a value may hold NULs: use vlen). */
-struct krec {
-	int32_t partition;
-	int64_t ts;
-	rd_kafka_timestamp_type_t tstype;
-	char *key, *val;
-	size_t klen, vlen;
-	rd_kafka_headers_t *hdrs;     /* NULL: none */
-};
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static long long wall_ms(void)
 {
@@ -74,34 +54,20 @@ static long long wall_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* ---- fixture: mock cluster + gateway ------------------------------------- */
 
 /* Starts a mock cluster of `brokers` and a gateway producing to it with
  * kafka_extra inside the kafka group and `rest` after it (routes, limits). */
 static void fx_up(int brokers, const char *kafka_extra, const char *rest)
 {
-	char e[256], cfg[4096];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char cfg[4096];
 
-	rd_kafka_conf_set(conf, "log_level", "2", e, sizeof(e));
-	F.mrk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
-	assert_non_null(F.mrk);
-	F.mc = rd_kafka_mock_cluster_new(F.mrk, brokers);
-	assert_non_null(F.mc);
-	snprintf(F.bootstrap, sizeof(F.bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(F.mc));
+	assert_int_equal(itkafka_mock_init(&F.k, brokers), 0);
 	F.g.metrics_port = gw_free_port();
 	/* A short flush keeps teardown quick when a test leaves Kafka down. */
 	snprintf(cfg, sizeof(cfg),
 		 "metrics = { address = \"127.0.0.1\"; port = %d; };\n"
-		 "kafka = { brokers = \"%s\"; %s %s };\n%s\n", F.g.metrics_port, F.bootstrap,
+		 "kafka = { brokers = \"%s\"; %s %s };\n%s\n", F.g.metrics_port, F.k.bootstrap,
 		 kafka_extra ? kafka_extra : "",
 		 kafka_extra && strstr(kafka_extra, "flush_timeout") ? "" : "flush_timeout = 2;",
 		 rest);
@@ -112,10 +78,7 @@ static int fx_down(void **state)
 {
 	(void)state;
 	gw_stop(&F.g);
-	if (F.mc)
-		rd_kafka_mock_cluster_destroy(F.mc);
-	if (F.mrk)
-		rd_kafka_destroy(F.mrk);
+	itkafka_mock_release(&F.k);
 	memset(&F, 0, sizeof(F));
 	return 0;
 }
@@ -123,169 +86,42 @@ static int fx_down(void **state)
 /* The value of an unlabelled metric from the gateway's /metrics, or -1. */
 static long long metric(const char *name)
 {
-	static char resp[1 << 17];
-	size_t len = 0, nlen = strlen(name);
-	long long v = -1;
-	int fd = raw_connect_tcp(F.g.metrics_port);
-	ssize_t r;
+	static struct itkafka_resp r;
 
-	assert_true(fd >= 0);
-	assert_int_equal(raw_send(fd, "GET /metrics HTTP/1.0\r\n\r\n", 26), 0);
-	while (len < sizeof(resp) - 1 && (r = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
-		len += (size_t)r;
-	close(fd);
-	resp[len] = '\0';
-	for (char *l = resp; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-		if (strncmp(l, name, nlen) == 0 && l[nlen] == ' ') {
-			v = strtoll(l + nlen + 1, NULL, 10);
-			break;
-		}
-	return v;
+	assert_int_equal(itkafka_http_get(F.g.metrics_port, "/metrics", &r, WAIT_MS), 200);
+	return (long long)itkafka_metric(r.body, name);
 }
 
 /* ---- reading the cluster --------------------------------------------------- */
 
-static rd_kafka_t *consumer_new(void)
-{
-	const char *kv[][2] = {
-		{ "bootstrap.servers", F.bootstrap }, { "group.id", "it-uplink-reader" },
-		{ "enable.auto.commit", "false" }, { "enable.partition.eof", "false" },
-		{ "log_level", "2" },
-	};
-	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_t *rk;
-
-	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		assert_int_equal(rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof(e)),
-				 RD_KAFKA_CONF_OK);
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-	assert_non_null(rk);
-	return rk;
-}
-
-/* Partitions of topic, or 0 when the cluster does not have it. */
-static int partitions(rd_kafka_t *rk, const char *topic)
-{
-	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-	const struct rd_kafka_metadata *md;
-	int n = 0;
-
-	if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			n = md->topics[0].partition_cnt;
-		rd_kafka_metadata_destroy(md);
-	}
-	rd_kafka_topic_destroy(rkt);
-	return n;
-}
-
-static long count_in(rd_kafka_t *rk, const char *topic, int nparts)
-{
-	long total = 0;
-
-	for (int p = 0; p < nparts; p++) {
-		int64_t lo, hi;
-
-		/* The high watermark: topics here are fresh (offsets start at 0)
-		 * and the mock cluster drops old segments past ~50k records. */
-		if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000))
-			return -1;
-		total += (long)hi;
-	}
-	return total;
-}
-
 /* Records in topic (watermarks), or -1 when the topic does not exist. */
 static long kcount(const char *topic)
 {
-	rd_kafka_t *rk = consumer_new();
-	int n = partitions(rk, topic);
-	long c = n > 0 ? count_in(rk, topic, n) : -1;
-
-	rd_kafka_destroy(rk);
-	return c;
+	return itkafka_count(F.k.bootstrap, topic, 5000);
 }
 
 /* Records in every topic of the cluster. */
 static long kcount_all(void)
 {
-	rd_kafka_t *rk = consumer_new();
-	const struct rd_kafka_metadata *md;
-	long total = 0;
+	long n = itkafka_count(F.k.bootstrap, NULL, 5000);
 
-	assert_int_equal(rd_kafka_metadata(rk, 1, NULL, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
-	for (int i = 0; i < md->topic_cnt; i++)
-		total += count_in(rk, md->topics[i].topic, md->topics[i].partition_cnt);
-	rd_kafka_metadata_destroy(md);
-	rd_kafka_destroy(rk);
-	return total;
-}
-
-static char *dup0(const void *p, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	assert_non_null(s);
-	if (n)
-		memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
+	assert_true(n >= 0);
+	return n;
 }
 
 /* Reads up to want records of topic within timeout_ms into out. Returns how
  * many were read. */
-static int kread(const char *topic, int want, int timeout_ms, struct krec *out)
+static int kread(const char *topic, int want, int timeout_ms, struct itkafka_rec *out)
 {
-	rd_kafka_t *rk = consumer_new();
-	long long deadline = now_ms() + timeout_ms;
-	rd_kafka_topic_partition_list_t *l;
-	int n, got = 0;
+	int n = itkafka_read(F.k.bootstrap, topic, want, timeout_ms, out);
 
-	while ((n = partitions(rk, topic)) == 0 && now_ms() < deadline)
-		sleep_ms(100);
-	l = rd_kafka_topic_partition_list_new(n ? n : 1);
-	for (int p = 0; p < n; p++)
-		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
-	rd_kafka_topic_partition_list_destroy(l);
-	while (n > 0 && got < want && now_ms() < deadline) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-		rd_kafka_headers_t *h = NULL;
-
-		if (!m)
-			continue;
-		if (!m->err) {
-			struct krec *r = &out[got++];
-
-			r->partition = m->partition;
-			r->ts = rd_kafka_message_timestamp(m, &r->tstype);
-			r->key = m->key ? dup0(m->key, m->key_len) : NULL;
-			r->klen = m->key_len;
-			r->val = dup0(m->payload, m->len);
-			r->vlen = m->len;
-			r->hdrs = rd_kafka_message_headers(m, &h) == 0 ? rd_kafka_headers_copy(h) : NULL;
-		}
-		rd_kafka_message_destroy(m);
-	}
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
-	return got;
-}
-
-static void krec_free(struct krec *r, int n)
-{
-	for (int i = 0; i < n; i++) {
-		free(r[i].key);
-		free(r[i].val);
-		if (r[i].hdrs)
-			rd_kafka_headers_destroy(r[i].hdrs);
-	}
-	memset(r, 0, (size_t)n * sizeof(*r));
+	assert_true(n >= 0);
+	return n;
 }
 
 /* The record whose value is val, or fails the test. */
-static const struct krec *by_value(const struct krec *r, int n, const void *val, size_t len)
+static const struct itkafka_rec *by_value(const struct itkafka_rec *r, int n, const void *val,
+					  size_t len)
 {
 	for (int i = 0; i < n; i++)
 		if (r[i].vlen == len && memcmp(r[i].val, val, len) == 0)
@@ -294,7 +130,7 @@ static const struct krec *by_value(const struct krec *r, int n, const void *val,
 	return NULL;
 }
 
-static void assert_header(const struct krec *r, const char *name, const char *want)
+static void assert_header(const struct itkafka_rec *r, const char *name, const char *want)
 {
 	const void *v = NULL;
 	size_t len = 0;
@@ -305,7 +141,7 @@ static void assert_header(const struct krec *r, const char *name, const char *wa
 		fail_msg("header %s = '%.*s', want '%s'", name, (int)len, (const char *)v, want);
 }
 
-static bool has_header(const struct krec *r, const char *name)
+static bool has_header(const struct itkafka_rec *r, const char *name)
 {
 	const void *v;
 	size_t len;
@@ -314,57 +150,6 @@ static bool has_header(const struct krec *r, const char *name)
 }
 
 /* ---- MQTT helpers ---------------------------------------------------------- */
-
-static int raw_client(const char *id)
-{
-	uint8_t rc = 0xff;
-	int fd = raw_mqtt_connect(F.g.port, id, true, 0, &rc, NULL);
-
-	assert_true(fd >= 0);
-	assert_int_equal(rc, 0);
-	return fd;
-}
-
-static void send_pub(int fd, const char *topic, const void *payload, size_t len, uint8_t qos,
-		     uint16_t pid)
-{
-	uint8_t out[1024];
-	int n = raw_build_publish(out, sizeof(out), 4, topic, payload, len, qos, false, false, pid);
-
-	assert_true(n > 0);
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-}
-
-static void send_dup(int fd, const char *topic, const char *payload, uint8_t qos, uint16_t pid)
-{
-	uint8_t out[256];
-	int n = raw_build_publish(out, sizeof(out), 4, topic, payload, strlen(payload), qos, false,
-				  true, pid);
-
-	assert_true(n > 0);
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-}
-
-/* The next packet on fd is the ack `first` (0x40 PUBACK, 0x50 PUBREC) for pid. */
-static void expect_ack(int fd, uint8_t first, uint16_t pid, int timeout_ms)
-{
-	uint8_t in[64];
-	int n = raw_recv_packet(fd, in, sizeof(in), timeout_ms);
-
-	if (n != 4 || in[0] != first || (in[2] << 8 | in[3]) != pid)
-		fail_msg("expected ack 0x%02X for pid %u, got %d bytes (0x%02X, pid %d)", first, pid,
-			 n, n > 0 ? in[0] : 0, n >= 4 ? in[2] << 8 | in[3] : -1);
-}
-
-static void subscribe(int fd, const char *filter)
-{
-	uint8_t out[256], in[16];
-	int n = raw_build_subscribe(out, sizeof(out), 4, 1, filter, 0);
-
-	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 5);
-	assert_int_equal(in[0], 0x90);
-}
 
 static MQTTClient paho_connect(const char *id, const char *username)
 {
@@ -422,7 +207,7 @@ static void test_raw_qos012(void **state)
 		{ "factory/f1/sensors/t", bin, sizeof(bin), 1, 1 },
 	};
 	enum { N = sizeof(m) / sizeof(m[0]) };
-	struct krec r[N + 1];
+	struct itkafka_rec r[N + 1];
 	char qos[2] = "0";
 	(void)state;
 
@@ -440,7 +225,7 @@ static void test_raw_qos012(void **state)
 	long long read_at = wall_ms();
 	assert_int_equal(kcount("sensors"), N);
 	for (int i = 0; i < N; i++) {
-		const struct krec *k = by_value(r, N, m[i].p, m[i].len);
+		const struct itkafka_rec *k = by_value(r, N, m[i].p, m[i].len);
 
 		/* One key, one partition: the records are in publish order. */
 		assert_ptr_equal(k, &r[i]);
@@ -458,23 +243,23 @@ static void test_raw_qos012(void **state)
 		assert_true(k->ts >= m[i].before);
 		assert_true(k->ts <= (m[i].qos ? m[i].after : read_at));
 	}
-	krec_free(r, N);
+	itkafka_recs_free(r, N);
 
 	/* Without a user name: no mqtt.username header. */
 	cl = paho_connect("it-up-anon", NULL);
 	paho_pub(cl, "factory/f9/sensors/t", "anon", 4, 1, 0);
 	paho_close(&cl);
 	assert_int_equal(kread("sensors", N + 1, WAIT_MS, r), N + 1);
-	const struct krec *k = by_value(r, N + 1, "anon", 4);
+	const struct itkafka_rec *k = by_value(r, N + 1, "anon", 4);
 	assert_string_equal(k->key, "it-up-anon");
 	assert_header(k, "mqtt.clientid", "it-up-anon");
 	assert_false(has_header(k, "mqtt.username"));
-	krec_free(r, N + 1);
+	itkafka_recs_free(r, N + 1);
 }
 
 /* ---- records: json format -------------------------------------------------- */
 
-static json_t *envelope_of(const struct krec *k)
+static json_t *envelope_of(const struct itkafka_rec *k)
 {
 	json_error_t je;
 	json_t *j = json_loadb(k->val, k->vlen, 0, &je);
@@ -497,7 +282,7 @@ static void test_json_envelope(void **state)
 {
 	static const char doc[] = "{ \"t\" : 21.5,\n \"ok\": [true, null] }";
 	static const uint8_t bin[] = { 0xff, 0x00, 'a' };
-	struct krec r[2];
+	struct itkafka_rec r[2];
 	(void)state;
 
 	fx_up(1, NULL, "routes = ( { filter = \"json/#\"; topic = \"env\";"
@@ -513,8 +298,8 @@ static void test_json_envelope(void **state)
 
 	memset(r, 0, sizeof(r));
 	assert_int_equal(kread("env", 2, WAIT_MS, r), 2);
-	const struct krec *k1 = r[0].key && strcmp(r[0].key, "dev1") == 0 ? &r[0] : &r[1];
-	const struct krec *k2 = k1 == &r[0] ? &r[1] : &r[0];
+	const struct itkafka_rec *k1 = r[0].key && strcmp(r[0].key, "dev1") == 0 ? &r[0] : &r[1];
+	const struct itkafka_rec *k2 = k1 == &r[0] ? &r[1] : &r[0];
 
 	/* A JSON payload is inlined, its insignificant whitespace removed. */
 	assert_string_equal(k1->key, "dev1");
@@ -544,15 +329,15 @@ static void test_json_envelope(void **state)
 	assert_string_equal(jstr(j, "payload_encoding"), "base64");
 	assert_string_equal(jstr(j, "payload"), "/wBh");
 	json_decref(j);
-	krec_free(r, 2);
+	itkafka_recs_free(r, 2);
 }
 
 /* ---- routing: fan-out, templates, unrouted ---------------------------------- */
 
 static void test_fanout_templates_unrouted(void **state)
 {
-	struct krec r[4];
-	uint8_t in[256];
+	struct itkafka_rec r[4];
+	struct itutil_pkt p;
 	(void)state;
 
 	fx_up(1, NULL,
@@ -560,11 +345,12 @@ static void test_fanout_templates_unrouted(void **state)
 	      " { filter = \"fan/#\"; topic = \"fan-a\"; key = \"${clientid}\"; format = \"raw\"; },"
 	      " { filter = \"fan/+/x\"; topic = \"fan-b\"; key = \"${clientid}\"; format = \"json\"; },"
 	      " { filter = \"tpl/#\"; topic = \"tpl-${topic[1]}\"; key = \"${topic[2]}\"; } );");
-	int fd = raw_client("it-up-fan");
-	send_pub(fd, "fan/1/x", "both", 4, 1, 1);
-	expect_ack(fd, 0x40, 1, WAIT_MS);
-	send_pub(fd, "fan/1/y", "only-a", 6, 1, 2);
-	expect_ack(fd, 0x40, 2, WAIT_MS);
+	int fd = itutil_connect(F.g.port, "it-up-fan", true, 0, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(itutil_send_publish(fd, "fan/1/x", "both", 4, 1, false, 1), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(fd, "fan/1/y", "only-a", 6, 1, false, 2), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 2, WAIT_MS), 0);
 	/* PUBACK means every route's record is in Kafka: count at once. */
 	assert_int_equal(kcount("fan-a"), 2);
 	assert_int_equal(kcount("fan-b"), 1);
@@ -573,33 +359,32 @@ static void test_fanout_templates_unrouted(void **state)
 	json_t *j = envelope_of(&r[0]);
 	assert_string_equal(jstr(j, "topic"), "fan/1/x");
 	json_decref(j);
-	krec_free(r, 1);
+	itkafka_recs_free(r, 1);
 
-	send_pub(fd, "tpl/alpha/k1", "A", 1, 1, 3);
-	expect_ack(fd, 0x40, 3, WAIT_MS);
-	send_pub(fd, "tpl/beta/k2/deeper", "B", 1, 1, 4);
-	expect_ack(fd, 0x40, 4, WAIT_MS);
+	assert_int_equal(itutil_send_publish(fd, "tpl/alpha/k1", "A", 1, 1, false, 3), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 3, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(fd, "tpl/beta/k2/deeper", "B", 1, 1, false, 4), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 4, WAIT_MS), 0);
 	assert_int_equal(kread("tpl-alpha", 1, WAIT_MS, r), 1);
 	assert_string_equal(r[0].key, "k1");
 	assert_string_equal(r[0].val, "A");
 	assert_header(&r[0], "mqtt.topic", "tpl/alpha/k1");
-	krec_free(r, 1);
+	itkafka_recs_free(r, 1);
 	assert_int_equal(kread("tpl-beta", 1, WAIT_MS, r), 1);
 	assert_string_equal(r[0].key, "k2");
-	krec_free(r, 1);
+	itkafka_recs_free(r, 1);
 
 	/* Unrouted: acknowledged, delivered to a local subscriber, in no topic. */
 	long before = kcount_all();
-	int sub = raw_client("it-up-local-sub");
-	subscribe(sub, "other/#");
-	send_pub(fd, "other/x", "local", 5, 1, 5);
-	expect_ack(fd, 0x40, 5, WAIT_MS);
-	int n = raw_recv_packet(sub, in, sizeof(in), WAIT_MS);
-	assert_true(n > 0);
-	assert_int_equal(in[0] & 0xF0, 0x30);
-	assert_non_null(memmem(in, (size_t)n, "other/x", 7));
-	assert_memory_equal(in + n - 5, "local", 5);
-	sleep_ms(500); /* a wrongly produced record would have had time to land */
+	int sub = itutil_connect(F.g.port, "it-up-local-sub", true, 0, NULL);
+	assert_true(sub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "other/#", 0), 0);
+	assert_int_equal(itutil_send_publish(fd, "other/x", "local", 5, 1, false, 5), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 5, WAIT_MS), 0);
+	assert_int_equal(itutil_recv_publish(sub, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, "other/x");
+	assert_string_equal(p.payload, "local");
+	itutil_sleep_ms(500); /* a wrongly produced record would have had time to land */
 	assert_int_equal(kcount_all(), before);
 	assert_int_equal(metric("kafkagate_uplink_unrouted_total"), 1);
 	close(sub);
@@ -615,20 +400,21 @@ static void test_fanout_templates_unrouted(void **state)
 
 static void test_dead_letter(void **state)
 {
-	struct krec r[3];
+	struct itkafka_rec r[3];
 	(void)state;
 
 	fx_up(1, "dead_letter_topic = \"dlq\";", DLQ_ROUTES);
-	int fd = raw_client("it-up-dlq");
-	send_pub(fd, "short/a", "too short", 9, 1, 1);
-	expect_ack(fd, 0x40, 1, WAIT_MS);
-	send_pub(fd, "inv/a b", "bad name", 8, 2, 2);
-	expect_ack(fd, 0x50, 2, WAIT_MS);
-	send_pub(fd, "short/b", "qos0", 4, 0, 0);
+	int fd = itutil_connect(F.g.port, "it-up-dlq", true, 0, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(itutil_send_publish(fd, "short/a", "too short", 9, 1, false, 1), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(fd, "inv/a b", "bad name", 8, 2, false, 2), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x50, 2, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(fd, "short/b", "qos0", 4, 0, false, 0), 0);
 
 	memset(r, 0, sizeof(r));
 	assert_int_equal(kread("dlq", 3, WAIT_MS, r), 3);
-	const struct krec *k = NULL;
+	const struct itkafka_rec *k = NULL;
 	for (int i = 0; i < 3; i++) {
 		json_t *j = envelope_of(&r[i]);
 		const char *topic = jstr(j, "topic"), *err = jstr(j, "error");
@@ -651,6 +437,7 @@ static void test_dead_letter(void **state)
 	assert_int_equal(kcount_all(), 3); /* nothing but the dead letters */
 	assert_int_equal(metric("kafkagate_uplink_dead_letters_total"), 3);
 	assert_int_equal(metric("kafkagate_uplink_dropped_total"), 0);
+	itkafka_recs_free(r, 3);
 	close(fd);
 }
 
@@ -659,9 +446,10 @@ static void test_no_dead_letter_topic(void **state)
 	(void)state;
 
 	fx_up(1, NULL, DLQ_ROUTES);
-	int fd = raw_client("it-up-nodlq");
-	send_pub(fd, "short/a", "too short", 9, 1, 1);
-	expect_ack(fd, 0x40, 1, WAIT_MS);
+	int fd = itutil_connect(F.g.port, "it-up-nodlq", true, 0, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(itutil_send_publish(fd, "short/a", "too short", 9, 1, false, 1), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
 	assert_true(gw_log_wait(&F.g, "record dropped client=it-up-nodlq topic=short/a", 2000));
 	assert_int_equal(kcount_all(), 0);
 	assert_int_equal(metric("kafkagate_uplink_dropped_total"), 1);
@@ -682,14 +470,15 @@ static void test_oversized_record_dropped(void **state)
 	assert_non_null(payload);
 	fx_up(1, "dead_letter_topic = \"dlq\"; properties = ( (\"message.max.bytes\", 20000) );",
 	      "routes = ( { filter = \"big/#\"; topic = \"big\"; key = \"${clientid}\"; } );");
-	int fd = raw_client("it-up-big");
+	int fd = itutil_connect(F.g.port, "it-up-big", true, 0, NULL);
+	assert_true(fd >= 0);
 	memset(payload, 'x', BIG);
 	int n = raw_build_publish(pkt, BIG + 64, 4, "big/x", payload, BIG, 1, false, false, 1);
 	assert_int_equal(raw_send(fd, pkt, (size_t)n), 0);
-	expect_ack(fd, 0x40, 1, WAIT_MS);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
 	assert_true(gw_log_wait(&F.g, "record dropped client=it-up-big topic=big/x", 2000));
-	send_pub(fd, "big/y", "small", 5, 1, 2);
-	expect_ack(fd, 0x40, 2, WAIT_MS);
+	assert_int_equal(itutil_send_publish(fd, "big/y", "small", 5, 1, false, 2), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 2, WAIT_MS), 0);
 	assert_int_equal(kcount_all(), 1);
 	assert_int_equal(kcount("big"), 1);
 	assert_int_equal(metric("kafkagate_uplink_dropped_total"), 1);
@@ -703,33 +492,31 @@ static void test_oversized_record_dropped(void **state)
 
 static void test_puback_withheld_while_down(void **state)
 {
-	uint8_t in[64];
-	struct krec r[3];
+	struct itkafka_rec r[3];
 	(void)state;
 
 	fx_up(1, NULL, "routes = ( { filter = \"held/#\"; topic = \"held\"; key = \"${clientid}\"; } );");
-	rd_kafka_mock_topic_create(F.mc, "held", 1, 1);
-	int fd = raw_client("it-up-held");
-	send_pub(fd, "held/a", "first", 5, 1, 1);
-	expect_ack(fd, 0x40, 1, WAIT_MS);
+	rd_kafka_mock_topic_create(F.k.mc, "held", 1, 1);
+	int fd = itutil_connect(F.g.port, "it-up-held", true, 0, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(itutil_send_publish(fd, "held/a", "first", 5, 1, false, 1), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
 
-	rd_kafka_mock_broker_set_down(F.mc, 1);
-	send_pub(fd, "held/a", "second", 6, 1, 2);
-	send_pub(fd, "held/a", "third", 5, 2, 3);
-	send_dup(fd, "held/a", "third", 2, 3); /* QoS 2 resend while Kafka has not answered */
-	errno = 0;
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), 2000), -1);
-	assert_int_equal(errno, ETIMEDOUT); /* nothing came, and still connected */
-	rd_kafka_mock_broker_set_up(F.mc, 1);
-	expect_ack(fd, 0x40, 2, 25000);
-	expect_ack(fd, 0x50, 3, WAIT_MS);
-	errno = 0;
-	assert_int_equal(raw_recv_packet(fd, in, sizeof(in), 300), -1); /* one PUBREC only */
-	send_dup(fd, "held/a", "third", 2, 3); /* resend after PUBREC: PUBREC, no record */
-	expect_ack(fd, 0x50, 3, WAIT_MS);
-	raw_build_ack(in, sizeof(in), 0x62, 3);
-	assert_int_equal(raw_send(fd, in, 4), 0);
-	expect_ack(fd, 0x70, 3, WAIT_MS);
+	rd_kafka_mock_broker_set_down(F.k.mc, 1);
+	assert_int_equal(itutil_send_publish(fd, "held/a", "second", 6, 1, false, 2), 0);
+	assert_int_equal(itutil_send_publish(fd, "held/a", "third", 5, 2, false, 3), 0);
+	/* A QoS 2 resend while Kafka has not answered. */
+	assert_int_equal(itutil_send_publish(fd, "held/a", "third", 5, 2, true, 3), 0);
+	assert_true(itutil_quiet(fd, 2000)); /* nothing came, and still connected */
+	rd_kafka_mock_broker_set_up(F.k.mc, 1);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 2, 25000), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x50, 3, WAIT_MS), 0);
+	assert_true(itutil_quiet(fd, 300)); /* one PUBREC only */
+	/* A resend after PUBREC: PUBREC, no record. */
+	assert_int_equal(itutil_send_publish(fd, "held/a", "third", 5, 2, true, 3), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x50, 3, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(fd, 0x62, 3), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x70, 3, WAIT_MS), 0);
 	assert_int_equal(kcount("held"), 3);
 
 	memset(r, 0, sizeof(r));
@@ -737,33 +524,32 @@ static void test_puback_withheld_while_down(void **state)
 	assert_string_equal(r[0].val, "first");
 	assert_string_equal(r[1].val, "second");
 	assert_string_equal(r[2].val, "third");
-	krec_free(r, 3);
+	itkafka_recs_free(r, 3);
 	close(fd);
 }
 
 static void test_timeout_never_acked(void **state)
 {
 	uint8_t in[256];
+	struct itutil_pkt p;
 	(void)state;
 
 	fx_up(1, "properties = ( (\"message.timeout.ms\", 3000) );",
 	      "routes = ( { filter = \"to/#\"; topic = \"to\"; key = \"${clientid}\"; } );");
-	rd_kafka_mock_topic_create(F.mc, "to", 1, 1);
-	int a = raw_client("it-up-to-a");
-	send_pub(a, "to/a", "first", 5, 1, 1);
-	expect_ack(a, 0x40, 1, WAIT_MS);
-	int b = raw_client("it-up-to-b");
-	subscribe(b, "local/#");
+	rd_kafka_mock_topic_create(F.k.mc, "to", 1, 1);
+	int a = itutil_connect(F.g.port, "it-up-to-a", true, 0, NULL);
+	assert_true(a >= 0);
+	assert_int_equal(itutil_send_publish(a, "to/a", "first", 5, 1, false, 1), 0);
+	assert_int_equal(itutil_expect_ack(a, 0x40, 1, WAIT_MS), 0);
+	int b = itutil_connect(F.g.port, "it-up-to-b", true, 0, NULL);
+	assert_true(b >= 0);
+	assert_int_equal(itutil_subscribe(b, 1, "local/#", 0), 0);
 
-	rd_kafka_mock_broker_set_down(F.mc, 1);
-	long long t0 = now_ms();
-	send_pub(a, "to/a", "lost", 4, 1, 2);
-	errno = 0;
-	int n = raw_recv_packet(a, in, sizeof(in), 20000);
-	long long waited = now_ms() - t0;
-	if (n > 0)
-		fail_msg("got packet 0x%02X instead of a close", in[0]);
-	assert_true(n == 0 || errno != ETIMEDOUT);
+	rd_kafka_mock_broker_set_down(F.k.mc, 1);
+	long long t0 = itutil_now_ms();
+	assert_int_equal(itutil_send_publish(a, "to/a", "lost", 4, 1, false, 2), 0);
+	assert_true(itutil_closed_silently(a, 20000));
+	long long waited = itutil_now_ms() - t0;
 	print_message("connection closed %lld ms after the publish\n", waited);
 	assert_true(waited >= 2500);
 	assert_true(gw_log_wait(&F.g, "kafka delivery failed client=it-up-to-a", 2000));
@@ -773,20 +559,20 @@ static void test_timeout_never_acked(void **state)
 	close(a);
 
 	/* Everyone else is still served: local delivery, then Kafka again. */
-	int c = raw_client("it-up-to-c");
-	send_pub(c, "local/x", "hi", 2, 1, 1);
-	expect_ack(c, 0x40, 1, WAIT_MS);
-	n = raw_recv_packet(b, in, sizeof(in), WAIT_MS);
-	assert_true(n > 0);
-	assert_int_equal(in[0] & 0xF0, 0x30);
-	rd_kafka_mock_broker_set_up(F.mc, 1);
+	int c = itutil_connect(F.g.port, "it-up-to-c", true, 0, NULL);
+	assert_true(c >= 0);
+	assert_int_equal(itutil_send_publish(c, "local/x", "hi", 2, 1, false, 1), 0);
+	assert_int_equal(itutil_expect_ack(c, 0x40, 1, WAIT_MS), 0);
+	assert_int_equal(itutil_recv_publish(b, &p, WAIT_MS), 0);
+	rd_kafka_mock_broker_set_up(F.k.mc, 1);
 	close(c);
 	/* The producer reconnects with backoff, so a record right after the
 	 * outage may time out too: resend until acknowledged, like a device. */
-	int tries = 0;
-	for (long long end = now_ms() + 30000; now_ms() < end; tries++) {
-		c = raw_client("it-up-to-c");
-		send_pub(c, "to/c", "after", 5, 1, 2);
+	int n = -1, tries = 0;
+	for (long long end = itutil_now_ms() + 30000; itutil_now_ms() < end; tries++) {
+		c = itutil_connect(F.g.port, "it-up-to-c", true, 0, NULL);
+		assert_true(c >= 0);
+		assert_int_equal(itutil_send_publish(c, "to/c", "after", 5, 1, false, 2), 0);
 		n = raw_recv_packet(c, in, sizeof(in), WAIT_MS);
 		close(c);
 		if (n > 0)
@@ -795,13 +581,13 @@ static void test_timeout_never_acked(void **state)
 	print_message("publish after the outage acknowledged after %d attempt(s)\n", tries + 1);
 	assert_int_equal(n, 4);
 	assert_int_equal(in[0], 0x40);
-	struct krec r[3];
+	struct itkafka_rec r[3];
 	memset(r, 0, sizeof(r));
 	n = kread("to", 3, 3000, r);
 	assert_true(n >= 2);
 	by_value(r, n, "first", 5);
 	by_value(r, n, "after", 5);
-	krec_free(r, n);
+	itkafka_recs_free(r, n);
 	close(b);
 }
 
@@ -813,27 +599,30 @@ static void test_ack_order(void **state)
 	(void)state;
 
 	fx_up(3, NULL, "routes = ( { filter = \"ord/#\"; topic = \"ord\"; key = \"${topic[1]}\"; } );");
-	rd_kafka_mock_topic_create(F.mc, "ord", 6, 1);
+	rd_kafka_mock_topic_create(F.k.mc, "ord", 6, 1);
 	for (int p = 0; p < 6; p++)
-		rd_kafka_mock_partition_set_leader(F.mc, "ord", p, p % 3 + 1);
-	int fd = raw_client("it-up-ord");
+		rd_kafka_mock_partition_set_leader(F.k.mc, "ord", p, p % 3 + 1);
+	int fd = itutil_connect(F.g.port, "it-up-ord", true, 0, NULL);
+	assert_true(fd >= 0);
 	for (int i = 0; i < 6; i++) { /* warm up a connection to every leader */
 		char topic[32];
 
 		snprintf(topic, sizeof(topic), "ord/w%d", i);
-		send_pub(fd, topic, "w", 1, 1, (uint16_t)(1000 + i));
-		expect_ack(fd, 0x40, (uint16_t)(1000 + i), WAIT_MS);
+		assert_int_equal(itutil_send_publish(fd, topic, "w", 1, 1, false, (uint16_t)(1000 + i)),
+				 0);
+		assert_int_equal(itutil_expect_ack(fd, 0x40, (uint16_t)(1000 + i), WAIT_MS), 0);
 	}
-	rd_kafka_mock_broker_set_rtt(F.mc, 2, 400);
-	rd_kafka_mock_broker_set_rtt(F.mc, 3, 150);
+	rd_kafka_mock_broker_set_rtt(F.k.mc, 2, 400);
+	rd_kafka_mock_broker_set_rtt(F.k.mc, 3, 150);
 	for (int i = 0; i < N; i++) {
 		char topic[32];
 
 		snprintf(topic, sizeof(topic), "ord/k%d", i);
-		send_pub(fd, topic, topic, strlen(topic), 1, (uint16_t)(i + 1));
+		assert_int_equal(itutil_send_publish(fd, topic, topic, strlen(topic), 1, false,
+						     (uint16_t)(i + 1)), 0);
 	}
 	for (int i = 0; i < N; i++)
-		expect_ack(fd, 0x40, (uint16_t)(i + 1), WAIT_MS);
+		assert_int_equal(itutil_expect_ack(fd, 0x40, (uint16_t)(i + 1), WAIT_MS), 0);
 	assert_int_equal(kcount("ord"), N + 6);
 	close(fd);
 }
@@ -912,10 +701,10 @@ static void bp_next(struct bp *p, int i)
 static int bp_pump(struct bp *ps, int ms, bool more, long *rss_max)
 {
 	struct pollfd pfd[BP_PUBS];
-	long long end = now_ms() + ms, next_rss = 0;
+	long long end = itutil_now_ms() + ms, next_rss = 0;
 	int acks = 0;
 
-	while (now_ms() < end) {
+	while (itutil_now_ms() < end) {
 		int open = 0;
 
 		for (int i = 0; i < BP_PUBS; i++) {
@@ -928,11 +717,11 @@ static int bp_pump(struct bp *ps, int ms, bool more, long *rss_max)
 		}
 		if (!more && open == 0)
 			break;
-		if (rss_max && now_ms() >= next_rss) {
+		if (rss_max && itutil_now_ms() >= next_rss) {
 			long r = rss_kib(F.g.pid);
 			if (r > *rss_max)
 				*rss_max = r;
-			next_rss = now_ms() + 100;
+			next_rss = itutil_now_ms() + 100;
 		}
 		if (poll(pfd, BP_PUBS, 50) <= 0)
 			continue;
@@ -983,22 +772,23 @@ static void test_backpressure_memory(void **state)
 		 "routes = ( { filter = \"bp/#\"; topic = \"bp\"; key = \"${clientid}\"; } );",
 		 BP_INFLIGHT);
 	fx_up(1, NULL, rest);
-	rd_kafka_mock_topic_create(F.mc, "bp", 4, 1);
+	rd_kafka_mock_topic_create(F.k.mc, "bp", 4, 1);
 	for (int i = 0; i < BP_PUBS; i++) {
 		char id[32];
 
 		snprintf(id, sizeof(id), "it-up-bp%d", i);
-		ps[i].fd = raw_client(id);
+		ps[i].fd = itutil_connect(F.g.port, id, true, 0, NULL);
+		assert_true(ps[i].fd >= 0);
 	}
-	send_pub(ps[0].fd, "bp/warm", "w", 1, 1, 60000);
-	expect_ack(ps[0].fd, 0x40, 60000, WAIT_MS);
+	assert_int_equal(itutil_send_publish(ps[0].fd, "bp/warm", "w", 1, 1, false, 60000), 0);
+	assert_int_equal(itutil_expect_ack(ps[0].fd, 0x40, 60000, WAIT_MS), 0);
 	for (int i = 0; i < BP_PUBS; i++) {
 		fcntl(ps[i].fd, F_SETFL, fcntl(ps[i].fd, F_GETFL) | O_NONBLOCK);
 		bp_next(&ps[i], i);
 	}
 
-	rd_kafka_mock_broker_set_down(F.mc, 1);
-	sleep_ms(200);
+	rd_kafka_mock_broker_set_down(F.k.mc, 1);
+	itutil_sleep_ms(200);
 	long rss0 = rss_kib(F.g.pid), rss_max = rss0;
 	assert_int_equal(bp_pump(ps, 5000, true, &rss_max), 0);
 	long written = 0;
@@ -1017,7 +807,7 @@ static void test_backpressure_memory(void **state)
 	assert_true(taken < cap);           /* about max_inflight each, then no more */
 	assert_true(rss_max - rss0 < 50 * 1024);
 
-	rd_kafka_mock_broker_set_up(F.mc, 1);
+	rd_kafka_mock_broker_set_up(F.k.mc, 1);
 	bp_pump(ps, 60000, false, NULL);
 	sent = 0;
 	for (int i = 0; i < BP_PUBS; i++) {
@@ -1063,24 +853,26 @@ static void shutdown_case(int rtt_ms, bool down)
 
 	fx_up(1, "flush_timeout = 5;",
 	      "routes = ( { filter = \"sd/#\"; topic = \"sd\"; key = \"${clientid}\"; } );");
-	rd_kafka_mock_topic_create(F.mc, "sd", 2, 1);
+	rd_kafka_mock_topic_create(F.k.mc, "sd", 2, 1);
 	for (int c = 0; c < SD_CLIENTS; c++) {
 		snprintf(payload, sizeof(payload), "it-up-sd%d", c);
-		fd[c] = raw_client(payload);
-		send_pub(fd[c], "sd/warm", "warm", 4, 1, 100);
-		expect_ack(fd[c], 0x40, 100, WAIT_MS);
+		fd[c] = itutil_connect(F.g.port, payload, true, 0, NULL);
+		assert_true(fd[c] >= 0);
+		assert_int_equal(itutil_send_publish(fd[c], "sd/warm", "warm", 4, 1, false, 100), 0);
+		assert_int_equal(itutil_expect_ack(fd[c], 0x40, 100, WAIT_MS), 0);
 	}
 	if (down)
-		rd_kafka_mock_broker_set_down(F.mc, 1);
+		rd_kafka_mock_broker_set_down(F.k.mc, 1);
 	else
-		rd_kafka_mock_broker_set_rtt(F.mc, 1, rtt_ms);
+		rd_kafka_mock_broker_set_rtt(F.k.mc, 1, rtt_ms);
 	for (int c = 0; c < SD_CLIENTS; c++)
 		for (int i = 0; i < SD_MSGS; i++) {
 			snprintf(payload, sizeof(payload), "sd-%d-%d", c, i);
-			send_pub(fd[c], "sd/x", payload, strlen(payload), 1, (uint16_t)(i + 1));
+			assert_int_equal(itutil_send_publish(fd[c], "sd/x", payload, strlen(payload), 1,
+							     false, (uint16_t)(i + 1)), 0);
 		}
-	sleep_ms(50);
-	long long t0 = now_ms();
+	itutil_sleep_ms(50);
+	long long t0 = itutil_now_ms();
 	gw_kill(&F.g, SIGTERM);
 	memset(acked, 0, sizeof(acked));
 	for (int c = 0; c < SD_CLIENTS; c++) {
@@ -1088,7 +880,7 @@ static void shutdown_case(int rtt_ms, bool down)
 		close(fd[c]);
 	}
 	int rc = gw_wait_exit(&F.g, 15000);
-	long long took = now_ms() - t0;
+	long long took = itutil_now_ms() - t0;
 	print_message("SIGTERM to exit %lld ms, %d of %d acknowledged\n", took, nacked,
 		      SD_CLIENTS * SD_MSGS);
 	assert_int_equal(rc, 0);
@@ -1098,14 +890,14 @@ static void shutdown_case(int rtt_ms, bool down)
 		/* Nothing reached Kafka: nothing may have been acknowledged. */
 		assert_int_equal(nacked, 0);
 		assert_true(gw_log_contains(&F.g, "kafka flush timed out"));
-		rd_kafka_mock_broker_set_up(F.mc, 1);
+		rd_kafka_mock_broker_set_up(F.k.mc, 1);
 		assert_int_equal(kcount("sd"), SD_CLIENTS);
 		return;
 	}
 	/* Every PUBACK stands for a record in Kafka; and with Kafka merely
 	 * slow, the flush lets every in-flight record be acknowledged. */
-	rd_kafka_mock_broker_set_rtt(F.mc, 1, 0);
-	struct krec *r = calloc(SD_CLIENTS * (SD_MSGS + 1) + 1, sizeof(*r));
+	rd_kafka_mock_broker_set_rtt(F.k.mc, 1, 0);
+	struct itkafka_rec *r = calloc(SD_CLIENTS * (SD_MSGS + 1) + 1, sizeof(*r));
 	int n = kread("sd", SD_CLIENTS * (SD_MSGS + 1), WAIT_MS, r);
 	for (int c = 0; c < SD_CLIENTS; c++)
 		for (int i = 0; i < SD_MSGS; i++)
@@ -1113,7 +905,7 @@ static void shutdown_case(int rtt_ms, bool down)
 				snprintf(payload, sizeof(payload), "sd-%d-%d", c, i);
 				by_value(r, n, payload, strlen(payload));
 			}
-	krec_free(r, n);
+	itkafka_recs_free(r, n);
 	free(r);
 	assert_int_equal(nacked, SD_CLIENTS * SD_MSGS);
 }

@@ -20,111 +20,49 @@
 #include <cmocka.h>
 
 #include <MQTTClient.h>
-#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gw.h"
+#include "itkafka.h"
+#include "itutil.h"
 
 enum { CLIENTS = 20, PER_CLIENT = 500, TOTAL = CLIENTS * PER_CLIENT, PAYLOAD = 100 };
 #define PUBLISH_DEADLINE_MS 90000
 
 static struct gw g;
-static char bootstrap[128];
-static char run_dir[64];
-static const char *skip_reason;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Runs scripts/kafka-local CMD (KAFKA_RUN_DIR is in our environment); the
- * first line of its stdout goes to out. Returns its exit status. */
-static int kafka_local(const char *cmd, char *out, size_t cap)
-{
-	char line[256] = "", sh[128];
-	FILE *p;
-
-	snprintf(sh, sizeof(sh), "scripts/kafka-local %s", cmd);
-	p = popen(sh, "r");
-	if (!p)
-		return -1;
-	if (!fgets(line, sizeof(line), p))
-		line[0] = '\0';
-	while (fgetc(p) != EOF)
-		;
-	int st = pclose(p);
-	line[strcspn(line, "\n")] = '\0';
-	if (out)
-		snprintf(out, cap, "%s", line);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static struct itkafka_local kl;
 
 static int group_setup(void **state)
 {
 	char cfg[1024];
 	(void)state;
 
-	if (system("command -v java >/dev/null 2>&1") != 0) {
-		skip_reason = "java not found: real-Kafka uplink tests skipped";
-		return 0;
-	}
-	if (system("command -v mvn >/dev/null 2>&1") != 0) {
-		skip_reason = "mvn not found (scripts/kafka-local fetches Kafka with it): skipped";
-		return 0;
-	}
-	snprintf(run_dir, sizeof(run_dir), "/tmp/kg-it-kafka-XXXXXX");
-	if (!mkdtemp(run_dir))
+	if (itkafka_local_start(&kl) < 0)
 		return -1;
-	setenv("KAFKA_RUN_DIR", run_dir, 1);
-	long long t0 = now_ms();
-	if (kafka_local("start", bootstrap, sizeof(bootstrap)) != 0 || !bootstrap[0]) {
-		fprintf(stderr, "scripts/kafka-local start failed (log in %s)\n", run_dir);
-		return -1;
-	}
-	print_message("kafka-local serves on %s after %lld ms\n", bootstrap, now_ms() - t0);
+	if (kl.skip_reason)
+		return 0;
 	snprintf(cfg, sizeof(cfg),
 		 "kafka = { brokers = \"%s\"; flush_timeout = 5;\n"
 		 "  properties = ( (\"message.timeout.ms\", 2000) ); };\n"
 		 "routes = ( { filter = \"kt/+/#\"; topic = \"kt-${topic[1]}\";"
 		 " key = \"${clientid}\"; format = \"raw\"; } );\n",
-		 bootstrap);
+		 kl.bootstrap);
 	return gw_start(&g, cfg);
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
 	(void)state;
-
-	if (skip_reason)
-		return 0;
-	gw_stop(&g);
-	kafka_local("stop", NULL, 0);
-	if (!getenv("KG_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", run_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", run_dir);
-	}
+	if (!kl.skip_reason)
+		gw_stop(&g);
+	itkafka_local_stop(&kl);
 	return 0;
 }
 
@@ -217,7 +155,7 @@ static bool connect_until(struct publisher *pb, MQTTClient *cl, long long deadli
 	o.keepAliveInterval = 60;
 	o.cleansession = 1;
 	o.connectTimeout = 5;
-	while (now_ms() < deadline) {
+	while (itutil_now_ms() < deadline) {
 		pthread_mutex_lock(&pb->mu);
 		pb->done = 0;
 		pb->lost = false;
@@ -229,7 +167,7 @@ static bool connect_until(struct publisher *pb, MQTTClient *cl, long long deadli
 				return true;
 			MQTTClient_destroy(cl);
 		}
-		sleep_ms(200);
+		itutil_sleep_ms(200);
 	}
 	snprintf(pb->err, sizeof(pb->err), "%s: cannot connect (rc %d)", pb->id, rc);
 	return false;
@@ -238,7 +176,7 @@ static bool connect_until(struct publisher *pb, MQTTClient *cl, long long deadli
 static void *publisher_main(void *arg)
 {
 	struct publisher *pb = arg;
-	long long deadline = now_ms() + PUBLISH_DEADLINE_MS;
+	long long deadline = itutil_now_ms() + PUBLISH_DEADLINE_MS;
 	char topic[64], p[PAYLOAD + 1];
 	MQTTClient cl;
 
@@ -291,71 +229,39 @@ struct tally {
 /* Reads every record of topic (its watermarks say how many) into t. */
 static void read_all(const char *topic, struct tally *t, int timeout_ms)
 {
-	const char *kv[][2] = {
-		{ "bootstrap.servers", bootstrap }, { "group.id", "it-uplink-kafka" },
-		{ "enable.auto.commit", "false" }, { "enable.partition.eof", "false" },
-	};
-	char e[256], want[PAYLOAD + 1];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_topic_t *rkt;
-	const struct rd_kafka_metadata *md;
-	int last[CLIENTS];
-	long total = 0;
+	long total = itkafka_count(kl.bootstrap, topic, 10000);
+	struct itkafka_rec *recs;
+	char want[PAYLOAD + 1];
+	int last[CLIENTS], n;
 
-	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof(e));
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-	assert_non_null(rk);
-	rkt = rd_kafka_topic_new(rk, topic, NULL);
-	assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
-	assert_int_equal(md->topic_cnt, 1);
-	int nparts = md->topics[0].partition_cnt;
-	rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(rkt);
-	assert_true(nparts > 0);
-
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
-	for (int p = 0; p < nparts; p++) {
-		int64_t lo, hi;
-
-		assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
-		total += (long)(hi - lo);
-		rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-	}
-	assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
-	rd_kafka_topic_partition_list_destroy(l);
-
+	assert_true(total >= 0); /* the topic exists */
+	recs = calloc((size_t)total + 1, sizeof(*recs));
+	assert_non_null(recs);
+	n = itkafka_read(kl.bootstrap, topic, (int)total, timeout_ms, recs);
+	assert_true(n >= 0);
 	for (int c = 0; c < CLIENTS; c++)
 		last[c] = -1;
-	long long deadline = now_ms() + timeout_ms;
-	while (t->records < total && now_ms() < deadline) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+	for (int i = 0; i < n; i++) {
+		const struct itkafka_rec *m = &recs[i];
 		int c = -1, seq = -1;
 
-		if (!m)
-			continue;
-		if (m->err) {
-			rd_kafka_message_destroy(m);
-			continue;
-		}
 		t->records++;
-		if (m->key && sscanf((const char *)m->payload, "it-ukc%d:%d:", &c, &seq) == 2 &&
+		if (m->key && sscanf(m->val, "it-ukc%d:%d:", &c, &seq) == 2 &&
 		    c >= 0 && c < CLIENTS && seq >= 0 && seq < PER_CLIENT) {
 			char id[32];
 
 			snprintf(id, sizeof(id), "it-ukc%d", c);
 			payload_of(id, seq, want);
-			if (m->key_len != strlen(id) || memcmp(m->key, id, m->key_len) != 0 ||
-			    m->len != PAYLOAD || memcmp(m->payload, want, PAYLOAD) != 0)
+			if (m->klen != strlen(id) || memcmp(m->key, id, m->klen) != 0 ||
+			    m->vlen != PAYLOAD || memcmp(m->val, want, PAYLOAD) != 0)
 				c = -1;
 		} else {
 			c = -1;
 		}
 		if (c < 0) {
 			if (!t->bad++)
-				snprintf(t->first_bad, sizeof(t->first_bad), "key '%.*s' value '%.*s'",
-					 (int)m->key_len, m->key ? (const char *)m->key : "",
-					 (int)(m->len < 60 ? m->len : 60), (const char *)m->payload);
+				snprintf(t->first_bad, sizeof(t->first_bad), "key '%s' value '%.*s'",
+					 m->key ? m->key : "", (int)(m->vlen < 60 ? m->vlen : 60), m->val);
 		} else {
 			/* One partition per key: a client's records in its order. */
 			if (seq <= last[c])
@@ -363,10 +269,9 @@ static void read_all(const char *topic, struct tally *t, int timeout_ms)
 			last[c] = seq;
 			t->seen[c][seq]++;
 		}
-		rd_kafka_message_destroy(m);
 	}
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
+	itkafka_recs_free(recs, n);
+	free(recs);
 	print_message("%s: %ld records by the watermarks, %ld read\n", topic, total, t->records);
 	assert_int_equal(t->records, total);
 }
@@ -408,16 +313,16 @@ static void test_exactly_as_sent(void **state)
 	int attempts, reconnects;
 	(void)state;
 
-	if (skip_reason) {
-		print_message("%s\n", skip_reason);
+	if (kl.skip_reason) {
+		print_message("%s\n", kl.skip_reason);
 		skip();
 	}
 	assert_non_null(t);
-	long long t0 = now_ms();
+	long long t0 = itutil_now_ms();
 	struct publisher *pbs = run_publishers("exact");
 	join_publishers(pbs, &attempts, &reconnects);
 	print_message("%d QoS 1 messages acknowledged in %lld ms (%d attempts)\n", TOTAL,
-		      now_ms() - t0, attempts);
+		      itutil_now_ms() - t0, attempts);
 	assert_int_equal(reconnects, 0);
 	assert_int_equal(atomic_load(&acked_total), TOTAL);
 
@@ -443,14 +348,14 @@ struct restarter {
 static void *restart_main(void *arg)
 {
 	struct restarter *r = arg;
-	long long deadline = now_ms() + PUBLISH_DEADLINE_MS;
+	long long deadline = itutil_now_ms() + PUBLISH_DEADLINE_MS;
 
-	while (atomic_load(&acked_total) < TOTAL / 3 && now_ms() < deadline)
-		sleep_ms(20);
+	while (atomic_load(&acked_total) < TOTAL / 3 && itutil_now_ms() < deadline)
+		itutil_sleep_ms(20);
 	r->acked_at_start = atomic_load(&acked_total);
-	r->at_ms = now_ms();
-	r->rc = kafka_local("restart", NULL, 0);
-	r->took_ms = now_ms() - r->at_ms;
+	r->at_ms = itutil_now_ms();
+	r->rc = itkafka_local_run("restart", NULL, 0);
+	r->took_ms = itutil_now_ms() - r->at_ms;
 	return NULL;
 }
 
@@ -462,19 +367,19 @@ static void test_broker_restart(void **state)
 	pthread_t th;
 	(void)state;
 
-	if (skip_reason) {
-		print_message("%s\n", skip_reason);
+	if (kl.skip_reason) {
+		print_message("%s\n", kl.skip_reason);
 		skip();
 	}
 	assert_non_null(t);
-	long long t0 = now_ms();
+	long long t0 = itutil_now_ms();
 	struct publisher *pbs = run_publishers("restart");
 	assert_int_equal(pthread_create(&th, NULL, restart_main, &r), 0);
 	pthread_join(th, NULL);
 	join_publishers(pbs, &attempts, &reconnects);
 	print_message("broker restarted after %d acks, in %lld ms (exit %d); %d messages "
 		      "acknowledged in %lld ms, %d attempts, %d reconnects\n",
-		      r.acked_at_start, r.took_ms, r.rc, TOTAL, now_ms() - t0, attempts, reconnects);
+		      r.acked_at_start, r.took_ms, r.rc, TOTAL, itutil_now_ms() - t0, attempts, reconnects);
 	assert_int_equal(r.rc, 0);
 	assert_true(r.acked_at_start >= TOTAL / 3 && r.acked_at_start < TOTAL);
 
