@@ -26,45 +26,19 @@ OUT=${OUT:-bench/results}
 
 WORK=$(mktemp -d /tmp/kg-bench.XXXXXX)
 PIDS=()
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 TICK=$(getconf CLK_TCK)
-
-# alive PID: running and not yet a zombie (kill -0 succeeds on zombies).
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[ "${stat%% *}" != Z ]
-}
-
-# stop_pid PID: TERM, then KILL after 5 s; forgets the PID once reaped so
-# that cleanup never signals a recycled one.
-stop_pid() {
-	local pid=$1 i keep=()
-	if kill -TERM "$pid" 2>/dev/null; then
-		for i in $(seq 50); do
-			alive "$pid" || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-	for i in "${PIDS[@]}"; do
-		[ "$i" = "$pid" ] || keep+=("$i")
-	done
-	PIDS=("${keep[@]}")
-}
 
 cleanup() {
 	local pid
 	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
+		stop_pid "$pid" 50
 	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-say() { printf '%s\n' "$*" >&2; }
 
 # The broker and mosquitto need one fd per connection; 20000 is this
 # machine's hard limit.
@@ -87,27 +61,6 @@ build_loadgen() {
 	done
 	mkdir -p "$(dirname "$LOADGEN")"
 	cc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o "$LOADGEN" bench/loadgen.c "${srcs[@]}"
-}
-
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 10000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
-# cpu_ticks PID: utime + stime (fields 14 and 15; the name in field 2 may
-# hold spaces, so count from the closing parenthesis).
-cpu_ticks() {
-	local stat
-	stat=$(cat "/proc/$1/stat") || { echo 0; return; }
-	stat=${stat##*) }
-	awk '{ print $12 + $13 }' <<<"$stat"
 }
 
 rss_kib() {
@@ -178,7 +131,6 @@ declare -A SCEN_ARGS=(
 	[s3]="--pubs 1 --subs $FANOUT --qos 0 --topic-prefix bench/s3 --topic bench/s3/0"
 )
 
-field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
 # run_traffic ID BROKER: one throughput scenario on a fresh broker.
 run_traffic() {

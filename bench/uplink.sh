@@ -40,33 +40,9 @@ RUNID=$(date +%s)
 WORK=$(mktemp -d /tmp/kg-uplink-bench.XXXXXX)
 PIDS=()
 KAFKA_STARTED=0
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 export KAFKA_RUN_DIR=$WORK/kafka-run KAFKA_NUM_PARTITIONS=4
-
-say() { printf '%s\n' "$*" >&2; }
-
-alive() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	st=${st##*) }
-	[ "${st%% *}" != Z ]
-}
-
-# stop_pid PID: TERM, KILL after 10 s, reap, forget.
-stop_pid() {
-	local pid=$1 i keep=()
-	if kill -TERM "$pid" 2>/dev/null; then
-		for ((i = 0; i < 100; i++)); do
-			alive "$pid" || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-	for i in "${PIDS[@]}"; do
-		[ "$i" = "$pid" ] || keep+=("$i")
-	done
-	PIDS=("${keep[@]}")
-}
 
 cleanup() {
 	local pid
@@ -81,25 +57,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cpu_ticks() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-	st=${st##*) }
-	awk '{ print $12 + $13 }' <<<"$st"
-}
-
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 10000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
 wait_port() {
 	local i
 	for ((i = 0; i < 100; i++)); do
@@ -109,7 +66,6 @@ wait_port() {
 	return 1
 }
 
-field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
 # ---- clusters -----------------------------------------------------------
 
