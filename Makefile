@@ -39,7 +39,7 @@ LIB_SRC := \
 	src/client.c src/client_ack.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
 	src/handle_subscribe.c src/handle_ack.c src/inflight.c \
 	src/template.c src/route.c src/envelope.c \
-	src/kafka_conf.c src/uplink.c src/reload.c \
+	src/kafka_conf.c src/uplink.c src/uplink_publish.c src/uplink_stats.c src/reload.c \
 	src/offsets.c src/consumer.c src/downlink.c \
 	src/http_parse.c src/http.c src/metrics.c src/status.c
 
