@@ -278,15 +278,18 @@ void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t 
 	}
 	/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
 	 * A tracked message counts as delivered once queued here. */
+	uint64_t dropped = 0;
 	if (qos > 0 && !atomic_load(&s->discarded) &&
 	    mqueue_push(&s->queue, msg_ref(m), qos, retain, false, LIM(br, max_queued)) < 0) {
 		msg_unref(m);
-		s->queue_dropped++;
+		dropped = ++s->queue_dropped;
 		STAT_INC(w, queue_dropped);
-		if ((s->queue_dropped & (s->queue_dropped - 1)) == 0)
-			log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id, m->topic,
-				 (unsigned long long)s->queue_dropped);
 	}
 	pthread_spin_unlock(&s->mu);
+	/* Logged outside the lock (no I/O under it), at 1, 2, 4, 8... drops;
+	 * s->id never changes, so reading it unlocked is safe. */
+	if (dropped && (dropped & (dropped - 1)) == 0)
+		log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id, m->topic,
+			 (unsigned long long)dropped);
 	msg_track_done(m);
 }
