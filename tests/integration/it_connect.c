@@ -518,6 +518,64 @@ static void test_no_connect_within_timeout_closes(void **state)
 	close(partial);
 }
 
+/*
+ * A refused CONNECT ends the connection: packets that came in the same
+ * write (a will, a PUBLISH and a SUBSCRIBE to the observer's topics, a
+ * PINGREQ) are not processed [MQTT-3.1.4-5]. The victim gets its CONNACK
+ * and the close, nothing else; the observer gets nothing but the marker.
+ */
+static void test_refused_connect_ignores_rest(void **state)
+{
+	static const struct { uint8_t level; const char *id; bool clean; uint8_t rc; } cases[] = {
+		{ 6, "it-conn-ref6", true, 1 },
+		{ 5, "it-conn-ref5", true, 1 },
+		{ 4, "", false, 2 },
+		{ 3, "it-conn-ref3-abcdefghijklmnop", true, 2 },
+	};
+	int obs = itutil_connect(g.port, "it-conn-ref-obs", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-conn-ref-pub", true, 0, NULL);
+	struct itutil_pkt p;
+	(void)state;
+
+	assert_true(obs >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(obs, 1, "it-conn/ref/#", 0), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t level = cases[i].level == 6 ? 4 : cases[i].level;
+		struct raw_connect c = { .level = cases[i].level, .client_id = cases[i].id,
+					 .clean = cases[i].clean, .will_topic = "it-conn/ref/will",
+					 .will_payload = "w", .will_payload_len = 1 };
+		uint8_t out[256], in[16];
+		int a = raw_build_connect(out, sizeof(out), &c), b, d, fd;
+
+		print_message("level %u, client id \"%s\", clean %d\n", cases[i].level,
+			      cases[i].id, cases[i].clean);
+		assert_true(a > 0);
+		b = raw_build_publish(out + a, sizeof(out) - (size_t)a, level, "it-conn/ref/pub",
+				      "p", 1, 0, false, false, 0);
+		assert_true(b > 0);
+		d = raw_build_subscribe(out + a + b, sizeof(out) - (size_t)(a + b), level, 3,
+					"it-conn/ref/#", 0);
+		assert_true(d > 0 && (size_t)(a + b + d) + 2 <= sizeof(out));
+		out[a + b + d] = 0xC0;
+		out[a + b + d + 1] = 0x00;
+		fd = raw_connect_tcp(g.port);
+		assert_true(fd >= 0);
+		assert_int_equal(raw_send(fd, out, (size_t)(a + b + d) + 2), 0);
+		assert_int_equal(raw_recv_packet(fd, in, sizeof(in), WAIT_MS), 4);
+		assert_int_equal(in[0], 0x20);
+		assert_int_equal(in[1], 0x02);
+		assert_int_equal(in[3], cases[i].rc);
+		assert_true(itutil_closed_silently(fd, WAIT_MS));
+		close(fd);
+	}
+	assert_true(itutil_quiet(obs, 500));
+	assert_int_equal(itutil_send_publish(pub, "it-conn/ref/marker", "m", 1, 0, false, 0), 0);
+	assert_int_equal(itutil_recv_publish(obs, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, "it-conn/ref/marker");
+	close(obs);
+	close(pub);
+}
+
 /* ---- malformed packets after a good CONNECT ---------------------------- */
 
 static const struct bad_case bad_cases[] = {
@@ -601,6 +659,7 @@ int main(void)
 						one_worker_teardown),
 		cmocka_unit_test(test_keepalive_kept_by_pings),
 		cmocka_unit_test(test_no_connect_within_timeout_closes),
+		cmocka_unit_test(test_refused_connect_ignores_rest),
 	};
 	enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]),
 	       NBAD = sizeof(bad_cases) / sizeof(bad_cases[0]) };

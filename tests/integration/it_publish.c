@@ -393,6 +393,99 @@ static void test_cross_worker(void **state)
 	print_message("cross-worker test took %lld ms\n", itutil_now_ms() - t0);
 }
 
+/* ---- the server's DUP is its own [MQTT-3.3.1-3] ---------------------------- */
+
+/*
+ * A publisher's resends (DUP 1, ids the server has not seen) are first
+ * deliveries for the subscribers: their copies carry DUP 0, at QoS 1 and 2
+ * and at QoS 0 (where DUP must be 0 anyway).
+ */
+static void test_dup_not_forwarded(void **state)
+{
+	int sub2 = itutil_connect(g.port, "it-pub-dup-s2", true, 0, NULL);
+	int sub0 = itutil_connect(g.port, "it-pub-dup-s0", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-pub-dup-p", true, 0, NULL);
+	struct itutil_pkt p;
+	(void)state;
+
+	assert_true(sub2 >= 0 && sub0 >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(sub2, 1, "it-pub/dup/#", 2), 0);
+	assert_int_equal(itutil_subscribe(sub0, 1, "it-pub/dup/#", 0), 0);
+	assert_int_equal(itutil_send_publish(pub, "it-pub/dup/1", "r1", 2, 1, true, 11), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x40, 11, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(pub, "it-pub/dup/2", "r2", 2, 2, true, 12), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x50, 12, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(pub, 0x62, 12), 0);
+	assert_int_equal(itutil_expect_ack(pub, 0x70, 12, WAIT_MS), 0);
+
+	for (uint8_t q = 1; q <= 2; q++) {
+		char topic[32];
+
+		snprintf(topic, sizeof(topic), "it-pub/dup/%u", q);
+		assert_int_equal(itutil_recv_acked(sub2, &p, WAIT_MS), 0);
+		assert_string_equal(p.topic, topic);
+		assert_int_equal(p.first, 0x30 | q << 1); /* DUP 0, QoS q, RETAIN 0 */
+		assert_int_equal(itutil_recv_publish(sub0, &p, WAIT_MS), 0);
+		assert_string_equal(p.topic, topic);
+		assert_int_equal(p.first, 0x30);
+	}
+	close(sub2);
+	close(sub0);
+	close(pub);
+}
+
+/* ---- PUBRELs follow the PUBRECs [MQTT-4.6.0-4] ------------------------------- */
+
+/* Sends PUBREC for a then b in one write; the PUBRELs must come back in
+ * that order, then PUBCOMP ends both flows. */
+static void pubrecs_then_pubrels(int fd, uint16_t a, uint16_t b)
+{
+	uint8_t out[8];
+
+	assert_int_equal(raw_build_ack(out, 4, 0x50, a), 4);
+	assert_int_equal(raw_build_ack(out + 4, 4, 0x50, b), 4);
+	assert_int_equal(raw_send(fd, out, sizeof(out)), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x62, a, WAIT_MS), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x62, b, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(fd, 0x70, a), 0);
+	assert_int_equal(itutil_send_ack(fd, 0x70, b), 0);
+	assert_int_equal(itutil_ping(fd), 0);
+}
+
+/*
+ * Two outgoing QoS 2 flows at once, twice: the subscriber acknowledges the
+ * second message first, then (next round) the first message first. Either
+ * way the PUBRELs follow the PUBRECs, not the publication or id order.
+ */
+static void test_pubrel_order_follows_pubrec(void **state)
+{
+	int sub = itutil_connect(g.port, "it-pub-rel-s", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-pub-rel-p", true, 0, NULL);
+	(void)state;
+
+	assert_true(sub >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "it-pub/relorder", 2), 0);
+	for (int round = 0; round < 2; round++) {
+		struct itutil_pkt m1, m2;
+
+		assert_int_equal(raw_mqtt_publish(pub, "it-pub/relorder", "one", 3, 2, false, 1), 0);
+		assert_int_equal(raw_mqtt_publish(pub, "it-pub/relorder", "two", 3, 2, false, 2), 0);
+		assert_int_equal(itutil_recv_publish(sub, &m1, WAIT_MS), 0);
+		assert_int_equal(itutil_recv_publish(sub, &m2, WAIT_MS), 0);
+		assert_string_equal(m1.payload, "one");
+		assert_string_equal(m2.payload, "two");
+		assert_int_equal(m1.qos, 2);
+		assert_int_equal(m2.qos, 2);
+		assert_int_not_equal(m1.pid, m2.pid);
+		if (round == 0)
+			pubrecs_then_pubrels(sub, m2.pid, m1.pid);
+		else
+			pubrecs_then_pubrels(sub, m1.pid, m2.pid);
+	}
+	close(sub);
+	close(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +497,8 @@ int main(void)
 		cmocka_unit_test(test_delivered_qos_is_min),
 		cmocka_unit_test(test_qos2_duplicate_suppressed),
 		cmocka_unit_test(test_pubrel_unknown_id_gets_pubcomp),
+		cmocka_unit_test(test_dup_not_forwarded),
+		cmocka_unit_test(test_pubrel_order_follows_pubrec),
 		cmocka_unit_test_setup_teardown(test_cross_worker, xw_setup, xw_teardown),
 	};
 

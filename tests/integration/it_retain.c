@@ -230,6 +230,35 @@ static void test_wildcard_and_dollar(void **state)
 	close(pub);
 }
 
+/*
+ * RETAIN 0 leaves the store alone [MQTT-3.3.1-12]: it neither replaces
+ * nor clears (not even with an empty payload) the message retained for its
+ * topic, and stores nothing for a topic that has none.
+ */
+static void test_retain0_not_stored(void **state)
+{
+	int pub = itutil_connect(g.port, "it-ret-pub6", true, 0, NULL);
+	struct itutil_pkt got[2];
+	(void)state;
+
+	assert_true(pub >= 0);
+	publish_retained(pub, "it-ret/r0", "orig", 1);
+	assert_int_equal(raw_mqtt_publish(pub, "it-ret/r0", "other", 5, 1, false, 1), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-ret/r0", "", 0, 0, false, 0), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-ret/r0-none", "u", 1, 1, false, 2), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-ret/r0-none", "u", 1, 2, false, 3), 0);
+	assert_int_equal(itutil_ping(pub), 0);
+
+	assert_int_equal(fresh_collect("it-ret/r0", 1, got, 2), 1);
+	assert_string_equal(got[0].topic, "it-ret/r0");
+	assert_string_equal(got[0].payload, "orig");
+	assert_int_equal(got[0].qos, 1);
+	assert_true(got[0].retain);
+	assert_int_equal(fresh_collect("it-ret/r0-none", 2, got, 2), 0);
+	publish_retained(pub, "it-ret/r0", "", 0);
+	close(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +267,7 @@ int main(void)
 		cmocka_unit_test(test_resubscribe_resends),
 		cmocka_unit_test(test_stored_qos),
 		cmocka_unit_test(test_wildcard_and_dollar),
+		cmocka_unit_test(test_retain0_not_stored),
 	};
 
 	return cmocka_run_group_tests_name("it_retain", tests, group_setup, group_teardown);

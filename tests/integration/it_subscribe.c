@@ -296,6 +296,117 @@ static void test_unsubscribe(void **state)
 	close(pub);
 }
 
+/* ---- UNSUBSCRIBE completes the deliveries under way [MQTT-3.10.4-3] ------ */
+
+/* UNSUBSCRIBE filter; the next packet must be its UNSUBACK. */
+static void unsubscribe(int fd, uint16_t pid, const char *filter)
+{
+	uint8_t out[64];
+	int n = raw_build_unsubscribe(out, sizeof(out), 4, pid, filter);
+
+	assert_true(n > 0);
+	assert_int_equal(raw_send(fd, out, (size_t)n), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0xB0, pid, WAIT_MS), 0);
+}
+
+/* Reconnects a clean session 0 client; its session must still be there. */
+static int reconnect(const char *id)
+{
+	bool present = false;
+	int fd = itutil_connect(g.port, id, false, 0, &present);
+
+	assert_true(fd >= 0);
+	assert_true(present);
+	return fd;
+}
+
+/*
+ * Two QoS 1 messages are under way when the subscription goes. The PUBACK
+ * for the first is taken on the same connection; the second, never
+ * acknowledged, is still owed after a reconnect (sent again with DUP 1),
+ * and once acknowledged it is not sent again.
+ */
+static void test_unsubscribe_completes_qos1(void **state)
+{
+	int fd = itutil_connect(g.port, "it-sub-uq1", false, 0, NULL);
+	int pub = itutil_connect(g.port, "it-sub-uq1-pub", true, 0, NULL);
+	struct itutil_pkt m1, m2, p;
+	(void)state;
+
+	assert_true(fd >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-sub/uq1", 1), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-sub/uq1", "one", 3, 1, false, 1), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-sub/uq1", "two", 3, 1, false, 2), 0);
+	assert_int_equal(itutil_recv_publish(fd, &m1, WAIT_MS), 0);
+	assert_int_equal(itutil_recv_publish(fd, &m2, WAIT_MS), 0);
+	assert_string_equal(m1.payload, "one");
+	assert_string_equal(m2.payload, "two");
+	assert_int_equal(m1.qos, 1);
+	assert_int_equal(m2.qos, 1);
+
+	unsubscribe(fd, 3, "it-sub/uq1");
+	assert_int_equal(itutil_send_ack(fd, 0x40, m1.pid), 0);
+	assert_int_equal(itutil_ping(fd), 0);
+	close(fd); /* "two" unacknowledged */
+
+	fd = reconnect("it-sub-uq1");
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_int_equal(p.first, 0x3A); /* QoS 1, DUP 1 */
+	assert_int_equal(p.pid, m2.pid);
+	assert_string_equal(p.topic, "it-sub/uq1");
+	assert_string_equal(p.payload, "two");
+	assert_int_equal(itutil_send_ack(fd, 0x40, p.pid), 0);
+	assert_int_equal(itutil_ping(fd), 0);
+	assert_int_equal(raw_send_hex(fd, "E0 00"), 0);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+
+	fd = reconnect("it-sub-uq1");
+	assert_int_equal(itutil_ping(fd), 0); /* nothing left to resend */
+	close(fd);
+	close(itutil_connect(g.port, "it-sub-uq1", true, 0, NULL)); /* drop the session */
+	close(pub);
+}
+
+/*
+ * A QoS 2 message is under way when the subscription goes: the PUBREC
+ * still gets its PUBREL, the flow state survives a reconnect (the PUBREL
+ * is sent again) and the PUBCOMP ends it.
+ */
+static void test_unsubscribe_completes_qos2(void **state)
+{
+	int fd = itutil_connect(g.port, "it-sub-uq2", false, 0, NULL);
+	int pub = itutil_connect(g.port, "it-sub-uq2-pub", true, 0, NULL);
+	struct itutil_pkt m;
+	(void)state;
+
+	assert_true(fd >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(fd, 1, "it-sub/uq2", 2), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-sub/uq2", "q2", 2, 2, false, 1), 0);
+	assert_int_equal(itutil_recv_publish(fd, &m, WAIT_MS), 0);
+	assert_int_equal(m.first, 0x34); /* QoS 2, DUP 0 */
+	assert_string_equal(m.payload, "q2");
+
+	unsubscribe(fd, 2, "it-sub/uq2");
+	assert_int_equal(itutil_send_ack(fd, 0x50, m.pid), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x62, m.pid, WAIT_MS), 0);
+	close(fd); /* no PUBCOMP */
+
+	fd = reconnect("it-sub-uq2");
+	assert_int_equal(itutil_expect_ack(fd, 0x62, m.pid, WAIT_MS), 0);
+	assert_int_equal(itutil_send_ack(fd, 0x70, m.pid), 0);
+	assert_int_equal(itutil_ping(fd), 0);
+	assert_int_equal(raw_send_hex(fd, "E0 00"), 0);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+
+	fd = reconnect("it-sub-uq2");
+	assert_int_equal(itutil_ping(fd), 0); /* the flow is complete */
+	close(fd);
+	close(itutil_connect(g.port, "it-sub-uq2", true, 0, NULL));
+	close(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +417,8 @@ int main(void)
 		cmocka_unit_test(test_suback_codes_in_order),
 		cmocka_unit_test(test_invalid_filter_not_granted),
 		cmocka_unit_test(test_unsubscribe),
+		cmocka_unit_test(test_unsubscribe_completes_qos1),
+		cmocka_unit_test(test_unsubscribe_completes_qos2),
 	};
 
 	return cmocka_run_group_tests_name("it_subscribe", tests, group_setup, group_teardown);

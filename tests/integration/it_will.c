@@ -171,6 +171,51 @@ static void test_will_qos(void **state)
 	close(obs);
 }
 
+/*
+ * Connections without a will end abnormally three ways (socket closed, a
+ * malformed packet, keepalive expired): nothing is published for them
+ * [MQTT-3.1.2-12]. The observer watches '#'; once the server has logged
+ * every close, 500 ms of silence and then a marker as the next packet show
+ * that nothing was on its way.
+ */
+static void test_no_will_without_flag(void **state)
+{
+	static const char *const ids[] = { "it-will-none-ka", "it-will-none-eof",
+					   "it-will-none-bad" };
+	int obs = itutil_connect(g.port, "it-will-obs6", true, 0, NULL);
+	int pub = itutil_connect(g.port, "it-will-pub6", true, 0, NULL);
+	int fd[3];
+	struct itutil_pkt p;
+	(void)state;
+
+	assert_true(obs >= 0 && pub >= 0);
+	assert_int_equal(itutil_subscribe(obs, 1, "#", 1), 0);
+	/* The store is empty: the PINGRESP is the next packet. */
+	assert_int_equal(itutil_ping(obs), 0);
+	for (int i = 0; i < 3; i++) {
+		fd[i] = itutil_connect(g.port, ids[i], true, i == 0 ? 1 : 0, NULL);
+		assert_true(fd[i] >= 0);
+	}
+	close(fd[1]); /* no DISCONNECT */
+	assert_int_equal(raw_send_hex(fd[2], "30 07 0003 612F2B 6869"), 0); /* topic "a/+" */
+	assert_true(raw_closed_within(fd[2], WAIT_MS));
+	assert_true(raw_closed_within(fd[0], WAIT_MS)); /* keepalive 1 s, no packet */
+	for (int i = 0; i < 3; i++) {
+		char needle[64];
+
+		snprintf(needle, sizeof(needle), "conn close client=%s addr=", ids[i]);
+		assert_true(gw_log_wait(&g, needle, WAIT_MS));
+		if (i != 1)
+			close(fd[i]);
+	}
+	assert_true(itutil_quiet(obs, 500));
+	assert_int_equal(raw_mqtt_publish(pub, "it-will/none/marker", "m", 1, 1, false, 1), 0);
+	assert_int_equal(itutil_recv_acked(obs, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, "it-will/none/marker");
+	close(obs);
+	close(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +224,7 @@ int main(void)
 		cmocka_unit_test(test_will_on_keepalive_timeout),
 		cmocka_unit_test(test_will_retain),
 		cmocka_unit_test(test_will_qos),
+		cmocka_unit_test(test_no_will_without_flag),
 	};
 
 	return cmocka_run_group_tests_name("it_will", tests, group_setup, group_teardown);
