@@ -3,53 +3,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/types.h>
-#include <time.h>
 
-#include "sub_trie.h"
+#include "sub_trie_int.h"
 #include "topic.h"
-
-#define KIDS_SMALL     8  /* up to this capacity children are scanned */
-#define KIDS_MIN_TABLE 16
-
-struct sub_entry {
-	void *owner;
-	uint32_t data;
-};
-
-struct sub_node {
-	/* kcap <= KIDS_SMALL: the first nkids slots hold the children, packed,
-	 * the rest are NULL. Otherwise a linear-probing hash table of kcap
-	 * slots (a power of two), NULL meaning empty. Wildcard children live
-	 * outside it, where a match finds them without hashing. A single child
-	 * sits in kid1 (kids == &kid1): most nodes of a big trie have one
-	 * child, and this saves them an allocation and a cache miss. */
-	struct sub_node **kids;
-	struct sub_node *kid1;
-	struct sub_node *plus;
-	struct sub_node *pound;
-	/* Most filters have one owner: keep it inline and save an allocation
-	 * and a pointer chase. The array's capacity is implicit: it grows when
-	 * nent reaches a power of two. */
-	union {
-		struct sub_entry one;   /* nent <= 1 */
-		struct sub_entry *many; /* nent >= 2 */
-	} ent;
-	uint32_t nent;
-	uint32_t nkids;
-	uint32_t kcap;
-	uint32_t hash;  /* of level, with the trie's seed */
-	uint16_t len;
-	char level[];   /* len bytes, no NUL */
-};
-
-struct sub_trie {
-	struct sub_node *root;
-	size_t count;
-	size_t nodes;
-	uint64_t seed;
-};
 
 /* What a walk reports to; passed down the recursion as one pointer. */
 struct walk {
@@ -57,37 +13,6 @@ struct walk {
 	void (*cb)(void *owner, uint32_t data, void *ud);
 	void *ud;
 };
-
-/* A seeded mix of 8-byte words; not cryptographic, but without the seed a
- * client cannot pick level names that pile up in one probe run. */
-static uint32_t level_hash(uint64_t seed, const char *s, size_t len)
-{
-	uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15u);
-	uint64_t w;
-	for (; len >= 8; s += 8, len -= 8) {
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdu;
-		h ^= h >> 32;
-	}
-	w = 0;
-	memcpy(&w, s, len);
-	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdu;
-	h ^= h >> 29;
-	return (uint32_t)h;
-}
-
-static uint64_t new_seed(const void *salt)
-{
-	uint64_t seed;
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) == (ssize_t)sizeof(seed))
-		return seed;
-	/* No entropy yet (early boot): still differs per trie and per run. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)(uintptr_t)salt ^ ((uint64_t)ts.tv_nsec << 21) ^ (uint64_t)ts.tv_sec;
-}
 
 static struct sub_node *node_new(struct sub_trie *t, const char *s, size_t len)
 {
@@ -97,28 +22,14 @@ static struct sub_node *node_new(struct sub_trie *t, const char *s, size_t len)
 		return NULL;
 	memcpy(n->level, s, len);
 	n->len = (uint16_t)len;
-	n->hash = level_hash(t->seed, s, len);
+	n->hash = sub_trie_kids_hash(t->seed, s, len);
 	t->nodes++;
 	return n;
 }
 
-static struct sub_node **slots_new(struct sub_node *n, uint32_t cap)
-{
-	if (cap > 1)
-		return calloc(cap, sizeof(struct sub_node *));
-	n->kid1 = NULL;
-	return &n->kid1;
-}
-
-static void slots_free(struct sub_node *n, struct sub_node **slots)
-{
-	if (slots != &n->kid1)
-		free(slots);
-}
-
 static void node_free(struct sub_trie *t, struct sub_node *n)
 {
-	slots_free(n, n->kids);
+	sub_trie_kids_release(n);
 	if (n->nent >= 2)
 		free(n->ent.many);
 	free(n);
@@ -138,117 +49,7 @@ static size_t report(const struct walk *w, const struct sub_node *n)
 	return n->nent;
 }
 
-/* --- children --- */
-
-static struct sub_node *kids_find(const struct sub_trie *t, const struct sub_node *n,
-				  const char *s, size_t len)
-{
-	if (n->kcap <= KIDS_SMALL) {
-		for (uint32_t i = 0; i < n->nkids; i++) {
-			struct sub_node *c = n->kids[i];
-			if (c->len == len && memcmp(c->level, s, len) == 0)
-				return c;
-		}
-		return NULL;
-	}
-	uint32_t h = level_hash(t->seed, s, len), mask = n->kcap - 1;
-	for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-		struct sub_node *c = n->kids[i];
-		if (!c || (c->hash == h && c->len == len && memcmp(c->level, s, len) == 0))
-			return c;
-	}
-}
-
-static void table_put(struct sub_node **slots, uint32_t cap, struct sub_node *c)
-{
-	uint32_t mask = cap - 1, i = c->hash & mask;
-	while (slots[i])
-		i = (i + 1) & mask;
-	slots[i] = c;
-}
-
-static int kids_resize(struct sub_node *n, uint32_t cap)
-{
-	struct sub_node **slots = slots_new(n, cap);
-	if (!slots)
-		return -1;
-	uint32_t k = 0;
-	for (uint32_t i = 0; i < n->kcap; i++) {
-		struct sub_node *c = n->kids[i];
-		if (!c)
-			continue;
-		if (cap <= KIDS_SMALL)
-			slots[k++] = c;
-		else
-			table_put(slots, cap, c);
-	}
-	slots_free(n, n->kids);
-	n->kids = slots;
-	n->kcap = cap;
-	return 0;
-}
-
-static int kids_add(struct sub_node *n, struct sub_node *c)
-{
-	if (n->kcap <= KIDS_SMALL) {
-		if (n->nkids == n->kcap) {
-			uint32_t cap = n->kcap ? n->kcap * 2 : 1;
-			if (kids_resize(n, cap > KIDS_SMALL ? KIDS_MIN_TABLE : cap) < 0)
-				return -1;
-		}
-	} else if (((uint64_t)n->nkids + 1) * 4 > (uint64_t)n->kcap * 3) {
-		if (kids_resize(n, n->kcap * 2) < 0)
-			return -1;
-	}
-	if (n->kcap <= KIDS_SMALL)
-		n->kids[n->nkids] = c;
-	else
-		table_put(n->kids, n->kcap, c);
-	n->nkids++;
-	return 0;
-}
-
-static void kids_del(struct sub_node *n, struct sub_node *c)
-{
-	if (n->kcap <= KIDS_SMALL) {
-		uint32_t i = 0;
-		while (n->kids[i] != c)
-			i++;
-		n->kids[i] = n->kids[--n->nkids];
-		n->kids[n->nkids] = NULL;
-	} else {
-		uint32_t mask = n->kcap - 1, i = c->hash & mask;
-		while (n->kids[i] != c)
-			i = (i + 1) & mask;
-		/* Backward-shift deletion: pull later members of the probe run
-		 * into the hole, so lookups never need tombstones. */
-		for (uint32_t j = i;;) {
-			j = (j + 1) & mask;
-			struct sub_node *x = n->kids[j];
-			if (!x)
-				break;
-			uint32_t home = x->hash & mask;
-			bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-			if (!stays) {
-				n->kids[i] = x;
-				i = j;
-			}
-		}
-		n->kids[i] = NULL;
-		n->nkids--;
-		if (n->nkids > 0 && (uint64_t)n->nkids * 8 <= n->kcap) {
-			uint32_t cap = n->nkids <= KIDS_SMALL ? KIDS_SMALL : KIDS_MIN_TABLE;
-			while (cap > KIDS_SMALL && n->nkids * 2 > cap)
-				cap *= 2;
-			(void)kids_resize(n, cap); /* on failure the big table still works */
-		}
-	}
-	if (n->nkids == 0) {
-		slots_free(n, n->kids);
-		n->kids = NULL;
-		n->kcap = 0;
-	}
-}
+/* --- children: "+" and "#" here, the others in sub_trie_kids.c --- */
 
 static struct sub_node *child_get(const struct sub_trie *t, const struct sub_node *n,
 				  const char *s, size_t len)
@@ -257,7 +58,7 @@ static struct sub_node *child_get(const struct sub_trie *t, const struct sub_nod
 		return n->plus;
 	if (topic_is_hash(s, len))
 		return n->pound;
-	return kids_find(t, n, s, len);
+	return sub_trie_kids_find(t, n, s, len);
 }
 
 static int child_link(struct sub_node *n, struct sub_node *c)
@@ -267,7 +68,7 @@ static int child_link(struct sub_node *n, struct sub_node *c)
 	else if (topic_is_hash(c->level, c->len))
 		n->pound = c;
 	else
-		return kids_add(n, c);
+		return sub_trie_kids_add(n, c);
 	return 0;
 }
 
@@ -278,7 +79,7 @@ static void child_unlink(struct sub_node *n, struct sub_node *c)
 	else if (n->pound == c)
 		n->pound = NULL;
 	else
-		kids_del(n, c);
+		sub_trie_kids_del(n, c);
 }
 
 /* Frees a chain of nodes in which each has at most one child. */
@@ -358,7 +159,7 @@ struct sub_trie *sub_trie_new(void)
 	struct sub_trie *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
-	t->seed = new_seed(t);
+	t->seed = sub_trie_kids_seed(t);
 	t->root = node_new(t, "", 0);
 	if (!t->root) {
 		free(t);
@@ -484,7 +285,7 @@ static size_t match_from(const struct walk *w, const struct sub_node *n, const c
 			if (n->plus)
 				calls += match_from(w, n->plus, topic, len, end + 1, last);
 		}
-		n = kids_find(w->t, n, topic + pos, end - pos);
+		n = sub_trie_kids_find(w->t, n, topic + pos, end - pos);
 		if (!n)
 			return calls;
 		wild = true;
@@ -538,7 +339,7 @@ static size_t filter_from(const struct walk *w, const struct sub_node *n, const 
 			}
 			return calls;
 		}
-		n = kids_find(w->t, n, s, l);
+		n = sub_trie_kids_find(w->t, n, s, l);
 		if (!n)
 			return 0;
 		if (last)
