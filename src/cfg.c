@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cfg.h"
+#include "cfg_int.h"
 #include "util.h"
 
 #define MAX_FILE_BYTES (16u << 20)
@@ -19,33 +19,6 @@ struct ctx {
 	struct cfg *c;
 	char *err;
 	size_t errlen;
-};
-
-/* Where a key lives. Keys of S_TOP..S_KAFKA have offsets into struct cfg;
- * the others into the element (struct cfg_endpoint, _route, _downlink). */
-enum sect { S_TOP, S_LIMITS, S_LOG, S_KAFKA, S_LISTENER, S_METRICS, S_ROUTE, S_DOWNLINK };
-
-/* T_OTHER keys are known but read by their section's own code. */
-enum opt_type { T_INT, T_BOOL, T_STR, T_ADDR, T_ENUM, T_GROUP, T_LIST, T_OTHER };
-
-struct opt {
-	enum sect sect;
-	const char *name;
-	enum opt_type type;
-	size_t off;
-	long long def, min, max;     /* T_ENUM: def is an index; T_STR: min is a length */
-	const char *def_str;         /* T_STR, T_ADDR; NULL: none */
-	const char *const *choices;  /* T_ENUM, NULL-terminated, stored as int index */
-	bool required;
-	bool reloadable;
-	enum sect sub;               /* T_GROUP, T_LIST: the section of the keys inside */
-	int (*load)(struct ctx *x, const config_setting_t *s);  /* instead of the generic */
-};
-
-/* The arrays in struct cfg that hold list elements, by element section. */
-struct list_info {
-	size_t arr, count, size, line;
-	int (*check)(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 };
 
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL }; /* enum log_level */
@@ -69,7 +42,7 @@ static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, 
 #define NEST(s, n, t, sub, load, rl) { s, n, t, 0, 0, 0, 0, NULL, NULL, false, rl, sub, load }
 
 /* Every setting: its default, limits and whether a reload may change it. */
-static const struct opt opts[] = {
+const struct opt cfg_opts[] = {
 	NEST(S_TOP, "listeners", T_LIST, S_LISTENER, NULL, false),
 	INT(S_TOP, "workers", C(workers), 0, 0, 256, false),
 	NEST(S_TOP, "limits", T_GROUP, S_LIMITS, NULL, true),
@@ -90,7 +63,7 @@ static const struct opt opts[] = {
 	BOOL(S_LOG, "syslog", C(log_syslog), false, true),
 
 	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, false, false),
-	NEST(S_KAFKA, "properties", T_LIST, S_KAFKA, load_props, false),
+	NEST(S_KAFKA, "properties", T_LIST, S_PROPS, load_props, false),
 	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, false, true),
 	INT(S_KAFKA, "flush_timeout", C(kafka.flush_timeout), 10, 0, 600, true),
 
@@ -114,9 +87,10 @@ static const struct opt opts[] = {
 	ENUM(S_DOWNLINK, "mode", D(mode), CFG_MODE_GROUP, modes, false),
 	INT(S_DOWNLINK, "ack_timeout", D(ack_timeout), 30, 1, 86400, false),
 };
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+#define NOPTS (sizeof(cfg_opts) / sizeof(cfg_opts[0]))
+const size_t cfg_nopts = NOPTS;
 
-static const struct list_info lists[] = {
+const struct list_info cfg_lists[S_PROPS + 1] = {
 	[S_LISTENER] = { C(listeners), C(nlisteners), sizeof(struct cfg_endpoint), E(line), check_listener },
 	[S_ROUTE] = { C(routes), C(nroutes), sizeof(struct cfg_route), R(line), NULL },
 	[S_DOWNLINK] = { C(downlinks), C(ndownlinks), sizeof(struct cfg_downlink), D(line), check_downlink },
@@ -127,7 +101,6 @@ _Static_assert(sizeof(enum cfg_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_mode) == sizeof(int), "enum size");
 
 #define AT(base, off, type) ((type *)(void *)((char *)(base) + (off)))
-#define CAT(base, off, type) ((const type *)(const void *)((const char *)(base) + (off)))
 
 __attribute__((format(printf, 4, 5)))
 static int fail_at(struct ctx *x, const char *file, int line, const char *fmt, ...)
@@ -147,13 +120,6 @@ static int fail_at(struct ctx *x, const char *file, int line, const char *fmt, .
 #define fail(x, s, ...) fail_at(x, config_setting_source_file(s), line_of(s), __VA_ARGS__)
 
 static int line_of(const config_setting_t *s) { return s ? (int)config_setting_source_line(s) : 0; }
-
-/* "limits" + "max_inflight" -> "limits.max_inflight"; "" + "workers" -> "workers" */
-static const char *join(char *buf, size_t len, const char *prefix, const char *name)
-{
-	snprintf(buf, len, "%s%s%s", prefix, *prefix ? "." : "", name);
-	return buf;
-}
 
 static int set_str(struct ctx *x, char **dst, const char *val)
 {
@@ -225,17 +191,17 @@ static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect
 
 	for (int k = 0; g && k < config_setting_length(g); k++) {
 		const config_setting_t *s = config_setting_get_elem(g, (unsigned)k);
-		for (i = 0; i < NOPTS && (opts[i].sect != sect || strcmp(opts[i].name, config_setting_name(s))); i++)
+		for (i = 0; i < NOPTS && (cfg_opts[i].sect != sect || strcmp(cfg_opts[i].name, config_setting_name(s))); i++)
 			;
 		if (i == NOPTS)
-			return fail(x, s, "unknown setting '%s'", join(key, sizeof(key), prefix, config_setting_name(s)));
+			return fail(x, s, "unknown setting '%s'", cfg_join(key, sizeof(key), prefix, config_setting_name(s)));
 	}
 	for (i = 0; i < NOPTS; i++) {
-		const struct opt *o = &opts[i];
+		const struct opt *o = &cfg_opts[i];
 		if (o->sect != sect || o->type == T_OTHER)
 			continue;
 		const config_setting_t *s = g ? config_setting_get_member(g, o->name) : NULL;
-		join(key, sizeof(key), prefix, o->name);
+		cfg_join(key, sizeof(key), prefix, o->name);
 		if (!s && o->required)
 			return fail_at(x, g ? config_setting_source_file(g) : NULL, line_of(g),
 				       "missing required setting '%s'", key);
@@ -260,7 +226,7 @@ static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect
  * mean one listener with the defaults. */
 static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, const char *name)
 {
-	const struct list_info *li = &lists[sect];
+	const struct list_info *li = &cfg_lists[sect];
 	size_t n = s ? (size_t)config_setting_length(s) : sect == S_LISTENER;
 	char *arr = calloc(n ? n : 1, li->size);
 	char key[280]; /* name is at most 256 */
@@ -465,89 +431,6 @@ cleanup:
 	else
 		cfg_free(x.c);
 	return rc;
-}
-
-static bool same_str(const char *a, const char *b)
-{
-	return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_value(const struct opt *o, const void *a, const void *b)
-{
-	if (o->type == T_BOOL)
-		return *CAT(a, o->off, bool) == *CAT(b, o->off, bool);
-	if (o->type == T_STR || o->type == T_ADDR)
-		return same_str(*CAT(a, o->off, char *), *CAT(b, o->off, char *));
-	return *CAT(a, o->off, int) == *CAT(b, o->off, int);
-}
-
-/* The plain keys of section sect; a and b point to the section's struct. */
-static bool same_keys(enum sect sect, const void *a, const void *b)
-{
-	for (size_t i = 0; i < NOPTS; i++)
-		if (opts[i].sect == sect && opts[i].type < T_GROUP && !same_value(&opts[i], a, b))
-			return false;
-	return true;
-}
-
-static bool same_nested(const struct opt *o, const struct cfg *a, const struct cfg *b)
-{
-	const struct list_info *li = &lists[o->sub];
-	size_t n = *CAT(a, li->count, size_t);
-
-	if (o->sub == S_METRICS)
-		return a->has_metrics == b->has_metrics && same_keys(S_METRICS, &a->metrics, &b->metrics);
-	if (o->load == load_props) {
-		if (a->kafka.nprops != b->kafka.nprops)
-			return false;
-		for (size_t i = 0; i < a->kafka.nprops; i++)
-			if (!same_str(a->kafka.props[i].name, b->kafka.props[i].name) ||
-			    !same_str(a->kafka.props[i].value, b->kafka.props[i].value))
-				return false;
-		return true;
-	}
-	if (n != *CAT(b, li->count, size_t))
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		const char *ea = *CAT(a, li->arr, char *) + i * li->size;
-		const char *eb = *CAT(b, li->arr, char *) + i * li->size;
-		if (!same_keys(o->sub, ea, eb))
-			return false;
-		if (o->sub != S_DOWNLINK)
-			continue;
-		const struct cfg_downlink *da = (const void *)ea, *db = (const void *)eb;
-		if (da->ntopics != db->ntopics)
-			return false;
-		for (size_t j = 0; j < da->ntopics; j++)
-			if (!same_str(da->topics[j], db->topics[j]))
-				return false;
-	}
-	return true;
-}
-
-int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, size_t len)
-{
-	static const char *const prefix[] = { [S_TOP] = "", [S_LIMITS] = "limits", [S_LOG] = "log", [S_KAFKA] = "kafka" };
-	char key[64];
-	size_t used = 0;
-	int count = 0;
-
-	if (len)
-		msg[0] = '\0';
-	for (size_t i = 0; i < NOPTS; i++) {
-		const struct opt *o = &opts[i];
-		/* Keys inside list elements and metrics are compared with their parent;
-		 * a reloadable group (limits, kafka) has its keys compared one by one. */
-		if (o->reloadable || o->sect > S_KAFKA)
-			continue;
-		if (o->type < T_GROUP ? same_value(o, old, new) : same_nested(o, old, new))
-			continue;
-		if (used < len)
-			used += (size_t)snprintf(msg + used, len - used, "%s%s", count ? ", " : "",
-						 join(key, sizeof(key), prefix[o->sect], o->name));
-		count++;
-	}
-	return count;
 }
 
 void cfg_free(struct cfg *c)
