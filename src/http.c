@@ -9,18 +9,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker.h"
 #include "buf.h"
 #include "http.h"
+#include "http_int.h"
 #include "http_parse.h"
 #include "log.h"
 #include "loop.h"
-#include "metrics.h"
 #include "net.h"
-#include "status.h"
-#include "uplink.h"
 #include "util.h"
-#include "worker.h"
 
 #define HTTP_TICK_MS 250
 #define HTTP_LINGER_MS 1000
@@ -45,7 +41,7 @@ struct hconn {
 };
 
 struct http_server {
-	struct broker *br;
+	struct http_route_env env;
 	struct loop *loop;
 	struct loop_io lis;
 	struct loop_io wake;         /* eventfd: http_server_free() stops the loop */
@@ -54,9 +50,6 @@ struct http_server {
 	struct hconn *conns;
 	int n_conns;
 	int port;
-	int64_t start_wall_ms, start_mono_ms;
-	struct metrics_hook mh;
-	struct status_hook sh;
 };
 
 static void conn_free(struct hconn *c)
@@ -115,8 +108,8 @@ static const char *reason_phrase(int status)
 	}
 }
 
-static void respond(struct hconn *c, int status, const char *ctype, const char *body,
-		    size_t len, bool head_only)
+void http_respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
+		  bool head_only)
 {
 	char h[512];
 	int n = snprintf(h, sizeof(h),
@@ -137,102 +130,9 @@ static void respond(struct hconn *c, int status, const char *ctype, const char *
 	conn_flush(c);
 }
 
-static void respond_text(struct hconn *c, int status, const char *text, bool head_only)
+void http_respond_text(struct hconn *c, int status, const char *text, bool head_only)
 {
-	respond(c, status, "text/plain; charset=utf-8", text, strlen(text), head_only);
-}
-
-static void serve_ready(struct hconn *c, bool head_only)
-{
-	struct broker *br = c->hs->br;
-	int n_lis = br->n_workers > 0 ? br->workers[0].n_lis : 0;
-	char why[256] = "", body[300];
-
-	if (n_lis == 0)
-		snprintf(why, sizeof(why), "no MQTT listener");
-	for (int i = 0; i < n_lis && !why[0]; i++)
-		if (broker_listener_port(br, i) <= 0)
-			snprintf(why, sizeof(why), "MQTT listener %d is not bound", i);
-	if (!why[0] && br->up && uplink_ready(br->up, why, sizeof(why)) < 0 && !why[0])
-		snprintf(why, sizeof(why), "kafka not reachable");
-	if (!why[0]) {
-		respond_text(c, 200, "ready\n", head_only);
-		return;
-	}
-	snprintf(body, sizeof(body), "not ready: %s\n", why);
-	respond_text(c, 503, body, head_only);
-}
-
-static void serve_json(struct hconn *c, char *text, const char *err, bool head_only)
-{
-	if (!text) {
-		char body[300];
-		snprintf(body, sizeof(body), "%s\n", err);
-		respond_text(c, 503, body, head_only);
-		return;
-	}
-	respond(c, 200, "application/json", text, strlen(text), head_only);
-	free(text);
-}
-
-static bool path_is(const struct http_request *req, const char *path)
-{
-	return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
-}
-
-static void serve(struct hconn *c, const struct http_request *req)
-{
-	struct http_server *hs = c->hs;
-	bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-	bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
-	const char *cl;
-	size_t cl_len;
-
-	log_debug("http request addr=%s method=%.*s path=%.*s", c->peer,
-		  (int)req->method_len, req->method, (int)req->path_len, req->path);
-	if (!path_is(req, "/metrics") && !path_is(req, "/healthz") && !path_is(req, "/readyz") &&
-	    !path_is(req, "/api/v1/status") && !path_is(req, "/api/v1/clients")) {
-		respond_text(c, 404, "not found\n", head);
-		return;
-	}
-	if (!get && !head) {
-		respond_text(c, 405, "method not allowed\n", false);
-		return;
-	}
-	cl = http_header_get(req, "Content-Length", &cl_len);
-	if (http_header_get(req, "Transfer-Encoding", &cl_len) ||
-	    (cl && !(cl_len == 1 && cl[0] == '0'))) {
-		respond_text(c, 400, "request bodies are not accepted\n", head);
-		return;
-	}
-
-	if (path_is(req, "/healthz")) {
-		respond_text(c, 200, "ok\n", head);
-	} else if (path_is(req, "/readyz")) {
-		serve_ready(c, head);
-	} else if (path_is(req, "/metrics")) {
-		struct buf b = { 0 };
-		if (metrics_render(&b, hs->br, hs->start_wall_ms, &hs->mh) < 0)
-			respond_text(c, 500, "out of memory\n", head);
-		else
-			respond(c, 200, METRICS_CONTENT_TYPE, (const char *)buf_head(&b),
-				buf_used(&b), head);
-		buf_release(&b);
-	} else if (path_is(req, "/api/v1/status")) {
-		serve_json(c, status_render(hs->br, hs->start_mono_ms, &hs->sh), "out of memory",
-			   head);
-	} else {
-		long off = http_query_count(req->query, req->query_len, "offset", 0);
-		long lim = http_query_count(req->query, req->query_len, "limit",
-					    STATUS_CLIENTS_DEFAULT_LIMIT);
-		char err[128];
-		if (off < 0 || lim < 0) {
-			respond_text(c, 400, "offset and limit must be non-negative integers\n", head);
-			return;
-		}
-		serve_json(c, status_clients(hs->br, (size_t)off, (size_t)lim, HTTP_CALL_TIMEOUT_MS,
-					     err, sizeof(err)), err, head);
-	}
+	http_respond(c, status, "text/plain; charset=utf-8", text, strlen(text), head_only);
 }
 
 static void conn_read(struct hconn *c)
@@ -250,7 +150,7 @@ static void conn_read(struct hconn *c)
 			continue;
 		}
 		if (c->in_len == sizeof(c->in)) {
-			respond_text(c, 431, "request head too large\n", false);
+			http_respond_text(c, 431, "request head too large\n", false);
 			return;
 		}
 		ssize_t n = read(c->io.fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
@@ -268,11 +168,13 @@ static void conn_read(struct hconn *c)
 		int r = http_parse_request(c->in, c->in_len, &req);
 		if (r < 0) {
 			log_debug("http malformed request addr=%s", c->peer);
-			respond_text(c, 400, "malformed request\n", false);
+			http_respond_text(c, 400, "malformed request\n", false);
 			return;
 		}
 		if (r > 0) {
-			serve(c, &req);
+			log_debug("http request addr=%s method=%.*s path=%.*s", c->peer,
+				  (int)req.method_len, req.method, (int)req.path_len, req.path);
+			http_route_serve(c, &c->hs->env, &req);
 			return;
 		}
 	}
@@ -363,10 +265,10 @@ struct http_server *http_server_new(const char *addr, int port, struct broker *b
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	hs->br = br;
+	hs->env.br = br;
 	hs->lis.fd = hs->wake.fd = -1;
-	hs->start_wall_ms = util_wall_ms();
-	hs->start_mono_ms = util_now_ms();
+	hs->env.start_wall_ms = util_wall_ms();
+	hs->env.start_mono_ms = util_now_ms();
 	if (!(hs->loop = loop_new())) {
 		snprintf(err, errlen, "event loop: %s", strerror(errno));
 		goto fail;
@@ -398,9 +300,9 @@ void http_server_set_hooks(struct http_server *hs, const struct metrics_hook *mh
 			   const struct status_hook *sh)
 {
 	if (mh)
-		hs->mh = *mh;
+		hs->env.mh = *mh;
 	if (sh)
-		hs->sh = *sh;
+		hs->env.sh = *sh;
 }
 
 static void *http_main(void *arg)
