@@ -32,16 +32,16 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon.
 LIB_SRC := \
-	src/buf.c src/log.c src/cfg.c src/util.c src/daemon.c \
+	src/buf.c src/log.c src/cfg.c src/cfg_diff.c src/util.c src/daemon.c \
 	src/loop.c src/inbox.c src/net.c src/worker.c \
 	src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/topic.c \
-	src/msg.c src/sub_trie.c src/retain.c src/session.c src/broker.c \
+	src/msg.c src/sub_trie.c src/sub_trie_kids.c src/retain.c src/session.c src/broker.c \
 	src/client.c src/client_ack.c src/dispatch.c src/handle_connect.c src/handle_publish.c \
 	src/handle_subscribe.c src/handle_ack.c src/inflight.c \
 	src/template.c src/route.c src/envelope.c \
 	src/kafka_conf.c src/uplink.c src/uplink_publish.c src/uplink_stats.c src/reload.c \
-	src/offsets.c src/consumer.c src/downlink.c \
-	src/http_parse.c src/http.c src/metrics.c src/status.c
+	src/offsets.c src/consumer.c src/consumer_lag.c src/downlink.c src/downlink_map.c \
+	src/http_parse.c src/http.c src/http_route.c src/metrics.c src/status.c
 
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate

@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "consumer.h"
-#include "downlink.h"
+#include "consumer_lag.h"
 #include "kafka_conf.h"
 #include "log.h"
 #include "util.h"
@@ -52,9 +50,7 @@ struct consumer {
 	pthread_mutex_t done_mu;   /* guards pend */
 	struct done_list pend, work;
 
-	pthread_mutex_t lag_mu;    /* guards lag, nlag */
-	struct downlink_lag *lag;
-	size_t nlag;
+	struct consumer_lag lag;
 
 	atomic_uint_fast64_t timed_out;
 };
@@ -170,18 +166,6 @@ static void pause_all(struct consumer *c, bool pause)
 		 offsets_in_flight(c->off));
 }
 
-static void drop_lag(struct consumer *c, const char *topic, int32_t partition)
-{
-	pthread_mutex_lock(&c->lag_mu);
-	for (size_t i = 0; i < c->nlag; i++) {
-		if (c->lag[i].partition == partition && strcmp(c->lag[i].topic, topic) == 0) {
-			c->lag[i] = c->lag[--c->nlag];
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->lag_mu);
-}
-
 /* Drops the windows of parts, committing what is complete unless the
  * partitions were lost (another member may own them already). */
 static void revoke(struct consumer *c, rd_kafka_topic_partition_list_t *parts, bool lost)
@@ -194,7 +178,7 @@ static void revoke(struct consumer *c, rd_kafka_topic_partition_list_t *parts, b
 		int32_t p = parts->elems[i].partition;
 		if (offsets_revoke(c->off, t, p, &pos) == 1 && !lost)
 			list_add(l, t, p, pos);
-		drop_lag(c, t, p);
+		consumer_lag_drop(&c->lag, t, p);
 	}
 	if (l->cnt > 0) {
 		rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, 0);
@@ -249,55 +233,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 }
 
-/* Rebuilds the lag table from one statistics document. */
+/* librdkafka statistics (consumer thread, from poll): the lag table. */
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
 	struct consumer *c = opaque;
-	json_t *root = json_loadb(json, len, 0, NULL);
-	json_t *topics = json_object_get(root, "topics");
-	struct downlink_lag *v = NULL;
-	size_t n = 0, cap = 0;
-	const char *tname, *pkey;
-	json_t *t, *p;
-
 	(void)rk;
-	json_object_foreach(topics, tname, t) {
-		json_object_foreach(json_object_get(t, "partitions"), pkey, p) {
-			int64_t part = kafka_conf_stats_int(p, "partition");
-			/* -1 is librdkafka's internal partition; only ours count. */
-			if (part < 0 || !json_is_true(json_object_get(p, "desired")))
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				struct downlink_lag *nv = realloc(v, cap * sizeof(*nv));
-				if (!nv)
-					goto out;
-				v = nv;
-			}
-			struct downlink_lag *l = &v[n++];
-			snprintf(l->group, sizeof(l->group), "%s", c->group);
-			snprintf(l->topic, sizeof(l->topic), "%s", tname);
-			l->partition = (int32_t)part;
-			l->hi_offset = kafka_conf_stats_int(p, "hi_offset");
-			l->committed_offset = kafka_conf_stats_int(p, "committed_offset");
-			l->lag = kafka_conf_stats_int(p, "consumer_lag");
-			/* librdkafka says -1001 (invalid) until it knows: -1 here. */
-			l->hi_offset = l->hi_offset < 0 ? -1 : l->hi_offset;
-			l->committed_offset = l->committed_offset < 0 ? -1 : l->committed_offset;
-			if (l->lag < 0 && l->hi_offset >= 0 && l->committed_offset >= 0)
-				l->lag = l->hi_offset - l->committed_offset;
-			l->lag = l->lag < 0 ? -1 : l->lag;
-		}
-	}
-	pthread_mutex_lock(&c->lag_mu);
-	struct downlink_lag *old = c->lag;
-	c->lag = v;
-	c->nlag = n;
-	pthread_mutex_unlock(&c->lag_mu);
-	v = old;
-out:
-	free(v);
-	json_decref(root);
+	consumer_lag_update(&c->lag, c->group, json, len);
 	return 0; /* librdkafka frees json */
 }
 
@@ -412,7 +353,7 @@ struct consumer *consumer_new(const struct cfg *cfg, const char *bootstrap,
 		return NULL;
 	}
 	pthread_mutex_init(&c->done_mu, NULL);
-	pthread_mutex_init(&c->lag_mu, NULL);
+	consumer_lag_init(&c->lag);
 	if (!(c->group = strdup(opts->group_id)) || !(c->off = offsets_new())) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -495,22 +436,16 @@ void consumer_free(struct consumer *c)
 		rd_kafka_topic_partition_list_destroy(c->subs);
 	offsets_free(c->off);
 	pthread_mutex_destroy(&c->done_mu);
-	pthread_mutex_destroy(&c->lag_mu);
+	consumer_lag_release(&c->lag);
 	free(c->pend.v);
 	free(c->work.v);
-	free(c->lag);
 	free(c->group);
 	free(c);
 }
 
 size_t consumer_lag(struct consumer *c, struct downlink_lag *out, size_t max)
 {
-	pthread_mutex_lock(&c->lag_mu);
-	size_t n = c->nlag;
-	if (n && max)
-		memcpy(out, c->lag, (n < max ? n : max) * sizeof(*out));
-	pthread_mutex_unlock(&c->lag_mu);
-	return n;
+	return consumer_lag_snapshot(&c->lag, out, max);
 }
 
 const char *consumer_group(const struct consumer *c) { return c->group; }

@@ -20,7 +20,8 @@
  * partitions, and resumes them below half of that.
  *
  * Lag: statistics (statistics.interval.ms) are parsed on the consumer thread
- * into a per-partition table readable from any thread under a short lock.
+ * into a per-partition table (consumer_lag.h) readable from any thread under
+ * a short lock.
  *
  * Threads: new/start/stop/join/free on the main thread; consumer_complete(),
  * consumer_lag() and the counters on any thread. The consumer must not be

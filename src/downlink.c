@@ -1,4 +1,6 @@
-/* downlink.c - Kafka records to MQTT messages; see downlink.h. */
+/* downlink.c - the downlink's consumer groups: each record becomes one
+ * tracked MQTT message per mapping (downlink_map.h), injected into the
+ * broker; counters, status and metrics. See downlink.h. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,29 +13,19 @@
 #include "cfg.h"
 #include "consumer.h"
 #include "downlink.h"
-#include "envelope.h"
+#include "downlink_map.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
-#include "mqtt_codec.h"
 #include "msg.h"
 #include "template.h"
 #include "util.h"
 
 #define LOG_BURST 20 /* skip lines per mapping per second before going quiet */
 
-struct downlink_map {
-	struct template *t;
-	char **topics;
-	size_t ntopics;
-	char *topics_csv;
-	char *group;
-	uint8_t qos;
-	bool retain;
-	enum cfg_format format;
-	enum cfg_mode mode;
-	int line;
-	int64_t ack_timeout_ms;
+/* One mapping at run time: what downlink_map.c compiled, plus its state. */
+struct mapping {
+	struct downlink_map *m;
 	struct consumer *c;            /* its group's consumer (set by downlink_new) */
 	atomic_uint_fast64_t consumed, delivered, skipped;
 	int64_t log_second;            /* consumer thread only */
@@ -44,14 +36,14 @@ struct downlink_map {
 struct group {
 	struct downlink *d;
 	struct consumer *c;
-	struct downlink_map **maps;
+	struct mapping **maps;
 	size_t nmaps;
-	struct downlink_out out;       /* consumer thread only: reused per record */
+	struct downlink_map_out out;   /* consumer thread only: reused per record */
 };
 
 struct downlink {
 	struct broker *br;
-	struct downlink_map **maps;
+	struct mapping *maps;          /* config order */
 	size_t nmaps;
 	struct group *groups;
 	size_t ngroups;
@@ -62,195 +54,29 @@ struct downlink {
 struct rec {
 	struct msg_track track;
 	struct consumer_ticket t;
-	struct downlink_map *m;
+	struct mapping *mp;
 };
 
 static void rec_done(struct msg_track *tr)
 {
 	struct rec *r = container_of(tr, struct rec, track);
-	atomic_fetch_add_explicit(&r->m->delivered, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->mp->delivered, 1, memory_order_relaxed);
 	consumer_complete(&r->t);
 	free(r);
 }
 
-/* Kafka's legal topic names: [A-Za-z0-9._-]{1,249}. */
-static bool kafka_topic_valid(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 249)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
-			return false;
-	return true;
-}
-
-void downlink_map_free(struct downlink_map *m)
-{
-	if (!m)
-		return;
-	template_free(m->t);
-	for (size_t i = 0; i < m->ntopics; i++)
-		free(m->topics[i]);
-	free(m->topics);
-	free(m->topics_csv);
-	free(m->group);
-	free(m);
-}
-
-struct downlink_map *downlink_map_new(const struct cfg_downlink *cd, const char *group_id,
-				      char *err, size_t errlen)
-{
-	char e[256];
-	struct downlink_map *m = calloc(1, sizeof(*m));
-	size_t csv = 1;
-
-	if (!m || !(m->group = strdup(group_id)) ||
-	    !(m->topics = calloc(cd->ntopics ? cd->ntopics : 1, sizeof(*m->topics)))) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	m->ack_timeout_ms = (int64_t)cd->ack_timeout * 1000;
-	if (template_compile(&m->t, cd->mqtt_topic, TEMPLATE_DOWNLINK, e, sizeof(e)) < 0) {
-		snprintf(err, errlen, "mqtt_topic: %s", e);
-		goto fail;
-	}
-	const char *lit = template_source(m->t);
-	if (template_is_literal(m->t) &&
-	    !mqtt_topic_name_valid((const uint8_t *)lit, strlen(lit))) {
-		snprintf(err, errlen, "mqtt_topic: '%s' is not a valid MQTT topic name", lit);
-		goto fail;
-	}
-	for (size_t i = 0; i < cd->ntopics; i++) {
-		if (!kafka_topic_valid(cd->topics[i])) {
-			snprintf(err, errlen, "topic: '%s' is not a valid Kafka topic name", cd->topics[i]);
-			goto fail;
-		}
-		if (!(m->topics[i] = strdup(cd->topics[i]))) {
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-		m->ntopics++;
-		csv += strlen(cd->topics[i]) + 1;
-	}
-	if (!(m->topics_csv = calloc(1, csv))) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	for (size_t i = 0; i < m->ntopics; i++) {
-		if (i)
-			strcat(m->topics_csv, ",");
-		strcat(m->topics_csv, m->topics[i]);
-	}
-	m->qos = (uint8_t)cd->qos;
-	m->retain = cd->retain;
-	m->format = cd->format;
-	m->mode = cd->mode;
-	m->line = cd->line;
-	return m;
-fail:
-	downlink_map_free(m);
-	return NULL;
-}
-
-bool downlink_map_has_topic(const struct downlink_map *m, const char *topic)
-{
-	for (size_t i = 0; i < m->ntopics; i++)
-		if (strcmp(m->topics[i], topic) == 0)
-			return true;
-	return false;
-}
-
-static int header_get(void *ud, const char *name, const void **val, size_t *len)
-{
-	return rd_kafka_header_get_last(ud, name, val, len) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
-}
-
-/* The header's value if it equals one of the words (same length, same bytes). */
-static int header_word(rd_kafka_headers_t *h, const char *name, const char *const *words)
-{
-	const void *v;
-	size_t n;
-	if (!h || header_get(h, name, &v, &n) < 0 || !v)
-		return -1;
-	for (int i = 0; words[i]; i++)
-		if (strlen(words[i]) == n && memcmp(words[i], v, n) == 0)
-			return i;
-	return -1;
-}
-
-int downlink_build(const struct downlink_map *m, const struct downlink_record *r,
-		   struct template_ctx *ctx, struct downlink_out *out)
-{
-	static const char *const qos_words[] = { "0", "1", "2", NULL };
-	static const char *const bool_words[] = { "false", "true", "0", "1", NULL };
-
-	buf_reset(&out->topic);
-	buf_reset(&out->payload);
-	out->detail = 0;
-	ctx->key = r->key;
-	ctx->key_len = r->key_len;
-	ctx->header = r->headers ? header_get : NULL;
-	ctx->header_ud = r->headers;
-	ctx->value = r->value;
-	ctx->value_len = r->value ? r->value_len : 0;
-	ctx->kafka_topic = r->topic;
-	ctx->kafka_topic_len = strlen(r->topic);
-
-	int rc = template_render(m->t, ctx, &out->topic);
-	if (rc < 0) {
-		out->detail = rc;
-		return rc == TEMPLATE_ERR_NOMEM ? DOWNLINK_ERR_NOMEM : DOWNLINK_ERR_TEMPLATE;
-	}
-	if (buf_used(&out->topic) > UINT16_MAX ||
-	    !mqtt_topic_name_valid(buf_head(&out->topic), buf_used(&out->topic)))
-		return DOWNLINK_ERR_TOPIC;
-
-	int q = header_word(r->headers, "mqtt.qos", qos_words);
-	int b = header_word(r->headers, "mqtt.retain", bool_words);
-	out->qos = q >= 0 ? (uint8_t)q : m->qos;
-	out->retain = b >= 0 ? (b & 1) != 0 : m->retain;
-
-	if (m->format == CFG_FORMAT_JSON) {
-		const struct json_t *root = template_ctx_json(ctx);
-		rc = root ? envelope_decode_parsed(root, ctx->value, ctx->value_len, &out->payload)
-			  : ENVELOPE_ERR_NOT_ENVELOPE;
-		if (rc < 0) {
-			out->detail = rc;
-			return rc == ENVELOPE_ERR_NOMEM ? DOWNLINK_ERR_NOMEM : DOWNLINK_ERR_ENVELOPE;
-		}
-	} else if (ctx->value_len && buf_append(&out->payload, ctx->value, ctx->value_len) < 0) {
-		return DOWNLINK_ERR_NOMEM;
-	}
-	return DOWNLINK_OK;
-}
-
-const char *downlink_err_str(int err, int detail)
-{
-	switch (err) {
-	case DOWNLINK_OK: return "ok";
-	case DOWNLINK_ERR_TEMPLATE: return template_err_str(detail);
-	case DOWNLINK_ERR_TOPIC: return "not a valid MQTT topic name";
-	case DOWNLINK_ERR_ENVELOPE:
-		return detail == ENVELOPE_ERR_NOT_ENVELOPE ? "value is not a JSON envelope"
-							    : envelope_err_str(detail);
-	case DOWNLINK_ERR_NOMEM: return "out of memory";
-	}
-	return "unknown error";
-}
-
-static void log_skip(struct downlink_map *m, const rd_kafka_message_t *rkm, const char *topic,
+static void log_skip(struct mapping *mp, const rd_kafka_message_t *rkm, const char *topic,
 		     const char *why)
 {
 	int64_t sec = util_now_ms() / 1000;
-	if (sec != m->log_second) {
-		m->log_second = sec;
-		m->log_count = 0;
+	if (sec != mp->log_second) {
+		mp->log_second = sec;
+		mp->log_count = 0;
 	}
-	if (m->log_count++ < LOG_BURST)
+	if (mp->log_count++ < LOG_BURST)
 		log_warn("downlink record skipped group=%s topic=%s partition=%d offset=%lld "
-			 "line=%d reason=\"%s\"", m->group, topic, (int)rkm->partition,
-			 (long long)rkm->offset, m->line, why);
+			 "line=%d reason=\"%s\"", mp->m->group, topic, (int)rkm->partition,
+			 (long long)rkm->offset, mp->m->line, why);
 }
 
 /* The consumer's record callback: one tracked message per mapping. */
@@ -263,36 +89,37 @@ static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct 
 
 	if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		hdrs = NULL;
-	struct downlink_record r = { topic, rkm->key, rkm->key_len, rkm->payload, rkm->len, hdrs };
+	struct downlink_map_record r = { topic, rkm->key, rkm->key_len, rkm->payload, rkm->len,
+					 hdrs };
 	struct template_ctx ctx;
 	template_ctx_init(&ctx);
 	for (size_t i = 0; i < g->nmaps; i++) {
-		struct downlink_map *m = g->maps[i];
-		if (!downlink_map_has_topic(m, topic))
+		struct mapping *mp = g->maps[i];
+		if (!downlink_map_has_topic(mp->m, topic))
 			continue;
-		atomic_fetch_add_explicit(&m->consumed, 1, memory_order_relaxed);
-		struct downlink_out *o = &g->out;
-		int rc = downlink_build(m, &r, &ctx, o);
+		atomic_fetch_add_explicit(&mp->consumed, 1, memory_order_relaxed);
+		struct downlink_map_out *o = &g->out;
+		int rc = downlink_map_build(mp->m, &r, &ctx, o);
 		struct msg *msg = NULL;
 		struct rec *r_tr = NULL; /* the message's track */
-		if (rc == DOWNLINK_OK) {
+		if (rc == DOWNLINK_MAP_OK) {
 			msg = msg_new((const char *)buf_head(&o->topic), buf_used(&o->topic),
 				      buf_head(&o->payload), buf_used(&o->payload), o->qos, o->retain);
 			r_tr = malloc(sizeof(*r_tr));
 			if (!msg || !r_tr)
-				rc = DOWNLINK_ERR_NOMEM;
+				rc = DOWNLINK_MAP_ERR_NOMEM;
 		}
-		if (rc != DOWNLINK_OK) { /* out of memory too: waiting would not help */
+		if (rc != DOWNLINK_MAP_OK) { /* out of memory too: waiting would not help */
 			msg_unref(msg);
 			free(r_tr);
-			atomic_fetch_add_explicit(&m->skipped, 1, memory_order_relaxed);
-			log_skip(m, rkm, topic, downlink_err_str(rc, o->detail));
+			atomic_fetch_add_explicit(&mp->skipped, 1, memory_order_relaxed);
+			log_skip(mp, rkm, topic, downlink_map_err_str(rc, o->detail));
 			continue;
 		}
 		atomic_init(&r_tr->track.remaining, 1);
 		r_tr->track.done = rec_done;
 		r_tr->t = *t;
-		r_tr->m = m;
+		r_tr->mp = mp;
 		msg->track = &r_tr->track;
 		owed++;
 		/* On failure the broker completes the track itself: counted as done. */
@@ -350,7 +177,7 @@ void downlink_free(struct downlink *d)
 		group_release(&d->groups[i]);
 	free(d->groups);
 	for (size_t i = 0; i < d->nmaps; i++)
-		downlink_map_free(d->maps[i]);
+		downlink_map_free(d->maps[i].m);
 	free(d->maps);
 	free(d);
 }
@@ -359,7 +186,7 @@ void downlink_free(struct downlink *d)
 static struct group *group_for(struct downlink *d, const char *group_id)
 {
 	for (size_t i = 0; i < d->ngroups; i++)
-		if (strcmp(d->groups[i].maps[0]->group, group_id) == 0)
+		if (strcmp(d->groups[i].maps[0]->m->group, group_id) == 0)
 			return &d->groups[i];
 	struct group *g = &d->groups[d->ngroups++];
 	memset(g, 0, sizeof(*g));
@@ -372,7 +199,7 @@ static int start_consumer(struct downlink *d, struct group *g, const struct cfg 
 {
 	size_t n = 0;
 	for (size_t i = 0; i < g->nmaps; i++)
-		n += g->maps[i]->ntopics;
+		n += g->maps[i]->m->ntopics;
 	const char **topics = calloc(n, sizeof(*topics));
 	if (!topics) {
 		snprintf(err, errlen, "out of memory");
@@ -380,15 +207,15 @@ static int start_consumer(struct downlink *d, struct group *g, const struct cfg 
 	}
 	n = 0;
 	for (size_t i = 0; i < g->nmaps; i++)
-		for (size_t j = 0; j < g->maps[i]->ntopics; j++)
-			topics[n++] = g->maps[i]->topics[j];
+		for (size_t j = 0; j < g->maps[i]->m->ntopics; j++)
+			topics[n++] = g->maps[i]->m->topics[j];
 	/* One consumer tracks the group's records: the most patient mapping wins. */
 	int64_t timeout_ms = 0;
 	for (size_t i = 0; i < g->nmaps; i++)
-		if (g->maps[i]->ack_timeout_ms > timeout_ms)
-			timeout_ms = g->maps[i]->ack_timeout_ms;
+		if (g->maps[i]->m->ack_timeout_ms > timeout_ms)
+			timeout_ms = g->maps[i]->m->ack_timeout_ms;
 	struct consumer_opts o = {
-		.group_id = g->maps[0]->group, .topics = topics, .ntopics = n,
+		.group_id = g->maps[0]->m->group, .topics = topics, .ntopics = n,
 		.on_record = on_record, .ud = g,
 		.timeout_ms = timeout_ms > 0 ? timeout_ms : DOWNLINK_TIMEOUT_MS,
 		.max_in_flight = DOWNLINK_MAX_IN_FLIGHT, .stop_grace_ms = DOWNLINK_STOP_GRACE_MS,
@@ -424,29 +251,30 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
 				 cd->line, i);
 			goto fail;
 		}
-		if (!(d->maps[i] = downlink_map_new(cd, gid, e, sizeof(e)))) {
+		if (!(d->maps[i].m = downlink_map_new(cd, gid, e, sizeof(e)))) {
 			snprintf(err, errlen, "%s:%d: downlink[%zu]: %s", cfg->path, cd->line, i, e);
 			goto fail;
 		}
 		d->nmaps++;
 		struct group *g = group_for(d, gid);
-		struct downlink_map **maps = realloc(g->maps, (g->nmaps + 1) * sizeof(*maps));
+		struct mapping **maps = realloc(g->maps, (g->nmaps + 1) * sizeof(*maps));
 		if (!maps) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
 		g->maps = maps;
-		g->maps[g->nmaps++] = d->maps[i];
+		g->maps[g->nmaps++] = &d->maps[i];
 	}
 	for (size_t i = 0; i < d->ngroups; i++) {
 		struct group *g = &d->groups[i];
 		if (start_consumer(d, g, cfg, bootstrap, err, errlen) < 0)
 			goto fail;
-		for (size_t j = 0; j < g->nmaps; j++)
+		for (size_t j = 0; j < g->nmaps; j++) {
+			const struct downlink_map *m = g->maps[j]->m;
 			log_info("downlink mapping group=%s topics=%s mqtt_topic=%s qos=%d retain=%d "
-				 "line=%d", g->maps[j]->group, g->maps[j]->topics_csv,
-				 template_source(g->maps[j]->t), g->maps[j]->qos, g->maps[j]->retain,
-				 g->maps[j]->line);
+				 "line=%d", m->group, m->topics_csv, template_source(m->t), m->qos,
+				 m->retain, m->line);
+		}
 	}
 	return d;
 fail:
@@ -500,14 +328,15 @@ int downlink_stats(const struct downlink *d, size_t i, struct downlink_stats *ou
 {
 	if (!d || i >= d->nmaps)
 		return -1;
-	const struct downlink_map *m = d->maps[i];
+	const struct mapping *mp = &d->maps[i];
+	const struct downlink_map *m = mp->m;
 	*out = (struct downlink_stats){
 		.group = m->group, .topics = m->topics_csv, .mqtt_topic = template_source(m->t),
 		.line = m->line,
-		.consumed = atomic_load_explicit(&m->consumed, memory_order_relaxed),
-		.delivered = atomic_load_explicit(&m->delivered, memory_order_relaxed),
-		.skipped = atomic_load_explicit(&m->skipped, memory_order_relaxed),
-		.timed_out = m->c ? consumer_timed_out(m->c) : 0,
+		.consumed = atomic_load_explicit(&mp->consumed, memory_order_relaxed),
+		.delivered = atomic_load_explicit(&mp->delivered, memory_order_relaxed),
+		.skipped = atomic_load_explicit(&mp->skipped, memory_order_relaxed),
+		.timed_out = mp->c ? consumer_timed_out(mp->c) : 0,
 	};
 	return 0;
 }
@@ -558,7 +387,7 @@ json_t *downlink_status_json(void *ud)
 	if (n > cap) /* grew meanwhile: keep what fits */
 		n = cap;
 	for (size_t i = 0; i < d->nmaps; i++) {
-		json_t *o = map_json(d, d->maps[i], i, lag, n);
+		json_t *o = map_json(d, d->maps[i].m, i, lag, n);
 		if (!o || json_array_append_new(arr, o) < 0)
 			goto fail;
 	}

@@ -10,19 +10,12 @@
  * across restarts, so an instance resumes from its own commits; two
  * instances on one host must not both use broadcast mode with one group).
  *
- * Per record, for each mapping of the consumer that names the record's topic:
- *   - the MQTT topic is the mapping's template rendered from the record
- *     (${key}, ${header:NAME}, ${json:path}, ${kafka_topic});
- *   - QoS and retain come from the mapping, overridden by the headers
- *     mqtt.qos ("0" | "1" | "2") and mqtt.retain ("true" | "false" | "1" |
- *     "0"); other header values are ignored (the mapping's value is used);
- *   - the payload is the value (format "raw"; a null value is an empty
- *     payload, which on a retain mapping clears the retained message) or the
- *     envelope's unwrapped payload (format "json", see envelope.h);
- *   - a template that cannot be filled, a result that is not a valid MQTT
- *     topic name, or (json) a value that is not an envelope: the record is
- *     skipped for that mapping, counted, logged with topic/partition/offset,
- *     and its offset committed like a delivered one.
+ * Per record, each mapping of the consumer that names the record's topic
+ * builds one MQTT message (topic, QoS, retain, payload: see downlink_map.h).
+ * A template that cannot be filled, a result that is not a valid MQTT topic
+ * name (or is longer than 65535 bytes), or (json) a value that is not an
+ * envelope: the record is skipped for that mapping, counted, logged with
+ * topic/partition/offset, and its offset committed like a delivered one.
  * Otherwise the message is tracked (msg.h) and handed to broker_inject();
  * the record completes when every mapping's message is accounted for: written
  * to each matching online QoS 0 subscriber, acknowledged by each QoS 1/2 one,
@@ -46,15 +39,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <librdkafka/rdkafka.h>
-
 #include "buf.h"
 
 struct broker;
 struct cfg;
 struct cfg_downlink;
 struct json_t;
-struct template_ctx;
 
 #define DOWNLINK_TIMEOUT_MS 30000   /* default delivery timeout per record (ack_timeout) */
 #define DOWNLINK_MAX_IN_FLIGHT 50000 /* records per consumer before it pauses */
@@ -137,58 +127,5 @@ struct json_t *downlink_status_json(void *ud);
  *   kafkagate_downlink_consumer_lag{topic,partition,group} (known lags only)
  * Returns 0 or -1 (ENOMEM). Any thread. */
 int downlink_metrics_render(struct buf *out, void *ud);
-
-/* ---- record to message: pure, for the consumer and for tests ---- */
-
-struct downlink_map;
-
-/* Compiles one mapping (group_id is the effective id, copied). Returns a new
- * map or NULL with err set ("downlink: why", no file/line). Free with
- * downlink_map_free(); NULL ok there. */
-struct downlink_map *downlink_map_new(const struct cfg_downlink *cd, const char *group_id,
-				      char *err, size_t errlen);
-void downlink_map_free(struct downlink_map *m);
-/* True if the map names this Kafka topic (NUL-terminated). */
-bool downlink_map_has_topic(const struct downlink_map *m, const char *topic);
-
-/* A Kafka record as downlink_build() reads it; everything borrowed. */
-struct downlink_record {
-	const char *topic;        /* NUL-terminated */
-	const void *key;          /* NULL: no key */
-	size_t key_len;
-	const void *value;        /* NULL: null value */
-	size_t value_len;
-	rd_kafka_headers_t *headers; /* NULL: none */
-};
-
-enum downlink_err {
-	DOWNLINK_OK = 0,
-	DOWNLINK_ERR_TEMPLATE = -1,  /* template cannot be filled (detail: template_err) */
-	DOWNLINK_ERR_TOPIC = -2,     /* rendered topic is not a valid MQTT topic name */
-	DOWNLINK_ERR_ENVELOPE = -3,  /* json format: not an envelope (detail: envelope_err) */
-	DOWNLINK_ERR_NOMEM = -4,
-};
-
-/* What downlink_build() makes. Initialise zeroed; buffers are reset (not
- * freed) by each build; buf_release() them when done. */
-struct downlink_out {
-	struct buf topic;         /* not NUL-terminated */
-	struct buf payload;
-	uint8_t qos;
-	bool retain;
-	int detail;               /* template_err / envelope_err behind an error */
-};
-
-/*
- * Builds the MQTT message for record r under map m. ctx is a template_ctx
- * that the caller initialised for this record (template_ctx_init(); the
- * fields are filled here) and releases after the last map: the value is
- * parsed as JSON at most once for all maps. Returns DOWNLINK_OK or a
- * negative enum downlink_err. Any thread (m is immutable).
- */
-int downlink_build(const struct downlink_map *m, const struct downlink_record *r,
-		   struct template_ctx *ctx, struct downlink_out *out);
-/* Human-readable reason for a downlink_build() error, for logs. Never NULL. */
-const char *downlink_err_str(int err, int detail);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * test_downlink.c - record to MQTT message (downlink_build): topic templates
+ * test_downlink.c - record to MQTT message (downlink_map_build): topic templates
  * from key, headers, JSON and the Kafka topic; qos/retain header overrides;
- * raw and envelope payloads; mapping checks and group ids.
+ * raw and envelope payloads; the 65535-byte topic limit; mapping checks and
+ * group ids.
  *
  * Headers are real librdkafka header lists (rd_kafka_headers_new()), the
  * same type the consumer reads from a record.
@@ -17,6 +18,7 @@
 
 #include "cfg.h"
 #include "downlink.h"
+#include "downlink_map.h"
 #include "envelope.h"
 #include "template.h"
 
@@ -46,7 +48,7 @@ static struct downlink_map *map_new(const char *mqtt_topic, int qos, bool retain
 /* Builds one record through m; the caller checks rc and out. */
 struct built {
 	int rc;
-	struct downlink_out out;
+	struct downlink_map_out out;
 	char topic[256];
 	char payload[256];
 };
@@ -54,14 +56,14 @@ struct built {
 static void build(struct built *b, const struct downlink_map *m, const char *key,
 		  const char *value, rd_kafka_headers_t *h)
 {
-	struct downlink_record r = {
+	struct downlink_map_record r = {
 		.topic = "device-commands", .key = key, .key_len = key ? strlen(key) : 0,
 		.value = value, .value_len = value ? strlen(value) : 0, .headers = h,
 	};
 	struct template_ctx ctx;
 	memset(b, 0, sizeof(*b));
 	template_ctx_init(&ctx);
-	b->rc = downlink_build(m, &r, &ctx, &b->out);
+	b->rc = downlink_map_build(m, &r, &ctx, &b->out);
 	template_ctx_release(&ctx);
 	snprintf(b->topic, sizeof(b->topic), "%.*s", (int)buf_used(&b->out.topic),
 		 (const char *)buf_head(&b->out.topic));
@@ -85,19 +87,20 @@ static void test_key_template(void **state)
 	struct downlink_map *m = map_new("devices/${key}/commands", 1, false, CFG_FORMAT_RAW);
 	struct built b;
 	build(&b, m, "d1", "reboot", NULL);
-	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 	assert_string_equal(b.topic, "devices/d1/commands");
 	assert_string_equal(b.payload, "reboot");
 	assert_int_equal(b.out.qos, 1);
 	assert_false(b.out.retain);
 	/* No key: the template cannot be filled. */
 	build(&b, m, NULL, "reboot", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_TEMPLATE);
 	assert_int_equal(b.out.detail, TEMPLATE_ERR_KEY);
 	/* A key with a wildcard makes an invalid topic name. */
 	build(&b, m, "a+b", "x", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_TOPIC);
-	assert_string_equal(downlink_err_str(b.rc, b.out.detail), "not a valid MQTT topic name");
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_TOPIC);
+	assert_string_equal(downlink_map_err_str(b.rc, b.out.detail),
+			    "not a valid MQTT topic name");
 	downlink_map_free(m);
 }
 
@@ -109,20 +112,20 @@ static void test_header_template(void **state)
 	rd_kafka_headers_t *h = headers(kv);
 	struct built b;
 	build(&b, m, NULL, "hello", h);
-	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 	assert_string_equal(b.topic, "site/7/all"); /* the last one wins */
 	assert_int_equal(b.out.qos, 0);
 	rd_kafka_headers_destroy(h);
 
 	build(&b, m, NULL, "hello", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_TEMPLATE);
 	assert_int_equal(b.out.detail, TEMPLATE_ERR_HEADER);
 
 	/* An empty header gives an empty topic: not a valid name. */
 	const char *const empty[] = { "mqtt.topic", "", NULL };
 	h = headers(empty);
 	build(&b, m, NULL, "hello", h);
-	assert_int_equal(b.rc, DOWNLINK_ERR_TOPIC);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_TOPIC);
 	rd_kafka_headers_destroy(h);
 	downlink_map_free(m);
 }
@@ -135,16 +138,16 @@ static void test_json_and_kafka_topic(void **state)
 	struct built b;
 	const char *v = "{\"device\":{\"id\":\"x7\"},\"seq\":42}";
 	build(&b, m, NULL, v, NULL);
-	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 	assert_string_equal(b.topic, "device-commands/x7/42");
 	assert_string_equal(b.payload, v); /* raw: the value as it is */
 	assert_int_equal(b.out.qos, 2);
 	assert_true(b.out.retain);
 	build(&b, m, NULL, "{\"device\":{}}", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_TEMPLATE);
 	assert_int_equal(b.out.detail, TEMPLATE_ERR_JSON_PATH);
 	build(&b, m, NULL, "not json", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_TEMPLATE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_TEMPLATE);
 	assert_int_equal(b.out.detail, TEMPLATE_ERR_NOT_JSON);
 	downlink_map_free(m);
 }
@@ -174,7 +177,7 @@ static void test_overrides(void **state)
 		struct built b;
 		build(&b, m, "d1", "x", h);
 		rd_kafka_headers_destroy(h);
-		assert_int_equal(b.rc, DOWNLINK_OK);
+		assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 		if (b.out.qos != cases[i].want_qos || b.out.retain != cases[i].want_retain)
 			fail_msg("case %zu: qos %d retain %d", i, b.out.qos, b.out.retain);
 	}
@@ -186,7 +189,7 @@ static void test_overrides(void **state)
 	build(&b, r, "d1", "x", h);
 	assert_false(b.out.retain);
 	build(&b, r, "d1", NULL, NULL); /* null value: empty payload, retained */
-	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 	assert_true(b.out.retain);
 	assert_string_equal(b.payload, "");
 	rd_kafka_headers_destroy(h);
@@ -201,7 +204,7 @@ static void test_envelope(void **state)
 					 CFG_FORMAT_JSON);
 	struct built b;
 	build(&b, m, NULL, "{\"device\":\"d3\",\"payload\":\"reboot\"}", NULL);
-	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 	assert_string_equal(b.topic, "devices/d3/commands");
 	assert_string_equal(b.payload, "reboot");
 	build(&b, m, NULL, "{\"device\":\"d3\",\"payload\":{\"a\": [1, 2]}}", NULL);
@@ -209,26 +212,27 @@ static void test_envelope(void **state)
 	/* base64 of "hi!" */
 	build(&b, m, NULL,
 	      "{\"device\":\"d3\",\"payload_encoding\":\"base64\",\"payload\":\"aGkh\"}", NULL);
-	assert_int_equal(b.rc, DOWNLINK_OK);
+	assert_int_equal(b.rc, DOWNLINK_MAP_OK);
 	assert_string_equal(b.payload, "hi!");
 	/* JSON but not an envelope: skipped. */
 	build(&b, m, NULL, "{\"device\":\"d3\",\"cmd\":\"reboot\"}", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_ENVELOPE);
 	assert_int_equal(b.out.detail, ENVELOPE_ERR_NOT_ENVELOPE);
-	assert_string_equal(downlink_err_str(b.rc, b.out.detail), "value is not a JSON envelope");
+	assert_string_equal(downlink_map_err_str(b.rc, b.out.detail),
+			    "value is not a JSON envelope");
 	/* Bad base64. */
 	build(&b, m, NULL,
 	      "{\"device\":\"d3\",\"payload_encoding\":\"base64\",\"payload\":\"a\"}", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_ENVELOPE);
 	assert_int_equal(b.out.detail, ENVELOPE_ERR_INVALID);
 	downlink_map_free(m);
 
 	/* A literal topic: a non-JSON value is not an envelope either. */
 	m = map_new("broadcast/all", 0, false, CFG_FORMAT_JSON);
 	build(&b, m, NULL, "plain text", NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_ENVELOPE);
 	build(&b, m, NULL, NULL, NULL);
-	assert_int_equal(b.rc, DOWNLINK_ERR_ENVELOPE);
+	assert_int_equal(b.rc, DOWNLINK_MAP_ERR_ENVELOPE);
 	downlink_map_free(m);
 }
 
@@ -239,13 +243,14 @@ static void test_shared_ctx(void **state)
 	struct downlink_map *a = map_new("a/${json:id}", 0, false, CFG_FORMAT_RAW);
 	struct downlink_map *j = map_new("b/${json:id}", 1, false, CFG_FORMAT_JSON);
 	const char *v = "{\"id\":\"q\",\"payload\":\"p\"}";
-	struct downlink_record r = { .topic = "device-commands", .value = v, .value_len = strlen(v) };
-	struct downlink_out out = { 0 };
+	struct downlink_map_record r = { .topic = "device-commands", .value = v,
+					 .value_len = strlen(v) };
+	struct downlink_map_out out = { 0 };
 	struct template_ctx ctx;
 	template_ctx_init(&ctx);
-	assert_int_equal(downlink_build(a, &r, &ctx, &out), DOWNLINK_OK);
+	assert_int_equal(downlink_map_build(a, &r, &ctx, &out), DOWNLINK_MAP_OK);
 	assert_int_equal(buf_used(&out.payload), strlen(v));
-	assert_int_equal(downlink_build(j, &r, &ctx, &out), DOWNLINK_OK);
+	assert_int_equal(downlink_map_build(j, &r, &ctx, &out), DOWNLINK_MAP_OK);
 	assert_memory_equal(buf_head(&out.topic), "b/q", 3);
 	assert_int_equal(buf_used(&out.payload), 1);
 	template_ctx_release(&ctx);
@@ -255,6 +260,45 @@ static void test_shared_ctx(void **state)
 	assert_false(downlink_map_has_topic(a, "device-command"));
 	downlink_map_free(a);
 	downlink_map_free(j);
+}
+
+/* [MQTT-4.7.3-3] A topic name is at most 65535 bytes: a record whose
+ * rendered topic would be longer is skipped (DOWNLINK_MAP_ERR_TOPIC, which
+ * downlink.c counts as skipped); 65535 bytes exactly still builds. */
+static void test_topic_length_limit(void **state)
+{
+	(void)state;
+	struct downlink_map *m = map_new("${key}", 1, false, CFG_FORMAT_RAW);
+	static const struct {
+		size_t key_len;
+		int want;
+	} cases[] = {
+		{ 65535, DOWNLINK_MAP_OK },
+		{ 65536, DOWNLINK_MAP_ERR_TOPIC },
+		{ 70000, DOWNLINK_MAP_ERR_TOPIC },
+	};
+	static char key[70000];
+	memset(key, 'k', sizeof(key));
+	struct downlink_map_out out = { 0 };
+	struct template_ctx ctx;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct downlink_map_record r = { .topic = "device-commands", .key = key,
+						 .key_len = cases[i].key_len, .value = "x",
+						 .value_len = 1 };
+		template_ctx_init(&ctx);
+		int rc = downlink_map_build(m, &r, &ctx, &out);
+		template_ctx_release(&ctx);
+		if (rc != cases[i].want)
+			fail_msg("key of %zu bytes: rc %d, want %d", cases[i].key_len, rc,
+				 cases[i].want);
+		if (rc == DOWNLINK_MAP_OK)
+			assert_int_equal(buf_used(&out.topic), cases[i].key_len);
+	}
+	assert_string_equal(downlink_map_err_str(DOWNLINK_MAP_ERR_TOPIC, 0),
+			    "not a valid MQTT topic name");
+	buf_release(&out.topic);
+	buf_release(&out.payload);
+	downlink_map_free(m);
 }
 
 static void test_map_errors_and_check(void **state)
@@ -306,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_envelope),
 		cmocka_unit_test(test_shared_ctx),
+		cmocka_unit_test(test_topic_length_limit),
 		cmocka_unit_test(test_map_errors_and_check),
 		cmocka_unit_test(test_group_id),
 	};
