@@ -77,7 +77,7 @@ $(B)/tests/test_%: tests/unit/test_%.c $(B)/libkafkagate.a
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
 		-lcmocka $(PKG_LIBS) $(LIBS)
 
-$(B)/tests/it_%: tests/integration/it_%.c $(IT_SUPPORT) $(B)/libkafkagate.a
+$(B)/tests/it_%: tests/integration/it_%.c $(IT_SUPPORT) tests/support/itpaho.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
 		-lcmocka $(PAHO) $(PKG_LIBS) $(LIBS)

@@ -28,6 +28,7 @@
 
 #include "gw.h"
 #include "itkafka.h"
+#include "itpaho.h"
 #include "itutil.h"
 
 #define WAIT_MS 5000
@@ -111,28 +112,6 @@ static json_t *get_json(const char *path)
 
 /* ---- MQTT ------------------------------------------------------------------ */
 
-static MQTTClient paho_connect(const char *id)
-{
-	MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
-	MQTTClient cl;
-	char uri[64];
-
-	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", g.port);
-	assert_int_equal(MQTTClient_create(&cl, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-			 MQTTCLIENT_SUCCESS);
-	opts.keepAliveInterval = 30;
-	opts.cleansession = 1;
-	opts.connectTimeout = 5;
-	assert_int_equal(MQTTClient_connect(cl, &opts), MQTTCLIENT_SUCCESS);
-	return cl;
-}
-
-static void paho_close(MQTTClient *cl)
-{
-	MQTTClient_disconnect(*cl, 1000);
-	MQTTClient_destroy(cl);
-}
-
 /* QoS 1 publish that returns once PUBACK came (so Kafka has the record). */
 static void publish_q1(MQTTClient cl, const char *topic)
 {
@@ -189,6 +168,13 @@ static void test_healthz_readyz(void **state)
 
 #define ROUTE_LABELS "{route=\"0\",filter=\"t/#\",topic=\"t\"}"
 
+static MQTTClient paho_connect(const char *id)
+{
+	MQTTClient cl = itpaho_connect(g.port, id, NULL);
+	assert_non_null(cl);
+	return cl;
+}
+
 static void test_metrics_count_publishes(void **state)
 {
 	static const char *const series[] = {
@@ -210,7 +196,7 @@ static void test_metrics_count_publishes(void **state)
 	MQTTClient cl = paho_connect("it-admin-pub");
 	for (int i = 0; i < N_PUBLISH; i++)
 		publish_q1(cl, "t/metrics");
-	paho_close(&cl);
+	itpaho_close(&cl);
 
 	/* PUBACK follows the delivery report, which counted first; poll a
 	 * little anyway, the counters are relaxed atomics of another thread. */
@@ -383,8 +369,8 @@ static void test_clients(void **state)
 	assert_int_equal(r.status, 400);
 
 	for (int i = 0; i < 3; i++)
-		paho_close(&more[i]);
-	paho_close(&sub);
+		itpaho_close(&more[i]);
+	itpaho_close(&sub);
 }
 
 struct bad_req {
@@ -436,7 +422,7 @@ static void test_bad_requests_leave_mqtt_alone(void **state)
 
 	/* The MQTT side did not notice. */
 	publish_q1(cl, "t/after-bad-requests");
-	paho_close(&cl);
+	itpaho_close(&cl);
 	http_get("/healthz", &r);
 	assert_int_equal(r.status, 200);
 }

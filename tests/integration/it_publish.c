@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "itpaho.h"
 #include "itutil.h"
 
 #define WAIT_MS 5000
@@ -41,29 +42,14 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* ---- paho: both directions at each QoS ----------------------------------- */
-
 static MQTTClient paho_connect(const char *id)
 {
-	MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
-	MQTTClient cl;
-	char uri[64];
-
-	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", g.port);
-	assert_int_equal(MQTTClient_create(&cl, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-			 MQTTCLIENT_SUCCESS);
-	opts.keepAliveInterval = 30;
-	opts.cleansession = 1;
-	opts.connectTimeout = 5;
-	assert_int_equal(MQTTClient_connect(cl, &opts), MQTTCLIENT_SUCCESS);
+	MQTTClient cl = itpaho_connect(g.port, id, NULL);
+	assert_non_null(cl);
 	return cl;
 }
 
-static void paho_close(MQTTClient *cl)
-{
-	MQTTClient_disconnect(*cl, 1000);
-	MQTTClient_destroy(cl);
-}
+/* ---- paho: both directions at each QoS ----------------------------------- */
 
 static void paho_roundtrip(int qos, size_t len)
 {
@@ -99,8 +85,8 @@ static void paho_roundtrip(int qos, size_t len)
 	assert_memory_equal(got->payload, payload, len);
 	MQTTClient_freeMessage(&got);
 	MQTTClient_free(rtopic);
-	paho_close(&pub);
-	paho_close(&sub);
+	itpaho_close(&pub);
+	itpaho_close(&sub);
 	free(payload);
 }
 

@@ -35,6 +35,7 @@
 
 #include "gw.h"
 #include "itkafka.h"
+#include "itpaho.h"
 #include "itutil.h"
 
 #define WAIT_MS 10000
@@ -151,23 +152,6 @@ static bool has_header(const struct itkafka_rec *r, const char *name)
 
 /* ---- MQTT helpers ---------------------------------------------------------- */
 
-static MQTTClient paho_connect(const char *id, const char *username)
-{
-	MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-	MQTTClient cl;
-	char uri[64];
-
-	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", F.g.port);
-	assert_int_equal(MQTTClient_create(&cl, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL),
-			 MQTTCLIENT_SUCCESS);
-	o.keepAliveInterval = 30;
-	o.cleansession = 1;
-	o.connectTimeout = 5;
-	o.username = username;
-	assert_int_equal(MQTTClient_connect(cl, &o), MQTTCLIENT_SUCCESS);
-	return cl;
-}
-
 static void paho_pub(MQTTClient cl, const char *topic, const void *p, size_t len, int qos,
 		     int retain)
 {
@@ -183,10 +167,11 @@ static void paho_pub(MQTTClient cl, const char *topic, const void *p, size_t len
 		assert_int_equal(MQTTClient_waitForCompletion(cl, dt, WAIT_MS), MQTTCLIENT_SUCCESS);
 }
 
-static void paho_close(MQTTClient *cl)
+static MQTTClient paho_connect(const char *id, const char *username)
 {
-	MQTTClient_disconnect(*cl, 1000);
-	MQTTClient_destroy(cl);
+	MQTTClient cl = itpaho_connect(F.g.port, id, username);
+	assert_non_null(cl);
+	return cl;
 }
 
 /* ---- records: raw format, QoS 0/1/2 ------------------------------------------ */
@@ -219,7 +204,7 @@ static void test_raw_qos012(void **state)
 		paho_pub(cl, m[i].topic, m[i].p, m[i].len, m[i].qos, m[i].retain);
 		m[i].after = wall_ms();
 	}
-	paho_close(&cl);
+	itpaho_close(&cl);
 	memset(r, 0, sizeof(r));
 	assert_int_equal(kread("sensors", N, WAIT_MS, r), N);
 	long long read_at = wall_ms();
@@ -248,7 +233,7 @@ static void test_raw_qos012(void **state)
 	/* Without a user name: no mqtt.username header. */
 	cl = paho_connect("it-up-anon", NULL);
 	paho_pub(cl, "factory/f9/sensors/t", "anon", 4, 1, 0);
-	paho_close(&cl);
+	itpaho_close(&cl);
 	assert_int_equal(kread("sensors", N + 1, WAIT_MS, r), N + 1);
 	const struct itkafka_rec *k = by_value(r, N + 1, "anon", 4);
 	assert_string_equal(k->key, "it-up-anon");
@@ -291,10 +276,10 @@ static void test_json_envelope(void **state)
 	long long t0 = wall_ms();
 	paho_pub(a, "json/dev1/state", doc, strlen(doc), 1, 0);
 	long long t1 = wall_ms();
-	paho_close(&a);
+	itpaho_close(&a);
 	MQTTClient b = paho_connect("it-up-js2", NULL);
 	paho_pub(b, "json/dev2/blob", bin, sizeof(bin), 2, 1);
-	paho_close(&b);
+	itpaho_close(&b);
 
 	memset(r, 0, sizeof(r));
 	assert_int_equal(kread("env", 2, WAIT_MS, r), 2);
