@@ -116,40 +116,7 @@ static void test_set_replace_clear(void **state)
 	msg_unref(clear_a);
 }
 
-/* MQTT 3.1.1 section 4.7 examples, one retained topic at a time. */
-static const struct {
-	const char *filter, *topic;
-	bool match;
-} spec[] = {
-	{ "sport/tennis/player1/#", "sport/tennis/player1", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/ranking", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true },
-	{ "sport/tennis/player1/#", "sport/tennis", false },
-	{ "sport/#", "sport", true },
-	{ "sport/tennis/#", "sport", false },
-	{ "sport/tennis/+", "sport/tennis/player1", true },
-	{ "sport/tennis/+", "sport/tennis/player1/ranking", false },
-	{ "sport/+", "sport", false },
-	{ "sport/+", "sport/", true },
-	{ "+/+", "/finance", true },
-	{ "/+", "/finance", true },
-	{ "+", "/finance", false },
-	{ "#", "sport/tennis", true },
-	{ "#", "$SYS/monitor/Clients", false },
-	{ "+/monitor/Clients", "$SYS/monitor/Clients", false },
-	{ "$SYS/#", "$SYS/monitor/Clients", true },
-	{ "$SYS/#", "$SYS", true },
-	{ "$SYS/monitor/+", "$SYS/monitor/Clients", true },
-	{ "+/#", "$SYS", false },
-	{ "+", "$SYS", false },
-	{ "a/+", "a/$b", true },
-	{ "a/+/b", "a//b", true },
-	{ "a/b", "a//b", false },
-	{ "+/+", "/", true },
-	{ "+", "/", false },
-	{ "+/#", "a", true },
-	{ "#", "/", true },
-};
+#include "topic_spec.h"
 
 static void test_spec_examples(void **state)
 {

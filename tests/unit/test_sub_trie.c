@@ -66,39 +66,7 @@ static int del(struct sub_trie *t, const char *filter, size_t owner)
 	return sub_trie_remove(t, filter, strlen(filter), OWNER(owner));
 }
 
-/* The MQTT 3.1.1 section 4.7 examples, as (filter, topic, expected). */
-static const struct {
-	const char *filter, *topic;
-	bool match;
-} spec[] = {
-	{ "sport/tennis/player1/#", "sport/tennis/player1", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/ranking", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true },
-	{ "sport/tennis/player1/#", "sport/tennis", false },
-	{ "sport/#", "sport", true },
-	{ "sport/tennis/#", "sport", false },
-	{ "sport/tennis/+", "sport/tennis/player1", true },
-	{ "sport/tennis/+", "sport/tennis/player1/ranking", false },
-	{ "sport/+", "sport", false },
-	{ "sport/+", "sport/", true },
-	{ "+/+", "/finance", true },
-	{ "/+", "/finance", true },
-	{ "+", "/finance", false },
-	{ "#", "sport/tennis", true },
-	{ "#", "$SYS/monitor/Clients", false },
-	{ "+/monitor/Clients", "$SYS/monitor/Clients", false },
-	{ "$SYS/#", "$SYS/monitor/Clients", true },
-	{ "$SYS/#", "$SYS", true },
-	{ "$SYS/monitor/+", "$SYS/monitor/Clients", true },
-	{ "+/#", "$SYS", false },
-	{ "a/+", "a/$b", true },
-	{ "a/+/b", "a//b", true },
-	{ "a/b", "a//b", false },
-	{ "+/+", "/", true },
-	{ "+", "/", false },
-	{ "+/#", "a", true },
-};
-#define NSPEC (sizeof(spec) / sizeof(spec[0]))
+#include "topic_spec.h"
 
 static void test_spec_examples(void **state)
 {
