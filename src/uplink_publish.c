@@ -188,8 +188,10 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 		uplink_permanent_failure(u, t, NULL, why);
 		return;
 	}
+	/* A literal topic was checked when the table was built (route.c). */
 	if (buf_append(tb, "", 1) < 0 ||
-	    !route_kafka_topic_valid((const char *)buf_head(tb), buf_used(tb) - 1)) {
+	    (!template_is_literal(route_topic(r)) &&
+	     !route_kafka_topic_valid((const char *)buf_head(tb), buf_used(tb) - 1))) {
 		uplink_permanent_failure(u, t, (const char *)buf_head(tb), "invalid Kafka topic name");
 		return;
 	}
