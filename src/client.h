@@ -154,7 +154,7 @@ void handle_connect_resume(struct worker *w, uint64_t conn_id);
  * and fence our inbox. */
 void handle_takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id);
 /* Inbox: every delivery queued here before the takeover is settled. */
-void handle_fence(struct worker *w, struct session *s, int from, uint64_t conn_id);
+void handle_fence(struct worker *w, int from, uint64_t conn_id);
 /* Inbox: the deliveries posted here while s was ours are all in its queue. */
 void handle_settle(struct worker *w, struct session *s);
 

@@ -199,18 +199,15 @@ void handle_takeover_request(struct worker *w, struct session *s, int from, uint
 	/* Closing parked s and queued INBOX_SETTLE behind the deliveries still
 	 * in our inbox; a fence posted to ourselves now comes after that, so the
 	 * answer leaves once s is settled. */
-	struct inbox_item it = { .kind = INBOX_FENCE, .a = (uint8_t)from, .u = conn_id,
-				 .p1 = session_ref(s) };
+	struct inbox_item it = { .kind = INBOX_FENCE, .a = (uint8_t)from, .u = conn_id };
 	if (worker_post(w, &it) < 0) {
-		session_unref(s);
 		struct inbox_item done = { .kind = INBOX_TAKEOVER_DONE, .u = conn_id };
 		worker_post(&w->br->workers[from], &done);
 	}
 }
 
-void handle_fence(struct worker *w, struct session *s, int from, uint64_t conn_id)
+void handle_fence(struct worker *w, int from, uint64_t conn_id)
 {
-	(void)s;
 	struct inbox_item it = { .kind = INBOX_TAKEOVER_DONE, .u = conn_id };
 	worker_post(&w->br->workers[from], &it);
 }

@@ -20,7 +20,7 @@
 enum inbox_kind {
 	INBOX_DELIVER = 1,     /* p1 = struct session * (ref), p2 = struct msg * (ref), a = qos */
 	INBOX_TAKEOVER,        /* p1 = struct session * (ref), a = requesting worker, u = conn id */
-	INBOX_FENCE,           /* p1 = struct session * (ref), a = requesting worker, u = conn id */
+	INBOX_FENCE,           /* a = requesting worker, u = conn id: answer once reached */
 	INBOX_SETTLE,          /* p1 = struct session * (ref): posted to itself by the worker that parked it */
 	INBOX_TAKEOVER_DONE,   /* u = conn id of the waiting client */
 	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink) */

@@ -84,8 +84,7 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		session_unref(it->p1);
 		break;
 	case INBOX_FENCE:
-		handle_fence(w, it->p1, it->a, it->u);
-		session_unref(it->p1);
+		handle_fence(w, it->a, it->u);
 		break;
 	case INBOX_SETTLE:
 		handle_settle(w, it->p1);
@@ -109,7 +108,6 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		break;
 	}
 	case INBOX_STOP:
-		w->stopping = true;
 		for (struct client *c = w->clients; c; c = c->next)
 			client_close(c, "shutting down", false);
 		loop_stop(w->loop);
@@ -349,7 +347,6 @@ void worker_release(struct worker *w)
 				msg_track_done(b->items[i].p1);
 				msg_unref(b->items[i].p1);
 			} else if (b->items[i].kind == INBOX_TAKEOVER ||
-				   b->items[i].kind == INBOX_FENCE ||
 				   b->items[i].kind == INBOX_SETTLE) {
 				session_unref(b->items[i].p1);
 			}

@@ -99,7 +99,6 @@ struct worker {
 	_Atomic(struct reclaim_node *) reclaim; /* any thread pushes; owner drains */
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
-	bool stopping;
 	bool draining;               /* shutting down: read nothing more */
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
 	struct client *backlog;      /* publishers paused until peers catch up */
