@@ -14,10 +14,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "msg.h"
-#include "retain.h"
-#include "sub_trie.h"
-#include "topic.h"
+#include "core/msg.h"
+#include "broker/retain.h"
+#include "mqtt/sub_trie.h"
+#include "mqtt/topic.h"
 
 #define NDEV    100000
 #define NWILD   1000

@@ -56,7 +56,7 @@ build_loadgen() {
 	say "compare: 'make bench' failed (see below); compiling loadgen from the codec sources"
 	tail -n 5 "$WORK/make.log" >&2 || true
 	local srcs=() f
-	for f in src/mqtt_codec.c src/mqtt_frame.c src/mqtt_decode.c src/mqtt_encode.c src/mqtt_props.c src/buf.c; do
+	for f in src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c src/mqtt/mqtt_encode.c src/mqtt_props.c src/core/buf.c; do
 		[ -f "$f" ] && srcs+=("$f")
 	done
 	mkdir -p "$(dirname "$LOADGEN")"

@@ -32,8 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "mqtt_codec.h"
+#include "core/buf.h"
+#include "mqtt/mqtt_codec.h"
 
 #define LG_LEVEL 4              /* MQTT 3.1.1 */
 #define LG_OUT_HIGH 16384       /* publishers stop encoding above this */

@@ -461,7 +461,7 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 static int run_produce(void)
 {
-	/* kafkagate's producer defaults (src/kafka_conf.c). */
+	/* kafkagate's producer defaults (src/kafka/kafka_conf.c). */
 	static const char *const kv[][2] = {
 		{ "acks", "all" }, { "enable.idempotence", "true" }, { "linger.ms", "5" },
 		{ "compression.type", "lz4" }, { "partitioner", "murmur2_random" },

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mqtt_codec.h"
+#include "mqtt/mqtt_codec.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 

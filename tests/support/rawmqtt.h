@@ -6,7 +6,7 @@
  * MSG_NOSIGNAL, so a peer that closed gives -1/EPIPE, not SIGPIPE.
  *
  * The packet builders are written here by hand on purpose rather than with
- * src/mqtt_encode.c: a test must not build its input with the code it checks.
+ * src/mqtt/mqtt_encode.c: a test must not build its input with the code it checks.
  * They write into a caller buffer and return the packet length, or -1 if it
  * does not fit. They do not validate: tests may build illegal packets.
  *

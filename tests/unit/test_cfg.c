@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cfg.h"
-#include "log.h"
-#include "util.h"
+#include "core/cfg.h"
+#include "core/log.h"
+#include "core/util.h"
 
 static char tmpdir[64];
 static char tmpfile_path[128];

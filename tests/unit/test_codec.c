@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "mqtt_codec.h"
+#include "mqtt/mqtt_codec.h"
 
 #define S(lit) ((struct mqtt_str){ (const uint8_t *)(lit), sizeof(lit) - 1 })
 #define P(arr) ((struct mqtt_props){ (arr), sizeof(arr) })

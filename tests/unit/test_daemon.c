@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "daemon.h"
+#include "core/daemon.h"
 
 /* The socket the "service manager" reads, and the NOTIFY_SOCKET value. */
 struct mgr {

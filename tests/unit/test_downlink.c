@@ -16,11 +16,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cfg.h"
-#include "downlink.h"
-#include "downlink_map.h"
-#include "envelope.h"
-#include "template.h"
+#include "core/cfg.h"
+#include "kafka/downlink.h"
+#include "route/downlink_map.h"
+#include "route/envelope.h"
+#include "route/template.h"
 
 static char *topics_cmd[] = { "device-commands" };
 

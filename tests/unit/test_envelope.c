@@ -8,8 +8,8 @@
 
 #include <jansson.h>
 
-#include "envelope.h"
-#include "template.h"
+#include "route/envelope.h"
+#include "route/template.h"
 
 #define META "{\"topic\":\"f/l1/temp\",\"clientid\":\"dev-1\",\"username\":\"alice\"," \
 	     "\"qos\":1,\"retain\":false,\"timestamp\":1700000000123"

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "offsets.h"
+#include "kafka/offsets.h"
 
 /* What a callback reported: up to 16 (topic, partition, offset). */
 struct seen {

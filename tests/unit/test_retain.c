@@ -8,9 +8,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "msg.h"
-#include "retain.h"
-#include "topic.h"
+#include "core/msg.h"
+#include "broker/retain.h"
+#include "mqtt/topic.h"
 
 static struct msg *mk(const char *topic, const char *payload)
 {

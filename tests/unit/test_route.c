@@ -9,7 +9,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "route.h"
+#include "route/route.h"
 
 #define NO_MATCH -1
 #define MAX_WANT 5

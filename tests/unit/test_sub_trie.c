@@ -8,8 +8,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "sub_trie.h"
-#include "topic.h"
+#include "mqtt/sub_trie.h"
+#include "mqtt/topic.h"
 
 #define OWNER(i) ((void *)(uintptr_t)((i) + 1))
 #define INDEX(p) ((size_t)(uintptr_t)(p) - 1)

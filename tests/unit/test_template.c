@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "template.h"
+#include "route/template.h"
 
 /* Table checks name the failing case. */
 #define CHECK(cond, i, src) \

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "topic.h"
+#include "mqtt/topic.h"
 
 struct match_case {
 	const char *filter;

@@ -1,0 +1,348 @@
+/* http.c - the admin HTTP endpoint; see http.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "admin/http.h"
+#include "admin/http_int.h"
+#include "admin/http_parse.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/net.h"
+#include "core/util.h"
+
+#define HTTP_TICK_MS 250
+#define HTTP_LINGER_MS 1000
+#define ACCEPTS_PER_EVENT 16
+
+enum hconn_state {
+	HC_READ,    /* reading the request head */
+	HC_WRITE,   /* sending the response */
+	HC_LINGER,  /* sent and shut down for writing: draining what the peer still sends */
+};
+
+struct hconn {
+	struct loop_io io;
+	struct http_server *hs;
+	struct hconn *prev, *next;
+	enum hconn_state state;
+	int64_t deadline_ms;
+	char peer[64];
+	size_t in_len;
+	char in[HTTP_MAX_HEAD];
+	struct buf out;
+};
+
+struct http_server {
+	struct http_route_env env;
+	struct loop *loop;
+	struct loop_io lis;
+	struct loop_io wake;         /* eventfd: http_server_free() stops the loop */
+	pthread_t thread;
+	bool started;
+	struct hconn *conns;
+	int n_conns;
+	int port;
+};
+
+static void conn_free(struct hconn *c)
+{
+	struct http_server *hs = c->hs;
+
+	loop_io_del(hs->loop, &c->io);
+	close(c->io.fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		hs->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	hs->n_conns--;
+	buf_release(&c->out);
+	free(c);
+}
+
+/* Writes what the socket takes; once all is out, half-closes and lingers so
+ * that unread request bytes do not turn our close into a reset that could
+ * destroy the response before the client read it. */
+static void conn_flush(struct hconn *c)
+{
+	while (buf_used(&c->out) > 0) {
+		ssize_t n = send(c->io.fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			loop_io_mod(c->hs->loop, &c->io, EPOLLOUT);
+			return;
+		}
+		if (n <= 0) {
+			conn_free(c);
+			return;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	shutdown(c->io.fd, SHUT_WR);
+	c->state = HC_LINGER;
+	c->deadline_ms = util_now_ms() + HTTP_LINGER_MS;
+	loop_io_mod(c->hs->loop, &c->io, EPOLLIN);
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+void http_respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
+		  bool head_only)
+{
+	char h[512];
+	int n = snprintf(h, sizeof(h),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+			 status, reason_phrase(status), ctype, len,
+			 status == 405 ? "Allow: GET, HEAD\r\n" : "");
+
+	log_debug("http response status=%d addr=%s bytes=%zu", status, c->peer, len);
+	buf_reset(&c->out);
+	if (buf_append(&c->out, h, (size_t)n) < 0 ||
+	    (!head_only && len > 0 && buf_append(&c->out, body, len) < 0)) {
+		conn_free(c);
+		return;
+	}
+	c->state = HC_WRITE;
+	c->deadline_ms = util_now_ms() + HTTP_TIMEOUT_MS;
+	conn_flush(c);
+}
+
+void http_respond_text(struct hconn *c, int status, const char *text, bool head_only)
+{
+	http_respond(c, status, "text/plain; charset=utf-8", text, strlen(text), head_only);
+}
+
+static void conn_read(struct hconn *c)
+{
+	for (;;) {
+		if (c->state == HC_LINGER) {
+			char sink[4096];
+			ssize_t n = read(c->io.fd, sink, sizeof(sink));
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return;
+			if (n <= 0) {
+				conn_free(c);
+				return;
+			}
+			continue;
+		}
+		if (c->in_len == sizeof(c->in)) {
+			http_respond_text(c, 431, "request head too large\n", false);
+			return;
+		}
+		ssize_t n = read(c->io.fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			/* The peer left before a whole head: nobody to answer. */
+			conn_free(c);
+			return;
+		}
+		c->in_len += (size_t)n;
+		struct http_request req;
+		int r = http_parse_request(c->in, c->in_len, &req);
+		if (r < 0) {
+			log_debug("http malformed request addr=%s", c->peer);
+			http_respond_text(c, 400, "malformed request\n", false);
+			return;
+		}
+		if (r > 0) {
+			log_debug("http request addr=%s method=%.*s path=%.*s", c->peer,
+				  (int)req.method_len, req.method, (int)req.path_len, req.path);
+			http_route_serve(c, &c->hs->env, &req);
+			return;
+		}
+	}
+}
+
+static void on_conn(struct loop_io *io, uint32_t revents)
+{
+	struct hconn *c = container_of(io, struct hconn, io);
+
+	if (c->state == HC_WRITE) {
+		if (revents & (EPOLLERR | EPOLLHUP) && !(revents & EPOLLOUT))
+			conn_free(c);
+		else
+			conn_flush(c);
+		return;
+	}
+	conn_read(c);
+}
+
+static void on_accept(struct loop_io *io, uint32_t revents)
+{
+	struct http_server *hs = container_of(io, struct http_server, lis);
+	char peer[64];
+	(void)revents;
+
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		int fd = net_accept(io->fd, peer, sizeof(peer));
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn_errno("http accept failed");
+			return;
+		}
+		struct hconn *c = hs->n_conns < HTTP_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			log_warn("http conn rejected addr=%s reason=\"%s\"", peer,
+				 hs->n_conns < HTTP_MAX_CONNS ? "out of memory" : "too many connections");
+			close(fd);
+			continue;
+		}
+		c->io.fd = fd;
+		c->io.fn = on_conn;
+		c->hs = hs;
+		c->state = HC_READ;
+		c->deadline_ms = util_now_ms() + HTTP_TIMEOUT_MS;
+		snprintf(c->peer, sizeof(c->peer), "%s", peer);
+		c->next = hs->conns;
+		if (hs->conns)
+			hs->conns->prev = c;
+		hs->conns = c;
+		hs->n_conns++;
+		if (loop_io_add(hs->loop, &c->io, EPOLLIN) < 0)
+			conn_free(c);
+	}
+}
+
+static void on_tick(void *ud)
+{
+	struct http_server *hs = ud;
+	int64_t now = util_now_ms();
+
+	for (struct hconn *c = hs->conns, *next; c; c = next) {
+		next = c->next;
+		if (now >= c->deadline_ms) {
+			if (c->state == HC_READ)
+				log_debug("http request timed out addr=%s", c->peer);
+			conn_free(c);
+		}
+	}
+}
+
+static void on_wake(struct loop_io *io, uint32_t revents)
+{
+	struct http_server *hs = container_of(io, struct http_server, wake);
+	uint64_t v;
+	(void)revents;
+
+	if (read(io->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn_errno("http wake read failed");
+	loop_stop(hs->loop);
+}
+
+struct http_server *http_server_new(const char *addr, int port, struct broker *br,
+				    char *err, size_t errlen)
+{
+	struct http_server *hs = calloc(1, sizeof(*hs));
+
+	if (!hs) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	hs->env.br = br;
+	hs->lis.fd = hs->wake.fd = -1;
+	hs->env.start_wall_ms = util_wall_ms();
+	hs->env.start_mono_ms = util_now_ms();
+	if (!(hs->loop = loop_new())) {
+		snprintf(err, errlen, "event loop: %s", strerror(errno));
+		goto fail;
+	}
+	if ((hs->lis.fd = net_listen(addr, port, false, 64)) < 0) {
+		snprintf(err, errlen, "cannot listen on %s port %d: %s", addr, port, strerror(errno));
+		goto fail;
+	}
+	if ((hs->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	hs->lis.fn = on_accept;
+	hs->wake.fn = on_wake;
+	if (loop_io_add(hs->loop, &hs->lis, EPOLLIN) < 0 ||
+	    loop_io_add(hs->loop, &hs->wake, EPOLLIN) < 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		goto fail;
+	}
+	loop_set_tick(hs->loop, HTTP_TICK_MS, on_tick, hs);
+	hs->port = net_local_port(hs->lis.fd);
+	return hs;
+fail:
+	http_server_free(hs);
+	return NULL;
+}
+
+void http_server_set_hooks(struct http_server *hs, const struct metrics_hook *mh,
+			   const struct status_hook *sh)
+{
+	if (mh)
+		hs->env.mh = *mh;
+	if (sh)
+		hs->env.sh = *sh;
+}
+
+static void *http_main(void *arg)
+{
+	struct http_server *hs = arg;
+
+	log_set_thread("http");
+	loop_run(hs->loop);
+	return NULL;
+}
+
+int http_server_start(struct http_server *hs)
+{
+	int e = pthread_create(&hs->thread, NULL, http_main, hs);
+	if (e != 0) {
+		log_error("http thread not started err=\"%s\"", strerror(e));
+		return -1;
+	}
+	hs->started = true;
+	return 0;
+}
+
+int http_server_port(const struct http_server *hs) { return hs->port; }
+
+void http_server_free(struct http_server *hs)
+{
+	if (!hs)
+		return;
+	if (hs->started) {
+		uint64_t one = 1;
+		if (write(hs->wake.fd, &one, sizeof(one)) < 0)
+			log_warn_errno("http wake write failed");
+		pthread_join(hs->thread, NULL);
+	}
+	while (hs->conns)
+		conn_free(hs->conns);
+	if (hs->lis.fd >= 0)
+		close(hs->lis.fd);
+	if (hs->wake.fd >= 0)
+		close(hs->wake.fd);
+	loop_free(hs->loop);
+	free(hs);
+}

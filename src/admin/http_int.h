@@ -1,0 +1,51 @@
+/*
+ * http_int.h - what http.c (the admin thread: sockets, the connection state
+ * machine, writing responses) and http_route.c (which handler answers which
+ * request) share. Not a public interface: other modules use http.h.
+ *
+ * Threads: everything here runs on the admin thread.
+ */
+#ifndef KG_HTTP_INT_H
+#define KG_HTTP_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "admin/metrics.h"
+#include "admin/status.h"
+
+struct broker;
+struct hconn;          /* one admin connection; only http.c looks inside */
+struct http_request;
+
+/* What the handlers read. Part of struct http_server; set on the main
+ * thread before the admin thread starts, constant afterwards. */
+struct http_route_env {
+	struct broker *br;
+	int64_t start_wall_ms, start_mono_ms;
+	struct metrics_hook mh;
+	struct status_hook sh;
+};
+
+/*
+ * Answers c with one whole response (status line, Content-Type, Content-
+ * Length, "Connection: close"; no body when head_only) and starts sending
+ * it. body is borrowed, copied before return. c may be freed on return (out
+ * of memory, peer gone): callers must not touch it afterwards.
+ */
+void http_respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
+		  bool head_only);
+/* http_respond() with a text/plain body; same rules. */
+void http_respond_text(struct hconn *c, int status, const char *text, bool head_only);
+
+/*
+ * Routes one whole, well-formed request head to its handler (or to 404,
+ * 405, 400 for a body) and answers c exactly once, through http_respond();
+ * c must not be touched after return. May block up to HTTP_CALL_TIMEOUT_MS
+ * (/api/v1/clients waits for the workers).
+ */
+void http_route_serve(struct hconn *c, const struct http_route_env *env,
+		      const struct http_request *req);
+
+#endif

@@ -1,0 +1,106 @@
+/* http_route.c - which handler answers which admin request; see http.h for
+ * the endpoints and http_int.h for the contract with the connection code. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "core/buf.h"
+#include "admin/http.h"
+#include "admin/http_int.h"
+#include "admin/http_parse.h"
+#include "admin/metrics.h"
+#include "admin/status.h"
+#include "kafka/uplink.h"
+#include "broker/worker.h"
+
+static void serve_ready(struct hconn *c, struct broker *br, bool head_only)
+{
+	int n_lis = br->n_workers > 0 ? br->workers[0].n_lis : 0;
+	char why[256] = "", body[300];
+
+	if (n_lis == 0)
+		snprintf(why, sizeof(why), "no MQTT listener");
+	for (int i = 0; i < n_lis && !why[0]; i++)
+		if (broker_listener_port(br, i) <= 0)
+			snprintf(why, sizeof(why), "MQTT listener %d is not bound", i);
+	if (!why[0] && br->up && uplink_ready(br->up, why, sizeof(why)) < 0 && !why[0])
+		snprintf(why, sizeof(why), "kafka not reachable");
+	if (!why[0]) {
+		http_respond_text(c, 200, "ready\n", head_only);
+		return;
+	}
+	snprintf(body, sizeof(body), "not ready: %s\n", why);
+	http_respond_text(c, 503, body, head_only);
+}
+
+static void serve_json(struct hconn *c, char *text, const char *err, bool head_only)
+{
+	if (!text) {
+		char body[300];
+		snprintf(body, sizeof(body), "%s\n", err);
+		http_respond_text(c, 503, body, head_only);
+		return;
+	}
+	http_respond(c, 200, "application/json", text, strlen(text), head_only);
+	free(text);
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+	return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+}
+
+void http_route_serve(struct hconn *c, const struct http_route_env *env,
+		      const struct http_request *req)
+{
+	bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+	const char *cl;
+	size_t cl_len;
+
+	if (!path_is(req, "/metrics") && !path_is(req, "/healthz") && !path_is(req, "/readyz") &&
+	    !path_is(req, "/api/v1/status") && !path_is(req, "/api/v1/clients")) {
+		http_respond_text(c, 404, "not found\n", head);
+		return;
+	}
+	if (!get && !head) {
+		http_respond_text(c, 405, "method not allowed\n", false);
+		return;
+	}
+	cl = http_header_get(req, "Content-Length", &cl_len);
+	if (http_header_get(req, "Transfer-Encoding", &cl_len) ||
+	    (cl && !(cl_len == 1 && cl[0] == '0'))) {
+		http_respond_text(c, 400, "request bodies are not accepted\n", head);
+		return;
+	}
+
+	if (path_is(req, "/healthz")) {
+		http_respond_text(c, 200, "ok\n", head);
+	} else if (path_is(req, "/readyz")) {
+		serve_ready(c, env->br, head);
+	} else if (path_is(req, "/metrics")) {
+		struct buf b = { 0 };
+		if (metrics_render(&b, env->br, env->start_wall_ms, &env->mh) < 0)
+			http_respond_text(c, 500, "out of memory\n", head);
+		else
+			http_respond(c, 200, METRICS_CONTENT_TYPE, (const char *)buf_head(&b),
+				buf_used(&b), head);
+		buf_release(&b);
+	} else if (path_is(req, "/api/v1/status")) {
+		serve_json(c, status_render(env->br, env->start_mono_ms, &env->sh), "out of memory",
+			   head);
+	} else {
+		long off = http_query_count(req->query, req->query_len, "offset", 0);
+		long lim = http_query_count(req->query, req->query_len, "limit",
+					    STATUS_CLIENTS_DEFAULT_LIMIT);
+		char err[128];
+		if (off < 0 || lim < 0) {
+			http_respond_text(c, 400, "offset and limit must be non-negative integers\n", head);
+			return;
+		}
+		serve_json(c, status_clients(env->br, (size_t)off, (size_t)lim, HTTP_CALL_TIMEOUT_MS,
+					     err, sizeof(err)), err, head);
+	}
+}

@@ -1,0 +1,63 @@
+/*
+ * metrics.h - the /metrics scrape: Prometheus text exposition format 0.0.4.
+ *
+ * Everything is read at scrape time: per-worker counters (struct
+ * worker_stats) summed with relaxed atomic loads, the broker's connection
+ * gauge, the uplink's counters and latency histogram, and the retained
+ * message count (under retain_lock, held for one count). Scraping never takes
+ * a lock that a worker holds on its hot path and never touches a worker's
+ * clients: counters may be a few increments apart from one another, which
+ * Prometheus tolerates.
+ *
+ * Connections are counted per worker, not per listener: the connection
+ * families carry a single listener="all" label until the workers count by
+ * listener.
+ *
+ * The helpers below let another module (downlink: records consumed,
+ * delivered, skipped, kafkagate_downlink_consumer_lag{topic,partition,group})
+ * render its own families through a hook (metrics_render()'s `extra`).
+ *
+ * Threads: the admin thread (or any thread that is not a worker holding
+ * retain_lock). Everything appends to a caller-owned buffer.
+ */
+#ifndef KG_METRICS_H
+#define KG_METRICS_H
+
+#include <stdint.h>
+
+#include "core/buf.h"
+
+struct broker;
+
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Another module's families, appended after the built-in ones. Must follow
+ * the same rules (relaxed loads, no worker locks). Returns 0 or -1 (ENOMEM). */
+struct metrics_hook {
+	int (*render)(struct buf *out, void *ud);
+	void *ud;
+};
+
+/*
+ * Appends a whole scrape of br to out. start_wall_ms is the process start
+ * (Unix ms) for kafkagate_start_time_seconds; http.c passes the time its
+ * server was created, during start-up. hook may be NULL.
+ * Returns 0, or -1 on allocation failure (out then holds a partial scrape).
+ */
+int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
+		   const struct metrics_hook *hook);
+
+/* "# HELP name help" and "# TYPE name type" (counter, gauge, histogram).
+ * help must not contain a backslash or a newline. Returns 0 or -1. */
+int metrics_family(struct buf *out, const char *name, const char *type, const char *help);
+
+/*
+ * One sample line: name{k1="v1",...} value. labels is NULL or an array of
+ * key, value strings ended by a NULL key; values are escaped (\\, \", \n).
+ * Returns 0 or -1.
+ */
+int metrics_u64(struct buf *out, const char *name, const char *const *labels, uint64_t v);
+int metrics_i64(struct buf *out, const char *name, const char *const *labels, int64_t v);
+int metrics_f64(struct buf *out, const char *name, const char *const *labels, double v);
+
+#endif

@@ -1,0 +1,266 @@
+/* main.c - start-up and shut-down order only. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/broker.h"
+#include "core/cfg.h"
+#include "core/daemon.h"
+#include "kafka/downlink.h"
+#include "admin/http.h"
+#include "kafka/kafka_conf.h"
+#include "core/log.h"
+#include "admin/metrics.h"
+#include "app/reload.h"
+#include "route/route.h"
+#include "admin/status.h"
+#include "kafka/uplink.h"
+#include "core/util.h"
+#include "broker/worker.h"
+
+#ifndef KG_VERSION
+#define KG_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kafkagate [--check] --config FILE\n"
+		"       kafkagate --version | --help\n"
+		"\n"
+		"  -c, --config FILE  configuration file (libconfig syntax)\n"
+		"  -t, --check        validate the configuration and exit (0 = valid)\n"
+		"  -V, --version      print the version and exit\n"
+		"  -h, --help         print this help and exit\n"
+		"\n"
+		"Signals: SIGTERM/SIGINT stop cleanly (flushing Kafka); SIGHUP reloads the\n"
+		"configuration (routes, limits, log level) without closing connections.\n");
+}
+
+/* Kafka is started when the config has a kafka group, routes or downlinks. */
+static bool kafka_wanted(const struct cfg *cfg)
+{
+	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0;
+}
+
+/* True when every worker ran its tick recently: the watchdog then vouches
+ * for the network threads, not just for this one. */
+static bool workers_alive(const struct broker *br)
+{
+	int64_t now = util_now_ms();
+	for (int i = 0; i < br->n_workers; i++)
+		if (now - atomic_load(&br->workers[i].heartbeat_ms) > 5000)
+			return false;
+	return true;
+}
+
+/* Serves SIGHUP reloads until SIGTERM or SIGINT; tells systemd when the
+ * gateway is ready (listeners bound, Kafka metadata reachable) and pings its
+ * watchdog while the workers are alive. */
+static void wait_for_stop(struct reload_ctx *rl)
+{
+	sigset_t set;
+	bool ready = false;
+	int wd = daemon_watchdog_interval_ms();
+	char why[256];
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		int wait_ms = !ready ? 500 : wd > 0 ? wd : 3600 * 1000;
+		struct timespec ts = { wait_ms / 1000, (long)(wait_ms % 1000) * 1000000 };
+		int sig = sigtimedwait(&set, NULL, &ts);
+
+		if (!ready) {
+			if (!rl->up || uplink_ready(rl->up, why, sizeof(why)) == 0) {
+				ready = true;
+				daemon_notify_ready();
+				daemon_notify_status("serving");
+				log_info("ready");
+			} else {
+				daemon_notify_status("waiting for Kafka: %s", why);
+			}
+		}
+		if (wd > 0 && workers_alive(rl->br))
+			daemon_watchdog_ping();
+		if (sig == SIGHUP) {
+			log_info("reload requested config=%s", rl->path);
+			daemon_notify_reloading();
+			reload_apply(rl);
+			daemon_notify_ready();
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			log_info("stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			daemon_notify_stopping();
+			return;
+		}
+	}
+}
+
+static int run(const struct cfg *cfg, struct route_table *rt, const char *path);
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	bool check = false;
+	int o;
+
+	while ((o = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': path = optarg; break;
+		case 't': check = true; break;
+		case 'V': printf("kafkagate %s\n", KG_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	char err[512];
+	struct cfg *cfg = NULL;
+	struct route_table *rt = NULL;
+	if (cfg_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
+	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
+	    downlink_check(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		cfg_free(cfg);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration valid\n", path);
+		route_table_unref(rt);
+		cfg_free(cfg);
+		return 0;
+	}
+	int rc = run(cfg, rt, path);
+	route_table_unref(rt);
+	cfg_free(cfg);
+	return rc;
+}
+
+/* Start-up and shut-down order. */
+static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
+{
+	char err[512];
+	struct kafka_embed *embed = NULL;
+	struct uplink *up = NULL;
+	struct broker *br = NULL;
+	struct http_server *http = NULL;
+	struct downlink *dl = NULL;
+	int rc = 1;
+
+	log_set_level(cfg->log_level);
+	log_use_syslog(cfg->log_syslog);
+
+	/* Signals go to this thread only, through sigwait below; every thread
+	 * created after this inherits the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	br = broker_new(cfg);
+	if (!br)
+		goto out;
+	if (kafka_wanted(cfg)) {
+		const char *bootstrap = cfg->kafka.brokers;
+		if (strcmp(bootstrap, "embedded") == 0) {
+			if (!(embed = kafka_embed_new(1, err, sizeof(err)))) {
+				log_error("kafka start failed reason=\"%s\"", err);
+				goto out;
+			}
+			bootstrap = kafka_embed_bootstrap(embed);
+			log_info("kafka embedded mock cluster bootstrap=%s", bootstrap);
+		}
+		if (!(up = uplink_new(cfg, br, bootstrap, rt, err, sizeof(err)))) {
+			log_error("kafka start failed reason=\"%s\"", err);
+			goto out;
+		}
+		br->up = up;
+		for (int i = 0; i < br->n_workers; i++) {
+			br->workers[i].up = up;
+			br->workers[i].routes = uplink_current_routes(up);
+		}
+		if (uplink_start(up) < 0)
+			goto out;
+		log_info("kafka producer started bootstrap=%s routes=%zu", bootstrap,
+			 route_table_count(rt));
+		if (cfg->ndownlinks && !(dl = downlink_new(cfg, br, bootstrap, err, sizeof(err)))) {
+			log_error("kafka start failed reason=\"%s\"", err);
+			goto out;
+		}
+	}
+	/* Bound before the workers start so that a bad address fails cleanly. */
+	if (cfg->has_metrics &&
+	    !(http = http_server_new(cfg->metrics.address, cfg->metrics.port, br, err, sizeof(err)))) {
+		log_error("metrics endpoint failed reason=\"%s\"", err);
+		goto out;
+	}
+	if (broker_start(br) < 0)
+		goto out;
+	/* Consumers inject into the workers: only once those run. */
+	if (dl && downlink_start(dl) < 0) {
+		broker_stop(br);
+		goto out;
+	}
+	if (http && dl)
+		http_server_set_hooks(http, &(struct metrics_hook){ downlink_metrics_render, dl },
+				      &(struct status_hook){ downlink_status_json, dl });
+	if (http && http_server_start(http) == 0)
+		log_info("metrics listening address=%s port=%d", cfg->metrics.address,
+			 http_server_port(http));
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		log_info("listening address=%s port=%d workers=%d", cfg->listeners[i].address,
+			 broker_listener_port(br, (int)i), br->n_workers);
+	log_info("kafkagate started version=%s config=%s", KG_VERSION, path);
+
+	struct reload_ctx rl = { .path = path, .br = br, .up = up, .boot = cfg, .cur = cfg };
+	wait_for_stop(&rl);
+	/* First, while the workers still read the devices' acks that its grace
+	 * period waits for; nothing is injected into stopped workers. */
+	downlink_stop(dl);
+	http_server_free(http); /* its requests may wait for the workers: before they stop */
+	http = NULL;
+	if (up) {
+		/* Stop taking publishes, let Kafka answer what is in flight so the
+		 * devices get their acks, then close the connections. */
+		broker_drain(br);
+		int left = uplink_flush(up, rl.cur->kafka.flush_timeout * 1000);
+		if (left > 0)
+			log_warn("kafka flush timed out records=%d", left);
+	}
+	broker_stop(br);
+	reload_release(&rl, cfg);
+	rc = 0;
+out:
+	if (br && br->n_workers && rc != 0)
+		log_error("start-up failed");
+	http_server_free(http);
+	uplink_free(up);
+	broker_free(br);
+	downlink_free(dl); /* after the workers settled every tracked message */
+	kafka_embed_free(embed);
+	log_info("kafkagate stopped");
+	return rc;
+}

@@ -1,0 +1,115 @@
+/* reload.c - see reload.h. */
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "core/cfg.h"
+#include "kafka/downlink.h"
+#include "kafka/kafka_conf.h"
+#include "core/log.h"
+#include "app/reload.h"
+#include "route/route.h"
+#include "kafka/uplink.h"
+#include "broker/worker.h"
+
+struct route_table *reload_route_table(const struct cfg *cfg, char *err, size_t errlen)
+{
+	size_t n = cfg->nroutes;
+	struct route_spec specs[n ? n : 1];
+	char e[400];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_route *r = &cfg->routes[i];
+		specs[i] = (struct route_spec){
+			.filter = r->filter, .topic = r->topic, .key = r->key,
+			.format = r->format == CFG_FORMAT_JSON ? "json" : "raw", .line = r->line,
+		};
+	}
+	struct route_table *rt = route_table_new(specs, n, e, sizeof(e));
+	if (!rt)
+		snprintf(err, errlen, "%s:%s", cfg->path, e);
+	return rt;
+}
+
+/* Runs on each worker: switch to the new routing table between messages. */
+static void set_worker_routes(void *arg, struct worker *w)
+{
+	w->routes = arg;
+}
+
+static int reject(struct reload_ctx *r, struct cfg *cfg, const char *why)
+{
+	atomic_fetch_add(&r->br->reload_failures, 1);
+	log_error("reload rejected config=%s reason=\"%s\" (configuration unchanged)", r->path, why);
+	cfg_free(cfg);
+	return -1;
+}
+
+int reload_apply(struct reload_ctx *r)
+{
+	char err[512], diff[256];
+	struct cfg *cfg = NULL;
+	struct route_table *rt = NULL;
+
+	if (cfg_load(r->path, &cfg, err, sizeof(err)) < 0)
+		return reject(r, NULL, err);
+	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
+	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
+	    downlink_check(cfg, err, sizeof(err)) < 0) {
+		route_table_unref(rt);
+		return reject(r, cfg, err);
+	}
+	if (cfg->nroutes > 0 && !r->up) {
+		route_table_unref(rt);
+		return reject(r, cfg, "routes need Kafka, which was not started: restart to enable it");
+	}
+	struct cfg **old = realloc(r->old, (size_t)(r->n_old + 1) * sizeof(*old));
+	if (!old) {
+		route_table_unref(rt);
+		return reject(r, cfg, "out of memory");
+	}
+	r->old = old;
+
+	/* Against the start-up config: a setting that needs a restart is still
+	 * the boot value however many reloads asked for another. */
+	int restart = cfg_reload_diff(r->boot, cfg, diff, sizeof(diff));
+	if (restart > 0)
+		log_warn("reload: changes need a restart to take effect settings=\"%s\"", diff);
+
+	log_set_level(cfg->log_level);
+	broker_set_limits(r->br, cfg);
+	if (r->up) {
+		const struct uplink_routes *g = uplink_set_routes(r->up, rt);
+		if (!g) {
+			route_table_unref(rt);
+			return reject(r, cfg, "out of memory");
+		}
+		struct inbox_item it = { .kind = INBOX_CALL, .p1 = (void *)set_worker_routes,
+					 .p2 = (void *)g };
+		for (int i = 0; i < r->br->n_workers; i++)
+			worker_post(&r->br->workers[i], &it);
+	}
+	route_table_unref(rt);
+	/* The replaced config may still be read by the admin thread: keep it.
+	 * The slot is always taken so that reload_release() can tell the
+	 * caller's first config (old[0]) from ours. */
+	r->old[r->n_old++] = (struct cfg *)r->cur;
+	r->cur = cfg;
+	atomic_fetch_add(&r->br->reloads, 1);
+	log_info("reload applied config=%s routes=%zu log_level=%s restart_needed=%d", r->path,
+		 cfg->nroutes, log_level_name(cfg->log_level), restart);
+	return 0;
+}
+
+void reload_release(struct reload_ctx *r, const struct cfg *first)
+{
+	for (int i = 0; i < r->n_old; i++)
+		if (r->old[i] != first)
+			cfg_free(r->old[i]);
+	if (r->cur != first)
+		cfg_free((struct cfg *)r->cur);
+	free(r->old);
+	r->old = NULL;
+	r->n_old = 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * handle_ack.c - PUBACK, PUBREC and PUBCOMP from a client: the outbound QoS
+ * 1/2 flows. An ack frees a window slot, which pulls the next queued message.
+ * Acks for unknown packet ids are ignored (a resend after reconnect).
+ */
+#include "broker/client.h"
+#include "broker/inflight.h"
+#include "mqtt/mqtt_codec.h"
+#include "core/msg.h"
+#include "broker/session.h"
+#include "broker/worker.h"
+
+static void send_pubrel(struct client *c, uint16_t pid)
+{
+	struct mqtt_ack a = { .packet_id = pid };
+	mqtt_encode_ack(&c->obuf, c->level, MQTT_PUBREL, &a);
+	STAT_INC(c->w, pkts_out[MQTT_PUBREL]);
+	client_mark_output(c);
+}
+
+/* An ack of the wrong kind for a packet id in flight (PUBREC for a QoS 1
+ * PUBLISH, PUBACK for QoS 2, ...) is a protocol violation. */
+static int wrong_ack(struct client *c, const char *what)
+{
+	client_close(c, what, true);
+	return -1;
+}
+
+int handle_puback(struct client *c, const struct mqtt_packet *p)
+{
+	struct inflight_entry *e = inflight_find(&c->s->out, p->u.ack.packet_id);
+	if (!e)
+		return 0;
+	if (e->state != INFL_WAIT_PUBACK)
+		return wrong_ack(c, "PUBACK for a QoS 2 message");
+	inflight_remove(&c->s->out, e);
+	client_pump(c);
+	return 0;
+}
+
+int handle_pubrec(struct client *c, const struct mqtt_packet *p)
+{
+	struct inflight_entry *e = inflight_find(&c->s->out, p->u.ack.packet_id);
+	if (e && e->state == INFL_WAIT_PUBACK)
+		return wrong_ack(c, "PUBREC for a QoS 1 message");
+	/* Keep the message until PUBCOMP: a tracked one completes only then. */
+	if (e)
+		e->state = INFL_WAIT_PUBCOMP;
+	/* PUBREL also for an unknown id: the client may repeat a PUBREC whose
+	 * PUBREL was lost across a reconnect, and must get to PUBCOMP. */
+	send_pubrel(c, p->u.ack.packet_id);
+	return 0;
+}
+
+int handle_pubcomp(struct client *c, const struct mqtt_packet *p)
+{
+	struct inflight_entry *e = inflight_find(&c->s->out, p->u.ack.packet_id);
+	if (!e)
+		return 0;
+	if (e->state != INFL_WAIT_PUBCOMP)
+		return wrong_ack(c, "PUBCOMP before PUBREC");
+	inflight_remove(&c->s->out, e);
+	client_pump(c);
+	return 0;
+}

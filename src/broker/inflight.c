@@ -1,0 +1,206 @@
+/* inflight.c - see inflight.h. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/inflight.h"
+#include "core/msg.h"
+
+void inflight_init(struct inflight *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->next_pid = 1;
+}
+
+static void settle(struct msg *m, bool *owes)
+{
+	if (*owes) {
+		*owes = false;
+		msg_track_done(m);
+	}
+}
+
+void inflight_release(struct inflight *f)
+{
+	for (uint16_t i = 0; i < f->n; i++) {
+		settle(f->e[i].m, &f->e[i].owes);
+		msg_unref(f->e[i].m);
+	}
+	free(f->e);
+	inflight_init(f);
+}
+
+void inflight_settle(struct inflight *f)
+{
+	for (uint16_t i = 0; i < f->n; i++)
+		settle(f->e[i].m, &f->e[i].owes);
+}
+
+struct inflight_entry *inflight_find(struct inflight *f, uint16_t pid)
+{
+	for (uint16_t i = 0; i < f->n; i++)
+		if (f->e[i].pid == pid)
+			return &f->e[i];
+	return NULL;
+}
+
+uint16_t inflight_next_pid(struct inflight *f)
+{
+	if (f->n == UINT16_MAX)
+		return 0;
+	for (;;) {
+		uint16_t pid = f->next_pid;
+		f->next_pid = pid == UINT16_MAX ? 1 : pid + 1;
+		if (!inflight_find(f, pid))
+			return pid;
+	}
+}
+
+struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t pid,
+				    uint8_t qos, bool retain, bool owes)
+{
+	if (f->n == f->cap) {
+		uint32_t cap = f->cap ? (uint32_t)f->cap * 2 : 4;
+		if (cap > UINT16_MAX)
+			cap = UINT16_MAX;
+		if (cap == f->cap)
+			return NULL;
+		struct inflight_entry *e = realloc(f->e, cap * sizeof(*e));
+		if (!e)
+			return NULL;
+		f->e = e;
+		f->cap = (uint16_t)cap;
+	}
+	struct inflight_entry *e = &f->e[f->n++];
+	e->m = m;
+	e->pid = pid;
+	e->qos = qos;
+	e->retain = retain;
+	e->owes = owes;
+	e->state = qos == 1 ? INFL_WAIT_PUBACK : INFL_WAIT_PUBREC;
+	return e;
+}
+
+void inflight_remove(struct inflight *f, struct inflight_entry *e)
+{
+	size_t i = (size_t)(e - f->e);
+	settle(e->m, &e->owes);
+	msg_unref(e->m);
+	memmove(&f->e[i], &f->e[i + 1], (f->n - i - 1) * sizeof(*e));
+	f->n--;
+}
+
+/* Entries in every mqueue of the process; relaxed: a gauge, not a lock. */
+static atomic_int_fast64_t mqueue_count;
+
+int64_t mqueue_total(void)
+{
+	return atomic_load_explicit(&mqueue_count, memory_order_relaxed);
+}
+
+void mqueue_init(struct mqueue *q) { memset(q, 0, sizeof(*q)); }
+
+void mqueue_release(struct mqueue *q)
+{
+	struct mqueue_entry e;
+	while (mqueue_pop(q, &e)) {
+		settle(e.m, &e.owes);
+		msg_unref(e.m);
+	}
+	free(q->e);
+	mqueue_init(q);
+}
+
+void mqueue_settle(struct mqueue *q)
+{
+	for (uint32_t i = 0; i < q->n; i++) {
+		struct mqueue_entry *e = &q->e[(q->head + i) % q->cap];
+		settle(e->m, &e->owes);
+	}
+}
+
+int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
+		uint32_t max)
+{
+	if (q->n >= max)
+		return -1;
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 8;
+		if (cap > max)
+			cap = max;
+		struct mqueue_entry *e = malloc(cap * sizeof(*e));
+		if (!e)
+			return -1;
+		/* unwrap the ring into the new array */
+		for (uint32_t i = 0; i < q->n; i++)
+			e[i] = q->e[(q->head + i) % q->cap];
+		free(q->e);
+		q->e = e;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain, owes };
+	q->n++;
+	atomic_fetch_add_explicit(&mqueue_count, 1, memory_order_relaxed);
+	return 0;
+}
+
+bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out)
+{
+	if (q->n == 0)
+		return false;
+	*out = q->e[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+	if (q->n == 0)
+		q->head = 0;
+	atomic_fetch_sub_explicit(&mqueue_count, 1, memory_order_relaxed);
+	return true;
+}
+
+void pidset_init(struct pidset *s) { memset(s, 0, sizeof(*s)); }
+
+void pidset_release(struct pidset *s)
+{
+	free(s->ids);
+	pidset_init(s);
+}
+
+bool pidset_has(const struct pidset *s, uint16_t pid)
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->ids[i] == pid)
+			return true;
+	return false;
+}
+
+int pidset_add(struct pidset *s, uint16_t pid)
+{
+	if (pidset_has(s, pid))
+		return 0;
+	if (s->n == s->cap) {
+		uint32_t cap = s->cap ? s->cap * 2 : 4;
+		uint16_t *ids = realloc(s->ids, cap * sizeof(*ids));
+		if (!ids)
+			return -1;
+		s->ids = ids;
+		s->cap = cap;
+	}
+	s->ids[s->n++] = pid;
+	return 0;
+}
+
+bool pidset_del(struct pidset *s, uint16_t pid)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (s->ids[i] == pid) {
+			s->ids[i] = s->ids[--s->n];
+			if (s->n == 0) {
+				free(s->ids);
+				pidset_init(s);
+			}
+			return true;
+		}
+	}
+	return false;
+}

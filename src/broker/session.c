@@ -1,0 +1,181 @@
+/* session.c - see session.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/msg.h"
+#include "broker/session.h"
+
+struct session *session_new(const char *id, uint16_t id_len, bool clean)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->id = malloc((size_t)id_len + 1);
+	if (!s->id) {
+		free(s);
+		return NULL;
+	}
+	memcpy(s->id, id, id_len);
+	s->id[id_len] = '\0';
+	s->id_len = id_len;
+	s->clean = clean;
+	atomic_init(&s->refs, 1);
+	atomic_init(&s->owner, -1);
+	s->last_owner = -1;
+	atomic_init(&s->discarded, false);
+	pthread_spin_init(&s->mu, PTHREAD_PROCESS_PRIVATE);
+	inflight_init(&s->out);
+	mqueue_init(&s->queue);
+	pidset_init(&s->qos2_in);
+	return s;
+}
+
+struct session *session_ref(struct session *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	return s;
+}
+
+void session_unref(struct session *s)
+{
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (uint32_t i = 0; i < s->n_subs; i++)
+		free(s->subs[i].filter);
+	free(s->subs);
+	inflight_release(&s->out);
+	mqueue_release(&s->queue);
+	pidset_release(&s->qos2_in);
+	pthread_spin_destroy(&s->mu);
+	free(s->id);
+	free(s);
+}
+
+static struct sub_entry *sub_find(struct session *s, const char *filter, uint16_t len)
+{
+	for (uint32_t i = 0; i < s->n_subs; i++)
+		if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0)
+			return &s->subs[i];
+	return NULL;
+}
+
+int session_sub_add(struct session *s, const char *filter, uint16_t len, uint8_t qos)
+{
+	struct sub_entry *e = sub_find(s, filter, len);
+	if (e) {
+		e->qos = qos;
+		return 0;
+	}
+	if (s->n_subs == s->cap_subs) {
+		uint32_t cap = s->cap_subs ? s->cap_subs * 2 : 2;
+		struct sub_entry *n = realloc(s->subs, cap * sizeof(*n));
+		if (!n)
+			return -1;
+		s->subs = n;
+		s->cap_subs = cap;
+	}
+	char *f = malloc((size_t)len + 1);
+	if (!f)
+		return -1;
+	memcpy(f, filter, len);
+	f[len] = '\0';
+	s->subs[s->n_subs++] = (struct sub_entry){ f, len, qos };
+	return 1;
+}
+
+bool session_sub_del(struct session *s, const char *filter, uint16_t len)
+{
+	struct sub_entry *e = sub_find(s, filter, len);
+	if (!e)
+		return false;
+	free(e->filter);
+	*e = s->subs[--s->n_subs];
+	return true;
+}
+
+static size_t hash_id(const char *id, uint16_t len)
+{
+	/* FNV-1a: client ids are short and attacker-chosen only at CONNECT time. */
+	uint64_t h = 1469598103934665603ull;
+	for (uint16_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
+	return (size_t)h;
+}
+
+int session_dir_init(struct session_dir *d)
+{
+	d->nb = 1024;
+	d->n = 0;
+	d->b = calloc(d->nb, sizeof(*d->b));
+	return d->b ? 0 : -1;
+}
+
+void session_dir_release(struct session_dir *d)
+{
+	for (size_t i = 0; i < d->nb; i++) {
+		struct session *s = d->b[i];
+		while (s) {
+			struct session *next = s->dir_next;
+			session_unref(s);
+			s = next;
+		}
+	}
+	free(d->b);
+	d->b = NULL;
+	d->nb = d->n = 0;
+}
+
+struct session *session_dir_find(const struct session_dir *d, const char *id, uint16_t len)
+{
+	for (struct session *s = d->b[hash_id(id, len) & (d->nb - 1)]; s; s = s->dir_next)
+		if (s->id_len == len && memcmp(s->id, id, len) == 0)
+			return s;
+	return NULL;
+}
+
+static int dir_grow(struct session_dir *d)
+{
+	size_t nb = d->nb * 2;
+	struct session **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return -1;
+	for (size_t i = 0; i < d->nb; i++) {
+		struct session *s = d->b[i];
+		while (s) {
+			struct session *next = s->dir_next;
+			size_t h = hash_id(s->id, s->id_len) & (nb - 1);
+			s->dir_next = b[h];
+			b[h] = s;
+			s = next;
+		}
+	}
+	free(d->b);
+	d->b = b;
+	d->nb = nb;
+	return 0;
+}
+
+int session_dir_add(struct session_dir *d, struct session *s)
+{
+	if (d->n >= d->nb && dir_grow(d) < 0)
+		return -1;
+	size_t h = hash_id(s->id, s->id_len) & (d->nb - 1);
+	s->dir_next = d->b[h];
+	d->b[h] = session_ref(s);
+	d->n++;
+	return 0;
+}
+
+void session_dir_del(struct session_dir *d, struct session *s)
+{
+	struct session **pp = &d->b[hash_id(s->id, s->id_len) & (d->nb - 1)];
+	for (; *pp; pp = &(*pp)->dir_next) {
+		if (*pp == s) {
+			*pp = s->dir_next;
+			s->dir_next = NULL;
+			d->n--;
+			session_unref(s);
+			return;
+		}
+	}
+}

@@ -1,0 +1,85 @@
+/*
+ * session.h - MQTT session state, which outlives a connection when the
+ * client asked for clean session 0.
+ *
+ * Ownership and threads:
+ *  - A session is reference counted (the directory, the subscription trie
+ *    entries collectively, the attached client, and every inbox item that
+ *    names it each hold one). session_unref() frees on the last.
+ *  - `owner` is the index of the worker whose client is attached, or -1
+ *    while offline. Only the owner worker reads or writes client, out,
+ *    queue, qos2_in and subs while it owns the session, without locks.
+ *    While offline, `queue` may be appended to by any worker holding `mu`
+ *    (after re-checking owner == -1 under it). Owner changes happen under mu.
+ *  - Lock order: broker dir_lock, then session mu, then subs_lock.
+ */
+#ifndef KG_SESSION_H
+#define KG_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/inflight.h"
+
+struct client;
+
+struct sub_entry {
+	char *filter;       /* NUL-terminated copy */
+	uint16_t len;
+	uint8_t qos;        /* granted */
+};
+
+struct session {
+	atomic_int refs;
+	atomic_int owner;
+	atomic_bool discarded;     /* removed from directory and trie: drop deliveries */
+	pthread_spinlock_t mu;      /* short sections only: owner changes, offline enqueue */
+	struct client *client;     /* attached client; owner thread only */
+	int last_owner;            /* worker that parked it last, -1 never; mu */
+	bool settling;             /* parked, and last_owner's inbox may still hold
+	                              deliveries for it: new ones go there too, and
+	                              nobody attaches until INBOX_SETTLE clears it; mu */
+	uint32_t late;             /* deliveries routed to last_owner while settling,
+	                              behind the pending INBOX_SETTLE; mu */
+	char *id;
+	uint16_t id_len;
+	bool clean;
+	uint8_t level;
+	struct sub_entry *subs;
+	uint32_t n_subs, cap_subs;
+	struct inflight out;       /* QoS 1/2 sent to the client, awaiting acks */
+	struct mqueue queue;       /* waiting for the window, or for reconnect */
+	struct pidset qos2_in;     /* QoS 2 received, PUBREL not yet */
+	uint64_t queue_dropped;
+	struct session *dir_next;  /* directory hash chain; dir_lock */
+};
+
+/* Returns a new offline session with one reference, or NULL. */
+struct session *session_new(const char *id, uint16_t id_len, bool clean);
+struct session *session_ref(struct session *s);
+void session_unref(struct session *s);
+
+/* Records a subscription (replacing the QoS of an equal filter).
+ * Returns 1 new, 0 replaced, -1 ENOMEM. Owner thread. */
+int session_sub_add(struct session *s, const char *filter, uint16_t len, uint8_t qos);
+/* Returns true if the filter was present. Owner thread. */
+bool session_sub_del(struct session *s, const char *filter, uint16_t len);
+
+/* A hash table of sessions by client id. Not thread safe: broker dir_lock. */
+struct session_dir {
+	struct session **b;
+	size_t nb, n;
+};
+
+int session_dir_init(struct session_dir *d);
+/* Drops the directory's references. */
+void session_dir_release(struct session_dir *d);
+struct session *session_dir_find(const struct session_dir *d, const char *id, uint16_t len);
+/* Inserts s (takes a reference). Returns 0 or -1 ENOMEM. */
+int session_dir_add(struct session_dir *d, struct session *s);
+/* Removes s and drops the directory's reference. */
+void session_dir_del(struct session_dir *d, struct session *s);
+
+#endif

@@ -1,0 +1,399 @@
+/* worker.c - one network thread; see worker.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "broker/client.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/net.h"
+#include "route/route.h"
+#include "kafka/uplink.h"
+#include "broker/session.h"
+#include "core/util.h"
+#include "broker/worker.h"
+
+#define WORKER_RBUF (64 * 1024)
+#define WORKER_TICK_MS 250
+#define ACCEPTS_PER_EVENT 64
+
+void worker_reclaim(struct worker *w, struct reclaim_node *n)
+{
+	struct reclaim_node *head = atomic_load_explicit(&w->reclaim, memory_order_relaxed);
+	do
+		n->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&w->reclaim, &head, n, memory_order_release,
+						      memory_order_relaxed));
+}
+
+/* Takes the whole stack at once, so there is no ABA problem to speak of. */
+static void worker_drain_reclaim(struct worker *w)
+{
+	struct reclaim_node *n = atomic_exchange_explicit(&w->reclaim, NULL, memory_order_acquire);
+	while (n) {
+		struct reclaim_node *next = n->next;
+		n->free(n);
+		n = next;
+	}
+}
+
+static void on_accept(struct loop_io *io, uint32_t revents)
+{
+	struct listener_io *li = container_of(io, struct listener_io, io);
+	struct worker *w = li->w;
+	struct broker *br = w->br;
+	char peer[64];
+	(void)revents;
+
+	w->now_ms = util_now_ms();
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		int fd = net_accept(io->fd, peer, sizeof(peer));
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn_errno("accept failed");
+			return;
+		}
+		if (atomic_fetch_add(&br->n_connections, 1) >= (int)LIM(br, max_connections)) {
+			atomic_fetch_sub(&br->n_connections, 1);
+			STAT_INC(w, conn_rejected);
+			log_warn("conn rejected addr=%s reason=\"max_connections reached\"", peer);
+			close(fd);
+			continue;
+		}
+		STAT_INC(w, conn_accepted);
+		if (!client_new(w, fd, peer)) {
+			atomic_fetch_sub(&br->n_connections, 1);
+			log_warn("conn rejected addr=%s reason=\"out of memory\"", peer);
+		}
+	}
+}
+
+static void handle_item(struct worker *w, struct inbox_item *it)
+{
+	switch (it->kind) {
+	case INBOX_DELIVER:
+		broker_deliver(w, it->p1, it->p2, it->a, it->b != 0);
+		session_unref(it->p1);
+		msg_unref(it->p2);
+		break;
+	case INBOX_TAKEOVER:
+		handle_takeover_request(w, it->p1, it->a, it->u);
+		session_unref(it->p1);
+		break;
+	case INBOX_FENCE:
+		handle_fence(w, it->a, it->u);
+		break;
+	case INBOX_SETTLE:
+		handle_settle(w, it->p1);
+		session_unref(it->p1);
+		break;
+	case INBOX_TAKEOVER_DONE:
+		handle_connect_resume(w, it->u);
+		break;
+	case INBOX_INJECT:
+		broker_publish(w, it->p1);
+		msg_track_done(it->p1); /* the injector's hold */
+		msg_unref(it->p1);
+		break;
+	case INBOX_UPLINK_DONE:
+		uplink_done(w, it->p1);
+		worker_retry_blocked(w);
+		break;
+	case INBOX_CALL: {
+		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
+		fn(it->p2, w);
+		break;
+	}
+	case INBOX_STOP:
+		for (struct client *c = w->clients; c; c = c->next)
+			client_close(c, "shutting down", false);
+		loop_stop(w->loop);
+		break;
+	}
+}
+
+static void on_inbox(struct loop_io *io, uint32_t revents)
+{
+	struct worker *w = container_of(io, struct worker, inbox.io);
+	(void)revents;
+	w->now_ms = util_now_ms();
+	struct inbox_batch *b = inbox_drain(&w->inbox);
+	for (size_t i = 0; i < b->n; i++)
+		handle_item(w, &b->items[i]);
+}
+
+static void on_tick(void *ud)
+{
+	struct worker *w = ud;
+	struct broker *br = w->br;
+	int64_t now = w->now_ms = util_now_ms();
+
+	atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
+	worker_drain_reclaim(w);
+	if (w->blocked)
+		worker_retry_blocked(w);
+	int64_t connect_timeout = LIM(br, connect_timeout_ms);
+
+	for (struct client *c = w->clients; c; c = c->next) {
+		/* An idle connection keeps no output buffer (memory per
+		 * connection); a busy one reuses its buffer between ticks. */
+		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
+			buf_release(&c->obuf);
+		if (c->state == CL_NEW && now - c->accepted_ms > connect_timeout) {
+			client_close(c, "no CONNECT in time", false);
+		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
+			   now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
+			/* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
+			client_close(c, "keepalive timeout", true);
+		}
+	}
+}
+
+/* Resumes paused publishers once every peer inbox is back under half the cap. */
+static void worker_check_backlog(struct worker *w)
+{
+	if (!w->backlog)
+		return;
+	for (int i = 0; i < w->br->n_workers; i++)
+		if (inbox_depth(&w->br->workers[i].inbox) > INBOX_SOFT_CAP / 2)
+			return;
+	w->backlogged = false;
+	while (w->backlog) {
+		struct client *c = w->backlog;
+		w->backlog = c->next_backlog;
+		c->next_backlog = NULL;
+		c->backlog_paused = false;
+		client_update_read(c);
+	}
+}
+
+/* The safe point: flush what the iteration produced, then free the closed. */
+static void before_sleep(void *ud)
+{
+	struct worker *w = ud;
+
+	worker_check_backlog(w);
+	worker_drain_reclaim(w);
+	while (w->dirty || w->closing || w->resume) {
+		struct client *c = w->resume;
+		w->resume = NULL;
+		while (c) {
+			struct client *next = c->next_resume;
+			c->resume = false;
+			c->next_resume = NULL;
+			if (!c->read_paused)
+				client_process_pending(c);
+			c = next;
+		}
+		c = w->dirty;
+		w->dirty = NULL;
+		while (c) {
+			struct client *next = c->next_dirty;
+			c->dirty = false;
+			c->next_dirty = NULL;
+			client_flush(c);
+			c = next;
+		}
+		c = w->closing;
+		w->closing = NULL;
+		while (c) {
+			struct client *next = c->next_closing;
+			client_finish(c); /* may publish a will: more dirty clients */
+			c = next;
+		}
+	}
+}
+
+int worker_slot_add(struct worker *w, struct client *c)
+{
+	uint32_t slot;
+	if (w->n_free_slots > 0) {
+		slot = w->free_slots[--w->n_free_slots];
+	} else {
+		if (w->n_slots == w->cap_slots) {
+			uint32_t cap = w->cap_slots ? w->cap_slots * 2 : 256;
+			if (cap > (1u << 24))
+				return -1;
+			struct client **n = realloc(w->slots, cap * sizeof(*n));
+			uint32_t *f = realloc(w->free_slots, cap * sizeof(*f));
+			if (n)
+				w->slots = n;
+			if (f)
+				w->free_slots = f;
+			if (!n || !f)
+				return -1;
+			w->cap_slots = cap;
+		}
+		slot = w->n_slots++;
+	}
+	w->slots[slot] = c;
+	c->conn_id = ((uint64_t)w->idx << 56) | ((uint64_t)++w->conn_seq << 24) | slot;
+	return 0;
+}
+
+void worker_slot_del(struct worker *w, struct client *c)
+{
+	uint32_t slot = (uint32_t)(c->conn_id & 0xffffff);
+	w->slots[slot] = NULL;
+	w->free_slots[w->n_free_slots++] = slot;
+}
+
+struct client *worker_client(struct worker *w, uint64_t conn_id)
+{
+	uint32_t slot = (uint32_t)(conn_id & 0xffffff);
+	if (conn_worker(conn_id) != w->idx || slot >= w->n_slots)
+		return NULL;
+	struct client *c = w->slots[slot];
+	return c && c->conn_id == conn_id ? c : NULL;
+}
+
+void worker_retry_blocked(struct worker *w)
+{
+	while (w->blocked) {
+		struct client *c = w->blocked;
+		struct client_uplink *u = c->up;
+		enum uplink_result r = uplink_publish(w, c, u->blocked, u->blocked_seq);
+		if (r == UPLINK_BUSY)
+			return;
+		w->blocked = u->next_blocked;
+		u->next_blocked = NULL;
+		msg_unref(u->blocked);
+		u->blocked = NULL;
+		if (r == UPLINK_DONE && u->blocked_seq)
+			client_ack_complete(c, u->blocked_seq, true);
+		client_update_read(c);
+	}
+}
+
+void worker_mark_resume(struct worker *w, struct client *c)
+{
+	if (c->resume)
+		return;
+	c->resume = true;
+	c->next_resume = w->resume;
+	w->resume = c;
+}
+
+void worker_mark_dirty(struct worker *w, struct client *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->next_dirty = w->dirty;
+	w->dirty = c;
+}
+
+int worker_init(struct worker *w, struct broker *br, int idx,
+		const char **addrs, const int *ports, int n_lis)
+{
+	memset(w, 0, sizeof(*w));
+	w->idx = idx;
+	w->br = br;
+	w->inbox.io.fd = -1;
+	w->loop = loop_new();
+	w->rbuf_cap = WORKER_RBUF;
+	w->rbuf = malloc(w->rbuf_cap);
+	w->lis = calloc((size_t)(n_lis > 0 ? n_lis : 1), sizeof(*w->lis));
+	if (!w->loop || !w->rbuf || !w->lis || inbox_init(&w->inbox) < 0) {
+		log_error("worker init failed worker=%d reason=\"out of memory\"", idx);
+		return -1;
+	}
+	w->inbox.io.fn = on_inbox;
+	if (loop_io_add(w->loop, &w->inbox.io, EPOLLIN) < 0)
+		return -1;
+	for (int i = 0; i < n_lis; i++) {
+		int fd = net_listen(addrs[i], ports[i], true, 1024);
+		if (fd < 0) {
+			log_error_errno("listen failed address=%s port=%d", addrs[i], ports[i]);
+			return -1;
+		}
+		w->lis[i].w = w;
+		w->lis[i].io.fd = fd;
+		w->lis[i].io.fn = on_accept;
+		w->n_lis++;
+		if (loop_io_add(w->loop, &w->lis[i].io, EPOLLIN) < 0)
+			return -1;
+	}
+	loop_set_tick(w->loop, WORKER_TICK_MS, on_tick, w);
+	loop_set_before_sleep(w->loop, before_sleep, w);
+	w->now_ms = util_now_ms();
+	atomic_init(&w->heartbeat_ms, w->now_ms);
+	return 0;
+}
+
+void worker_release(struct worker *w)
+{
+	/* Finish connections that were still open (a start-up failure). */
+	for (struct client *c = w->clients; c; c = c->next)
+		client_close(c, "shutting down", false);
+	while (w->closing) {
+		struct client *c = w->closing;
+		w->closing = c->next_closing;
+		client_finish(c);
+	}
+	if (w->inbox.io.fd >= 0) {
+		struct inbox_batch *b = inbox_drain(&w->inbox);
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->items[i].kind == INBOX_DELIVER) {
+				session_unref(b->items[i].p1);
+				msg_track_done(b->items[i].p2);
+				msg_unref(b->items[i].p2);
+			} else if (b->items[i].kind == INBOX_UPLINK_DONE) {
+				uplink_done(w, b->items[i].p1); /* no client left: frees it */
+			} else if (b->items[i].kind == INBOX_INJECT) {
+				msg_track_done(b->items[i].p1);
+				msg_unref(b->items[i].p1);
+			} else if (b->items[i].kind == INBOX_TAKEOVER ||
+				   b->items[i].kind == INBOX_SETTLE) {
+				session_unref(b->items[i].p1);
+			}
+		}
+	}
+	worker_drain_reclaim(w);
+	for (int i = 0; i < w->n_lis; i++)
+		close(w->lis[i].io.fd);
+	free(w->lis);
+	inbox_release(&w->inbox);
+	loop_free(w->loop);
+	free(w->rbuf);
+	free(w->matches);
+	free(w->slots);
+	free(w->free_slots);
+	buf_release(&w->scratch_topic);
+	buf_release(&w->scratch_key);
+	buf_release(&w->scratch_value);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "w%d", w->idx);
+	log_set_thread(name);
+	loop_run(w->loop);
+	before_sleep(w); /* close what INBOX_STOP marked */
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	int r = pthread_create(&w->thread, NULL, worker_main, w);
+	if (r != 0) {
+		log_error("worker start failed worker=%d err=%d", w->idx, r);
+		return -1;
+	}
+	return 0;
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+int worker_post(struct worker *w, const struct inbox_item *it)
+{
+	return inbox_post(&w->inbox, it);
+}

@@ -1,0 +1,140 @@
+/*
+ * worker.h - one network thread: an epoll loop, its listener sockets
+ * (SO_REUSEPORT), the connections it accepted, and its inbox.
+ *
+ * A connection and, while connected, its session belong to exactly one
+ * worker; only that thread touches them. Other threads reach a worker only
+ * through worker_post().
+ */
+#ifndef KG_WORKER_H
+#define KG_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/inbox.h"
+#include "core/loop.h"
+
+struct broker;
+struct client;
+struct session;
+struct uplink;
+struct uplink_routes;
+
+/* Counters written by the owning worker only (relaxed atomics so that a
+ * scraper thread may read them), summed at scrape time. */
+struct worker_stats {
+	atomic_uint_fast64_t conn_accepted;
+	atomic_uint_fast64_t conn_rejected;
+	atomic_uint_fast64_t pkts_in[16];
+	atomic_uint_fast64_t pkts_out[16];
+	atomic_uint_fast64_t bytes_in;
+	atomic_uint_fast64_t bytes_out;
+	atomic_uint_fast64_t msgs_in[3];
+	atomic_uint_fast64_t qos0_dropped;
+	atomic_uint_fast64_t queue_dropped;
+	atomic_uint_fast64_t malformed;
+	/* uplink */
+	atomic_uint_fast64_t up_routed;      /* records handed to the producer */
+	atomic_uint_fast64_t up_unrouted;    /* messages that matched no route */
+	atomic_uint_fast64_t up_blocked;     /* times a connection waited for the producer */
+};
+
+#define STAT_ADD(w, field, v) \
+	atomic_store_explicit(&(w)->st.field, \
+		atomic_load_explicit(&(w)->st.field, memory_order_relaxed) + (v), \
+		memory_order_relaxed)
+#define STAT_INC(w, field) STAT_ADD(w, field, 1)
+
+/*
+ * Memory handed back to the worker that allocated it. glibc's malloc is
+ * fast when a thread frees what it allocated and slow when chunks cross
+ * threads, so objects made by a worker and finished by another thread (a
+ * QoS 0 Kafka ticket and its message, done in the producer's thread) are
+ * pushed here with one CAS and freed by their worker at its safe point.
+ */
+struct reclaim_node {
+	struct reclaim_node *next;
+	void (*free)(struct reclaim_node *n);
+};
+
+struct listener_io {
+	struct loop_io io;
+	struct worker *w;
+};
+
+struct match {
+	struct session *s;
+	uint8_t qos;
+};
+
+struct worker {
+	int idx;
+	struct broker *br;
+	pthread_t thread;
+	struct loop *loop;
+	struct inbox inbox;
+	struct listener_io *lis;
+	int n_lis;
+	struct client *clients;      /* doubly linked list of all connections */
+	int n_clients;
+	struct client *dirty;        /* output waiting for the before-sleep flush */
+	struct client *closing;      /* to be freed at the safe point */
+	struct client *resume;       /* unpaused with bytes left in rbuf */
+	uint8_t *rbuf;               /* shared read buffer */
+	size_t rbuf_cap;
+	struct match *matches;       /* scratch for broker_publish */
+	size_t n_matches, cap_matches;
+	struct client **slots;       /* conn_id -> client lookup for async completions */
+	uint32_t n_slots, cap_slots;
+	uint32_t *free_slots;
+	uint32_t n_free_slots;
+	uint32_t conn_seq;
+	struct client *blocked;      /* waiting for room in the Kafka producer */
+	const struct uplink_routes *routes; /* routing table this worker uses (owned by the uplink) */
+	struct uplink *up;           /* NULL: no Kafka */
+	struct buf scratch_topic, scratch_key, scratch_value;
+	_Atomic(struct reclaim_node *) reclaim; /* any thread pushes; owner drains */
+	int64_t now_ms;              /* monotonic, refreshed each tick/read */
+	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
+	bool draining;               /* shutting down: read nothing more */
+	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
+	struct client *backlog;      /* publishers paused until peers catch up */
+	struct worker_stats st;
+};
+
+/* Creates the loop, the inbox and one listener socket per configured
+ * listener. Returns 0 or -1 (logged). Main thread. */
+int worker_init(struct worker *w, struct broker *br, int idx,
+		const char **addrs, const int *ports, int n_lis);
+void worker_release(struct worker *w);
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+
+/* Any thread: queues an item for worker w. Returns 0 or -1. */
+int worker_post(struct worker *w, const struct inbox_item *it);
+
+/* Owner thread: registers c and gives it a conn_id that names the worker,
+ * a slot and a generation. Returns 0 or -1 (ENOMEM). */
+int worker_slot_add(struct worker *w, struct client *c);
+void worker_slot_del(struct worker *w, struct client *c);
+/* Owner thread: the live client with this conn_id, or NULL. */
+struct client *worker_client(struct worker *w, uint64_t conn_id);
+/* Worker index encoded in a conn_id. */
+static inline int conn_worker(uint64_t conn_id) { return (int)(conn_id >> 56); }
+
+/* Any thread: hands n back to worker w, which calls n->free(n) soon (at
+ * its next loop iteration or tick). Lock-free. */
+void worker_reclaim(struct worker *w, struct reclaim_node *n);
+
+/* Owner thread: queues c to parse its buffered input at the safe point. */
+void worker_mark_resume(struct worker *w, struct client *c);
+/* Owner thread: retries publishes that waited for room in the producer. */
+void worker_retry_blocked(struct worker *w);
+
+/* Owner thread: queues c for the before-sleep flush of its output. */
+void worker_mark_dirty(struct worker *w, struct client *c);
+
+#endif

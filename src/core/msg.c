@@ -1,0 +1,51 @@
+/* msg.c - see msg.h. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/msg.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct msg *msg_new(const char *topic, size_t topic_len, const void *payload,
+		    size_t payload_len, uint8_t qos, bool retain)
+{
+	if (topic_len > UINT16_MAX || payload_len > UINT32_MAX)
+		return NULL;
+	struct msg *m = malloc(sizeof(*m) + topic_len + 1 + payload_len);
+	if (!m)
+		return NULL;
+	atomic_init(&m->refs, 1);
+	m->track = NULL;
+	m->qos = qos;
+	m->retain = retain;
+	m->topic_len = (uint16_t)topic_len;
+	m->payload_len = (uint32_t)payload_len;
+	m->received_ms = now_ms();
+	memcpy(m->topic, topic, topic_len);
+	m->topic[topic_len] = '\0';
+	uint8_t *p = (uint8_t *)m->topic + topic_len + 1;
+	if (payload_len)
+		memcpy(p, payload, payload_len);
+	m->payload = p;
+	return m;
+}
+
+struct msg *msg_clone(const struct msg *m, uint8_t qos, bool retain)
+{
+	struct msg *c = msg_new(m->topic, m->topic_len, m->payload, m->payload_len, qos, retain);
+	if (c)
+		c->received_ms = m->received_ms;
+	return c;
+}
+
+void msg_unref(struct msg *m)
+{
+	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+		free(m);
+}

@@ -1,0 +1,455 @@
+/* downlink.c - the downlink's consumer groups: each record becomes one
+ * tracked MQTT message per mapping (downlink_map.h), injected into the
+ * broker; counters, status and metrics. See downlink.h. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "broker/broker.h"
+#include "core/cfg.h"
+#include "kafka/consumer.h"
+#include "kafka/downlink.h"
+#include "route/downlink_map.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "admin/metrics.h"
+#include "core/msg.h"
+#include "route/template.h"
+#include "core/util.h"
+
+#define LOG_BURST 20 /* skip lines per mapping per second before going quiet */
+
+/* One mapping at run time: what downlink_map.c compiled, plus its state. */
+struct mapping {
+	struct downlink_map *m;
+	struct consumer *c;            /* its group's consumer (set by downlink_new) */
+	atomic_uint_fast64_t consumed, delivered, skipped;
+	int64_t log_second;            /* consumer thread only */
+	unsigned log_count;
+};
+
+/* One consumer and the mappings it serves; the record callback's ud. */
+struct group {
+	struct downlink *d;
+	struct consumer *c;
+	struct mapping **maps;
+	size_t nmaps;
+	struct downlink_map_out out;   /* consumer thread only: reused per record */
+};
+
+struct downlink {
+	struct broker *br;
+	struct mapping *maps;          /* config order */
+	size_t nmaps;
+	struct group *groups;
+	size_t ngroups;
+	bool stopped;
+};
+
+/* The track of one injected message: done() frees it. */
+struct rec {
+	struct msg_track track;
+	struct consumer_ticket t;
+	struct mapping *mp;
+};
+
+static void rec_done(struct msg_track *tr)
+{
+	struct rec *r = container_of(tr, struct rec, track);
+	atomic_fetch_add_explicit(&r->mp->delivered, 1, memory_order_relaxed);
+	consumer_complete(&r->t);
+	free(r);
+}
+
+static void log_skip(struct mapping *mp, const rd_kafka_message_t *rkm, const char *topic,
+		     const char *why)
+{
+	int64_t sec = util_now_ms() / 1000;
+	if (sec != mp->log_second) {
+		mp->log_second = sec;
+		mp->log_count = 0;
+	}
+	if (mp->log_count++ < LOG_BURST)
+		log_warn("downlink record skipped group=%s topic=%s partition=%d offset=%lld "
+			 "line=%d reason=\"%s\"", mp->m->group, topic, (int)rkm->partition,
+			 (long long)rkm->offset, mp->m->line, why);
+}
+
+/* The consumer's record callback: one tracked message per mapping. */
+static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct consumer_ticket *t)
+{
+	struct group *g = ud;
+	rd_kafka_headers_t *hdrs = NULL;
+	const char *topic = rd_kafka_topic_name(rkm->rkt);
+	unsigned owed = 0;
+
+	if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		hdrs = NULL;
+	struct downlink_map_record r = { topic, rkm->key, rkm->key_len, rkm->payload, rkm->len,
+					 hdrs };
+	struct template_ctx ctx;
+	template_ctx_init(&ctx);
+	for (size_t i = 0; i < g->nmaps; i++) {
+		struct mapping *mp = g->maps[i];
+		if (!downlink_map_has_topic(mp->m, topic))
+			continue;
+		atomic_fetch_add_explicit(&mp->consumed, 1, memory_order_relaxed);
+		struct downlink_map_out *o = &g->out;
+		int rc = downlink_map_build(mp->m, &r, &ctx, o);
+		struct msg *msg = NULL;
+		struct rec *r_tr = NULL; /* the message's track */
+		if (rc == DOWNLINK_MAP_OK) {
+			msg = msg_new((const char *)buf_head(&o->topic), buf_used(&o->topic),
+				      buf_head(&o->payload), buf_used(&o->payload), o->qos, o->retain);
+			r_tr = malloc(sizeof(*r_tr));
+			if (!msg || !r_tr)
+				rc = DOWNLINK_MAP_ERR_NOMEM;
+		}
+		if (rc != DOWNLINK_MAP_OK) { /* out of memory too: waiting would not help */
+			msg_unref(msg);
+			free(r_tr);
+			atomic_fetch_add_explicit(&mp->skipped, 1, memory_order_relaxed);
+			log_skip(mp, rkm, topic, downlink_map_err_str(rc, o->detail));
+			continue;
+		}
+		atomic_init(&r_tr->track.remaining, 1);
+		r_tr->track.done = rec_done;
+		r_tr->t = *t;
+		r_tr->mp = mp;
+		msg->track = &r_tr->track;
+		owed++;
+		/* On failure the broker completes the track itself: counted as done. */
+		broker_inject(g->d->br, msg);
+	}
+	template_ctx_release(&ctx);
+	return owed;
+}
+
+int downlink_group_id(const struct cfg_downlink *cd, const char *instance_id, char *out,
+		      size_t len)
+{
+	int n = cd->mode == CFG_MODE_BROADCAST
+		? snprintf(out, len, "%s-%s", cd->group, instance_id)
+		: snprintf(out, len, "%s", cd->group);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void instance_id(char *out, size_t len)
+{
+	if (gethostname(out, len) < 0 || !out[0])
+		snprintf(out, len, "localhost");
+	out[len - 1] = '\0';
+}
+
+int downlink_check(const struct cfg *cfg, char *err, size_t errlen)
+{
+	char e[400];
+	for (size_t i = 0; i < cfg->ndownlinks; i++) {
+		struct downlink_map *m = downlink_map_new(&cfg->downlinks[i], "check", e, sizeof(e));
+		if (!m) {
+			snprintf(err, errlen, "%s:%d: downlink[%zu]: %s", cfg->path,
+				 cfg->downlinks[i].line, i, e);
+			return -1;
+		}
+		downlink_map_free(m);
+	}
+	return 0;
+}
+
+static void group_release(struct group *g)
+{
+	consumer_free(g->c);
+	free(g->maps);
+	buf_release(&g->out.topic);
+	buf_release(&g->out.payload);
+}
+
+void downlink_free(struct downlink *d)
+{
+	if (!d)
+		return;
+	downlink_stop(d);
+	for (size_t i = 0; i < d->ngroups; i++)
+		group_release(&d->groups[i]);
+	free(d->groups);
+	for (size_t i = 0; i < d->nmaps; i++)
+		downlink_map_free(d->maps[i].m);
+	free(d->maps);
+	free(d);
+}
+
+/* The group serving group_id, created (without its consumer) if new. */
+static struct group *group_for(struct downlink *d, const char *group_id)
+{
+	for (size_t i = 0; i < d->ngroups; i++)
+		if (strcmp(d->groups[i].maps[0]->m->group, group_id) == 0)
+			return &d->groups[i];
+	struct group *g = &d->groups[d->ngroups++];
+	memset(g, 0, sizeof(*g));
+	g->d = d;
+	return g;
+}
+
+static int start_consumer(struct downlink *d, struct group *g, const struct cfg *cfg,
+			  const char *bootstrap, char *err, size_t errlen)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g->nmaps; i++)
+		n += g->maps[i]->m->ntopics;
+	const char **topics = calloc(n, sizeof(*topics));
+	if (!topics) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	n = 0;
+	for (size_t i = 0; i < g->nmaps; i++)
+		for (size_t j = 0; j < g->maps[i]->m->ntopics; j++)
+			topics[n++] = g->maps[i]->m->topics[j];
+	/* One consumer tracks the group's records: the most patient mapping wins. */
+	int64_t timeout_ms = 0;
+	for (size_t i = 0; i < g->nmaps; i++)
+		if (g->maps[i]->m->ack_timeout_ms > timeout_ms)
+			timeout_ms = g->maps[i]->m->ack_timeout_ms;
+	struct consumer_opts o = {
+		.group_id = g->maps[0]->m->group, .topics = topics, .ntopics = n,
+		.on_record = on_record, .ud = g,
+		.timeout_ms = timeout_ms > 0 ? timeout_ms : DOWNLINK_TIMEOUT_MS,
+		.max_in_flight = DOWNLINK_MAX_IN_FLIGHT, .stop_grace_ms = DOWNLINK_STOP_GRACE_MS,
+	};
+	g->c = consumer_new(cfg, bootstrap, &o, err, errlen);
+	free(topics);
+	if (!g->c)
+		return -1;
+	for (size_t i = 0; i < g->nmaps; i++)
+		g->maps[i]->c = g->c;
+	(void)d;
+	return 0;
+}
+
+struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
+			      char *err, size_t errlen)
+{
+	char host[256], gid[512], e[400];
+	struct downlink *d = calloc(1, sizeof(*d));
+	size_t n = cfg->ndownlinks;
+
+	instance_id(host, sizeof(host));
+	if (!d || !(d->maps = calloc(n ? n : 1, sizeof(*d->maps))) ||
+	    !(d->groups = calloc(n ? n : 1, sizeof(*d->groups)))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	d->br = br;
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_downlink *cd = &cfg->downlinks[i];
+		if (downlink_group_id(cd, host, gid, sizeof(gid)) < 0) {
+			snprintf(err, errlen, "%s:%d: downlink[%zu]: group id too long", cfg->path,
+				 cd->line, i);
+			goto fail;
+		}
+		if (!(d->maps[i].m = downlink_map_new(cd, gid, e, sizeof(e)))) {
+			snprintf(err, errlen, "%s:%d: downlink[%zu]: %s", cfg->path, cd->line, i, e);
+			goto fail;
+		}
+		d->nmaps++;
+		struct group *g = group_for(d, gid);
+		struct mapping **maps = realloc(g->maps, (g->nmaps + 1) * sizeof(*maps));
+		if (!maps) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		g->maps = maps;
+		g->maps[g->nmaps++] = &d->maps[i];
+	}
+	for (size_t i = 0; i < d->ngroups; i++) {
+		struct group *g = &d->groups[i];
+		if (start_consumer(d, g, cfg, bootstrap, err, errlen) < 0)
+			goto fail;
+		for (size_t j = 0; j < g->nmaps; j++) {
+			const struct downlink_map *m = g->maps[j]->m;
+			log_info("downlink mapping group=%s topics=%s mqtt_topic=%s qos=%d retain=%d "
+				 "line=%d", m->group, m->topics_csv, template_source(m->t), m->qos,
+				 m->retain, m->line);
+		}
+	}
+	return d;
+fail:
+	downlink_free(d);
+	return NULL;
+}
+
+int downlink_start(struct downlink *d)
+{
+	for (size_t i = 0; i < d->ngroups; i++) {
+		if (consumer_start(d->groups[i].c) < 0) {
+			downlink_stop(d);
+			return -1;
+		}
+		log_info("downlink consumer started group=%s mappings=%zu",
+			 consumer_group(d->groups[i].c), d->groups[i].nmaps);
+	}
+	return 0;
+}
+
+void downlink_stop(struct downlink *d)
+{
+	if (!d || d->stopped)
+		return;
+	d->stopped = true;
+	/* All at once, so that the grace periods overlap. */
+	for (size_t i = 0; i < d->ngroups; i++)
+		if (d->groups[i].c)
+			consumer_stop(d->groups[i].c);
+	for (size_t i = 0; i < d->ngroups; i++)
+		if (d->groups[i].c)
+			consumer_join(d->groups[i].c);
+}
+
+size_t downlink_lag_snapshot(struct downlink *d, struct downlink_lag *out, size_t max)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < d->ngroups; i++) {
+		size_t off = total < max ? total : max;
+		total += consumer_lag(d->groups[i].c, out ? out + off : NULL, max - off);
+	}
+	return total;
+}
+
+size_t downlink_count(const struct downlink *d)
+{
+	return d ? d->nmaps : 0;
+}
+
+int downlink_stats(const struct downlink *d, size_t i, struct downlink_stats *out)
+{
+	if (!d || i >= d->nmaps)
+		return -1;
+	const struct mapping *mp = &d->maps[i];
+	const struct downlink_map *m = mp->m;
+	*out = (struct downlink_stats){
+		.group = m->group, .topics = m->topics_csv, .mqtt_topic = template_source(m->t),
+		.line = m->line,
+		.consumed = atomic_load_explicit(&mp->consumed, memory_order_relaxed),
+		.delivered = atomic_load_explicit(&mp->delivered, memory_order_relaxed),
+		.skipped = atomic_load_explicit(&mp->skipped, memory_order_relaxed),
+		.timed_out = mp->c ? consumer_timed_out(mp->c) : 0,
+	};
+	return 0;
+}
+
+static json_t *map_json(struct downlink *d, const struct downlink_map *m, size_t i,
+			const struct downlink_lag *lag, size_t nlag)
+{
+	struct downlink_stats st;
+	json_t *o = json_object(), *topics = json_array(), *lags = json_array();
+
+	downlink_stats(d, i, &st);
+	for (size_t j = 0; j < m->ntopics; j++)
+		json_array_append_new(topics, json_string(m->topics[j]));
+	for (size_t j = 0; j < nlag; j++) {
+		if (strcmp(lag[j].group, m->group) != 0 || !downlink_map_has_topic(m, lag[j].topic))
+			continue;
+		json_array_append_new(lags, json_pack("{s:s, s:i, s:I, s:I, s:I}", "topic",
+			lag[j].topic, "partition", (int)lag[j].partition, "lag", (json_int_t)lag[j].lag,
+			"hi_offset", (json_int_t)lag[j].hi_offset,
+			"committed_offset", (json_int_t)lag[j].committed_offset));
+	}
+	json_object_set_new(o, "group", json_string(m->group));
+	json_object_set_new(o, "topics", topics);
+	json_object_set_new(o, "mqtt_topic", json_string(st.mqtt_topic));
+	json_object_set_new(o, "qos", json_integer(m->qos));
+	json_object_set_new(o, "retain", json_boolean(m->retain));
+	json_object_set_new(o, "format", json_string(m->format == CFG_FORMAT_JSON ? "json" : "raw"));
+	json_object_set_new(o, "mode", json_string(m->mode == CFG_MODE_BROADCAST ? "broadcast"
+									  : "group"));
+	json_object_set_new(o, "consumed", json_integer((json_int_t)st.consumed));
+	json_object_set_new(o, "delivered", json_integer((json_int_t)st.delivered));
+	json_object_set_new(o, "skipped", json_integer((json_int_t)st.skipped));
+	json_object_set_new(o, "timed_out", json_integer((json_int_t)st.timed_out));
+	json_object_set_new(o, "lag", lags);
+	return o;
+}
+
+json_t *downlink_status_json(void *ud)
+{
+	struct downlink *d = ud;
+	json_t *arr = json_array();
+	size_t cap = downlink_lag_snapshot(d, NULL, 0) + 8;
+	struct downlink_lag *lag = calloc(cap, sizeof(*lag));
+
+	if (!arr || !lag)
+		goto fail;
+	size_t n = downlink_lag_snapshot(d, lag, cap);
+	if (n > cap) /* grew meanwhile: keep what fits */
+		n = cap;
+	for (size_t i = 0; i < d->nmaps; i++) {
+		json_t *o = map_json(d, d->maps[i].m, i, lag, n);
+		if (!o || json_array_append_new(arr, o) < 0)
+			goto fail;
+	}
+	free(lag);
+	return arr;
+fail:
+	free(lag);
+	json_decref(arr);
+	return NULL;
+}
+
+/* One counter family over every mapping; which = 0 consumed, 1 delivered,
+ * 2 skipped. */
+static int map_family(struct buf *out, struct downlink *d, const char *name, const char *help,
+		      int which)
+{
+	int rc = metrics_family(out, name, "counter", help);
+	for (size_t i = 0; i < d->nmaps; i++) {
+		struct downlink_stats st;
+		char idx[24];
+		downlink_stats(d, i, &st);
+		snprintf(idx, sizeof(idx), "%zu", i);
+		const char *labels[] = { "mapping", idx, "group", st.group, "topics", st.topics, NULL };
+		rc |= metrics_u64(out, name, labels,
+				  which == 0 ? st.consumed : which == 1 ? st.delivered : st.skipped);
+	}
+	return rc;
+}
+
+int downlink_metrics_render(struct buf *out, void *ud)
+{
+	struct downlink *d = ud;
+	int rc = map_family(out, d, "kafkagate_downlink_records_consumed_total",
+			    "Kafka records read for a downlink mapping.", 0);
+	rc |= map_family(out, d, "kafkagate_downlink_messages_delivered_total",
+			 "Downlink messages whose every matching delivery completed.", 1);
+	rc |= map_family(out, d, "kafkagate_downlink_records_skipped_total",
+			 "Downlink records skipped (template, topic name or envelope).", 2);
+	rc |= metrics_family(out, "kafkagate_downlink_records_timed_out_total", "counter",
+			     "Downlink records committed after the delivery timeout.");
+	for (size_t i = 0; i < d->ngroups; i++) {
+		const char *labels[] = { "group", consumer_group(d->groups[i].c), NULL };
+		rc |= metrics_u64(out, "kafkagate_downlink_records_timed_out_total", labels,
+				  consumer_timed_out(d->groups[i].c));
+	}
+
+	size_t cap = downlink_lag_snapshot(d, NULL, 0) + 8;
+	struct downlink_lag *lag = calloc(cap, sizeof(*lag));
+	if (!lag)
+		return -1;
+	size_t n = downlink_lag_snapshot(d, lag, cap);
+	rc |= metrics_family(out, "kafkagate_downlink_consumer_lag", "gauge",
+			     "Records between the high watermark and the committed offset.");
+	for (size_t i = 0; i < n && i < cap; i++) {
+		char part[16];
+		if (lag[i].lag < 0)
+			continue; /* unknown yet */
+		snprintf(part, sizeof(part), "%d", (int)lag[i].partition);
+		const char *labels[] = { "topic", lag[i].topic, "partition", part,
+					 "group", lag[i].group, NULL };
+		rc |= metrics_i64(out, "kafkagate_downlink_consumer_lag", labels, lag[i].lag);
+	}
+	free(lag);
+	return rc;
+}

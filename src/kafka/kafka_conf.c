@@ -1,0 +1,151 @@
+/* kafka_conf.c - see kafka_conf.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/cfg.h"
+#include "kafka/kafka_conf.h"
+#include "core/log.h"
+
+#include <librdkafka/rdkafka_mock.h>
+
+struct kafka_embed {
+	rd_kafka_t *rk; /* a handle only to own the mock cluster */
+	rd_kafka_mock_cluster_t *mc;
+	char *bootstrap;
+};
+
+static const char *const producer_defaults[][2] = {
+	{ "acks", "all" },
+	{ "enable.idempotence", "true" },
+	{ "linger.ms", "5" },
+	{ "compression.type", "lz4" },
+	{ "partitioner", "murmur2_random" },
+	{ "message.timeout.ms", "30000" },
+	/* Broker connection states for /metrics come from these. */
+	{ "statistics.interval.ms", "5000" },
+};
+
+static const char *const consumer_defaults[][2] = {
+	/* Commands are latency-sensitive: librdkafka's 500 ms default fetch wait
+	 * is also the delay of an idle partition's next record on some brokers. */
+	{ "fetch.wait.max.ms", "100" },
+	{ "enable.auto.commit", "false" },
+	{ "enable.auto.offset.store", "false" },
+	{ "auto.offset.reset", "earliest" },
+	{ "statistics.interval.ms", "5000" },
+};
+
+rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
+				const char *bootstrap, char *err, size_t errlen)
+{
+	char e[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	const char *const(*defs)[2] = role == KAFKA_PRODUCER ? producer_defaults : consumer_defaults;
+	size_t ndefs = role == KAFKA_PRODUCER
+		? sizeof(producer_defaults) / sizeof(producer_defaults[0])
+		: sizeof(consumer_defaults) / sizeof(consumer_defaults[0]);
+
+	for (size_t i = 0; i < ndefs; i++) {
+		if (rd_kafka_conf_set(conf, defs[i][0], defs[i][1], e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+			snprintf(err, errlen, "kafka default '%s': %s", defs[i][0], e);
+			goto fail;
+		}
+	}
+	/* The embedded mock cluster answers an empty fetch only after the full
+	 * wait: keep it short so that `make run` feels immediate. */
+	if (role == KAFKA_CONSUMER && cfg->kafka.brokers &&
+	    strcmp(cfg->kafka.brokers, "embedded") == 0 &&
+	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "kafka default 'fetch.wait.max.ms': %s", e);
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->kafka.nprops; i++) {
+		const struct cfg_kafka_prop *p = &cfg->kafka.props[i];
+		if (rd_kafka_conf_set(conf, p->name, p->value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+			snprintf(err, errlen, "%s:%d: kafka property '%s': %s", cfg->path, p->line,
+				 p->name, e);
+			goto fail;
+		}
+	}
+	if (bootstrap && rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof(e)) !=
+				 RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "%s:%d: kafka.brokers: %s", cfg->path, cfg->kafka.line, e);
+		goto fail;
+	}
+	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	if (level <= 3)
+		log_error("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else if (level <= 4 && strcmp(fac, "CONFWARN") != 0)
+		log_warn("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else if (level <= 4)
+		log_info("kafka log facility=%s msg=\"%s\"", fac, buf);
+	else
+		log_debug("kafka log facility=%s msg=\"%s\"", fac, buf);
+}
+
+int64_t kafka_conf_stats_int(struct json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+}
+
+int kafka_conf_check(const struct cfg *cfg, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = kafka_conf_new(cfg, KAFKA_PRODUCER, NULL, err, errlen);
+	if (!conf)
+		return -1;
+	rd_kafka_conf_destroy(conf);
+	return 0;
+}
+
+struct kafka_embed *kafka_embed_new(int brokers, char *err, size_t errlen)
+{
+	char e[256];
+	struct kafka_embed *k = calloc(1, sizeof(*k));
+	if (!k) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "log_level", "3", e, sizeof(e));
+	k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+	if (!k->rk) {
+		snprintf(err, errlen, "embedded kafka: %s", e);
+		rd_kafka_conf_destroy(conf);
+		free(k);
+		return NULL;
+	}
+	k->mc = rd_kafka_mock_cluster_new(k->rk, brokers);
+	if (!k->mc) {
+		snprintf(err, errlen, "embedded kafka: cannot start the mock cluster");
+		kafka_embed_free(k);
+		return NULL;
+	}
+	k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(k->mc));
+	return k;
+}
+
+const char *kafka_embed_bootstrap(const struct kafka_embed *k) { return k->bootstrap; }
+
+void kafka_embed_free(struct kafka_embed *k)
+{
+	if (!k)
+		return;
+	if (k->mc)
+		rd_kafka_mock_cluster_destroy(k->mc);
+	if (k->rk)
+		rd_kafka_destroy(k->rk);
+	free(k->bootstrap);
+	free(k);
+}

@@ -1,0 +1,91 @@
+/*
+ * uplink_int.h - what uplink.c (the producer: lifecycle, delivery reports,
+ * statistics) and uplink_publish.c (routing a publish into records) share.
+ * Not a public interface: other modules use uplink.h.
+ */
+#ifndef KG_UPLINK_INT_H
+#define KG_UPLINK_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "kafka/uplink.h"
+#include "broker/worker.h"
+
+struct broker;
+struct msg;
+struct route_table;
+
+struct uplink {
+	struct broker *br;
+	rd_kafka_t *rk;
+	char *dead_letter;           /* NULL: none */
+	char *bootstrap;
+	pthread_mutex_t rt_mu;       /* guards gen swaps (reload) */
+	struct uplink_routes *gen;   /* current; older ones kept until uplink_free */
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_bool closing;         /* uplink_free(): tickets are freed, not posted */
+	bool started;
+	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
+	struct uplink_stats st;
+	struct uplink_latency lat;
+	pthread_mutex_t bk_mu;       /* guards brokers, n_brokers */
+	struct uplink_broker_state brokers[UPLINK_MAX_BROKERS];
+	size_t n_brokers;
+};
+
+/* A routing table with its counters. Never freed before the uplink, so a
+ * worker or a delivery report may keep pointing at an old one. */
+struct uplink_routes {
+	struct route_table *rt;
+	struct uplink_route_stats *rs; /* one per route */
+	size_t n;
+	struct uplink_routes *prev;
+};
+
+struct ticket;
+
+/* The opaque of one record: which ticket, which route's counters. */
+struct rec {
+	struct ticket *t;
+	struct uplink_route_stats *rs; /* NULL for a dead letter */
+};
+
+/* One per publish; shared by its records. */
+struct ticket {
+	struct reclaim_node rn;      /* freed by its worker (worker_reclaim) */
+	struct uplink *u;
+	struct msg *m;               /* raw values point into it */
+	uint64_t conn_id;
+	uint32_t seq;                /* 0: QoS 0, nobody waits */
+	atomic_int remaining;
+	atomic_bool failed;
+	char *clientid;              /* for dead-letter envelopes (inside this allocation) */
+	char *username;              /* NULL, or inside this allocation */
+	uint32_t n_recs;
+	struct rec recs[];           /* one per matched route, and one for a dead letter */
+};
+
+
+
+/* Frees t and drops its message (any thread). */
+void uplink_ticket_free(struct ticket *t);
+/* One record of t is accounted for; the last one completes t: a QoS 0
+ * ticket goes back to its worker to be freed, a QoS 1/2 one is posted to
+ * its worker as INBOX_UPLINK_DONE (any thread). */
+void uplink_ticket_release(struct uplink *u, struct ticket *t);
+/* A record of t can never be produced as routed: dead letter, or dropped
+ * and counted; the publish is acknowledged either way (any thread). */
+void uplink_permanent_failure(struct uplink *u, struct ticket *t, const char *ktopic,
+			      const char *error);
+/* Errors that retrying cannot fix (too large, invalid topic, ...). */
+bool uplink_err_is_permanent(rd_kafka_resp_err_t err);
+
+/* librdkafka statistics callback of the producer (poll thread). */
+int uplink_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
+
+#endif

@@ -1,0 +1,308 @@
+/* uplink_publish.c - one publish becomes one Kafka record per matching
+ * route, all sharing a ticket whose last delivery report acknowledges the
+ * publish; see uplink.h for the threads involved. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "broker/broker.h"
+#include "broker/client.h"
+#include "route/envelope.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "route/route.h"
+#include "route/template.h"
+#include "kafka/uplink_int.h"
+#include "core/util.h"
+#include "broker/worker.h"
+
+#define MAX_ROUTES_PER_MSG 64
+
+void uplink_ticket_free(struct ticket *t)
+{
+	msg_unref(t->m);
+	free(t); /* the ids live in the same allocation */
+}
+
+bool uplink_err_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR__INVALID_ARG:
+		return true;
+	default:
+		/* Timeouts, transport, unknown: the device resends; nothing is lost. */
+		return false;
+	}
+}
+
+static void post_done(struct uplink *u, struct ticket *t)
+{
+	struct inbox_item it = { .kind = INBOX_UPLINK_DONE, .p1 = t };
+	int w = conn_worker(t->conn_id);
+	if (w >= u->br->n_workers || worker_post(&u->br->workers[w], &it) < 0)
+		uplink_ticket_free(t);
+}
+
+static void ticket_reclaim(struct reclaim_node *n)
+{
+	uplink_ticket_free(container_of(n, struct ticket, rn));
+}
+
+void uplink_ticket_release(struct uplink *u, struct ticket *t)
+{
+	if (atomic_fetch_sub(&t->remaining, 1) != 1)
+		return;
+	int w = conn_worker(t->conn_id);
+	/* At shutdown the workers are gone: nobody is waiting for acks. */
+	if (atomic_load(&u->closing) || w >= u->br->n_workers) {
+		uplink_ticket_free(t);
+	} else if (t->seq == 0) {
+		/* QoS 0: nothing to acknowledge; only the memory goes home. */
+		t->rn.free = ticket_reclaim;
+		worker_reclaim(&u->br->workers[w], &t->rn);
+	} else {
+		post_done(u, t);
+	}
+}
+
+/* Writes a dead letter for t. Returns 0 if one record was produced. */
+static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
+{
+	struct buf b = { 0 };
+	struct msg *m = t->m;
+	struct envelope_in in = {
+		.topic = m->topic, .topic_len = m->topic_len,
+		.clientid = t->clientid, .clientid_len = strlen(t->clientid),
+		.username = t->username, .username_len = t->username ? strlen(t->username) : 0,
+		.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
+		.payload = m->payload, .payload_len = m->payload_len, .error = error,
+	};
+	if (envelope_encode(&b, &in) < 0) {
+		buf_release(&b);
+		return -1;
+	}
+	atomic_fetch_add(&t->remaining, 1);
+	atomic_fetch_add(&u->st.in_flight, 1);
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		u->rk, RD_KAFKA_V_TOPIC(u->dead_letter),
+		RD_KAFKA_V_KEY(t->clientid, strlen(t->clientid)),
+		RD_KAFKA_V_VALUE((void *)buf_head(&b), buf_used(&b)),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(m->received_ms),
+		RD_KAFKA_V_OPAQUE(&t->recs[t->n_recs - 1]), RD_KAFKA_V_END);
+	buf_release(&b);
+	if (err) {
+		atomic_fetch_sub(&t->remaining, 1);
+		atomic_fetch_sub(&u->st.in_flight, 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* A record that can never be produced as routed. */
+void uplink_permanent_failure(struct uplink *u, struct ticket *t, const char *ktopic,
+			      const char *error)
+{
+	if (u->dead_letter && dead_letter(u, t, error) == 0) {
+		atomic_fetch_add(&u->st.dead_letters, 1);
+		log_warn("dead letter client=%s topic=%s kafka_topic=%s reason=\"%s\"", t->clientid,
+			 t->m->topic, ktopic ? ktopic : "-", error);
+		return;
+	}
+	atomic_fetch_add(&u->st.dropped, 1);
+	log_warn("record dropped client=%s topic=%s kafka_topic=%s reason=\"%s\"", t->clientid,
+		 t->m->topic, ktopic ? ktopic : "-", error);
+}
+
+static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq,
+				 uint32_t n_routes)
+{
+	/* One allocation per publish: the ticket, its records' opaques and
+	 * copies of the ids that dead letters and logs need after the client
+	 * may be gone. */
+	size_t recs = (n_routes + 1) * sizeof(struct rec);
+	size_t idlen = (size_t)c->id_len + 1;
+	size_t ulen = c->username ? strlen(c->username) + 1 : 0;
+	struct ticket *t = malloc(sizeof(*t) + recs + idlen + ulen);
+	if (!t)
+		return NULL;
+	memset(t, 0, sizeof(*t));
+	char *strs = (char *)t->recs + recs;
+	t->n_recs = n_routes + 1;
+	for (uint32_t i = 0; i < t->n_recs; i++)
+		t->recs[i] = (struct rec){ t, NULL };
+	t->u = u;
+	t->m = msg_ref(m);
+	t->conn_id = c->conn_id;
+	t->seq = seq;
+	atomic_init(&t->remaining, 1); /* held by uplink_publish until it is done */
+	t->clientid = memcpy(strs, c->id, idlen);
+	t->username = c->username ? memcpy(strs + idlen, c->username, ulen) : NULL;
+	return t;
+}
+
+static rd_kafka_headers_t *raw_headers(struct client *c, struct msg *m)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	char qos[2] = { (char)('0' + m->qos), 0 };
+	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
+	rd_kafka_header_add(h, "mqtt.clientid", -1, c->id, c->id_len);
+	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
+	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
+	if (c->username)
+		rd_kafka_header_add(h, "mqtt.username", -1, c->username, -1);
+	return h;
+}
+
+/* Renders and produces one record of t for route r. */
+static void produce_route(struct worker *w, struct client *c, struct ticket *t,
+			  const struct route *r, struct rec *rec)
+{
+	struct uplink *u = t->u;
+	struct msg *m = t->m;
+	struct template_ctx ctx;
+	struct buf *tb = &w->scratch_topic, *kb = &w->scratch_key, *vb = &w->scratch_value;
+
+	template_ctx_init(&ctx);
+	ctx.clientid = c->id;
+	ctx.clientid_len = c->id_len;
+	ctx.username = c->username;
+	ctx.username_len = c->username ? strlen(c->username) : 0;
+	ctx.topic = m->topic;
+	ctx.topic_len = m->topic_len;
+	buf_reset(tb);
+	buf_reset(kb);
+	int rc = template_render(route_topic(r), &ctx, tb);
+	if (rc == 0 && route_key(r))
+		rc = template_render(route_key(r), &ctx, kb);
+	if (rc < 0) {
+		char why[160];
+		snprintf(why, sizeof(why), "route line %d: %s", route_line(r), template_err_str(rc));
+		uplink_permanent_failure(u, t, NULL, why);
+		return;
+	}
+	/* A literal topic was checked when the table was built (route.c). */
+	if (buf_append(tb, "", 1) < 0 ||
+	    (!template_is_literal(route_topic(r)) &&
+	     !route_kafka_topic_valid((const char *)buf_head(tb), buf_used(tb) - 1))) {
+		uplink_permanent_failure(u, t, (const char *)buf_head(tb), "invalid Kafka topic name");
+		return;
+	}
+	const char *ktopic = (const char *)buf_head(tb);
+	const void *val = m->payload;
+	size_t vlen = m->payload_len;
+	int flags = 0; /* zero copy: the ticket keeps m alive until the report */
+	rd_kafka_headers_t *hdrs = NULL;
+	if (route_format(r) == ROUTE_FORMAT_JSON) {
+		struct envelope_in in = {
+			.topic = m->topic, .topic_len = m->topic_len,
+			.clientid = c->id, .clientid_len = c->id_len,
+			.username = c->username, .username_len = ctx.username_len,
+			.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
+			.payload = m->payload, .payload_len = m->payload_len,
+		};
+		buf_reset(vb);
+		if (envelope_encode(vb, &in) < 0) {
+			uplink_permanent_failure(u, t, ktopic, "cannot encode the JSON envelope");
+			return;
+		}
+		val = buf_head(vb);
+		vlen = buf_used(vb);
+		flags = RD_KAFKA_MSG_F_COPY;
+	} else {
+		hdrs = raw_headers(c, m);
+	}
+	atomic_fetch_add(&t->remaining, 1);
+	atomic_fetch_add(&u->st.in_flight, 1);
+	const void *key = route_key(r) ? buf_head(kb) : NULL;
+	size_t klen = route_key(r) ? buf_used(kb) : 0;
+	rd_kafka_resp_err_t err;
+	if (hdrs)
+		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
+					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
+					RD_KAFKA_V_TIMESTAMP(m->received_ms),
+					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
+	else
+		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
+					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
+					RD_KAFKA_V_TIMESTAMP(m->received_ms),
+					RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
+	struct uplink_route_stats *rs = rec->rs;
+	if (err) {
+		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+		atomic_fetch_sub(&t->remaining, 1);
+		atomic_fetch_sub(&u->st.in_flight, 1);
+		if (rs)
+			atomic_fetch_add(&rs->failed, 1);
+		if (t->seq != 0 && uplink_err_is_permanent(err)) {
+			uplink_permanent_failure(u, t, ktopic, rd_kafka_err2str(err));
+		} else if (t->seq != 0) {
+			atomic_fetch_add(&u->st.failed, 1);
+			atomic_store(&t->failed, true);
+			log_warn("kafka produce failed client=%s topic=%s kafka_topic=%s reason=\"%s\"",
+				 c->id, m->topic, ktopic, rd_kafka_err2str(err));
+		} else {
+			atomic_fetch_add(&u->st.qos0_failed, 1);
+		}
+		return;
+	}
+	STAT_INC(w, up_routed);
+	if (rs) {
+		atomic_fetch_add(&rs->routed, 1);
+		atomic_fetch_add(&rs->in_flight, 1);
+	}
+}
+
+enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg *m,
+				  uint32_t seq)
+{
+	struct uplink *u = w->up;
+	const struct route *routes[MAX_ROUTES_PER_MSG];
+
+	const struct uplink_routes *g = w->routes;
+	size_t n = route_table_match(g->rt, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
+	if (n == 0) {
+		STAT_INC(w, up_unrouted);
+		return UPLINK_DONE;
+	}
+	if (n > MAX_ROUTES_PER_MSG)
+		n = MAX_ROUTES_PER_MSG;
+	if (atomic_load_explicit(&u->st.in_flight, memory_order_relaxed) + (int64_t)n >
+	    u->queue_limit)
+		return UPLINK_BUSY;
+	struct ticket *t = ticket_new(u, c, m, seq, (uint32_t)n);
+	if (!t)
+		return UPLINK_BUSY;
+	for (size_t i = 0; i < n; i++) {
+		t->recs[i].rs = &g->rs[route_index(routes[i])];
+		produce_route(w, c, t, routes[i], &t->recs[i]);
+	}
+	/* Drop our hold. If every record already failed or none was produced,
+	 * this completes the ticket through the inbox like any report. */
+	if (atomic_load(&t->remaining) == 1 && !atomic_load(&t->failed)) {
+		uplink_ticket_free(t);
+		return UPLINK_DONE;
+	}
+	uplink_ticket_release(u, t);
+	return UPLINK_PENDING;
+}
+
+void uplink_done(struct worker *w, void *ticket)
+{
+	struct ticket *t = ticket;
+	struct client *c = worker_client(w, t->conn_id);
+
+	if (c && c->state == CL_ACTIVE) {
+		if (atomic_load(&t->failed))
+			atomic_fetch_add(&t->u->st.closed, 1);
+		client_ack_complete(c, t->seq, !atomic_load(&t->failed));
+	}
+	uplink_ticket_free(t);
+}

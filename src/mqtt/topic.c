@@ -1,0 +1,48 @@
+/* topic.c - MQTT topic matching and level access; see topic.h. */
+#include <string.h>
+
+#include "mqtt/topic.h"
+
+bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen)
+{
+	if (tlen > 0 && topic[0] == '$' && flen > 0 && (filter[0] == '+' || filter[0] == '#'))
+		return false;
+
+	size_t fi = 0, ti = 0;
+	for (;;) {
+		size_t fe = topic_level_end(filter, flen, fi);
+		if (topic_is_hash(filter + fi, fe - fi))
+			return true;
+		size_t te = topic_level_end(topic, tlen, ti);
+		if (!topic_is_plus(filter + fi, fe - fi) &&
+		    (fe - fi != te - ti || memcmp(filter + fi, topic + ti, fe - fi) != 0))
+			return false;
+		bool fdone = fe == flen, tdone = te == tlen;
+		if (fdone || tdone) {
+			if (fdone && tdone)
+				return true;
+			/* The topic ran out first: only a trailing "/#" still
+			 * matches, because '#' includes the parent level. */
+			return tdone && flen - fe == 2 && filter[fe + 1] == '#';
+		}
+		fi = fe + 1;
+		ti = te + 1;
+	}
+}
+
+size_t topic_level(const char *topic, size_t len, size_t n, const char **start)
+{
+	size_t pos = 0;
+	for (;;) {
+		size_t end = topic_level_end(topic, len, pos);
+		if (n == 0) {
+			if (start)
+				*start = topic + pos;
+			return end - pos;
+		}
+		if (end == len)
+			return (size_t)-1;
+		n--;
+		pos = end + 1;
+	}
+}
