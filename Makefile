@@ -11,7 +11,7 @@
 B        ?= build
 CC       ?= cc
 OPT      ?= -O2 -g
-PKGS     := rdkafka jansson libconfig
+PKGS     := rdkafka jansson libconfig openssl
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wno-missing-field-initializers
 CPPFLAGS += -D_GNU_SOURCE -Isrc -MMD -MP
@@ -32,7 +32,7 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon.
 CORE_SRC   := src/core/buf.c src/core/log.c src/core/util.c src/core/loop.c src/core/inbox.c \
-	src/core/net.c src/core/msg.c src/core/cfg.c src/core/cfg_diff.c src/core/daemon.c
+	src/core/net.c src/core/msg.c src/core/cfg.c src/core/cfg_diff.c src/core/daemon.c src/core/http_parse.c
 MQTT_SRC   := src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c \
 	src/mqtt/mqtt_encode.c src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c
 ROUTE_SRC  := src/route/template.c src/route/route.c src/route/envelope.c src/route/downlink_map.c
@@ -43,20 +43,28 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
-ADMIN_SRC  := src/admin/http_parse.c src/admin/http.c src/admin/http_route.c src/admin/metrics.c \
+ADMIN_SRC  := src/admin/http.c src/admin/http_route.c src/admin/metrics.c \
 	src/admin/status.c
 APP_SRC    := src/app/reload.c
+# auth: password and ACL files (pure but for OpenSSL's hashes).
+AUTH_SRC   :=
+# transport: TLS (OpenSSL) and WebSocket framing, below the broker.
+TRANSPORT_SRC :=
 
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon. Layers and what each may include:
 # docs/architecture.md, checked by scripts/check-layers.sh.
-LIB_SRC := $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(BROKER_SRC) $(KAFKA_SRC) $(ADMIN_SRC) $(APP_SRC)
+LIB_SRC := $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(AUTH_SRC) $(TRANSPORT_SRC) $(BROKER_SRC) $(KAFKA_SRC) $(ADMIN_SRC) $(APP_SRC)
 
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink
+UNIT_TESTS_AUTH      :=
+UNIT_TESTS_TRANSPORT :=
+UNIT_TESTS_BROKER    :=
+UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
@@ -66,7 +74,8 @@ IT_TESTS   := connect publish subscribe retain will session limits cli uplink up
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
-.PHONY: all run test unit integration vectors sanitize fuzz bench deps clean install packaging
+.PHONY: all run test unit integration vectors sanitize fuzz fuzz-build fuzz-smoke bench deps clean \
+	install packaging layers
 
 all: $(BIN)
 
@@ -106,6 +115,9 @@ run: deps
 unit: $(UNIT_BINS)
 	@scripts/run-tests.sh unit $(UNIT_BINS)
 
+layers:
+	@scripts/check-layers.sh
+
 integration: $(BIN) $(IT_BINS)
 	@KG_BIN=$(BIN) scripts/run-tests.sh integration $(IT_BINS)
 
@@ -113,7 +125,8 @@ vectors: $(BIN) $(VECTOR_BIN)
 	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt
 
 test: deps
-	$(MAKE) all unit integration packaging vectors
+	$(MAKE) layers
+	$(MAKE) all unit integration packaging vectors fuzz-smoke
 
 sanitize: export ASAN_OPTIONS = detect_leaks=1
 sanitize: export UBSAN_OPTIONS = print_stacktrace=1
@@ -144,25 +157,38 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
 		$(filter %.c %.a,$^) $(PKG_LIBS) $(LIBS)
 
-FUZZ_SECONDS ?= 60
-FUZZ_HTTP_SECONDS ?= $(shell expr $(FUZZ_SECONDS) / 2 + 1)
-fuzz: deps
+# Fuzz targets: tests/fuzz/fuzz_NAME.c linked with FUZZ_NAME_SRC; seeds in
+# tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
+# `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
+# `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
+FUZZ_TARGETS     := decode http
+FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
+FUZZ_http_SRC    := src/core/http_parse.c
+FUZZ_SECONDS     ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_CC          ?= clang
+FUZZ_FLAGS       := -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC)
 	@mkdir -p build-fuzz
-	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
-		-o build-fuzz/fuzz_decode tests/fuzz/fuzz_decode.c \
-		src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c \
-		src/mqtt/mqtt_encode.c src/core/buf.c
-	@mkdir -p build-fuzz/corpus
-	build-fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-		build-fuzz/corpus tests/fuzz/corpus
-	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
-		-o build-fuzz/fuzz_http tests/fuzz/fuzz_http.c src/admin/http_parse.c
-	@mkdir -p build-fuzz/corpus_http build-fuzz/seeds_http
-	@printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n' \
-		> build-fuzz/seeds_http/get
-	@printf 'HEAD /api/v1/clients?offset=0&limit=10 HTTP/1.0\n\n' > build-fuzz/seeds_http/head
-	build-fuzz/fuzz_http -max_total_time=$(FUZZ_HTTP_SECONDS) -max_len=4096 \
-		build-fuzz/corpus_http build-fuzz/seeds_http
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_$*_SRC) $(FUZZ_$*_LIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+fuzz: deps fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		seeds=tests/fuzz/corpus_$$t; [ $$t = decode ] && seeds=tests/fuzz/corpus; \
+		mkdir -p build-fuzz/corpus_$$t $$seeds; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+			build-fuzz/corpus_$$t $$seeds >build-fuzz/fuzz_$$t.log 2>&1 || \
+			{ tail -n 40 build-fuzz/fuzz_$$t.log; exit 1; }; \
+		tail -n 1 build-fuzz/fuzz_$$t.log; \
+	done
+
+fuzz-smoke: fuzz-build
+	@$(MAKE) -s fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
 # Packaging files (docker/, systemd/, the config examples) against the binary.
 packaging: $(BIN)

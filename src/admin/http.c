@@ -12,7 +12,7 @@
 #include "core/buf.h"
 #include "admin/http.h"
 #include "admin/http_int.h"
-#include "admin/http_parse.h"
+#include "core/http_parse.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/net.h"

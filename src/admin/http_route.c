@@ -9,7 +9,7 @@
 #include "core/buf.h"
 #include "admin/http.h"
 #include "admin/http_int.h"
-#include "admin/http_parse.h"
+#include "core/http_parse.h"
 #include "admin/metrics.h"
 #include "admin/status.h"
 #include "kafka/uplink.h"

@@ -17,18 +17,9 @@
 
 #include "core/loop.h"
 
-enum inbox_kind {
-	INBOX_DELIVER = 1,     /* p1 = struct session * (ref), p2 = struct msg * (ref), a = qos */
-	INBOX_TAKEOVER,        /* p1 = struct session * (ref), a = requesting worker, u = conn id */
-	INBOX_FENCE,           /* a = requesting worker, u = conn id: answer once reached */
-	INBOX_SETTLE,          /* p1 = struct session * (ref): posted to itself by the worker that parked it */
-	INBOX_TAKEOVER_DONE,   /* u = conn id of the waiting client */
-	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink) */
-	INBOX_UPLINK_DONE,     /* p1 = uplink ticket (uplink_done() frees it) */
-	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
-	INBOX_STOP,
-};
 
+/* One item: `kind` and the fields mean what the owning layer says
+ * (broker/worker.h: enum worker_item). */
 struct inbox_item {
 	uint8_t kind;
 	uint8_t a;

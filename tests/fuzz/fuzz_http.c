@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/http_parse.h"
+#include "core/http_parse.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 

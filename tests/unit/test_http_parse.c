@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin/http_parse.h"
+#include "core/http_parse.h"
 
 /* The last parsed copy: req borrows from it until the next parse. */
 static char *copy;

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "admin/http_parse.h"
+#include "core/http_parse.h"
 
 /* RFC 9110 tchar: the characters of a method or a header name. */
 static bool is_tchar(unsigned char ch)
