@@ -10,6 +10,7 @@
 #include "broker/broker.h"
 #include "broker/inflight.h"
 #include "admin/metrics.h"
+#include "core/prom.h"
 #include "broker/retain.h"
 #include "route/route.h"
 #include "route/template.h"
@@ -37,99 +38,11 @@ struct totals {
 	uint64_t up_routed, up_unrouted, up_blocked;
 };
 
-static int put(struct buf *out, const char *s)
-{
-	return buf_append(out, s, strlen(s));
-}
-
-static int putf(struct buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int putf(struct buf *out, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	/* Only numbers go through here: they always fit. */
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return -1;
-	return buf_append(out, tmp, (size_t)n);
-}
-
-static int put_escaped(struct buf *out, const char *s)
-{
-	int rc = 0;
-
-	for (const char *run = s;; s++) {
-		if (*s && *s != '\\' && *s != '"' && *s != '\n')
-			continue;
-		rc |= buf_append(out, run, (size_t)(s - run));
-		if (!*s)
-			return rc;
-		rc |= put(out, *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : "\\n");
-		run = s + 1;
-	}
-}
-
-int metrics_family(struct buf *out, const char *name, const char *type, const char *help)
-{
-	int rc = put(out, "# HELP ");
-	rc |= put(out, name);
-	rc |= put(out, " ");
-	rc |= put(out, help);
-	rc |= put(out, "\n# TYPE ");
-	rc |= put(out, name);
-	rc |= put(out, " ");
-	rc |= put(out, type);
-	rc |= put(out, "\n");
-	return rc;
-}
-
-static int sample_head(struct buf *out, const char *name, const char *const *labels)
-{
-	int rc = put(out, name);
-
-	for (size_t i = 0; labels && labels[i]; i += 2) {
-		rc |= put(out, i == 0 ? "{" : ",");
-		rc |= put(out, labels[i]);
-		rc |= put(out, "=\"");
-		rc |= put_escaped(out, labels[i + 1]);
-		rc |= put(out, "\"");
-	}
-	if (labels && labels[0])
-		rc |= put(out, "}");
-	return rc;
-}
-
-int metrics_u64(struct buf *out, const char *name, const char *const *labels, uint64_t v)
-{
-	int rc = sample_head(out, name, labels);
-	return rc | putf(out, " %" PRIu64 "\n", v);
-}
-
-int metrics_i64(struct buf *out, const char *name, const char *const *labels, int64_t v)
-{
-	int rc = sample_head(out, name, labels);
-	return rc | putf(out, " %" PRId64 "\n", v);
-}
-
-int metrics_f64(struct buf *out, const char *name, const char *const *labels, double v)
-{
-	int rc = sample_head(out, name, labels);
-	if (isnan(v))
-		return rc | put(out, " NaN\n");
-	if (isinf(v))
-		return rc | put(out, v > 0 ? " +Inf\n" : " -Inf\n");
-	return rc | putf(out, " %.15g\n", v);
-}
-
-/* A family of one unlabelled sample. */
 static int one_u64(struct buf *out, const char *name, const char *type, const char *help,
 		   uint64_t v)
 {
-	int rc = metrics_family(out, name, type, help);
-	return rc | metrics_u64(out, name, NULL, v);
+	int rc = prom_family(out, name, type, help);
+	return rc | prom_u64(out, name, NULL, v);
 }
 
 static void sum_workers(const struct broker *br, struct totals *t)
@@ -159,10 +72,10 @@ static void sum_workers(const struct broker *br, struct totals *t)
 static int render_packets(struct buf *out, const char *name, const char *help,
 			  const uint64_t *counts)
 {
-	int rc = metrics_family(out, name, "counter", help);
+	int rc = prom_family(out, name, "counter", help);
 	for (int k = 1; k < 16; k++) {
 		const char *labels[] = { "type", packet_names[k], NULL };
-		rc |= metrics_u64(out, name, labels, counts[k]);
+		rc |= prom_u64(out, name, labels, counts[k]);
 	}
 	return rc;
 }
@@ -172,12 +85,12 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 	static const char *const all[] = { "listener", "all", NULL };
 	int rc = 0;
 
-	rc |= metrics_family(out, "kafkagate_connections", "gauge", "Open MQTT connections.");
-	rc |= metrics_i64(out, "kafkagate_connections", all,
+	rc |= prom_family(out, "kafkagate_connections", "gauge", "Open MQTT connections.");
+	rc |= prom_i64(out, "kafkagate_connections", all,
 			  atomic_load_explicit(&br->n_connections, memory_order_relaxed));
-	rc |= metrics_family(out, "kafkagate_connections_total", "counter",
+	rc |= prom_family(out, "kafkagate_connections_total", "counter",
 			     "MQTT connections accepted.");
-	rc |= metrics_u64(out, "kafkagate_connections_total", all, t->accepted);
+	rc |= prom_u64(out, "kafkagate_connections_total", all, t->accepted);
 	rc |= one_u64(out, "kafkagate_connections_rejected_total", "counter",
 		      "MQTT connections refused at accept (max_connections).", t->rejected);
 	rc |= render_packets(out, "kafkagate_packets_received_total",
@@ -188,19 +101,19 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "Bytes read from MQTT connections.", t->bytes_in);
 	rc |= one_u64(out, "kafkagate_bytes_sent_total", "counter",
 		      "Bytes written to MQTT connections.", t->bytes_out);
-	rc |= metrics_family(out, "kafkagate_messages_received_total", "counter",
+	rc |= prom_family(out, "kafkagate_messages_received_total", "counter",
 			     "PUBLISH messages received from clients, by QoS.");
 	for (int q = 0; q < 3; q++) {
 		const char *labels[] = { "qos", q == 0 ? "0" : q == 1 ? "1" : "2", NULL };
-		rc |= metrics_u64(out, "kafkagate_messages_received_total", labels, t->msgs_in[q]);
+		rc |= prom_u64(out, "kafkagate_messages_received_total", labels, t->msgs_in[q]);
 	}
 	rc |= one_u64(out, "kafkagate_qos0_dropped_total", "counter",
 		      "QoS 0 messages dropped because a client's output was full.", t->qos0_dropped);
 	rc |= one_u64(out, "kafkagate_queue_dropped_total", "counter",
 		      "Messages dropped because a session queue was full.", t->queue_dropped);
-	rc |= metrics_family(out, "kafkagate_session_queued_messages", "gauge",
+	rc |= prom_family(out, "kafkagate_session_queued_messages", "gauge",
 			     "Messages waiting in session queues (online and offline), all sessions.");
-	rc |= metrics_i64(out, "kafkagate_session_queued_messages", NULL, mqueue_total());
+	rc |= prom_i64(out, "kafkagate_session_queued_messages", NULL, mqueue_total());
 	rc |= one_u64(out, "kafkagate_malformed_packets_total", "counter",
 		      "Malformed MQTT packets (the connection was closed).", t->malformed);
 	rc |= one_u64(out, "kafkagate_reloads_total", "counter",
@@ -236,7 +149,7 @@ static int render_routes(struct buf *out, struct uplink *up)
 	int rc = 0;
 
 	for (int f = 0; f < 4; f++) {
-		rc |= metrics_family(out, names[f], f == 3 ? "gauge" : "counter", help[f]);
+		rc |= prom_family(out, names[f], f == 3 ? "gauge" : "counter", help[f]);
 		for (size_t i = 0; i < n; i++) {
 			const struct route *r = route_table_get(rt, i);
 			const struct uplink_route_stats *rs = uplink_route_stats(up, route_index(r));
@@ -249,9 +162,9 @@ static int render_routes(struct buf *out, struct uplink *up)
 				"topic", template_source(route_topic(r)), NULL,
 			};
 			if (f == 3)
-				rc |= metrics_i64(out, names[f], labels, LD(rs->in_flight));
+				rc |= prom_i64(out, names[f], labels, LD(rs->in_flight));
 			else
-				rc |= metrics_u64(out, names[f], labels,
+				rc |= prom_u64(out, names[f], labels,
 						  f == 0 ? LD(rs->routed) :
 						  f == 1 ? LD(rs->delivered) : LD(rs->failed));
 		}
@@ -265,7 +178,7 @@ static int render_latency(struct buf *out, const struct uplink_latency *lat)
 	static const char name[] = "kafkagate_kafka_delivery_seconds";
 	uint64_t cum = 0;
 	char le[32];
-	int rc = metrics_family(out, name, "histogram",
+	int rc = prom_family(out, name, "histogram",
 				"Time from receiving a PUBLISH to Kafka's delivery report.");
 
 	for (int b = 0; b < UPLINK_LAT_BUCKETS; b++) {
@@ -275,12 +188,12 @@ static int render_latency(struct buf *out, const struct uplink_latency *lat)
 		else
 			snprintf(le, sizeof(le), "+Inf");
 		const char *labels[] = { "le", le, NULL };
-		rc |= metrics_u64(out, "kafkagate_kafka_delivery_seconds_bucket", labels, cum);
+		rc |= prom_u64(out, "kafkagate_kafka_delivery_seconds_bucket", labels, cum);
 	}
-	rc |= metrics_f64(out, "kafkagate_kafka_delivery_seconds_sum", NULL,
+	rc |= prom_f64(out, "kafkagate_kafka_delivery_seconds_sum", NULL,
 			  (double)LD(lat->sum_us) / 1e6);
 	/* The +Inf bucket, so that _count agrees with the buckets just read. */
-	rc |= metrics_u64(out, "kafkagate_kafka_delivery_seconds_count", NULL, cum);
+	rc |= prom_u64(out, "kafkagate_kafka_delivery_seconds_count", NULL, cum);
 	return rc;
 }
 
@@ -291,13 +204,13 @@ static int render_brokers(struct buf *out, struct uplink *up)
 	size_t n = bs ? uplink_broker_states(up, bs, UPLINK_MAX_BROKERS) : 0;
 	int rc = bs ? 0 : -1;
 
-	rc |= metrics_family(out, name, "gauge",
+	rc |= prom_family(out, name, "gauge",
 			     "1 if the producer's connection to this Kafka broker is up, else 0 "
 			     "(from librdkafka statistics).");
 
 	for (size_t i = 0; i < n; i++) {
 		const char *labels[] = { "broker", bs[i].name, NULL };
-		rc |= metrics_u64(out, name, labels, uplink_broker_is_up(&bs[i]) ? 1 : 0);
+		rc |= prom_u64(out, name, labels, uplink_broker_is_up(&bs[i]) ? 1 : 0);
 	}
 	free(bs);
 	return rc;
@@ -325,12 +238,12 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 		      "QoS 0 records that did not reach Kafka.", LD(st->qos0_failed));
 	rc |= one_u64(out, "kafkagate_uplink_connections_closed_total", "counter",
 		      "MQTT connections closed after a failed Kafka delivery.", LD(st->closed));
-	rc |= metrics_family(out, "kafkagate_uplink_in_flight", "gauge",
+	rc |= prom_family(out, "kafkagate_uplink_in_flight", "gauge",
 			     "Records produced and not yet reported by Kafka.");
-	rc |= metrics_i64(out, "kafkagate_uplink_in_flight", NULL, LD(st->in_flight));
-	rc |= metrics_family(out, "kafkagate_kafka_queue_depth", "gauge",
+	rc |= prom_i64(out, "kafkagate_uplink_in_flight", NULL, LD(st->in_flight));
+	rc |= prom_family(out, "kafkagate_kafka_queue_depth", "gauge",
 			     "Records held by the Kafka producer (librdkafka queue).");
-	rc |= metrics_i64(out, "kafkagate_kafka_queue_depth", NULL, uplink_queue_depth(up));
+	rc |= prom_i64(out, "kafkagate_kafka_queue_depth", NULL, uplink_queue_depth(up));
 	rc |= render_brokers(out, up);
 	rc |= render_latency(out, uplink_latency(up));
 	rc |= render_routes(out, up);
@@ -345,12 +258,12 @@ int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
 	int rc = 0;
 
 	sum_workers(br, &t);
-	rc |= metrics_family(out, "kafkagate_build_info", "gauge",
+	rc |= prom_family(out, "kafkagate_build_info", "gauge",
 			     "Always 1; the labels describe the build.");
-	rc |= metrics_u64(out, "kafkagate_build_info", version, 1);
-	rc |= metrics_family(out, "kafkagate_start_time_seconds", "gauge",
+	rc |= prom_u64(out, "kafkagate_build_info", version, 1);
+	rc |= prom_family(out, "kafkagate_start_time_seconds", "gauge",
 			     "Start time of the process since the Unix epoch, in seconds.");
-	rc |= metrics_f64(out, "kafkagate_start_time_seconds", NULL, (double)start_wall_ms / 1e3);
+	rc |= prom_f64(out, "kafkagate_start_time_seconds", NULL, (double)start_wall_ms / 1e3);
 	rc |= render_mqtt(out, br, &t);
 	rc |= one_u64(out, "kafkagate_uplink_unrouted_total", "counter",
 		      "Published messages that matched no route.", t.up_unrouted);

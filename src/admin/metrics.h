@@ -47,17 +47,4 @@ struct metrics_hook {
 int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
 		   const struct metrics_hook *hook);
 
-/* "# HELP name help" and "# TYPE name type" (counter, gauge, histogram).
- * help must not contain a backslash or a newline. Returns 0 or -1. */
-int metrics_family(struct buf *out, const char *name, const char *type, const char *help);
-
-/*
- * One sample line: name{k1="v1",...} value. labels is NULL or an array of
- * key, value strings ended by a NULL key; values are escaped (\\, \", \n).
- * Returns 0 or -1.
- */
-int metrics_u64(struct buf *out, const char *name, const char *const *labels, uint64_t v);
-int metrics_i64(struct buf *out, const char *name, const char *const *labels, int64_t v);
-int metrics_f64(struct buf *out, const char *name, const char *const *labels, double v);
-
 #endif

@@ -16,7 +16,7 @@
 #include "route/downlink_map.h"
 #include "core/log.h"
 #include "core/loop.h"
-#include "admin/metrics.h"
+#include "core/prom.h"
 #include "core/msg.h"
 #include "route/template.h"
 #include "core/util.h"
@@ -404,14 +404,14 @@ fail:
 static int map_family(struct buf *out, struct downlink *d, const char *name, const char *help,
 		      int which)
 {
-	int rc = metrics_family(out, name, "counter", help);
+	int rc = prom_family(out, name, "counter", help);
 	for (size_t i = 0; i < d->nmaps; i++) {
 		struct downlink_stats st;
 		char idx[24];
 		downlink_stats(d, i, &st);
 		snprintf(idx, sizeof(idx), "%zu", i);
 		const char *labels[] = { "mapping", idx, "group", st.group, "topics", st.topics, NULL };
-		rc |= metrics_u64(out, name, labels,
+		rc |= prom_u64(out, name, labels,
 				  which == 0 ? st.consumed : which == 1 ? st.delivered : st.skipped);
 	}
 	return rc;
@@ -426,11 +426,11 @@ int downlink_metrics_render(struct buf *out, void *ud)
 			 "Downlink messages whose every matching delivery completed.", 1);
 	rc |= map_family(out, d, "kafkagate_downlink_records_skipped_total",
 			 "Downlink records skipped (template, topic name or envelope).", 2);
-	rc |= metrics_family(out, "kafkagate_downlink_records_timed_out_total", "counter",
+	rc |= prom_family(out, "kafkagate_downlink_records_timed_out_total", "counter",
 			     "Downlink records committed after the delivery timeout.");
 	for (size_t i = 0; i < d->ngroups; i++) {
 		const char *labels[] = { "group", consumer_group(d->groups[i].c), NULL };
-		rc |= metrics_u64(out, "kafkagate_downlink_records_timed_out_total", labels,
+		rc |= prom_u64(out, "kafkagate_downlink_records_timed_out_total", labels,
 				  consumer_timed_out(d->groups[i].c));
 	}
 
@@ -439,7 +439,7 @@ int downlink_metrics_render(struct buf *out, void *ud)
 	if (!lag)
 		return -1;
 	size_t n = downlink_lag_snapshot(d, lag, cap);
-	rc |= metrics_family(out, "kafkagate_downlink_consumer_lag", "gauge",
+	rc |= prom_family(out, "kafkagate_downlink_consumer_lag", "gauge",
 			     "Records between the high watermark and the committed offset.");
 	for (size_t i = 0; i < n && i < cap; i++) {
 		char part[16];
@@ -448,7 +448,7 @@ int downlink_metrics_render(struct buf *out, void *ud)
 		snprintf(part, sizeof(part), "%d", (int)lag[i].partition);
 		const char *labels[] = { "topic", lag[i].topic, "partition", part,
 					 "group", lag[i].group, NULL };
-		rc |= metrics_i64(out, "kafkagate_downlink_consumer_lag", labels, lag[i].lag);
+		rc |= prom_i64(out, "kafkagate_downlink_consumer_lag", labels, lag[i].lag);
 	}
 	free(lag);
 	return rc;
