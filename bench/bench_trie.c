@@ -6,12 +6,18 @@
  *                  them, for comparison)
  *   retained:      100,000 topics, matched by devices/<id>/#
  * Usage: bench_trie [seconds per case, default 1]
+ *        bench_trie mem   heap bytes per trie level (glibc malloc, chunk
+ *                         overhead included) for a chain of empty levels,
+ *                         the subscription set above and retained-style
+ *                         keys; then removes everything and prints what
+ *                         the heap kept.
  */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "core/msg.h"
@@ -31,9 +37,12 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* In-use heap bytes, chunk headers and padding included; big blocks are
+ * mmapped and counted in hblkhd, not uordblks. */
 static size_t heap_used(void)
 {
-	return mallinfo2().uordblks;
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd;
 }
 
 static uint64_t rng = 88172645463325252u;
@@ -208,8 +217,96 @@ static void bench_retained(double secs)
 	retain_free(rs);
 }
 
+/* --- memory per level --- */
+
+static char fleet_filter[64];
+
+/* Filter number i of the subscription set of bench_subscriptions(). */
+static const char *fleet_name(uint32_t i)
+{
+	char *f = fleet_filter;
+	if (i < NDEV) {
+		snprintf(f, 64, "devices/d%u/commands", i);
+		return f;
+	}
+	i -= NDEV;
+	uint32_t k = (i * 97) % NDEV;
+	switch (i % 4) {
+	case 0: snprintf(f, 64, "devices/d%u/#", k); break;
+	case 1: snprintf(f, 64, "devices/+/status/%u", k); break;
+	case 2: snprintf(f, 64, "fleet/%u/+/commands", k); break;
+	default: snprintf(f, 64, "+/d%u/commands", k); break;
+	}
+	return f;
+}
+
+static const char *retained_name(uint32_t i)
+{
+	snprintf(fleet_filter, 64, "devices/d%u/state", i);
+	return fleet_filter;
+}
+
+/* Adds n keys from name() to a fresh trie, prints heap bytes per node,
+ * per level added and per key, removes them all and prints the heap left
+ * over (0 when the trie gives everything back). */
+static void mem_case(const char *label, uint32_t n, const char *(*name)(uint32_t))
+{
+	struct sub_trie *t = sub_trie_new();
+	if (!t)
+		abort();
+	size_t levels = 0, before = heap_used();
+	for (uint32_t i = 0; i < n; i++) {
+		const char *f = name(i);
+		size_t len = strlen(f);
+		if (sub_trie_add(t, f, len, (void *)(uintptr_t)(i + 1), 1) != 1)
+			abort();
+		levels += 1;
+		for (const char *p = f; (p = memchr(p, '/', len - (size_t)(p - f))); p++)
+			levels++;
+	}
+	size_t used = heap_used() - before, nodes = sub_trie_node_count(t);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *f = name(i);
+		if (sub_trie_remove(t, f, strlen(f), (void *)(uintptr_t)(i + 1)) != 1)
+			abort();
+	}
+	printf("%-26s %7zu nodes %7zu levels %6.1f B/node %6.1f B/level %7.1f B/key; "
+	       "after removing all: %zd B, %zu nodes\n",
+	       label, nodes, levels, (double)used / (double)nodes, (double)used / (double)levels,
+	       (double)used / (double)n, (ssize_t)(heap_used() - before), sub_trie_node_count(t));
+	sub_trie_free(t);
+}
+
+static char *chain;
+
+/* "AA" then 65,533 '/': one filter of 65,534 levels, all but one empty. */
+static const char *chain_name(uint32_t i)
+{
+	(void)i;
+	return chain;
+}
+
+static void bench_memory(void)
+{
+	size_t len = 65535;
+	chain = malloc(len + 1);
+	if (!chain)
+		abort();
+	memset(chain, '/', len);
+	memcpy(chain, "AA", 2);
+	chain[len] = '\0';
+	mem_case("chain AA/////... (64 KiB)", 1, chain_name);
+	mem_case("fleet filters (101k)", NDEV + NWILD, fleet_name);
+	mem_case("retained keys (100k)", NDEV, retained_name);
+	free(chain);
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "mem") == 0) {
+		bench_memory();
+		return 0;
+	}
 	double secs = argc > 1 ? atof(argv[1]) : 1.0;
 	if (secs <= 0)
 		secs = 1.0;
