@@ -1,4 +1,5 @@
 /* topic.c - MQTT topic matching and level access; see topic.h. */
+#include <limits.h>
 #include <string.h>
 
 #include "mqtt/topic.h"
@@ -45,4 +46,38 @@ size_t topic_level(const char *topic, size_t len, size_t n, const char **start)
 		n--;
 		pos = end + 1;
 	}
+}
+
+int topic_levels(const char *t, size_t len)
+{
+	int levels = 1;
+	if (len == 0)
+		return levels;
+	for (const char *p = t, *end = t + len; (p = memchr(p, '/', (size_t)(end - p))); p++)
+		if (++levels == INT_MAX)
+			break;
+	return levels;
+}
+
+int topic_check_limits(const char *t, size_t len, unsigned max_len, unsigned max_levels)
+{
+	if (max_len && len > max_len)
+		return TOPIC_ERR_TOO_LONG;
+	if (!max_levels || len == 0)
+		return TOPIC_OK;
+	unsigned levels = 1;
+	for (const char *p = t, *end = t + len; (p = memchr(p, '/', (size_t)(end - p))); p++)
+		if (++levels > max_levels)
+			return TOPIC_ERR_TOO_DEEP;
+	return TOPIC_OK;
+}
+
+const char *topic_err_str(int err)
+{
+	switch (err) {
+	case TOPIC_OK: return "ok";
+	case TOPIC_ERR_TOO_LONG: return "topic too long";
+	case TOPIC_ERR_TOO_DEEP: return "too many topic levels";
+	}
+	return "unknown topic error";
 }

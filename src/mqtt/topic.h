@@ -4,7 +4,8 @@
  * Pure: no allocation, no globals, no logging. Any thread may call.
  * Inputs are assumed valid (mqtt_topic_name_valid() and
  * mqtt_topic_filter_valid() in mqtt_codec.h check them at the edge); on
- * invalid input the results are defined but meaningless.
+ * invalid input the results are defined but meaningless. The exceptions
+ * are topic_levels() and topic_check_limits(), which take any bytes.
  *
  * A topic is split into levels at every '/'; levels may be empty, so "a//b"
  * has three levels and "/a" has two, the first empty. A topic always has at
@@ -33,6 +34,34 @@ bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tl
  * no level n. Used by route templates (${topic[N]}).
  */
 size_t topic_level(const char *topic, size_t len, size_t n, const char **start);
+
+/*
+ * Number of levels of the topic name or filter t (len bytes): one more than
+ * its number of '/', so at least 1 ("" is one empty level, "/" two).
+ * O(len). Saturates at INT_MAX, far above any MQTT topic (65,535 bytes).
+ */
+int topic_levels(const char *t, size_t len);
+
+/* What topic_check_limits() found; distinct so the caller can say which
+ * limit was hit (topic_err_str()). */
+enum topic_err {
+	TOPIC_OK = 0,
+	TOPIC_ERR_TOO_LONG = -1, /* more than max_len bytes */
+	TOPIC_ERR_TOO_DEEP = -2, /* more than max_levels levels */
+};
+
+/*
+ * Checks a topic name or filter against the broker's size limits, before
+ * it reaches a trie: returns TOPIC_OK, TOPIC_ERR_TOO_LONG when len exceeds
+ * max_len, else TOPIC_ERR_TOO_DEEP when it has more than max_levels levels
+ * (topic_levels()). A limit of 0 means no limit. Counting stops at the
+ * first level over the limit. Checks sizes only, not syntax.
+ */
+int topic_check_limits(const char *t, size_t len, unsigned max_len, unsigned max_levels);
+
+/* A short description of a topic_check_limits() result, for logs
+ * ("topic too long"). Never NULL. */
+const char *topic_err_str(int err);
 
 /* End of the level that starts at s[pos] (pos <= len): the index of the next
  * '/' at or after pos, or len. Tries walk levels with it. */

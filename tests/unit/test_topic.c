@@ -1,8 +1,10 @@
-/* test_topic.c - topic_matches() and topic_level(). */
+/* test_topic.c - topic_matches(), topic_level(), level counts and limits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -146,6 +148,85 @@ static void test_level_end(void **state)
 	assert_int_equal(topic_level_end("abc/d", 3, 0), 3);
 }
 
+static void test_levels(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *t;
+		int levels;
+	} levels[] = {
+		{ "", 1 },         { "a", 1 },       { "/", 2 },          { "//", 3 },
+		{ "a/b", 2 },      { "/a", 2 },      { "a/", 2 },         { "a//b", 3 },
+		{ "$SYS/x", 2 },   { "+/+/#", 3 },   { "sport/tennis/player1", 3 },
+	};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		assert_int_equal(topic_levels(levels[i].t, strlen(levels[i].t)), levels[i].levels);
+	/* Only len bytes count; a NULL pointer is fine when len is 0. */
+	assert_int_equal(topic_levels("a/b/c", 3), 2);
+	assert_int_equal(topic_levels(NULL, 0), 1);
+	/* The shape of the hostile filter: "AA" then 65,533 '/'. */
+	size_t len = 65535;
+	char *t = malloc(len);
+	assert_non_null(t);
+	memset(t, '/', len);
+	memcpy(t, "AA", 2);
+	assert_int_equal(topic_levels(t, len), 65534);
+	free(t);
+}
+
+static void test_check_limits(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *t;
+		unsigned max_len, max_levels;
+		int want;
+	} limits[] = {
+		{ "a/b/c", 0, 0, TOPIC_OK },
+		{ "a/b/c", 5, 3, TOPIC_OK },           /* both limits exactly reached */
+		{ "a/b/c", 4, 3, TOPIC_ERR_TOO_LONG },
+		{ "a/b/c", 5, 2, TOPIC_ERR_TOO_DEEP },
+		{ "a/b/c", 4, 2, TOPIC_ERR_TOO_LONG }, /* length is checked first */
+		{ "a/b/c", 0, 2, TOPIC_ERR_TOO_DEEP },
+		{ "a/b/c", 4, 0, TOPIC_ERR_TOO_LONG },
+		{ "", 1, 1, TOPIC_OK },
+		{ "/", 1, 1, TOPIC_ERR_TOO_DEEP },     /* two empty levels */
+		{ "/", 1, 2, TOPIC_OK },
+		{ "a//b", 0, 3, TOPIC_OK },
+		{ "a//b", 0, 2, TOPIC_ERR_TOO_DEEP },
+		{ "+/#", 3, 2, TOPIC_OK },
+		{ "x", 1, 1, TOPIC_OK },
+		{ "xy", 1, 1, TOPIC_ERR_TOO_LONG },
+	};
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		int got = topic_check_limits(limits[i].t, strlen(limits[i].t), limits[i].max_len,
+					     limits[i].max_levels);
+		if (got != limits[i].want)
+			fail_msg("'%s' max_len %u max_levels %u: got %d want %d", limits[i].t,
+				 limits[i].max_len, limits[i].max_levels, got, limits[i].want);
+	}
+	assert_int_equal(topic_check_limits(NULL, 0, 10, 10), TOPIC_OK);
+
+	/* A 64 KiB filter of empty levels against typical limits. */
+	size_t len = 65535;
+	char *t = malloc(len);
+	assert_non_null(t);
+	memset(t, '/', len);
+	memcpy(t, "AA", 2);
+	assert_int_equal(topic_check_limits(t, len, 65535, 0), TOPIC_OK);
+	assert_int_equal(topic_check_limits(t, len, 65535, 65534), TOPIC_OK);
+	assert_int_equal(topic_check_limits(t, len, 65535, 65533), TOPIC_ERR_TOO_DEEP);
+	assert_int_equal(topic_check_limits(t, len, 65535, 128), TOPIC_ERR_TOO_DEEP);
+	assert_int_equal(topic_check_limits(t, len, 1024, 128), TOPIC_ERR_TOO_LONG);
+	assert_int_equal(topic_check_limits(t, len, UINT_MAX, UINT_MAX), TOPIC_OK);
+	free(t);
+
+	assert_string_equal(topic_err_str(TOPIC_OK), "ok");
+	assert_string_equal(topic_err_str(TOPIC_ERR_TOO_LONG), "topic too long");
+	assert_string_equal(topic_err_str(TOPIC_ERR_TOO_DEEP), "too many topic levels");
+	assert_string_equal(topic_err_str(42), "unknown topic error");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +235,8 @@ int main(void)
 		cmocka_unit_test(test_level),
 		cmocka_unit_test(test_wildcard_predicates),
 		cmocka_unit_test(test_level_end),
+		cmocka_unit_test(test_levels),
+		cmocka_unit_test(test_check_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
