@@ -1,20 +1,35 @@
 /* log.c - see log.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 
+_Static_assert(LOG_LINE_MAX <= PIPE_BUF, "a line must fit one atomic pipe write");
+
 static atomic_int cur_level = LVL_INFO;
 static atomic_bool to_syslog;
+static atomic_int out_fd = STDERR_FILENO;
+static atomic_int append_fd = -1; /* out_fd, once checked by set_append() */
+static _Atomic(int64_t (*)(void)) clock_fn;
 static _Thread_local char thread_name[16] = "main";
 static const char *names[] = { "error", "warn", "info", "debug" };
+
+/* The global cap: GCRA state and what it dropped from lines with no kind. */
+static atomic_uint global_per_sec = 1000, global_burst = 5000;
+static _Atomic int64_t global_tat;
+static atomic_ullong global_suppressed;
+/* Kinds that have dropped lines, for log_flush_suppressed(); push-only. */
+static struct log_limit *_Atomic listed;
 
 int log_level_parse(const char *name)
 {
@@ -48,12 +63,227 @@ void log_set_thread(const char *name)
 	snprintf(thread_name, sizeof(thread_name), "%s", name);
 }
 
-__attribute__((format(printf, 3, 0)))
-static void vlog(int level, bool with_errno, const char *fmt, va_list ap)
+void log_set_fd(int fd)
 {
-	int saved = errno;
-	char line[2048];
-	size_t n = 0;
+	atomic_store(&out_fd, fd < 0 ? STDERR_FILENO : fd);
+	atomic_store(&append_fd, -1);
+}
+
+/* Threads writing one file through one description without O_APPEND race
+ * on its offset and overwrite each other's lines (`kafkagate 2>file`); with
+ * O_APPEND each write(2) lands whole at the end. Pipes and sockets have no
+ * offset. Idempotent, so a race between two first writes is harmless. */
+static void set_append(int fd)
+{
+	struct stat st;
+	int fl;
+
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (fl = fcntl(fd, F_GETFL)) >= 0 &&
+	    !(fl & O_APPEND))
+		fcntl(fd, F_SETFL, fl | O_APPEND);
+	atomic_store(&append_fd, fd);
+}
+
+void log_set_clock(int64_t (*now_us)(void)) { atomic_store(&clock_fn, now_us); }
+
+static int64_t now_us(void)
+{
+	int64_t (*fn)(void) = atomic_load_explicit(&clock_fn, memory_order_relaxed);
+	struct timespec ts;
+
+	if (fn)
+		return fn();
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- quoting ---- */
+
+/* Length of the well-formed UTF-8 sequence at p (2-4, with its code point
+ * in *cp), or 0 if there is none (stray, overlong, surrogate, > U+10FFFF). */
+static size_t utf8_seq(const unsigned char *p, size_t left, uint32_t *cp)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n;
+	uint32_t v;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2, v = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3, v = c & 0x0f;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4, v = c & 0x07;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (left < n)
+		return 0;
+	for (size_t i = 1; i < n; i++, lo = 0x80, hi = 0xbf) {
+		if (p[i] < lo || p[i] > hi)
+			return 0;
+		v = v << 6 | (p[i] & 0x3f);
+	}
+	*cp = v;
+	return n;
+}
+
+/* Code points a terminal or viewer would render as a line break or use to
+ * reorder text: shown escaped. */
+static bool cp_hidden(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e || cp == 0x200f || cp == 0x2028 ||
+	       cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+static size_t hex_byte(char *out, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+	out[0] = '\\', out[1] = 'x', out[2] = hex[c >> 4], out[3] = hex[c & 15];
+	return 4;
+}
+
+/* Escapes the unit (one byte or one UTF-8 character) at p into out (16
+ * bytes); returns the bytes of p it covers and sets *outlen. */
+static size_t q_unit(const unsigned char *p, size_t left, char *out, size_t *outlen)
+{
+	unsigned char c = p[0];
+	uint32_t cp;
+	size_t n;
+
+	if (c < 0x80) {
+		const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" :
+				c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+		if (e)
+			memcpy(out, e, *outlen = 2);
+		else if (c < 0x20 || c == 0x7f)
+			*outlen = hex_byte(out, c);
+		else
+			out[0] = (char)c, *outlen = 1;
+		return 1;
+	}
+	n = utf8_seq(p, left, &cp);
+	if (n == 0) {
+		*outlen = hex_byte(out, c);
+		return 1;
+	}
+	if (cp_hidden(cp)) {
+		*outlen = 0;
+		for (size_t i = 0; i < n; i++)
+			*outlen += hex_byte(out + *outlen, p[i]);
+	} else {
+		memcpy(out, p, n);
+		*outlen = n;
+	}
+	return n;
+}
+
+const char *log_qn(const char *s, size_t len)
+{
+	static _Thread_local char ring[LOG_Q_SLOTS][LOG_Q_MAX + sizeof("\"...\"")];
+	static _Thread_local unsigned next;
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	char *out, unit[16];
+	size_t o = 0, un;
+
+	if (!s)
+		return "-";
+	out = ring[next++ % LOG_Q_SLOTS];
+	out[o++] = '"';
+	while (p < end) {
+		size_t used = q_unit(p, (size_t)(end - p), unit, &un);
+		if (o - 1 + un > LOG_Q_MAX) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		memcpy(out + o, unit, un);
+		o += un;
+		p += used;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
+const char *log_q(const char *s)
+{
+	return log_qn(s, s ? strlen(s) : 0);
+}
+
+/* ---- lines ---- */
+
+/* Copies the formatted text s into out (at most cap bytes) with control
+ * bytes escaped, never splitting an escape. Returns the bytes written;
+ * *done is the number of bytes of s consumed. */
+static size_t escape_ctl(char *out, size_t cap, const char *s, size_t len, size_t *done)
+{
+	size_t o = 0, i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[4];
+		size_t n = 1;
+
+		e[0] = (char)c;
+		if (c == '\n' || c == '\r' || c == '\t')
+			e[0] = '\\', e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't', n = 2;
+		else if (c < 0x20 || c == 0x7f)
+			n = hex_byte(e, c);
+		if (o + n > cap)
+			break;
+		memcpy(out + o, e, n);
+		o += n;
+	}
+	*done = i;
+	return o;
+}
+
+/* The largest cut of s[0..len) that splits neither a backslash escape nor
+ * a UTF-8 sequence; *open says whether a quote is open there. */
+static size_t safe_cut(const char *s, size_t len, bool *open)
+{
+	size_t good = 0, esc_end = 0;
+	bool q = false;
+
+	*open = false;
+	for (size_t i = 0; i <= len; i++) {
+		if (i >= esc_end && (i == len || ((unsigned char)s[i] & 0xc0) != 0x80))
+			good = i, *open = q;
+		if (i == len || i < esc_end)
+			continue;
+		if (s[i] == '\\')
+			esc_end = i + (i + 1 < len && s[i + 1] == 'x' ? 4 : 2);
+		else if (s[i] == '"')
+			q = !q;
+	}
+	/* A lead byte whose sequence was cut short at the end. */
+	size_t j = good;
+	while (j > 0 && good - j < 3 && ((unsigned char)s[j - 1] & 0xc0) == 0x80)
+		j--;
+	if (j > 0) {
+		unsigned char c = (unsigned char)s[j - 1];
+		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+		if (need > 1 && good - (j - 1) < need)
+			good = j - 1;
+	}
+	return good;
+}
+
+#define CUT_MARK " truncated=1"
+
+/* Formats and writes one line; `err` is the errno to show or -1, and
+ * `sup` > 0 appends " suppressed=N". Keeps no state but the output. */
+__attribute__((format(printf, 4, 0)))
+static void emit(int level, int err, unsigned long long sup, const char *fmt, va_list ap)
+{
+	char text[LOG_LINE_MAX], line[LOG_LINE_MAX], tail[160];
+	size_t n = 0, tn = 0, len, done, room;
+	bool cut;
+	int w;
 
 	if (!atomic_load(&to_syslog)) {
 		struct timespec ts;
@@ -61,46 +291,191 @@ static void vlog(int level, bool with_errno, const char *fmt, va_list ap)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n += snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
 	}
-	n += snprintf(line + n, sizeof(line) - n, "level=%s thread=%s ",
-		      log_level_name(level), thread_name);
-	if (n < sizeof(line)) {
-		int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-		if (w > 0)
-			n += (size_t)w;
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "level=%s thread=%s ",
+			      log_level_name(level), thread_name);
+
+	w = vsnprintf(text, sizeof(text), fmt, ap);
+	len = w < 0 ? 0 : (size_t)w < sizeof(text) ? (size_t)w : sizeof(text) - 1;
+	cut = w >= (int)sizeof(text);
+
+	if (err >= 0)
+		tn += (size_t)snprintf(tail, sizeof(tail), " err=\"%s\"", strerror(err));
+	if (sup && tn < sizeof(tail))
+		tn += (size_t)snprintf(tail + tn, sizeof(tail) - tn, " suppressed=%llu", sup);
+	if (tn >= sizeof(tail))
+		tn = sizeof(tail) - 1;
+
+	room = sizeof(line) - 1 - n - tn; /* 1: the newline */
+	size_t o = escape_ctl(line + n, room, text, len, &done);
+	if (done < len || cut) {
+		bool open;
+		o = escape_ctl(line + n, room - (sizeof("...\"" CUT_MARK) - 1), text, len, &done);
+		o = safe_cut(line + n, o, &open);
+		o += (size_t)sprintf(line + n + o, "...%s" CUT_MARK, open ? "\"" : "");
 	}
-	if (with_errno && n < sizeof(line))
-		n += snprintf(line + n, sizeof(line) - n, " err=\"%s\"", strerror(saved));
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
+	n += o;
+	memcpy(line + n, tail, tn);
+	n += tn;
+
 	if (atomic_load(&to_syslog)) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 		line[n] = '\0';
-		syslog(prio[level], "%s", line);
+		syslog(prio[level >= 0 && level < 4 ? level : LVL_ERROR], "%s", line);
 	} else {
+		int fd = atomic_load(&out_fd);
+		if (fd != atomic_load_explicit(&append_fd, memory_order_relaxed))
+			set_append(fd);
 		line[n++] = '\n';
-		ssize_t r = write(STDERR_FILENO, line, n);
-		(void)r;
+		while (write(fd, line, n) < 0 && errno == EINTR)
+			;
+	}
+}
+
+__attribute__((format(printf, 4, 5)))
+static void emitf(int level, int err, unsigned long long sup, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	emit(level, err, sup, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- rate limits ---- */
+
+/* GCRA: a line may go if, charging it one interval, the bucket's
+ * theoretical arrival time stays within `burst` intervals of now. */
+static bool gcra_take(_Atomic int64_t *tat, uint32_t per_sec, uint32_t burst, int64_t now)
+{
+	if (per_sec == 0)
+		return true;
+	int64_t t = per_sec > 1000000 ? 1 : 1000000 / per_sec;
+	int64_t tau = t * (burst ? burst : 1);
+	int64_t cur = atomic_load_explicit(tat, memory_order_relaxed);
+
+	for (;;) {
+		int64_t next = (cur > now ? cur : now) + t;
+		if (next - now > tau)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(tat, &cur, next, memory_order_relaxed,
+							  memory_order_relaxed))
+			return true;
+	}
+}
+
+/* The event words of a kind: "conn rejected addr=%s" -> "conn rejected". */
+static const char *kind_q(const char *kind)
+{
+	size_t len;
+
+	if (!kind)
+		return "-";
+	len = strcspn(kind, "%=");
+	if (kind[len] != '\0') {
+		while (len > 0 && kind[len - 1] != ' ')
+			len--;
+		while (len > 0 && (kind[len - 1] == ' ' || kind[len - 1] == ':'))
+			len--;
+		if (len == 0)
+			len = strcspn(kind, " ");
+	}
+	return log_qn(kind, len);
+}
+
+static void report(int level, const char *kind, unsigned long long n)
+{
+	emitf(level, -1, 0, "log lines suppressed kind=%s suppressed=%llu", kind, n);
+}
+
+/* The global cap for a line at `level`; reports what it dropped before
+ * the first line it lets through again. */
+static bool global_take(int level)
+{
+	if (level > LVL_INFO)
+		return true;
+	if (!gcra_take(&global_tat, atomic_load_explicit(&global_per_sec, memory_order_relaxed),
+		       atomic_load_explicit(&global_burst, memory_order_relaxed), now_us()))
+		return false;
+	unsigned long long n = atomic_exchange_explicit(&global_suppressed, 0, memory_order_relaxed);
+	if (n)
+		report(LVL_WARN, "\"global\"", n);
+	return true;
+}
+
+static void limit_drop(struct log_limit *lim, int level)
+{
+	atomic_store_explicit(&lim->level, level, memory_order_relaxed);
+	atomic_fetch_add_explicit(&lim->suppressed, 1, memory_order_relaxed);
+	if (atomic_exchange_explicit(&lim->listed, true, memory_order_relaxed))
+		return;
+	struct log_limit *head = atomic_load_explicit(&listed, memory_order_relaxed);
+	do
+		lim->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&listed, &head, lim, memory_order_release,
+						      memory_order_relaxed));
+}
+
+void log_set_global_limit(uint32_t per_sec, uint32_t burst)
+{
+	atomic_store(&global_burst, burst);
+	atomic_store(&global_per_sec, per_sec);
+	atomic_store(&global_tat, 0); /* a new limit starts with a full bucket */
+}
+
+void log_flush_suppressed(void)
+{
+	int saved = errno;
+	unsigned long long n;
+
+	for (struct log_limit *l = atomic_load_explicit(&listed, memory_order_acquire); l; l = l->next)
+		if ((n = atomic_exchange_explicit(&l->suppressed, 0, memory_order_relaxed)))
+			report(atomic_load_explicit(&l->level, memory_order_relaxed), kind_q(l->kind), n);
+	if ((n = atomic_exchange_explicit(&global_suppressed, 0, memory_order_relaxed)))
+		report(LVL_WARN, "\"global\"", n);
+	errno = saved;
+}
+
+void log_limited(struct log_limit *lim, int level, bool with_errno, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	if (!gcra_take(&lim->tat, lim->per_sec, lim->burst, now_us()) || !global_take(level)) {
+		limit_drop(lim, level);
+	} else {
+		va_start(ap, fmt);
+		emit(level, with_errno ? saved : -1,
+		     atomic_exchange_explicit(&lim->suppressed, 0, memory_order_relaxed), fmt, ap);
+		va_end(ap);
 	}
 	errno = saved;
 }
 
 void log_write(int level, bool with_errno, const char *fmt, ...)
 {
+	int saved = errno;
+	va_list ap;
+
 	if (!log_enabled(level))
 		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(level, with_errno, fmt, ap);
-	va_end(ap);
+	if (!global_take(level)) {
+		atomic_fetch_add_explicit(&global_suppressed, 1, memory_order_relaxed);
+	} else {
+		va_start(ap, fmt);
+		emit(level, with_errno ? saved : -1, 0, fmt, ap);
+		va_end(ap);
+	}
+	errno = saved;
 }
 
 void fatal(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vlog(LVL_ERROR, false, fmt, ap);
+	emit(LVL_ERROR, -1, 0, fmt, ap);
 	va_end(ap);
 	exit(1);
 }
