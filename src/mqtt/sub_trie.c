@@ -14,39 +14,56 @@ struct walk {
 	void *ud;
 };
 
-static struct sub_node *node_new(struct sub_trie *t, const char *s, size_t len)
+/* --- nodes --- */
+
+static size_t node_size(size_t len, bool slot)
 {
-	size_t size = offsetof(struct sub_node, level) + len;
-	struct sub_node *n = calloc(1, size < sizeof(*n) ? sizeof(*n) : size);
+	size_t size = offsetof(struct sub_node, level) + len + (slot ? sizeof(uint32_t) : 0);
+	return size < sizeof(struct sub_node) ? sizeof(struct sub_node) : size;
+}
+
+/* slot: n is a filter's last level, so give it room for one entry. */
+static struct sub_node *node_new(struct sub_trie *t, const char *s, size_t len, bool slot)
+{
+	struct sub_node *n = calloc(1, node_size(len, slot));
 	if (!n)
 		return NULL;
 	memcpy(n->level, s, len);
 	n->len = (uint16_t)len;
+	n->flags = slot ? N_SLOT : 0;
 	n->hash = sub_trie_kids_hash(t->seed, s, len);
 	t->nodes++;
+	t->bytes += node_size(len, slot);
 	return n;
 }
 
 static void node_free(struct sub_trie *t, struct sub_node *n)
 {
-	sub_trie_kids_release(n);
-	if (n->nent >= 2)
-		free(n->ent.many);
+	sub_trie_kids_release(t, n);
+	t->bytes -= node_size(n->len, n->flags & N_SLOT);
 	free(n);
 	t->nodes--;
 }
 
 static uint32_t child_total(const struct sub_node *n)
 {
-	return n->nkids + (n->plus != NULL) + (n->pound != NULL);
+	const struct sub_more *m = sub_trie_kids_more(n);
+	return sub_trie_kids_count(n) + (m && m->plus) + (m && m->pound);
 }
 
 static size_t report(const struct walk *w, const struct sub_node *n)
 {
-	const struct sub_entry *e = n->nent <= 1 ? &n->ent.one : n->ent.many;
-	for (uint32_t i = 0; i < n->nent; i++)
+	if (n->flags & N_OWNER) {
+		w->cb(n->x.owner, sub_trie_kids_slot_data(n), w->ud);
+		return 1;
+	}
+	const struct sub_more *m = n->x.more;
+	if (!m)
+		return 0;
+	const struct sub_entry *e = m->nent <= 1 ? &m->ent.one : m->ent.many;
+	for (uint32_t i = 0; i < m->nent; i++)
 		w->cb(e[i].owner, e[i].data, w->ud);
-	return n->nent;
+	return m->nent;
 }
 
 /* --- children: "+" and "#" here, the others in sub_trie_kids.c --- */
@@ -54,102 +71,52 @@ static size_t report(const struct walk *w, const struct sub_node *n)
 static struct sub_node *child_get(const struct sub_trie *t, const struct sub_node *n,
 				  const char *s, size_t len)
 {
+	const struct sub_more *m;
 	if (topic_is_plus(s, len))
-		return n->plus;
+		return (m = sub_trie_kids_more(n)) ? m->plus : NULL;
 	if (topic_is_hash(s, len))
-		return n->pound;
+		return (m = sub_trie_kids_more(n)) ? m->pound : NULL;
 	return sub_trie_kids_find(t, n, s, len);
 }
 
-static int child_link(struct sub_node *n, struct sub_node *c)
+static int child_link(struct sub_trie *t, struct sub_node *n, struct sub_node *c)
 {
-	if (topic_is_plus(c->level, c->len))
-		n->plus = c;
-	else if (topic_is_hash(c->level, c->len))
-		n->pound = c;
+	bool plus = topic_is_plus(c->level, c->len);
+	if (!plus && !topic_is_hash(c->level, c->len))
+		return sub_trie_kids_add(t, n, c);
+	struct sub_more *m = sub_trie_kids_more_get(t, n);
+	if (!m)
+		return -1;
+	if (plus)
+		m->plus = c;
 	else
-		return sub_trie_kids_add(n, c);
+		m->pound = c;
 	return 0;
 }
 
-static void child_unlink(struct sub_node *n, struct sub_node *c)
+static void child_unlink(struct sub_trie *t, struct sub_node *n, struct sub_node *c)
 {
-	if (n->plus == c)
-		n->plus = NULL;
-	else if (n->pound == c)
-		n->pound = NULL;
+	struct sub_more *m = sub_trie_kids_more(n);
+	if (m && m->plus == c)
+		m->plus = NULL;
+	else if (m && m->pound == c)
+		m->pound = NULL;
 	else
-		sub_trie_kids_del(n, c);
+		sub_trie_kids_del(t, n, c);
+	sub_trie_kids_more_tidy(t, n);
 }
 
 /* Frees a chain of nodes in which each has at most one child. */
 static void chain_free(struct sub_trie *t, struct sub_node *n)
 {
 	while (n) {
-		struct sub_node *next = n->plus ? n->plus : n->pound;
-		for (uint32_t i = 0; !next && i < n->kcap; i++)
-			next = n->kids[i];
+		const struct sub_more *m = sub_trie_kids_more(n);
+		struct sub_node *next = m && m->plus ? m->plus : m ? m->pound : NULL;
+		if (!next && !(n->flags & N_TAB))
+			next = n->kids.one;
 		node_free(t, n);
 		n = next;
 	}
-}
-
-/* --- entries --- */
-
-static bool is_pow2(uint32_t x)
-{
-	return (x & (x - 1)) == 0;
-}
-
-static int entry_add(struct sub_node *n, void *owner, uint32_t data)
-{
-	struct sub_entry *e = n->nent <= 1 ? &n->ent.one : n->ent.many;
-	for (uint32_t i = 0; i < n->nent; i++) {
-		if (e[i].owner == owner) {
-			e[i].data = data;
-			return 0;
-		}
-	}
-	struct sub_entry add = { owner, data };
-	if (n->nent == 0) {
-		n->ent.one = add;
-	} else if (n->nent == 1) {
-		e = malloc(2 * sizeof(*e));
-		if (!e)
-			return -1;
-		e[0] = n->ent.one;
-		e[1] = add;
-		n->ent.many = e;
-	} else {
-		if (is_pow2(n->nent)) {
-			e = realloc(n->ent.many, 2 * (size_t)n->nent * sizeof(*e));
-			if (!e)
-				return -1;
-			n->ent.many = e;
-		}
-		n->ent.many[n->nent] = add;
-	}
-	n->nent++;
-	return 1;
-}
-
-static void entry_del(struct sub_node *n, uint32_t i)
-{
-	if (n->nent == 1) {
-		n->ent.one = (struct sub_entry){ NULL, 0 };
-	} else if (n->nent == 2) {
-		struct sub_entry keep = n->ent.many[1 - i];
-		free(n->ent.many);
-		n->ent.one = keep;
-	} else {
-		n->ent.many[i] = n->ent.many[n->nent - 1];
-		if (is_pow2(n->nent - 1)) {
-			struct sub_entry *e = realloc(n->ent.many, (n->nent - 1) * sizeof(*e));
-			if (e) /* else the larger array stays, which is fine */
-				n->ent.many = e;
-		}
-	}
-	n->nent--;
 }
 
 /* --- public --- */
@@ -160,25 +127,73 @@ struct sub_trie *sub_trie_new(void)
 	if (!t)
 		return NULL;
 	t->seed = sub_trie_kids_seed(t);
-	t->root = node_new(t, "", 0);
+	t->root = node_new(t, "", 0, false);
 	if (!t->root) {
 		free(t);
 		return NULL;
 	}
 	t->nodes = 0;
+	t->bytes += sizeof(*t);
 	return t;
+}
+
+/*
+ * The walks below recurse only where a node has two or more children to
+ * visit; the loop itself goes on into the last one. A chain of single-child
+ * levels (a hostile "a/////...") thus costs no stack: deep recursion needs
+ * as many branching nodes on one path, each made by a filter that repeats
+ * the whole path up to it.
+ */
+
+/* The children of a node: table slots, then "+" and "#" (if wild). */
+struct kid_iter {
+	struct sub_node *const *slot;
+	uint32_t i, cap;
+	const struct sub_more *m;
+};
+
+static void kid_iter_init(struct kid_iter *it, const struct sub_node *n, bool wild)
+{
+	it->slot = sub_trie_kids_slots(n, &it->cap);
+	it->i = 0;
+	it->m = wild ? sub_trie_kids_more(n) : NULL;
+}
+
+/* The next child, or NULL when all were seen. */
+static struct sub_node *kid_next(struct kid_iter *it)
+{
+	while (it->i < it->cap) {
+		struct sub_node *c = it->slot[it->i++];
+		if (c)
+			return c;
+	}
+	while (it->m && it->i < it->cap + 2) {
+		struct sub_node *c = it->i++ == it->cap ? it->m->plus : it->m->pound;
+		if (c)
+			return c;
+	}
+	return NULL;
+}
+
+static bool starts_dollar(const struct sub_node *c)
+{
+	return c->len > 0 && c->level[0] == '$';
 }
 
 static void free_below(struct sub_trie *t, struct sub_node *n)
 {
-	for (uint32_t i = 0; i < n->kcap; i++)
-		if (n->kids[i])
-			free_below(t, n->kids[i]);
-	if (n->plus)
-		free_below(t, n->plus);
-	if (n->pound)
-		free_below(t, n->pound);
-	node_free(t, n);
+	while (n) {
+		struct kid_iter it;
+		struct sub_node *c, *next = NULL;
+		kid_iter_init(&it, n, true);
+		while ((c = kid_next(&it))) {
+			if (next)
+				free_below(t, next);
+			next = c;
+		}
+		node_free(t, n);
+		n = next;
+	}
 }
 
 void sub_trie_free(struct sub_trie *t)
@@ -199,9 +214,9 @@ int sub_trie_add(struct sub_trie *t, const char *filter, size_t len, void *owner
 		size_t l = end - pos;
 		struct sub_node *c = child_get(t, n, s, l);
 		if (!c) {
-			if (l > UINT16_MAX || !(c = node_new(t, s, l)))
+			if (l > UINT16_MAX || !(c = node_new(t, s, l, end == len)))
 				goto fail;
-			if (child_link(n, c) < 0) {
+			if (child_link(t, n, c) < 0) {
 				node_free(t, c);
 				goto fail;
 			}
@@ -215,7 +230,7 @@ int sub_trie_add(struct sub_trie *t, const char *filter, size_t len, void *owner
 			break;
 		pos = end + 1;
 	}
-	int rc = entry_add(n, owner, data);
+	int rc = sub_trie_kids_entry_add(t, n, owner, data);
 	if (rc < 0)
 		goto fail;
 	t->count += (size_t)rc;
@@ -223,7 +238,7 @@ int sub_trie_add(struct sub_trie *t, const char *filter, size_t len, void *owner
 fail:
 	/* Leave the trie as it was: drop the nodes this call created. */
 	if (fresh) {
-		child_unlink(fresh_parent, fresh);
+		child_unlink(t, fresh_parent, fresh);
 		chain_free(t, fresh);
 	}
 	return -1;
@@ -240,7 +255,7 @@ int sub_trie_remove(struct sub_trie *t, const char *filter, size_t len, void *ow
 		struct sub_node *c = child_get(t, n, filter + pos, end - pos);
 		if (!c)
 			return 0;
-		if (n == t->root || n->nent > 0 || child_total(n) > 1) {
+		if (n == t->root || sub_trie_kids_nent(n) > 0 || child_total(n) > 1) {
 			keep = n;
 			cut = c;
 		}
@@ -249,16 +264,13 @@ int sub_trie_remove(struct sub_trie *t, const char *filter, size_t len, void *ow
 			break;
 		pos = end + 1;
 	}
-	const struct sub_entry *e = n->nent <= 1 ? &n->ent.one : n->ent.many;
-	uint32_t i = 0;
-	while (i < n->nent && e[i].owner != owner)
-		i++;
-	if (i == n->nent)
+	uint32_t i = sub_trie_kids_entry_find(n, owner);
+	if (i == sub_trie_kids_nent(n))
 		return 0;
-	entry_del(n, i);
+	sub_trie_kids_entry_del(t, n, i);
 	t->count--;
-	if (n->nent == 0 && child_total(n) == 0) {
-		child_unlink(keep, cut);
+	if (sub_trie_kids_nent(n) == 0 && child_total(n) == 0) {
+		child_unlink(t, keep, cut);
 		chain_free(t, cut);
 	}
 	return 1;
@@ -271,26 +283,29 @@ static size_t match_from(const struct walk *w, const struct sub_node *n, const c
 	/* MQTT-4.7.2-1: a first-level wildcard does not match a '$' topic. */
 	bool wild = !(n == w->t->root && len > 0 && topic[0] == '$');
 	for (;;) {
+		const struct sub_more *m = wild ? sub_trie_kids_more(n) : NULL;
 		if (done) {
 			calls += report(w, n);
-			if (n->pound) /* "a/#" also matches "a" */
-				calls += report(w, n->pound);
+			if (m && m->pound) /* "a/#" also matches "a" */
+				calls += report(w, m->pound);
 			return calls;
 		}
 		size_t end = topic_level_end(topic, len, pos);
-		bool last = end == len;
-		if (wild) {
-			if (n->pound)
-				calls += report(w, n->pound);
-			if (n->plus)
-				calls += match_from(w, n->plus, topic, len, end + 1, last);
+		const struct sub_node *c = sub_trie_kids_find(w->t, n, topic + pos, end - pos);
+		if (m) {
+			if (m->pound)
+				calls += report(w, m->pound);
+			if (m->plus && c)
+				calls += match_from(w, m->plus, topic, len, end + 1, end == len);
+			else if (m->plus)
+				c = m->plus;
 		}
-		n = sub_trie_kids_find(w->t, n, topic + pos, end - pos);
-		if (!n)
+		if (!c)
 			return calls;
+		n = c;
 		wild = true;
 		pos = end + 1;
-		done = last;
+		done = end == len;
 	}
 }
 
@@ -301,19 +316,24 @@ size_t sub_trie_match(const struct sub_trie *t, const char *topic, size_t len,
 	return match_from(&w, t->root, topic, len, 0, false);
 }
 
-static bool starts_dollar(const struct sub_node *c)
-{
-	return c->len > 0 && c->level[0] == '$';
-}
-
+/* Reports every entry strictly below n under non-wildcard levels. */
 static size_t report_below(const struct walk *w, const struct sub_node *n)
 {
 	size_t calls = 0;
-	bool root = n == w->t->root;
-	for (uint32_t i = 0; i < n->kcap; i++) {
-		const struct sub_node *c = n->kids[i];
-		if (c && !(root && starts_dollar(c)))
-			calls += report(w, c) + report_below(w, c);
+	while (n) {
+		bool root = n == w->t->root;
+		struct kid_iter it;
+		const struct sub_node *c, *next = NULL;
+		kid_iter_init(&it, n, false);
+		while ((c = kid_next(&it))) {
+			if (root && starts_dollar(c))
+				continue;
+			calls += report(w, c);
+			if (next)
+				calls += report_below(w, next);
+			next = c;
+		}
+		n = next;
 	}
 	return calls;
 }
@@ -321,29 +341,38 @@ static size_t report_below(const struct walk *w, const struct sub_node *n)
 static size_t filter_from(const struct walk *w, const struct sub_node *n, const char *filter,
 			  size_t len, size_t pos)
 {
+	size_t calls = 0;
 	for (;;) {
 		size_t end = topic_level_end(filter, len, pos);
 		bool last = end == len;
 		const char *s = filter + pos;
 		size_t l = end - pos;
 		if (topic_is_hash(s, l)) /* includes n itself: "a/#" matches "a" */
-			return report(w, n) + report_below(w, n);
+			return calls + report(w, n) + report_below(w, n);
 		if (topic_is_plus(s, l)) {
-			size_t calls = 0;
 			bool root = n == w->t->root;
-			for (uint32_t i = 0; i < n->kcap; i++) {
-				const struct sub_node *c = n->kids[i];
-				if (!c || (root && starts_dollar(c)))
+			struct kid_iter it;
+			const struct sub_node *c, *next = NULL;
+			kid_iter_init(&it, n, false);
+			while ((c = kid_next(&it))) {
+				if (root && starts_dollar(c))
 					continue;
-				calls += last ? report(w, c) : filter_from(w, c, filter, len, end + 1);
+				if (last) {
+					calls += report(w, c);
+					continue;
+				}
+				if (next)
+					calls += filter_from(w, next, filter, len, end + 1);
+				next = c;
 			}
-			return calls;
+			n = next;
+		} else {
+			n = sub_trie_kids_find(w->t, n, s, l);
+			if (n && last)
+				return calls + report(w, n);
 		}
-		n = sub_trie_kids_find(w->t, n, s, l);
 		if (!n)
-			return 0;
-		if (last)
-			return report(w, n);
+			return calls;
 		pos = end + 1;
 	}
 }
@@ -357,14 +386,19 @@ size_t sub_trie_match_filter(const struct sub_trie *t, const char *filter, size_
 
 static size_t all_from(const struct walk *w, const struct sub_node *n)
 {
-	size_t calls = report(w, n);
-	for (uint32_t i = 0; i < n->kcap; i++)
-		if (n->kids[i])
-			calls += all_from(w, n->kids[i]);
-	if (n->plus)
-		calls += all_from(w, n->plus);
-	if (n->pound)
-		calls += all_from(w, n->pound);
+	size_t calls = 0;
+	while (n) {
+		struct kid_iter it;
+		const struct sub_node *c, *next = NULL;
+		calls += report(w, n);
+		kid_iter_init(&it, n, true);
+		while ((c = kid_next(&it))) {
+			if (next)
+				calls += all_from(w, next);
+			next = c;
+		}
+		n = next;
+	}
 	return calls;
 }
 
@@ -383,4 +417,9 @@ size_t sub_trie_count(const struct sub_trie *t)
 size_t sub_trie_node_count(const struct sub_trie *t)
 {
 	return t->nodes;
+}
+
+size_t sub_trie_bytes(const struct sub_trie *t)
+{
+	return t->bytes;
 }

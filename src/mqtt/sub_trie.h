@@ -6,19 +6,22 @@
  * Used for subscriptions, the routing table and, keyed by topic names, the
  * retained store: nothing in it is specific to one of them.
  *
- * Children are found in O(1) expected time whatever their number: up to 8
- * in a small array, more in an open-addressing hash table keyed by the level
- * string with a per-trie random seed (so clients cannot precompute
- * colliding levels). Each level string is stored once, in its node.
+ * Children are found in O(1) expected time whatever their number: one
+ * inline in the node, up to 8 in a small array, more in an open-addressing
+ * hash table keyed by the level string with a per-trie random seed (so
+ * clients cannot precompute colliding levels). Each level string is stored
+ * once, inside its node's allocation; a level costs about 32 bytes of heap
+ * when empty, plus its length (sub_trie_int.h has the layout).
  *
  * Not thread safe: the caller locks (readers may share a read lock; match
  * and the other const functions do not modify the trie). Pure: no logging.
  * Callbacks must not modify the trie they are called from.
  *
  * Filters and topics are assumed valid (mqtt_topic_filter_valid(),
- * mqtt_topic_name_valid()). Walks recurse, at most once per level of the
- * longest key involved; callers that accept very deep topics (thousands of
- * levels) should cap the level count if thread stacks are small.
+ * mqtt_topic_name_valid()); their length and level count are the caller's
+ * to cap (topic_check_limits()). Walks recurse only where the trie
+ * branches: a chain of levels, however long, costs no stack, and deep
+ * recursion needs one stored filter per branching level.
  */
 #ifndef KG_SUB_TRIE_H
 #define KG_SUB_TRIE_H
@@ -76,5 +79,10 @@ size_t sub_trie_count(const struct sub_trie *t);
 /* Number of nodes below the root (0 for an empty trie). O(1). For memory
  * metrics and for tests that check pruning. */
 size_t sub_trie_node_count(const struct sub_trie *t);
+/* Heap bytes the trie holds (nodes, children tables, side records, entry
+ * arrays, the trie itself) as requested from malloc, without the
+ * allocator's own overhead. O(1). Back to its value for a new trie once
+ * every entry is removed. For a memory gauge. */
+size_t sub_trie_bytes(const struct sub_trie *t);
 
 #endif

@@ -1,4 +1,5 @@
 /* test_sub_trie.c - the topic filter trie, with topic_matches() as oracle. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -237,6 +238,7 @@ static void test_100k_children(void **state)
 	struct hits h;
 	hits_init(&h, N + 1);
 	struct sub_trie *t = sub_trie_new();
+	size_t empty = sub_trie_bytes(t);
 	for (size_t i = 0; i < N; i++) {
 		snprintf(f, sizeof(f), "devices/%zu/commands", i);
 		assert_int_equal(add(t, f, i, (uint32_t)i), 1);
@@ -270,8 +272,197 @@ static void test_100k_children(void **state)
 	assert_int_equal(del(t, "devices/+/commands", N), 1);
 	assert_int_equal(sub_trie_count(t), 0);
 	assert_int_equal(sub_trie_node_count(t), 0);
+	assert_int_equal(sub_trie_bytes(t), empty);
 	sub_trie_free(t);
 	hits_release(&h);
+}
+
+/* A filter's last level keeps one entry inline; a second owner, or a
+ * wildcard child, moves it to the side record and back when they go. */
+static void test_inline_entry_moves(void **state)
+{
+	(void)state;
+	struct hits h;
+	hits_init(&h, 4);
+	struct sub_trie *t = sub_trie_new();
+	size_t empty = sub_trie_bytes(t);
+	assert_int_equal(add(t, "a/b", 0, 10), 1);
+	size_t one = sub_trie_bytes(t);
+	assert_int_equal(add(t, "a/b", 0, 11), 0);
+	assert_int_equal(sub_trie_bytes(t), one);
+	assert_int_equal(add(t, "a/b", 1, 20), 1);
+	assert_true(sub_trie_bytes(t) > one);
+	assert_int_equal(match(t, "a/b", &h), 2);
+	assert_int_equal(h.data[0], 11);
+	assert_int_equal(h.data[1], 20);
+	assert_int_equal(del(t, "a/b", 0), 1);
+	assert_int_equal(sub_trie_bytes(t), one); /* owner 1 is inline now */
+	assert_int_equal(match(t, "a/b", &h), 1);
+	assert_int_equal(h.count[1], 1);
+	assert_int_equal(h.data[1], 20);
+
+	/* Wildcard children below the inline entry. */
+	assert_int_equal(add(t, "a/b/+", 2, 30), 1);
+	assert_int_equal(add(t, "a/b/#", 3, 40), 1);
+	assert_int_equal(match(t, "a/b", &h), 2);  /* a/b and a/b/# */
+	assert_int_equal(match(t, "a/b/c", &h), 2); /* a/b/+ and a/b/# */
+	assert_int_equal(h.data[2], 30);
+	assert_int_equal(add(t, "a/b", 1, 21), 0);
+	assert_int_equal(match(t, "a/b", &h), 2);
+	assert_int_equal(h.data[1], 21);
+	assert_int_equal(del(t, "a/b/+", 2), 1);
+	assert_int_equal(del(t, "a/b/#", 3), 1);
+	assert_int_equal(sub_trie_node_count(t), 2);
+	assert_int_equal(sub_trie_bytes(t), one);
+	assert_int_equal(match(t, "a/b", &h), 1);
+	assert_int_equal(h.data[1], 21);
+
+	/* An entry on a node made for a longer filter has no inline slot. */
+	assert_int_equal(add(t, "x/y/z", 0, 1), 1);
+	assert_int_equal(add(t, "x/y", 1, 2), 1);
+	assert_int_equal(add(t, "x/y", 2, 3), 1);
+	assert_int_equal(match(t, "x/y", &h), 2);
+	assert_int_equal(del(t, "x/y", 1), 1);
+	assert_int_equal(match(t, "x/y", &h), 1);
+	assert_int_equal(h.data[2], 3);
+	assert_int_equal(del(t, "x/y/z", 0), 1);
+	assert_int_equal(del(t, "x/y", 2), 1);
+	assert_int_equal(sub_trie_foreach(t, hit_cb, &h), 1);
+	assert_int_equal(del(t, "a/b", 1), 1);
+	assert_int_equal(sub_trie_node_count(t), 0);
+	assert_int_equal(sub_trie_bytes(t), empty);
+	sub_trie_free(t);
+	hits_release(&h);
+}
+
+/* 100,000 filters of every shape in, all out: no node, no byte left. */
+static void test_100k_filters_give_memory_back(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	char f[80];
+	struct sub_trie *t = sub_trie_new();
+	size_t empty = sub_trie_bytes(t);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < N; i++) {
+			switch (i % 8) {
+			case 0: snprintf(f, sizeof(f), "devices/d%zu/commands", i); break;
+			case 1: snprintf(f, sizeof(f), "devices/+/status/%zu", i % 5000); break;
+			case 2: snprintf(f, sizeof(f), "fleet/%zu/+/commands/#", i % 300); break;
+			case 3: snprintf(f, sizeof(f), "+/d%zu/#", i); break;
+			case 4: snprintf(f, sizeof(f), "$SYS/broker/%zu", i % 64); break;
+			case 5: snprintf(f, sizeof(f), "a//%zu///", i); break;
+			case 6: snprintf(f, sizeof(f), "#"); break;
+			default: snprintf(f, sizeof(f), "devices/d%zu", i - 7); break;
+			}
+			assert_int_equal(add(t, f, i, (uint32_t)i), 1);
+		}
+		assert_int_equal(sub_trie_count(t), N);
+		assert_true(sub_trie_node_count(t) > N);
+		/* Remove in another order than the adds. */
+		for (size_t k = 0; k < N; k++) {
+			size_t i = (k * 7919) % N;
+			switch (i % 8) {
+			case 0: snprintf(f, sizeof(f), "devices/d%zu/commands", i); break;
+			case 1: snprintf(f, sizeof(f), "devices/+/status/%zu", i % 5000); break;
+			case 2: snprintf(f, sizeof(f), "fleet/%zu/+/commands/#", i % 300); break;
+			case 3: snprintf(f, sizeof(f), "+/d%zu/#", i); break;
+			case 4: snprintf(f, sizeof(f), "$SYS/broker/%zu", i % 64); break;
+			case 5: snprintf(f, sizeof(f), "a//%zu///", i); break;
+			case 6: snprintf(f, sizeof(f), "#"); break;
+			default: snprintf(f, sizeof(f), "devices/d%zu", i - 7); break;
+			}
+			assert_int_equal(del(t, f, i), 1);
+		}
+		assert_int_equal(sub_trie_count(t), 0);
+		assert_int_equal(sub_trie_node_count(t), 0);
+		assert_int_equal(sub_trie_bytes(t), empty);
+	}
+	sub_trie_free(t);
+}
+
+/* --- hostile depth: every walk of a 65,534-level chain on a small stack --- */
+
+struct deep {
+	char *chain;       /* "AA" then 65,533 '/': 65,534 levels */
+	size_t chain_len;
+	char *pluses;      /* "+/+/.../+": 32,768 levels */
+	size_t pluses_len;
+	size_t got[12];
+};
+
+static void count_cb(void *owner, uint32_t data, void *ud)
+{
+	(void)owner;
+	(void)data;
+	(*(size_t *)ud)++;
+}
+
+static void *deep_walks(void *arg)
+{
+	struct deep *d = arg;
+	size_t *g = d->got, calls = 0;
+	struct sub_trie *t = sub_trie_new();
+	g[0] = (size_t)sub_trie_add(t, d->chain, d->chain_len, OWNER(0), 0);
+	g[1] = (size_t)sub_trie_add(t, d->pluses, d->pluses_len, OWNER(1), 0);
+	g[2] = (size_t)sub_trie_add(t, "AA/#", 4, OWNER(2), 0);
+	g[3] = sub_trie_match(t, d->chain, d->chain_len, count_cb, &calls);  /* 0 and 2 */
+	g[4] = sub_trie_match(t, d->chain, 32768 + 1, count_cb, &calls);    /* 1 and 2 */
+	g[5] = sub_trie_foreach(t, count_cb, &calls);
+	g[6] = sub_trie_node_count(t);
+	g[7] = (size_t)sub_trie_remove(t, d->chain, d->chain_len, OWNER(0));
+	g[8] = sub_trie_node_count(t);
+	sub_trie_free(t); /* frees the "+" chain */
+
+	/* Keyed by topic names, as the retained store does. */
+	t = sub_trie_new();
+	sub_trie_add(t, d->chain, d->chain_len, OWNER(0), 0);
+	g[9] = sub_trie_match_filter(t, "#", 1, count_cb, &calls);
+	g[10] = sub_trie_match_filter(t, "AA/#", 4, count_cb, &calls);
+	/* "+/+/.../+" with as many levels as the chain. */
+	char *f = malloc(2 * d->chain_len);
+	size_t flen = 0;
+	for (size_t i = 0; f && i < 65534; i++) {
+		if (i)
+			f[flen++] = '/';
+		f[flen++] = '+';
+	}
+	g[11] = f ? sub_trie_match_filter(t, f, flen, count_cb, &calls) : 99;
+	free(f);
+	sub_trie_free(t);
+	return NULL;
+}
+
+static void test_deep_chain_small_stack(void **state)
+{
+	(void)state;
+	struct deep d = { 0 };
+	d.chain_len = 65535;
+	d.chain = malloc(d.chain_len);
+	assert_non_null(d.chain);
+	memset(d.chain, '/', d.chain_len);
+	memcpy(d.chain, "AA", 2);
+	d.pluses_len = 65535;
+	d.pluses = malloc(d.pluses_len);
+	assert_non_null(d.pluses);
+	for (size_t i = 0; i < d.pluses_len; i++)
+		d.pluses[i] = i % 2 ? '/' : '+';
+
+	/* 64 KiB: a walk that recursed once per level would need megabytes. */
+	pthread_attr_t attr;
+	pthread_t th;
+	assert_int_equal(pthread_attr_init(&attr), 0);
+	assert_int_equal(pthread_attr_setstacksize(&attr, 64 * 1024), 0);
+	assert_int_equal(pthread_create(&th, &attr, deep_walks, &d), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	pthread_attr_destroy(&attr);
+
+	const size_t want[12] = { 1, 1, 1, 2, 2, 3, 65534 + 32768 + 1, 1, 32768 + 2, 1, 1, 1 };
+	for (size_t i = 0; i < 12; i++)
+		if (d.got[i] != want[i])
+			fail_msg("step %zu: got %zu want %zu", i, d.got[i], want[i]);
+	free(d.chain);
+	free(d.pluses);
 }
 
 /* --- randomized cross-check against topic_matches() --- */
@@ -324,6 +515,7 @@ static void cross_check(const struct alphabet *a, size_t nfilters, size_t ntopic
 	struct hits h;
 	hits_init(&h, nfilters);
 	struct sub_trie *t = sub_trie_new();
+	size_t empty = sub_trie_bytes(t);
 	for (size_t i = 0; i < nfilters; i++) {
 		random_name(a, true, filters[i], CAP);
 		assert_int_equal(add(t, filters[i], i, (uint32_t)i), 1);
@@ -359,6 +551,7 @@ static void cross_check(const struct alphabet *a, size_t nfilters, size_t ntopic
 			assert_int_equal(del(t, filters[i], i), 1);
 	assert_int_equal(sub_trie_count(t), 0);
 	assert_int_equal(sub_trie_node_count(t), 0);
+	assert_int_equal(sub_trie_bytes(t), empty);
 	sub_trie_free(t);
 	hits_release(&h);
 	free(present);
@@ -392,6 +585,9 @@ int main(void)
 		cmocka_unit_test(test_failed_add_rolls_back),
 		cmocka_unit_test(test_many_owners_one_filter),
 		cmocka_unit_test(test_100k_children),
+		cmocka_unit_test(test_inline_entry_moves),
+		cmocka_unit_test(test_100k_filters_give_memory_back),
+		cmocka_unit_test(test_deep_chain_small_stack),
 		cmocka_unit_test(test_random_small_alphabet),
 		cmocka_unit_test(test_random_wide_alphabet),
 	};
