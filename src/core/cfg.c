@@ -3,16 +3,19 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/cfg_int.h"
 #include "core/util.h"
 
 #define MAX_FILE_BYTES (16u << 20)
+#define MAX_STR 65535   /* any string setting, unless its entry says less */
 
 struct ctx {
 	const char *path;
@@ -24,29 +27,40 @@ struct ctx {
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL }; /* enum log_level */
 static const char *const formats[] = { "raw", "json", NULL };
 static const char *const modes[] = { "group", "broadcast", NULL };
+static const char *const protocols[] = { "mqtt", "websocket", NULL };
+static const char *const identities[] = { "none", "cn", "san", NULL };
 
-static int load_metrics(struct ctx *x, const config_setting_t *s);
-static int load_props(struct ctx *x, const config_setting_t *s);
+static int load_auth(struct ctx *x, const config_setting_t *s, void *base, const char *key);
+static int load_tls(struct ctx *x, const config_setting_t *s, void *base, const char *key);
+static int load_metrics(struct ctx *x, const config_setting_t *s, void *base, const char *key);
+static int load_props(struct ctx *x, const config_setting_t *s, void *base, const char *key);
 static int check_listener(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 
 #define C(f) offsetof(struct cfg, f)
-#define E(f) offsetof(struct cfg_endpoint, f)
+#define L(f) offsetof(struct cfg_listener, f)
+#define M(f) offsetof(struct cfg_metrics, f)
 #define R(f) offsetof(struct cfg_route, f)
 #define D(f) offsetof(struct cfg_downlink, f)
 #define INT(s, n, o, d, lo, hi, rl) { s, n, T_INT, o, d, lo, hi, NULL, NULL, false, rl, 0, NULL }
+#define U32(s, n, o, d, lo, hi, rl) { s, n, T_U32, o, d, lo, hi, NULL, NULL, false, rl, 0, NULL }
 #define BOOL(s, n, o, d, rl) { s, n, T_BOOL, o, d, 0, 1, NULL, NULL, false, rl, 0, NULL }
-#define STR(s, n, o, d, minlen, req, rl) { s, n, T_STR, o, 0, minlen, 0, d, NULL, req, rl, 0, NULL }
+#define STR(s, n, o, d, minlen, maxlen, req, rl) \
+	{ s, n, T_STR, o, 0, minlen, maxlen, d, NULL, req, rl, 0, NULL }
+#define PATH(s, n, o, req, rl) { s, n, T_PATH, o, 0, 1, PATH_MAX - 1, NULL, NULL, req, rl, 0, NULL }
 #define ADDR(s, n, o, d) { s, n, T_ADDR, o, 0, 0, 0, d, NULL, false, false, 0, NULL }
 #define ENUM(s, n, o, d, ch, rl) { s, n, T_ENUM, o, d, 0, 0, NULL, ch, false, rl, 0, NULL }
 #define NEST(s, n, t, sub, load, rl) { s, n, t, 0, 0, 0, 0, NULL, NULL, false, rl, sub, load }
+#define MiB (1 << 20)
 
-/* Every setting: its default, limits and whether a reload may change it. */
+/* Every setting: its default, limits and whether a reload may change it.
+ * config/kafkagate.cfg and docs/security.md say why each default is what it is. */
 const struct opt cfg_opts[] = {
 	NEST(S_TOP, "listeners", T_LIST, S_LISTENER, NULL, false),
 	INT(S_TOP, "workers", C(workers), 0, 0, 256, false),
 	NEST(S_TOP, "limits", T_GROUP, S_LIMITS, NULL, true),
 	NEST(S_TOP, "log", T_GROUP, S_LOG, NULL, true),
+	NEST(S_TOP, "auth", T_GROUP, S_AUTH, load_auth, true),
 	NEST(S_TOP, "metrics", T_GROUP, S_METRICS, load_metrics, false),
 	NEST(S_TOP, "kafka", T_GROUP, S_KAFKA, NULL, true),
 	NEST(S_TOP, "routes", T_LIST, S_ROUTE, NULL, true),
@@ -58,29 +72,67 @@ const struct opt cfg_opts[] = {
 	INT(S_LIMITS, "max_queued_messages", C(limits.max_queued_messages), 1000, 0, 10000000, true),
 	INT(S_LIMITS, "max_output_bytes", C(limits.max_output_bytes), 1048576, 4096, 1 << 30, true),
 	INT(S_LIMITS, "connect_timeout", C(limits.connect_timeout), 10, 1, 3600, true),
+	INT(S_LIMITS, "max_connect_size", C(limits.max_connect_size), 65536, 16, 268435455, true),
+	INT(S_LIMITS, "max_topic_length", C(limits.max_topic_length), 4096, 1, 65535, true),
+	INT(S_LIMITS, "max_topic_levels", C(limits.max_topic_levels), 128, 1, 65535, true),
+	INT(S_LIMITS, "max_client_id_length", C(limits.max_client_id_length), 256, 23, 65535, true),
+	INT(S_LIMITS, "max_subscriptions", C(limits.max_subscriptions), 1000, 1, 1000000, true),
+	INT(S_LIMITS, "max_qos2_pending", C(limits.max_qos2_pending), 1000, 1, 65535, true),
+	INT(S_LIMITS, "packet_timeout", C(limits.packet_timeout), 30, 1, 3600, true),
+	INT(S_LIMITS, "max_partial_bytes", C(limits.max_partial_bytes), 256 * MiB, 4096, INT32_MAX, true),
+	INT(S_LIMITS, "max_retained_messages", C(limits.max_retained_messages), 100000, 0, 100000000, true),
+	INT(S_LIMITS, "max_retained_bytes", C(limits.max_retained_bytes), 256 * MiB, 0, INT32_MAX, true),
+	INT(S_LIMITS, "max_queued_bytes", C(limits.max_queued_bytes), 16 * MiB, 0, INT32_MAX, true),
+	INT(S_LIMITS, "session_expiry", C(limits.session_expiry), 7 * 86400, 0, INT32_MAX, true),
+	INT(S_LIMITS, "max_connections_per_address", C(limits.max_connections_per_address), 1000, 0,
+	    10000000, true),
+	INT(S_LIMITS, "max_connect_rate", C(limits.max_connect_rate), 1000, 0, 1000000, true),
+	INT(S_LIMITS, "max_keepalive", C(limits.max_keepalive), 0, 0, 65535, true),
+	U32(S_LIMITS, "max_session_expiry", C(limits.max_session_expiry), UINT32_MAX, 0, UINT32_MAX, true),
+	INT(S_LIMITS, "topic_alias_maximum", C(limits.topic_alias_maximum), 10, 0, 65535, true),
 
 	ENUM(S_LOG, "level", C(log_level), 2, levels, true),
 	BOOL(S_LOG, "syslog", C(log_syslog), false, true),
 
-	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, false, false),
+	/* The default of allow_anonymous depends on password_file: load_auth(). */
+	BOOL(S_AUTH, "allow_anonymous", C(auth.allow_anonymous), true, true),
+	PATH(S_AUTH, "password_file", C(auth.password_file), false, true),
+	PATH(S_AUTH, "acl_file", C(auth.acl_file), false, true),
+	INT(S_AUTH, "fail_delay_ms", C(auth.fail_delay_ms), 1000, 0, 60000, true),
+	INT(S_AUTH, "verify_threads", C(auth.verify_threads), 2, 1, 64, false),
+
+	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, MAX_STR, false, false),
 	NEST(S_KAFKA, "properties", T_LIST, S_PROPS, load_props, false),
-	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, false, true),
+	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, MAX_STR, false, true),
 	INT(S_KAFKA, "flush_timeout", C(kafka.flush_timeout), 10, 0, 600, true),
 
-	ADDR(S_LISTENER, "address", E(address), "127.0.0.1"),
-	INT(S_LISTENER, "port", E(port), 1883, 0, 65535, false),
-	ADDR(S_METRICS, "address", E(address), "127.0.0.1"),
-	INT(S_METRICS, "port", E(port), 9100, 0, 65535, false),
+	ADDR(S_LISTENER, "address", L(address), "127.0.0.1"),
+	INT(S_LISTENER, "port", L(port), 1883, 0, 65535, false),
+	ENUM(S_LISTENER, "protocol", L(protocol), CFG_PROTO_MQTT, protocols, false),
+	STR(S_LISTENER, "path", L(path), NULL, 1, 1024, false, false),
+	NEST(S_LISTENER, "tls", T_GROUP, S_TLS, load_tls, true),
+	PATH(S_TLS, "cert", L(tls.cert), true, true),
+	PATH(S_TLS, "key", L(tls.key), true, true),
+	PATH(S_TLS, "ca", L(tls.ca), false, true),
+	BOOL(S_TLS, "require_client_cert", L(tls.require_client_cert), false, true),
+	ENUM(S_TLS, "identity", L(tls.identity), CFG_IDENTITY_NONE, identities, true),
 
-	STR(S_ROUTE, "filter", R(filter), NULL, 1, true, true),
-	STR(S_ROUTE, "topic", R(topic), NULL, 1, true, true),
-	STR(S_ROUTE, "key", R(key), NULL, 0, false, true),
+	ADDR(S_METRICS, "address", M(address), "127.0.0.1"),
+	INT(S_METRICS, "port", M(port), 9100, 0, 65535, false),
+	PATH(S_METRICS, "token_file", M(token_file), false, true),
+	BOOL(S_METRICS, "protect_metrics", M(protect_metrics), false, true),
+
+	/* MQTT caps topic filters at 65535 bytes; route_table_new() would call a
+	 * longer one "out of memory". */
+	STR(S_ROUTE, "filter", R(filter), NULL, 1, 65535, true, true),
+	STR(S_ROUTE, "topic", R(topic), NULL, 1, MAX_STR, true, true),
+	STR(S_ROUTE, "key", R(key), NULL, 0, MAX_STR, false, true),
 	ENUM(S_ROUTE, "format", R(format), CFG_FORMAT_RAW, formats, true),
 
 	{ S_DOWNLINK, "topic", T_OTHER, .reloadable = false },
 	{ S_DOWNLINK, "topics", T_OTHER, .reloadable = false },
-	STR(S_DOWNLINK, "group", D(group), "kafkagate", 1, false, false),
-	STR(S_DOWNLINK, "mqtt_topic", D(mqtt_topic), NULL, 1, true, false),
+	STR(S_DOWNLINK, "group", D(group), "kafkagate", 1, MAX_STR, false, false),
+	STR(S_DOWNLINK, "mqtt_topic", D(mqtt_topic), NULL, 1, MAX_STR, true, false),
 	INT(S_DOWNLINK, "qos", D(qos), 0, 0, 2, false),
 	BOOL(S_DOWNLINK, "retain", D(retain), false, false),
 	ENUM(S_DOWNLINK, "format", D(format), CFG_FORMAT_RAW, formats, false),
@@ -91,7 +143,7 @@ const struct opt cfg_opts[] = {
 const size_t cfg_nopts = NOPTS;
 
 const struct list_info cfg_lists[S_PROPS + 1] = {
-	[S_LISTENER] = { C(listeners), C(nlisteners), sizeof(struct cfg_endpoint), E(line), check_listener },
+	[S_LISTENER] = { C(listeners), C(nlisteners), sizeof(struct cfg_listener), L(line), check_listener },
 	[S_ROUTE] = { C(routes), C(nroutes), sizeof(struct cfg_route), R(line), NULL },
 	[S_DOWNLINK] = { C(downlinks), C(ndownlinks), sizeof(struct cfg_downlink), D(line), check_downlink },
 };
@@ -99,6 +151,8 @@ const struct list_info cfg_lists[S_PROPS + 1] = {
 /* Enum members are written through int *. */
 _Static_assert(sizeof(enum cfg_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_protocol) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_identity) == sizeof(int), "enum size");
 
 #define AT(base, off, type) ((type *)(void *)((char *)(base) + (off)))
 
@@ -117,7 +171,7 @@ static int fail_at(struct ctx *x, const char *file, int line, const char *fmt, .
 	return -1;
 }
 
-#define fail(x, s, ...) fail_at(x, config_setting_source_file(s), line_of(s), __VA_ARGS__)
+#define fail(x, s, ...) fail_at(x, (s) ? config_setting_source_file(s) : NULL, line_of(s), __VA_ARGS__)
 
 static int line_of(const config_setting_t *s) { return s ? (int)config_setting_source_line(s) : 0; }
 
@@ -126,6 +180,31 @@ static int set_str(struct ctx *x, char **dst, const char *val)
 	if (val && !(*dst = strdup(val)))
 		return fail_at(x, NULL, 0, "out of memory");
 	return 0;
+}
+
+/* *dst = name resolved against the config file's directory (cfg.h); what
+ * names the setting in messages. */
+static int set_path(struct ctx *x, const config_setting_t *s, char **dst, const char *name,
+		    const char *what)
+{
+	char cwd[PATH_MAX], buf[PATH_MAX];
+	const char *slash = strrchr(x->path, '/');
+	int dirlen = slash ? (int)(slash - x->path) : 0;
+	int n;
+
+	if (name[0] == '/')
+		return set_str(x, dst, name);
+	if (x->path[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		return fail(x, s, "%s: cannot resolve \"%.64s\": getcwd: %s", what, name, strerror(errno));
+	if (x->path[0] == '/')
+		n = snprintf(buf, sizeof(buf), "%.*s/%s", dirlen, x->path, name);
+	else
+		n = snprintf(buf, sizeof(buf), "%s%s%.*s/%s", strcmp(cwd, "/") ? cwd : "", slash ? "/" : "",
+			     dirlen, x->path, name);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return fail(x, s, "%s: the file name is too long once resolved (at most %d bytes)", what,
+			    PATH_MAX - 1);
+	return set_str(x, dst, buf);
 }
 
 /* Reads one plain key (s NULL: absent, take the default) into base. */
@@ -139,17 +218,25 @@ static int load_value(struct ctx *x, const struct opt *o, const config_setting_t
 		return set_str(x, AT(base, o->off, char *), o->def_str);
 	if (!s && o->type == T_BOOL)
 		*AT(base, o->off, bool) = o->def;
-	else if (!s)
+	else if (!s && o->type == T_U32)
+		*AT(base, o->off, uint32_t) = (uint32_t)o->def;
+	else if (!s && o->type != T_PATH)
 		*AT(base, o->off, int) = (int)o->def;
 	if (!s)
 		return 0;
-	if (o->type == T_INT) {
+	if (o->type == T_INT || o->type == T_U32) {
 		if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
 			return fail(x, s, "'%s' must be an integer", key);
 		v = config_setting_get_int64(s);
+		/* libconfig 1.5 reads 0x80000000..0xFFFFFFFF as negative ints */
 		if (v < o->min || v > o->max)
-			return fail(x, s, "'%s' must be in %lld..%lld (got %lld)", key, o->min, o->max, v);
-		*AT(base, o->off, int) = (int)v;
+			return fail(x, s, "'%s' must be in %lld..%lld (got %lld)%s", key, o->min, o->max, v,
+				    o->type == T_U32 && v < 0 && config_setting_type(s) == CONFIG_TYPE_INT
+				    ? "; a hex value above 0x7FFFFFFF needs an L suffix" : "");
+		if (o->type == T_U32)
+			*AT(base, o->off, uint32_t) = (uint32_t)v;
+		else
+			*AT(base, o->off, int) = (int)v;
 		return 0;
 	}
 	if (o->type == T_BOOL) {
@@ -170,13 +257,23 @@ static int load_value(struct ctx *x, const struct opt *o, const config_setting_t
 			}
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", o->choices[i]);
 		}
-		return fail(x, s, "'%s' must be one of %s (got \"%s\")", key, list, str);
+		return fail(x, s, "'%s' must be one of %s (got \"%.64s\")", key, list, str);
 	}
 	unsigned char addr[16];
 	if (o->type == T_ADDR && inet_pton(AF_INET, str, addr) != 1 && inet_pton(AF_INET6, str, addr) != 1)
-		return fail(x, s, "'%s' must be a numeric IPv4 or IPv6 address (got \"%s\")", key, str);
-	if (strlen(str) < (size_t)o->min)
+		return fail(x, s, "'%s' must be a numeric IPv4 or IPv6 address (got \"%.64s\")", key, str);
+	size_t len = strlen(str);
+	if (len < (size_t)o->min)
 		return fail(x, s, "'%s' must not be empty", key);
+	if (o->max && len > (size_t)o->max)
+		return fail(x, s, "'%s' is too long (%zu bytes; at most %lld)", key, len, o->max);
+	if (o->type == T_PATH) {
+		struct cfg_path *p = AT(base, o->off, struct cfg_path);
+		char what[260];
+		p->line = line_of(s);
+		snprintf(what, sizeof(what), "'%s'", key);
+		return set_path(x, s, &p->path, str, what);
+	}
 	return set_str(x, AT(base, o->off, char *), str);
 }
 
@@ -212,7 +309,7 @@ static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect
 		    !(config_setting_is_array(s) && config_setting_length(s) == 0))
 			return fail(x, s, "'%s' must be a list ( ... )%s", key,
 				    o->load == load_props ? " of (\"name\", value) pairs" : "");
-		int rc = o->load ? o->load(x, s)
+		int rc = o->load ? o->load(x, s, base, key)
 			 : o->type == T_GROUP ? load_section(x, s, o->sub, base, key)
 			 : o->type == T_LIST ? load_list(x, s, o->sub, key)
 			 : load_value(x, o, s, base, key);
@@ -222,12 +319,11 @@ static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect
 	return 0;
 }
 
-/* A list of groups into one of the arrays of struct cfg. Absent listeners
- * mean one listener with the defaults. */
+/* A list of groups into one of the arrays of struct cfg. */
 static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, const char *name)
 {
 	const struct list_info *li = &cfg_lists[sect];
-	size_t n = s ? (size_t)config_setting_length(s) : sect == S_LISTENER;
+	size_t n = s ? (size_t)config_setting_length(s) : 0;
 	char *arr = calloc(n ? n : 1, li->size);
 	char key[280]; /* name is at most 256 */
 
@@ -239,10 +335,10 @@ static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, c
 	if (s && n == 0 && sect == S_LISTENER)
 		return fail(x, s, "'%s' must not be empty", name);
 	for (size_t i = 0; i < n; i++) {
-		const config_setting_t *e = s ? config_setting_get_elem(s, (unsigned)i) : NULL;
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		void *elem = arr + i * li->size;
 		snprintf(key, sizeof(key), "%s[%zu]", name, i);
-		if (e && !config_setting_is_group(e))
+		if (!config_setting_is_group(e))
 			return fail(x, e, "'%s' must be a group { ... }", key);
 		*AT(elem, li->line, int) = line_of(e);
 		if (load_section(x, e, sect, elem, key) || (li->check && li->check(x, e, elem, key, i)))
@@ -251,15 +347,70 @@ static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, c
 	return 0;
 }
 
+/* An absolute HTTP path without query or fragment: "/mqtt". */
+static bool http_path_ok(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	for (; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '?' || *p == '#')
+			return false;
+	return true;
+}
+
 static int check_listener(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i)
 {
-	const struct cfg_endpoint *l = elem;
+	struct cfg_listener *l = elem;
+	const config_setting_t *path = config_setting_get_member(e, "path");
 
+	if (l->protocol == CFG_PROTO_MQTT && l->path)
+		return fail(x, path, "'%s.path' is only for protocol = \"websocket\"", key);
+	if (l->path && !http_path_ok(l->path))
+		return fail(x, path, "'%s.path' must be an HTTP path such as \"/mqtt\": '/' first, "
+			    "no spaces, '?' or '#' (got \"%.64s\")", key, l->path);
+	if (l->protocol == CFG_PROTO_WEBSOCKET && !l->path && set_str(x, &l->path, "/mqtt"))
+		return -1;
 	/* SO_REUSEPORT would let a duplicate bind silently. */
 	for (size_t j = 0; j < i; j++)
 		if (l->port && l->port == x->c->listeners[j].port &&
 		    strcmp(l->address, x->c->listeners[j].address) == 0)
 			return fail(x, e, "'%s' repeats listeners[%zu] (%s port %d)", key, j, l->address, l->port);
+	return 0;
+}
+
+static int load_tls(struct ctx *x, const config_setting_t *s, void *base, const char *key)
+{
+	struct cfg_listener *l = base;
+	struct cfg_tls *t = &l->tls;
+
+	if (!s)
+		return 0;
+	l->has_tls = true;
+	t->line = line_of(s);
+	if (load_section(x, s, S_TLS, base, key))
+		return -1;
+	if (t->require_client_cert && !t->ca.path)
+		return fail(x, config_setting_get_member(s, "require_client_cert"),
+			    "'%s.require_client_cert' needs '%s.ca' (the CA certificates that sign "
+			    "client certificates)", key, key);
+	if (t->identity != CFG_IDENTITY_NONE && !t->ca.path)
+		return fail(x, config_setting_get_member(s, "identity"),
+			    "'%s.identity' = \"%s\" needs client certificates: set '%s.ca'", key,
+			    identities[t->identity], key);
+	return 0;
+}
+
+static int load_auth(struct ctx *x, const config_setting_t *s, void *base, const char *key)
+{
+	struct cfg_auth *a = &x->c->auth;
+	const config_setting_t *anon = s ? config_setting_get_member(s, "allow_anonymous") : NULL;
+
+	a->line = line_of(s);
+	if (load_section(x, s, S_AUTH, base, key))
+		return -1;
+	a->allow_anonymous_line = line_of(anon);
+	if (!anon)
+		a->allow_anonymous = !a->password_file.path;
 	return 0;
 }
 
@@ -285,43 +436,68 @@ static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, 
 		if (config_setting_type(v) != CONFIG_TYPE_STRING || !*config_setting_get_string(v))
 			return fail(x, v, many ? "'%s.topics' must be a non-empty array of non-empty strings"
 				    : "'%s.topic' must be a non-empty string", key);
+		if (strlen(config_setting_get_string(v)) > MAX_STR)
+			return fail(x, v, "'%s.%s' is too long (%zu bytes; at most %d)", key,
+				    many ? "topics" : "topic", strlen(config_setting_get_string(v)), MAX_STR);
 		if (set_str(x, &d->topics[i], config_setting_get_string(v)))
 			return -1;
 	}
 	return 0;
 }
 
-static int load_metrics(struct ctx *x, const config_setting_t *s)
+static int load_metrics(struct ctx *x, const config_setting_t *s, void *base, const char *key)
 {
+	struct cfg_metrics *m = &x->c->metrics;
+
+	(void)base;
 	if (!s)
 		return 0;
 	x->c->has_metrics = true;
-	x->c->metrics.line = line_of(s);
-	return load_section(x, s, S_METRICS, &x->c->metrics, "metrics");
+	m->line = line_of(s);
+	if (load_section(x, s, S_METRICS, m, key))
+		return -1;
+	if (m->protect_metrics && !m->token_file.path)
+		return fail(x, config_setting_get_member(s, "protect_metrics"),
+			    "'%s.protect_metrics' needs '%s.token_file'", key, key);
+	return 0;
+}
+
+size_t cfg_kafka_value_max(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 4 && strcmp(name + n - 4, ".pem") == 0 ? CFG_KAFKA_PEM_MAX : CFG_KAFKA_VALUE_MAX;
 }
 
 /* Property names contain dots, which libconfig 1.5 does not allow in setting
- * names, quoted or not: hence ( ("linger.ms", "5"), ... ). */
-static int load_props(struct ctx *x, const config_setting_t *s)
+ * names, quoted or not: hence ( ("linger.ms", "5"), ... ). Values are never
+ * put in messages: they may be secrets. */
+static int load_props(struct ctx *x, const config_setting_t *s, void *base, const char *key)
 {
+	static const size_t pre = sizeof(CFG_KAFKA_FILE_PREFIX) - 1;
 	struct cfg_kafka *k = &x->c->kafka;
 	size_t n = s ? (size_t)config_setting_length(s) : 0;
 	char num[24];
 
+	(void)base;
 	if (!(k->props = calloc(n ? n : 1, sizeof(*k->props))))
 		return fail_at(x, NULL, 0, "out of memory");
 	k->nprops = n;
 	for (size_t i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		const config_setting_t *name = NULL, *v = NULL;
-		const char *val = num;
+		const char *val = num, *nm;
 		k->props[i].line = line_of(e);
 		if ((config_setting_is_list(e) || config_setting_is_array(e)) && config_setting_length(e) == 2) {
 			name = config_setting_get_elem(e, 0);
 			v = config_setting_get_elem(e, 1);
 		}
 		if (!name || config_setting_type(name) != CONFIG_TYPE_STRING || !*config_setting_get_string(name))
-			return fail(x, e, "'kafka.properties[%zu]' must be a (\"name\", value) pair", i);
+			return fail(x, e, "'%s[%zu]' must be a (\"name\", value) pair", key, i);
+		nm = config_setting_get_string(name);
+		if (strlen(nm) > CFG_KAFKA_NAME_MAX)
+			return fail(x, e, "'%s[%zu]': the property name is too long (%zu bytes; at most %d)",
+				    key, i, strlen(nm), CFG_KAFKA_NAME_MAX);
 		if (config_setting_type(v) == CONFIG_TYPE_STRING)
 			val = config_setting_get_string(v);
 		else if (config_setting_type(v) == CONFIG_TYPE_BOOL)
@@ -329,14 +505,34 @@ static int load_props(struct ctx *x, const config_setting_t *s)
 		else if (config_setting_type(v) == CONFIG_TYPE_INT || config_setting_type(v) == CONFIG_TYPE_INT64)
 			snprintf(num, sizeof(num), "%lld", config_setting_get_int64(v));
 		else
-			return fail(x, e, "Kafka property '%s' must be a string, integer or boolean",
-				    config_setting_get_string(name));
+			return fail(x, e, "Kafka property '%s' must be a string, integer or boolean", nm);
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(k->props[j].name, config_setting_get_string(name)) == 0)
+			if (strcmp(k->props[j].name, nm) == 0)
 				return fail(x, e, "Kafka property '%s' repeats line %d", k->props[j].name, k->props[j].line);
-		if (set_str(x, &k->props[i].name, config_setting_get_string(name)) ||
-		    set_str(x, &k->props[i].value, val))
+		if (set_str(x, &k->props[i].name, nm))
 			return -1;
+		if (strncmp(val, CFG_KAFKA_FILE_PREFIX, pre) != 0) {
+			if (strlen(val) > cfg_kafka_value_max(nm))
+				return fail(x, e, "Kafka property '%s': the value is too long (%zu bytes; at most %zu)",
+					    nm, strlen(val), cfg_kafka_value_max(nm));
+			if (set_str(x, &k->props[i].value, val))
+				return -1;
+			continue;
+		}
+		char *path = NULL, prop[CFG_KAFKA_NAME_MAX + 32];
+		snprintf(prop, sizeof(prop), "Kafka property '%s'", nm);
+		if (!val[pre])
+			return fail(x, e, "%s: \"%s\" needs a file name", prop, CFG_KAFKA_FILE_PREFIX);
+		if (strlen(val + pre) >= PATH_MAX)
+			return fail(x, e, "%s: the file name is too long (at most %d bytes)", prop, PATH_MAX - 1);
+		if (set_path(x, e, &path, val + pre, prop))
+			return -1;
+		k->props[i].value = malloc(pre + strlen(path) + 1);
+		if (k->props[i].value)
+			sprintf(k->props[i].value, "%s%s", CFG_KAFKA_FILE_PREFIX, path);
+		free(path);
+		if (!k->props[i].value)
+			return fail_at(x, NULL, 0, "out of memory");
 	}
 	return 0;
 }
@@ -382,8 +578,9 @@ static int check_int_literals(struct ctx *x, const char *p)
 				       ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E')))
 					p++;
 			} else if (over) {
-				return fail_at(x, NULL, line, "integer %.*s is out of range (%d..%d)",
-					       (int)(p - start), start, INT32_MIN, INT32_MAX);
+				return fail_at(x, NULL, line, "integer %.*s is out of range (%d..%d; "
+					       "write %.*sL for a 64-bit integer)", (int)(p - start), start,
+					       INT32_MIN, INT32_MAX, (int)(p - start), start);
 			}
 		} else {
 			line += *p++ == '\n';
@@ -392,12 +589,36 @@ static int check_int_literals(struct ctx *x, const char *p)
 	return 0;
 }
 
-int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen)
+/* What no single setting can check: called once everything is loaded. */
+static int check_whole(struct ctx *x, const config_setting_t *root)
 {
-	struct ctx x = { path, calloc(1, sizeof(struct cfg)), err, errlen };
+	const struct cfg *c = x->c;
+	const config_setting_t *routes = config_setting_get_member(root, "routes");
+	const config_setting_t *down = config_setting_get_member(root, "downlink");
+	const config_setting_t *limits = config_setting_get_member(root, "limits");
+
+	if (c->nlisteners == 0)
+		return fail_at(x, NULL, 0, "no listeners: add listeners = ( { port = 1883; } );");
+	/* The mock cluster keeps nothing: it must be asked for, never fallen into. */
+	if (!c->kafka.brokers_line && (c->nroutes || c->ndownlinks))
+		return fail(x, c->nroutes ? routes : down,
+			    "%s need kafka.brokers: set it to the Kafka bootstrap servers (\"host:port,...\"), "
+			    "or to \"embedded\" for the in-process mock cluster, which keeps nothing",
+			    c->nroutes ? "routes" : "downlink mappings");
+	if (c->limits.max_partial_bytes < c->limits.max_packet_size) {
+		const config_setting_t *at = config_setting_get_member(limits, "max_partial_bytes");
+		return fail(x, at ? at : config_setting_get_member(limits, "max_packet_size"),
+			    "'limits.max_partial_bytes' (%d) must be at least 'limits.max_packet_size' (%d)",
+			    c->limits.max_partial_bytes, c->limits.max_packet_size);
+	}
+	return 0;
+}
+
+static int parse(const char *name, const char *text, size_t len, struct cfg **out, char *err,
+		 size_t errlen)
+{
+	struct ctx x = { name, calloc(1, sizeof(struct cfg)), err, errlen };
 	config_t lc;
-	size_t len;
-	char *text = NULL;
 	int rc = -1;
 
 	config_init(&lc);
@@ -405,14 +626,14 @@ int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen)
 		fail_at(&x, NULL, 0, "out of memory");
 		goto cleanup;
 	}
-	if (set_str(&x, &x.c->path, path))
+	if (set_str(&x, &x.c->path, name))
 		goto cleanup;
-	if (!(text = util_read_file(path, MAX_FILE_BYTES, &len))) {
-		fail_at(&x, NULL, 0, "cannot read: %s", strerror(errno));
-		goto cleanup;
-	}
 	if (strlen(text) != len) {
 		fail_at(&x, NULL, 0, "not a text file (contains NUL bytes)");
+		goto cleanup;
+	}
+	if (len > MAX_FILE_BYTES) {
+		fail_at(&x, NULL, 0, "larger than %u bytes", MAX_FILE_BYTES);
 		goto cleanup;
 	}
 	if (!config_read_string(&lc, text)) {
@@ -422,10 +643,12 @@ int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen)
 	if (check_int_literals(&x, text))
 		goto cleanup;
 	x.c->kafka.line = line_of(config_lookup(&lc, "kafka"));
+	x.c->kafka.brokers_line = line_of(config_lookup(&lc, "kafka.brokers"));
 	rc = load_section(&x, config_root_setting(&lc), S_TOP, x.c, "");
+	if (rc == 0)
+		rc = check_whole(&x, config_root_setting(&lc));
 cleanup:
 	config_destroy(&lc);
-	free(text);
 	if (rc == 0)
 		*out = x.c;
 	else
@@ -433,14 +656,47 @@ cleanup:
 	return rc;
 }
 
+int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen)
+{
+	struct ctx x = { path, NULL, err, errlen };
+	size_t len;
+	char *text = util_read_file(path, MAX_FILE_BYTES, &len);
+	int rc;
+
+	if (!text)
+		return fail_at(&x, NULL, 0, "cannot read: %s", strerror(errno));
+	rc = parse(path, text, len, out, err, errlen);
+	free(text);
+	return rc;
+}
+
+int cfg_parse_string(const char *text, const char *name, struct cfg **out, char *err, size_t errlen)
+{
+	return parse(name, text, strlen(text), out, err, errlen);
+}
+
+static void path_release(struct cfg_path *p)
+{
+	free(p->path);
+}
+
 void cfg_free(struct cfg *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nlisteners; i++)
-		free(c->listeners[i].address);
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct cfg_listener *l = &c->listeners[i];
+		free(l->address);
+		free(l->path);
+		path_release(&l->tls.cert);
+		path_release(&l->tls.key);
+		path_release(&l->tls.ca);
+	}
 	free(c->listeners);
 	free(c->metrics.address);
+	path_release(&c->metrics.token_file);
+	path_release(&c->auth.password_file);
+	path_release(&c->auth.acl_file);
 	free(c->kafka.brokers);
 	for (size_t i = 0; i < c->kafka.nprops; i++) {
 		free(c->kafka.props[i].name);

@@ -22,18 +22,88 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum cfg_format { CFG_FORMAT_RAW, CFG_FORMAT_JSON };
 enum cfg_mode { CFG_MODE_GROUP, CFG_MODE_BROADCAST };
+enum cfg_protocol { CFG_PROTO_MQTT, CFG_PROTO_WEBSOCKET };
+/* The user name of a client with a verified certificate: NONE = the one in
+ * CONNECT; CN = the certificate's subject common name; SAN = its first
+ * DNS or email subjectAltName. */
+enum cfg_identity { CFG_IDENTITY_NONE, CFG_IDENTITY_CN, CFG_IDENTITY_SAN };
 
-/* A socket to listen on: an MQTT listener or the metrics endpoint. */
-struct cfg_endpoint {
-	char *address;  /* numeric IPv4 or IPv6 literal (inet_pton accepts it) */
-	int port;       /* 0..65535; 0 = ephemeral (tests) */
-	int line;
+/* The longest Kafka property name, and the longest value (given inline or
+ * read from an "@file:" file); cfg_kafka_value_max() gives the value cap for
+ * one name: CFG_KAFKA_PEM_MAX for names ending in ".pem" (whole PEM
+ * documents), CFG_KAFKA_VALUE_MAX for the others. */
+#define CFG_KAFKA_NAME_MAX 256
+#define CFG_KAFKA_VALUE_MAX 4096
+#define CFG_KAFKA_PEM_MAX 65536
+/* A Kafka property value "@file:PATH" is read from PATH (see kafka_conf.h). */
+#define CFG_KAFKA_FILE_PREFIX "@file:"
+
+/*
+ * A file named in the config (certificate, key, password file, ...). A
+ * relative name is resolved against the directory of the config file, made
+ * absolute with the working directory at load time: "certs/a.crt" in
+ * /etc/kafkagate/kafkagate.cfg is /etc/kafkagate/certs/a.crt. Nothing checks
+ * that the file exists: the code that opens it reports "FILE:LINE: ..." with
+ * cfg->path and this line.
+ */
+struct cfg_path {
+	char *path;  /* resolved; NULL = not set */
+	int line;    /* of the setting; 0 when not set */
 };
 
-/* All reloadable. */
+/* listeners[i].tls. Every key applies on reload (SIGHUP re-reads the files). */
+struct cfg_tls {
+	struct cfg_path cert;     /* required: PEM certificate chain */
+	struct cfg_path key;      /* required: PEM private key */
+	struct cfg_path ca;       /* CAs for client certificates; path NULL = none */
+	bool require_client_cert; /* true: a client without a valid certificate is
+	                             refused (needs ca) */
+	enum cfg_identity identity; /* not NONE only with ca */
+	int line;                 /* of the tls group */
+};
+
+/* One MQTT listener. address, port, protocol, path and whether tls is there
+ * at all need a restart; the tls keys apply on reload. */
+struct cfg_listener {
+	char *address;  /* numeric IPv4 or IPv6 literal; default "127.0.0.1" */
+	int port;       /* 0..65535, default 1883; 0 = ephemeral (tests) */
+	int line;
+	enum cfg_protocol protocol;  /* default MQTT */
+	char *path;     /* WEBSOCKET: HTTP path that upgrades, starts with '/',
+	                   default "/mqtt"; MQTT: NULL */
+	bool has_tls;   /* false: plain TCP and tls is all zero */
+	struct cfg_tls tls;
+};
+
+/* The admin endpoint. address and port need a restart; token_file and
+ * protect_metrics apply on reload (the token is re-read then). */
+struct cfg_metrics {
+	char *address;  /* default "127.0.0.1" */
+	int port;       /* default 9100 */
+	int line;       /* of the metrics group */
+	struct cfg_path token_file;  /* bearer token for the admin API; NULL = none */
+	bool protect_metrics;        /* /metrics needs the token too (needs token_file) */
+};
+
+/* The auth group. All of it applies on reload (the files are re-read), but
+ * verify_threads. */
+struct cfg_auth {
+	/* Default: false when password_file is set, true otherwise. */
+	bool allow_anonymous;
+	int allow_anonymous_line;      /* 0 = not in the file (derived) */
+	struct cfg_path password_file; /* NULL = none */
+	struct cfg_path acl_file;      /* NULL = none (no ACL: everything allowed) */
+	int fail_delay_ms;   /* before refusing bad credentials; 0..60000, default 1000 */
+	int verify_threads;  /* password hashing threads; 1..64, default 2 (restart) */
+	int line;            /* of the auth group; 0 = absent */
+};
+
+/* All reloadable. Sizes are bytes, times seconds; see config/kafkagate.cfg
+ * and docs/security.md for each default and why. */
 struct cfg_limits {
 	int max_connections;
 	int max_packet_size;      /* bytes */
@@ -41,6 +111,28 @@ struct cfg_limits {
 	int max_queued_messages;  /* per session */
 	int max_output_bytes;     /* per-connection output buffer */
 	int connect_timeout;      /* seconds from accept to CONNECT */
+
+	int max_connect_size;     /* the first packet (CONNECT); the cap in force is
+	                             the smaller of this and max_packet_size */
+	int max_topic_length;     /* bytes, 1..65535 */
+	int max_topic_levels;     /* 1..65535 */
+	int max_client_id_length; /* bytes, 23..65535 */
+	int max_subscriptions;    /* filters per client */
+	int max_qos2_pending;     /* QoS 2 ids awaiting PUBREL per client; past it: close */
+	int packet_timeout;       /* seconds a started packet may take to complete */
+	int max_partial_bytes;    /* held by partial packets, all connections together;
+	                             at least max_packet_size */
+	int max_retained_messages;
+	int max_retained_bytes;
+	int max_queued_bytes;     /* per session */
+	int session_expiry;       /* seconds a persistent 3.1.1 session lives offline;
+	                             0 = never expires */
+	int max_connections_per_address; /* 0 = unlimited; loopback peers not counted */
+	int max_connect_rate;     /* accepts per second per listener; 0 = unlimited */
+	int max_keepalive;        /* seconds; 0 = any; else a larger (or 0) keepalive
+	                             is refused with CONNACK 2 */
+	uint32_t max_session_expiry; /* MQTT 5 Session Expiry Interval cap, seconds */
+	int topic_alias_maximum;  /* MQTT 5, 0..65535 */
 };
 
 /* One librdkafka property, as given: not checked against librdkafka here.
@@ -48,12 +140,17 @@ struct cfg_limits {
  * libconfig setting names cannot contain dots. */
 struct cfg_kafka_prop {
 	char *name;
-	char *value;    /* ints and booleans converted: "5", "true" */
+	char *value;    /* ints and booleans converted: "5", "true". "@file:PATH":
+	                   read from PATH by kafka_conf_new(); PATH resolved
+	                   like struct cfg_path. */
 	int line;
 };
 
 struct cfg_kafka {
-	char *brokers;            /* "embedded" = librdkafka's mock cluster */
+	/* "embedded" = librdkafka's mock cluster. Required in the file when there
+	 * are routes or downlinks; otherwise "embedded" by default. */
+	char *brokers;
+	int brokers_line;         /* 0 = not in the file */
 	struct cfg_kafka_prop *props;
 	size_t nprops;
 	char *dead_letter_topic;  /* NULL = none */
@@ -88,14 +185,15 @@ struct cfg_downlink {
 
 struct cfg {
 	char *path;     /* as passed to cfg_load() */
-	struct cfg_endpoint *listeners;  /* at least one */
+	struct cfg_listener *listeners;  /* at least one */
 	size_t nlisteners;
 	int workers;    /* 0 = one per core */
 	struct cfg_limits limits;
+	struct cfg_auth auth;
 	int log_level;  /* enum log_level (log.h) */
 	bool log_syslog;
 	bool has_metrics;               /* false: no admin endpoint */
-	struct cfg_endpoint metrics;    /* zeroed unless has_metrics */
+	struct cfg_metrics metrics;     /* zeroed unless has_metrics */
 	struct cfg_kafka kafka;
 	struct cfg_route *routes;
 	size_t nroutes;
@@ -107,16 +205,26 @@ struct cfg {
  * Reads and validates the file at path. Returns 0 and *out = a new config
  * (free with cfg_free()), or -1 with *out untouched and err holding one line
  * "FILE:LINE: what is wrong" (the first problem found): syntax errors, unknown
- * settings, wrong types, values out of range, missing required settings.
+ * settings, wrong types, values out of range, missing required settings, no
+ * listeners, routes or downlinks without kafka.brokers.
  */
 int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen);
+
+/* As cfg_load() on a file named name holding text (borrowed; NUL-terminated):
+ * name is cfg->path, starts the error messages and anchors relative paths. */
+int cfg_parse_string(const char *text, const char *name, struct cfg **out, char *err,
+		     size_t errlen);
+
+/* The longest value allowed for Kafka property name (see CFG_KAFKA_VALUE_MAX). */
+size_t cfg_kafka_value_max(const char *name);
 
 /* NULL ok. */
 void cfg_free(struct cfg *c);
 
 /*
  * Compares two configs for a reload. Returns how many changed settings take
- * effect only after a restart (listeners, workers, metrics, kafka.brokers,
+ * effect only after a restart (listeners but their tls keys, workers,
+ * metrics.address and .port, auth.verify_threads, kafka.brokers,
  * kafka.properties, downlink) and writes their names, comma-separated, to msg
  * ("" when none; truncated to len). Everything else can be applied live.
  */

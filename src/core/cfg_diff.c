@@ -2,6 +2,7 @@
  * cfg.c's option table (cfg_int.h) and never sees libconfig. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,14 +19,19 @@ static bool same_value(const struct opt *o, const void *a, const void *b)
 		return *CAT(a, o->off, bool) == *CAT(b, o->off, bool);
 	if (o->type == T_STR || o->type == T_ADDR)
 		return same_str(*CAT(a, o->off, char *), *CAT(b, o->off, char *));
+	if (o->type == T_PATH)
+		return same_str(CAT(a, o->off, struct cfg_path)->path, CAT(b, o->off, struct cfg_path)->path);
+	if (o->type == T_U32)
+		return *CAT(a, o->off, uint32_t) == *CAT(b, o->off, uint32_t);
 	return *CAT(a, o->off, int) == *CAT(b, o->off, int);
 }
 
-/* The plain keys of section sect; a and b point to the section's struct. */
+/* The plain restart-only keys of section sect; a and b point to the
+ * section's struct. */
 static bool same_keys(enum sect sect, const void *a, const void *b)
 {
 	for (size_t i = 0; i < cfg_nopts; i++)
-		if (cfg_opts[i].sect == sect && cfg_opts[i].type < T_GROUP &&
+		if (cfg_opts[i].sect == sect && cfg_opts[i].type < T_GROUP && !cfg_opts[i].reloadable &&
 		    !same_value(&cfg_opts[i], a, b))
 			return false;
 	return true;
@@ -54,6 +60,11 @@ static bool same_nested(const struct opt *o, const struct cfg *a, const struct c
 		const char *eb = *CAT(b, li->arr, char *) + i * li->size;
 		if (!same_keys(o->sub, ea, eb))
 			return false;
+		/* Adding or removing TLS needs a restart; its keys do not. */
+		if (o->sub == S_LISTENER &&
+		    ((const struct cfg_listener *)(const void *)ea)->has_tls !=
+		    ((const struct cfg_listener *)(const void *)eb)->has_tls)
+			return false;
 		if (o->sub != S_DOWNLINK)
 			continue;
 		const struct cfg_downlink *da = (const void *)ea, *db = (const void *)eb;
@@ -68,7 +79,8 @@ static bool same_nested(const struct opt *o, const struct cfg *a, const struct c
 
 int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, size_t len)
 {
-	static const char *const prefix[] = { [S_TOP] = "", [S_LIMITS] = "limits", [S_LOG] = "log", [S_KAFKA] = "kafka" };
+	static const char *const prefix[] = { [S_TOP] = "", [S_LIMITS] = "limits", [S_LOG] = "log",
+					      [S_AUTH] = "auth", [S_KAFKA] = "kafka" };
 	char key[64];
 	size_t used = 0;
 	int count = 0;
@@ -78,7 +90,8 @@ int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, siz
 	for (size_t i = 0; i < cfg_nopts; i++) {
 		const struct opt *o = &cfg_opts[i];
 		/* Keys inside list elements and metrics are compared with their parent;
-		 * a reloadable group (limits, kafka) has its keys compared one by one. */
+		 * a reloadable group (limits, auth, kafka) has its keys compared one
+		 * by one. */
 		if (o->reloadable || o->sect > S_KAFKA)
 			continue;
 		if (o->type < T_GROUP ? same_value(o, old, new) : same_nested(o, old, new))

@@ -19,26 +19,32 @@
 struct ctx;                /* cfg.c's state while loading one file */
 struct config_setting_t;   /* libconfig's */
 
-/* Where a key lives. Keys of S_TOP..S_KAFKA have offsets into struct cfg;
- * the others into the element (struct cfg_endpoint, _route, _downlink).
+/* Where a key lives. Keys of S_TOP..S_KAFKA have offsets into struct cfg
+ * and are compared one by one for a reload; the others have offsets into
+ * their element (struct cfg_listener for S_LISTENER and S_TLS, struct
+ * cfg_metrics, cfg_route, cfg_downlink) and are compared with their parent.
  * S_PROPS holds no keys: it marks kafka.properties, read by its own loader. */
-enum sect { S_TOP, S_LIMITS, S_LOG, S_KAFKA, S_LISTENER, S_METRICS, S_ROUTE, S_DOWNLINK, S_PROPS };
+enum sect { S_TOP, S_LIMITS, S_LOG, S_AUTH, S_KAFKA, S_LISTENER, S_TLS, S_METRICS, S_ROUTE,
+	    S_DOWNLINK, S_PROPS };
 
-/* T_OTHER keys are known but read by their section's own code. */
-enum opt_type { T_INT, T_BOOL, T_STR, T_ADDR, T_ENUM, T_GROUP, T_LIST, T_OTHER };
+/* T_OTHER keys are known but read by their section's own code. T_PATH is a
+ * file name stored as struct cfg_path; T_U32 a uint32_t. */
+enum opt_type { T_INT, T_BOOL, T_STR, T_ADDR, T_ENUM, T_PATH, T_U32, T_GROUP, T_LIST, T_OTHER };
 
 struct opt {
 	enum sect sect;
 	const char *name;
 	enum opt_type type;
 	size_t off;
-	long long def, min, max;     /* T_ENUM: def is an index; T_STR: min is a length */
+	long long def, min, max;     /* T_ENUM: def is an index; T_STR: min, max are lengths */
 	const char *def_str;         /* T_STR, T_ADDR; NULL: none */
 	const char *const *choices;  /* T_ENUM, NULL-terminated, stored as int index */
 	bool required;
-	bool reloadable;
+	bool reloadable;             /* inside list elements and metrics: compared or not */
 	enum sect sub;               /* T_GROUP, T_LIST: the section of the keys inside */
-	int (*load)(struct ctx *x, const struct config_setting_t *s);  /* instead of the generic */
+	/* Instead of the generic: s is the setting (NULL when absent), base what
+	 * the section's offsets are relative to, key its full name. */
+	int (*load)(struct ctx *x, const struct config_setting_t *s, void *base, const char *key);
 };
 
 /* The arrays in struct cfg that hold list elements, by element section. */

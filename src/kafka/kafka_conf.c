@@ -1,13 +1,16 @@
 /* kafka_conf.c - see kafka_conf.h. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
 #include "core/cfg.h"
 #include "kafka/kafka_conf.h"
 #include "core/log.h"
+#include "core/util.h"
 
 #include <librdkafka/rdkafka_mock.h>
 
@@ -38,6 +41,78 @@ static const char *const consumer_defaults[][2] = {
 	{ "statistics.interval.ms", "5000" },
 };
 
+bool kafka_conf_is_secret(const char *name)
+{
+	static const char *const words[] = {
+		"password", "passphrase", "secret", "private.key", "sasl.oauthbearer.config",
+		"ssl.key.pem", "ssl_key",
+	};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasestr(name, words[i]))
+			return true;
+	return false;
+}
+
+/* The content of an "@file:" value: new (free with free_value()), or NULL
+ * with why set. */
+static char *read_value(const char *name, const char *path, char *why, size_t len)
+{
+	size_t max = cfg_kafka_value_max(name), n;
+	char *v = util_read_file(path, max, &n);
+
+	if (!v) {
+		if (errno == EFBIG)
+			snprintf(why, len, "%s is larger than %zu bytes", path, max);
+		else
+			snprintf(why, len, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (n > 0 && v[n - 1] == '\n')
+		v[--n] = '\0';
+	if (n > 0 && v[n - 1] == '\r')
+		v[--n] = '\0';
+	if (n == 0 || strlen(v) != n) {
+		snprintf(why, len, "%s %s", path, n ? "contains a NUL byte" : "is empty");
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Secrets leave no copy behind in freed memory. */
+static void free_value(char *v)
+{
+	if (v) {
+		explicit_bzero(v, strlen(v));
+		free(v);
+	}
+}
+
+/* Applies one kafka.properties entry; err as kafka_conf_new(). */
+static int set_prop(rd_kafka_conf_t *conf, const struct cfg *cfg, const struct cfg_kafka_prop *p,
+		    char *err, size_t errlen)
+{
+	static const size_t pre = sizeof(CFG_KAFKA_FILE_PREFIX) - 1;
+	char e[512];
+	char *owned = NULL;
+	const char *v = p->value;
+
+	if (strncmp(v, CFG_KAFKA_FILE_PREFIX, pre) == 0 &&
+	    !(v = owned = read_value(p->name, p->value + pre, e, sizeof(e)))) {
+		snprintf(err, errlen, "%s:%d: kafka property '%s': %s", cfg->path, p->line, p->name, e);
+		return -1;
+	}
+	int rc = rd_kafka_conf_set(conf, p->name, v, e, sizeof(e)) == RD_KAFKA_CONF_OK ? 0 : -1;
+	/* librdkafka quotes some values it refuses */
+	if (rc < 0 && kafka_conf_is_secret(p->name) && strstr(e, v))
+		snprintf(e, sizeof(e), "invalid value (not shown: the property is secret)");
+	if (rc < 0)
+		snprintf(err, errlen, "%s:%d: kafka property '%s': %s", cfg->path, p->line, p->name, e);
+	free_value(owned);
+	return rc;
+}
+
 rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 				const char *bootstrap, char *err, size_t errlen)
 {
@@ -62,17 +137,13 @@ rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 		snprintf(err, errlen, "kafka default 'fetch.wait.max.ms': %s", e);
 		goto fail;
 	}
-	for (size_t i = 0; i < cfg->kafka.nprops; i++) {
-		const struct cfg_kafka_prop *p = &cfg->kafka.props[i];
-		if (rd_kafka_conf_set(conf, p->name, p->value, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-			snprintf(err, errlen, "%s:%d: kafka property '%s': %s", cfg->path, p->line,
-				 p->name, e);
+	for (size_t i = 0; i < cfg->kafka.nprops; i++)
+		if (set_prop(conf, cfg, &cfg->kafka.props[i], err, errlen) < 0)
 			goto fail;
-		}
-	}
 	if (bootstrap && rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof(e)) !=
 				 RD_KAFKA_CONF_OK) {
-		snprintf(err, errlen, "%s:%d: kafka.brokers: %s", cfg->path, cfg->kafka.line, e);
+		snprintf(err, errlen, "%s:%d: kafka.brokers: %s", cfg->path,
+			 cfg->kafka.brokers_line ? cfg->kafka.brokers_line : cfg->kafka.line, e);
 		goto fail;
 	}
 	return conf;

@@ -7,6 +7,7 @@
 #ifndef KG_KAFKA_CONF_H
 #define KG_KAFKA_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <librdkafka/rdkafka.h>
@@ -25,9 +26,25 @@ enum kafka_role { KAFKA_PRODUCER, KAFKA_CONSUMER };
  * Producer defaults: acks=all, enable.idempotence=true, linger.ms=5,
  * compression.type=lz4, partitioner=murmur2_random, message.timeout.ms=30000,
  * statistics.interval.ms=5000 (kafka.properties may change any of them).
+ *
+ * A value "@file:PATH" (cfg.h: CFG_KAFKA_FILE_PREFIX; PATH already resolved
+ * by cfg_load()) is replaced by the file's content, without one trailing
+ * "\n" or "\r\n", read on every call (start-up and --check; a changed file
+ * takes effect on restart). At most cfg_kafka_value_max(name) bytes, not
+ * empty, no NUL byte; otherwise NULL with "FILE:LINE: kafka property 'x':
+ * cannot read PATH: ..." in err. No value of a secret property
+ * (kafka_conf_is_secret()) ever reaches err or the log.
  */
 rd_kafka_conf_t *kafka_conf_new(const struct cfg *cfg, enum kafka_role role,
 				const char *bootstrap, char *err, size_t errlen);
+
+/*
+ * True when the value of property name must never be logged or shown (status
+ * page, errors): names containing, in any case, "password", "passphrase",
+ * "secret", "private.key", "sasl.oauthbearer.config", "ssl.key.pem"
+ * or "ssl_key". Pure; any thread.
+ */
+bool kafka_conf_is_secret(const char *name);
 
 /* librdkafka log callback (set with rd_kafka_conf_set_log_cb): one line in
  * our log vocabulary. Role-mismatch notices (CONFWARN: a producer property
