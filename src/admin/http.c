@@ -257,7 +257,7 @@ static void on_wake(struct loop_io *io, uint32_t revents)
 }
 
 struct http_server *http_server_new(const char *addr, int port, struct broker *br,
-				    char *err, size_t errlen)
+				    struct uplink *up, char *err, size_t errlen)
 {
 	struct http_server *hs = calloc(1, sizeof(*hs));
 
@@ -266,6 +266,7 @@ struct http_server *http_server_new(const char *addr, int port, struct broker *b
 		return NULL;
 	}
 	hs->env.br = br;
+	hs->env.up = up;
 	hs->lis.fd = hs->wake.fd = -1;
 	hs->env.start_wall_ms = util_wall_ms();
 	hs->env.start_mono_ms = util_now_ms();

@@ -35,17 +35,19 @@
 #define HTTP_CALL_TIMEOUT_MS 1000
 
 struct broker;
+struct uplink;
 struct http_server;
 struct metrics_hook;
 struct status_hook;
 
 /*
- * Binds address:port (numeric IPv4 or IPv6; port 0 picks a free one) for br,
- * which must outlive the server. Returns a new server (not yet serving), or
+ * Binds address:port (numeric IPv4 or IPv6; port 0 picks a free one) for br
+ * and its Kafka producer up (NULL without Kafka), which must outlive the
+ * server. Returns a new server (not yet serving), or
  * NULL with the reason in err. Main thread.
  */
 struct http_server *http_server_new(const char *addr, int port, struct broker *br,
-				    char *err, size_t errlen);
+				    struct uplink *up, char *err, size_t errlen);
 /*
  * Sections that the downlink module adds to /metrics and to the status
  * document; copied. Either may be NULL. Call before http_server_start().

@@ -16,6 +16,7 @@
 #include "admin/status.h"
 
 struct broker;
+struct uplink;
 struct hconn;          /* one admin connection; only http.c looks inside */
 struct http_request;
 
@@ -23,6 +24,7 @@ struct http_request;
  * thread before the admin thread starts, constant afterwards. */
 struct http_route_env {
 	struct broker *br;
+	struct uplink *up;            /* NULL: no Kafka producer */
 	int64_t start_wall_ms, start_mono_ms;
 	struct metrics_hook mh;
 	struct status_hook sh;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/broker_int.h"
 #include "core/buf.h"
 #include "admin/http.h"
 #include "admin/http_int.h"
@@ -15,7 +15,7 @@
 #include "kafka/uplink.h"
 #include "broker/worker.h"
 
-static void serve_ready(struct hconn *c, struct broker *br, bool head_only)
+static void serve_ready(struct hconn *c, struct broker *br, struct uplink *up, bool head_only)
 {
 	int n_lis = br->n_workers > 0 ? br->workers[0].n_lis : 0;
 	char why[256] = "", body[300];
@@ -25,7 +25,9 @@ static void serve_ready(struct hconn *c, struct broker *br, bool head_only)
 	for (int i = 0; i < n_lis && !why[0]; i++)
 		if (broker_listener_port(br, i) <= 0)
 			snprintf(why, sizeof(why), "MQTT listener %d is not bound", i);
-	if (!why[0] && br->up && uplink_ready(br->up, why, sizeof(why)) < 0 && !why[0])
+	if (!why[0] && !broker_healthy(br))
+		snprintf(why, sizeof(why), "a network worker stopped (see the log)");
+	if (!why[0] && up && uplink_ready(up, why, sizeof(why)) < 0 && !why[0])
 		snprintf(why, sizeof(why), "kafka not reachable");
 	if (!why[0]) {
 		http_respond_text(c, 200, "ready\n", head_only);
@@ -79,17 +81,17 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 	if (path_is(req, "/healthz")) {
 		http_respond_text(c, 200, "ok\n", head);
 	} else if (path_is(req, "/readyz")) {
-		serve_ready(c, env->br, head);
+		serve_ready(c, env->br, env->up, head);
 	} else if (path_is(req, "/metrics")) {
 		struct buf b = { 0 };
-		if (metrics_render(&b, env->br, env->start_wall_ms, &env->mh) < 0)
+		if (metrics_render(&b, env->br, env->up, env->start_wall_ms, &env->mh) < 0)
 			http_respond_text(c, 500, "out of memory\n", head);
 		else
 			http_respond(c, 200, METRICS_CONTENT_TYPE, (const char *)buf_head(&b),
 				buf_used(&b), head);
 		buf_release(&b);
 	} else if (path_is(req, "/api/v1/status")) {
-		serve_json(c, status_render(env->br, env->start_mono_ms, &env->sh), "out of memory",
+		serve_json(c, status_render(env->br, env->up, env->start_mono_ms, &env->sh), "out of memory",
 			   head);
 	} else {
 		long off = http_query_count(req->query, req->query_len, "offset", 0);

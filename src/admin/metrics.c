@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/broker_int.h"
 #include "broker/inflight.h"
 #include "admin/metrics.h"
 #include "core/prom.h"
@@ -35,7 +35,7 @@ struct totals {
 	uint64_t accepted, rejected, bytes_in, bytes_out;
 	uint64_t pkts_in[16], pkts_out[16], msgs_in[3];
 	uint64_t qos0_dropped, queue_dropped, malformed;
-	uint64_t up_routed, up_unrouted, up_blocked;
+	uint64_t up_routed, up_unrouted, sink_blocked, sink_failed;
 };
 
 static int one_u64(struct buf *out, const char *name, const char *type, const char *help,
@@ -63,9 +63,8 @@ static void sum_workers(const struct broker *br, struct totals *t)
 		t->qos0_dropped += LD(st->qos0_dropped);
 		t->queue_dropped += LD(st->queue_dropped);
 		t->malformed += LD(st->malformed);
-		t->up_routed += LD(st->up_routed);
-		t->up_unrouted += LD(st->up_unrouted);
-		t->up_blocked += LD(st->up_blocked);
+		t->sink_blocked += LD(st->sink_blocked);
+		t->sink_failed += LD(st->sink_failed);
 	}
 }
 
@@ -122,11 +121,7 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "Configuration reloads rejected (the old configuration stayed).",
 		      LD(br->reload_failures));
 
-	/* Short: retain_count() reads one field; publishers hold this lock only
-	 * to store a retained message, not on every publish. */
-	pthread_mutex_lock(&br->retain_lock);
-	size_t retained = retain_count(br->retained);
-	pthread_mutex_unlock(&br->retain_lock);
+	size_t retained = broker_retained_count(br);
 	rc |= one_u64(out, "kafkagate_retained_messages", "gauge", "Retained messages stored.",
 		      retained);
 	return rc;
@@ -224,7 +219,7 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 	rc |= one_u64(out, "kafkagate_uplink_routed_total", "counter",
 		      "Records handed to the Kafka producer.", t->up_routed);
 	rc |= one_u64(out, "kafkagate_uplink_blocked_total", "counter",
-		      "Times a connection waited for room in the producer queue.", t->up_blocked);
+		      "Times a connection waited for room in the producer queue.", t->sink_blocked);
 	rc |= one_u64(out, "kafkagate_uplink_delivered_total", "counter",
 		      "Records acknowledged by Kafka.", LD(st->delivered));
 	rc |= one_u64(out, "kafkagate_uplink_failed_total", "counter",
@@ -237,7 +232,7 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 	rc |= one_u64(out, "kafkagate_uplink_qos0_failed_total", "counter",
 		      "QoS 0 records that did not reach Kafka.", LD(st->qos0_failed));
 	rc |= one_u64(out, "kafkagate_uplink_connections_closed_total", "counter",
-		      "MQTT connections closed after a failed Kafka delivery.", LD(st->closed));
+		      "MQTT connections closed after a failed Kafka delivery.", t->sink_failed);
 	rc |= prom_family(out, "kafkagate_uplink_in_flight", "gauge",
 			     "Records produced and not yet reported by Kafka.");
 	rc |= prom_i64(out, "kafkagate_uplink_in_flight", NULL, LD(st->in_flight));
@@ -250,7 +245,7 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 	return rc;
 }
 
-int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
+int metrics_render(struct buf *out, struct broker *br, struct uplink *up, int64_t start_wall_ms,
 		   const struct metrics_hook *hook)
 {
 	static const char *const version[] = { "version", KG_VERSION, NULL };
@@ -258,6 +253,8 @@ int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
 	int rc = 0;
 
 	sum_workers(br, &t);
+	if (up)
+		uplink_counts(up, &t.up_routed, &t.up_unrouted);
 	rc |= prom_family(out, "kafkagate_build_info", "gauge",
 			     "Always 1; the labels describe the build.");
 	rc |= prom_u64(out, "kafkagate_build_info", version, 1);
@@ -267,8 +264,8 @@ int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
 	rc |= render_mqtt(out, br, &t);
 	rc |= one_u64(out, "kafkagate_uplink_unrouted_total", "counter",
 		      "Published messages that matched no route.", t.up_unrouted);
-	if (br->up)
-		rc |= render_uplink(out, br->up, &t);
+	if (up)
+		rc |= render_uplink(out, up, &t);
 	if (hook && hook->render)
 		rc |= hook->render(out, hook->ud);
 	return rc ? -1 : 0;

@@ -28,6 +28,7 @@
 #include "core/buf.h"
 
 struct broker;
+struct uplink;
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -44,7 +45,7 @@ struct metrics_hook {
  * server was created, during start-up. hook may be NULL.
  * Returns 0, or -1 on allocation failure (out then holds a partial scrape).
  */
-int metrics_render(struct buf *out, struct broker *br, int64_t start_wall_ms,
+int metrics_render(struct buf *out, struct broker *br, struct uplink *up, int64_t start_wall_ms,
 		   const struct metrics_hook *hook);
 
 #endif

@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "broker/broker.h"
+#include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/inflight.h"
 #include "route/route.h"
@@ -132,7 +132,8 @@ static json_t *routes_json(struct uplink *up)
 	return a;
 }
 
-char *status_render(struct broker *br, int64_t start_mono_ms, const struct status_hook *hook)
+char *status_render(struct broker *br, struct uplink *up, int64_t start_mono_ms,
+		    const struct status_hook *hook)
 {
 	json_t *root = json_object();
 	json_t *down = hook && hook->downlink ? hook->downlink(hook->ud) : NULL;
@@ -147,8 +148,8 @@ char *status_render(struct broker *br, int64_t start_mono_ms, const struct statu
 	rc |= json_object_set_new(root, "connections",
 				  JINT(atomic_load_explicit(&br->n_connections, memory_order_relaxed)));
 	rc |= json_object_set_new(root, "queued_messages", JINT(mqueue_total()));
-	rc |= json_object_set_new(root, "kafka", br->up ? kafka_json(br->up) : json_null());
-	rc |= json_object_set_new(root, "routes", routes_json(br->up));
+	rc |= json_object_set_new(root, "kafka", up ? kafka_json(up) : json_null());
+	rc |= json_object_set_new(root, "routes", routes_json(up));
 	rc |= json_object_set_new(root, "downlink", down ? down : json_array());
 	down = NULL;
 	rc |= json_object_set_new(root, "workers", JINT(br->n_workers));
@@ -261,7 +262,8 @@ static void gather_on_worker(void *arg, struct worker *w)
 	struct gather *g = arg;
 	size_t idx = 0;
 
-	for (const struct client *c = w->clients; c; c = c->next) {
+	const struct client *c;
+	LIST_FOREACH(c, &w->clients, link) {
 		if (c->state != CL_ACTIVE || !c->s)
 			continue;
 		if (idx++ < g->skip || g->n_rows == g->want)

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 struct broker;
+struct uplink;
 struct json_t; /* jansson's json_t */
 
 #define STATUS_CLIENTS_DEFAULT_LIMIT 100
@@ -42,7 +43,7 @@ struct status_hook {
  * start_mono_ms is the process start on util_now_ms()'s clock. hook may be
  * NULL. Returns NULL on allocation failure.
  */
-char *status_render(struct broker *br, int64_t start_mono_ms, const struct status_hook *hook);
+char *status_render(struct broker *br, struct uplink *up, int64_t start_mono_ms, const struct status_hook *hook);
 
 /*
  * Returns new JSON text (free with free()) for /api/v1/clients:

@@ -19,7 +19,6 @@
 #include "admin/status.h"
 #include "kafka/uplink.h"
 #include "core/util.h"
-#include "broker/worker.h"
 
 #ifndef KG_VERSION
 #define KG_VERSION "0.0.0"
@@ -44,17 +43,6 @@ static void usage(FILE *f)
 static bool kafka_wanted(const struct cfg *cfg)
 {
 	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0;
-}
-
-/* True when every worker ran its tick recently: the watchdog then vouches
- * for the network threads, not just for this one. */
-static bool workers_alive(const struct broker *br)
-{
-	int64_t now = util_now_ms();
-	for (int i = 0; i < br->n_workers; i++)
-		if (now - atomic_load(&br->workers[i].heartbeat_ms) > 5000)
-			return false;
-	return true;
 }
 
 /* Serves SIGHUP reloads until SIGTERM or SIGINT; tells systemd when the
@@ -86,7 +74,8 @@ static void wait_for_stop(struct reload_ctx *rl)
 				daemon_notify_status("waiting for Kafka: %s", why);
 			}
 		}
-		if (wd > 0 && workers_alive(rl->br))
+		/* The watchdog vouches for the network threads, not just for this one. */
+		if (wd > 0 && broker_alive(rl->br, 5000))
 			daemon_watchdog_ping();
 		if (sig == SIGHUP) {
 			log_info("reload requested config=%s", rl->path);
@@ -197,11 +186,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			log_error("kafka start failed reason=\"%s\"", err);
 			goto out;
 		}
-		br->up = up;
-		for (int i = 0; i < br->n_workers; i++) {
-			br->workers[i].up = up;
-			br->workers[i].routes = uplink_current_routes(up);
-		}
+		broker_set_sink(br, &(struct broker_sink){ uplink_publish, up });
 		if (uplink_start(up) < 0)
 			goto out;
 		log_info("kafka producer started bootstrap=%s routes=%zu", bootstrap,
@@ -213,7 +198,8 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 	}
 	/* Bound before the workers start so that a bad address fails cleanly. */
 	if (cfg->has_metrics &&
-	    !(http = http_server_new(cfg->metrics.address, cfg->metrics.port, br, err, sizeof(err)))) {
+	    !(http = http_server_new(cfg->metrics.address, cfg->metrics.port, br, up, err,
+					    sizeof(err)))) {
 		log_error("metrics endpoint failed reason=\"%s\"", err);
 		goto out;
 	}
@@ -232,7 +218,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			 http_server_port(http));
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		log_info("listening address=%s port=%d workers=%d", cfg->listeners[i].address,
-			 broker_listener_port(br, (int)i), br->n_workers);
+			 broker_listener_port(br, (int)i), broker_n_workers(br));
 	log_info("kafkagate started version=%s config=%s", KG_VERSION, path);
 
 	struct reload_ctx rl = { .path = path, .br = br, .up = up, .boot = cfg, .cur = cfg };
@@ -254,7 +240,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 	reload_release(&rl, cfg);
 	rc = 0;
 out:
-	if (br && br->n_workers && rc != 0)
+	if (br && rc != 0)
 		log_error("start-up failed");
 	http_server_free(http);
 	uplink_free(up);

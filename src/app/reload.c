@@ -11,7 +11,6 @@
 #include "app/reload.h"
 #include "route/route.h"
 #include "kafka/uplink.h"
-#include "broker/worker.h"
 
 struct route_table *reload_route_table(const struct cfg *cfg, char *err, size_t errlen)
 {
@@ -32,15 +31,9 @@ struct route_table *reload_route_table(const struct cfg *cfg, char *err, size_t 
 	return rt;
 }
 
-/* Runs on each worker: switch to the new routing table between messages. */
-static void set_worker_routes(void *arg, struct worker *w)
-{
-	w->routes = arg;
-}
-
 static int reject(struct reload_ctx *r, struct cfg *cfg, const char *why)
 {
-	atomic_fetch_add(&r->br->reload_failures, 1);
+	broker_count_reload(r->br, false);
 	log_error("reload rejected config=%s reason=\"%s\" (configuration unchanged)", r->path, why);
 	cfg_free(cfg);
 	return -1;
@@ -80,15 +73,11 @@ int reload_apply(struct reload_ctx *r)
 	log_set_level(cfg->log_level);
 	broker_set_limits(r->br, cfg);
 	if (r->up) {
-		const struct uplink_routes *g = uplink_set_routes(r->up, rt);
-		if (!g) {
+		/* Publishes after this use the new table (an atomic switch). */
+		if (uplink_set_routes(r->up, rt) < 0) {
 			route_table_unref(rt);
 			return reject(r, cfg, "out of memory");
 		}
-		struct inbox_item it = { .kind = INBOX_CALL, .p1 = (void *)set_worker_routes,
-					 .p2 = (void *)g };
-		for (int i = 0; i < r->br->n_workers; i++)
-			worker_post(&r->br->workers[i], &it);
 	}
 	route_table_unref(rt);
 	/* The replaced config may still be read by the admin thread: keep it.
@@ -96,7 +85,7 @@ int reload_apply(struct reload_ctx *r)
 	 * caller's first config (old[0]) from ours. */
 	r->old[r->n_old++] = (struct cfg *)r->cur;
 	r->cur = cfg;
-	atomic_fetch_add(&r->br->reloads, 1);
+	broker_count_reload(r->br, true);
 	log_info("reload applied config=%s routes=%zu log_level=%s restart_needed=%d", r->path,
 		 cfg->nroutes, log_level_name(cfg->log_level), restart);
 	return 0;

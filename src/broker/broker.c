@@ -1,18 +1,21 @@
-/* broker.c - shared broker state and the publish path; see broker.h. */
+/* broker.c - the broker's lifecycle, its shared state and the functions
+ * that take its locks; see broker.h and broker_int.h. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "broker/broker.h"
-#include "core/cfg.h"
+#include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/retain.h"
+#include "broker/session.h"
+#include "broker/worker.h"
+#include "core/cfg.h"
 #include "core/log.h"
 #include "core/msg.h"
 #include "core/net.h"
-#include "broker/retain.h"
-#include "broker/session.h"
+#include "core/util.h"
 #include "mqtt/sub_trie.h"
-#include "broker/worker.h"
 
 void broker_set_limits(struct broker *br, const struct cfg *cfg)
 {
@@ -96,7 +99,8 @@ static void drain_worker(void *arg, struct worker *w)
 	w->draining = true;
 	for (int i = 0; i < w->n_lis; i++)
 		loop_io_del(w->loop, &w->lis[i].io);
-	for (struct client *c = w->clients; c; c = c->next)
+	struct client *c;
+	LIST_FOREACH(c, &w->clients, link)
 		client_update_read(c);
 }
 
@@ -167,129 +171,142 @@ void broker_discard_session(struct broker *br, struct session *s)
 	pthread_spin_unlock(&s->mu);
 }
 
-static void collect_match(void *owner, uint32_t qos, void *ud)
+void broker_set_sink(struct broker *br, const struct broker_sink *sink)
 {
-	struct worker *w = ud;
-	if (w->n_matches == w->cap_matches) {
-		size_t cap = w->cap_matches ? w->cap_matches * 2 : 64;
-		struct match *m = realloc(w->matches, cap * sizeof(*m));
-		if (!m)
-			return;
-		w->matches = m;
-		w->cap_matches = cap;
-	}
-	w->matches[w->n_matches++] = (struct match){ session_ref(owner), (uint8_t)qos };
+	br->sink = sink ? *sink : (struct broker_sink){ 0 };
 }
 
-static int cmp_match(const void *a, const void *b)
+int broker_n_workers(const struct broker *br)
 {
-	const struct match *x = a, *y = b;
-	return x->s < y->s ? -1 : x->s > y->s;
+	return br->n_workers;
 }
 
-void broker_publish(struct worker *w, struct msg *m)
+bool broker_healthy(const struct broker *br)
 {
-	struct broker *br = w->br;
+	return !atomic_load(&br->failed);
+}
 
-	if (m->retain) {
-		/* The store keeps an untracked copy: deliveries from it owe nothing. */
-		struct msg *rm = m->track ? msg_clone(m, m->qos, true) : msg_ref(m);
-		int r = -1;
-		if (rm) {
-			pthread_mutex_lock(&br->retain_lock);
-			r = retain_set(br->retained, rm);
-			pthread_mutex_unlock(&br->retain_lock);
-			msg_unref(rm);
-		}
-		if (r < 0)
-			log_warn("retain failed topic=%s reason=\"out of memory\"", m->topic);
-	}
+bool broker_alive(const struct broker *br, int64_t max_silence_ms)
+{
+	int64_t now = util_now_ms();
+	for (int i = 0; i < br->n_workers; i++)
+		if (now - atomic_load(&br->workers[i].heartbeat_ms) > max_silence_ms)
+			return false;
+	return true;
+}
 
-	w->n_matches = 0;
-	pthread_rwlock_rdlock(&br->subs_lock);
-	sub_trie_match(br->subs, m->topic, m->topic_len, collect_match, w);
+void broker_count_reload(struct broker *br, bool applied)
+{
+	atomic_fetch_add(applied ? &br->reloads : &br->reload_failures, 1);
+}
+
+void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok)
+{
+	int w = conn_worker(conn_id);
+	struct inbox_item it = { .kind = INBOX_ACK, .a = ok, .c = seq, .u = conn_id };
+
+	assert(w < br->n_workers && seq != 0);
+	/* Only ENOMEM fails here: the publisher then waits for its keepalive or
+	 * the close that a later failure brings; nothing is acknowledged. */
+	if (worker_post(&br->workers[w], &it) < 0)
+		log_error("ack lost conn=%llx seq=%u reason=\"out of memory\"",
+			  (unsigned long long)conn_id, seq);
+}
+
+void broker_reclaim(struct broker *br, uint64_t conn_id, struct reclaim_node *n)
+{
+	int w = conn_worker(conn_id);
+	assert(w < br->n_workers);
+	reclaim_push(&br->workers[w].reclaim, n);
+}
+
+int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
+		     uint8_t qos)
+{
+	/* The write lock covers the trie change only. */
+	pthread_rwlock_wrlock(&br->subs_lock);
+	int r = sub_trie_add(br->subs, filter, len, s, qos);
+	if (r == 1)
+		session_ref(s);
 	pthread_rwlock_unlock(&br->subs_lock);
-
-	size_t n = w->n_matches;
-	/* Overlapping subscriptions: one copy per session at the highest QoS. */
-	if (n > 1) {
-		qsort(w->matches, n, sizeof(*w->matches), cmp_match);
-		size_t k = 0;
-		for (size_t i = 1; i < n; i++) {
-			if (w->matches[i].s == w->matches[k].s) {
-				if (w->matches[i].qos > w->matches[k].qos)
-					w->matches[k].qos = w->matches[i].qos;
-				session_unref(w->matches[i].s);
-			} else {
-				w->matches[++k] = w->matches[i];
-			}
-		}
-		n = k + 1;
+	if (r < 0)
+		return -1;
+	if (session_sub_add(s, filter, len, qos) < 0) {
+		broker_unsubscribe(br, s, filter, len);
+		return -1;
 	}
-	if (m->track)
-		atomic_fetch_add(&m->track->remaining, (int)n);
-	for (size_t i = 0; i < n; i++) {
-		struct match *mt = &w->matches[i];
-		broker_deliver(w, mt->s, m, m->qos < mt->qos ? m->qos : mt->qos, false);
-		session_unref(mt->s);
-	}
-	w->n_matches = 0;
+	return 0;
 }
 
-void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t qos, bool retain)
+void broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
 {
-	struct broker *br = w->br;
+	pthread_rwlock_wrlock(&br->subs_lock);
+	int r = sub_trie_remove(br->subs, filter, len, s);
+	pthread_rwlock_unlock(&br->subs_lock);
+	if (r == 1)
+		session_unref(s);
+	session_sub_del(s, filter, len);
+}
 
-	/* Only this worker can move a session away from itself: no lock. */
-	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx) {
-		client_deliver(s->client, m, qos, retain);
-		return;
-	}
-	/* Reading the owner and posting to its inbox happen under mu, so a
-	 * takeover (which parks under mu, then fences that inbox) sees every
-	 * delivery posted before it: messages to one session keep their order. */
-	pthread_spin_lock(&s->mu);
-	int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
-	/* Parked but not settled: queue behind what the old owner still holds. */
-	if (owner < 0 && s->settling && s->last_owner != w->idx) {
-		owner = s->last_owner;
-		s->late++;
-	}
-	if (owner >= 0) {
-		struct inbox *ib = &br->workers[owner].inbox;
-		bool drop = false;
-		if (inbox_depth(ib) > INBOX_SOFT_CAP) {
-			/* The owner is behind: slow our publishers down. */
-			w->backlogged = true;
-			drop = qos == 0;
-		}
-		struct inbox_item it = { .kind = INBOX_DELIVER, .a = qos, .b = retain,
-					 .p1 = session_ref(s), .p2 = msg_ref(m) };
-		if (drop || worker_post(&br->workers[owner], &it) < 0) {
-			pthread_spin_unlock(&s->mu);
-			session_unref(s);
-			msg_unref(m);
-			STAT_INC(w, qos0_dropped);
-			msg_track_done(m);
+struct retained_batch {
+	struct msg **m;
+	size_t n, cap;
+	bool oom;
+};
+
+static void collect_retained(struct msg *m, void *ud)
+{
+	struct retained_batch *b = ud;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct msg **n = realloc(b->m, cap * sizeof(*n));
+		if (!n) {
+			b->oom = true;
 			return;
 		}
-		pthread_spin_unlock(&s->mu);
-		return;
+		b->m = n;
+		b->cap = cap;
 	}
-	/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
-	 * A tracked message counts as delivered once queued here. */
-	uint64_t dropped = 0;
-	if (qos > 0 && !atomic_load(&s->discarded) &&
-	    mqueue_push(&s->queue, msg_ref(m), qos, retain, false, LIM(br, max_queued)) < 0) {
-		msg_unref(m);
-		dropped = ++s->queue_dropped;
-		STAT_INC(w, queue_dropped);
+	b->m[b->n++] = msg_ref(m);
+}
+
+int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
+			    void (*fn)(struct msg *m, void *ud), void *ud)
+{
+	struct retained_batch b = { 0 };
+
+	/* Copied out under the lock, delivered outside it. */
+	pthread_mutex_lock(&br->retain_lock);
+	retain_match(br->retained, filter, len, collect_retained, &b);
+	pthread_mutex_unlock(&br->retain_lock);
+	for (size_t i = 0; i < b.n; i++) {
+		fn(b.m[i], ud);
+		msg_unref(b.m[i]);
 	}
-	pthread_spin_unlock(&s->mu);
-	/* Logged outside the lock (no I/O under it), at 1, 2, 4, 8... drops;
-	 * s->id never changes, so reading it unlocked is safe. */
-	if (dropped && (dropped & (dropped - 1)) == 0)
-		log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id, m->topic,
-			 (unsigned long long)dropped);
-	msg_track_done(m);
+	free(b.m);
+	return b.oom ? -1 : 0;
+}
+
+void broker_retain(struct broker *br, struct msg *m)
+{
+	/* The store keeps an untracked copy: deliveries from it owe nothing. */
+	struct msg *rm = m->track ? msg_clone(m, m->qos, true) : msg_ref(m);
+	int r = -1;
+	if (rm) {
+		pthread_mutex_lock(&br->retain_lock);
+		r = retain_set(br->retained, rm);
+		pthread_mutex_unlock(&br->retain_lock);
+		msg_unref(rm);
+	}
+	if (r < 0)
+		log_warn("retain failed topic=%s reason=\"out of memory\"", m->topic);
+}
+
+size_t broker_retained_count(struct broker *br)
+{
+	/* Short: retain_count() reads one field. */
+	pthread_mutex_lock(&br->retain_lock);
+	size_t n = retain_count(br->retained);
+	pthread_mutex_unlock(&br->retain_lock);
+	return n;
 }

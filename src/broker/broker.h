@@ -1,59 +1,64 @@
 /*
- * broker.h - process-wide MQTT broker state shared by the workers, and the
- * publish path that turns one incoming message into deliveries.
+ * broker.h - the MQTT broker as the rest of the process sees it: start,
+ * drain and stop it, give it a sink for publishes, feed it messages from
+ * outside MQTT, and complete the acknowledgements it waits for.
  *
- * Shared, read-mostly state and its guards:
- *   subs      subscription trie (owner = struct session *, data = granted QoS)
- *             pthread_rwlock subs_lock: publishers read concurrently
- *   retained  retained store, retain_lock
- *   dir       session directory by client id, dir_lock (connect/disconnect only)
- *   lim       limits, atomics so a reload can change them in place
- * Lock order: dir_lock, session mu, subs_lock, retain_lock.
+ * This is the only broker header other layers include (admin excepted,
+ * read-only). The broker knows nothing of Kafka: every message a client
+ * publishes is handed to the sink it was given at start-up, and the sink
+ * answers later, from any thread, with broker_ack_done().
+ *
+ * Threads: broker_new/start/stop/free and broker_set_sink on the main
+ * thread; the functions marked "any thread" may be called from anywhere
+ * (librdkafka's threads, the admin thread, the main thread on reload).
  */
 #ifndef KG_BROKER_H
 #define KG_BROKER_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broker/session.h"
-
+struct broker;
 struct cfg;
 struct msg;
-struct worker;
+struct reclaim_node;
 
-struct broker_limits {
-	atomic_uint max_connections;
-	atomic_uint max_packet_size;
-	atomic_uint max_inflight;
-	atomic_uint max_queued;
-	atomic_uint max_output_bytes;
-	atomic_uint connect_timeout_ms;
+/*
+ * One publish handed to the sink, borrowed for the duration of the call.
+ * conn_id names the publishing connection in broker_ack_done() and
+ * broker_reclaim(); worker is the index (0..broker_n_workers()-1) of the
+ * worker thread making the call, so that a sink may keep per-worker state
+ * without locks.
+ */
+struct sink_publish {
+	uint64_t conn_id;
+	int worker;
+	const char *clientid;        /* not NUL-terminated: clientid_len bytes */
+	uint16_t clientid_len;
+	const char *username;        /* NUL-terminated, or NULL */
+	struct msg *m;               /* msg_ref() it to keep it */
+	uint32_t seq;                /* ack sequence; 0 for QoS 0: nobody waits */
 };
 
-#define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)
-
-struct broker {
-	struct broker_limits lim;
-	int n_workers;
-	struct worker *workers;
-	pthread_rwlock_t subs_lock;
-	struct sub_trie *subs;
-	pthread_mutex_t retain_lock;
-	struct retain_store *retained;
-	pthread_mutex_t dir_lock;
-	struct session_dir dir;
-	atomic_int n_connections;
-	struct uplink *up;           /* NULL: no Kafka configured */
-	atomic_uint_fast64_t reloads;         /* SIGHUP reloads applied */
-	atomic_uint_fast64_t reload_failures; /* rejected */
+enum sink_result {
+	SINK_DONE = 0,     /* nothing to wait for: acknowledge now */
+	SINK_PENDING = 1,  /* broker_ack_done(conn_id, seq) will follow, exactly once */
+	SINK_BUSY = -1,    /* full: nothing taken; the broker retries later and stops
+	                      reading from this connection meanwhile */
 };
 
-/* Returns a new broker with `n_workers` workers bound to the configured
- * listeners, or NULL with an error logged. Main thread. */
+struct broker_sink {
+	/* Called on the worker thread that owns the publishing connection. */
+	enum sink_result (*publish)(void *ctx, const struct sink_publish *p);
+	void *ctx;
+};
+
+/* Returns a new broker with its workers bound to the configured listeners,
+ * or NULL with an error logged. Main thread. */
 struct broker *broker_new(const struct cfg *cfg);
+/* Without a sink (the default) QoS 1/2 publishes are acknowledged at once.
+ * Set it before broker_start(); copied. Main thread. */
+void broker_set_sink(struct broker *br, const struct broker_sink *sink);
 /* Starts the worker threads. Returns 0 or -1. */
 int broker_start(struct broker *br);
 /* Asks every worker to stop accepting and reading (acks and deliveries still
@@ -61,42 +66,45 @@ int broker_start(struct broker *br);
 void broker_drain(struct broker *br);
 /* Asks every worker to close its connections and stop, and joins them. */
 void broker_stop(struct broker *br);
+/* NULL ok. */
 void broker_free(struct broker *br);
+
 /* Applies reloadable limits. Any thread. */
 void broker_set_limits(struct broker *br, const struct cfg *cfg);
 /* The port worker 0 bound for listener i (useful when the config said 0). */
 int broker_listener_port(const struct broker *br, int i);
+int broker_n_workers(const struct broker *br);
+/* False once a worker's event loop failed (logged); /readyz reports it. */
+bool broker_healthy(const struct broker *br);
+/* True when every worker ran its periodic tick within max_silence_ms (for
+ * the systemd watchdog). Any thread. */
+bool broker_alive(const struct broker *br, int64_t max_silence_ms);
 
 /*
- * Delivers m to every matching subscription, from worker w: each session at
- * min(m->qos, granted); a session subscribed through several overlapping
- * filters gets one copy at the highest granted QoS. Stores or clears the
- * retained message when m->retain. Borrows m (takes references as needed).
- * Worker thread w only.
+ * The sink's answer for (conn_id, seq) after SINK_PENDING: ok = the message
+ * is safe (PUBACK/PUBREC may go out, in the order the publishes arrived);
+ * !ok = it is not (the connection is closed unacknowledged so that the
+ * device resends). Posted to the owning worker; a connection that is gone
+ * is ignored. Any thread.
  */
-void broker_publish(struct worker *w, struct msg *m);
+void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok);
 
-/*
- * Hands m to session s at `qos` from worker w: sent if the session's client
- * is attached to w, posted to the owning worker's inbox if attached elsewhere,
- * queued (QoS > 0) if offline. `retain` is the RETAIN flag to send.
- * Borrows s and m. Worker thread w only.
- */
-void broker_deliver(struct worker *w, struct session *s, struct msg *m, uint8_t qos, bool retain);
+/* Hands n back to the worker that owns conn_id, which calls n->free(n) at
+ * its next safe point (core/reclaim.h). Any thread. */
+void broker_reclaim(struct broker *br, uint64_t conn_id, struct reclaim_node *n);
 
 /*
  * Publishes m as if a client had, from outside the network threads (the
  * downlink). Takes the caller's reference. If m->track is set, the caller
  * initialised track->remaining to 1 (the hold the worker releases after
  * matching); track->done runs once every matching delivery is accounted for
- * (msg.h). The worker is chosen by a hash of the topic so that messages to
- * one topic keep their order. Returns 0 or -1 (then m is released and its
+ * (core/msg.h). The worker is chosen by a hash of the topic so that messages
+ * to one topic keep their order. Returns 0 or -1 (then m is released and its
  * track completed). Any thread.
  */
 int broker_inject(struct broker *br, struct msg *m);
 
-/* Removes every subscription of s from the trie, drops its queue and marks
- * it discarded. Caller holds dir_lock and has removed s from the directory. */
-void broker_discard_session(struct broker *br, struct session *s);
+/* Counts a configuration reload for /metrics. Any thread. */
+void broker_count_reload(struct broker *br, bool applied);
 
 #endif

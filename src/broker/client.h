@@ -1,10 +1,15 @@
 /*
- * client.h - one MQTT network connection, owned by one worker thread.
+ * client.h - one MQTT network connection, owned by one worker thread:
+ * its bytes, framing and lifecycle.
  *
- * Byte I/O only lives here: read into the worker's shared buffer, frame,
- * hand whole packets to dispatch_packet(), append encoded output to obuf
- * and flush it once per loop iteration (worker before-sleep) or when the
- * socket becomes writable.
+ * client.c reads into the worker's shared buffer, frames, hands whole
+ * packets to dispatch_packet() (dispatch.h), and flushes the output that
+ * send.c encodes into obuf once per loop iteration (worker before-sleep) or
+ * when the socket becomes writable. What a packet means is decided in the
+ * handlers; what a client receives, in deliver.c; the acknowledgements that
+ * wait for the sink, in client_ack.c.
+ *
+ * Thread: the owning worker's only.
  *
  * Lifetime: client_close() marks the client and queues it on its worker's
  * closing list; worker_reap() finishes it at the safe point (will, session
@@ -16,12 +21,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "core/buf.h"
 #include "core/loop.h"
 
+struct client_acks;
 struct msg;
-struct mqtt_packet;
 struct session;
 struct worker;
 
@@ -32,43 +38,23 @@ enum client_state {
 	CL_CLOSING,
 };
 
-enum ack_state { ACK_PENDING = 0, ACK_DONE, ACK_FAILED };
-
-struct ack_slot {
-	uint32_t seq;
-	uint16_t pid;
-	uint8_t qos;
-	uint8_t state;               /* enum ack_state */
-};
-
-/* Uplink state of a publishing connection, allocated on first use so that
- * idle and subscribe-only connections do not carry it. */
-struct client_uplink {
-	/* QoS 1/2 publishes waiting for Kafka, acknowledged in the order
-	 * received (MQTT-4.6.0-2/3): a ring of ack_cap slots. */
-	struct ack_slot *acks;
-	uint32_t ack_head, ack_n, ack_cap;
-	uint32_t ack_seq;            /* last sequence number handed out */
-	struct msg *blocked;         /* waiting for room in the producer */
-	uint32_t blocked_seq;
-	struct client *next_blocked; /* worker's blocked list */
-};
-
 struct client {
 	struct loop_io io;
 	struct worker *w;
 	uint64_t conn_id;
 	struct session *s;           /* attached session (one reference) */
-	struct client *prev, *next;  /* worker's list */
-	struct client *next_dirty;
-	struct client *next_closing;
-	struct client *next_resume;
+	LIST_ENTRY(client) link;     /* worker's clients */
+	SLIST_ENTRY(client) dirty_link;
+	SLIST_ENTRY(client) closing_link;
+	SLIST_ENTRY(client) resume_link;
+	SLIST_ENTRY(client) backlog_link;
+	STAILQ_ENTRY(client) blocked_link;
+	bool dirty;
 	bool resume;
-	struct client *next_backlog;
 	bool backlog_paused;         /* publishing into an overfull inbox */
+	bool blocked;                /* on the worker's blocked queue */
 	uint8_t state;
 	uint8_t level;               /* protocol level from CONNECT */
-	bool dirty;
 	bool read_paused;
 	bool clean;
 	bool graceful;               /* DISCONNECT received: no will */
@@ -84,7 +70,7 @@ struct client {
 	char *username;              /* NULL if none (owned) */
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
-	struct client_uplink *up;    /* NULL until the first publish that goes to Kafka */
+	struct client_acks *acks;    /* NULL until the first publish handed to the sink */
 	char peer[64];
 };
 
@@ -105,57 +91,11 @@ void client_mark_output(struct client *c);
 /* Writes as much of obuf as the socket takes; arms EPOLLOUT for the rest. */
 void client_flush(struct client *c);
 /* Pauses or resumes reading from the socket: paused while a takeover is
- * pending, a publish waits for producer room, the uplink ack window is full
+ * pending, a publish waits for room in the sink, the ack window is full
  * (max_inflight) or the output is over max_output_bytes. On resume, bytes
  * already read are parsed at the worker's safe point. */
 void client_update_read(struct client *c);
 /* Safe point only: parses packets left in rbuf after a pause. */
 void client_process_pending(struct client *c);
-
-/*
- * Sends m to the attached client at qos (already min(published, granted))
- * with the given RETAIN flag, or queues it in the session when the in-flight
- * window is full or the output is over its limit. QoS 0 over the output
- * limit is dropped and counted. Borrows m.
- */
-void client_deliver(struct client *c, struct msg *m, uint8_t qos, bool retain);
-/* Moves queued messages into the window while there is room. */
-void client_pump(struct client *c);
-/* Resends the in-flight window after a session resumes (DUP set). */
-void client_resend_inflight(struct client *c);
-
-/* Uplink acknowledgement ring (uplink.c uses these; owner thread). */
-/* Returns c->up, allocating it on first use, or NULL (ENOMEM). */
-struct client_uplink *client_uplink(struct client *c);
-/* Appends a pending ack; returns its sequence number (never 0) or 0 on ENOMEM. */
-uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos);
-/* True if a QoS 2 publish with this packet id is still waiting for Kafka. */
-bool client_ack_pending(const struct client *c, uint16_t pid);
-/* Marks seq done or failed, then sends every leading completed ack in order;
- * a failure closes the connection without acknowledging. */
-void client_ack_complete(struct client *c, uint32_t seq, bool ok);
-
-/* Dispatch: one decoded packet from c. Returns 0, or -1 after closing c. */
-int dispatch_packet(struct client *c, const struct mqtt_packet *p);
-
-/* Handlers (dispatch.c calls them; each returns 0 or -1 after closing c). */
-int handle_connect(struct client *c, const struct mqtt_packet *p);
-int handle_publish(struct client *c, const struct mqtt_packet *p);
-int handle_pubrel(struct client *c, const struct mqtt_packet *p);
-int handle_subscribe(struct client *c, const struct mqtt_packet *p);
-int handle_unsubscribe(struct client *c, const struct mqtt_packet *p);
-int handle_puback(struct client *c, const struct mqtt_packet *p);
-int handle_pubrec(struct client *c, const struct mqtt_packet *p);
-int handle_pubcomp(struct client *c, const struct mqtt_packet *p);
-
-/* Inbox: the session's previous owner has settled it; retry the CONNECT. */
-void handle_connect_resume(struct worker *w, uint64_t conn_id);
-/* Inbox: another worker wants session s; close our client attached to it
- * and fence our inbox. */
-void handle_takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id);
-/* Inbox: every delivery queued here before the takeover is settled. */
-void handle_fence(struct worker *w, int from, uint64_t conn_id);
-/* Inbox: the deliveries posted here while s was ours are all in its queue. */
-void handle_settle(struct worker *w, struct session *s);
 
 #endif

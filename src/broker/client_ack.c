@@ -1,101 +1,127 @@
-/*
- * client_ack.c - the uplink acknowledgement ring of a publishing connection.
- *
- * QoS 1/2 publishes that wait for Kafka take a slot in arrival order; when
- * their delivery reports are in, PUBACK/PUBREC leave for every leading
- * completed slot, so acks keep the order of the publishes (MQTT-4.6.0-2/3)
- * even though Kafka partitions answer out of order. Owner thread only.
- */
+/* client_ack.c - the acknowledgement ring; see client_ack.h. */
+#include <assert.h>
 #include <stdlib.h>
 
-#include "broker/broker.h"
 #include "broker/client.h"
-#include "mqtt/mqtt_codec.h"
-#include "core/msg.h"
+#include "broker/client_ack.h"
+#include "broker/send.h"
 #include "broker/session.h"
-#include "broker/worker.h"
+#include "core/msg.h"
+#include "mqtt/mqtt_codec.h"
 
-struct client_uplink *client_uplink(struct client *c)
+static struct client_acks *acks_get(struct client *c)
 {
-	if (!c->up)
-		c->up = calloc(1, sizeof(*c->up));
-	return c->up;
+	if (!c->acks)
+		c->acks = calloc(1, sizeof(*c->acks));
+	return c->acks;
+}
+
+static struct ack_slot *slot_at(const struct client_acks *a, uint32_t i)
+{
+	return &a->slots[(a->head + i) % a->cap];
 }
 
 uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos)
 {
-	struct client_uplink *u = client_uplink(c);
-	if (!u)
+	struct client_acks *a = acks_get(c);
+	if (!a)
 		return 0;
-	if (u->ack_n == u->ack_cap) {
-		uint32_t cap = u->ack_cap ? u->ack_cap * 2 : 8;
-		struct ack_slot *a = malloc(cap * sizeof(*a));
-		if (!a)
+	if (a->n == a->cap) {
+		uint32_t cap = a->cap ? a->cap * 2 : 8;
+		struct ack_slot *s = malloc(cap * sizeof(*s));
+		if (!s)
 			return 0;
-		for (uint32_t i = 0; i < u->ack_n; i++)
-			a[i] = u->acks[(u->ack_head + i) % u->ack_cap];
-		free(u->acks);
-		u->acks = a;
-		u->ack_cap = cap;
-		u->ack_head = 0;
+		for (uint32_t i = 0; i < a->n; i++)
+			s[i] = *slot_at(a, i);
+		free(a->slots);
+		a->slots = s;
+		a->cap = cap;
+		a->head = 0;
 	}
-	if (++u->ack_seq == 0)
-		u->ack_seq = 1;
-	u->acks[(u->ack_head + u->ack_n) % u->ack_cap] =
-		(struct ack_slot){ .seq = u->ack_seq, .pid = pid, .qos = qos, .state = ACK_PENDING };
-	u->ack_n++;
-	return u->ack_seq;
+	if (++a->seq == 0)
+		a->seq = 1;
+	a->slots[(a->head + a->n) % a->cap] =
+		(struct ack_slot){ .seq = a->seq, .pid = pid, .qos = qos, .state = ACK_PENDING };
+	a->n++;
+	return a->seq;
 }
 
 bool client_ack_pending(const struct client *c, uint16_t pid)
 {
-	const struct client_uplink *u = c->up;
-	if (!u)
+	const struct client_acks *a = c->acks;
+	if (!a)
 		return false;
-	for (uint32_t i = 0; i < u->ack_n; i++) {
-		const struct ack_slot *a = &u->acks[(u->ack_head + i) % u->ack_cap];
-		if (a->pid == pid && a->qos == 2)
+	for (uint32_t i = 0; i < a->n; i++) {
+		const struct ack_slot *s = slot_at(a, i);
+		if (s->pid == pid && s->qos == 2)
 			return true;
 	}
 	return false;
 }
 
+uint32_t client_ack_count(const struct client *c)
+{
+	return c->acks ? c->acks->n : 0;
+}
+
 void client_ack_complete(struct client *c, uint32_t seq, bool ok)
 {
-	struct client_uplink *u = c->up;
+	struct client_acks *a = c->acks;
 	bool failed = false;
 
-	for (uint32_t i = 0; i < u->ack_n; i++) {
-		struct ack_slot *a = &u->acks[(u->ack_head + i) % u->ack_cap];
-		if (a->seq == seq) {
-			a->state = ok ? ACK_DONE : ACK_FAILED;
+	/* A sequence number is only handed out by client_ack_push(). */
+	assert(a != NULL);
+	if (!a)
+		return;
+	for (uint32_t i = 0; i < a->n; i++) {
+		struct ack_slot *s = slot_at(a, i);
+		if (s->seq == seq) {
+			s->state = ok ? ACK_DONE : ACK_FAILED;
 			break;
 		}
 	}
-	while (u->ack_n > 0) {
-		struct ack_slot *a = &u->acks[u->ack_head];
-		if (a->state == ACK_PENDING)
+	while (a->n > 0) {
+		struct ack_slot *s = slot_at(a, 0);
+		if (s->state == ACK_PENDING)
 			break;
-		if (a->state == ACK_FAILED) {
+		if (s->state == ACK_FAILED) {
 			failed = true;
 			break;
 		}
-		struct mqtt_ack ack = { .packet_id = a->pid };
-		if (a->qos == 2 && c->s && pidset_add(&c->s->qos2_in, a->pid) < 0) {
-			failed = true;
-			break;
+		/* QoS 2: the id is remembered until PUBREL (duplicate suppression). */
+		if (s->qos == 2 && c->s && pidset_add(&c->s->qos2_in, s->pid) < 0) {
+			client_close(c, "out of memory", true);
+			return;
 		}
-		uint8_t type = a->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
-		mqtt_encode_ack(&c->obuf, c->level, type, &ack);
-		STAT_INC(c->w, pkts_out[type]);
-		client_mark_output(c);
-		u->ack_head = (u->ack_head + 1) % u->ack_cap;
-		u->ack_n--;
+		if ((s->qos == 1 ? send_puback(c, s->pid) : send_pubrec(c, s->pid)) < 0)
+			return;
+		a->head = (a->head + 1) % a->cap;
+		a->n--;
 	}
 	if (failed) {
 		/* Not acknowledged: the device keeps the message and resends it. */
-		client_close(c, "kafka delivery failed", true);
+		client_close(c, "delivery failed, not acknowledged", true);
 		return;
 	}
 	client_update_read(c);
+}
+
+int client_ack_block(struct client *c, struct msg *m, uint32_t seq)
+{
+	struct client_acks *a = acks_get(c);
+	if (!a)
+		return -1;
+	assert(a->blocked == NULL);
+	a->blocked = msg_ref(m);
+	a->blocked_seq = seq;
+	return 0;
+}
+
+void client_acks_free(struct client_acks *a)
+{
+	if (!a)
+		return;
+	free(a->slots);
+	msg_unref(a->blocked);
+	free(a);
 }

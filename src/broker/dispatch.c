@@ -1,8 +1,15 @@
-/* dispatch.c - the one switch from packet type to handler; see client.h.
- * Protocol errors become a close here and nowhere else. */
+/* dispatch.c - the one switch from packet type to handler; see dispatch.h.
+ * Framing and decoding errors are turned into a close by client.c, before a
+ * packet gets here; a packet that is well formed but not allowed in this
+ * state is closed here; what a packet means is for its handler. */
 #include "broker/client.h"
+#include "broker/dispatch.h"
+#include "broker/handle_ack.h"
+#include "broker/handle_connect.h"
+#include "broker/handle_publish.h"
+#include "broker/handle_subscribe.h"
+#include "broker/send.h"
 #include "mqtt/mqtt_codec.h"
-#include "broker/worker.h"
 
 int dispatch_packet(struct client *c, const struct mqtt_packet *p)
 {
@@ -28,10 +35,7 @@ int dispatch_packet(struct client *c, const struct mqtt_packet *p)
 	case MQTT_UNSUBSCRIBE:
 		return handle_unsubscribe(c, p);
 	case MQTT_PINGREQ:
-		mqtt_encode_simple(&c->obuf, c->level, MQTT_PINGRESP);
-		STAT_INC(c->w, pkts_out[MQTT_PINGRESP]);
-		client_mark_output(c);
-		return 0;
+		return send_pingresp(c);
 	case MQTT_DISCONNECT:
 		c->graceful = true;
 		client_close(c, "client disconnected", false);

@@ -4,19 +4,14 @@
  * Acks for unknown packet ids are ignored (a resend after reconnect).
  */
 #include "broker/client.h"
+#include "broker/deliver.h"
+#include "broker/handle_ack.h"
+#include "broker/send.h"
 #include "broker/inflight.h"
 #include "mqtt/mqtt_codec.h"
 #include "core/msg.h"
 #include "broker/session.h"
 #include "broker/worker.h"
-
-static void send_pubrel(struct client *c, uint16_t pid)
-{
-	struct mqtt_ack a = { .packet_id = pid };
-	mqtt_encode_ack(&c->obuf, c->level, MQTT_PUBREL, &a);
-	STAT_INC(c->w, pkts_out[MQTT_PUBREL]);
-	client_mark_output(c);
-}
 
 /* An ack of the wrong kind for a packet id in flight (PUBREC for a QoS 1
  * PUBLISH, PUBACK for QoS 2, ...) is a protocol violation. */
@@ -34,7 +29,7 @@ int handle_puback(struct client *c, const struct mqtt_packet *p)
 	if (e->state != INFL_WAIT_PUBACK)
 		return wrong_ack(c, "PUBACK for a QoS 2 message");
 	inflight_remove(&c->s->out, e);
-	client_pump(c);
+	deliver_pump(c);
 	return 0;
 }
 
@@ -48,8 +43,7 @@ int handle_pubrec(struct client *c, const struct mqtt_packet *p)
 		e->state = INFL_WAIT_PUBCOMP;
 	/* PUBREL also for an unknown id: the client may repeat a PUBREC whose
 	 * PUBREL was lost across a reconnect, and must get to PUBCOMP. */
-	send_pubrel(c, p->u.ack.packet_id);
-	return 0;
+	return send_pubrel(c, p->u.ack.packet_id);
 }
 
 int handle_pubcomp(struct client *c, const struct mqtt_packet *p)
@@ -60,6 +54,6 @@ int handle_pubcomp(struct client *c, const struct mqtt_packet *p)
 	if (e->state != INFL_WAIT_PUBCOMP)
 		return wrong_ack(c, "PUBCOMP before PUBREC");
 	inflight_remove(&c->s->out, e);
-	client_pump(c);
+	deliver_pump(c);
 	return 0;
 }

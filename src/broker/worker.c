@@ -5,40 +5,22 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker/broker.h"
+#include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/client_ack.h"
+#include "broker/deliver.h"
+#include "broker/handle_publish.h"
+#include "broker/session.h"
+#include "broker/takeover.h"
+#include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
 #include "core/net.h"
-#include "route/route.h"
-#include "kafka/uplink.h"
-#include "broker/session.h"
 #include "core/util.h"
-#include "broker/worker.h"
 
 #define WORKER_RBUF (64 * 1024)
 #define WORKER_TICK_MS 250
 #define ACCEPTS_PER_EVENT 64
-
-void worker_reclaim(struct worker *w, struct reclaim_node *n)
-{
-	struct reclaim_node *head = atomic_load_explicit(&w->reclaim, memory_order_relaxed);
-	do
-		n->next = head;
-	while (!atomic_compare_exchange_weak_explicit(&w->reclaim, &head, n, memory_order_release,
-						      memory_order_relaxed));
-}
-
-/* Takes the whole stack at once, so there is no ABA problem to speak of. */
-static void worker_drain_reclaim(struct worker *w)
-{
-	struct reclaim_node *n = atomic_exchange_explicit(&w->reclaim, NULL, memory_order_acquire);
-	while (n) {
-		struct reclaim_node *next = n->next;
-		n->free(n);
-		n = next;
-	}
-}
 
 static void on_accept(struct loop_io *io, uint32_t revents)
 {
@@ -75,43 +57,51 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 {
 	switch (it->kind) {
 	case INBOX_DELIVER:
-		broker_deliver(w, it->p1, it->p2, it->a, it->b != 0);
+		deliver_session(w, it->p1, it->p2, it->a, it->b != 0);
 		session_unref(it->p1);
 		msg_unref(it->p2);
 		break;
 	case INBOX_TAKEOVER:
-		handle_takeover_request(w, it->p1, it->a, it->u);
+		takeover_request(w, it->p1, it->a, it->u);
 		session_unref(it->p1);
 		break;
 	case INBOX_FENCE:
-		handle_fence(w, it->a, it->u);
+		takeover_fence(w, it->a, it->u);
 		break;
 	case INBOX_SETTLE:
-		handle_settle(w, it->p1);
+		takeover_settle(w, it->p1);
 		session_unref(it->p1);
 		break;
 	case INBOX_TAKEOVER_DONE:
-		handle_connect_resume(w, it->u);
+		takeover_resume(w, it->u);
 		break;
 	case INBOX_INJECT:
-		broker_publish(w, it->p1);
+		deliver_publish(w, it->p1);
 		msg_track_done(it->p1); /* the injector's hold */
 		msg_unref(it->p1);
 		break;
-	case INBOX_UPLINK_DONE:
-		uplink_done(w, it->p1);
-		worker_retry_blocked(w);
+	case INBOX_ACK: {
+		struct client *c = worker_client(w, it->u);
+		if (c && c->state == CL_ACTIVE) {
+			if (!it->a)
+				STAT_INC(w, sink_failed);
+			client_ack_complete(c, it->c, it->a != 0);
+		}
+		handle_publish_retry(w);
 		break;
+	}
 	case INBOX_CALL: {
 		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
 		fn(it->p2, w);
 		break;
 	}
-	case INBOX_STOP:
-		for (struct client *c = w->clients; c; c = c->next)
+	case INBOX_STOP: {
+		struct client *c;
+		LIST_FOREACH(c, &w->clients, link)
 			client_close(c, "shutting down", false);
 		loop_stop(w->loop);
 		break;
+	}
 	}
 }
 
@@ -132,12 +122,13 @@ static void on_tick(void *ud)
 	int64_t now = w->now_ms = util_now_ms();
 
 	atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
-	worker_drain_reclaim(w);
-	if (w->blocked)
-		worker_retry_blocked(w);
+	reclaim_drain(&w->reclaim);
+	if (!STAILQ_EMPTY(&w->blocked))
+		handle_publish_retry(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
 
-	for (struct client *c = w->clients; c; c = c->next) {
+	struct client *c;
+	LIST_FOREACH(c, &w->clients, link) {
 		/* An idle connection keeps no output buffer (memory per
 		 * connection); a busy one reuses its buffer between ticks. */
 		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
@@ -155,54 +146,52 @@ static void on_tick(void *ud)
 /* Resumes paused publishers once every peer inbox is back under half the cap. */
 static void worker_check_backlog(struct worker *w)
 {
-	if (!w->backlog)
+	struct client *c;
+
+	if (SLIST_EMPTY(&w->backlog))
 		return;
 	for (int i = 0; i < w->br->n_workers; i++)
 		if (inbox_depth(&w->br->workers[i].inbox) > INBOX_SOFT_CAP / 2)
 			return;
 	w->backlogged = false;
-	while (w->backlog) {
-		struct client *c = w->backlog;
-		w->backlog = c->next_backlog;
-		c->next_backlog = NULL;
+	while ((c = SLIST_FIRST(&w->backlog))) {
+		SLIST_REMOVE_HEAD(&w->backlog, backlog_link);
 		c->backlog_paused = false;
 		client_update_read(c);
 	}
 }
 
-/* The safe point: flush what the iteration produced, then free the closed. */
+/* The safe point: flush what the iteration produced, then free the closed.
+ * Each list is taken whole before it is walked: the walk may add to it. */
 static void before_sleep(void *ud)
 {
 	struct worker *w = ud;
+	struct client_slist l;
+	struct client *c;
 
 	worker_check_backlog(w);
-	worker_drain_reclaim(w);
-	while (w->dirty || w->closing || w->resume) {
-		struct client *c = w->resume;
-		w->resume = NULL;
-		while (c) {
-			struct client *next = c->next_resume;
+	reclaim_drain(&w->reclaim);
+	while (!SLIST_EMPTY(&w->dirty) || !SLIST_EMPTY(&w->closing) || !SLIST_EMPTY(&w->resume)) {
+		l = w->resume;
+		SLIST_INIT(&w->resume);
+		while ((c = SLIST_FIRST(&l))) {
+			SLIST_REMOVE_HEAD(&l, resume_link);
 			c->resume = false;
-			c->next_resume = NULL;
 			if (!c->read_paused)
 				client_process_pending(c);
-			c = next;
 		}
-		c = w->dirty;
-		w->dirty = NULL;
-		while (c) {
-			struct client *next = c->next_dirty;
+		l = w->dirty;
+		SLIST_INIT(&w->dirty);
+		while ((c = SLIST_FIRST(&l))) {
+			SLIST_REMOVE_HEAD(&l, dirty_link);
 			c->dirty = false;
-			c->next_dirty = NULL;
 			client_flush(c);
-			c = next;
 		}
-		c = w->closing;
-		w->closing = NULL;
-		while (c) {
-			struct client *next = c->next_closing;
+		l = w->closing;
+		SLIST_INIT(&w->closing);
+		while ((c = SLIST_FIRST(&l))) {
+			SLIST_REMOVE_HEAD(&l, closing_link);
 			client_finish(c); /* may publish a will: more dirty clients */
-			c = next;
 		}
 	}
 }
@@ -250,31 +239,12 @@ struct client *worker_client(struct worker *w, uint64_t conn_id)
 	return c && c->conn_id == conn_id ? c : NULL;
 }
 
-void worker_retry_blocked(struct worker *w)
-{
-	while (w->blocked) {
-		struct client *c = w->blocked;
-		struct client_uplink *u = c->up;
-		enum uplink_result r = uplink_publish(w, c, u->blocked, u->blocked_seq);
-		if (r == UPLINK_BUSY)
-			return;
-		w->blocked = u->next_blocked;
-		u->next_blocked = NULL;
-		msg_unref(u->blocked);
-		u->blocked = NULL;
-		if (r == UPLINK_DONE && u->blocked_seq)
-			client_ack_complete(c, u->blocked_seq, true);
-		client_update_read(c);
-	}
-}
-
 void worker_mark_resume(struct worker *w, struct client *c)
 {
 	if (c->resume)
 		return;
 	c->resume = true;
-	c->next_resume = w->resume;
-	w->resume = c;
+	SLIST_INSERT_HEAD(&w->resume, c, resume_link);
 }
 
 void worker_mark_dirty(struct worker *w, struct client *c)
@@ -282,14 +252,35 @@ void worker_mark_dirty(struct worker *w, struct client *c)
 	if (c->dirty)
 		return;
 	c->dirty = true;
-	c->next_dirty = w->dirty;
-	w->dirty = c;
+	SLIST_INSERT_HEAD(&w->dirty, c, dirty_link);
+}
+
+void worker_mark_blocked(struct worker *w, struct client *c)
+{
+	if (c->blocked)
+		return;
+	c->blocked = true;
+	STAILQ_INSERT_TAIL(&w->blocked, c, blocked_link);
+}
+
+void worker_mark_backlog(struct worker *w, struct client *c)
+{
+	if (c->backlog_paused)
+		return;
+	c->backlog_paused = true;
+	SLIST_INSERT_HEAD(&w->backlog, c, backlog_link);
 }
 
 int worker_init(struct worker *w, struct broker *br, int idx,
 		const char **addrs, const int *ports, int n_lis)
 {
 	memset(w, 0, sizeof(*w));
+	LIST_INIT(&w->clients);
+	SLIST_INIT(&w->dirty);
+	SLIST_INIT(&w->closing);
+	SLIST_INIT(&w->resume);
+	SLIST_INIT(&w->backlog);
+	STAILQ_INIT(&w->blocked);
 	w->idx = idx;
 	w->br = br;
 	w->inbox.io.fd = -1;
@@ -327,11 +318,11 @@ int worker_init(struct worker *w, struct broker *br, int idx,
 void worker_release(struct worker *w)
 {
 	/* Finish connections that were still open (a start-up failure). */
-	for (struct client *c = w->clients; c; c = c->next)
+	struct client *c;
+	LIST_FOREACH(c, &w->clients, link)
 		client_close(c, "shutting down", false);
-	while (w->closing) {
-		struct client *c = w->closing;
-		w->closing = c->next_closing;
+	while ((c = SLIST_FIRST(&w->closing))) {
+		SLIST_REMOVE_HEAD(&w->closing, closing_link);
 		client_finish(c);
 	}
 	if (w->inbox.io.fd >= 0) {
@@ -341,8 +332,6 @@ void worker_release(struct worker *w)
 				session_unref(b->items[i].p1);
 				msg_track_done(b->items[i].p2);
 				msg_unref(b->items[i].p2);
-			} else if (b->items[i].kind == INBOX_UPLINK_DONE) {
-				uplink_done(w, b->items[i].p1); /* no client left: frees it */
 			} else if (b->items[i].kind == INBOX_INJECT) {
 				msg_track_done(b->items[i].p1);
 				msg_unref(b->items[i].p1);
@@ -352,7 +341,7 @@ void worker_release(struct worker *w)
 			}
 		}
 	}
-	worker_drain_reclaim(w);
+	reclaim_drain(&w->reclaim);
 	for (int i = 0; i < w->n_lis; i++)
 		close(w->lis[i].io.fd);
 	free(w->lis);
@@ -362,9 +351,6 @@ void worker_release(struct worker *w)
 	free(w->matches);
 	free(w->slots);
 	free(w->free_slots);
-	buf_release(&w->scratch_topic);
-	buf_release(&w->scratch_key);
-	buf_release(&w->scratch_value);
 }
 
 static void *worker_main(void *arg)
@@ -373,7 +359,12 @@ static void *worker_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "w%d", w->idx);
 	log_set_thread(name);
-	loop_run(w->loop);
+	if (loop_run(w->loop) < 0) {
+		/* Nothing on this worker can make progress any more: say so, and
+		 * let /readyz fail so that an orchestrator replaces the process. */
+		log_error_errno("worker loop failed worker=%d", w->idx);
+		atomic_store(&w->br->failed, true);
+	}
 	before_sleep(w); /* close what INBOX_STOP marked */
 	return NULL;
 }

@@ -2,6 +2,8 @@
  * worker.h - one network thread: an epoll loop, its listener sockets
  * (SO_REUSEPORT), the connections it accepted, and its inbox.
  *
+ * Thread: the worker's own, except worker_post() (any thread).
+ *
  * A connection and, while connected, its session belong to exactly one
  * worker; only that thread touches them. Other threads reach a worker only
  * through worker_post().
@@ -11,17 +13,23 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "core/buf.h"
 #include "core/inbox.h"
 #include "core/loop.h"
+#include "core/reclaim.h"
 
 struct broker;
 struct client;
 struct session;
-struct uplink;
-struct uplink_routes;
+
+/* Lists of connections, linked through fields of struct client (client.h). */
+LIST_HEAD(client_list, client);
+SLIST_HEAD(client_slist, client);
+STAILQ_HEAD(client_queue, client);
 
 /* Items of a worker's inbox (core/inbox.h carries them by value). */
 enum worker_item {
@@ -31,7 +39,7 @@ enum worker_item {
 	INBOX_SETTLE,          /* p1 = struct session * (ref): posted to itself by the worker that parked it */
 	INBOX_TAKEOVER_DONE,   /* u = conn id of the waiting client */
 	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink) */
-	INBOX_UPLINK_DONE,     /* p1 = uplink ticket (uplink_done() frees it) */
+	INBOX_ACK,             /* u = conn id, c = ack sequence, a = ok: the sink's answer */
 	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
 	INBOX_STOP,
 };
@@ -49,10 +57,8 @@ struct worker_stats {
 	atomic_uint_fast64_t qos0_dropped;
 	atomic_uint_fast64_t queue_dropped;
 	atomic_uint_fast64_t malformed;
-	/* uplink */
-	atomic_uint_fast64_t up_routed;      /* records handed to the producer */
-	atomic_uint_fast64_t up_unrouted;    /* messages that matched no route */
-	atomic_uint_fast64_t up_blocked;     /* times a connection waited for the producer */
+	atomic_uint_fast64_t sink_blocked;   /* times a connection waited for the sink */
+	atomic_uint_fast64_t sink_failed;    /* connections closed after a failed ack */
 };
 
 #define STAT_ADD(w, field, v) \
@@ -60,18 +66,6 @@ struct worker_stats {
 		atomic_load_explicit(&(w)->st.field, memory_order_relaxed) + (v), \
 		memory_order_relaxed)
 #define STAT_INC(w, field) STAT_ADD(w, field, 1)
-
-/*
- * Memory handed back to the worker that allocated it. glibc's malloc is
- * fast when a thread frees what it allocated and slow when chunks cross
- * threads, so objects made by a worker and finished by another thread (a
- * QoS 0 Kafka ticket and its message, done in the producer's thread) are
- * pushed here with one CAS and freed by their worker at its safe point.
- */
-struct reclaim_node {
-	struct reclaim_node *next;
-	void (*free)(struct reclaim_node *n);
-};
 
 struct listener_io {
 	struct loop_io io;
@@ -91,30 +85,27 @@ struct worker {
 	struct inbox inbox;
 	struct listener_io *lis;
 	int n_lis;
-	struct client *clients;      /* doubly linked list of all connections */
+	struct client_list clients;  /* every connection of this worker */
 	int n_clients;
-	struct client *dirty;        /* output waiting for the before-sleep flush */
-	struct client *closing;      /* to be freed at the safe point */
-	struct client *resume;       /* unpaused with bytes left in rbuf */
+	struct client_slist dirty;   /* output waiting for the before-sleep flush */
+	struct client_slist closing; /* to be freed at the safe point */
+	struct client_slist resume;  /* unpaused with bytes left in rbuf */
+	struct client_queue blocked; /* waiting for room in the sink, oldest first */
+	struct client_slist backlog; /* publishers paused until peers' inboxes drain */
 	uint8_t *rbuf;               /* shared read buffer */
 	size_t rbuf_cap;
-	struct match *matches;       /* scratch for broker_publish */
+	struct match *matches;       /* scratch for deliver_publish */
 	size_t n_matches, cap_matches;
 	struct client **slots;       /* conn_id -> client lookup for async completions */
 	uint32_t n_slots, cap_slots;
 	uint32_t *free_slots;
 	uint32_t n_free_slots;
 	uint32_t conn_seq;
-	struct client *blocked;      /* waiting for room in the Kafka producer */
-	const struct uplink_routes *routes; /* routing table this worker uses (owned by the uplink) */
-	struct uplink *up;           /* NULL: no Kafka */
-	struct buf scratch_topic, scratch_key, scratch_value;
-	_Atomic(struct reclaim_node *) reclaim; /* any thread pushes; owner drains */
+	struct reclaim_stack reclaim; /* any thread pushes; owner drains */
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
 	bool draining;               /* shutting down: read nothing more */
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
-	struct client *backlog;      /* publishers paused until peers catch up */
 	struct worker_stats st;
 };
 
@@ -138,14 +129,14 @@ struct client *worker_client(struct worker *w, uint64_t conn_id);
 /* Worker index encoded in a conn_id. */
 static inline int conn_worker(uint64_t conn_id) { return (int)(conn_id >> 56); }
 
-/* Any thread: hands n back to worker w, which calls n->free(n) soon (at
- * its next loop iteration or tick). Lock-free. */
-void worker_reclaim(struct worker *w, struct reclaim_node *n);
-
 /* Owner thread: queues c to parse its buffered input at the safe point. */
 void worker_mark_resume(struct worker *w, struct client *c);
-/* Owner thread: retries publishes that waited for room in the producer. */
+/* Owner thread: retries publishes that waited for room in the sink. */
 void worker_retry_blocked(struct worker *w);
+/* Owner thread: c's publish waits for room in the sink. */
+void worker_mark_blocked(struct worker *w, struct client *c);
+/* Owner thread: c publishes into an overfull peer inbox; paused until it drains. */
+void worker_mark_backlog(struct worker *w, struct client *c);
 
 /* Owner thread: queues c for the before-sleep flush of its output. */
 void worker_mark_dirty(struct worker *w, struct client *c);

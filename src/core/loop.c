@@ -81,7 +81,7 @@ void loop_set_before_sleep(struct loop *l, void (*fn)(void *ud), void *ud)
 
 void loop_stop(struct loop *l) { l->stop = true; }
 
-void loop_run(struct loop *l)
+int loop_run(struct loop *l)
 {
 	while (!l->stop) {
 		if (l->sleep_fn)
@@ -93,7 +93,7 @@ void loop_run(struct loop *l)
 		}
 		int n = epoll_wait(l->epfd, l->ev, LOOP_EVENTS, timeout);
 		if (n < 0 && errno != EINTR)
-			break;
+			return -1;
 		for (int i = 0; i < n && !l->stop; i++) {
 			struct loop_io *io = l->ev[i].data.ptr;
 			io->fn(io, l->ev[i].events);
@@ -106,4 +106,5 @@ void loop_run(struct loop *l)
 			}
 		}
 	}
+	return 0;
 }

@@ -13,8 +13,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#include "core/util.h"  /* container_of */
 
 struct loop;
 
@@ -40,8 +39,9 @@ void loop_set_tick(struct loop *l, int ms, void (*fn)(void *ud), void *ud);
 /* Calls fn(ud) each time before the loop waits for events. */
 void loop_set_before_sleep(struct loop *l, void (*fn)(void *ud), void *ud);
 
-/* Runs until loop_stop() is called from a callback. */
-void loop_run(struct loop *l);
+/* Runs until loop_stop() is called from a callback (returns 0), or until
+ * epoll_wait fails with anything but EINTR (returns -1, errno set). */
+int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 
 #endif

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The struct that embeds member, from a pointer to that member. */
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
 /* Milliseconds on the monotonic clock: for timeouts and durations only,
  * never for timestamps shown to people or stored (it has no epoch). */
 int64_t util_now_ms(void);

@@ -9,13 +9,12 @@
 
 #include "broker/broker.h"
 #include "core/cfg.h"
-#include "kafka/kafka_conf.h"
 #include "core/log.h"
 #include "core/msg.h"
-#include "route/route.h"
-#include "kafka/uplink_int.h"
 #include "core/util.h"
-#include "broker/worker.h"
+#include "kafka/kafka_conf.h"
+#include "kafka/uplink_int.h"
+#include "route/route.h"
 
 const double uplink_lat_bounds_ms[UPLINK_LAT_BUCKETS - 1] = {
 	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000,
@@ -86,7 +85,9 @@ struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *
 	u->br = br;
 	pthread_mutex_init(&u->rt_mu, NULL);
 	pthread_mutex_init(&u->bk_mu, NULL);
-	if (!uplink_set_routes(u, rt)) {
+	u->n_wk = broker_n_workers(br);
+	u->wk = calloc((size_t)(u->n_wk > 0 ? u->n_wk : 1), sizeof(*u->wk));
+	if (!u->wk || uplink_set_routes(u, rt) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -171,6 +172,12 @@ void uplink_free(struct uplink *u)
 		free(g->rs);
 		free(g);
 	}
+	for (int i = 0; u->wk && i < u->n_wk; i++) {
+		buf_release(&u->wk[i].topic);
+		buf_release(&u->wk[i].key);
+		buf_release(&u->wk[i].value);
+	}
+	free(u->wk);
 	pthread_mutex_destroy(&u->rt_mu);
 	pthread_mutex_destroy(&u->bk_mu);
 	free(u->dead_letter);
@@ -178,34 +185,32 @@ void uplink_free(struct uplink *u)
 	free(u);
 }
 
-const struct uplink_routes *uplink_set_routes(struct uplink *u, struct route_table *rt)
+int uplink_set_routes(struct uplink *u, struct route_table *rt)
 {
 	struct uplink_routes *g = calloc(1, sizeof(*g));
 	size_t n = route_table_count(rt);
 	if (!g || !(g->rs = calloc(n ? n : 1, sizeof(*g->rs)))) {
 		free(g);
-		return NULL;
+		return -1;
 	}
 	g->rt = route_table_ref(rt);
 	g->n = n;
 	pthread_mutex_lock(&u->rt_mu);
 	g->prev = u->gen;
 	u->gen = g;
+	atomic_store_explicit(&u->cur, g, memory_order_release);
 	pthread_mutex_unlock(&u->rt_mu);
-	return g;
+	return 0;
 }
 
-const struct uplink_routes *uplink_current_routes(struct uplink *u)
+static const struct uplink_routes *current(struct uplink *u)
 {
-	pthread_mutex_lock(&u->rt_mu);
-	const struct uplink_routes *g = u->gen;
-	pthread_mutex_unlock(&u->rt_mu);
-	return g;
+	return atomic_load_explicit(&u->cur, memory_order_acquire);
 }
 
 struct route_table *uplink_routes(struct uplink *u)
 {
-	return route_table_ref(uplink_current_routes(u)->rt);
+	return route_table_ref(current(u)->rt);
 }
 
 const struct uplink_stats *uplink_stats(const struct uplink *u) { return &u->st; }
@@ -214,10 +219,19 @@ int uplink_queue_depth(const struct uplink *u) { return rd_kafka_outq_len(u->rk)
 
 const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i)
 {
-	const struct uplink_routes *g = uplink_current_routes(u);
+	const struct uplink_routes *g = current(u);
 	return i < g->n ? &g->rs[i] : NULL;
 }
 const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
+
+void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted)
+{
+	*routed = *unrouted = 0;
+	for (int i = 0; i < u->n_wk; i++) {
+		*routed += atomic_load_explicit(&u->wk[i].routed, memory_order_relaxed);
+		*unrouted += atomic_load_explicit(&u->wk[i].unrouted, memory_order_relaxed);
+	}
+}
 
 /* Readiness: cached so that scrapes do not hammer Kafka (one producer per
  * process, so static storage is enough). */

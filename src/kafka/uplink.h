@@ -2,16 +2,19 @@
  * uplink.h - MQTT to Kafka: the routing table applied to each publish, the
  * process's one librdkafka producer, and delivery reports back to workers.
  *
+ The uplink is the broker's sink (broker/broker.h: struct broker_sink).
+ *
  * Threads:
- *  - uplink_publish() runs on the worker that owns the publishing client. It
- *    renders one record per matching route and hands them to the producer.
- *    Each publish gets one ticket shared by its records.
+ *  - uplink_publish() runs on the broker worker that owns the publishing
+ *    connection (sink_publish.worker names it; the uplink keeps per-worker
+ *    scratch buffers and counters). It renders one record per matching route
+ *    and hands them to the producer. Each publish gets one ticket shared by
+ *    its records.
  *  - The producer's poll thread runs the delivery-report callback. It only
  *    counts, produces dead letters, and, when a ticket's last record is
- *    reported, posts INBOX_UPLINK_DONE to the owning worker. It also runs
- *    the statistics callback, which refreshes the broker table.
- *  - uplink_done() runs on that worker: it finds the client by conn_id
- *    (it may be gone) and completes the acknowledgement in order.
+ *    reported, answers the broker (broker_ack_done) and hands the ticket back
+ *    to its worker to be freed (broker_reclaim). It also runs the statistics
+ *    callback, which refreshes the Kafka broker table.
  */
 #ifndef KG_UPLINK_H
 #define KG_UPLINK_H
@@ -21,12 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct broker;
+#include "broker/broker.h"
+
 struct cfg;
-struct client;
 struct msg;
 struct route_table;
-struct worker;
 
 struct uplink_stats {
 	atomic_uint_fast64_t delivered;      /* records acknowledged by Kafka */
@@ -35,7 +37,6 @@ struct uplink_stats {
 	atomic_uint_fast64_t dropped;        /* permanent failures without a dead-letter topic */
 	atomic_uint_fast64_t qos0_failed;    /* QoS 0 records that did not make it */
 	atomic_int_fast64_t in_flight;       /* records produced, not yet reported */
-	atomic_uint_fast64_t closed;         /* connections closed after a failed delivery */
 };
 
 /* Per route (by route_index() of the current table); reset on reload. */
@@ -60,7 +61,9 @@ struct uplink;
 /*
  * Returns a new uplink for cfg's kafka section, producing to bootstrap
  * ("host:port,..."), with the routing table rt (takes a reference), whose
- * completions go to br's workers; or NULL with err set. Main thread.
+ * answers go to br (one scratch area per broker worker); or NULL with err
+ * set. Main thread; then broker_set_sink(br, &(struct broker_sink){
+ * uplink_publish, u }) before broker_start().
  */
 struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
 			  struct route_table *rt, char *err, size_t errlen);
@@ -72,19 +75,20 @@ int uplink_flush(struct uplink *u, int timeout_ms);
 /* Stops the poll thread and destroys the producer. NULL ok. */
 void uplink_free(struct uplink *u);
 
-/* A routing table with its per-route counters (opaque). */
-struct uplink_routes;
-/* Makes rt (takes a reference) the current table with fresh counters and
- * returns it, or NULL (ENOMEM). The caller then hands it to every worker
- * (worker->routes). Older tables stay valid until uplink_free(). Main thread. */
-const struct uplink_routes *uplink_set_routes(struct uplink *u, struct route_table *rt);
-const struct uplink_routes *uplink_current_routes(struct uplink *u);
+/* Makes rt (takes a reference) the current table with fresh counters.
+ * Publishes after the call use it (an atomic pointer switch); older tables
+ * stay valid until uplink_free(), so a publish in progress or a delivery
+ * report may still use one. Returns 0 or -1 (ENOMEM). Main thread. */
+int uplink_set_routes(struct uplink *u, struct route_table *rt);
 /* Returns a new reference to the current routing table. Any thread. */
 struct route_table *uplink_routes(struct uplink *u);
 const struct uplink_stats *uplink_stats(const struct uplink *u);
 /* Counters of route i of the current table, or NULL. Any thread. */
 const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i);
 const struct uplink_latency *uplink_latency(const struct uplink *u);
+/* Records handed to the producer, and messages that matched no route,
+ * summed over the workers. Any thread. */
+void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted);
 /* Current producer queue depth (records librdkafka holds). Any thread. */
 int uplink_queue_depth(const struct uplink *u);
 const char *uplink_bootstrap(const struct uplink *u);
@@ -114,21 +118,13 @@ bool uplink_broker_is_up(const struct uplink_broker_state *b);
  */
 int uplink_ready(struct uplink *u, char *why, size_t len);
 
-/* Result of uplink_publish(). */
-enum uplink_result {
-	UPLINK_DONE = 0,     /* nothing to wait for (no route, QoS 0, or dead-lettered at once) */
-	UPLINK_PENDING = 1,  /* records in flight: uplink_done() will follow */
-	UPLINK_BUSY = -1,    /* producer queue full: nothing produced, retry later */
-};
-
 /*
- * Routes m published by c through w's routing table. seq is the client's
- * ack sequence number for QoS 1/2 (0 for QoS 0). Worker thread of c.
+ * The sink function (broker.h): routes p->m through the current routing
+ * table. ctx is the struct uplink. SINK_DONE when nothing is to wait for
+ * (no route, QoS 0, or dead-lettered at once), SINK_PENDING when records are
+ * in flight (broker_ack_done follows), SINK_BUSY when the producer queue is
+ * full (nothing produced). Worker thread p->worker.
  */
-enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg *m,
-				  uint32_t seq);
-
-/* Worker thread: a ticket posted by the poll thread (INBOX_UPLINK_DONE). */
-void uplink_done(struct worker *w, void *ticket);
+enum sink_result uplink_publish(void *ctx, const struct sink_publish *p);
 
 #endif

@@ -12,20 +12,32 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "core/buf.h"
+#include "core/reclaim.h"
 #include "kafka/uplink.h"
-#include "broker/worker.h"
 
 struct broker;
 struct msg;
 struct route_table;
 
+/* State of the uplink for one broker worker: only that worker's thread
+ * writes it (uplink_publish runs there), so it needs no lock. */
+struct uplink_worker {
+	struct buf topic, key, value;       /* scratch for rendering records */
+	atomic_uint_fast64_t routed;        /* records handed to the producer */
+	atomic_uint_fast64_t unrouted;      /* messages that matched no route */
+};
+
 struct uplink {
 	struct broker *br;
+	struct uplink_worker *wk;    /* one per broker worker */
+	int n_wk;
 	rd_kafka_t *rk;
 	char *dead_letter;           /* NULL: none */
 	char *bootstrap;
-	pthread_mutex_t rt_mu;       /* guards gen swaps (reload) */
-	struct uplink_routes *gen;   /* current; older ones kept until uplink_free */
+	pthread_mutex_t rt_mu;       /* guards gen (reload) */
+	struct uplink_routes *gen;   /* every table so far, newest first; freed by uplink_free */
+	_Atomic(struct uplink_routes *) cur; /* the table publishes use */
 	pthread_t thread;
 	atomic_bool stop;
 	atomic_bool closing;         /* uplink_free(): tickets are freed, not posted */
@@ -57,7 +69,7 @@ struct rec {
 
 /* One per publish; shared by its records. */
 struct ticket {
-	struct reclaim_node rn;      /* freed by its worker (worker_reclaim) */
+	struct reclaim_node rn;      /* freed by its worker (broker_reclaim) */
 	struct uplink *u;
 	struct msg *m;               /* raw values point into it */
 	uint64_t conn_id;
@@ -74,9 +86,9 @@ struct ticket {
 
 /* Frees t and drops its message (any thread). */
 void uplink_ticket_free(struct ticket *t);
-/* One record of t is accounted for; the last one completes t: a QoS 0
- * ticket goes back to its worker to be freed, a QoS 1/2 one is posted to
- * its worker as INBOX_UPLINK_DONE (any thread). */
+/* One record of t is accounted for; the last one completes t: the broker
+ * gets the answer for a QoS 1/2 publish (broker_ack_done), and the ticket
+ * goes back to its worker to be freed (any thread). */
 void uplink_ticket_release(struct uplink *u, struct ticket *t);
 /* A record of t can never be produced as routed: dead letter, or dropped
  * and counted; the publish is acknowledged either way (any thread). */

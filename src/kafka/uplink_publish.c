@@ -8,15 +8,13 @@
 #include <librdkafka/rdkafka.h>
 
 #include "broker/broker.h"
-#include "broker/client.h"
-#include "route/envelope.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/util.h"
+#include "kafka/uplink_int.h"
+#include "route/envelope.h"
 #include "route/route.h"
 #include "route/template.h"
-#include "kafka/uplink_int.h"
-#include "core/util.h"
-#include "broker/worker.h"
 
 #define MAX_ROUTES_PER_MSG 64
 
@@ -43,14 +41,6 @@ bool uplink_err_is_permanent(rd_kafka_resp_err_t err)
 	}
 }
 
-static void post_done(struct uplink *u, struct ticket *t)
-{
-	struct inbox_item it = { .kind = INBOX_UPLINK_DONE, .p1 = t };
-	int w = conn_worker(t->conn_id);
-	if (w >= u->br->n_workers || worker_post(&u->br->workers[w], &it) < 0)
-		uplink_ticket_free(t);
-}
-
 static void ticket_reclaim(struct reclaim_node *n)
 {
 	uplink_ticket_free(container_of(n, struct ticket, rn));
@@ -60,17 +50,16 @@ void uplink_ticket_release(struct uplink *u, struct ticket *t)
 {
 	if (atomic_fetch_sub(&t->remaining, 1) != 1)
 		return;
-	int w = conn_worker(t->conn_id);
 	/* At shutdown the workers are gone: nobody is waiting for acks. */
-	if (atomic_load(&u->closing) || w >= u->br->n_workers) {
+	if (atomic_load(&u->closing)) {
 		uplink_ticket_free(t);
-	} else if (t->seq == 0) {
-		/* QoS 0: nothing to acknowledge; only the memory goes home. */
-		t->rn.free = ticket_reclaim;
-		worker_reclaim(&u->br->workers[w], &t->rn);
-	} else {
-		post_done(u, t);
+		return;
 	}
+	if (t->seq != 0)
+		broker_ack_done(u->br, t->conn_id, t->seq, !atomic_load(&t->failed));
+	/* The memory goes home to the worker that allocated it. */
+	t->rn.free = ticket_reclaim;
+	broker_reclaim(u->br, t->conn_id, &t->rn);
 }
 
 /* Writes a dead letter for t. Returns 0 if one record was produced. */
@@ -121,15 +110,15 @@ void uplink_permanent_failure(struct uplink *u, struct ticket *t, const char *kt
 		 t->m->topic, ktopic ? ktopic : "-", error);
 }
 
-static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg *m, uint32_t seq,
+static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
 				 uint32_t n_routes)
 {
 	/* One allocation per publish: the ticket, its records' opaques and
 	 * copies of the ids that dead letters and logs need after the client
 	 * may be gone. */
 	size_t recs = (n_routes + 1) * sizeof(struct rec);
-	size_t idlen = (size_t)c->id_len + 1;
-	size_t ulen = c->username ? strlen(c->username) + 1 : 0;
+	size_t idlen = (size_t)p->clientid_len + 1;
+	size_t ulen = p->username ? strlen(p->username) + 1 : 0;
 	struct ticket *t = malloc(sizeof(*t) + recs + idlen + ulen);
 	if (!t)
 		return NULL;
@@ -139,42 +128,44 @@ static struct ticket *ticket_new(struct uplink *u, struct client *c, struct msg 
 	for (uint32_t i = 0; i < t->n_recs; i++)
 		t->recs[i] = (struct rec){ t, NULL };
 	t->u = u;
-	t->m = msg_ref(m);
-	t->conn_id = c->conn_id;
-	t->seq = seq;
+	t->m = msg_ref(p->m);
+	t->conn_id = p->conn_id;
+	t->seq = p->seq;
 	atomic_init(&t->remaining, 1); /* held by uplink_publish until it is done */
-	t->clientid = memcpy(strs, c->id, idlen);
-	t->username = c->username ? memcpy(strs + idlen, c->username, ulen) : NULL;
+	t->clientid = memcpy(strs, p->clientid, idlen - 1);
+	t->clientid[idlen - 1] = '\0';
+	t->username = p->username ? memcpy(strs + idlen, p->username, ulen) : NULL;
 	return t;
 }
 
-static rd_kafka_headers_t *raw_headers(struct client *c, struct msg *m)
+static rd_kafka_headers_t *raw_headers(const struct ticket *t, const struct msg *m)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
 	char qos[2] = { (char)('0' + m->qos), 0 };
 	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
-	rd_kafka_header_add(h, "mqtt.clientid", -1, c->id, c->id_len);
+	rd_kafka_header_add(h, "mqtt.clientid", -1, t->clientid, -1);
 	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
 	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
-	if (c->username)
-		rd_kafka_header_add(h, "mqtt.username", -1, c->username, -1);
+	if (t->username)
+		rd_kafka_header_add(h, "mqtt.username", -1, t->username, -1);
 	return h;
 }
 
 /* Renders and produces one record of t for route r. */
-static void produce_route(struct worker *w, struct client *c, struct ticket *t,
-			  const struct route *r, struct rec *rec)
+static void produce_route(struct uplink_worker *w, struct ticket *t, const struct route *r,
+			  struct rec *rec)
 {
 	struct uplink *u = t->u;
 	struct msg *m = t->m;
 	struct template_ctx ctx;
-	struct buf *tb = &w->scratch_topic, *kb = &w->scratch_key, *vb = &w->scratch_value;
+	struct buf *tb = &w->topic, *kb = &w->key, *vb = &w->value;
+	size_t idlen = strlen(t->clientid);
 
 	template_ctx_init(&ctx);
-	ctx.clientid = c->id;
-	ctx.clientid_len = c->id_len;
-	ctx.username = c->username;
-	ctx.username_len = c->username ? strlen(c->username) : 0;
+	ctx.clientid = t->clientid;
+	ctx.clientid_len = idlen;
+	ctx.username = t->username;
+	ctx.username_len = t->username ? strlen(t->username) : 0;
 	ctx.topic = m->topic;
 	ctx.topic_len = m->topic_len;
 	buf_reset(tb);
@@ -203,8 +194,8 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 	if (route_format(r) == ROUTE_FORMAT_JSON) {
 		struct envelope_in in = {
 			.topic = m->topic, .topic_len = m->topic_len,
-			.clientid = c->id, .clientid_len = c->id_len,
-			.username = c->username, .username_len = ctx.username_len,
+			.clientid = t->clientid, .clientid_len = idlen,
+			.username = t->username, .username_len = ctx.username_len,
 			.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
 			.payload = m->payload, .payload_len = m->payload_len,
 		};
@@ -217,7 +208,7 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 		vlen = buf_used(vb);
 		flags = RD_KAFKA_MSG_F_COPY;
 	} else {
-		hdrs = raw_headers(c, m);
+		hdrs = raw_headers(t, m);
 	}
 	atomic_fetch_add(&t->remaining, 1);
 	atomic_fetch_add(&u->st.in_flight, 1);
@@ -247,62 +238,50 @@ static void produce_route(struct worker *w, struct client *c, struct ticket *t,
 			atomic_fetch_add(&u->st.failed, 1);
 			atomic_store(&t->failed, true);
 			log_warn("kafka produce failed client=%s topic=%s kafka_topic=%s reason=\"%s\"",
-				 c->id, m->topic, ktopic, rd_kafka_err2str(err));
+				 t->clientid, m->topic, ktopic, rd_kafka_err2str(err));
 		} else {
 			atomic_fetch_add(&u->st.qos0_failed, 1);
 		}
 		return;
 	}
-	STAT_INC(w, up_routed);
+	atomic_fetch_add_explicit(&w->routed, 1, memory_order_relaxed);
 	if (rs) {
 		atomic_fetch_add(&rs->routed, 1);
 		atomic_fetch_add(&rs->in_flight, 1);
 	}
 }
 
-enum uplink_result uplink_publish(struct worker *w, struct client *c, struct msg *m,
-				  uint32_t seq)
+enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 {
-	struct uplink *u = w->up;
+	struct uplink *u = ctx;
+	struct uplink_worker *w = &u->wk[p->worker];
+	struct msg *m = p->m;
 	const struct route *routes[MAX_ROUTES_PER_MSG];
 
-	const struct uplink_routes *g = w->routes;
+	const struct uplink_routes *g = atomic_load_explicit(&u->cur, memory_order_acquire);
 	size_t n = route_table_match(g->rt, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
 	if (n == 0) {
-		STAT_INC(w, up_unrouted);
-		return UPLINK_DONE;
+		atomic_fetch_add_explicit(&w->unrouted, 1, memory_order_relaxed);
+		return SINK_DONE;
 	}
 	if (n > MAX_ROUTES_PER_MSG)
 		n = MAX_ROUTES_PER_MSG;
 	if (atomic_load_explicit(&u->st.in_flight, memory_order_relaxed) + (int64_t)n >
 	    u->queue_limit)
-		return UPLINK_BUSY;
-	struct ticket *t = ticket_new(u, c, m, seq, (uint32_t)n);
+		return SINK_BUSY;
+	struct ticket *t = ticket_new(u, p, (uint32_t)n);
 	if (!t)
-		return UPLINK_BUSY;
+		return SINK_BUSY;
 	for (size_t i = 0; i < n; i++) {
 		t->recs[i].rs = &g->rs[route_index(routes[i])];
-		produce_route(w, c, t, routes[i], &t->recs[i]);
+		produce_route(w, t, routes[i], &t->recs[i]);
 	}
 	/* Drop our hold. If every record already failed or none was produced,
-	 * this completes the ticket through the inbox like any report. */
+	 * this completes the ticket like any report would. */
 	if (atomic_load(&t->remaining) == 1 && !atomic_load(&t->failed)) {
 		uplink_ticket_free(t);
-		return UPLINK_DONE;
+		return SINK_DONE;
 	}
 	uplink_ticket_release(u, t);
-	return UPLINK_PENDING;
-}
-
-void uplink_done(struct worker *w, void *ticket)
-{
-	struct ticket *t = ticket;
-	struct client *c = worker_client(w, t->conn_id);
-
-	if (c && c->state == CL_ACTIVE) {
-		if (atomic_load(&t->failed))
-			atomic_fetch_add(&t->u->st.closed, 1);
-		client_ack_complete(c, t->seq, !atomic_load(&t->failed));
-	}
-	uplink_ticket_free(t);
+	return SINK_PENDING;
 }

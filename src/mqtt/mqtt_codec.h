@@ -1,8 +1,10 @@
 /*
  * mqtt_codec.h - MQTT wire format: framing, decoding and encoding.
  *
- * Pure: no I/O, no globals, no logging, no allocation. Every reader is bounded
- * by the buffer it is given; nothing is ever read past `len`.
+ * Pure: no I/O, no globals, no logging. Framing and decoding never allocate;
+ * the encoders append to a struct buf, which grows (and may fail with
+ * MQTT_ERR_NOSPACE). Every reader is bounded by the buffer it is given;
+ * nothing is ever read past `len`.
  *
  * Decoded packets BORROW from the frame's buffer: every pointer in a struct
  * mqtt_packet is valid only while the bytes passed to mqtt_frame_parse() are.

@@ -538,7 +538,7 @@ static void test_timeout_never_acked(void **state)
 	print_message("connection closed %lld ms after the publish\n", waited);
 	assert_true(waited >= 2500);
 	assert_true(gw_log_wait(&F.g, "kafka delivery failed client=it-up-to-a", 2000));
-	assert_true(gw_log_contains(&F.g, "reason=\"kafka delivery failed\""));
+	assert_true(gw_log_contains(&F.g, "reason=\"delivery failed, not acknowledged\""));
 	assert_true(metric("kafkagate_uplink_failed_total") >= 1);
 	assert_true(metric("kafkagate_uplink_connections_closed_total") >= 1);
 	close(a);

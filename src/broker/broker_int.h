@@ -1,0 +1,81 @@
+/*
+ * broker_int.h - the broker's shared state and the functions that take its
+ * locks. Inside src/broker only (and the admin layer, read-only, never taking
+ * a lock itself): everything else uses broker.h.
+ *
+ * Shared, read-mostly state and its guards:
+ *   subs      subscription trie (owner = struct session *, data = granted QoS)
+ *             pthread_rwlock subs_lock: publishers read concurrently
+ *   retained  retained store, retain_lock
+ *   dir       session directory by client id, dir_lock (connect/disconnect only)
+ *   lim       limits, atomics so a reload can change them in place
+ * Lock order: dir_lock, session mu, subs_lock, retain_lock. Every lock is
+ * taken in broker.c, takeover.c or deliver.c, never in a handler.
+ */
+#ifndef KG_BROKER_INT_H
+#define KG_BROKER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/session.h"
+
+struct msg;
+struct worker;
+
+struct broker_limits {
+	atomic_uint max_connections;
+	atomic_uint max_packet_size;
+	atomic_uint max_inflight;
+	atomic_uint max_queued;
+	atomic_uint max_output_bytes;
+	atomic_uint connect_timeout_ms;
+};
+
+#define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)
+
+struct broker {
+	struct broker_limits lim;
+	int n_workers;
+	struct worker *workers;
+	struct broker_sink sink;     /* publish == NULL: acknowledge locally */
+	pthread_rwlock_t subs_lock;
+	struct sub_trie *subs;
+	pthread_mutex_t retain_lock;
+	struct retain_store *retained;
+	pthread_mutex_t dir_lock;
+	struct session_dir dir;
+	atomic_int n_connections;
+	atomic_bool failed;          /* a worker loop ended on an error */
+	atomic_uint_fast64_t reloads;         /* SIGHUP reloads applied */
+	atomic_uint_fast64_t reload_failures; /* rejected */
+};
+
+/*
+ * Subscriptions of session s (owner worker thread). broker_subscribe adds
+ * or replaces filter at qos in the trie and in the session; returns 0 or -1
+ * (ENOMEM). broker_unsubscribe removes it if present.
+ */
+int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
+		     uint8_t qos);
+void broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len);
+
+/* Calls fn for every retained message matching filter, outside the lock
+ * (the messages are copied out under it first). Returns -1 on ENOMEM (some
+ * may be missing), else 0. Any worker. */
+int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
+			    void (*fn)(struct msg *m, void *ud), void *ud);
+/* Stores or clears (empty payload) the retained message for m's topic. */
+void broker_retain(struct broker *br, struct msg *m);
+/* Retained messages stored. Any thread. */
+size_t broker_retained_count(struct broker *br);
+
+/* Removes every subscription of s from the trie, drops its queue and marks
+ * it discarded. Caller holds dir_lock and has removed s from the directory. */
+void broker_discard_session(struct broker *br, struct session *s);
+
+#endif

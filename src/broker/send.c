@@ -1,0 +1,81 @@
+/* send.c - outgoing packets; see send.h. */
+#include "broker/client.h"
+#include "broker/send.h"
+#include "broker/worker.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "mqtt/mqtt_codec.h"
+
+/* The one place an encoder's result is looked at. */
+static int sent(struct client *c, uint8_t type, int rc)
+{
+	if (rc != MQTT_OK) {
+		log_warn("encode failed client=%s addr=%s type=%s err=%s", c->id ? c->id : "-",
+			 c->peer, mqtt_type_name(type), mqtt_err_str(rc));
+		client_close(c, "out of memory encoding a packet", true);
+		return -1;
+	}
+	STAT_INC(c->w, pkts_out[type]);
+	client_mark_output(c);
+	return 0;
+}
+
+int send_connack(struct client *c, uint8_t rc, bool present)
+{
+	/* MQTT 3.1 has no session-present flag: the byte is reserved, 0. */
+	struct mqtt_connack ca = { .session_present = present && c->level >= 4, .rc = rc };
+	return sent(c, MQTT_CONNACK, mqtt_encode_connack(&c->obuf, c->level, &ca));
+}
+
+static int send_ack(struct client *c, uint8_t type, uint16_t pid)
+{
+	struct mqtt_ack a = { .packet_id = pid };
+	return sent(c, type, mqtt_encode_ack(&c->obuf, c->level, type, &a));
+}
+
+int send_puback(struct client *c, uint16_t pid)
+{
+	return send_ack(c, MQTT_PUBACK, pid);
+}
+
+int send_pubrec(struct client *c, uint16_t pid)
+{
+	return send_ack(c, MQTT_PUBREC, pid);
+}
+
+int send_pubrel(struct client *c, uint16_t pid)
+{
+	return send_ack(c, MQTT_PUBREL, pid);
+}
+
+int send_pubcomp(struct client *c, uint16_t pid)
+{
+	return send_ack(c, MQTT_PUBCOMP, pid);
+}
+
+int send_unsuback(struct client *c, uint16_t pid)
+{
+	return send_ack(c, MQTT_UNSUBACK, pid);
+}
+
+int send_suback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+{
+	struct mqtt_suback sa = { .packet_id = pid, .codes = codes, .count = n };
+	return sent(c, MQTT_SUBACK, mqtt_encode_suback(&c->obuf, c->level, MQTT_SUBACK, &sa));
+}
+
+int send_pingresp(struct client *c)
+{
+	return sent(c, MQTT_PINGRESP, mqtt_encode_simple(&c->obuf, c->level, MQTT_PINGRESP));
+}
+
+int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
+		 bool dup)
+{
+	struct mqtt_publish p = {
+		.qos = qos, .dup = dup, .retain = retain, .packet_id = pid,
+		.topic = { (const uint8_t *)m->topic, m->topic_len },
+		.payload = m->payload, .payload_len = m->payload_len,
+	};
+	return sent(c, MQTT_PUBLISH, mqtt_encode_publish(&c->obuf, c->level, &p));
+}

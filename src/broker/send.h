@@ -1,0 +1,33 @@
+/*
+ * send.h - one function per packet type the broker sends: each encodes into
+ * the client's output buffer, counts the packet and schedules the flush.
+ * When the buffer cannot grow (MQTT_ERR_NOSPACE) the connection is closed
+ * with a logged reason, so a PUBACK or CONNACK never silently fails to go
+ * out. Each returns 0, or -1 after closing c.
+ *
+ * Thread: the owning worker's only.
+ */
+#ifndef KG_SEND_H
+#define KG_SEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct msg;
+
+/* CONNACK with return code rc; session present only where the level has it. */
+int send_connack(struct client *c, uint8_t rc, bool present);
+int send_puback(struct client *c, uint16_t pid);
+int send_pubrec(struct client *c, uint16_t pid);
+int send_pubrel(struct client *c, uint16_t pid);
+int send_pubcomp(struct client *c, uint16_t pid);
+/* SUBACK with one return code per filter. */
+int send_suback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
+int send_unsuback(struct client *c, uint16_t pid);
+int send_pingresp(struct client *c);
+/* PUBLISH of m at qos (pid 0 for QoS 0) with the given RETAIN and DUP. */
+int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
+		 bool dup);
+
+#endif
