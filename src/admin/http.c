@@ -172,8 +172,8 @@ static void conn_read(struct hconn *c)
 			return;
 		}
 		if (r > 0) {
-			log_debug("http request addr=%s method=%.*s path=%.*s", c->peer,
-				  (int)req.method_len, req.method, (int)req.path_len, req.path);
+			log_debug("http request addr=%s method=%s path=%s", c->peer,
+				  log_qn(req.method, req.method_len), log_qn(req.path, req.path_len));
 			http_route_serve(c, &c->hs->env, &req);
 			return;
 		}
@@ -204,12 +204,12 @@ static void on_accept(struct loop_io *io, uint32_t revents)
 		int fd = net_accept(io->fd, peer, sizeof(peer));
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn_errno("http accept failed");
+				log_warn_errno_rl("http accept failed");
 			return;
 		}
 		struct hconn *c = hs->n_conns < HTTP_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {
-			log_warn("http conn rejected addr=%s reason=\"%s\"", peer,
+			log_warn_rl("http conn rejected addr=%s reason=\"%s\"", peer,
 				 hs->n_conns < HTTP_MAX_CONNS ? "out of memory" : "too many connections");
 			close(fd);
 			continue;

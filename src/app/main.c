@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "admin/metrics.h"
 #include "app/reload.h"
+#include "app/passwd_cmd.h"
 #include "route/route.h"
 #include "admin/status.h"
 #include "kafka/uplink.h"
@@ -60,7 +61,9 @@ static void wait_for_stop(struct reload_ctx *rl)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	for (;;) {
-		int wait_ms = !ready ? 500 : wd > 0 ? wd : 3600 * 1000;
+		/* At least once a second: rate-limited log kinds that went quiet
+		 * report what they suppressed. */
+		int wait_ms = !ready ? 500 : wd > 0 && wd < 1000 ? wd : 1000;
 		struct timespec ts = { wait_ms / 1000, (long)(wait_ms % 1000) * 1000000 };
 		int sig = sigtimedwait(&set, NULL, &ts);
 
@@ -75,6 +78,7 @@ static void wait_for_stop(struct reload_ctx *rl)
 			}
 		}
 		/* The watchdog vouches for the network threads, not just for this one. */
+		log_flush_suppressed();
 		if (wd > 0 && broker_alive(rl->br, 5000))
 			daemon_watchdog_ping();
 		if (sig == SIGHUP) {
@@ -94,6 +98,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path);
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "passwd")) return passwd_cmd_main(argc - 1, argv + 1);
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 't' },

@@ -209,7 +209,7 @@ void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok)
 	/* Only ENOMEM fails here: the publisher then waits for its keepalive or
 	 * the close that a later failure brings; nothing is acknowledged. */
 	if (worker_post(&br->workers[w], &it) < 0)
-		log_error("ack lost conn=%llx seq=%u reason=\"out of memory\"",
+		log_error_rl("ack lost conn=%llx seq=%u reason=\"out of memory\"",
 			  (unsigned long long)conn_id, seq);
 }
 
@@ -299,7 +299,7 @@ void broker_retain(struct broker *br, struct msg *m)
 		msg_unref(rm);
 	}
 	if (r < 0)
-		log_warn("retain failed topic=%s reason=\"out of memory\"", m->topic);
+		log_warn_rl("retain failed topic=%s reason=\"out of memory\"", log_q(m->topic));
 }
 
 size_t broker_retained_count(struct broker *br)

@@ -91,7 +91,9 @@ void client_finish(struct client *c)
 		ssize_t r = send(c->io.fd, buf_head(&c->obuf), buf_used(&c->obuf), MSG_NOSIGNAL);
 		(void)r;
 	}
-	log_info("conn close client=%s addr=%s reason=\"%s\"", c->id ? c->id : "-", c->peer,
+	static struct log_limit lim = LOG_LIMIT("conn close", 200, 2000);
+	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s reason=\"%s\"", log_q(c->id),
+		    c->peer,
 		 c->close_reason ? c->close_reason : "?");
 	if (c->publish_will)
 		deliver_publish(w, c->will);
@@ -199,7 +201,7 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 		}
 		if (d < 0) {
 			STAT_INC(w, malformed);
-			log_debug("malformed client=%s addr=%s type=%s err=%s", c->id ? c->id : "-",
+			log_debug_rl("malformed client=%s addr=%s type=%s err=%s", log_q(c->id),
 				  c->peer, mqtt_type_name(f.type), mqtt_err_str(d));
 			client_close(c, mqtt_err_str(d), true);
 			break;

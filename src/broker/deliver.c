@@ -130,7 +130,8 @@ void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t
 	/* Logged outside the lock (no I/O under it), at 1, 2, 4, 8... drops;
 	 * s->id never changes, so reading it unlocked is safe. */
 	if (dropped && (dropped & (dropped - 1)) == 0)
-		log_warn("offline queue full client=%s topic=%s dropped=%llu", s->id, m->topic,
+		log_warn_rl("offline queue full client=%s topic=%s dropped=%llu", log_q(s->id),
+			    log_q(m->topic),
 			 (unsigned long long)dropped);
 	msg_track_done(m);
 }
@@ -160,7 +161,8 @@ static void queue_or_drop(struct client *c, struct msg *m, uint8_t qos, bool ret
 		s->queue_dropped++;
 		STAT_INC(c->w, queue_dropped);
 		if ((s->queue_dropped & (s->queue_dropped - 1)) == 0) /* log 1, 2, 4, 8... */
-			log_warn("queue full client=%s topic=%s dropped=%llu", s->id, m->topic,
+			log_warn_rl("queue full client=%s topic=%s dropped=%llu", log_q(s->id),
+				    log_q(m->topic),
 				 (unsigned long long)s->queue_dropped);
 	}
 }

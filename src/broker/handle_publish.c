@@ -110,7 +110,8 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 		return -1;
 	}
 	STAT_INC(w, msgs_in[pub->qos]);
-	log_debug("publish client=%s topic=%s qos=%u retain=%d bytes=%u", c->id, m->topic,
+	log_debug("publish client=%s topic=%s qos=%u retain=%d bytes=%u", log_q(c->id),
+		  log_q(m->topic),
 		  pub->qos, pub->retain, pub->payload_len);
 	deliver_publish(w, m);
 	if (w->backlogged)

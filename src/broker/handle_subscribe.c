@@ -52,11 +52,12 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 		uint8_t code = codes[i++];
 		if (code == MQTT_SUBACK_FAILURE)
 			continue;
-		log_debug("subscribe client=%s filter=%.*s qos=%u", c->id, (int)f.len,
-			  (const char *)f.p, code);
+		log_debug("subscribe client=%s filter=%s qos=%u", log_q(c->id),
+			  log_qn((const char *)f.p, f.len), code);
 		struct retained_ctx r = { c, code };
 		if (broker_retained_foreach(br, (const char *)f.p, f.len, send_retained, &r) < 0)
-			log_warn("retained messages skipped client=%s reason=\"out of memory\"", c->id);
+			log_warn_rl("retained messages skipped client=%s reason=\"out of memory\"",
+				    log_q(c->id));
 	}
 	return c->state == CL_CLOSING ? -1 : 0;
 }

@@ -35,20 +35,20 @@ static void on_accept(struct loop_io *io, uint32_t revents)
 		int fd = net_accept(io->fd, peer, sizeof(peer));
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn_errno("accept failed");
+				log_warn_errno_rl("accept failed");
 			return;
 		}
 		if (atomic_fetch_add(&br->n_connections, 1) >= (int)LIM(br, max_connections)) {
 			atomic_fetch_sub(&br->n_connections, 1);
 			STAT_INC(w, conn_rejected);
-			log_warn("conn rejected addr=%s reason=\"max_connections reached\"", peer);
+			log_warn_rl("conn rejected addr=%s reason=\"max_connections reached\"", peer);
 			close(fd);
 			continue;
 		}
 		STAT_INC(w, conn_accepted);
 		if (!client_new(w, fd, peer)) {
 			atomic_fetch_sub(&br->n_connections, 1);
-			log_warn("conn rejected addr=%s reason=\"out of memory\"", peer);
+			log_warn_rl("conn rejected addr=%s reason=\"out of memory\"", peer);
 		}
 	}
 }

@@ -227,8 +227,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			rd_kafka_assign(rk, NULL);
 	}
 	if (e) {
-		log_warn("downlink rebalance failed group=%s reason=\"%s\"", c->group,
-			 rd_kafka_error_string(e));
+		log_warn("downlink rebalance failed group=%s reason=%s", c->group,
+			 log_q(rd_kafka_error_string(e)));
 		rd_kafka_error_destroy(e);
 	}
 }
@@ -246,8 +246,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct consumer *c = opaque;
 	(void)rk;
-	log_warn("kafka consumer error group=%s code=%s reason=\"%s\"", c->group,
-		 rd_kafka_err2name(err), reason);
+	log_warn_rl("kafka consumer error group=%s code=%s reason=%s", c->group,
+		    rd_kafka_err2name(err), log_q(reason));
 }
 
 static void on_expired(void *ud, const char *topic, int32_t partition, int64_t offset)
@@ -266,8 +266,9 @@ static void handle(struct consumer *c, rd_kafka_message_t *rkm, int64_t now)
 
 	if (rkm->err) {
 		if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-			log_warn("kafka consume error group=%s topic=%s partition=%d reason=\"%s\"",
-				 c->group, topic, (int)rkm->partition, rd_kafka_message_errstr(rkm));
+			log_warn_rl("kafka consume error group=%s topic=%s partition=%d reason=%s",
+				    c->group, topic, (int)rkm->partition,
+				    log_q(rd_kafka_message_errstr(rkm)));
 		return;
 	}
 	struct consumer_ticket t = { .c = c, .offset = rkm->offset };

@@ -59,8 +59,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaq
 		} else {
 			atomic_fetch_add(&u->st.failed, 1);
 			atomic_store(&t->failed, true);
-			log_warn("kafka delivery failed client=%s topic=%s kafka_topic=%s reason=\"%s\"",
-				 t->clientid, t->m->topic, topic, rd_kafka_err2str(rm->err));
+			log_warn_rl("kafka delivery failed client=%s topic=%s kafka_topic=%s reason=%s",
+				    log_q(t->clientid), log_q(t->m->topic), log_q(topic),
+				    log_q(rd_kafka_err2str(rm->err)));
 		}
 	}
 	uplink_ticket_release(u, t);
@@ -70,7 +71,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk;
 	(void)opaque;
-	log_warn("kafka error code=%s reason=\"%s\"", rd_kafka_err2name(err), reason);
+	log_warn_rl("kafka error code=%s reason=%s", rd_kafka_err2name(err), log_q(reason));
 }
 
 struct uplink *uplink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,

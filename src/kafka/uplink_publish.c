@@ -101,13 +101,13 @@ void uplink_permanent_failure(struct uplink *u, struct ticket *t, const char *kt
 {
 	if (u->dead_letter && dead_letter(u, t, error) == 0) {
 		atomic_fetch_add(&u->st.dead_letters, 1);
-		log_warn("dead letter client=%s topic=%s kafka_topic=%s reason=\"%s\"", t->clientid,
-			 t->m->topic, ktopic ? ktopic : "-", error);
+		log_warn_rl("dead letter client=%s topic=%s kafka_topic=%s reason=%s",
+			    log_q(t->clientid), log_q(t->m->topic), log_q(ktopic), log_q(error));
 		return;
 	}
 	atomic_fetch_add(&u->st.dropped, 1);
-	log_warn("record dropped client=%s topic=%s kafka_topic=%s reason=\"%s\"", t->clientid,
-		 t->m->topic, ktopic ? ktopic : "-", error);
+	log_warn_rl("record dropped client=%s topic=%s kafka_topic=%s reason=%s",
+		    log_q(t->clientid), log_q(t->m->topic), log_q(ktopic), log_q(error));
 }
 
 static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
@@ -237,8 +237,9 @@ static void produce_route(struct uplink_worker *w, struct ticket *t, const struc
 		} else if (t->seq != 0) {
 			atomic_fetch_add(&u->st.failed, 1);
 			atomic_store(&t->failed, true);
-			log_warn("kafka produce failed client=%s topic=%s kafka_topic=%s reason=\"%s\"",
-				 t->clientid, m->topic, ktopic, rd_kafka_err2str(err));
+			log_warn_rl("kafka produce failed client=%s topic=%s kafka_topic=%s reason=%s",
+				    log_q(t->clientid), log_q(m->topic), log_q(ktopic),
+				    log_q(rd_kafka_err2str(err)));
 		} else {
 			atomic_fetch_add(&u->st.qos0_failed, 1);
 		}

@@ -401,7 +401,7 @@ static void test_invalid_config_changes_nothing(void **state)
 	publish("r/2", "m-after-bad");
 	assert_topic_holds("after", after, 2);
 	assert_topic_holds("before", NULL, 0);
-	assert_true(log_wait_since(pub_off, "publish client=it-reload-pub topic=r/2", 2000));
+	assert_true(log_wait_since(pub_off, "publish client=\"it-reload-pub\" topic=\"r/2\"", 2000));
 
 	/* max_inflight is still 32: a subscriber that does not ack gets all 3. */
 	int sub = F.fds[0];
@@ -435,7 +435,7 @@ static void test_log_level_in_place(void **state)
 	reload_ok(F.g.port, "debug", ROUTE("before"));
 	off = log_mark();
 	publish("r/loud", "l");
-	assert_true(log_wait_since(off, "publish client=it-reload-pub topic=r/loud", 2000));
+	assert_true(log_wait_since(off, "publish client=\"it-reload-pub\" topic=\"r/loud\"", 2000));
 }
 
 static void test_max_inflight_in_place(void **state)

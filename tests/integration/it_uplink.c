@@ -418,7 +418,7 @@ static void test_dead_letter(void **state)
 		json_decref(j);
 	}
 	assert_non_null(k);
-	assert_true(gw_log_contains(&F.g, "dead letter client=it-up-dlq topic=short/a"));
+	assert_true(gw_log_contains(&F.g, "dead letter client=\"it-up-dlq\" topic=\"short/a\""));
 	assert_int_equal(kcount_all(), 3); /* nothing but the dead letters */
 	assert_int_equal(metric("kafkagate_uplink_dead_letters_total"), 3);
 	assert_int_equal(metric("kafkagate_uplink_dropped_total"), 0);
@@ -435,7 +435,7 @@ static void test_no_dead_letter_topic(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(itutil_send_publish(fd, "short/a", "too short", 9, 1, false, 1), 0);
 	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
-	assert_true(gw_log_wait(&F.g, "record dropped client=it-up-nodlq topic=short/a", 2000));
+	assert_true(gw_log_wait(&F.g, "record dropped client=\"it-up-nodlq\" topic=\"short/a\"", 2000));
 	assert_int_equal(kcount_all(), 0);
 	assert_int_equal(metric("kafkagate_uplink_dropped_total"), 1);
 	close(fd);
@@ -461,7 +461,7 @@ static void test_oversized_record_dropped(void **state)
 	int n = raw_build_publish(pkt, BIG + 64, 4, "big/x", payload, BIG, 1, false, false, 1);
 	assert_int_equal(raw_send(fd, pkt, (size_t)n), 0);
 	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, WAIT_MS), 0);
-	assert_true(gw_log_wait(&F.g, "record dropped client=it-up-big topic=big/x", 2000));
+	assert_true(gw_log_wait(&F.g, "record dropped client=\"it-up-big\" topic=\"big/x\"", 2000));
 	assert_int_equal(itutil_send_publish(fd, "big/y", "small", 5, 1, false, 2), 0);
 	assert_int_equal(itutil_expect_ack(fd, 0x40, 2, WAIT_MS), 0);
 	assert_int_equal(kcount_all(), 1);
@@ -537,7 +537,7 @@ static void test_timeout_never_acked(void **state)
 	long long waited = itutil_now_ms() - t0;
 	print_message("connection closed %lld ms after the publish\n", waited);
 	assert_true(waited >= 2500);
-	assert_true(gw_log_wait(&F.g, "kafka delivery failed client=it-up-to-a", 2000));
+	assert_true(gw_log_wait(&F.g, "kafka delivery failed client=\"it-up-to-a\"", 2000));
 	assert_true(gw_log_contains(&F.g, "reason=\"delivery failed, not acknowledged\""));
 	assert_true(metric("kafkagate_uplink_failed_total") >= 1);
 	assert_true(metric("kafkagate_uplink_connections_closed_total") >= 1);

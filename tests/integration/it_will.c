@@ -203,7 +203,7 @@ static void test_no_will_without_flag(void **state)
 	for (int i = 0; i < 3; i++) {
 		char needle[64];
 
-		snprintf(needle, sizeof(needle), "conn close client=%s addr=", ids[i]);
+		snprintf(needle, sizeof(needle), "conn close client=\"%s\" addr=", ids[i]);
 		assert_true(gw_log_wait(&g, needle, WAIT_MS));
 		if (i != 1)
 			close(fd[i]);
