@@ -173,9 +173,11 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
-FUZZ_TARGETS     := decode http
+FUZZ_TARGETS     := decode http cfg
 FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
 FUZZ_http_SRC    := src/core/http_parse.c
+FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
+FUZZ_cfg_LIBS    := -lconfig
 FUZZ_SECONDS     ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_CC          ?= clang

@@ -538,30 +538,38 @@ static int load_props(struct ctx *x, const config_setting_t *s, void *base, cons
 }
 
 /*
- * libconfig 1.5 reads a plain integer literal with atoi(), so 4294967297
- * silently becomes 1 and would pass any range check: find such literals in
- * the text first. Skips comments, strings, names, floats and 64-bit (L)
- * literals. Files pulled in with @include are not scanned.
+ * What libconfig 1.5 lets through, found in the text first:
+ * - it reads a plain integer literal with atoi(), so 4294967297 silently
+ *   becomes 1 and would pass any range check;
+ * - a file that ends inside a string or a comment (truncated) loads as if
+ *   that tail were not there.
+ * Skips comments, strings, names, floats and 64-bit (L) literals. Files
+ * pulled in with @include are not scanned.
  */
-static int check_int_literals(struct ctx *x, const char *p)
+static int check_text(struct ctx *x, const char *p)
 {
 	int line = 1;
 
 	while (*p) {
 		const char *start = p;
+		int start_line = line;
 		char *end;
 		if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
 			p += strcspn(p, "\n");
 		} else if (p[0] == '/' && p[1] == '*') {
 			for (p += 2; *p && !(p[0] == '*' && p[1] == '/'); p++)
 				line += *p == '\n';
-			p += *p ? 2 : 0;
+			if (!*p)
+				return fail_at(x, NULL, start_line, "unterminated /* comment (is the file truncated?)");
+			p += 2;
 		} else if (*p == '"') {
 			for (p++; *p && *p != '"'; p++) {
 				p += p[0] == '\\' && p[1];
 				line += *p == '\n';
 			}
-			p += *p ? 1 : 0;
+			if (!*p)
+				return fail_at(x, NULL, start_line, "unterminated string (is the file truncated?)");
+			p++;
 		} else if (isalpha((unsigned char)*p) || *p == '*') {
 			while (isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '*')
 				p++;
@@ -640,7 +648,7 @@ static int parse(const char *name, const char *text, size_t len, struct cfg **ou
 		fail_at(&x, config_error_file(&lc), config_error_line(&lc), "%s", config_error_text(&lc));
 		goto cleanup;
 	}
-	if (check_int_literals(&x, text))
+	if (check_text(&x, text))
 		goto cleanup;
 	x.c->kafka.line = line_of(config_lookup(&lc, "kafka"));
 	x.c->kafka.brokers_line = line_of(config_lookup(&lc, "kafka.brokers"));

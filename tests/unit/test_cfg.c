@@ -397,6 +397,9 @@ static const struct bad bad_cfgs[] = {
 	{ "workers = 1;\nlog = { level = info; };\n", ":2: syntax error" },
 	{ "workers = 1;\nworkers = 2;\n", ":2: duplicate setting name" },
 	{ "workers = 4294967297;\n", "out of range (-2147483648..2147483647; write 4294967297L for a 64-bit" },
+	/* libconfig 1.5 loads these as if the tail were not there */
+	{ "listeners = ( { } );\n\"abc\n", ":2: unterminated string (is the file truncated?)" },
+	{ "listeners = ( { } );\n/* a\n comment", ":2: unterminated /* comment (is the file truncated?)" },
 
 	/* listeners: protocol, path, tls */
 	{ "listeners = ( { protocol = \"ws\"; } );\n", "'listeners[0].protocol' must be one of mqtt, websocket" },
