@@ -50,7 +50,7 @@ APP_SRC    := src/app/reload.c
 # auth: password and ACL files (pure but for OpenSSL's hashes).
 AUTH_SRC   :=
 # transport: TLS (OpenSSL) and WebSocket framing, below the broker.
-TRANSPORT_SRC :=
+TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c
 
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon. Layers and what each may include:
@@ -63,7 +63,7 @@ BIN     := $(B)/kafkagate
 UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox
 UNIT_TESTS_AUTH      :=
-UNIT_TESTS_TRANSPORT :=
+UNIT_TESTS_TRANSPORT := ws tls
 UNIT_TESTS_BROKER    := client_ack inflight
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
@@ -173,9 +173,11 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
-FUZZ_TARGETS     := decode http cfg
+FUZZ_TARGETS     := decode http cfg ws
 FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
 FUZZ_http_SRC    := src/core/http_parse.c
+FUZZ_ws_SRC      := src/transport/ws.c src/core/http_parse.c src/core/buf.c
+FUZZ_ws_LIBS     := -lcrypto
 FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
 FUZZ_cfg_LIBS    := -lconfig
 FUZZ_SECONDS     ?= 60
