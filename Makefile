@@ -46,9 +46,9 @@ KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish
 	src/kafka/downlink.c
 ADMIN_SRC  := src/admin/http.c src/admin/http_route.c src/admin/metrics.c \
 	src/admin/status.c
-APP_SRC    := src/app/reload.c
+APP_SRC    := src/app/reload.c src/app/passwd_cmd.c
 # auth: password and ACL files (pure but for OpenSSL's hashes).
-AUTH_SRC   :=
+AUTH_SRC   := src/auth/passwd.c src/auth/acl.c
 # transport: TLS (OpenSSL) and WebSocket framing, below the broker.
 TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c
 
@@ -62,7 +62,7 @@ BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox
-UNIT_TESTS_AUTH      :=
+UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
 UNIT_TESTS_BROKER    := client_ack inflight
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
@@ -173,13 +173,16 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
-FUZZ_TARGETS     := decode http cfg ws
+FUZZ_TARGETS     := decode http passwd acl cfg ws
 FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
 FUZZ_http_SRC    := src/core/http_parse.c
 FUZZ_ws_SRC      := src/transport/ws.c src/core/http_parse.c src/core/buf.c
 FUZZ_ws_LIBS     := -lcrypto
 FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
 FUZZ_cfg_LIBS    := -lconfig
+FUZZ_passwd_SRC  := src/auth/passwd.c src/core/util.c
+FUZZ_passwd_LIBS := -lcrypto
+FUZZ_acl_SRC     := src/auth/acl.c src/core/util.c src/mqtt/topic.c src/mqtt/mqtt_codec.c
 FUZZ_SECONDS     ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_CC          ?= clang
