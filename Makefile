@@ -38,7 +38,8 @@ MQTT_SRC   := src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c
 	src/mqtt/mqtt_encode.c src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c
 ROUTE_SRC  := src/route/template.c src/route/route.c src/route/envelope.c src/route/downlink_map.c
 BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/broker/client_ack.c \
-	src/broker/send.c src/broker/deliver.c src/broker/takeover.c src/broker/dispatch.c \
+	src/broker/client_io.c src/broker/listener.c src/broker/send.c src/broker/deliver.c \
+	src/broker/takeover.c src/broker/dispatch.c \
 	src/broker/handle_connect.c src/broker/handle_publish.c src/broker/handle_subscribe.c \
 	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
@@ -173,9 +174,11 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
-FUZZ_TARGETS     := decode http passwd acl cfg ws
+FUZZ_TARGETS     := decode http passwd acl cfg ws topic
 FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
 FUZZ_http_SRC    := src/core/http_parse.c
+FUZZ_topic_SRC   := src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c \
+	src/mqtt/mqtt_codec.c src/core/buf.c
 FUZZ_ws_SRC      := src/transport/ws.c src/core/http_parse.c src/core/buf.c
 FUZZ_ws_LIBS     := -lcrypto
 FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
@@ -208,6 +211,17 @@ fuzz: deps fuzz-build
 
 fuzz-smoke: fuzz-build
 	@$(MAKE) -s fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+# Topic validation and matching against libmosquitto's (libmosquitto-dev) on
+# TOPIC_DIFF_PAIRS random (topic, filter) pairs; fails on any disagreement.
+TOPIC_DIFF_PAIRS ?= 1000000
+.PHONY: topic-diff
+$(B)/tests/topic_diff: tests/diff/topic_diff.c $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) -lmosquitto $(LIBS)
+
+topic-diff: $(B)/tests/topic_diff
+	$(B)/tests/topic_diff $(TOPIC_DIFF_PAIRS)
 
 # Packaging files (docker/, systemd/, the config examples) against the binary.
 packaging: $(BIN)

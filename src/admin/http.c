@@ -197,11 +197,12 @@ static void on_conn(struct loop_io *io, uint32_t revents)
 static void on_accept(struct loop_io *io, uint32_t revents)
 {
 	struct http_server *hs = container_of(io, struct http_server, lis);
-	char peer[64];
+	struct net_peer np;
+	const char *peer = np.str;
 	(void)revents;
 
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
-		int fd = net_accept(io->fd, peer, sizeof(peer));
+		int fd = net_accept(io->fd, &np);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				log_warn_errno_rl("http accept failed");

@@ -9,6 +9,7 @@
 
 #include "broker/broker_int.h"
 #include "broker/inflight.h"
+#include "broker/listener.h"
 #include "admin/metrics.h"
 #include "core/prom.h"
 #include "broker/retain.h"
@@ -36,6 +37,7 @@ struct totals {
 	uint64_t pkts_in[16], pkts_out[16], msgs_in[3];
 	uint64_t qos0_dropped, queue_dropped, malformed;
 	uint64_t up_routed, up_unrouted, sink_blocked, sink_failed;
+	uint64_t packet_timeouts, partial_refused;
 };
 
 static int one_u64(struct buf *out, const char *name, const char *type, const char *help,
@@ -65,6 +67,8 @@ static void sum_workers(const struct broker *br, struct totals *t)
 		t->malformed += LD(st->malformed);
 		t->sink_blocked += LD(st->sink_blocked);
 		t->sink_failed += LD(st->sink_failed);
+		t->packet_timeouts += LD(st->packet_timeouts);
+		t->partial_refused += LD(st->partial_refused);
 	}
 }
 
@@ -84,14 +88,39 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 	static const char *const all[] = { "listener", "all", NULL };
 	int rc = 0;
 
-	rc |= prom_family(out, "kafkagate_connections", "gauge", "Open MQTT connections.");
+	rc |= prom_family(out, "kafkagate_connections", "gauge",
+			  "Open MQTT connections, in all and by listener (kind:port).");
 	rc |= prom_i64(out, "kafkagate_connections", all,
 			  atomic_load_explicit(&br->n_connections, memory_order_relaxed));
+	for (int i = 0; i < br->n_lis; i++) {
+		const char *l[] = { "listener", br->lis[i].name, NULL };
+		rc |= prom_i64(out, "kafkagate_connections", l, LD(br->lis[i].open));
+	}
 	rc |= prom_family(out, "kafkagate_connections_total", "counter",
 			     "MQTT connections accepted.");
 	rc |= prom_u64(out, "kafkagate_connections_total", all, t->accepted);
-	rc |= one_u64(out, "kafkagate_connections_rejected_total", "counter",
-		      "MQTT connections refused at accept (max_connections).", t->rejected);
+	for (int i = 0; i < br->n_lis; i++) {
+		const char *l[] = { "listener", br->lis[i].name, NULL };
+		rc |= prom_u64(out, "kafkagate_connections_total", l, LD(br->lis[i].accepted));
+	}
+	rc |= prom_family(out, "kafkagate_connections_rejected_total", "counter",
+			  "MQTT connections refused at accept (max_connections, "
+			  "max_connections_per_address, max_connect_rate, out of descriptors).");
+	rc |= prom_u64(out, "kafkagate_connections_rejected_total", NULL, t->rejected);
+	for (int i = 0; i < br->n_lis; i++) {
+		const char *l[] = { "listener", br->lis[i].name, NULL };
+		rc |= prom_u64(out, "kafkagate_connections_rejected_total", l,
+			       LD(br->lis[i].rejected));
+	}
+	rc |= one_u64(out, "kafkagate_packet_timeouts_total", "counter",
+		      "Connections closed because a started packet did not arrive within "
+		      "limits.packet_timeout.", t->packet_timeouts);
+	rc |= one_u64(out, "kafkagate_partial_refused_total", "counter",
+		      "Connections closed because partially received packets reached "
+		      "limits.max_partial_bytes.", t->partial_refused);
+	rc |= one_u64(out, "kafkagate_partial_bytes", "gauge",
+		      "Bytes held by partially received packets, all connections.",
+		      (uint64_t)LD(br->partial_bytes));
 	rc |= render_packets(out, "kafkagate_packets_received_total",
 			     "MQTT control packets received, by type.", t->pkts_in);
 	rc |= render_packets(out, "kafkagate_packets_sent_total",

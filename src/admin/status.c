@@ -14,6 +14,8 @@
 
 #include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/client_io.h"
+#include "broker/listener.h"
 #include "broker/inflight.h"
 #include "route/route.h"
 #include "broker/session.h"
@@ -168,6 +170,8 @@ struct row {
 	char *id;
 	char *username;           /* NULL: none */
 	char peer[64];
+	char listener[24];
+	char tls[16];             /* TLS version, "" for none */
 	int64_t accepted_ms;      /* monotonic */
 	char **subs;
 	uint32_t n_subs;
@@ -242,6 +246,8 @@ static int row_copy(struct row *r, const struct client *c)
 	r->username = c->username ? strdup(c->username) : NULL;
 	r->subs = calloc(s->n_subs ? s->n_subs : 1, sizeof(*r->subs));
 	snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+	snprintf(r->listener, sizeof(r->listener), "%s", c->w->br->lis[c->lis].name);
+	snprintf(r->tls, sizeof(r->tls), "%s", client_io_tls_version(c));
 	r->accepted_ms = c->accepted_ms;
 	r->inflight = s->out.n;
 	r->queued = s->queue.n;
@@ -326,8 +332,9 @@ static json_t *row_json(const struct row *r, int64_t mono_now, int64_t wall_now)
 		json_decref(subs);
 		return NULL;
 	}
-	return json_pack("{s:s,s:s?,s:s,s:s,s:o,s:i,s:i}",
+	return json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:s,s:o,s:i,s:i}",
 			 "client_id", r->id, "username", r->username, "address", r->peer,
+			 "listener", r->listener, "tls", r->tls[0] ? r->tls : NULL,
 			 "connected_since", iso, "subscriptions", subs,
 			 "inflight", (int)r->inflight, "queued", (int)r->queued);
 }

@@ -133,8 +133,10 @@ int main(int argc, char **argv)
 	}
 	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
 	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
-	    downlink_check(cfg, err, sizeof(err)) < 0) {
+	    downlink_check(cfg, err, sizeof(err)) < 0 ||
+	    broker_check(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
+		route_table_unref(rt); /* NULL ok */
 		cfg_free(cfg);
 		return 1;
 	}

@@ -49,7 +49,8 @@ int reload_apply(struct reload_ctx *r)
 		return reject(r, NULL, err);
 	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
 	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
-	    downlink_check(cfg, err, sizeof(err)) < 0) {
+	    downlink_check(cfg, err, sizeof(err)) < 0 ||
+	    broker_check(cfg, err, sizeof(err)) < 0) {
 		route_table_unref(rt);
 		return reject(r, cfg, err);
 	}
@@ -71,7 +72,9 @@ int reload_apply(struct reload_ctx *r)
 		log_warn("reload: changes need a restart to take effect settings=\"%s\"", diff);
 
 	log_set_level(cfg->log_level);
-	broker_set_limits(r->br, cfg);
+	/* Checked above: this only fails if a file changed in between. */
+	if (broker_reload(r->br, cfg, err, sizeof(err)) < 0)
+		log_error("reload: listener kept its old certificate reason=%s", log_q(err));
 	if (r->up) {
 		/* Publishes after this use the new table (an atomic switch). */
 		if (uplink_set_routes(r->up, rt) < 0) {

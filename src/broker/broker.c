@@ -7,6 +7,7 @@
 
 #include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/listener.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/worker.h"
@@ -26,6 +27,11 @@ void broker_set_limits(struct broker *br, const struct cfg *cfg)
 	atomic_store(&br->lim.max_queued, (unsigned)l->max_queued_messages);
 	atomic_store(&br->lim.max_output_bytes, (unsigned)l->max_output_bytes);
 	atomic_store(&br->lim.connect_timeout_ms, (unsigned)l->connect_timeout * 1000u);
+	atomic_store(&br->lim.max_connections_per_address, (unsigned)l->max_connections_per_address);
+	atomic_store(&br->lim.max_connect_rate, (unsigned)l->max_connect_rate);
+	atomic_store(&br->lim.packet_timeout_ms, (unsigned)l->packet_timeout * 1000u);
+	atomic_store(&br->lim.max_partial_bytes, (unsigned)l->max_partial_bytes);
+	atomic_store(&br->lim.max_connect_size, (unsigned)l->max_connect_size);
 }
 
 static int broker_init_workers(struct broker *br, const struct cfg *cfg, int n)
@@ -44,18 +50,27 @@ static int broker_init_workers(struct broker *br, const struct cfg *cfg, int n)
 			return -1;
 		/* Port 0: every worker must share the port the first one got. */
 		if (i == 0)
-			for (int j = 0; j < nl; j++)
+			for (int j = 0; j < nl; j++) {
 				ports[j] = broker_listener_port(br, j);
+				listener_set_port(br, j, ports[j]);
+			}
 	}
 	return 0;
 }
 
 struct broker *broker_new(const struct cfg *cfg)
 {
+	char err[512];
 	struct broker *br = calloc(1, sizeof(*br));
 	if (!br)
 		return NULL;
 	broker_set_limits(br, cfg);
+	if (listener_init_all(br, cfg, err, sizeof(err)) < 0) {
+		log_error("listener setup failed reason=%s", log_q(err));
+		listener_free_all(br);
+		free(br);
+		return NULL;
+	}
 	pthread_rwlock_init(&br->subs_lock, NULL);
 	pthread_mutex_init(&br->retain_lock, NULL);
 	pthread_mutex_init(&br->dir_lock, NULL);
@@ -138,6 +153,7 @@ void broker_free(struct broker *br)
 	}
 	sub_trie_free(br->subs);
 	retain_free(br->retained);
+	listener_free_all(br);
 	pthread_rwlock_destroy(&br->subs_lock);
 	pthread_mutex_destroy(&br->retain_lock);
 	pthread_mutex_destroy(&br->dir_lock);
@@ -169,6 +185,17 @@ void broker_discard_session(struct broker *br, struct session *s)
 	pthread_spin_lock(&s->mu);
 	mqueue_release(&s->queue);
 	pthread_spin_unlock(&s->mu);
+}
+
+int broker_check(const struct cfg *cfg, char *err, size_t errlen)
+{
+	return listener_check(cfg, err, errlen);
+}
+
+int broker_reload(struct broker *br, const struct cfg *cfg, char *err, size_t errlen)
+{
+	broker_set_limits(br, cfg);
+	return listener_reload(br, cfg, err, errlen);
 }
 
 void broker_set_sink(struct broker *br, const struct broker_sink *sink)

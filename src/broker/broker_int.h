@@ -34,6 +34,11 @@ struct broker_limits {
 	atomic_uint max_queued;
 	atomic_uint max_output_bytes;
 	atomic_uint connect_timeout_ms;
+	atomic_uint max_connections_per_address;
+	atomic_uint max_connect_rate;
+	atomic_uint packet_timeout_ms;
+	atomic_uint max_partial_bytes;
+	atomic_uint max_connect_size;
 };
 
 #define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)
@@ -50,6 +55,9 @@ struct broker {
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
 	atomic_int n_connections;
+	struct broker_listener *lis; /* one per configured listener (listener.h) */
+	int n_lis;
+	atomic_int_fast64_t partial_bytes; /* held by partially received packets */
 	atomic_bool failed;          /* a worker loop ended on an error */
 	atomic_uint_fast64_t reloads;         /* SIGHUP reloads applied */
 	atomic_uint_fast64_t reload_failures; /* rejected */

@@ -9,6 +9,8 @@
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/client_ack.h"
+#include "broker/client_io.h"
+#include "broker/listener.h"
 #include "broker/deliver.h"
 #include "broker/dispatch.h"
 #include "broker/send.h"
@@ -17,6 +19,7 @@
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/net.h"
 #include "core/util.h"
 #include "mqtt/mqtt_codec.h"
 
@@ -27,33 +30,85 @@
 
 static void client_on_io(struct loop_io *io, uint32_t revents);
 
-struct client *client_new(struct worker *w, int fd, const char *peer)
+/* The epoll events c waits for now. */
+static uint32_t client_events(const struct client *c)
 {
+	uint32_t ev = c->read_paused ? 0 : EPOLLIN;
+	if (client_outq(c) > 0)
+		ev |= EPOLLOUT;
+	return ev | client_io_events(c);
+}
+
+struct client *client_new(struct worker *w, int fd, int lis, const struct net_peer *peer,
+			  bool addr_counted)
+{
+	const struct broker_listener *l = &w->br->lis[lis];
 	struct client *c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
-		return NULL;
-	}
+	if (!c)
+		goto fail;
 	c->io.fd = fd;
 	c->io.fn = client_on_io;
 	c->w = w;
 	c->level = 4;
-	if (worker_slot_add(w, c) < 0) {
-		close(fd);
-		free(c);
-		return NULL;
-	}
+	c->lis = (uint8_t)lis;
+	c->addr_counted = addr_counted;
+	memcpy(c->ip, peer->ip, sizeof(c->ip));
+	if (l->kind != LIS_MQTT && client_io_new(c, l) < 0)
+		goto fail;
+	if (worker_slot_add(w, c) < 0)
+		goto fail;
 	c->accepted_ms = c->last_rx_ms = w->now_ms;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer->str);
 	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
 		worker_slot_del(w, c);
-		close(fd);
-		free(c);
-		return NULL;
+		goto fail;
 	}
 	LIST_INSERT_HEAD(&w->clients, c, link);
 	w->n_clients++;
+	atomic_fetch_add_explicit(&w->br->lis[lis].open, 1, memory_order_relaxed);
 	return c;
+fail:
+	if (c)
+		client_io_free(c);
+	free(c);
+	if (addr_counted)
+		listener_release(peer->ip);
+	close(fd);
+	return NULL;
+}
+
+size_t client_outq(const struct client *c)
+{
+	return buf_used(&c->obuf) + client_io_queued(c);
+}
+
+/* Keeps the bytes held in c->rbuf counted against max_partial_bytes.
+ * Returns 0, or -1 after closing c (the cap is reached). */
+static int client_account_partial(struct client *c)
+{
+	struct broker *br = c->w->br;
+	size_t held = buf_used(&c->rbuf);
+
+	if (held == 0) {
+		c->partial_since_ms = 0;
+		buf_shrink(&c->rbuf, 0);
+	} else if (c->partial_since_ms == 0) {
+		c->partial_since_ms = c->w->now_ms;
+	}
+	if (held > c->partial_held) {
+		int64_t d = (int64_t)(held - c->partial_held);
+		int64_t now = atomic_fetch_add(&br->partial_bytes, d) + d;
+		c->partial_held = (uint32_t)held;
+		if (now > (int64_t)LIM(br, max_partial_bytes)) {
+			STAT_INC(c->w, partial_refused);
+			client_close(c, "max_partial_bytes reached", true);
+			return -1;
+		}
+	} else if (held < c->partial_held) {
+		atomic_fetch_sub(&br->partial_bytes, (int64_t)(c->partial_held - held));
+		c->partial_held = (uint32_t)held;
+	}
+	return 0;
 }
 
 void client_mark_output(struct client *c)
@@ -87,18 +142,26 @@ void client_finish(struct client *c)
 	struct worker *w = c->w;
 
 	/* Best effort: a CONNACK with a refusal code should reach the peer. */
-	if (buf_used(&c->obuf) > 0) {
+	if (c->x) {
+		client_io_final(c, 1000);
+	} else if (buf_used(&c->obuf) > 0) {
 		ssize_t r = send(c->io.fd, buf_head(&c->obuf), buf_used(&c->obuf), MSG_NOSIGNAL);
 		(void)r;
 	}
 	static struct log_limit lim = LOG_LIMIT("conn close", 200, 2000);
-	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s reason=\"%s\"", log_q(c->id),
-		    c->peer,
-		 c->close_reason ? c->close_reason : "?");
+	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s listener=%s reason=%s",
+		    log_q(c->id), c->peer, w->br->lis[c->lis].name,
+		    log_q(c->close_reason ? c->close_reason : "?"));
 	if (c->publish_will)
 		deliver_publish(w, c->will);
 	msg_unref(c->will);
+	client_io_free(c);
 	close(c->io.fd);
+	if (c->addr_counted)
+		listener_release(c->ip);
+	atomic_fetch_sub_explicit(&w->br->lis[c->lis].open, 1, memory_order_relaxed);
+	if (c->partial_held)
+		atomic_fetch_sub(&w->br->partial_bytes, (int64_t)c->partial_held);
 	LIST_REMOVE(c, link);
 	w->n_clients--;
 	worker_slot_del(w, c);
@@ -108,6 +171,7 @@ void client_finish(struct client *c)
 	client_acks_free(c->acks);
 	free(c->id);
 	free(c->username);
+	free(c->cert_user);
 	free(c);
 }
 
@@ -117,7 +181,18 @@ void client_flush(struct client *c)
 
 	if (c->state == CL_CLOSING)
 		return;
-	while (buf_used(&c->obuf) > 0) {
+	if (c->x) {
+		size_t raw = 0;
+		int rc = client_io_flush(c, &raw);
+		STAT_ADD(w, bytes_out, (uint64_t)raw);
+		if (raw > 0)
+			c->last_tx_ms = w->now_ms;
+		if (rc < 0) {
+			client_close(c, client_io_reason(c), true);
+			return;
+		}
+	}
+	while (!c->x && buf_used(&c->obuf) > 0) {
 		ssize_t n = send(c->io.fd, buf_head(&c->obuf), buf_used(&c->obuf), MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -131,16 +206,13 @@ void client_flush(struct client *c)
 		buf_consume(&c->obuf, (size_t)n);
 		c->last_tx_ms = w->now_ms;
 	}
-	uint32_t want = c->read_paused ? 0 : EPOLLIN;
-	if (buf_used(&c->obuf) > 0)
-		want |= EPOLLOUT;
-	else
+	if (buf_used(&c->obuf) == 0)
 		buf_shrink(&c->obuf, OBUF_KEEP);
-	loop_io_mod(w->loop, &c->io, want);
+	loop_io_mod(w->loop, &c->io, client_events(c));
 	client_update_read(c);
 	/* Room again: feed the window from the session queue. */
 	if (c->state == CL_ACTIVE && c->s && c->s->queue.n > 0 &&
-	    buf_used(&c->obuf) < LIM(w->br, max_output_bytes))
+	    client_outq(c) < LIM(w->br, max_output_bytes))
 		deliver_pump(c);
 }
 
@@ -152,15 +224,18 @@ void client_update_read(struct client *c)
 		return;
 	bool pause = c->w->draining || c->backlog_paused || c->state == CL_WAIT_TAKEOVER ||
 		     c->blocked || client_ack_count(c) >= LIM(br, max_inflight) ||
-		     buf_used(&c->obuf) >= LIM(br, max_output_bytes);
+		     client_outq(c) >= LIM(br, max_output_bytes);
 	if (pause == c->read_paused)
 		return;
 	c->read_paused = pause;
-	loop_io_mod(c->w->loop, &c->io,
-		    (pause ? 0 : EPOLLIN) | (buf_used(&c->obuf) ? EPOLLOUT : 0));
-	/* Bytes read before the pause wait in rbuf; the safe point parses them. */
-	if (!pause && buf_used(&c->rbuf) > 0)
+	loop_io_mod(c->w->loop, &c->io, client_events(c));
+	/* Bytes read before the pause wait in rbuf (or inside TLS); the safe
+	 * point parses them. The packet timer restarts: the wait was ours. */
+	if (!pause && (buf_used(&c->rbuf) > 0 || client_io_pending(c))) {
+		if (c->partial_since_ms)
+			c->partial_since_ms = c->w->now_ms;
 		worker_mark_resume(c->w, c);
+	}
 }
 
 /* Frames and dispatches whole packets from p[0..n); returns bytes consumed. */
@@ -169,6 +244,10 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 	struct worker *w = c->w;
 	uint32_t max = LIM(w->br, max_packet_size);
 	size_t off = 0;
+
+	/* The first packet must be a CONNECT: a smaller cap until it is in. */
+	if (c->state == CL_NEW && LIM(w->br, max_connect_size) < max)
+		max = LIM(w->br, max_connect_size);
 
 	while (off < n && c->state != CL_CLOSING && !c->read_paused) {
 		struct mqtt_frame f;
@@ -212,64 +291,101 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 	return off;
 }
 
+/* One read into p (at most cap): from the socket, or through TLS and
+ * WebSocket. Returns the MQTT bytes read (> 0), or 0 after closing c or when
+ * nothing more can be read now. */
+static size_t client_read_some(struct client *c, uint8_t *p, size_t cap)
+{
+	struct worker *w = c->w;
+	ssize_t n;
+
+	if (c->x) {
+		size_t raw = 0;
+		n = client_io_read(c, p, cap, &raw);
+		STAT_ADD(w, bytes_in, (uint64_t)raw);
+		if (raw > 0)
+			c->last_rx_ms = w->now_ms;
+		if (n == CLIO_CLOSED)
+			client_close(c, "peer closed", true);
+		else if (n == CLIO_ERROR)
+			client_close(c, client_io_reason(c), true);
+		return n > 0 ? (size_t)n : 0;
+	}
+	for (;;) {
+		n = read(c->io.fd, p, cap);
+		if (n > 0)
+			break;
+		if (n == 0) {
+			client_close(c, "peer closed", true);
+			return 0;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			client_close(c, "read error", true);
+		return 0;
+	}
+	STAT_ADD(w, bytes_in, (uint64_t)n);
+	c->last_rx_ms = w->now_ms;
+	return (size_t)n;
+}
+
 static void client_read(struct client *c)
 {
 	struct worker *w = c->w;
 
 	for (int i = 0; i < READS_PER_EVENT && c->state != CL_CLOSING && !c->read_paused; i++) {
-		ssize_t n;
+		size_t n;
 		if (buf_used(&c->rbuf) > 0) {
 			/* A partial packet is pending: read behind it so it completes in place. */
 			if (buf_reserve(&c->rbuf, w->rbuf_cap) < 0) {
 				client_close(c, "out of memory", true);
 				return;
 			}
-			n = read(c->io.fd, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
-		} else {
-			n = read(c->io.fd, w->rbuf, w->rbuf_cap);
-		}
-		if (n == 0) {
-			client_close(c, "peer closed", true);
-			return;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				client_close(c, "read error", true);
-			return;
-		}
-		STAT_ADD(w, bytes_in, (uint64_t)n);
-		c->last_rx_ms = w->now_ms;
-		if (buf_used(&c->rbuf) > 0) {
-			c->rbuf.len += (size_t)n;
+			n = client_read_some(c, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
+			if (n == 0)
+				return;
+			c->rbuf.len += n;
 			size_t used = client_process(c, buf_head(&c->rbuf), buf_used(&c->rbuf));
 			if (c->state == CL_CLOSING)
 				return;
 			buf_consume(&c->rbuf, used);
-			if (buf_used(&c->rbuf) == 0)
-				buf_shrink(&c->rbuf, 0);
 		} else {
-			size_t used = client_process(c, w->rbuf, (size_t)n);
+			n = client_read_some(c, w->rbuf, w->rbuf_cap);
+			if (n == 0)
+				return;
+			size_t used = client_process(c, w->rbuf, n);
 			if (c->state == CL_CLOSING)
 				return;
-			if (used < (size_t)n && buf_append(&c->rbuf, w->rbuf + used, (size_t)n - used) < 0) {
+			if (used < n && buf_append(&c->rbuf, w->rbuf + used, n - used) < 0) {
 				client_close(c, "out of memory", true);
 				return;
 			}
 		}
-		if ((size_t)n < w->rbuf_cap)
+		if (client_account_partial(c) < 0)
+			return;
+		if (n < w->rbuf_cap && !client_io_pending(c))
 			return;
 	}
+	/* Stopped early with input still inside TLS: epoll will not say so. */
+	if (c->state != CL_CLOSING && !c->read_paused && client_io_pending(c))
+		worker_mark_resume(w, c);
 }
 
 void client_process_pending(struct client *c)
 {
-	if (buf_used(&c->rbuf) == 0 || c->state == CL_CLOSING)
+	if (c->state == CL_CLOSING)
 		return;
-	size_t used = client_process(c, buf_head(&c->rbuf), buf_used(&c->rbuf));
-	if (c->state != CL_CLOSING)
+	if (buf_used(&c->rbuf) > 0) {
+		size_t used = client_process(c, buf_head(&c->rbuf), buf_used(&c->rbuf));
+		if (c->state == CL_CLOSING)
+			return;
 		buf_consume(&c->rbuf, used);
+		if (client_account_partial(c) < 0)
+			return;
+	}
+	if (!c->read_paused && client_io_pending(c))
+		client_read(c);
 }
 
 static void client_on_io(struct loop_io *io, uint32_t revents)
@@ -280,9 +396,10 @@ static void client_on_io(struct loop_io *io, uint32_t revents)
 		return;
 	/* Keepalive needs the time of this read, not of the last tick. */
 	c->w->now_ms = util_now_ms();
-	if (revents & EPOLLOUT)
+	/* TLS may need to write to read and read to write: both on any event. */
+	if ((revents & EPOLLOUT) || c->x)
 		client_flush(c);
-	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+	if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->x)
 		client_read(c);
 	client_update_read(c);
 }

@@ -27,7 +27,9 @@
 #include "core/loop.h"
 
 struct client_acks;
+struct client_io;
 struct msg;
+struct net_peer;
 struct session;
 struct worker;
 
@@ -71,11 +73,25 @@ struct client {
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
 	struct client_acks *acks;    /* NULL until the first publish handed to the sink */
+	struct client_io *x;         /* TLS/WebSocket state; NULL for plain TCP */
+	char *cert_user;             /* identity from the client certificate, or NULL */
+	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
+	uint32_t partial_held;       /* bytes of it counted in broker partial_bytes */
+	uint8_t lis;                 /* listener index (broker listener.h) */
+	bool addr_counted;           /* counts against max_connections_per_address */
+	uint8_t ip[16];              /* peer address key */
 	char peer[64];
 };
 
-/* Takes ownership of fd (non-blocking). Returns the client or NULL (fd closed). */
-struct client *client_new(struct worker *w, int fd, const char *peer);
+/* Output bytes not yet on the wire: encoded MQTT plus what the transport
+ * still holds (WebSocket frames). */
+size_t client_outq(const struct client *c);
+
+/* Takes ownership of fd (non-blocking), accepted on listener lis from peer
+ * (counted against its address when addr_counted). Returns the client or
+ * NULL (fd closed, address released). */
+struct client *client_new(struct worker *w, int fd, int lis, const struct net_peer *peer,
+			  bool addr_counted);
 
 /* Marks c closing with a reason for the log and detaches its session at
  * once (parked, or discarded for clean sessions) so that a new connection may

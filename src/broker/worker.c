@@ -1,5 +1,7 @@
 /* worker.c - one network thread; see worker.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "broker/client_ack.h"
 #include "broker/deliver.h"
 #include "broker/handle_publish.h"
+#include "broker/listener.h"
 #include "broker/session.h"
 #include "broker/takeover.h"
 #include "broker/worker.h"
@@ -22,33 +25,68 @@
 #define WORKER_TICK_MS 250
 #define ACCEPTS_PER_EVENT 64
 
+/* Out of file descriptors: the pending connection would keep the listener
+ * readable forever. Give up the spare descriptor, accept and close at once,
+ * and take the spare back. */
+static void shed_one(struct worker *w, int lfd)
+{
+	if (w->spare_fd >= 0) {
+		close(w->spare_fd);
+		int fd = accept(lfd, NULL, NULL);
+		if (fd >= 0)
+			close(fd);
+		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	STAT_INC(w, conn_rejected);
+	log_warn_rl("conn rejected reason=\"out of file descriptors\"");
+}
+
+static void reject(struct worker *w, struct broker_listener *bl, int fd, const struct net_peer *p,
+		   const char *why)
+{
+	STAT_INC(w, conn_rejected);
+	atomic_fetch_add_explicit(&bl->rejected, 1, memory_order_relaxed);
+	log_warn_rl("conn rejected addr=%s listener=%s reason=\"%s\"", p->str, bl->name, why);
+	close(fd);
+}
+
 static void on_accept(struct loop_io *io, uint32_t revents)
 {
 	struct listener_io *li = container_of(io, struct listener_io, io);
 	struct worker *w = li->w;
 	struct broker *br = w->br;
-	char peer[64];
+	struct broker_listener *bl = &br->lis[li->idx];
+	struct net_peer p;
+	bool counted;
 	(void)revents;
 
 	w->now_ms = util_now_ms();
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
-		int fd = net_accept(io->fd, peer, sizeof(peer));
+		int fd = net_accept(io->fd, &p);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE)
+				shed_one(w, io->fd);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				log_warn_errno_rl("accept failed");
 			return;
 		}
+		const char *why = listener_admit(br, li->idx, &p, w->now_ms, &counted);
+		if (why) {
+			reject(w, bl, fd, &p, why);
+			continue;
+		}
 		if (atomic_fetch_add(&br->n_connections, 1) >= (int)LIM(br, max_connections)) {
 			atomic_fetch_sub(&br->n_connections, 1);
-			STAT_INC(w, conn_rejected);
-			log_warn_rl("conn rejected addr=%s reason=\"max_connections reached\"", peer);
-			close(fd);
+			if (counted)
+				listener_release(p.ip);
+			reject(w, bl, fd, &p, "max_connections reached");
 			continue;
 		}
 		STAT_INC(w, conn_accepted);
-		if (!client_new(w, fd, peer)) {
+		atomic_fetch_add_explicit(&bl->accepted, 1, memory_order_relaxed);
+		if (!client_new(w, fd, li->idx, &p, counted)) {
 			atomic_fetch_sub(&br->n_connections, 1);
-			log_warn_rl("conn rejected addr=%s reason=\"out of memory\"", peer);
+			log_warn_rl("conn rejected addr=%s reason=\"out of memory\"", p.str);
 		}
 	}
 }
@@ -126,6 +164,7 @@ static void on_tick(void *ud)
 	if (!STAILQ_EMPTY(&w->blocked))
 		handle_publish_retry(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
+	int64_t packet_timeout = LIM(br, packet_timeout_ms);
 
 	struct client *c;
 	LIST_FOREACH(c, &w->clients, link) {
@@ -134,7 +173,14 @@ static void on_tick(void *ud)
 		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
 			buf_release(&c->obuf);
 		if (c->state == CL_NEW && now - c->accepted_ms > connect_timeout) {
+			/* The TLS and WebSocket handshakes count here too. */
 			client_close(c, "no CONNECT in time", false);
+		} else if (c->partial_since_ms && !c->read_paused && packet_timeout > 0 &&
+			   now - c->partial_since_ms > packet_timeout) {
+			/* A started packet must arrive whole in time, keepalive or not:
+			 * one byte per period would otherwise hold its buffer forever. */
+			STAT_INC(w, packet_timeouts);
+			client_close(c, "packet_timeout: a packet took too long to arrive", true);
 		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
 			   now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
 			/* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
@@ -284,6 +330,7 @@ int worker_init(struct worker *w, struct broker *br, int idx,
 	w->idx = idx;
 	w->br = br;
 	w->inbox.io.fd = -1;
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w->loop = loop_new();
 	w->rbuf_cap = WORKER_RBUF;
 	w->rbuf = malloc(w->rbuf_cap);
@@ -302,6 +349,7 @@ int worker_init(struct worker *w, struct broker *br, int idx,
 			return -1;
 		}
 		w->lis[i].w = w;
+		w->lis[i].idx = i;
 		w->lis[i].io.fd = fd;
 		w->lis[i].io.fn = on_accept;
 		w->n_lis++;
@@ -344,6 +392,8 @@ void worker_release(struct worker *w)
 	reclaim_drain(&w->reclaim);
 	for (int i = 0; i < w->n_lis; i++)
 		close(w->lis[i].io.fd);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
 	free(w->lis);
 	inbox_release(&w->inbox);
 	loop_free(w->loop);

@@ -59,6 +59,8 @@ struct worker_stats {
 	atomic_uint_fast64_t malformed;
 	atomic_uint_fast64_t sink_blocked;   /* times a connection waited for the sink */
 	atomic_uint_fast64_t sink_failed;    /* connections closed after a failed ack */
+	atomic_uint_fast64_t packet_timeouts;  /* closed: a packet took longer than packet_timeout */
+	atomic_uint_fast64_t partial_refused;  /* closed: max_partial_bytes reached */
 };
 
 #define STAT_ADD(w, field, v) \
@@ -70,6 +72,7 @@ struct worker_stats {
 struct listener_io {
 	struct loop_io io;
 	struct worker *w;
+	int idx;                     /* listener index (broker listener.h) */
 };
 
 struct match {
@@ -104,6 +107,7 @@ struct worker {
 	struct reclaim_stack reclaim; /* any thread pushes; owner drains */
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
+	int spare_fd;                /* given up to shed a connection when out of fds */
 	bool draining;               /* shutting down: read nothing more */
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
 	struct worker_stats st;

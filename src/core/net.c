@@ -48,7 +48,7 @@ fail:;
 	return -1;
 }
 
-int net_accept(int lfd, char *peer, size_t peer_len)
+int net_accept(int lfd, struct net_peer *p)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -59,16 +59,24 @@ int net_accept(int lfd, char *peer, size_t peer_len)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	char a[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
+	memset(p->ip, 0, sizeof(p->ip));
+	p->loopback = false;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
 		inet_ntop(AF_INET, &in4->sin_addr, a, sizeof(a));
 		port = ntohs(in4->sin_port);
+		p->ip[10] = p->ip[11] = 0xff;
+		memcpy(p->ip + 12, &in4->sin_addr, 4);
+		p->loopback = p->ip[12] == 127;
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
 		port = ntohs(in6->sin6_port);
+		memcpy(p->ip, &in6->sin6_addr, 16);
+		p->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+			      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && p->ip[12] == 127);
 	}
-	snprintf(peer, peer_len, "%s:%d", a, port);
+	snprintf(p->str, sizeof(p->str), "%s:%d", a, port);
 	return fd;
 }
 

@@ -12,10 +12,19 @@
  * or -1 with errno set. */
 int net_listen(const char *address, int port, bool reuseport, int backlog);
 
+#include <stdint.h>
+
+/* A peer's address: printable, and as a key for per-address limits. */
+struct net_peer {
+	char str[64];       /* "addr:port" */
+	uint8_t ip[16];     /* IPv4 as ::ffff:a.b.c.d, so one key space */
+	bool loopback;      /* 127.0.0.0/8 or ::1 */
+};
+
 /* Accepts one connection as a non-blocking, close-on-exec socket with
- * TCP_NODELAY, and formats the peer as "addr:port" into peer.
- * Returns the fd or -1 (errno EAGAIN when none is pending). */
-int net_accept(int lfd, char *peer, size_t peer_len);
+ * TCP_NODELAY, and describes the peer in *p. Returns the fd or -1 (errno
+ * EAGAIN when none is pending). */
+int net_accept(int lfd, struct net_peer *p);
 
 /* The local port of a bound socket, or -1. */
 int net_local_port(int fd);
