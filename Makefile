@@ -139,7 +139,7 @@ vectors: $(BIN) $(VECTOR_BIN)
 
 test: deps
 	$(MAKE) layers
-	$(MAKE) all unit integration packaging vectors fuzz-smoke
+	$(MAKE) all unit integration packaging vectors fuzz-smoke topic-diff
 
 sanitize: export ASAN_OPTIONS = detect_leaks=1
 sanitize: export UBSAN_OPTIONS = print_stacktrace=1
@@ -226,6 +226,7 @@ topic-diff: $(B)/tests/topic_diff
 # Packaging files (docker/, systemd/, the config examples) against the binary.
 packaging: $(BIN)
 	@KG_BIN=$(BIN) tests/integration/it_packaging.sh
+	@KG_BIN=$(BIN) tests/integration/it_passwd.sh
 
 # The unit goes under PREFIX (systemd searches /usr/local/lib/systemd/system);
 # its /usr/local/bin and /etc/kafkagate paths are rewritten to match. An

@@ -86,7 +86,7 @@ const struct opt cfg_opts[] = {
 	INT(S_LIMITS, "session_expiry", C(limits.session_expiry), 7 * 86400, 0, INT32_MAX, true),
 	INT(S_LIMITS, "max_connections_per_address", C(limits.max_connections_per_address), 1000, 0,
 	    10000000, true),
-	INT(S_LIMITS, "max_connect_rate", C(limits.max_connect_rate), 1000, 0, 1000000, true),
+	INT(S_LIMITS, "max_connect_rate", C(limits.max_connect_rate), 5000, 0, 1000000, true),
 	INT(S_LIMITS, "max_keepalive", C(limits.max_keepalive), 0, 0, 65535, true),
 	U32(S_LIMITS, "max_session_expiry", C(limits.max_session_expiry), UINT32_MAX, 0, UINT32_MAX, true),
 	INT(S_LIMITS, "topic_alias_maximum", C(limits.topic_alias_maximum), 10, 0, 65535, true),
