@@ -1,8 +1,9 @@
 /*
  * cfg.h - the configuration file: load, validate, compare for reload.
  *
- * The file is libconfig syntax; config/dev.cfg shows every section. Nothing
- * outside cfg.c sees libconfig: cfg_load() turns the file into plain C values.
+ * The file is libconfig syntax; config/kafkagate.cfg documents every setting,
+ * docs/security.md the limits. Nothing outside cfg.c sees libconfig:
+ * cfg_load() turns the file into plain C values.
  *
  * Ownership: a struct cfg owns everything it points to (every char *, every
  * array). It is immutable once cfg_load() returns, so any thread may read it;

@@ -144,7 +144,7 @@ static void test_defaults(void **state)
 	assert_int_equal(lim->max_queued_bytes, 16 << 20);
 	assert_int_equal(lim->session_expiry, 7 * 86400);
 	assert_int_equal(lim->max_connections_per_address, 1000);
-	assert_int_equal(lim->max_connect_rate, 1000);
+	assert_int_equal(lim->max_connect_rate, 5000);
 	assert_int_equal(lim->max_keepalive, 0);
 	assert_true(lim->max_session_expiry == UINT32_MAX);
 	assert_int_equal(lim->topic_alias_maximum, 10);
