@@ -377,3 +377,155 @@ double itkafka_metric(const char *text, const char *series)
 			return strtod(p + n + 1, NULL);
 	return -1;
 }
+
+/* Reads secure-info ("KAFKA_NAME=value" lines) and the password file into
+ * *s. Values are taken as printed: the run dir is ours and needs no shell
+ * quoting. */
+static int itkafka_secure_info(struct itkafka_secure *s)
+{
+	const struct {
+		const char *name;
+		char *dst;
+		size_t cap;
+	} f[] = {
+		{ "BOOTSTRAP", s->bootstrap, sizeof(s->bootstrap) },
+		{ "SASL_MECHANISM", s->mechanism, sizeof(s->mechanism) },
+		{ "SASL_MECHANISMS", s->mechanisms, sizeof(s->mechanisms) },
+		{ "SASL_USERNAME", s->username, sizeof(s->username) },
+		{ "SASL_PASSWORD_FILE", s->password_file, sizeof(s->password_file) },
+		{ "CA", s->ca, sizeof(s->ca) },
+		{ "MTLS_BOOTSTRAP", s->mtls_bootstrap, sizeof(s->mtls_bootstrap) },
+		{ "MTLS_CERT", s->mtls_cert, sizeof(s->mtls_cert) },
+		{ "MTLS_KEY", s->mtls_key, sizeof(s->mtls_key) },
+	};
+	char line[512];
+	FILE *p = popen("scripts/kafka-local secure-info", "r");
+	size_t n = 0;
+
+	if (!p)
+		return -1;
+	while (fgets(line, sizeof(line), p)) {
+		char *eq = strchr(line, '=');
+
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "KAFKA_", 6) != 0 || !eq)
+			continue;
+		*eq = '\0';
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+			if (strcmp(line + 6, f[i].name) == 0)
+				snprintf(f[i].dst, f[i].cap, "%s", eq + 1);
+	}
+	if (pclose(p) != 0 || !s->bootstrap[0] || !s->ca[0] || !s->password_file[0]) {
+		fprintf(stderr, "itkafka: scripts/kafka-local secure-info failed\n");
+		return -1;
+	}
+	p = fopen(s->password_file, "r");
+	if (p) {
+		n = fread(s->password, 1, sizeof(s->password) - 1, p);
+		fclose(p);
+	}
+	s->password[n] = '\0';
+	if (n == 0) {
+		fprintf(stderr, "itkafka: cannot read %s\n", s->password_file);
+		return -1;
+	}
+	return 0;
+}
+
+int itkafka_local_start_secure(struct itkafka_local *kl, struct itkafka_secure *s)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	setenv("KAFKA_SECURE", "1", 1);
+	rc = itkafka_local_start(kl);
+	unsetenv("KAFKA_SECURE");
+	if (rc < 0 || kl->skip_reason)
+		return rc;
+	return itkafka_secure_info(s);
+}
+
+int itkafka_secure_props(const struct itkafka_secure *s, const char *mechanism,
+			 const char *password, const char *const *extra, const char **out, size_t cap)
+{
+	const char *base[] = {
+		"security.protocol", "SASL_SSL",
+		"sasl.mechanisms", mechanism ? mechanism : s->mechanism,
+		"sasl.username", s->username,
+		"sasl.password", password ? password : s->password,
+		"ssl.ca.location", s->ca,
+	};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]) && n < cap; i++)
+		out[n++] = base[i];
+	for (size_t i = 0; extra && extra[i] && n < cap; i++)
+		out[n++] = extra[i];
+	if (n >= cap)
+		return -1;
+	out[n] = NULL;
+	return 0;
+}
+
+int itkafka_read_props(const char *bootstrap, const char *const *props, const char *topic,
+		       int want, int timeout_ms, struct itkafka_rec *out)
+{
+	static const char *const own[] = { "enable.auto.commit", "false",
+					   "enable.partition.eof", "false" };
+	const char *all[64];
+	size_t k = 0;
+	long long deadline = itutil_now_ms() + timeout_ms;
+	rd_kafka_t *rk;
+	rd_kafka_topic_partition_list_t *l;
+	int n, got = 0;
+
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		all[k++] = own[i];
+	for (size_t i = 0; props && props[i]; i++) {
+		if (k + 1 >= sizeof(all) / sizeof(all[0])) {
+			fprintf(stderr, "itkafka: too many client properties\n");
+			return -1;
+		}
+		all[k++] = props[i];
+	}
+	all[k] = NULL;
+	rk = itkafka_client_new(bootstrap, RD_KAFKA_CONSUMER, ITKAFKA_READER_GROUP, all);
+	if (!rk)
+		return -1;
+	/* -1 only if no metadata request succeeded: the last one may time out
+	 * at the deadline after earlier ones said the topic is not there. */
+	n = -1;
+	while (itutil_now_ms() < deadline) {
+		int parts = itkafka_partitions(rk, topic, deadline);
+
+		if (parts >= 0)
+			n = parts;
+		if (parts > 0)
+			break;
+		itutil_sleep_ms(100);
+	}
+	if (n < 0)
+		fprintf(stderr, "itkafka: no metadata of %s from %s\n", topic, bootstrap);
+	if (n > 0) {
+		l = rd_kafka_topic_partition_list_new(n);
+		for (int p = 0; p < n; p++)
+			rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+		if (rd_kafka_assign(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			fprintf(stderr, "itkafka: cannot assign %s\n", topic);
+			n = -1;
+		}
+		rd_kafka_topic_partition_list_destroy(l);
+	}
+	while (n > 0 && got < want && itutil_now_ms() < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+
+		if (!m)
+			continue;
+		if (!m->err)
+			itkafka_rec_fill(&out[got++], m);
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+	return n < 0 ? -1 : got;
+}

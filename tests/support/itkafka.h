@@ -130,4 +130,44 @@ int itkafka_http_get(int port, const char *path, struct itkafka_resp *r, int tim
  * Prometheus text body, or -1 if it is not there. */
 double itkafka_metric(const char *text, const char *series);
 
+/* ---- scripts/kafka-local in secure mode ------------------------------------------ */
+
+/* What `scripts/kafka-local secure-info` printed, and the password read from
+ * its file (librdkafka clients in the test process take it inline). */
+struct itkafka_secure {
+	char bootstrap[128];           /* SASL_SSL listener (= kl->bootstrap) */
+	char mechanism[32];            /* "SCRAM-SHA-512" */
+	char mechanisms[96];           /* every enabled one, comma-separated */
+	char username[64];
+	char password_file[256];       /* no trailing newline */
+	char password[128];
+	char ca[256];                  /* PEM CA that signed the broker's certificate */
+	char mtls_bootstrap[128];      /* SSL listener that requires a client certificate */
+	char mtls_cert[256];           /* client certificate and key (PEM) for it */
+	char mtls_key[256];
+};
+
+/*
+ * itkafka_local_start() with KAFKA_SECURE=1 (scripts/kafka-local's secure
+ * mode), then fills *s from `scripts/kafka-local secure-info`. Same skip and
+ * return as itkafka_local_start(); stop with itkafka_local_stop().
+ */
+int itkafka_local_start_secure(struct itkafka_local *kl, struct itkafka_secure *s);
+
+/*
+ * Fills out[0..cap) with the name, value pairs of a SASL_SSL client of s
+ * using mechanism (NULL: s->mechanism) and password (NULL: s->password),
+ * then extra pairs (may be NULL), ended by NULL: a props list for
+ * itkafka_client_new(). The strings are borrowed from s, mechanism,
+ * password and extra. Returns 0, or -1 if cap is too small.
+ */
+int itkafka_secure_props(const struct itkafka_secure *s, const char *mechanism,
+			 const char *password, const char *const *extra, const char **out, size_t cap);
+
+/* itkafka_read() for a cluster that needs client properties (props: name,
+ * value pairs ended by NULL, e.g. from itkafka_secure_props()). -1 only
+ * when no metadata request succeeded: a topic that never appeared is 0. */
+int itkafka_read_props(const char *bootstrap, const char *const *props, const char *topic,
+		       int want, int timeout_ms, struct itkafka_rec *out);
+
 #endif
