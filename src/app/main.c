@@ -134,7 +134,8 @@ int main(int argc, char **argv)
 	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
 	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
 	    downlink_check(cfg, err, sizeof(err)) < 0 ||
-	    broker_check(cfg, err, sizeof(err)) < 0) {
+	    broker_check(cfg, err, sizeof(err)) < 0 ||
+	    http_server_check(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		route_table_unref(rt); /* NULL ok */
 		cfg_free(cfg);
@@ -196,8 +197,8 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 		broker_set_sink(br, &(struct broker_sink){ uplink_publish, up });
 		if (uplink_start(up) < 0)
 			goto out;
-		log_info("kafka producer started bootstrap=%s routes=%zu", bootstrap,
-			 route_table_count(rt));
+		log_info("kafka producer started bootstrap=%s routes=%zu librdkafka=%s", bootstrap,
+			 route_table_count(rt), uplink_librdkafka_version());
 		if (cfg->ndownlinks && !(dl = downlink_new(cfg, br, bootstrap, err, sizeof(err)))) {
 			log_error("kafka start failed reason=\"%s\"", err);
 			goto out;
@@ -205,8 +206,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 	}
 	/* Bound before the workers start so that a bad address fails cleanly. */
 	if (cfg->has_metrics &&
-	    !(http = http_server_new(cfg->metrics.address, cfg->metrics.port, br, up, err,
-					    sizeof(err)))) {
+	    !(http = http_server_new(cfg, br, up, err, sizeof(err)))) {
 		log_error("metrics endpoint failed reason=\"%s\"", err);
 		goto out;
 	}
@@ -228,7 +228,8 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			 broker_listener_port(br, (int)i), broker_n_workers(br));
 	log_info("kafkagate started version=%s config=%s", KG_VERSION, path);
 
-	struct reload_ctx rl = { .path = path, .br = br, .up = up, .boot = cfg, .cur = cfg };
+	struct reload_ctx rl = { .path = path, .br = br, .up = up, .http = http, .boot = cfg,
+				 .cur = cfg };
 	wait_for_stop(&rl);
 	/* First, while the workers still read the devices' acks that its grace
 	 * period waits for; nothing is injected into stopped workers. */

@@ -224,6 +224,7 @@ const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i)
 	return i < g->n ? &g->rs[i] : NULL;
 }
 const char *uplink_bootstrap(const struct uplink *u) { return u->bootstrap; }
+const char *uplink_librdkafka_version(void) { return rd_kafka_version_str(); }
 
 void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted)
 {

@@ -92,6 +92,8 @@ void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted)
 /* Current producer queue depth (records librdkafka holds). Any thread. */
 int uplink_queue_depth(const struct uplink *u);
 const char *uplink_bootstrap(const struct uplink *u);
+/* The librdkafka version linked at run time, e.g. "2.0.2". Any thread. */
+const char *uplink_librdkafka_version(void);
 
 /* One Kafka broker as the producer last saw it (librdkafka statistics). */
 #define UPLINK_MAX_BROKERS 64
