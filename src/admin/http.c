@@ -1,17 +1,23 @@
 /* http.c - the admin HTTP endpoint; see http.h. */
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/buf.h"
 #include "admin/http.h"
 #include "admin/http_int.h"
+#include "core/cfg.h"
 #include "core/http_parse.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -22,23 +28,30 @@
 #define HTTP_LINGER_MS 1000
 #define ACCEPTS_PER_EVENT 16
 
+/* In the order connections are closed to make room for a newcomer: one
+ * still sending its head first (a slowloris, or an idle socket), then one
+ * already answered, last one being answered. */
 enum hconn_state {
 	HC_READ,    /* reading the request head */
-	HC_WRITE,   /* sending the response */
 	HC_LINGER,  /* sent and shut down for writing: draining what the peer still sends */
+	HC_WRITE,   /* sending the response */
+	HC_CLOSED,  /* socket closed, on hs->closed until the loop's next turn */
 };
 
 struct hconn {
 	struct loop_io io;
 	struct http_server *hs;
-	struct hconn *prev, *next;
+	TAILQ_ENTRY(hconn) link;     /* hs->conns (oldest first) or hs->closed */
 	enum hconn_state state;
 	int64_t deadline_ms;
+	uint8_t addr[16];            /* per-address limit key: see addr_key() */
 	char peer[64];
 	size_t in_len;
 	char in[HTTP_MAX_HEAD];
 	struct buf out;
 };
+
+TAILQ_HEAD(hconn_list, hconn);
 
 struct http_server {
 	struct http_route_env env;
@@ -47,26 +60,177 @@ struct http_server {
 	struct loop_io wake;         /* eventfd: http_server_free() stops the loop */
 	pthread_t thread;
 	bool started;
-	struct hconn *conns;
+	struct hconn_list conns;
 	int n_conns;
+	/* Closed during this turn of the loop, freed before the next: an event
+	 * for one of them may still wait in the current batch. */
+	struct hconn_list closed;
 	int port;
+	struct http_auth *auth;      /* in force; the admin thread's once it runs */
+	/* A newer one from http_server_reload(), not yet taken. Both sides
+	 * swap it with atomic_exchange, so each pointer has one owner: what
+	 * the admin thread takes is its own, what the main thread gets back
+	 * was never seen by the admin thread and is freed there. */
+	_Atomic(struct http_auth *) auth_next;
 };
 
-static void conn_free(struct hconn *c)
+/* ---- the token ------------------------------------------------------------ */
+
+_Static_assert(sizeof(((struct http_auth *)0)->digest) == SHA256_DIGEST_LENGTH,
+	       "http_auth.digest holds a SHA-256");
+
+/* Returns a new auth for cfg (no token without a token file), or NULL with
+ * "FILE:LINE: ..." in err. */
+static struct http_auth *auth_load(const struct cfg *cfg, char *err, size_t errlen)
+{
+	const struct cfg_path *tf = &cfg->metrics.token_file;
+	struct http_auth *a = calloc(1, sizeof(*a));
+	const char *why = NULL;
+	char *text = NULL;
+	size_t len = 0, n = 0;
+
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->protect_metrics = cfg->metrics.protect_metrics;
+	if (!tf->path)
+		return a;
+	if (!(text = util_read_file(tf->path, HTTP_TOKEN_FILE_MAX, &len))) {
+		int e = errno;
+		if (e == EFBIG)
+			snprintf(err, errlen, "%s:%d: metrics.token_file: %s is larger than %d bytes",
+				 cfg->path, tf->line, tf->path, HTTP_TOKEN_FILE_MAX);
+		else
+			snprintf(err, errlen, "%s:%d: metrics.token_file: cannot read %s: %s",
+				 cfg->path, tf->line, tf->path, strerror(e));
+		free(a);
+		return NULL;
+	}
+	while (n < len && text[n] != '\n')
+		n++;
+	while (n > 0 && text[n - 1] && strchr(" \t\r\f\v", text[n - 1]))
+		n--;
+	if (n == 0)
+		why = "its first line is empty";
+	for (size_t i = 0; i < n && !why; i++)
+		if ((unsigned char)text[i] <= 0x20 || (unsigned char)text[i] >= 0x7f)
+			why = "the token may hold only visible ASCII characters, no blanks";
+	if (why) {
+		snprintf(err, errlen, "%s:%d: metrics.token_file: %s: %s", cfg->path, tf->line,
+			 tf->path, why);
+		free(a);
+		a = NULL;
+	} else {
+		SHA256((const unsigned char *)text, n, a->digest);
+		a->has_token = true;
+	}
+	OPENSSL_cleanse(text, len);
+	free(text);
+	return a;
+}
+
+static void auth_free(struct http_auth *a)
+{
+	if (a)
+		OPENSSL_cleanse(a, sizeof(*a));
+	free(a);
+}
+
+/* The auth for a request whose head just completed. Admin thread. */
+static const struct http_auth *auth_current(struct http_server *hs)
+{
+	struct http_auth *a = atomic_exchange(&hs->auth_next, NULL);
+
+	if (a) {
+		auth_free(hs->auth);
+		hs->auth = a;
+	}
+	return hs->auth;
+}
+
+bool http_auth_ok(const struct http_auth *auth, const struct http_request *req)
+{
+	unsigned char d[SHA256_DIGEST_LENGTH];
+	const char *v;
+	size_t len;
+
+	if (!auth->has_token)
+		return true;
+	if (!(v = http_header_get(req, "Authorization", &len)) || len < 7 ||
+	    strncasecmp(v, "Bearer ", 7) != 0)
+		return false;
+	for (v += 7, len -= 7; len > 0 && (*v == ' ' || *v == '\t'); v++, len--)
+		;
+	SHA256((const unsigned char *)v, len, d);
+	return CRYPTO_memcmp(d, auth->digest, sizeof(d)) == 0;
+}
+
+int http_server_check(const struct cfg *cfg, char *err, size_t errlen)
+{
+	struct http_auth *a;
+
+	if (!cfg->has_metrics)
+		return 0;
+	if (!(a = auth_load(cfg, err, errlen)))
+		return -1;
+	auth_free(a);
+	return 0;
+}
+
+int http_server_reload(struct http_server *hs, const struct cfg *cfg, char *err, size_t errlen)
+{
+	struct http_auth *a;
+
+	if (!cfg->has_metrics)
+		return 0;
+	if (!(a = auth_load(cfg, err, errlen)))
+		return -1;
+	auth_free(atomic_exchange(&hs->auth_next, a));
+	return 0;
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+/* The per-address limit's key: an IPv4 address (as ::ffff:a.b.c.d) whole,
+ * an IPv6 one cut to its /64, the block one host usually has to itself. */
+static void addr_key(const struct net_peer *np, uint8_t key[16])
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	memcpy(key, np->ip, 16);
+	if (memcmp(key, v4mapped, sizeof(v4mapped)) != 0)
+		memset(key + 8, 0, 8);
+}
+
+/* Closes the socket at once (which frees the connection's slot) and queues
+ * c to be freed by conns_reap(): any connection may be closed from any
+ * callback, to make room or at a deadline, while an event for it is still
+ * pending in the loop's batch. */
+static void conn_close(struct hconn *c)
 {
 	struct http_server *hs = c->hs;
 
 	loop_io_del(hs->loop, &c->io);
 	close(c->io.fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		hs->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	c->io.fd = -1;
+	c->state = HC_CLOSED;
+	TAILQ_REMOVE(&hs->conns, c, link);
+	TAILQ_INSERT_TAIL(&hs->closed, c, link);
 	hs->n_conns--;
-	buf_release(&c->out);
-	free(c);
+}
+
+/* Before the loop waits again: no event names a closed connection now. */
+static void conns_reap(void *ud)
+{
+	struct http_server *hs = ud;
+	struct hconn *c;
+
+	while ((c = TAILQ_FIRST(&hs->closed))) {
+		TAILQ_REMOVE(&hs->closed, c, link);
+		buf_release(&c->out);
+		free(c);
+	}
 }
 
 /* Writes what the socket takes; once all is out, half-closes and lingers so
@@ -83,7 +247,7 @@ static void conn_flush(struct hconn *c)
 			return;
 		}
 		if (n <= 0) {
-			conn_free(c);
+			conn_close(c);
 			return;
 		}
 		buf_consume(&c->out, (size_t)n);
@@ -99,6 +263,7 @@ static const char *reason_phrase(int status)
 	switch (status) {
 	case 200: return "OK";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 431: return "Request Header Fields Too Large";
@@ -116,19 +281,22 @@ void http_respond(struct hconn *c, int status, const char *ctype, const char *bo
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
 			 status, reason_phrase(status), ctype, len,
-			 status == 405 ? "Allow: GET, HEAD\r\n" : "");
+			 status == 405 ? "Allow: GET, HEAD\r\n" :
+			 status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
 
 	log_debug("http response status=%d addr=%s bytes=%zu", status, c->peer, len);
 	buf_reset(&c->out);
 	if (buf_append(&c->out, h, (size_t)n) < 0 ||
 	    (!head_only && len > 0 && buf_append(&c->out, body, len) < 0)) {
-		conn_free(c);
+		conn_close(c);
 		return;
 	}
 	c->state = HC_WRITE;
-	c->deadline_ms = util_now_ms() + HTTP_TIMEOUT_MS;
+	c->deadline_ms = util_now_ms() + HTTP_WRITE_TIMEOUT_MS;
 	conn_flush(c);
 }
+
+const char *http_peer(const struct hconn *c) { return c->peer; }
 
 void http_respond_text(struct hconn *c, int status, const char *text, bool head_only)
 {
@@ -144,7 +312,7 @@ static void conn_read(struct hconn *c)
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 				return;
 			if (n <= 0) {
-				conn_free(c);
+				conn_close(c);
 				return;
 			}
 			continue;
@@ -160,7 +328,7 @@ static void conn_read(struct hconn *c)
 			return;
 		if (n <= 0) {
 			/* The peer left before a whole head: nobody to answer. */
-			conn_free(c);
+			conn_close(c);
 			return;
 		}
 		c->in_len += (size_t)n;
@@ -174,7 +342,7 @@ static void conn_read(struct hconn *c)
 		if (r > 0) {
 			log_debug("http request addr=%s method=%s path=%s", c->peer,
 				  log_qn(req.method, req.method_len), log_qn(req.path, req.path_len));
-			http_route_serve(c, &c->hs->env, &req);
+			http_route_serve(c, &c->hs->env, auth_current(c->hs), &req);
 			return;
 		}
 	}
@@ -184,9 +352,11 @@ static void on_conn(struct loop_io *io, uint32_t revents)
 {
 	struct hconn *c = container_of(io, struct hconn, io);
 
+	if (c->state == HC_CLOSED)
+		return;
 	if (c->state == HC_WRITE) {
 		if (revents & (EPOLLERR | EPOLLHUP) && !(revents & EPOLLOUT))
-			conn_free(c);
+			conn_close(c);
 		else
 			conn_flush(c);
 		return;
@@ -194,11 +364,49 @@ static void on_conn(struct loop_io *io, uint32_t revents)
 	conn_read(c);
 }
 
+/* Connections from addr (from anyone when addr is NULL): how many, and in
+ * *victim the one to close for a newcomer, the oldest in the first state
+ * of enum hconn_state. */
+static int conn_count(struct http_server *hs, const uint8_t *addr, struct hconn **victim)
+{
+	struct hconn *c;
+	int n = 0;
+
+	*victim = NULL;
+	TAILQ_FOREACH(c, &hs->conns, link) {
+		if (addr && memcmp(c->addr, addr, sizeof(c->addr)) != 0)
+			continue;
+		n++;
+		if (!*victim || c->state < (*victim)->state)
+			*victim = c;
+	}
+	return n;
+}
+
+/* Makes room for a newcomer from addr (peer), closing one connection when
+ * its address or the server is full: a probe always gets in, and whoever
+ * holds sockets open without asking anything loses them first. */
+static void make_room(struct http_server *hs, const uint8_t *addr, const char *peer)
+{
+	static const char *const state_name[] = { "reading", "lingering", "writing", "closed" };
+	struct hconn *v;
+	const char *why = "per-address limit";
+
+	if (conn_count(hs, addr, &v) < HTTP_MAX_CONNS_PER_ADDR) {
+		why = "connection limit";
+		if (hs->n_conns < HTTP_MAX_CONNS || !conn_count(hs, NULL, &v))
+			return;
+	}
+	log_warn_rl("http conn evicted addr=%s state=%s reason=\"%s\" newcomer=%s", v->peer,
+		    state_name[v->state], why, peer);
+	conn_close(v);
+}
+
 static void on_accept(struct loop_io *io, uint32_t revents)
 {
 	struct http_server *hs = container_of(io, struct http_server, lis);
 	struct net_peer np;
-	const char *peer = np.str;
+	uint8_t addr[16];
 	(void)revents;
 
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
@@ -208,10 +416,11 @@ static void on_accept(struct loop_io *io, uint32_t revents)
 				log_warn_errno_rl("http accept failed");
 			return;
 		}
-		struct hconn *c = hs->n_conns < HTTP_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+		addr_key(&np, addr);
+		make_room(hs, addr, np.str);
+		struct hconn *c = calloc(1, sizeof(*c));
 		if (!c) {
-			log_warn_rl("http conn rejected addr=%s reason=\"%s\"", peer,
-				 hs->n_conns < HTTP_MAX_CONNS ? "out of memory" : "too many connections");
+			log_warn_rl("http conn rejected addr=%s reason=\"out of memory\"", np.str);
 			close(fd);
 			continue;
 		}
@@ -219,15 +428,13 @@ static void on_accept(struct loop_io *io, uint32_t revents)
 		c->io.fn = on_conn;
 		c->hs = hs;
 		c->state = HC_READ;
-		c->deadline_ms = util_now_ms() + HTTP_TIMEOUT_MS;
-		snprintf(c->peer, sizeof(c->peer), "%s", peer);
-		c->next = hs->conns;
-		if (hs->conns)
-			hs->conns->prev = c;
-		hs->conns = c;
+		c->deadline_ms = util_now_ms() + HTTP_HEAD_TIMEOUT_MS;
+		memcpy(c->addr, addr, sizeof(c->addr));
+		snprintf(c->peer, sizeof(c->peer), "%s", np.str);
+		TAILQ_INSERT_TAIL(&hs->conns, c, link);
 		hs->n_conns++;
 		if (loop_io_add(hs->loop, &c->io, EPOLLIN) < 0)
-			conn_free(c);
+			conn_close(c);
 	}
 }
 
@@ -235,13 +442,14 @@ static void on_tick(void *ud)
 {
 	struct http_server *hs = ud;
 	int64_t now = util_now_ms();
+	struct hconn *c, *next;
 
-	for (struct hconn *c = hs->conns, *next; c; c = next) {
-		next = c->next;
+	for (c = TAILQ_FIRST(&hs->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
 		if (now >= c->deadline_ms) {
 			if (c->state == HC_READ)
 				log_debug("http request timed out addr=%s", c->peer);
-			conn_free(c);
+			conn_close(c);
 		}
 	}
 }
@@ -257,20 +465,29 @@ static void on_wake(struct loop_io *io, uint32_t revents)
 	loop_stop(hs->loop);
 }
 
-struct http_server *http_server_new(const char *addr, int port, struct broker *br,
-				    struct uplink *up, char *err, size_t errlen)
+/* ---- the server -------------------------------------------------------------- */
+
+struct http_server *http_server_new(const struct cfg *cfg, struct broker *br, struct uplink *up,
+				    char *err, size_t errlen)
 {
+	const char *addr = cfg->metrics.address;
+	int port = cfg->metrics.port;
 	struct http_server *hs = calloc(1, sizeof(*hs));
 
 	if (!hs) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	TAILQ_INIT(&hs->conns);
+	TAILQ_INIT(&hs->closed);
+	atomic_init(&hs->auth_next, NULL);
 	hs->env.br = br;
 	hs->env.up = up;
 	hs->lis.fd = hs->wake.fd = -1;
 	hs->env.start_wall_ms = util_wall_ms();
 	hs->env.start_mono_ms = util_now_ms();
+	if (!(hs->auth = auth_load(cfg, err, errlen)))
+		goto fail;
 	if (!(hs->loop = loop_new())) {
 		snprintf(err, errlen, "event loop: %s", strerror(errno));
 		goto fail;
@@ -291,6 +508,7 @@ struct http_server *http_server_new(const char *addr, int port, struct broker *b
 		goto fail;
 	}
 	loop_set_tick(hs->loop, HTTP_TICK_MS, on_tick, hs);
+	loop_set_before_sleep(hs->loop, conns_reap, hs);
 	hs->port = net_local_port(hs->lis.fd);
 	return hs;
 fail:
@@ -331,6 +549,8 @@ int http_server_port(const struct http_server *hs) { return hs->port; }
 
 void http_server_free(struct http_server *hs)
 {
+	struct hconn *c;
+
 	if (!hs)
 		return;
 	if (hs->started) {
@@ -339,12 +559,15 @@ void http_server_free(struct http_server *hs)
 			log_warn_errno("http wake write failed");
 		pthread_join(hs->thread, NULL);
 	}
-	while (hs->conns)
-		conn_free(hs->conns);
+	while ((c = TAILQ_FIRST(&hs->conns)))
+		conn_close(c);
+	conns_reap(hs);
 	if (hs->lis.fd >= 0)
 		close(hs->lis.fd);
 	if (hs->wake.fd >= 0)
 		close(hs->wake.fd);
 	loop_free(hs->loop);
+	auth_free(hs->auth);
+	auth_free(atomic_exchange(&hs->auth_next, NULL));
 	free(hs);
 }

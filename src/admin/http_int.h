@@ -20,6 +20,16 @@ struct uplink;
 struct hconn;          /* one admin connection; only http.c looks inside */
 struct http_request;
 
+/* The bearer token in force (http.h) and what it guards. Made on the main
+ * thread, immutable once made; http.c hands it to the admin thread. */
+struct http_auth {
+	bool has_token;                 /* false: nothing is protected */
+	bool protect_metrics;           /* /metrics needs the token too */
+	unsigned char digest[32];       /* SHA-256 of the token: the token itself
+	                                   is not kept, and comparing digests
+	                                   does not leak its length */
+};
+
 /* What the handlers read. Part of struct http_server; set on the main
  * thread before the admin thread starts, constant afterwards. */
 struct http_route_env {
@@ -32,8 +42,9 @@ struct http_route_env {
 
 /*
  * Answers c with one whole response (status line, Content-Type, Content-
- * Length, "Connection: close"; no body when head_only) and starts sending
- * it. body is borrowed, copied before return. c may be freed on return (out
+ * Length, "Connection: close", and "Allow" with 405, "WWW-Authenticate:
+ * Bearer" with 401; no body when head_only) and starts sending
+ * it. body is borrowed, copied before return. c may be closed on return (out
  * of memory, peer gone): callers must not touch it afterwards.
  */
 void http_respond(struct hconn *c, int status, const char *ctype, const char *body, size_t len,
@@ -41,13 +52,22 @@ void http_respond(struct hconn *c, int status, const char *ctype, const char *bo
 /* http_respond() with a text/plain body; same rules. */
 void http_respond_text(struct hconn *c, int status, const char *text, bool head_only);
 
+/* c's peer, "addr:port", for log lines. */
+const char *http_peer(const struct hconn *c);
+
+/* True when auth has no token, or req carries "Authorization: Bearer
+ * <token>" (scheme case-insensitive) with auth's token; constant time in
+ * the token's length and contents. */
+bool http_auth_ok(const struct http_auth *auth, const struct http_request *req);
+
 /*
  * Routes one whole, well-formed request head to its handler (or to 404,
- * 405, 400 for a body) and answers c exactly once, through http_respond();
- * c must not be touched after return. May block up to HTTP_CALL_TIMEOUT_MS
+ * 405, 401 without the token auth asks for, 400 for a body) and answers c
+ * exactly once, through http_respond(); c must not be touched after return.
+ * auth is borrowed for the call. May block up to HTTP_CALL_TIMEOUT_MS
  * (/api/v1/clients waits for the workers).
  */
 void http_route_serve(struct hconn *c, const struct http_route_env *env,
-		      const struct http_request *req);
+		      const struct http_auth *auth, const struct http_request *req);
 
 #endif

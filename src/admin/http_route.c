@@ -10,6 +10,7 @@
 #include "admin/http.h"
 #include "admin/http_int.h"
 #include "core/http_parse.h"
+#include "core/log.h"
 #include "admin/metrics.h"
 #include "admin/status.h"
 #include "kafka/uplink.h"
@@ -54,8 +55,15 @@ static bool path_is(const struct http_request *req, const char *path)
 	return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
 }
 
+/* The token guards the API, and /metrics when asked to; never the probes. */
+static bool needs_token(const struct http_auth *auth, const struct http_request *req)
+{
+	return auth->has_token && ((req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) ||
+				   (auth->protect_metrics && path_is(req, "/metrics")));
+}
+
 void http_route_serve(struct hconn *c, const struct http_route_env *env,
-		      const struct http_request *req)
+		      const struct http_auth *auth, const struct http_request *req)
 {
 	bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
@@ -69,6 +77,13 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 	}
 	if (!get && !head) {
 		http_respond_text(c, 405, "method not allowed\n", false);
+		return;
+	}
+	if (needs_token(auth, req) && !http_auth_ok(auth, req)) {
+		log_info_rl("http unauthorized addr=%s path=%s reason=\"%s\"", http_peer(c),
+			    log_qn(req->path, req->path_len),
+			    http_header_get(req, "Authorization", &cl_len) ? "wrong token" : "no token");
+		http_respond_text(c, 401, "unauthorized\n", head);
 		return;
 	}
 	cl = http_header_get(req, "Content-Length", &cl_len);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin/http.h"
 #include "broker/broker.h"
 #include "core/cfg.h"
 #include "kafka/downlink.h"
@@ -50,7 +51,8 @@ int reload_apply(struct reload_ctx *r)
 	if (!(rt = reload_route_table(cfg, err, sizeof(err))) ||
 	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
 	    downlink_check(cfg, err, sizeof(err)) < 0 ||
-	    broker_check(cfg, err, sizeof(err)) < 0) {
+	    broker_check(cfg, err, sizeof(err)) < 0 ||
+	    http_server_check(cfg, err, sizeof(err)) < 0) {
 		route_table_unref(rt);
 		return reject(r, cfg, err);
 	}
@@ -83,6 +85,10 @@ int reload_apply(struct reload_ctx *r)
 		}
 	}
 	route_table_unref(rt);
+	/* Checked above; after the last step that can refuse the reload. The
+	 * old token stays only if the file went bad since the check. */
+	if (r->http && http_server_reload(r->http, cfg, err, sizeof(err)) < 0)
+		log_error("reload: admin endpoint kept its old token reason=%s", log_q(err));
 	/* The replaced config may still be read by the admin thread: keep it.
 	 * The slot is always taken so that reload_release() can tell the
 	 * caller's first config (old[0]) from ours. */

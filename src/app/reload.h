@@ -11,6 +11,7 @@
 
 struct broker;
 struct cfg;
+struct http_server;
 struct route_table;
 struct uplink;
 
@@ -18,6 +19,7 @@ struct reload_ctx {
 	const char *path;
 	struct broker *br;
 	struct uplink *up;      /* NULL: no Kafka */
+	struct http_server *http; /* NULL: no admin endpoint; its token is re-read */
 	const struct cfg *boot; /* the config the process started with: restart-only
 	                           settings are still those */
 	const struct cfg *cur;  /* the config in force (initially the caller's) */
