@@ -40,7 +40,8 @@ ROUTE_SRC  := src/route/template.c src/route/route.c src/route/envelope.c src/ro
 BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/broker/client_ack.c \
 	src/broker/send.c src/broker/deliver.c src/broker/takeover.c src/broker/dispatch.c \
 	src/broker/handle_connect.c src/broker/handle_publish.c src/broker/handle_subscribe.c \
-	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c
+	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c \
+	src/broker/session_subs.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
@@ -64,7 +65,7 @@ UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon htt
 	offsets downlink log inbox
 UNIT_TESTS_AUTH      :=
 UNIT_TESTS_TRANSPORT :=
-UNIT_TESTS_BROKER    := client_ack inflight
+UNIT_TESTS_BROKER    := client_ack inflight session_subs
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
@@ -104,6 +105,10 @@ $(B)/tests/test_client_ack: tests/unit/test_client_ack.c src/broker/client_ack.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
 
 $(B)/tests/test_inflight: tests/unit/test_inflight.c src/broker/inflight.c src/core/msg.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
+
+$(B)/tests/test_session_subs: tests/unit/test_session_subs.c src/broker/session_subs.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
 

@@ -160,12 +160,17 @@ int broker_inject(struct broker *br, struct msg *m)
 
 void broker_discard_session(struct broker *br, struct session *s)
 {
+	uint32_t unrefs = 0, pos = 0;
+
 	atomic_store(&s->discarded, true);
 	pthread_rwlock_wrlock(&br->subs_lock);
-	for (uint32_t i = 0; i < s->n_subs; i++)
-		if (sub_trie_remove(br->subs, s->subs[i].filter, s->subs[i].len, s) == 1)
-			session_unref(s);
+	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
+		unrefs += sub_trie_remove(br->subs, e->filter, e->len, s) == 1;
 	pthread_rwlock_unlock(&br->subs_lock);
+	/* The trie's references: never the last, the caller holds one. */
+	while (unrefs--)
+		session_unref(s);
+	session_subs_release(&s->subs);
 	pthread_spin_lock(&s->mu);
 	mqueue_release(&s->queue);
 	pthread_spin_unlock(&s->mu);
@@ -231,8 +236,12 @@ int broker_subscribe(struct broker *br, struct session *s, const char *filter, u
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r < 0)
 		return -1;
-	if (session_sub_add(s, filter, len, qos) < 0) {
-		broker_unsubscribe(br, s, filter, len);
+	if (session_subs_add(&s->subs, filter, len, qos) < 0) {
+		pthread_rwlock_wrlock(&br->subs_lock);
+		r = sub_trie_remove(br->subs, filter, len, s);
+		pthread_rwlock_unlock(&br->subs_lock);
+		if (r == 1)
+			session_unref(s);
 		return -1;
 	}
 	return 0;
@@ -240,12 +249,15 @@ int broker_subscribe(struct broker *br, struct session *s, const char *filter, u
 
 void broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
 {
+	/* The session's set mirrors its trie entries: a filter it does not
+	 * hold needs neither the lock nor a trie walk. */
+	if (!session_subs_del(&s->subs, filter, len))
+		return;
 	pthread_rwlock_wrlock(&br->subs_lock);
 	int r = sub_trie_remove(br->subs, filter, len, s);
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r == 1)
 		session_unref(s);
-	session_sub_del(s, filter, len);
 }
 
 struct retained_batch {

@@ -58,7 +58,8 @@ struct broker {
 /*
  * Subscriptions of session s (owner worker thread). broker_subscribe adds
  * or replaces filter at qos in the trie and in the session; returns 0 or -1
- * (ENOMEM). broker_unsubscribe removes it if present.
+ * (ENOMEM). broker_unsubscribe removes it if present (a filter the session
+ * does not hold costs no lock).
  */
 int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
 		     uint8_t qos);
@@ -74,8 +75,9 @@ void broker_retain(struct broker *br, struct msg *m);
 /* Retained messages stored. Any thread. */
 size_t broker_retained_count(struct broker *br);
 
-/* Removes every subscription of s from the trie, drops its queue and marks
- * it discarded. Caller holds dir_lock and has removed s from the directory. */
+/* Removes every subscription of s from the trie, drops its queue and its
+ * subscription set and marks it discarded. Caller holds dir_lock and has
+ * removed s from the directory; s is offline or its owner is the caller. */
 void broker_discard_session(struct broker *br, struct session *s);
 
 #endif

@@ -22,14 +22,9 @@
 #include <stdint.h>
 
 #include "broker/inflight.h"
+#include "broker/session_subs.h"
 
 struct client;
-
-struct sub_entry {
-	char *filter;       /* NUL-terminated copy */
-	uint16_t len;
-	uint8_t qos;        /* granted */
-};
 
 struct session {
 	atomic_int refs;
@@ -47,8 +42,7 @@ struct session {
 	uint16_t id_len;
 	bool clean;
 	uint8_t level;
-	struct sub_entry *subs;
-	uint32_t n_subs, cap_subs;
+	struct session_subs subs;  /* its filters (session_subs.h) */
 	struct inflight out;       /* QoS 1/2 sent to the client, awaiting acks */
 	struct mqueue queue;       /* waiting for the window, or for reconnect */
 	struct pidset qos2_in;     /* QoS 2 received, PUBREL not yet */
@@ -60,12 +54,6 @@ struct session {
 struct session *session_new(const char *id, uint16_t id_len, bool clean);
 struct session *session_ref(struct session *s);
 void session_unref(struct session *s);
-
-/* Records a subscription (replacing the QoS of an equal filter).
- * Returns 1 new, 0 replaced, -1 ENOMEM. Owner thread. */
-int session_sub_add(struct session *s, const char *filter, uint16_t len, uint8_t qos);
-/* Returns true if the filter was present. Owner thread. */
-bool session_sub_del(struct session *s, const char *filter, uint16_t len);
 
 /* A hash table of sessions by client id. Not thread safe: broker dir_lock. */
 struct session_dir {
