@@ -35,6 +35,7 @@ struct totals {
 	uint64_t accepted, rejected, bytes_in, bytes_out;
 	uint64_t pkts_in[16], pkts_out[16], msgs_in[3];
 	uint64_t qos0_dropped, queue_dropped, malformed;
+	uint64_t limit_hits[LIMIT_N];
 	uint64_t up_routed, up_unrouted, sink_blocked, sink_failed;
 };
 
@@ -62,6 +63,8 @@ static void sum_workers(const struct broker *br, struct totals *t)
 			t->msgs_in[q] += LD(st->msgs_in[q]);
 		t->qos0_dropped += LD(st->qos0_dropped);
 		t->queue_dropped += LD(st->queue_dropped);
+		for (int k = 0; k < LIMIT_N; k++)
+			t->limit_hits[k] += LD(st->limit_hits[k]);
 		t->malformed += LD(st->malformed);
 		t->sink_blocked += LD(st->sink_blocked);
 		t->sink_failed += LD(st->sink_failed);
@@ -76,6 +79,26 @@ static int render_packets(struct buf *out, const char *name, const char *help,
 		const char *labels[] = { "type", packet_names[k], NULL };
 		rc |= prom_u64(out, name, labels, counts[k]);
 	}
+	return rc;
+}
+
+/* The limits group: what was refused, and the state the caps bound. */
+static int render_limits(struct buf *out, struct broker *br, const struct totals *t)
+{
+	static const char hits[] = "kafkagate_limit_hits_total";
+	size_t n, bytes;
+	int rc = prom_family(out, hits, "counter",
+			     "Times a configured limit refused something, by limit (the setting's name).");
+
+	for (int k = 0; k < LIMIT_N; k++) {
+		const char *labels[] = { "limit", limits_name(k), NULL };
+		rc |= prom_u64(out, hits, labels, t->limit_hits[k]);
+	}
+	broker_subs_stats(br, &n, &bytes);
+	rc |= one_u64(out, "kafkagate_subscriptions", "gauge",
+		      "Subscriptions (filter, session) in the subscription trie.", n);
+	rc |= one_u64(out, "kafkagate_subscription_trie_bytes", "gauge",
+		      "Heap bytes held by the subscription trie.", bytes);
 	return rc;
 }
 
@@ -124,6 +147,7 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 	size_t retained = broker_retained_count(br);
 	rc |= one_u64(out, "kafkagate_retained_messages", "gauge", "Retained messages stored.",
 		      retained);
+	rc |= render_limits(out, br, t);
 	return rc;
 }
 

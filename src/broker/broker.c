@@ -7,6 +7,7 @@
 
 #include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/limits.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/worker.h"
@@ -20,6 +21,7 @@
 void broker_set_limits(struct broker *br, const struct cfg *cfg)
 {
 	const struct cfg_limits *l = &cfg->limits;
+	limits_apply(&br->lim, l);
 	atomic_store(&br->lim.max_connections, (unsigned)l->max_connections);
 	atomic_store(&br->lim.max_packet_size, (unsigned)l->max_packet_size);
 	atomic_store(&br->lim.max_inflight, (unsigned)l->max_inflight);
@@ -258,6 +260,14 @@ void broker_unsubscribe(struct broker *br, struct session *s, const char *filter
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r == 1)
 		session_unref(s);
+}
+
+void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes)
+{
+	pthread_rwlock_rdlock(&br->subs_lock);
+	*count = sub_trie_count(br->subs);
+	*bytes = sub_trie_bytes(br->subs);
+	pthread_rwlock_unlock(&br->subs_lock);
 }
 
 struct retained_batch {

@@ -22,12 +22,22 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "broker/limits.h"
 #include "broker/session.h"
 
 struct msg;
 struct worker;
 
 struct broker_limits {
+	/* limits_apply() (limits.c): */
+	atomic_uint max_connect_size;      /* the smaller of it and max_packet_size */
+	atomic_uint max_topic_length;
+	atomic_uint max_topic_levels;
+	atomic_uint max_client_id_length;
+	atomic_uint max_subscriptions;
+	atomic_uint max_qos2_pending;
+	atomic_uint max_keepalive;         /* 0 = any */
+
 	atomic_uint max_connections;
 	atomic_uint max_packet_size;
 	atomic_uint max_inflight;
@@ -59,7 +69,7 @@ struct broker {
  * Subscriptions of session s (owner worker thread). broker_subscribe adds
  * or replaces filter at qos in the trie and in the session; returns 0 or -1
  * (ENOMEM). broker_unsubscribe removes it if present (a filter the session
- * does not hold costs no lock).
+ * does not hold costs no lock). Caps are the caller's (limits.h).
  */
 int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
 		     uint8_t qos);
@@ -74,6 +84,8 @@ int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 void broker_retain(struct broker *br, struct msg *m);
 /* Retained messages stored. Any thread. */
 size_t broker_retained_count(struct broker *br);
+/* Entries in the subscription trie and the heap it holds. Any thread. */
+void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes);
 
 /* Removes every subscription of s from the trie, drops its queue and its
  * subscription set and marks it discarded. Caller holds dir_lock and has

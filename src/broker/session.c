@@ -25,6 +25,7 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean)
 	atomic_init(&s->discarded, false);
 	pthread_spin_init(&s->mu, PTHREAD_PROCESS_PRIVATE);
 	session_subs_init(&s->subs);
+	atomic_init(&s->limits_logged, 0);
 	inflight_init(&s->out);
 	mqueue_init(&s->queue);
 	pidset_init(&s->qos2_in);

@@ -47,6 +47,7 @@ struct session {
 	struct mqueue queue;       /* waiting for the window, or for reconnect */
 	struct pidset qos2_in;     /* QoS 2 received, PUBREL not yet */
 	uint64_t queue_dropped;
+	atomic_uint limits_logged; /* bit per enum limit_kind logged since attach (limits.h) */
 	struct session *dir_next;  /* directory hash chain; dir_lock */
 };
 

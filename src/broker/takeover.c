@@ -114,6 +114,7 @@ int takeover_attach(struct client *c)
 	pthread_spin_unlock(&s->mu);
 	c->s = session_ref(s);
 	pthread_mutex_unlock(&br->dir_lock);
+	atomic_store_explicit(&s->limits_logged, 0, memory_order_relaxed);
 	/* One copy of the id per connection is enough: borrow the session's
 	 * while attached (client_detach_session() takes a copy back). */
 	free(c->id);
