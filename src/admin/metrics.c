@@ -49,6 +49,8 @@ static int one_u64(struct buf *out, const char *name, const char *type, const ch
 static void sum_workers(const struct broker *br, struct totals *t)
 {
 	memset(t, 0, sizeof(*t));
+	for (int k = 0; k < LIMIT_N; k++)
+		t->limit_hits[k] = LD(br->limit_hits[k]);
 	for (int i = 0; i < br->n_workers; i++) {
 		const struct worker_stats *st = &br->workers[i].st;
 		t->accepted += LD(st->conn_accepted);
@@ -144,9 +146,12 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "Configuration reloads rejected (the old configuration stayed).",
 		      LD(br->reload_failures));
 
-	size_t retained = broker_retained_count(br);
+	size_t retained, retained_bytes;
+	broker_retained_stats(br, &retained, &retained_bytes);
 	rc |= one_u64(out, "kafkagate_retained_messages", "gauge", "Retained messages stored.",
 		      retained);
+	rc |= one_u64(out, "kafkagate_retained_bytes", "gauge",
+		      "Topic and payload bytes of the retained messages stored.", retained_bytes);
 	rc |= render_limits(out, br, t);
 	return rc;
 }

@@ -17,6 +17,7 @@
 #include "core/net.h"
 #include "core/util.h"
 #include "mqtt/sub_trie.h"
+#include "mqtt/topic.h"
 
 void broker_set_limits(struct broker *br, const struct cfg *cfg)
 {
@@ -309,18 +310,40 @@ int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 	return b.oom ? -1 : 0;
 }
 
+static void retain_refused(struct broker *br, const struct msg *m, enum limit_kind k)
+{
+	atomic_fetch_add_explicit(&br->limit_hits[k], 1, memory_order_relaxed);
+	/* No client at hand (a will, a downlink record): rate-limited only. */
+	log_warn_rl("retained message not stored topic=%s bytes=%u limit=%s", log_q(m->topic),
+		    m->payload_len, limits_name(k));
+}
+
 void broker_retain(struct broker *br, struct msg *m)
 {
+	/* Client topics were checked on arrival; downlink topics come from
+	 * templates and are checked here. */
+	int t = topic_check_limits(m->topic, m->topic_len, LIM(br, max_topic_length),
+				   LIM(br, max_topic_levels));
+	if (t != TOPIC_OK && m->payload_len > 0) {
+		retain_refused(br, m, t == TOPIC_ERR_TOO_LONG ? LIMIT_TOPIC_LENGTH
+							       : LIMIT_TOPIC_LEVELS);
+		return;
+	}
 	/* The store keeps an untracked copy: deliveries from it owe nothing. */
 	struct msg *rm = m->track ? msg_clone(m, m->qos, true) : msg_ref(m);
 	int r = -1;
 	if (rm) {
 		pthread_mutex_lock(&br->retain_lock);
-		r = retain_set(br->retained, rm);
+		r = retain_set_capped(br->retained, rm, LIM(br, max_retained_messages),
+				      LIM(br, max_retained_bytes));
 		pthread_mutex_unlock(&br->retain_lock);
 		msg_unref(rm);
 	}
-	if (r < 0)
+	if (r == RETAIN_FULL_COUNT)
+		retain_refused(br, m, LIMIT_RETAINED_MESSAGES);
+	else if (r == RETAIN_FULL_BYTES)
+		retain_refused(br, m, LIMIT_RETAINED_BYTES);
+	else if (r < 0)
 		log_warn_rl("retain failed topic=%s reason=\"out of memory\"", log_q(m->topic));
 }
 
@@ -331,4 +354,12 @@ size_t broker_retained_count(struct broker *br)
 	size_t n = retain_count(br->retained);
 	pthread_mutex_unlock(&br->retain_lock);
 	return n;
+}
+
+void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes)
+{
+	pthread_mutex_lock(&br->retain_lock);
+	*count = retain_count(br->retained);
+	*bytes = retain_bytes(br->retained);
+	pthread_mutex_unlock(&br->retain_lock);
 }

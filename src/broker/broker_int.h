@@ -36,6 +36,8 @@ struct broker_limits {
 	atomic_uint max_client_id_length;
 	atomic_uint max_subscriptions;
 	atomic_uint max_qos2_pending;
+	atomic_uint max_retained_messages;
+	atomic_uint max_retained_bytes;
 	atomic_uint max_keepalive;         /* 0 = any */
 
 	atomic_uint max_connections;
@@ -59,6 +61,8 @@ struct broker {
 	struct retain_store *retained;
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
+	/* Limit hits counted under retain_lock, with no worker at hand. */
+	atomic_uint_fast64_t limit_hits[LIMIT_N];
 	atomic_int n_connections;
 	atomic_bool failed;          /* a worker loop ended on an error */
 	atomic_uint_fast64_t reloads;         /* SIGHUP reloads applied */
@@ -80,10 +84,15 @@ void broker_unsubscribe(struct broker *br, struct session *s, const char *filter
  * may be missing), else 0. Any worker. */
 int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 			    void (*fn)(struct msg *m, void *ud), void *ud);
-/* Stores or clears (empty payload) the retained message for m's topic. */
+/* Stores or clears (empty payload) the retained message for m's topic,
+ * within max_retained_messages, max_retained_bytes and the topic caps: a
+ * new topic beyond them is not stored, a replacement that does not fit
+ * clears the topic (its old message is stale); counted and logged here. */
 void broker_retain(struct broker *br, struct msg *m);
 /* Retained messages stored. Any thread. */
 size_t broker_retained_count(struct broker *br);
+/* Retained messages and their bytes (topic + payload). Any thread. */
+void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes);
 /* Entries in the subscription trie and the heap it holds. Any thread. */
 void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes);
 

@@ -23,6 +23,8 @@ static const char *const names[LIMIT_N] = {
 	[LIMIT_TOPIC_LEVELS] = "max_topic_levels",
 	[LIMIT_SUBSCRIPTIONS] = "max_subscriptions",
 	[LIMIT_QOS2_PENDING] = "max_qos2_pending",
+	[LIMIT_RETAINED_MESSAGES] = "max_retained_messages",
+	[LIMIT_RETAINED_BYTES] = "max_retained_bytes",
 };
 
 /* One rate limit per kind, so that a flood of one kind does not hide the
@@ -31,7 +33,8 @@ static const char *const names[LIMIT_N] = {
 static struct log_limit log_lims[LIMIT_N] = {
 	LIM_LOG(LIMIT_CONNECT_SIZE), LIM_LOG(LIMIT_CLIENT_ID_LENGTH), LIM_LOG(LIMIT_KEEPALIVE),
 	LIM_LOG(LIMIT_TOPIC_LENGTH), LIM_LOG(LIMIT_TOPIC_LEVELS), LIM_LOG(LIMIT_SUBSCRIPTIONS),
-	LIM_LOG(LIMIT_QOS2_PENDING),
+	LIM_LOG(LIMIT_QOS2_PENDING), LIM_LOG(LIMIT_RETAINED_MESSAGES),
+	LIM_LOG(LIMIT_RETAINED_BYTES),
 };
 
 const char *limits_name(enum limit_kind k)
@@ -50,6 +53,8 @@ void limits_apply(struct broker_limits *lim, const struct cfg_limits *l)
 	SET(max_client_id_length, l->max_client_id_length);
 	SET(max_subscriptions, l->max_subscriptions);
 	SET(max_qos2_pending, l->max_qos2_pending);
+	SET(max_retained_messages, l->max_retained_messages);
+	SET(max_retained_bytes, l->max_retained_bytes);
 	SET(max_keepalive, l->max_keepalive);
 }
 

@@ -4,9 +4,11 @@
  * what each one refuses, how it is counted and how it is logged.
  *
  * Every hit is counted in the worker's limit_hits[kind] (worker.h), summed
- * as kafkagate_limit_hits_total{limit="<setting name>"}. A hit is logged at
- * warn level, once per connection and kind where a session is at hand
- * (limits_hit() says when), and always through a rate limit.
+ * as kafkagate_limit_hits_total{limit="<setting name>"}; hits counted under
+ * a broker lock with no worker at hand (the retained store) go to the
+ * broker's own array (broker_int.h). A hit is logged at warn level, once per
+ * connection and kind where a session is at hand (limits_hit() says when),
+ * and always through a rate limit.
  *
  * Thread: the owning worker's only (c's, or w itself), except
  * limits_name() and limits_apply() (any thread).
@@ -33,6 +35,8 @@ enum limit_kind {
 	LIMIT_TOPIC_LEVELS,          /* the same */
 	LIMIT_SUBSCRIPTIONS,         /* SUBSCRIBE: 0x80 for each filter beyond */
 	LIMIT_QOS2_PENDING,          /* close */
+	LIMIT_RETAINED_MESSAGES,     /* not stored */
+	LIMIT_RETAINED_BYTES,        /* not stored */
 	LIMIT_N
 };
 

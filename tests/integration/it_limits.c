@@ -6,7 +6,8 @@
  * Then the hardening caps (docs/security.md), each checked on the wire and
  * in /metrics (kafkagate_limit_hits_total and the gauges): topic length and
  * levels, client id length, keepalive, subscriptions per client (and how
- * fast 100,000 of them go in and come out), QoS 2 ids awaiting PUBREL.
+ * fast 100,000 of them go in and come out), QoS 2 ids awaiting PUBREL,
+ * the retained store.
  *
  * Each test runs its own gateway with the limits it needs.
  */
@@ -868,6 +869,77 @@ static void test_qos2_pending(void **state)
 	assert_true(hits("max_qos2_pending") == 1);
 }
 
+/* ---- retained store --------------------------------------------------------------- */
+
+static int retained_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_retained_messages = 3; max_retained_bytes = 300;");
+}
+
+static void assert_retained(double count, double bytes)
+{
+	assert_true(metric("kafkagate_retained_messages") == count);
+	assert_true(metric("kafkagate_retained_bytes") == bytes);
+}
+
+/* Three messages, 300 bytes (topic + payload): a new topic beyond either
+ * is not stored; a replacement that does not fit clears its topic. */
+static void test_retained_caps(void **state)
+{
+	static char p50[50], p100[100], p200[200];
+	int pub = itutil_connect(g.port, "it-lim-rt-p", true, 0, NULL);
+	(void)state;
+
+	memset(p50, 'a', sizeof(p50));
+	memset(p100, 'b', sizeof(p100));
+	memset(p200, 'c', sizeof(p200));
+	assert_true(pub >= 0);
+	assert_int_equal(raw_mqtt_publish(pub, "r/1", p50, 50, 1, true, 1), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "r/2", p50, 50, 1, true, 2), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "r/3", p50, 50, 1, true, 3), 0);
+	assert_retained(3, 3 * 53);
+	/* A fourth topic: not stored (the publish itself is acknowledged). */
+	assert_int_equal(raw_mqtt_publish(pub, "r/4", p50, 50, 1, true, 4), 0);
+	assert_retained(3, 3 * 53);
+	assert_true(hits("max_retained_messages") == 1);
+	/* Replacing within the bytes: stored. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/1", p100, 100, 1, true, 5), 0);
+	assert_retained(3, 103 + 2 * 53);
+	/* Replacing past them: the stale one goes. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/2", p200, 200, 1, true, 6), 0);
+	assert_retained(2, 103 + 53);
+	assert_true(hits("max_retained_bytes") == 1);
+	/* A new topic past the bytes. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/4", p200, 200, 1, true, 7), 0);
+	assert_retained(2, 103 + 53);
+	assert_true(hits("max_retained_bytes") == 2);
+
+	/* A subscriber gets exactly what is stored. */
+	int sub = itutil_connect(g.port, "it-lim-rt-s", true, 0, NULL);
+	struct itutil_pkt p;
+	int seen = 0;
+	assert_true(sub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "r/#", 0), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(itutil_recv_publish(sub, &p, WAIT_MS), 0);
+		assert_true(p.retain);
+		if (strcmp(p.topic, "r/1") == 0 && p.len == 100)
+			seen |= 1;
+		else if (strcmp(p.topic, "r/3") == 0 && p.len == 50)
+			seen |= 2;
+	}
+	assert_int_equal(seen, 3);
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	/* Clearing always works, and makes room. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/1", "", 0, 1, true, 8), 0);
+	assert_retained(1, 53);
+	assert_int_equal(raw_mqtt_publish(pub, "r/4", p200, 200, 1, true, 9), 0);
+	assert_retained(2, 53 + 203);
+	close(sub);
+	close(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -883,6 +955,7 @@ int main(void)
 						gw_teardown),
 		cmocka_unit_test_setup_teardown(test_many_subscriptions, subs_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_pending, qos2_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_retained_caps, retained_setup, gw_teardown),
 	};
 
 	return cmocka_run_group_tests_name("it_limits", tests, NULL, NULL);
