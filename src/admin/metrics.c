@@ -89,6 +89,7 @@ static int render_limits(struct buf *out, struct broker *br, const struct totals
 {
 	static const char hits[] = "kafkagate_limit_hits_total";
 	size_t n, bytes;
+	int64_t total, online;
 	int rc = prom_family(out, hits, "counter",
 			     "Times a configured limit refused something, by limit (the setting's name).");
 
@@ -96,6 +97,20 @@ static int render_limits(struct buf *out, struct broker *br, const struct totals
 		const char *labels[] = { "limit", limits_name(k), NULL };
 		rc |= prom_u64(out, hits, labels, t->limit_hits[k]);
 	}
+	broker_session_counts(br, &total, &online);
+	if (online > total)
+		online = total;
+	rc |= prom_family(out, "kafkagate_sessions", "gauge",
+			  "MQTT sessions, by state: online (a client attached) or offline "
+			  "(persistent, kept for its client).");
+	{
+		const char *on[] = { "state", "online", NULL }, *off[] = { "state", "offline", NULL };
+		rc |= prom_i64(out, "kafkagate_sessions", on, online);
+		rc |= prom_i64(out, "kafkagate_sessions", off, total - online);
+	}
+	rc |= one_u64(out, "kafkagate_sessions_expired_total", "counter",
+		      "Persistent sessions discarded after limits.session_expiry offline.",
+		      LD(br->sessions_expired));
 	broker_subs_stats(br, &n, &bytes);
 	rc |= one_u64(out, "kafkagate_subscriptions", "gauge",
 		      "Subscriptions (filter, session) in the subscription trie.", n);

@@ -62,6 +62,7 @@ struct broker *broker_new(const struct cfg *cfg)
 	pthread_rwlock_init(&br->subs_lock, NULL);
 	pthread_mutex_init(&br->retain_lock, NULL);
 	pthread_mutex_init(&br->dir_lock, NULL);
+	TAILQ_INIT(&br->parked);
 	br->subs = sub_trie_new();
 	br->retained = retain_new();
 	if (!br->subs || !br->retained || session_dir_init(&br->dir) < 0)
@@ -166,6 +167,10 @@ void broker_discard_session(struct broker *br, struct session *s)
 	uint32_t unrefs = 0, pos = 0;
 
 	atomic_store(&s->discarded, true);
+	if (s->parked_listed) {
+		TAILQ_REMOVE(&br->parked, s, park_link);
+		s->parked_listed = false;
+	}
 	pthread_rwlock_wrlock(&br->subs_lock);
 	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
 		unrefs += sub_trie_remove(br->subs, e->filter, e->len, s) == 1;
@@ -269,6 +274,12 @@ void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes)
 	*count = sub_trie_count(br->subs);
 	*bytes = sub_trie_bytes(br->subs);
 	pthread_rwlock_unlock(&br->subs_lock);
+}
+
+void broker_session_counts(struct broker *br, int64_t *total, int64_t *online)
+{
+	*total = (int64_t)atomic_load_explicit(&br->dir.n, memory_order_relaxed);
+	*online = atomic_load_explicit(&br->sessions_online, memory_order_relaxed);
 }
 
 struct retained_batch {

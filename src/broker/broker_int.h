@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker/broker.h"
 #include "broker/limits.h"
@@ -38,6 +39,7 @@ struct broker_limits {
 	atomic_uint max_qos2_pending;
 	atomic_uint max_retained_messages;
 	atomic_uint max_retained_bytes;
+	atomic_uint session_expiry;        /* seconds; 0 = never */
 	atomic_uint max_keepalive;         /* 0 = any */
 
 	atomic_uint max_connections;
@@ -61,6 +63,9 @@ struct broker {
 	struct retain_store *retained;
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
+	TAILQ_HEAD(, session) parked; /* persistent sessions offline, oldest park first; dir_lock */
+	atomic_int_fast64_t sessions_online;   /* attached to a client */
+	atomic_uint_fast64_t sessions_expired; /* discarded by session_expiry */
 	/* Limit hits counted under retain_lock, with no worker at hand. */
 	atomic_uint_fast64_t limit_hits[LIMIT_N];
 	atomic_int n_connections;
@@ -95,10 +100,13 @@ size_t broker_retained_count(struct broker *br);
 void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes);
 /* Entries in the subscription trie and the heap it holds. Any thread. */
 void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes);
+/* Sessions in the directory, and how many have a client attached. Any thread. */
+void broker_session_counts(struct broker *br, int64_t *total, int64_t *online);
 
 /* Removes every subscription of s from the trie, drops its queue and its
- * subscription set and marks it discarded. Caller holds dir_lock and has
- * removed s from the directory; s is offline or its owner is the caller. */
+ * subscription set, takes it off the parked list and marks it discarded.
+ * Caller holds dir_lock and has removed s from the directory; s is offline
+ * or its owner is the caller. */
 void broker_discard_session(struct broker *br, struct session *s);
 
 #endif

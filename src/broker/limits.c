@@ -55,6 +55,7 @@ void limits_apply(struct broker_limits *lim, const struct cfg_limits *l)
 	SET(max_qos2_pending, l->max_qos2_pending);
 	SET(max_retained_messages, l->max_retained_messages);
 	SET(max_retained_bytes, l->max_retained_bytes);
+	SET(session_expiry, l->session_expiry);
 	SET(max_keepalive, l->max_keepalive);
 }
 

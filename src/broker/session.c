@@ -63,7 +63,7 @@ static size_t hash_id(const char *id, uint16_t len)
 int session_dir_init(struct session_dir *d)
 {
 	d->nb = 1024;
-	d->n = 0;
+	atomic_init(&d->n, 0);
 	d->b = calloc(d->nb, sizeof(*d->b));
 	return d->b ? 0 : -1;
 }
@@ -80,7 +80,8 @@ void session_dir_release(struct session_dir *d)
 	}
 	free(d->b);
 	d->b = NULL;
-	d->nb = d->n = 0;
+	d->nb = 0;
+	atomic_store(&d->n, 0);
 }
 
 struct session *session_dir_find(const struct session_dir *d, const char *id, uint16_t len)

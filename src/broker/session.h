@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker/inflight.h"
 #include "broker/session_subs.h"
@@ -49,6 +50,11 @@ struct session {
 	uint64_t queue_dropped;
 	atomic_uint limits_logged; /* bit per enum limit_kind logged since attach (limits.h) */
 	struct session *dir_next;  /* directory hash chain; dir_lock */
+	/* On the broker's list of parked persistent sessions, oldest first,
+	 * for session_expiry (takeover.c); dir_lock. */
+	TAILQ_ENTRY(session) park_link;
+	bool parked_listed;
+	int64_t parked_ms;         /* monotonic, when it was parked */
 };
 
 /* Returns a new offline session with one reference, or NULL. */
@@ -56,10 +62,12 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean);
 struct session *session_ref(struct session *s);
 void session_unref(struct session *s);
 
-/* A hash table of sessions by client id. Not thread safe: broker dir_lock. */
+/* A hash table of sessions by client id. Not thread safe: broker dir_lock;
+ * n may be read with a relaxed load from any thread (a gauge). */
 struct session_dir {
 	struct session **b;
-	size_t nb, n;
+	size_t nb;
+	atomic_size_t n;
 };
 
 int session_dir_init(struct session_dir *d);

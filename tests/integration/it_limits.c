@@ -7,7 +7,7 @@
  * in /metrics (kafkagate_limit_hits_total and the gauges): topic length and
  * levels, client id length, keepalive, subscriptions per client (and how
  * fast 100,000 of them go in and come out), QoS 2 ids awaiting PUBREL,
- * the retained store.
+ * the retained store, session expiry.
  *
  * Each test runs its own gateway with the limits it needs.
  */
@@ -648,6 +648,16 @@ static const char *const *filter_range(const char *prefix, int first, int n)
 	return list;
 }
 
+/* DISCONNECT, then waits until the gateway has parked the session (online
+ * sessions back to `online`). */
+static void disconnect(int fd, double online)
+{
+	assert_int_equal(raw_send_hex(fd, "E0 00"), 0);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+	assert_true(metric_wait("kafkagate_sessions{state=\"online\"}", online) == online);
+}
+
 /* ---- topic caps ---------------------------------------------------------------- */
 
 static int topic_setup(void **state)
@@ -834,6 +844,8 @@ static void test_many_subscriptions(void **state)
 	close(fd);
 	assert_true(metric_wait("kafkagate_subscriptions", 0) == 0);
 	assert_true(metric_wait("kafkagate_subscription_trie_bytes", trie0) == trie0);
+	assert_true(metric_wait("kafkagate_sessions{state=\"online\"}", 0) == 0);
+	assert_true(metric("kafkagate_sessions{state=\"offline\"}") == 0);
 }
 
 /* ---- QoS 2 ids awaiting PUBREL --------------------------------------------------- */
@@ -940,6 +952,68 @@ static void test_retained_caps(void **state)
 	close(pub);
 }
 
+/* ---- session expiry ------------------------------------------------------------------ */
+
+static int expiry_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("session_expiry = 2;");
+}
+
+/*
+ * A persistent session whose client stays away for session_expiry (2 s) is
+ * discarded with its queue; one whose client came back meanwhile lives on,
+ * its clock restarting when it leaves again.
+ */
+static void test_session_expiry(void **state)
+{
+	int a = itutil_connect(g.port, "it-lim-exp-a", false, 0, NULL);
+	int b = itutil_connect(g.port, "it-lim-exp-b", false, 0, NULL);
+	struct itutil_pkt p;
+	bool present = false;
+	(void)state;
+
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(itutil_subscribe(a, 1, "e/#", 1), 0);
+	assert_int_equal(itutil_subscribe(b, 1, "e/#", 1), 0);
+	disconnect(a, 1);
+	long long parked_a = itutil_now_ms();
+	disconnect(b, 0);
+	int pub = itutil_connect(g.port, "it-lim-exp-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	assert_int_equal(raw_mqtt_publish(pub, "e/1", "1", 1, 1, false, 1), 0);
+	close(pub);
+	assert_true(metric_wait("kafkagate_session_queued_messages", 2) == 2);
+	assert_true(metric_wait("kafkagate_sessions{state=\"offline\"}", 2) == 2);
+
+	/* b comes back after a second, takes its message and leaves again. */
+	itutil_sleep_ms(1000);
+	b = itutil_connect(g.port, "it-lim-exp-b", false, 0, &present);
+	assert_true(b >= 0);
+	assert_true(present);
+	assert_int_equal(itutil_recv_acked(b, &p, WAIT_MS), 0);
+	disconnect(b, 0);
+
+	/* a goes once it has been away 2 s (swept every 250 ms), not before. */
+	assert_true(metric_wait("kafkagate_sessions_expired_total", 1) == 1);
+	long long away = itutil_now_ms() - parked_a;
+	print_message("session expired after %lld ms offline\n", away);
+	assert_true(away >= 1900);
+	assert_true(metric("kafkagate_sessions{state=\"offline\"}") == 1);
+	assert_true(metric("kafkagate_session_queued_messages") == 0);
+
+	/* b, away about a second, is still there; a starts afresh. */
+	b = itutil_connect(g.port, "it-lim-exp-b", false, 0, &present);
+	assert_true(b >= 0);
+	assert_true(present);
+	a = itutil_connect(g.port, "it-lim-exp-a", false, 0, &present);
+	assert_true(a >= 0);
+	assert_false(present);
+	assert_true(itutil_quiet(a, QUIET_MS));
+	close(a);
+	close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -956,6 +1030,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_subscriptions, subs_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_pending, qos2_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_retained_caps, retained_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_session_expiry, expiry_setup, gw_teardown),
 	};
 
 	return cmocka_run_group_tests_name("it_limits", tests, NULL, NULL);
