@@ -111,6 +111,9 @@ static int render_limits(struct buf *out, struct broker *br, const struct totals
 	rc |= one_u64(out, "kafkagate_sessions_expired_total", "counter",
 		      "Persistent sessions discarded after limits.session_expiry offline.",
 		      LD(br->sessions_expired));
+	rc |= prom_family(out, "kafkagate_session_queued_bytes", "gauge",
+			  "Topic and payload bytes of the messages in session queues, all sessions.");
+	rc |= prom_i64(out, "kafkagate_session_queued_bytes", NULL, mqueue_total_bytes());
 	broker_subs_stats(br, &n, &bytes);
 	rc |= one_u64(out, "kafkagate_subscriptions", "gauge",
 		      "Subscriptions (filter, session) in the subscription trie.", n);

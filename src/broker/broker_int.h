@@ -39,6 +39,9 @@ struct broker_limits {
 	atomic_uint max_qos2_pending;
 	atomic_uint max_retained_messages;
 	atomic_uint max_retained_bytes;
+	atomic_uint max_queued_bytes;
+	atomic_uint max_queued_total_messages;
+	atomic_uint max_queued_total_bytes;
 	atomic_uint session_expiry;        /* seconds; 0 = never */
 	atomic_uint max_keepalive;         /* 0 = any */
 

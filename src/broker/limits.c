@@ -25,6 +25,10 @@ static const char *const names[LIMIT_N] = {
 	[LIMIT_QOS2_PENDING] = "max_qos2_pending",
 	[LIMIT_RETAINED_MESSAGES] = "max_retained_messages",
 	[LIMIT_RETAINED_BYTES] = "max_retained_bytes",
+	[LIMIT_QUEUED_MESSAGES] = "max_queued_messages",
+	[LIMIT_QUEUED_BYTES] = "max_queued_bytes",
+	[LIMIT_QUEUED_TOTAL_MESSAGES] = "max_queued_total_messages",
+	[LIMIT_QUEUED_TOTAL_BYTES] = "max_queued_total_bytes",
 };
 
 /* One rate limit per kind, so that a flood of one kind does not hide the
@@ -34,7 +38,8 @@ static struct log_limit log_lims[LIMIT_N] = {
 	LIM_LOG(LIMIT_CONNECT_SIZE), LIM_LOG(LIMIT_CLIENT_ID_LENGTH), LIM_LOG(LIMIT_KEEPALIVE),
 	LIM_LOG(LIMIT_TOPIC_LENGTH), LIM_LOG(LIMIT_TOPIC_LEVELS), LIM_LOG(LIMIT_SUBSCRIPTIONS),
 	LIM_LOG(LIMIT_QOS2_PENDING), LIM_LOG(LIMIT_RETAINED_MESSAGES),
-	LIM_LOG(LIMIT_RETAINED_BYTES),
+	LIM_LOG(LIMIT_RETAINED_BYTES), LIM_LOG(LIMIT_QUEUED_MESSAGES), LIM_LOG(LIMIT_QUEUED_BYTES),
+	LIM_LOG(LIMIT_QUEUED_TOTAL_MESSAGES), LIM_LOG(LIMIT_QUEUED_TOTAL_BYTES),
 };
 
 const char *limits_name(enum limit_kind k)
@@ -55,6 +60,9 @@ void limits_apply(struct broker_limits *lim, const struct cfg_limits *l)
 	SET(max_qos2_pending, l->max_qos2_pending);
 	SET(max_retained_messages, l->max_retained_messages);
 	SET(max_retained_bytes, l->max_retained_bytes);
+	SET(max_queued_bytes, l->max_queued_bytes);
+	SET(max_queued_total_messages, l->max_queued_total_messages);
+	SET(max_queued_total_bytes, l->max_queued_total_bytes);
 	SET(session_expiry, l->session_expiry);
 	SET(max_keepalive, l->max_keepalive);
 }
@@ -188,4 +196,38 @@ int limits_check_subscribe(struct client *c, const char *filter, uint16_t len)
 		return -1;
 	}
 	return 0;
+}
+
+int limits_queue_push(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
+		      bool retain, bool owes)
+{
+	struct broker *br = w->br;
+	struct mqueue_caps caps = {
+		.max = LIM(br, max_queued),
+		.max_bytes = LIM(br, max_queued_bytes),
+		.max_total = LIM(br, max_queued_total_messages),
+		.max_total_bytes = LIM(br, max_queued_total_bytes),
+	};
+	enum limit_kind k;
+
+	switch (mqueue_push_capped(&s->queue, m, qos, retain, owes, &caps)) {
+	case 0:
+		return 0;
+	case MQUEUE_FULL:
+		k = LIMIT_QUEUED_MESSAGES;
+		break;
+	case MQUEUE_FULL_BYTES:
+		k = LIMIT_QUEUED_BYTES;
+		break;
+	case MQUEUE_FULL_TOTAL:
+		k = LIMIT_QUEUED_TOTAL_MESSAGES;
+		break;
+	case MQUEUE_FULL_TOTAL_BYTES:
+		k = LIMIT_QUEUED_TOTAL_BYTES;
+		break;
+	default:
+		return -1;
+	}
+	STAT_INC(w, limit_hits[k]);
+	return (int)k;
 }

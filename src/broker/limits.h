@@ -22,6 +22,7 @@
 struct broker_limits;
 struct cfg_limits;
 struct client;
+struct msg;
 struct mqtt_connect;
 struct session;
 struct worker;
@@ -37,6 +38,10 @@ enum limit_kind {
 	LIMIT_QOS2_PENDING,          /* close */
 	LIMIT_RETAINED_MESSAGES,     /* not stored */
 	LIMIT_RETAINED_BYTES,        /* not stored */
+	LIMIT_QUEUED_MESSAGES,       /* dropped (also in queue_dropped) */
+	LIMIT_QUEUED_BYTES,          /* dropped (also in queue_dropped) */
+	LIMIT_QUEUED_TOTAL_MESSAGES, /* dropped (also in queue_dropped) */
+	LIMIT_QUEUED_TOTAL_BYTES,    /* dropped (also in queue_dropped) */
 	LIMIT_N
 };
 
@@ -75,5 +80,15 @@ int limits_check_qos2(struct client *c);
  * max_topic_length / max_topic_levels, or new to a session that holds
  * max_subscriptions filters already; else 0. Counted and logged here. */
 int limits_check_subscribe(struct client *c, const char *filter, uint16_t len);
+
+/*
+ * Appends m to s's queue within max_queued_messages, max_queued_bytes and
+ * the process-wide max_queued_total_messages / _bytes, counting a refusal
+ * on w. Takes the reference on m on success; on refusal the caller keeps it.
+ * Returns 0, the limit_kind (> 0) that refused it, or -1 (out of memory).
+ * Logs nothing (the offline path calls it under s->mu).
+ */
+int limits_queue_push(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
+		      bool retain, bool owes);
 
 #endif

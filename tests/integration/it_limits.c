@@ -7,7 +7,7 @@
  * in /metrics (kafkagate_limit_hits_total and the gauges): topic length and
  * levels, client id length, keepalive, subscriptions per client (and how
  * fast 100,000 of them go in and come out), QoS 2 ids awaiting PUBREL,
- * the retained store, session expiry.
+ * the retained store, session queue bytes and totals, session expiry.
  *
  * Each test runs its own gateway with the limits it needs.
  */
@@ -952,6 +952,77 @@ static void test_retained_caps(void **state)
 	close(pub);
 }
 
+/* ---- session queues: bytes per session, messages in total ------------------------ */
+
+static int queued_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_queued_bytes = 10000;");
+}
+
+static void test_queued_bytes(void **state)
+{
+	static char p1000[1000];
+	int sub = itutil_connect(g.port, "it-lim-qb", false, 0, NULL);
+	struct itutil_pkt p;
+	bool present = false;
+	(void)state;
+
+	memset(p1000, 'q', sizeof(p1000));
+	assert_true(sub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "q/b", 1), 0);
+	disconnect(sub, 0);
+	int pub = itutil_connect(g.port, "it-lim-qb-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	/* 20 x 1003 bytes for a queue of 10000: 9 kept, 11 dropped. */
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(raw_mqtt_publish(pub, "q/b", p1000, sizeof(p1000), 1, false,
+						  (uint16_t)(i + 1)), 0);
+	close(pub);
+	assert_true(metric_wait("kafkagate_session_queued_bytes", 9 * 1003) == 9 * 1003);
+	assert_true(metric("kafkagate_session_queued_messages") == 9);
+	assert_true(hits("max_queued_bytes") == 11);
+	assert_true(metric("kafkagate_queue_dropped_total") == 11);
+
+	sub = itutil_connect(g.port, "it-lim-qb", false, 0, &present);
+	assert_true(sub >= 0);
+	assert_true(present);
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(itutil_recv_acked(sub, &p, WAIT_MS), 0);
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	assert_true(metric_wait("kafkagate_session_queued_bytes", 0) == 0);
+	close(sub);
+}
+
+static int queued_total_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_queued_total_messages = 5;");
+}
+
+/* Every offline session has room of its own, but all of them together
+ * hold five messages. */
+static void test_queued_total(void **state)
+{
+	int a = itutil_connect(g.port, "it-lim-qt-a", false, 0, NULL);
+	int b = itutil_connect(g.port, "it-lim-qt-b", false, 0, NULL);
+	(void)state;
+
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(itutil_subscribe(a, 1, "q/t", 1), 0);
+	assert_int_equal(itutil_subscribe(b, 1, "q/t", 1), 0);
+	disconnect(a, 1);
+	disconnect(b, 0);
+	int pub = itutil_connect(g.port, "it-lim-qt-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(raw_mqtt_publish(pub, "q/t", "m", 1, 1, false, (uint16_t)(i + 1)), 0);
+	close(pub);
+	assert_true(metric_wait("kafkagate_session_queued_messages", 5) == 5);
+	assert_true(hits("max_queued_total_messages") == 3);
+	assert_true(hits("max_queued_messages") == 0);
+}
+
 /* ---- session expiry ------------------------------------------------------------------ */
 
 static int expiry_setup(void **state)
@@ -1030,6 +1101,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_subscriptions, subs_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_pending, qos2_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_retained_caps, retained_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_queued_bytes, queued_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_queued_total, queued_total_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_session_expiry, expiry_setup, gw_teardown),
 	};
 
