@@ -41,7 +41,8 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/client_io.c src/broker/listener.c src/broker/send.c src/broker/deliver.c \
 	src/broker/takeover.c src/broker/dispatch.c \
 	src/broker/handle_connect.c src/broker/handle_publish.c src/broker/handle_subscribe.c \
-	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c
+	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c \
+	src/broker/limits.c src/broker/session_subs.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
@@ -65,7 +66,7 @@ UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon htt
 	offsets downlink log inbox
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
-UNIT_TESTS_BROKER    := client_ack inflight
+UNIT_TESTS_BROKER    := client_ack inflight session_subs
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
@@ -105,6 +106,10 @@ $(B)/tests/test_client_ack: tests/unit/test_client_ack.c src/broker/client_ack.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
 
 $(B)/tests/test_inflight: tests/unit/test_inflight.c src/broker/inflight.c src/core/msg.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
+
+$(B)/tests/test_session_subs: tests/unit/test_session_subs.c src/broker/session_subs.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
 

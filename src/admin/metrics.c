@@ -36,6 +36,7 @@ struct totals {
 	uint64_t accepted, rejected, bytes_in, bytes_out;
 	uint64_t pkts_in[16], pkts_out[16], msgs_in[3];
 	uint64_t qos0_dropped, queue_dropped, malformed;
+	uint64_t limit_hits[LIMIT_N];
 	uint64_t up_routed, up_unrouted, sink_blocked, sink_failed;
 	uint64_t packet_timeouts, partial_refused;
 };
@@ -50,6 +51,8 @@ static int one_u64(struct buf *out, const char *name, const char *type, const ch
 static void sum_workers(const struct broker *br, struct totals *t)
 {
 	memset(t, 0, sizeof(*t));
+	for (int k = 0; k < LIMIT_N; k++)
+		t->limit_hits[k] = LD(br->limit_hits[k]);
 	for (int i = 0; i < br->n_workers; i++) {
 		const struct worker_stats *st = &br->workers[i].st;
 		t->accepted += LD(st->conn_accepted);
@@ -64,6 +67,8 @@ static void sum_workers(const struct broker *br, struct totals *t)
 			t->msgs_in[q] += LD(st->msgs_in[q]);
 		t->qos0_dropped += LD(st->qos0_dropped);
 		t->queue_dropped += LD(st->queue_dropped);
+		for (int k = 0; k < LIMIT_N; k++)
+			t->limit_hits[k] += LD(st->limit_hits[k]);
 		t->malformed += LD(st->malformed);
 		t->sink_blocked += LD(st->sink_blocked);
 		t->sink_failed += LD(st->sink_failed);
@@ -80,6 +85,44 @@ static int render_packets(struct buf *out, const char *name, const char *help,
 		const char *labels[] = { "type", packet_names[k], NULL };
 		rc |= prom_u64(out, name, labels, counts[k]);
 	}
+	return rc;
+}
+
+/* The limits group: what was refused, and the state the caps bound. */
+static int render_limits(struct buf *out, struct broker *br, const struct totals *t)
+{
+	static const char hits[] = "kafkagate_limit_hits_total";
+	size_t n, bytes;
+	int64_t total, online;
+	int rc = prom_family(out, hits, "counter",
+			     "Times a configured limit refused something, by limit (the setting's name).");
+
+	for (int k = 0; k < LIMIT_N; k++) {
+		const char *labels[] = { "limit", limits_name(k), NULL };
+		rc |= prom_u64(out, hits, labels, t->limit_hits[k]);
+	}
+	broker_session_counts(br, &total, &online);
+	if (online > total)
+		online = total;
+	rc |= prom_family(out, "kafkagate_sessions", "gauge",
+			  "MQTT sessions, by state: online (a client attached) or offline "
+			  "(persistent, kept for its client).");
+	{
+		const char *on[] = { "state", "online", NULL }, *off[] = { "state", "offline", NULL };
+		rc |= prom_i64(out, "kafkagate_sessions", on, online);
+		rc |= prom_i64(out, "kafkagate_sessions", off, total - online);
+	}
+	rc |= one_u64(out, "kafkagate_sessions_expired_total", "counter",
+		      "Persistent sessions discarded after limits.session_expiry offline.",
+		      LD(br->sessions_expired));
+	rc |= prom_family(out, "kafkagate_session_queued_bytes", "gauge",
+			  "Topic and payload bytes of the messages in session queues, all sessions.");
+	rc |= prom_i64(out, "kafkagate_session_queued_bytes", NULL, mqueue_total_bytes());
+	broker_subs_stats(br, &n, &bytes);
+	rc |= one_u64(out, "kafkagate_subscriptions", "gauge",
+		      "Subscriptions (filter, session) in the subscription trie.", n);
+	rc |= one_u64(out, "kafkagate_subscription_trie_bytes", "gauge",
+		      "Heap bytes held by the subscription trie.", bytes);
 	return rc;
 }
 
@@ -150,9 +193,13 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "Configuration reloads rejected (the old configuration stayed).",
 		      LD(br->reload_failures));
 
-	size_t retained = broker_retained_count(br);
+	size_t retained, retained_bytes;
+	broker_retained_stats(br, &retained, &retained_bytes);
 	rc |= one_u64(out, "kafkagate_retained_messages", "gauge", "Retained messages stored.",
 		      retained);
+	rc |= one_u64(out, "kafkagate_retained_bytes", "gauge",
+		      "Topic and payload bytes of the retained messages stored.", retained_bytes);
+	rc |= render_limits(out, br, t);
 	return rc;
 }
 

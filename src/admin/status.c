@@ -244,7 +244,7 @@ static int row_copy(struct row *r, const struct client *c)
 	memset(r, 0, sizeof(*r));
 	r->id = util_strdup_n(c->id, c->id_len);
 	r->username = c->username ? strdup(c->username) : NULL;
-	r->subs = calloc(s->n_subs ? s->n_subs : 1, sizeof(*r->subs));
+	r->subs = calloc(s->subs.n ? s->subs.n : 1, sizeof(*r->subs));
 	snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
 	snprintf(r->listener, sizeof(r->listener), "%s", c->w->br->lis[c->lis].name);
 	snprintf(r->tls, sizeof(r->tls), "%s", client_io_tls_version(c));
@@ -253,8 +253,10 @@ static int row_copy(struct row *r, const struct client *c)
 	r->queued = s->queue.n;
 	if (!r->id || (c->username && !r->username) || !r->subs)
 		goto fail;
-	for (; r->n_subs < s->n_subs; r->n_subs++)
-		if (!(r->subs[r->n_subs] = strdup(s->subs[r->n_subs].filter)))
+	uint32_t pos = 0;
+	for (const struct sub_entry *e; r->n_subs < s->subs.n &&
+					(e = session_subs_next(&s->subs, &pos)); r->n_subs++)
+		if (!(r->subs[r->n_subs] = strdup(e->filter)))
 			goto fail;
 	return 0;
 fail:
@@ -313,6 +315,11 @@ static struct gather *gather_ask(struct worker *w, size_t skip, size_t want,
 	return g;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static json_t *row_json(const struct row *r, int64_t mono_now, int64_t wall_now)
 {
 	int64_t since = wall_now - (mono_now - r->accepted_ms);
@@ -324,6 +331,9 @@ static json_t *row_json(const struct row *r, int64_t mono_now, int64_t wall_now)
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(iso, sizeof(iso), "%s.%03dZ", stamp, (int)(since % 1000));
 
+	/* The session keeps its filters in a hash set: sorted here, on the
+	 * admin thread, so that the answer is stable. */
+	qsort(r->subs, r->n_subs, sizeof(*r->subs), cmp_str);
 	json_t *subs = json_array();
 	int rc = subs ? 0 : -1;
 	for (uint32_t i = 0; subs && i < r->n_subs; i++)

@@ -7,6 +7,7 @@
 
 #include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/limits.h"
 #include "broker/listener.h"
 #include "broker/retain.h"
 #include "broker/session.h"
@@ -17,10 +18,12 @@
 #include "core/net.h"
 #include "core/util.h"
 #include "mqtt/sub_trie.h"
+#include "mqtt/topic.h"
 
 void broker_set_limits(struct broker *br, const struct cfg *cfg)
 {
 	const struct cfg_limits *l = &cfg->limits;
+	limits_apply(&br->lim, l);
 	atomic_store(&br->lim.max_connections, (unsigned)l->max_connections);
 	atomic_store(&br->lim.max_packet_size, (unsigned)l->max_packet_size);
 	atomic_store(&br->lim.max_inflight, (unsigned)l->max_inflight);
@@ -31,7 +34,6 @@ void broker_set_limits(struct broker *br, const struct cfg *cfg)
 	atomic_store(&br->lim.max_connect_rate, (unsigned)l->max_connect_rate);
 	atomic_store(&br->lim.packet_timeout_ms, (unsigned)l->packet_timeout * 1000u);
 	atomic_store(&br->lim.max_partial_bytes, (unsigned)l->max_partial_bytes);
-	atomic_store(&br->lim.max_connect_size, (unsigned)l->max_connect_size);
 }
 
 static int broker_init_workers(struct broker *br, const struct cfg *cfg, int n)
@@ -74,6 +76,7 @@ struct broker *broker_new(const struct cfg *cfg)
 	pthread_rwlock_init(&br->subs_lock, NULL);
 	pthread_mutex_init(&br->retain_lock, NULL);
 	pthread_mutex_init(&br->dir_lock, NULL);
+	TAILQ_INIT(&br->parked);
 	br->subs = sub_trie_new();
 	br->retained = retain_new();
 	if (!br->subs || !br->retained || session_dir_init(&br->dir) < 0)
@@ -176,12 +179,21 @@ int broker_inject(struct broker *br, struct msg *m)
 
 void broker_discard_session(struct broker *br, struct session *s)
 {
+	uint32_t unrefs = 0, pos = 0;
+
 	atomic_store(&s->discarded, true);
+	if (s->parked_listed) {
+		TAILQ_REMOVE(&br->parked, s, park_link);
+		s->parked_listed = false;
+	}
 	pthread_rwlock_wrlock(&br->subs_lock);
-	for (uint32_t i = 0; i < s->n_subs; i++)
-		if (sub_trie_remove(br->subs, s->subs[i].filter, s->subs[i].len, s) == 1)
-			session_unref(s);
+	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
+		unrefs += sub_trie_remove(br->subs, e->filter, e->len, s) == 1;
 	pthread_rwlock_unlock(&br->subs_lock);
+	/* The trie's references: never the last, the caller holds one. */
+	while (unrefs--)
+		session_unref(s);
+	session_subs_release(&s->subs);
 	pthread_spin_lock(&s->mu);
 	mqueue_release(&s->queue);
 	pthread_spin_unlock(&s->mu);
@@ -258,8 +270,12 @@ int broker_subscribe(struct broker *br, struct session *s, const char *filter, u
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r < 0)
 		return -1;
-	if (session_sub_add(s, filter, len, qos) < 0) {
-		broker_unsubscribe(br, s, filter, len);
+	if (session_subs_add(&s->subs, filter, len, qos) < 0) {
+		pthread_rwlock_wrlock(&br->subs_lock);
+		r = sub_trie_remove(br->subs, filter, len, s);
+		pthread_rwlock_unlock(&br->subs_lock);
+		if (r == 1)
+			session_unref(s);
 		return -1;
 	}
 	return 0;
@@ -267,12 +283,29 @@ int broker_subscribe(struct broker *br, struct session *s, const char *filter, u
 
 void broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
 {
+	/* The session's set mirrors its trie entries: a filter it does not
+	 * hold needs neither the lock nor a trie walk. */
+	if (!session_subs_del(&s->subs, filter, len))
+		return;
 	pthread_rwlock_wrlock(&br->subs_lock);
 	int r = sub_trie_remove(br->subs, filter, len, s);
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r == 1)
 		session_unref(s);
-	session_sub_del(s, filter, len);
+}
+
+void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes)
+{
+	pthread_rwlock_rdlock(&br->subs_lock);
+	*count = sub_trie_count(br->subs);
+	*bytes = sub_trie_bytes(br->subs);
+	pthread_rwlock_unlock(&br->subs_lock);
+}
+
+void broker_session_counts(struct broker *br, int64_t *total, int64_t *online)
+{
+	*total = (int64_t)atomic_load_explicit(&br->dir.n, memory_order_relaxed);
+	*online = atomic_load_explicit(&br->sessions_online, memory_order_relaxed);
 }
 
 struct retained_batch {
@@ -314,18 +347,40 @@ int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 	return b.oom ? -1 : 0;
 }
 
+static void retain_refused(struct broker *br, const struct msg *m, enum limit_kind k)
+{
+	atomic_fetch_add_explicit(&br->limit_hits[k], 1, memory_order_relaxed);
+	/* No client at hand (a will, a downlink record): rate-limited only. */
+	log_warn_rl("retained message not stored topic=%s bytes=%u limit=%s", log_q(m->topic),
+		    m->payload_len, limits_name(k));
+}
+
 void broker_retain(struct broker *br, struct msg *m)
 {
+	/* Client topics were checked on arrival; downlink topics come from
+	 * templates and are checked here. */
+	int t = topic_check_limits(m->topic, m->topic_len, LIM(br, max_topic_length),
+				   LIM(br, max_topic_levels));
+	if (t != TOPIC_OK && m->payload_len > 0) {
+		retain_refused(br, m, t == TOPIC_ERR_TOO_LONG ? LIMIT_TOPIC_LENGTH
+							       : LIMIT_TOPIC_LEVELS);
+		return;
+	}
 	/* The store keeps an untracked copy: deliveries from it owe nothing. */
 	struct msg *rm = m->track ? msg_clone(m, m->qos, true) : msg_ref(m);
 	int r = -1;
 	if (rm) {
 		pthread_mutex_lock(&br->retain_lock);
-		r = retain_set(br->retained, rm);
+		r = retain_set_capped(br->retained, rm, LIM(br, max_retained_messages),
+				      LIM(br, max_retained_bytes));
 		pthread_mutex_unlock(&br->retain_lock);
 		msg_unref(rm);
 	}
-	if (r < 0)
+	if (r == RETAIN_FULL_COUNT)
+		retain_refused(br, m, LIMIT_RETAINED_MESSAGES);
+	else if (r == RETAIN_FULL_BYTES)
+		retain_refused(br, m, LIMIT_RETAINED_BYTES);
+	else if (r < 0)
 		log_warn_rl("retain failed topic=%s reason=\"out of memory\"", log_q(m->topic));
 }
 
@@ -336,4 +391,12 @@ size_t broker_retained_count(struct broker *br)
 	size_t n = retain_count(br->retained);
 	pthread_mutex_unlock(&br->retain_lock);
 	return n;
+}
+
+void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes)
+{
+	pthread_mutex_lock(&br->retain_lock);
+	*count = retain_count(br->retained);
+	*bytes = retain_bytes(br->retained);
+	pthread_mutex_unlock(&br->retain_lock);
 }

@@ -20,14 +20,31 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker/broker.h"
+#include "broker/limits.h"
 #include "broker/session.h"
 
 struct msg;
 struct worker;
 
 struct broker_limits {
+	/* limits_apply() (limits.c): */
+	atomic_uint max_connect_size;      /* the smaller of it and max_packet_size */
+	atomic_uint max_topic_length;
+	atomic_uint max_topic_levels;
+	atomic_uint max_client_id_length;
+	atomic_uint max_subscriptions;
+	atomic_uint max_qos2_pending;
+	atomic_uint max_retained_messages;
+	atomic_uint max_retained_bytes;
+	atomic_uint max_queued_bytes;
+	atomic_uint max_queued_total_messages;
+	atomic_uint max_queued_total_bytes;
+	atomic_uint session_expiry;        /* seconds; 0 = never */
+	atomic_uint max_keepalive;         /* 0 = any */
+
 	atomic_uint max_connections;
 	atomic_uint max_packet_size;
 	atomic_uint max_inflight;
@@ -38,7 +55,6 @@ struct broker_limits {
 	atomic_uint max_connect_rate;
 	atomic_uint packet_timeout_ms;
 	atomic_uint max_partial_bytes;
-	atomic_uint max_connect_size;
 };
 
 #define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)
@@ -54,6 +70,11 @@ struct broker {
 	struct retain_store *retained;
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
+	TAILQ_HEAD(, session) parked; /* persistent sessions offline, oldest park first; dir_lock */
+	atomic_int_fast64_t sessions_online;   /* attached to a client */
+	atomic_uint_fast64_t sessions_expired; /* discarded by session_expiry */
+	/* Limit hits counted under retain_lock, with no worker at hand. */
+	atomic_uint_fast64_t limit_hits[LIMIT_N];
 	atomic_int n_connections;
 	struct broker_listener *lis; /* one per configured listener (listener.h) */
 	int n_lis;
@@ -66,7 +87,8 @@ struct broker {
 /*
  * Subscriptions of session s (owner worker thread). broker_subscribe adds
  * or replaces filter at qos in the trie and in the session; returns 0 or -1
- * (ENOMEM). broker_unsubscribe removes it if present.
+ * (ENOMEM). broker_unsubscribe removes it if present (a filter the session
+ * does not hold costs no lock). Caps are the caller's (limits.h).
  */
 int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
 		     uint8_t qos);
@@ -77,13 +99,24 @@ void broker_unsubscribe(struct broker *br, struct session *s, const char *filter
  * may be missing), else 0. Any worker. */
 int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 			    void (*fn)(struct msg *m, void *ud), void *ud);
-/* Stores or clears (empty payload) the retained message for m's topic. */
+/* Stores or clears (empty payload) the retained message for m's topic,
+ * within max_retained_messages, max_retained_bytes and the topic caps: a
+ * new topic beyond them is not stored, a replacement that does not fit
+ * clears the topic (its old message is stale); counted and logged here. */
 void broker_retain(struct broker *br, struct msg *m);
 /* Retained messages stored. Any thread. */
 size_t broker_retained_count(struct broker *br);
+/* Retained messages and their bytes (topic + payload). Any thread. */
+void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes);
+/* Entries in the subscription trie and the heap it holds. Any thread. */
+void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes);
+/* Sessions in the directory, and how many have a client attached. Any thread. */
+void broker_session_counts(struct broker *br, int64_t *total, int64_t *online);
 
-/* Removes every subscription of s from the trie, drops its queue and marks
- * it discarded. Caller holds dir_lock and has removed s from the directory. */
+/* Removes every subscription of s from the trie, drops its queue and its
+ * subscription set, takes it off the parked list and marks it discarded.
+ * Caller holds dir_lock and has removed s from the directory; s is offline
+ * or its owner is the caller. */
 void broker_discard_session(struct broker *br, struct session *s);
 
 #endif

@@ -10,6 +10,7 @@
 #include "broker/client.h"
 #include "broker/client_ack.h"
 #include "broker/client_io.h"
+#include "broker/limits.h"
 #include "broker/listener.h"
 #include "broker/deliver.h"
 #include "broker/dispatch.h"
@@ -242,21 +243,23 @@ void client_update_read(struct client *c)
 static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 {
 	struct worker *w = c->w;
-	uint32_t max = LIM(w->br, max_packet_size);
 	size_t off = 0;
-
-	/* The first packet must be a CONNECT: a smaller cap until it is in. */
-	if (c->state == CL_NEW && LIM(w->br, max_connect_size) < max)
-		max = LIM(w->br, max_connect_size);
 
 	while (off < n && c->state != CL_CLOSING && !c->read_paused) {
 		struct mqtt_frame f;
 		struct mqtt_packet pkt;
+		/* Until CONNECT is in, a smaller cap (max_connect_size is already
+		 * the smaller of the two settings); the state changes inside one
+		 * buffer, so per packet. */
+		bool first = c->state == CL_NEW;
+		uint32_t max = first ? LIM(w->br, max_connect_size) : LIM(w->br, max_packet_size);
 		int r = mqtt_frame_parse(p + off, n - off, max, &f);
 		if (r == 0)
 			break;
 		if (r < 0) {
 			STAT_INC(w, malformed);
+			if (r == MQTT_ERR_TOO_LARGE && first)
+				limits_hit(w, NULL, LIMIT_CONNECT_SIZE);
 			client_close(c, r == MQTT_ERR_TOO_LARGE ? "packet too large"
 								: "malformed packet", true);
 			break;

@@ -64,6 +64,16 @@ uint32_t client_ack_count(const struct client *c)
 	return c->acks ? c->acks->n : 0;
 }
 
+uint32_t client_ack_qos2_count(const struct client *c)
+{
+	const struct client_acks *a = c->acks;
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; a && i < a->n; i++)
+		n += slot_at(a, i)->qos == 2;
+	return n;
+}
+
 void client_ack_complete(struct client *c, uint32_t seq, bool ok)
 {
 	struct client_acks *a = c->acks;

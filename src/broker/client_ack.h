@@ -44,6 +44,9 @@ uint32_t client_ack_push(struct client *c, uint16_t pid, uint8_t qos);
 bool client_ack_pending(const struct client *c, uint16_t pid);
 /* Acks waiting for the sink (0 without a ring). */
 uint32_t client_ack_count(const struct client *c);
+/* Of those, the QoS 2 ones (their ids join the session's qos2_in set once
+ * the sink answers). O(client_ack_count()). */
+uint32_t client_ack_qos2_count(const struct client *c);
 /* Marks seq done or failed (an unknown seq is ignored), then sends every
  * leading completed ack in order; a failure closes the connection. */
 void client_ack_complete(struct client *c, uint32_t seq, bool ok);

@@ -11,6 +11,7 @@
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/deliver.h"
+#include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/worker.h"
@@ -120,8 +121,9 @@ void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t
 	/* Offline: QoS 0 is not kept for absent clients (MQTT-3.1.2-5 allows either).
 	 * A tracked message counts as delivered once queued here. */
 	uint64_t dropped = 0;
+	int why = 0;
 	if (qos > 0 && !atomic_load(&s->discarded) &&
-	    mqueue_push(&s->queue, msg_ref(m), qos, retain, false, LIM(br, max_queued)) < 0) {
+	    (why = limits_queue_push(w, s, msg_ref(m), qos, retain, false)) != 0) {
 		msg_unref(m);
 		dropped = ++s->queue_dropped;
 		STAT_INC(w, queue_dropped);
@@ -130,9 +132,9 @@ void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t
 	/* Logged outside the lock (no I/O under it), at 1, 2, 4, 8... drops;
 	 * s->id never changes, so reading it unlocked is safe. */
 	if (dropped && (dropped & (dropped - 1)) == 0)
-		log_warn_rl("offline queue full client=%s topic=%s dropped=%llu", log_q(s->id),
-			    log_q(m->topic),
-			 (unsigned long long)dropped);
+		log_warn_rl("offline queue full client=%s topic=%s dropped=%llu limit=%s",
+			    log_q(s->id), log_q(m->topic), (unsigned long long)dropped,
+			    why > 0 ? limits_name(why) : "out of memory");
 	msg_track_done(m);
 }
 
@@ -154,16 +156,17 @@ static void send_window(struct client *c, struct msg *m, uint8_t qos, bool retai
 static void queue_or_drop(struct client *c, struct msg *m, uint8_t qos, bool retain, bool owes)
 {
 	struct session *s = c->s;
-	if (mqueue_push(&s->queue, msg_ref(m), qos, retain, owes, LIM(c->w->br, max_queued)) < 0) {
+	int why = limits_queue_push(c->w, s, msg_ref(m), qos, retain, owes);
+	if (why != 0) {
 		if (owes)
 			msg_track_done(m);
 		msg_unref(m);
 		s->queue_dropped++;
 		STAT_INC(c->w, queue_dropped);
 		if ((s->queue_dropped & (s->queue_dropped - 1)) == 0) /* log 1, 2, 4, 8... */
-			log_warn_rl("queue full client=%s topic=%s dropped=%llu", log_q(s->id),
-				    log_q(m->topic),
-				 (unsigned long long)s->queue_dropped);
+			log_warn_rl("queue full client=%s topic=%s dropped=%llu limit=%s", log_q(s->id),
+				    log_q(m->topic), (unsigned long long)s->queue_dropped,
+				    why > 0 ? limits_name(why) : "out of memory");
 	}
 }
 

@@ -8,6 +8,7 @@
 
 #include "broker/client.h"
 #include "broker/handle_connect.h"
+#include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/takeover.h"
 #include "core/log.h"
@@ -39,6 +40,8 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 	c->level = k->level;
 	c->clean = k->clean;
 	c->keepalive = k->keepalive;
+	if (limits_check_connect(c, k) < 0)
+		return -1;
 	if (k->level == 3 && (id_len == 0 || id_len > 23)) {
 		send_connack(c, MQTT_CONNACK_ID_REJECTED, false);
 		client_close(c, "client id rejected (MQTT 3.1 needs 1..23 bytes)", false);

@@ -15,6 +15,7 @@
 #include "broker/client_ack.h"
 #include "broker/deliver.h"
 #include "broker/handle_publish.h"
+#include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/worker.h"
@@ -97,11 +98,15 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 	struct worker *w = c->w;
 	int rc;
 
+	if (limits_check_publish(c, (const char *)pub->topic.p, pub->topic.len) < 0)
+		return -1;
 	if (pub->qos == 2) {
 		if (pidset_has(&c->s->qos2_in, pub->packet_id))
 			return send_pubrec(c, pub->packet_id);
 		if (client_ack_pending(c, pub->packet_id))
 			return 0; /* a resend while the sink has not answered: PUBREC will follow */
+		if (limits_check_qos2(c) < 0)
+			return -1;
 	}
 	struct msg *m = msg_new((const char *)pub->topic.p, pub->topic.len, pub->payload,
 				pub->payload_len, pub->qos, pub->retain);

@@ -9,6 +9,7 @@
 #include "broker/client.h"
 #include "broker/deliver.h"
 #include "broker/handle_subscribe.h"
+#include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/worker.h"
 #include "core/log.h"
@@ -38,7 +39,8 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 	mqtt_topics_begin(&p->u.sub, &it);
 	while (mqtt_topics_next(&it, &f, &opts)) {
 		uint8_t qos = opts & 3;
-		if (broker_subscribe(br, c->s, (const char *)f.p, f.len, qos) < 0)
+		if (limits_check_subscribe(c, (const char *)f.p, f.len) < 0 ||
+		    broker_subscribe(br, c->s, (const char *)f.p, f.len, qos) < 0)
 			codes[i++] = MQTT_SUBACK_FAILURE;
 		else
 			codes[i++] = qos;

@@ -90,12 +90,24 @@ void inflight_remove(struct inflight *f, struct inflight_entry *e)
 	f->n--;
 }
 
-/* Entries in every mqueue of the process; relaxed: a gauge, not a lock. */
+/* Entries and their bytes in every mqueue of the process; relaxed: gauges
+ * and soft caps, not locks. */
 static atomic_int_fast64_t mqueue_count;
+static atomic_int_fast64_t mqueue_bytes;
 
 int64_t mqueue_total(void)
 {
 	return atomic_load_explicit(&mqueue_count, memory_order_relaxed);
+}
+
+int64_t mqueue_total_bytes(void)
+{
+	return atomic_load_explicit(&mqueue_bytes, memory_order_relaxed);
+}
+
+size_t mqueue_msg_bytes(const struct msg *m)
+{
+	return (size_t)m->topic_len + m->payload_len;
 }
 
 void mqueue_init(struct mqueue *q) { memset(q, 0, sizeof(*q)); }
@@ -122,15 +134,31 @@ void mqueue_settle(struct mqueue *q)
 int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
 		uint32_t max)
 {
+	struct mqueue_caps caps = { max, SIZE_MAX, INT64_MAX, INT64_MAX };
+	return mqueue_push_capped(q, m, qos, retain, owes, &caps) < 0 ? -1 : 0;
+}
+
+int mqueue_push_capped(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
+		       const struct mqueue_caps *caps)
+{
+	uint32_t max = caps->max;
+	size_t b = mqueue_msg_bytes(m);
+
 	if (q->n >= max)
-		return -1;
+		return MQUEUE_FULL;
+	if (b > caps->max_bytes || q->bytes > caps->max_bytes - b)
+		return MQUEUE_FULL_BYTES;
+	if (mqueue_total() >= caps->max_total)
+		return MQUEUE_FULL_TOTAL;
+	if ((int64_t)b > caps->max_total_bytes - mqueue_total_bytes())
+		return MQUEUE_FULL_TOTAL_BYTES;
 	if (q->n == q->cap) {
 		uint32_t cap = q->cap ? q->cap * 2 : 8;
 		if (cap > max)
 			cap = max;
 		struct mqueue_entry *e = malloc(cap * sizeof(*e));
 		if (!e)
-			return -1;
+			return MQUEUE_NOMEM;
 		/* unwrap the ring into the new array */
 		for (uint32_t i = 0; i < q->n; i++)
 			e[i] = q->e[(q->head + i) % q->cap];
@@ -141,7 +169,9 @@ int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool 
 	}
 	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain, owes };
 	q->n++;
+	q->bytes += b;
 	atomic_fetch_add_explicit(&mqueue_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&mqueue_bytes, (int64_t)b, memory_order_relaxed);
 	return 0;
 }
 
@@ -150,11 +180,14 @@ bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out)
 	if (q->n == 0)
 		return false;
 	*out = q->e[q->head];
+	size_t b = mqueue_msg_bytes(out->m);
 	q->head = (q->head + 1) % q->cap;
 	q->n--;
+	q->bytes -= b;
 	if (q->n == 0)
 		q->head = 0;
 	atomic_fetch_sub_explicit(&mqueue_count, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&mqueue_bytes, (int64_t)b, memory_order_relaxed);
 	return true;
 }
 

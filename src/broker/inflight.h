@@ -2,9 +2,9 @@
  * inflight.h - per-session QoS state: the outgoing in-flight window, the
  * bounded message queue behind it, and the set of incoming QoS 2 packet ids
  * awaiting PUBREL. Pure data structures; the session's owner thread uses them
- * (see session.h for the locking rule of the queue while offline). The one
- * exception is mqueue_total(), a process-wide count kept by the mqueue
- * functions themselves.
+ * (see session.h for the locking rule of the queue while offline). The
+ * exceptions are mqueue_total() and mqueue_total_bytes(), process-wide
+ * counts kept by the mqueue functions themselves.
  */
 #ifndef KG_INFLIGHT_H
 #define KG_INFLIGHT_H
@@ -65,6 +65,26 @@ struct mqueue_entry {
 struct mqueue {
 	struct mqueue_entry *e;
 	uint32_t head, n, cap;
+	size_t bytes;      /* mqueue_msg_bytes() of the entries */
+};
+
+/* What a push may not exceed: this queue's entries and bytes, and the
+ * entries and bytes of all queues of the process together (read with a
+ * relaxed load: concurrent pushes may overshoot by one message each). */
+struct mqueue_caps {
+	uint32_t max;
+	size_t max_bytes;
+	int64_t max_total;
+	int64_t max_total_bytes;
+};
+
+/* Why mqueue_push_capped() refused. */
+enum mqueue_err {
+	MQUEUE_NOMEM = -1,
+	MQUEUE_FULL = -2,             /* caps->max */
+	MQUEUE_FULL_BYTES = -3,       /* caps->max_bytes */
+	MQUEUE_FULL_TOTAL = -4,       /* caps->max_total */
+	MQUEUE_FULL_TOTAL_BYTES = -5, /* caps->max_total_bytes */
 };
 
 void mqueue_init(struct mqueue *q);
@@ -76,6 +96,13 @@ void mqueue_settle(struct mqueue *q);
  * cannot grow. Returns 0, or -1 when full (the caller keeps the reference). */
 int mqueue_push(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
 		uint32_t max);
+/* As mqueue_push() within every cap of caps. Returns 0, or an enum
+ * mqueue_err saying which cap refused (the caller keeps the reference). */
+int mqueue_push_capped(struct mqueue *q, struct msg *m, uint8_t qos, bool retain, bool owes,
+		       const struct mqueue_caps *caps);
+/* The bytes a queued copy of m counts for: its topic and payload (a message
+ * shared by several queues counts in each). */
+size_t mqueue_msg_bytes(const struct msg *m);
 /* Removes the oldest entry into *out (the reference passes to the caller).
  * Returns false when empty. */
 bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out);
@@ -84,6 +111,8 @@ bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out);
  * what it frees. A relaxed atomic read, so any thread may call it; the
  * value may lag concurrent pushes and pops by a few. */
 int64_t mqueue_total(void);
+/* The same for mqueue_msg_bytes() of those entries. */
+int64_t mqueue_total_bytes(void);
 
 /* Incoming QoS 2 packet ids whose PUBREL has not arrived. */
 struct pidset {

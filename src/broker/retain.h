@@ -33,6 +33,25 @@ void retain_free(struct retain_store *rs);
  */
 int retain_set(struct retain_store *rs, struct msg *m);
 
+/* Why retain_set_capped() did not store m. */
+enum retain_err {
+	RETAIN_FULL_COUNT = -2,  /* a new topic, and max_count topics are stored */
+	RETAIN_FULL_BYTES = -3,  /* storing m would pass max_bytes */
+};
+
+/*
+ * As retain_set(), within max_count messages and max_bytes bytes (topic and
+ * payload of every stored message; retain_bytes()). A new topic that does
+ * not fit is not stored (RETAIN_FULL_COUNT or RETAIN_FULL_BYTES). A
+ * replacement keeps the count; if its bytes do not fit, the topic is
+ * cleared instead (the message there before is stale, and a subscriber must
+ * not take it for the latest) and RETAIN_FULL_BYTES returned. Clearing
+ * always succeeds. Returns 0, -1 (allocation failure, store unchanged) or
+ * an enum retain_err.
+ */
+int retain_set_capped(struct retain_store *rs, struct msg *m, size_t max_count,
+		      size_t max_bytes);
+
 /*
  * Calls cb(m, ud) for every retained message whose topic matches filter
  * (topic_matches() rules: a filter starting with a wildcard does not match
@@ -45,6 +64,8 @@ size_t retain_match(const struct retain_store *rs, const char *filter, size_t le
 
 /* Number of retained messages. */
 size_t retain_count(const struct retain_store *rs);
+/* Topic and payload bytes of the retained messages. O(1). */
+size_t retain_bytes(const struct retain_store *rs);
 /* Number of topic tree nodes (0 when empty: cleared topics are pruned). */
 size_t retain_node_count(const struct retain_store *rs);
 

@@ -24,6 +24,8 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean)
 	s->last_owner = -1;
 	atomic_init(&s->discarded, false);
 	pthread_spin_init(&s->mu, PTHREAD_PROCESS_PRIVATE);
+	session_subs_init(&s->subs);
+	atomic_init(&s->limits_logged, 0);
 	inflight_init(&s->out);
 	mqueue_init(&s->queue);
 	pidset_init(&s->qos2_in);
@@ -40,57 +42,13 @@ void session_unref(struct session *s)
 {
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (uint32_t i = 0; i < s->n_subs; i++)
-		free(s->subs[i].filter);
-	free(s->subs);
+	session_subs_release(&s->subs);
 	inflight_release(&s->out);
 	mqueue_release(&s->queue);
 	pidset_release(&s->qos2_in);
 	pthread_spin_destroy(&s->mu);
 	free(s->id);
 	free(s);
-}
-
-static struct sub_entry *sub_find(struct session *s, const char *filter, uint16_t len)
-{
-	for (uint32_t i = 0; i < s->n_subs; i++)
-		if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0)
-			return &s->subs[i];
-	return NULL;
-}
-
-int session_sub_add(struct session *s, const char *filter, uint16_t len, uint8_t qos)
-{
-	struct sub_entry *e = sub_find(s, filter, len);
-	if (e) {
-		e->qos = qos;
-		return 0;
-	}
-	if (s->n_subs == s->cap_subs) {
-		uint32_t cap = s->cap_subs ? s->cap_subs * 2 : 2;
-		struct sub_entry *n = realloc(s->subs, cap * sizeof(*n));
-		if (!n)
-			return -1;
-		s->subs = n;
-		s->cap_subs = cap;
-	}
-	char *f = malloc((size_t)len + 1);
-	if (!f)
-		return -1;
-	memcpy(f, filter, len);
-	f[len] = '\0';
-	s->subs[s->n_subs++] = (struct sub_entry){ f, len, qos };
-	return 1;
-}
-
-bool session_sub_del(struct session *s, const char *filter, uint16_t len)
-{
-	struct sub_entry *e = sub_find(s, filter, len);
-	if (!e)
-		return false;
-	free(e->filter);
-	*e = s->subs[--s->n_subs];
-	return true;
 }
 
 static size_t hash_id(const char *id, uint16_t len)
@@ -105,7 +63,7 @@ static size_t hash_id(const char *id, uint16_t len)
 int session_dir_init(struct session_dir *d)
 {
 	d->nb = 1024;
-	d->n = 0;
+	atomic_init(&d->n, 0);
 	d->b = calloc(d->nb, sizeof(*d->b));
 	return d->b ? 0 : -1;
 }
@@ -122,7 +80,8 @@ void session_dir_release(struct session_dir *d)
 	}
 	free(d->b);
 	d->b = NULL;
-	d->nb = d->n = 0;
+	d->nb = 0;
+	atomic_store(&d->n, 0);
 }
 
 struct session *session_dir_find(const struct session_dir *d, const char *id, uint16_t len)

@@ -20,16 +20,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "broker/inflight.h"
+#include "broker/session_subs.h"
 
 struct client;
-
-struct sub_entry {
-	char *filter;       /* NUL-terminated copy */
-	uint16_t len;
-	uint8_t qos;        /* granted */
-};
 
 struct session {
 	atomic_int refs;
@@ -47,13 +43,18 @@ struct session {
 	uint16_t id_len;
 	bool clean;
 	uint8_t level;
-	struct sub_entry *subs;
-	uint32_t n_subs, cap_subs;
+	struct session_subs subs;  /* its filters (session_subs.h) */
 	struct inflight out;       /* QoS 1/2 sent to the client, awaiting acks */
 	struct mqueue queue;       /* waiting for the window, or for reconnect */
 	struct pidset qos2_in;     /* QoS 2 received, PUBREL not yet */
 	uint64_t queue_dropped;
+	atomic_uint limits_logged; /* bit per enum limit_kind logged since attach (limits.h) */
 	struct session *dir_next;  /* directory hash chain; dir_lock */
+	/* On the broker's list of parked persistent sessions, oldest first,
+	 * for session_expiry (takeover.c); dir_lock. */
+	TAILQ_ENTRY(session) park_link;
+	bool parked_listed;
+	int64_t parked_ms;         /* monotonic, when it was parked */
 };
 
 /* Returns a new offline session with one reference, or NULL. */
@@ -61,16 +62,12 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean);
 struct session *session_ref(struct session *s);
 void session_unref(struct session *s);
 
-/* Records a subscription (replacing the QoS of an equal filter).
- * Returns 1 new, 0 replaced, -1 ENOMEM. Owner thread. */
-int session_sub_add(struct session *s, const char *filter, uint16_t len, uint8_t qos);
-/* Returns true if the filter was present. Owner thread. */
-bool session_sub_del(struct session *s, const char *filter, uint16_t len);
-
-/* A hash table of sessions by client id. Not thread safe: broker dir_lock. */
+/* A hash table of sessions by client id. Not thread safe: broker dir_lock;
+ * n may be read with a relaxed load from any thread (a gauge). */
 struct session_dir {
 	struct session **b;
-	size_t nb, n;
+	size_t nb;
+	atomic_size_t n;
 };
 
 int session_dir_init(struct session_dir *d);

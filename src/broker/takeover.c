@@ -96,6 +96,11 @@ int takeover_attach(struct client *c)
 	}
 	if (s) {
 		present = true;
+		if (s->parked_listed) {
+			/* Back before session_expiry: it lives on. */
+			TAILQ_REMOVE(&br->parked, s, park_link);
+			s->parked_listed = false;
+		}
 	} else {
 		s = session_new(c->id, c->id_len, c->clean);
 		if (!s || session_dir_add(&br->dir, s) < 0) {
@@ -114,6 +119,8 @@ int takeover_attach(struct client *c)
 	pthread_spin_unlock(&s->mu);
 	c->s = session_ref(s);
 	pthread_mutex_unlock(&br->dir_lock);
+	atomic_fetch_add_explicit(&br->sessions_online, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->limits_logged, 0, memory_order_relaxed);
 	/* One copy of the id per connection is enough: borrow the session's
 	 * while attached (client_detach_session() takes a copy back). */
 	free(c->id);
@@ -159,7 +166,22 @@ void takeover_park(struct client *c)
 	pthread_spin_unlock(&s->mu);
 	if (!s->settling)
 		session_unref(s);
-	if (s->clean) {
+	atomic_fetch_sub_explicit(&br->sessions_online, 1, memory_order_relaxed);
+	if (!s->clean) {
+		/* session_expiry counts from now (takeover_expire). Since mu was
+		 * released a clean start may have discarded s, or (only if the
+		 * settle item could not be posted) a client attached it: the
+		 * checks see both. */
+		pthread_mutex_lock(&br->dir_lock);
+		if (!atomic_load(&s->discarded) && !s->parked_listed &&
+		    atomic_load_explicit(&s->owner, memory_order_acquire) < 0 &&
+		    session_dir_find(&br->dir, s->id, s->id_len) == s) {
+			s->parked_ms = util_now_ms();
+			TAILQ_INSERT_TAIL(&br->parked, s, park_link);
+			s->parked_listed = true;
+		}
+		pthread_mutex_unlock(&br->dir_lock);
+	} else {
 		pthread_mutex_lock(&br->dir_lock);
 		if (session_dir_find(&br->dir, s->id, s->id_len) == s) {
 			session_ref(s);
@@ -222,4 +244,38 @@ void takeover_settle(struct worker *w, struct session *s)
 		}
 	}
 	pthread_spin_unlock(&s->mu);
+}
+
+/* Sessions discarded per call: bounds how long dir_lock is held (each
+ * discard removes up to max_subscriptions trie entries). */
+#define EXPIRE_BATCH 128
+
+void takeover_expire(struct worker *w)
+{
+	struct broker *br = w->br;
+	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000, now = util_now_ms();
+	struct session *gone[EXPIRE_BATCH], *s;
+	int64_t offline_ms[EXPIRE_BATCH];
+	size_t n = 0;
+
+	if (w->idx != 0 || ttl == 0)
+		return;
+	/* The list is in park order, which is time order (parked_ms is read
+	 * under dir_lock): the expired ones are at its head. */
+	pthread_mutex_lock(&br->dir_lock);
+	while (n < EXPIRE_BATCH && (s = TAILQ_FIRST(&br->parked)) && now - s->parked_ms >= ttl) {
+		offline_ms[n] = now - s->parked_ms;
+		gone[n++] = session_ref(s);
+		session_dir_del(&br->dir, s);
+		broker_discard_session(br, s); /* takes it off the list */
+	}
+	pthread_mutex_unlock(&br->dir_lock);
+	if (n == 0)
+		return;
+	atomic_fetch_add_explicit(&br->sessions_expired, n, memory_order_relaxed);
+	for (size_t i = 0; i < n; i++) {
+		log_info_rl("session expired client=%s offline_s=%lld", log_q(gone[i]->id),
+			    (long long)(offline_ms[i] / 1000));
+		session_unref(gone[i]);
+	}
 }

@@ -20,6 +20,10 @@ int takeover_attach(struct client *c);
 /* Detaches c's session: parked (clean session 0) or discarded (clean
  * session 1). Called by client_close(). */
 void takeover_park(struct client *c);
+/* Discards the persistent sessions parked for limits.session_expiry
+ * seconds or more (at most a batch per call; never when it is 0). Worker
+ * 0's tick calls it; other workers return at once. */
+void takeover_expire(struct worker *w);
 
 /* Inbox items (worker.h): */
 /* INBOX_TAKEOVER_DONE: the session's previous owner has settled it; retry. */

@@ -161,6 +161,7 @@ static void on_tick(void *ud)
 
 	atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
 	reclaim_drain(&w->reclaim);
+	takeover_expire(w);
 	if (!STAILQ_EMPTY(&w->blocked))
 		handle_publish_retry(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "broker/limits.h"
 #include "core/buf.h"
 #include "core/inbox.h"
 #include "core/loop.h"
@@ -56,6 +57,7 @@ struct worker_stats {
 	atomic_uint_fast64_t msgs_in[3];
 	atomic_uint_fast64_t qos0_dropped;
 	atomic_uint_fast64_t queue_dropped;
+	atomic_uint_fast64_t limit_hits[LIMIT_N];  /* by enum limit_kind (limits.h) */
 	atomic_uint_fast64_t malformed;
 	atomic_uint_fast64_t sink_blocked;   /* times a connection waited for the sink */
 	atomic_uint_fast64_t sink_failed;    /* connections closed after a failed ack */

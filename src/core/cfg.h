@@ -123,9 +123,11 @@ struct cfg_limits {
 	int packet_timeout;       /* seconds a started packet may take to complete */
 	int max_partial_bytes;    /* held by partial packets, all connections together;
 	                             at least max_packet_size */
-	int max_retained_messages;
-	int max_retained_bytes;
-	int max_queued_bytes;     /* per session */
+	int max_retained_messages; /* 0 = none stored */
+	int max_retained_bytes;   /* topic + payload of all retained; 0 = none stored */
+	int max_queued_bytes;     /* topic + payload per session queue; 0 = none queued */
+	int max_queued_total_messages; /* all session queues together */
+	int max_queued_total_bytes;    /* the same, topic + payload */
 	int session_expiry;       /* seconds a persistent 3.1.1 session lives offline;
 	                             0 = never expires */
 	int max_connections_per_address; /* 0 = unlimited; loopback peers not counted */

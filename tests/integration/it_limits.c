@@ -3,6 +3,11 @@
  * max_connections, max_packet_size, and slow subscribers under
  * max_output_bytes (QoS 0 dropped, QoS 1 queued up to max_queued_messages;
  * the publisher is never held back and the gateway's memory stays bounded).
+ * Then the hardening caps (docs/security.md), each checked on the wire and
+ * in /metrics (kafkagate_limit_hits_total and the gauges): topic length and
+ * levels, client id length, keepalive, subscriptions per client (and how
+ * fast 100,000 of them go in and come out), QoS 2 ids awaiting PUBREL,
+ * the retained store, session queue bytes and totals, session expiry.
  *
  * Each test runs its own gateway with the limits it needs.
  */
@@ -24,6 +29,7 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "itkafka.h"
 #include "itutil.h"
 
 #define WAIT_MS 5000
@@ -508,16 +514,719 @@ static void test_unread_pubacks_pause_publisher(void **state)
 	close(fd);
 }
 
+/* ---- hardening caps: helpers ----------------------------------------------- */
+
+#define MANY_SUBS 100000
+#define SUBS_PER_PACKET 1000
+#define MANY_SUBS_MS 5000   /* the list this replaced took 18 s for them */
+
+/* Starts a gateway with /metrics on a free port and this limits group body. */
+static int start_with_limits(const char *limits)
+{
+	char cfg[1024];
+
+	g.metrics_port = gw_free_port();
+	if (g.metrics_port < 0)
+		return -1;
+	snprintf(cfg, sizeof(cfg), "metrics = { port = %d; };\nlimits = { %s };\n",
+		 g.metrics_port, limits);
+	return gw_start(&g, cfg);
+}
+
+/* One series from /metrics, or -1 when it is absent. gw_start() waited for
+ * the MQTT port only: the admin endpoint gets a few seconds to answer. */
+static double metric(const char *series)
+{
+	static struct itkafka_resp r;
+	long long end = itutil_now_ms() + WAIT_MS;
+
+	do {
+		if (itkafka_http_get(g.metrics_port, "/metrics", &r, WAIT_MS) == 200)
+			return itkafka_metric(r.body, series);
+		itutil_sleep_ms(50);
+	} while (itutil_now_ms() < end);
+	fail_msg("no /metrics on port %d", g.metrics_port);
+	return -1;
+}
+
+/* Polls series until it equals want (state that follows a close or an
+ * inbox hop) or WAIT_MS pass; returns the last value. */
+static double metric_wait(const char *series, double want)
+{
+	long long end = itutil_now_ms() + WAIT_MS;
+	double v;
+
+	while ((v = metric(series)) != want && itutil_now_ms() < end)
+		itutil_sleep_ms(50);
+	return v;
+}
+
+static double hits(const char *limit)
+{
+	char series[128];
+
+	snprintf(series, sizeof(series), "kafkagate_limit_hits_total{limit=\"%s\"}", limit);
+	return metric(series);
+}
+
+static size_t put_varint(uint8_t *p, size_t v)
+{
+	size_t n = 0;
+
+	do {
+		p[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			p[n] |= 0x80;
+		n++;
+	} while (v);
+	return n;
+}
+
+/* SUBSCRIBE (options = qos) or, with qos < 0, UNSUBSCRIBE of n filters in
+ * one packet; waits for its SUBACK (codes into codes[n]) or UNSUBACK.
+ * Returns 0, or -1 on a wrong or missing answer. */
+static int sub_many(int fd, uint16_t pid, const char *const *filters, int n, int qos,
+		    uint8_t *codes)
+{
+	size_t body = 2, off = 0;
+	uint8_t *out, in[8 + SUBS_PER_PACKET];
+	int got = -1, rc = -1;
+
+	for (int i = 0; i < n; i++)
+		body += 2 + strlen(filters[i]) + (qos >= 0);
+	out = malloc(body + 5);
+	assert_non_null(out);
+	out[off++] = qos >= 0 ? 0x82 : 0xA2;
+	off += put_varint(out + off, body);
+	out[off++] = (uint8_t)(pid >> 8);
+	out[off++] = (uint8_t)pid;
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(filters[i]);
+
+		out[off++] = (uint8_t)(len >> 8);
+		out[off++] = (uint8_t)len;
+		memcpy(out + off, filters[i], len);
+		off += len;
+		if (qos >= 0)
+			out[off++] = (uint8_t)qos;
+	}
+	if (raw_send(fd, out, off) < 0)
+		goto out;
+	got = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
+	if (qos < 0) {
+		rc = got == 4 && in[0] == 0xB0 && (in[2] << 8 | in[3]) == pid ? 0 : -1;
+		goto out;
+	}
+	/* 0x90, remaining length (1 or 2 bytes here), pid, n codes */
+	size_t hdr = n + 2 > 127 ? 3 : 2;
+	if (got != (int)(hdr + 2 + (size_t)n) || in[0] != 0x90 ||
+	    (in[hdr] << 8 | in[hdr + 1]) != pid)
+		goto out;
+	memcpy(codes, in + hdr + 2, (size_t)n);
+	rc = 0;
+out:
+	if (rc < 0)
+		print_error("no %s for pid %u (got %d bytes)\n", qos >= 0 ? "SUBACK" : "UNSUBACK",
+			    pid, got);
+	free(out);
+	return rc;
+}
+
+/* Filters "<prefix><first>" .. "<prefix><first+n-1>", in static storage
+ * (valid until the next call). */
+static const char *const *filter_range(const char *prefix, int first, int n)
+{
+	static char names[SUBS_PER_PACKET][32];
+	static const char *list[SUBS_PER_PACKET];
+
+	assert_true(n <= SUBS_PER_PACKET);
+	for (int i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]), "%s%d", prefix, first + i);
+		list[i] = names[i];
+	}
+	return list;
+}
+
+/* DISCONNECT, then waits until the gateway has parked the session (online
+ * sessions back to `online`). */
+static void disconnect(int fd, double online)
+{
+	assert_int_equal(raw_send_hex(fd, "E0 00"), 0);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+	assert_true(metric_wait("kafkagate_sessions{state=\"online\"}", online) == online);
+}
+
+/* ---- topic caps ---------------------------------------------------------------- */
+
+static int topic_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_topic_length = 64; max_topic_levels = 4;");
+}
+
+/* A SUBSCRIBE filter over max_topic_length / max_topic_levels gets 0x80
+ * (the others in the packet are granted); a PUBLISH over them, or a will
+ * topic, closes the connection (3.1.1 has no negative PUBACK, no CONNACK
+ * code for a will). */
+static void test_topic_caps(void **state)
+{
+	char long_topic[66], max_topic[65];
+	const char *filters[] = { "it-lim/t", long_topic, "a/b/c/d/e", "a/b/c/d", max_topic };
+	uint8_t codes[5], pkt[256];
+	(void)state;
+
+	memset(long_topic, 'x', 65);
+	long_topic[65] = '\0';
+	memset(max_topic, 'y', 64);
+	max_topic[64] = '\0';
+	int sub = itutil_connect(g.port, "it-lim-tc-s", true, 0, NULL);
+	assert_true(sub >= 0);
+	assert_int_equal(sub_many(sub, 1, filters, 5, 1, codes), 0);
+	assert_int_equal(codes[0], 1);
+	assert_int_equal(codes[1], 0x80);
+	assert_int_equal(codes[2], 0x80);
+	assert_int_equal(codes[3], 1);
+	assert_int_equal(codes[4], 1);
+
+	/* At the caps: delivered. */
+	int pub = itutil_connect(g.port, "it-lim-tc-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	assert_int_equal(raw_mqtt_publish(pub, max_topic, "1", 1, 1, false, 1), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "a/b/c/d", "2", 1, 1, false, 2), 0);
+	struct itutil_pkt p;
+	assert_int_equal(itutil_recv_acked(sub, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, max_topic);
+	assert_int_equal(itutil_recv_acked(sub, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, "a/b/c/d");
+
+	/* One byte over: closed, nothing answered. */
+	assert_int_equal(itutil_send_publish(pub, long_topic, "3", 1, 1, false, 3), 0);
+	assert_true(itutil_closed_silently(pub, WAIT_MS));
+	close(pub);
+	/* One level over. */
+	pub = itutil_connect(g.port, "it-lim-tc-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	assert_int_equal(itutil_send_publish(pub, "a/b/c/d/e", "4", 1, 0, false, 0), 0);
+	assert_true(itutil_closed_silently(pub, WAIT_MS));
+	close(pub);
+
+	/* A will topic over the cap: no CONNACK, closed. */
+	struct raw_connect wc = { .client_id = "it-lim-tc-w", .clean = true,
+				  .will_topic = long_topic, .will_payload = "w",
+				  .will_payload_len = 1 };
+	int fd = raw_connect_tcp(g.port);
+	assert_true(fd >= 0);
+	int n = raw_build_connect(pkt, sizeof(pkt), &wc);
+	assert_true(n > 0);
+	assert_int_equal(raw_send(fd, pkt, (size_t)n), 0);
+	assert_true(itutil_closed_silently(fd, WAIT_MS));
+	close(fd);
+
+	assert_true(hits("max_topic_length") == 3);  /* filter, publish, will */
+	assert_true(hits("max_topic_levels") == 2);  /* filter, publish */
+	assert_int_equal(itutil_ping(sub), 0);
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	close(sub);
+}
+
+/* ---- client id length, keepalive ---------------------------------------------- */
+
+static int connect_caps_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_client_id_length = 30; max_keepalive = 60;");
+}
+
+/* Connects with id and keepalive; returns the CONNACK return code (the
+ * connection must close after a refusal). */
+static int connack_rc(const char *id, uint16_t keepalive)
+{
+	uint8_t rc = 0xff;
+	int fd = raw_mqtt_connect(g.port, id, true, keepalive, &rc, NULL);
+
+	assert_true(fd >= 0);
+	if (rc != 0)
+		assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+	return rc;
+}
+
+static void test_client_id_and_keepalive(void **state)
+{
+	char id30[31], id31[32];
+	(void)state;
+
+	memset(id30, 'i', 30);
+	id30[30] = '\0';
+	memset(id31, 'j', 31);
+	id31[31] = '\0';
+	assert_int_equal(connack_rc(id31, 30), 2);
+	assert_int_equal(connack_rc(id30, 30), 0);
+	/* A 3.1.1 client cannot be told a lower keepalive: refused, as
+	 * mosquitto does; 0 (never) exceeds any maximum. */
+	assert_int_equal(connack_rc("it-lim-ka", 61), 2);
+	assert_int_equal(connack_rc("it-lim-ka", 0), 2);
+	assert_int_equal(connack_rc("it-lim-ka", 60), 0);
+	assert_true(hits("max_client_id_length") == 1);
+	assert_true(hits("max_keepalive") == 2);
+}
+
+/* ---- subscriptions per client --------------------------------------------------- */
+
+static int subs_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_subscriptions = 100000;");
+}
+
+/*
+ * 100,000 filters from one client go in quickly (the per-session list was
+ * searched linearly: 18 s), the next new ones get 0x80, and every byte of
+ * the trie comes back when they are unsubscribed or the clean session ends.
+ */
+static void test_many_subscriptions(void **state)
+{
+	const char *more[] = { "it-lim/more/0", "it-lim/more/1", "it-lim/many/5" };
+	uint8_t codes[SUBS_PER_PACKET];
+	uint16_t pid = 1;
+	(void)state;
+
+	double trie0 = metric("kafkagate_subscription_trie_bytes");
+	assert_true(trie0 > 0);
+	assert_true(metric("kafkagate_subscriptions") == 0);
+
+	int fd = itutil_connect(g.port, "it-lim-many", true, 0, NULL);
+	assert_true(fd >= 0);
+	long long t0 = itutil_now_ms();
+	for (int i = 0; i < MANY_SUBS; i += SUBS_PER_PACKET) {
+		assert_int_equal(sub_many(fd, pid++, filter_range("it-lim/many/", i, SUBS_PER_PACKET),
+					  SUBS_PER_PACKET, 0, codes), 0);
+		for (int k = 0; k < SUBS_PER_PACKET; k++)
+			assert_int_equal(codes[k], 0);
+	}
+	long long took = itutil_now_ms() - t0;
+	print_message("%d subscriptions in %lld ms\n", MANY_SUBS, took);
+	assert_true(took < MANY_SUBS_MS);
+	assert_true(metric("kafkagate_subscriptions") == MANY_SUBS);
+	double trie_full = metric("kafkagate_subscription_trie_bytes");
+	print_message("trie: %.0f bytes empty, %.0f with %d filters\n", trie0, trie_full, MANY_SUBS);
+
+	/* At the cap: new filters 0x80, an existing one re-granted. */
+	assert_int_equal(sub_many(fd, pid++, more, 3, 1, codes), 0);
+	assert_int_equal(codes[0], 0x80);
+	assert_int_equal(codes[1], 0x80);
+	assert_int_equal(codes[2], 1);
+	assert_true(hits("max_subscriptions") == 2);
+	assert_true(metric("kafkagate_subscriptions") == MANY_SUBS);
+
+	/* Messages still find their way. */
+	int pub = itutil_connect(g.port, "it-lim-many-p", true, 0, NULL);
+	struct itutil_pkt p;
+	assert_true(pub >= 0);
+	assert_int_equal(itutil_send_publish(pub, "it-lim/many/77777", "x", 1, 0, false, 0), 0);
+	assert_int_equal(itutil_recv_publish(fd, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, "it-lim/many/77777");
+	close(pub);
+
+	/* Unsubscribing gives the trie's memory back, and is fast too. */
+	t0 = itutil_now_ms();
+	for (int i = 0; i < MANY_SUBS / 2; i += SUBS_PER_PACKET)
+		assert_int_equal(sub_many(fd, pid++, filter_range("it-lim/many/", i, SUBS_PER_PACKET),
+					  SUBS_PER_PACKET, -1, NULL), 0);
+	print_message("%d unsubscriptions in %lld ms\n", MANY_SUBS / 2, itutil_now_ms() - t0);
+	assert_true(metric("kafkagate_subscriptions") == MANY_SUBS / 2);
+	double trie_half = metric("kafkagate_subscription_trie_bytes");
+	assert_true(trie_half < trie_full);
+
+	/* The clean session ends: the rest goes. */
+	close(fd);
+	assert_true(metric_wait("kafkagate_subscriptions", 0) == 0);
+	assert_true(metric_wait("kafkagate_subscription_trie_bytes", trie0) == trie0);
+	assert_true(metric_wait("kafkagate_sessions{state=\"online\"}", 0) == 0);
+	assert_true(metric("kafkagate_sessions{state=\"offline\"}") == 0);
+}
+
+/* ---- QoS 2 ids awaiting PUBREL --------------------------------------------------- */
+
+static int qos2_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_qos2_pending = 10;");
+}
+
+static void test_qos2_pending(void **state)
+{
+	int fd = itutil_connect(g.port, "it-lim-q2", true, 0, NULL);
+	(void)state;
+
+	assert_true(fd >= 0);
+	for (uint16_t pid = 1; pid <= 10; pid++) {
+		assert_int_equal(itutil_send_publish(fd, "it-lim/q2", "x", 1, 2, false, pid), 0);
+		assert_int_equal(itutil_expect_ack(fd, 0x50, pid, WAIT_MS), 0);
+	}
+	/* A resend of a held id is not a new one. */
+	assert_int_equal(itutil_send_publish(fd, "it-lim/q2", "x", 1, 2, true, 3), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x50, 3, WAIT_MS), 0);
+	/* PUBREL frees a place. */
+	assert_int_equal(itutil_send_ack(fd, 0x62, 1), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x70, 1, WAIT_MS), 0);
+	assert_int_equal(itutil_send_publish(fd, "it-lim/q2", "x", 1, 2, false, 11), 0);
+	assert_int_equal(itutil_expect_ack(fd, 0x50, 11, WAIT_MS), 0);
+	/* Ten held again: the next new id closes the connection. */
+	assert_int_equal(itutil_send_publish(fd, "it-lim/q2", "x", 1, 2, false, 12), 0);
+	assert_true(itutil_closed_silently(fd, WAIT_MS));
+	close(fd);
+	assert_true(hits("max_qos2_pending") == 1);
+}
+
+/* ---- retained store --------------------------------------------------------------- */
+
+static int retained_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_retained_messages = 3; max_retained_bytes = 300;");
+}
+
+static void assert_retained(double count, double bytes)
+{
+	assert_true(metric("kafkagate_retained_messages") == count);
+	assert_true(metric("kafkagate_retained_bytes") == bytes);
+}
+
+/* Three messages, 300 bytes (topic + payload): a new topic beyond either
+ * is not stored; a replacement that does not fit clears its topic. */
+static void test_retained_caps(void **state)
+{
+	static char p50[50], p100[100], p200[200];
+	int pub = itutil_connect(g.port, "it-lim-rt-p", true, 0, NULL);
+	(void)state;
+
+	memset(p50, 'a', sizeof(p50));
+	memset(p100, 'b', sizeof(p100));
+	memset(p200, 'c', sizeof(p200));
+	assert_true(pub >= 0);
+	assert_int_equal(raw_mqtt_publish(pub, "r/1", p50, 50, 1, true, 1), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "r/2", p50, 50, 1, true, 2), 0);
+	assert_int_equal(raw_mqtt_publish(pub, "r/3", p50, 50, 1, true, 3), 0);
+	assert_retained(3, 3 * 53);
+	/* A fourth topic: not stored (the publish itself is acknowledged). */
+	assert_int_equal(raw_mqtt_publish(pub, "r/4", p50, 50, 1, true, 4), 0);
+	assert_retained(3, 3 * 53);
+	assert_true(hits("max_retained_messages") == 1);
+	/* Replacing within the bytes: stored. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/1", p100, 100, 1, true, 5), 0);
+	assert_retained(3, 103 + 2 * 53);
+	/* Replacing past them: the stale one goes. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/2", p200, 200, 1, true, 6), 0);
+	assert_retained(2, 103 + 53);
+	assert_true(hits("max_retained_bytes") == 1);
+	/* A new topic past the bytes. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/4", p200, 200, 1, true, 7), 0);
+	assert_retained(2, 103 + 53);
+	assert_true(hits("max_retained_bytes") == 2);
+
+	/* A subscriber gets exactly what is stored. */
+	int sub = itutil_connect(g.port, "it-lim-rt-s", true, 0, NULL);
+	struct itutil_pkt p;
+	int seen = 0;
+	assert_true(sub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "r/#", 0), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(itutil_recv_publish(sub, &p, WAIT_MS), 0);
+		assert_true(p.retain);
+		if (strcmp(p.topic, "r/1") == 0 && p.len == 100)
+			seen |= 1;
+		else if (strcmp(p.topic, "r/3") == 0 && p.len == 50)
+			seen |= 2;
+	}
+	assert_int_equal(seen, 3);
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	/* Clearing always works, and makes room. */
+	assert_int_equal(raw_mqtt_publish(pub, "r/1", "", 0, 1, true, 8), 0);
+	assert_retained(1, 53);
+	assert_int_equal(raw_mqtt_publish(pub, "r/4", p200, 200, 1, true, 9), 0);
+	assert_retained(2, 53 + 203);
+	close(sub);
+	close(pub);
+}
+
+/* ---- session queues: bytes per session, messages in total ------------------------ */
+
+static int queued_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_queued_bytes = 10000;");
+}
+
+static void test_queued_bytes(void **state)
+{
+	static char p1000[1000];
+	int sub = itutil_connect(g.port, "it-lim-qb", false, 0, NULL);
+	struct itutil_pkt p;
+	bool present = false;
+	(void)state;
+
+	memset(p1000, 'q', sizeof(p1000));
+	assert_true(sub >= 0);
+	assert_int_equal(itutil_subscribe(sub, 1, "q/b", 1), 0);
+	disconnect(sub, 0);
+	int pub = itutil_connect(g.port, "it-lim-qb-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	/* 20 x 1003 bytes for a queue of 10000: 9 kept, 11 dropped. */
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(raw_mqtt_publish(pub, "q/b", p1000, sizeof(p1000), 1, false,
+						  (uint16_t)(i + 1)), 0);
+	close(pub);
+	assert_true(metric_wait("kafkagate_session_queued_bytes", 9 * 1003) == 9 * 1003);
+	assert_true(metric("kafkagate_session_queued_messages") == 9);
+	assert_true(hits("max_queued_bytes") == 11);
+	assert_true(metric("kafkagate_queue_dropped_total") == 11);
+
+	sub = itutil_connect(g.port, "it-lim-qb", false, 0, &present);
+	assert_true(sub >= 0);
+	assert_true(present);
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(itutil_recv_acked(sub, &p, WAIT_MS), 0);
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	assert_true(metric_wait("kafkagate_session_queued_bytes", 0) == 0);
+	close(sub);
+}
+
+static int queued_total_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_queued_total_messages = 5;");
+}
+
+/* Every offline session has room of its own, but all of them together
+ * hold five messages. */
+static void test_queued_total(void **state)
+{
+	int a = itutil_connect(g.port, "it-lim-qt-a", false, 0, NULL);
+	int b = itutil_connect(g.port, "it-lim-qt-b", false, 0, NULL);
+	(void)state;
+
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(itutil_subscribe(a, 1, "q/t", 1), 0);
+	assert_int_equal(itutil_subscribe(b, 1, "q/t", 1), 0);
+	disconnect(a, 1);
+	disconnect(b, 0);
+	int pub = itutil_connect(g.port, "it-lim-qt-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(raw_mqtt_publish(pub, "q/t", "m", 1, 1, false, (uint16_t)(i + 1)), 0);
+	close(pub);
+	assert_true(metric_wait("kafkagate_session_queued_messages", 5) == 5);
+	assert_true(hits("max_queued_total_messages") == 3);
+	assert_true(hits("max_queued_messages") == 0);
+}
+
+/* ---- session expiry ------------------------------------------------------------------ */
+
+static int expiry_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("session_expiry = 2;");
+}
+
+/*
+ * A persistent session whose client stays away for session_expiry (2 s) is
+ * discarded with its queue; one whose client came back meanwhile lives on,
+ * its clock restarting when it leaves again.
+ */
+static void test_session_expiry(void **state)
+{
+	int a = itutil_connect(g.port, "it-lim-exp-a", false, 0, NULL);
+	int b = itutil_connect(g.port, "it-lim-exp-b", false, 0, NULL);
+	struct itutil_pkt p;
+	bool present = false;
+	(void)state;
+
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(itutil_subscribe(a, 1, "e/#", 1), 0);
+	assert_int_equal(itutil_subscribe(b, 1, "e/#", 1), 0);
+	disconnect(a, 1);
+	long long parked_a = itutil_now_ms();
+	disconnect(b, 0);
+	int pub = itutil_connect(g.port, "it-lim-exp-p", true, 0, NULL);
+	assert_true(pub >= 0);
+	assert_int_equal(raw_mqtt_publish(pub, "e/1", "1", 1, 1, false, 1), 0);
+	close(pub);
+	assert_true(metric_wait("kafkagate_session_queued_messages", 2) == 2);
+	assert_true(metric_wait("kafkagate_sessions{state=\"offline\"}", 2) == 2);
+
+	/* b comes back after a second, takes its message and leaves again. */
+	itutil_sleep_ms(1000);
+	b = itutil_connect(g.port, "it-lim-exp-b", false, 0, &present);
+	assert_true(b >= 0);
+	assert_true(present);
+	assert_int_equal(itutil_recv_acked(b, &p, WAIT_MS), 0);
+	disconnect(b, 0);
+
+	/* a goes once it has been away 2 s (swept every 250 ms), not before. */
+	assert_true(metric_wait("kafkagate_sessions_expired_total", 1) == 1);
+	long long away = itutil_now_ms() - parked_a;
+	print_message("session expired after %lld ms offline\n", away);
+	assert_true(away >= 1900);
+	assert_true(metric("kafkagate_sessions{state=\"offline\"}") == 1);
+	assert_true(metric("kafkagate_session_queued_messages") == 0);
+
+	/* b, away about a second, is still there; a starts afresh. */
+	b = itutil_connect(g.port, "it-lim-exp-b", false, 0, &present);
+	assert_true(b >= 0);
+	assert_true(present);
+	a = itutil_connect(g.port, "it-lim-exp-a", false, 0, &present);
+	assert_true(a >= 0);
+	assert_false(present);
+	assert_true(itutil_quiet(a, QUIET_MS));
+	close(a);
+	close(b);
+}
+
+/* ---- Bytes held before a packet is whole ---- */
+
+static int connect_size_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_connect_size = 1024; max_packet_size = 65536;");
+}
+
+/* The first packet is capped by max_connect_size as soon as its fixed
+ * header says how long it is; after CONNECT, max_packet_size applies. */
+static void test_connect_size(void **state)
+{
+	uint8_t big[] = { 0x10, 0x80, 0x10 }; /* CONNECT, remaining length 2048 */
+	(void)state;
+
+	double before = hits("max_connect_size");
+	int fd = raw_connect_tcp(g.port);
+	assert_true(fd >= 0);
+	assert_int_equal(raw_send(fd, big, sizeof(big)), 0);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+	assert_true(metric_wait("kafkagate_limit_hits_total{limit=\"max_connect_size\"}",
+				before + 1) == before + 1);
+
+	/* After CONNECT a 4 KiB PUBLISH is fine. */
+	uint8_t rc = 0xff;
+	fd = raw_mqtt_connect(g.port, "it-lim-cs", true, 0, &rc, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(rc, 0);
+	static char payload[4096];
+	assert_int_equal(raw_mqtt_publish(fd, "cs/a", payload, sizeof(payload), 0, false, 0), 0);
+	assert_int_equal(raw_send_hex(fd, "C0 00"), 0); /* PINGREQ */
+	uint8_t buf[8];
+	assert_int_equal(raw_recv_packet(fd, buf, sizeof(buf), WAIT_MS), 2);
+	assert_int_equal(buf[0], 0xD0);
+	close(fd);
+}
+
+static int packet_timeout_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("packet_timeout = 1;");
+}
+
+/* keepalive 0 disables the idle check; a packet started and never finished
+ * is still closed once packet_timeout passes, even while bytes trickle. */
+static void test_packet_timeout(void **state)
+{
+	uint8_t rc = 0xff;
+	(void)state;
+
+	double before = metric("kafkagate_packet_timeouts_total");
+	int fd = raw_mqtt_connect(g.port, "it-lim-pt", true, 0, &rc, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(rc, 0);
+	/* PUBLISH of remaining length 1000; send a byte every 300 ms. */
+	assert_int_equal(raw_send_hex(fd, "30 E8 07 00 04 70 74 2F 61"), 0);
+	long long t0 = itutil_now_ms();
+	bool closed = false;
+	while (!closed && itutil_now_ms() - t0 < 4000) {
+		if (raw_send_hex(fd, "78") < 0)
+			break;
+		closed = raw_closed_within(fd, 300);
+	}
+	long long waited = itutil_now_ms() - t0;
+	assert_true(closed || raw_closed_within(fd, WAIT_MS));
+	print_message("trickled packet closed after %lld ms\n", waited);
+	assert_true(waited < 2600); /* 1 s plus a 250 ms tick and slack */
+	close(fd);
+	assert_true(metric_wait("kafkagate_packet_timeouts_total", before + 1) == before + 1);
+	assert_gateway_works();
+}
+
+static int partial_setup(void **state)
+{
+	(void)state;
+	return start_with_limits("max_packet_size = 1048576; max_partial_bytes = 1048576;");
+}
+
+/* Unfinished packets from all connections together are capped: the
+ * connection that crosses max_partial_bytes is closed, the others stay. */
+static void test_partial_bytes(void **state)
+{
+	static uint8_t chunk[300 * 1024];
+	int fd[4];
+	uint8_t rc;
+	(void)state;
+
+	for (int i = 0; i < 4; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "it-lim-pb-%d", i);
+		rc = 0xff;
+		fd[i] = raw_mqtt_connect(g.port, id, true, 0, &rc, NULL);
+		assert_true(fd[i] >= 0);
+		assert_int_equal(rc, 0);
+	}
+	/* Each announces a 1,000,000-byte PUBLISH and sends 300 KiB of it:
+	 * three fit under 1 MiB, the fourth crosses it. */
+	memset(chunk, 'x', sizeof(chunk));
+	chunk[0] = 0x00;
+	chunk[1] = 0x03;
+	memcpy(chunk + 2, "p/b", 3);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(raw_send_hex(fd[i], "30 C0 84 3D"), 0); /* 1,000,000 */
+		assert_int_equal(raw_send(fd[i], chunk, sizeof(chunk)), 0);
+		itutil_sleep_ms(100);
+	}
+	assert_true(raw_closed_within(fd[3], WAIT_MS));
+	assert_true(metric_wait("kafkagate_partial_refused_total", 1) == 1);
+	double held = metric("kafkagate_partial_bytes");
+	print_message("partial bytes held by the three others: %.0f\n", held);
+	assert_true(held >= 3.0 * sizeof(chunk) && held <= 1048576);
+	for (int i = 0; i < 3; i++)
+		assert_false(raw_closed_within(fd[i], 100));
+	for (int i = 0; i < 4; i++)
+		close(fd[i]);
+	/* Closing gives the bytes back. */
+	assert_true(metric_wait("kafkagate_partial_bytes", 0) == 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_inflight_window, window_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_connect_size, connect_size_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_packet_timeout, packet_timeout_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_partial_bytes, partial_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_max_connections, conn_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_max_packet_size, packet_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_slow_subscriber_qos0, slow0_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_slow_subscriber_qos1, slow1_setup, gw_teardown),
 		cmocka_unit_test_setup_teardown(test_unread_pubacks_pause_publisher, slow0_setup,
 						gw_teardown),
+		cmocka_unit_test_setup_teardown(test_topic_caps, topic_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_client_id_and_keepalive, connect_caps_setup,
+						gw_teardown),
+		cmocka_unit_test_setup_teardown(test_many_subscriptions, subs_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_pending, qos2_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_retained_caps, retained_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_queued_bytes, queued_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_queued_total, queued_total_setup, gw_teardown),
+		cmocka_unit_test_setup_teardown(test_session_expiry, expiry_setup, gw_teardown),
 	};
 
 	return cmocka_run_group_tests_name("it_limits", tests, NULL, NULL);

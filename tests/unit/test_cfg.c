@@ -142,6 +142,8 @@ static void test_defaults(void **state)
 	assert_int_equal(lim->max_retained_messages, 100000);
 	assert_int_equal(lim->max_retained_bytes, 256 << 20);
 	assert_int_equal(lim->max_queued_bytes, 16 << 20);
+	assert_int_equal(lim->max_queued_total_messages, 10000000);
+	assert_int_equal(lim->max_queued_total_bytes, 1 << 30);
 	assert_int_equal(lim->session_expiry, 7 * 86400);
 	assert_int_equal(lim->max_connections_per_address, 1000);
 	assert_int_equal(lim->max_connect_rate, 5000);
@@ -453,6 +455,8 @@ static const struct bad bad_cfgs[] = {
 	{ "limits = { max_retained_messages = -1; };\n", "'limits.max_retained_messages' must be in 0..100000000" },
 	{ "limits = { max_retained_bytes = -1; };\n", "'limits.max_retained_bytes' must be in 0..2147483647" },
 	{ "limits = { max_queued_bytes = 2147483648L; };\n", "'limits.max_queued_bytes' must be in 0..2147483647" },
+	{ "limits = { max_queued_total_messages = -1; };\n", "'limits.max_queued_total_messages' must be in 0..2147483647" },
+	{ "limits = { max_queued_total_bytes = 2147483648L; };\n", "'limits.max_queued_total_bytes' must be in 0..2147483647" },
 	{ "limits = { session_expiry = -1; };\n", "'limits.session_expiry' must be in 0..2147483647" },
 	{ "limits = { max_connections_per_address = -1; };\n", "'limits.max_connections_per_address' must be in 0..10000000" },
 	{ "limits = { max_connect_rate = 1000001; };\n", "'limits.max_connect_rate' must be in 0..1000000" },

@@ -140,6 +140,60 @@ static void test_queue_fifo_and_limit(void **state)
 	assert_false(mqueue_pop(&q, &e));
 }
 
+/* mqueue_push_capped(): each cap refuses with its own code, the caller
+ * keeps its reference, and the byte counts (this queue's, the process's)
+ * follow pushes, pops and release. A message counts topic + payload. */
+static void test_queue_caps(void **state)
+{
+	(void)state;
+	struct mqueue q, r;
+	struct mqueue_entry e;
+	int64_t base = mqueue_total(), base_bytes = mqueue_total_bytes();
+	struct msg *m = mk("abcd"); /* 4 + 1 bytes */
+	struct mqueue_caps caps = { 10, 12, INT64_MAX, INT64_MAX };
+
+	assert_int_equal(mqueue_msg_bytes(m), 5);
+	mqueue_init(&q);
+	mqueue_init(&r);
+	assert_int_equal(mqueue_push_capped(&q, msg_ref(m), 1, false, false, &caps), 0);
+	assert_int_equal(mqueue_push_capped(&q, msg_ref(m), 1, false, false, &caps), 0);
+	assert_int_equal(q.bytes, 10);
+	assert_int_equal(mqueue_push_capped(&q, m, 1, false, false, &caps), MQUEUE_FULL_BYTES);
+	assert_int_equal(mqueue_total_bytes() - base_bytes, 10);
+	/* A message larger than the cap on its own. */
+	caps.max_bytes = 4;
+	assert_int_equal(mqueue_push_capped(&r, m, 1, false, false, &caps), MQUEUE_FULL_BYTES);
+	caps.max_bytes = 0;
+	assert_int_equal(mqueue_push_capped(&r, m, 1, false, false, &caps), MQUEUE_FULL_BYTES);
+	/* The count cap comes first. */
+	caps.max = 2;
+	caps.max_bytes = SIZE_MAX;
+	assert_int_equal(mqueue_push_capped(&q, m, 1, false, false, &caps), MQUEUE_FULL);
+	/* Process-wide caps: r is empty, but q holds 2 entries and 10 bytes. */
+	caps.max = 10;
+	caps.max_total = base + 2;
+	assert_int_equal(mqueue_push_capped(&r, m, 1, false, false, &caps), MQUEUE_FULL_TOTAL);
+	caps.max_total = INT64_MAX;
+	caps.max_total_bytes = base_bytes + 14;
+	assert_int_equal(mqueue_push_capped(&r, m, 1, false, false, &caps),
+			 MQUEUE_FULL_TOTAL_BYTES);
+	caps.max_total_bytes = base_bytes + 15;
+	assert_int_equal(mqueue_push_capped(&r, msg_ref(m), 1, false, false, &caps), 0);
+	assert_int_equal(mqueue_total_bytes() - base_bytes, 15);
+	/* Pops and release give the bytes back. */
+	assert_true(mqueue_pop(&q, &e));
+	msg_unref(e.m);
+	assert_int_equal(q.bytes, 5);
+	assert_int_equal(mqueue_total_bytes() - base_bytes, 10);
+	mqueue_release(&q);
+	mqueue_release(&r);
+	assert_int_equal(q.bytes, 0);
+	assert_int_equal(mqueue_total(), base);
+	assert_int_equal(mqueue_total_bytes(), base_bytes);
+	assert_int_equal(atomic_load(&m->refs), 1);
+	msg_unref(m);
+}
+
 static void test_queue_tracks(void **state)
 {
 	(void)state;
@@ -188,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_pid_exhaustion),
 		cmocka_unit_test(test_window_tracks),
 		cmocka_unit_test(test_queue_fifo_and_limit),
+		cmocka_unit_test(test_queue_caps),
 		cmocka_unit_test(test_queue_tracks),
 		cmocka_unit_test(test_pidset),
 	};

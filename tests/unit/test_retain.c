@@ -116,6 +116,61 @@ static void test_set_replace_clear(void **state)
 	msg_unref(clear_a);
 }
 
+/* retain_set_capped(): a new topic beyond the count or the bytes is not
+ * stored; a replacement keeps the count, and one that does not fit clears
+ * its topic; clearing always works; retain_bytes() counts topic + payload. */
+static void test_caps(void **state)
+{
+	(void)state;
+	struct msg *seen_buf[4];
+	struct seen s = { 0, 4, seen_buf };
+	struct retain_store *rs = retain_new();
+	assert_non_null(rs);
+	struct msg *a = mk("t/a", "1234567"), *b = mk("t/b", "1234567"); /* 10 bytes each */
+	struct msg *c = mk("t/c", "1"), *big_a = mk("t/a", "123456789012345678"); /* 4, 21 */
+	struct msg *a2 = mk("t/a", "12"), *clear_a = mk("t/a", "");
+
+	assert_int_equal(retain_set_capped(rs, a, 2, 25), 0);
+	assert_int_equal(retain_set_capped(rs, b, 2, 25), 0);
+	assert_int_equal(retain_bytes(rs), 20);
+	/* Count: a third topic. */
+	assert_int_equal(retain_set_capped(rs, c, 2, 25), RETAIN_FULL_COUNT);
+	assert_int_equal(refs(c), 1);
+	assert_int_equal(retain_count(rs), 2);
+	/* Bytes: a third topic that the count allows. */
+	assert_int_equal(retain_set_capped(rs, c, 3, 23), RETAIN_FULL_BYTES);
+	assert_int_equal(retain_set_capped(rs, c, 3, 24), 0);
+	assert_int_equal(retain_bytes(rs), 24);
+	/* Replacing a by a smaller message at the count cap: fine. */
+	assert_int_equal(retain_set_capped(rs, a2, 3, 24), 0);
+	assert_int_equal(retain_bytes(rs), 19);
+	assert_int_equal(refs(a), 1);
+	/* Replacing it by one that does not fit: the stale one is cleared. */
+	assert_int_equal(retain_set_capped(rs, big_a, 3, 30), RETAIN_FULL_BYTES);
+	assert_int_equal(refs(big_a), 1);
+	assert_int_equal(refs(a2), 1);
+	assert_int_equal(retain_count(rs), 2);
+	assert_int_equal(retain_bytes(rs), 14);
+	assert_int_equal(match(rs, "t/a", &s), 0);
+	/* Clearing at zero caps. */
+	assert_int_equal(retain_set_capped(rs, a, 3, 30), 0);
+	assert_int_equal(retain_set_capped(rs, clear_a, 0, 0), 0);
+	assert_int_equal(retain_count(rs), 2);
+	assert_int_equal(retain_bytes(rs), 14);
+	/* Caps of zero store nothing new. */
+	assert_int_equal(retain_set_capped(rs, a, 0, 1000), RETAIN_FULL_COUNT);
+	assert_int_equal(retain_set_capped(rs, a, 1000, 0), RETAIN_FULL_BYTES);
+	retain_free(rs);
+	assert_int_equal(refs(b), 1);
+	assert_int_equal(refs(c), 1);
+	msg_unref(a);
+	msg_unref(b);
+	msg_unref(c);
+	msg_unref(big_a);
+	msg_unref(a2);
+	msg_unref(clear_a);
+}
+
 #include "topic_spec.h"
 
 static void test_spec_examples(void **state)
@@ -285,6 +340,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_replace_clear),
+		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_spec_examples),
 		cmocka_unit_test(test_100k_topics),
 		cmocka_unit_test(test_random_small_alphabet),
