@@ -7,7 +7,8 @@ set -eu
 
 PKGS="build-essential pkg-config librdkafka-dev libpaho-mqtt-dev libjansson-dev
 libconfig-dev libcmocka-dev libssl-dev mosquitto mosquitto-clients kcat clang
-libclang-rt-14-dev libjemalloc-dev curl gnuplot-nox prometheus libmosquitto-dev"
+libclang-rt-14-dev libjemalloc-dev curl gnuplot-nox prometheus libmosquitto-dev
+openssl python3 chromium"
 
 # One dpkg-query for all packages; those it does not list as installed are missing.
 # shellcheck disable=SC2086 # word splitting of the package list is intended
@@ -23,6 +24,21 @@ done
 # Java 17 and Maven usually come from elsewhere on the machine: check the tools.
 command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || missing="$missing maven"
+# npm fetches MQTT.js for tests/browser/run.sh; nodejs may come from elsewhere too.
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# paho-mqtt for tests/integration/ws_paho.py, in the python3 on PATH: from PyPI
+# (into a Debian python3 past its "externally managed" guard); without pip,
+# Debian's python3-paho-mqtt (1.x, which the script also supports).
+if ! python3 -c 'import paho.mqtt.client' >/dev/null 2>&1; then
+	if python3 -m pip --version >/dev/null 2>&1; then
+		echo "deps.sh: pip installing paho-mqtt==2.2.0"
+		python3 -m pip install --quiet --disable-pip-version-check paho-mqtt==2.2.0 ||
+			python3 -m pip install --quiet --disable-pip-version-check \
+				--break-system-packages paho-mqtt==2.2.0
+	else
+		missing="$missing python3-paho-mqtt"
+	fi
+fi
 
 [ -z "$missing" ] && exit 0
 

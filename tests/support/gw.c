@@ -4,6 +4,7 @@
 #include "gw.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -397,4 +398,175 @@ bool gw_log_wait(struct gw *g, const char *needle, int timeout_ms)
 			return false;
 		gw_sleep_ms(20);
 	}
+}
+
+/* ---- a whole config: several listeners, files beside it -------------------- */
+
+/* The whole log, NUL-terminated (free it), or NULL. */
+static char *gw_log_read(const struct gw *g)
+{
+	size_t cap = 0, len = 0;
+	char *data = NULL;
+	FILE *f = fopen(g->log_path, "rb");
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (cap - len < 2) {
+			char *p = realloc(data, cap ? cap * 2 : 65536);
+
+			if (!p) {
+				free(data);
+				fclose(f);
+				return NULL;
+			}
+			data = p;
+			cap = cap ? cap * 2 : 65536;
+		}
+		size_t n = fread(data + len, 1, cap - len - 1, f);
+
+		if (n == 0)
+			break;
+		len += n;
+	}
+	fclose(f);
+	if (data)
+		data[len] = '\0';
+	return data;
+}
+
+/* Port of the i-th "listening address=" line, or of the metrics one when
+ * i < 0; -1 when there is no such line. */
+static int gw_logged_port(const struct gw *g, int i)
+{
+	static const char tag[] = "listening address=", mtag[] = "metrics ";
+	char *log = gw_log_read(g), *p;
+	int seen = 0, port = -1;
+
+	for (p = log; p && (p = strstr(p, tag)) != NULL; p += sizeof(tag) - 1) {
+		bool metrics = (size_t)(p - log) >= sizeof(mtag) - 1 &&
+			       memcmp(p - (sizeof(mtag) - 1), mtag, sizeof(mtag) - 1) == 0;
+		char *eol = strchr(p, '\n'), *q = strstr(p, " port=");
+
+		if (metrics != (i < 0) || (!metrics && seen++ != i))
+			continue;
+		if (q && (!eol || q < eol))
+			port = atoi(q + 6);
+		break;
+	}
+	free(log);
+	return port;
+}
+
+/* Copies the regular files directly in from into to. Returns 0 or -1. */
+static int gw_copy_files(const char *from, const char *to)
+{
+	DIR *d = opendir(from);
+	struct dirent *e;
+	int rc = 0;
+
+	if (!d) {
+		fprintf(stderr, "gw: cannot open %s: %s\n", from, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		char src[600], dst[600], buf[8192];
+		struct stat st;
+		ssize_t n;
+		int in, out;
+
+		snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
+		snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+		if (stat(src, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		in = open(src, O_RDONLY | O_CLOEXEC);
+		out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 0777);
+		while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n)
+				rc = -1;
+		if (in < 0 || out < 0)
+			rc = -1;
+		if (in >= 0)
+			close(in);
+		if (out >= 0 && close(out) < 0)
+			rc = -1;
+		if (rc < 0)
+			fprintf(stderr, "gw: cannot copy %s to %s\n", src, dst);
+	}
+	closedir(d);
+	return rc;
+}
+
+int gw_start_files(struct gw *g, const char *files_dir, const char *cfg)
+{
+	const char *tmp = getenv("TMPDIR");
+	pid_t parent = getpid(), pid;
+	long long deadline;
+	FILE *f;
+
+	memset(g, 0, sizeof(*g));
+	if (gw_is_mosquitto()) {
+		fprintf(stderr, "gw: gw_start_files() runs kafkagate only (KG_BROKER=mosquitto)\n");
+		return -1;
+	}
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if (snprintf(g->dir, sizeof(g->dir), "%s/kg-gw-XXXXXX", tmp) >= (int)sizeof(g->dir) ||
+	    !mkdtemp(g->dir)) {
+		fprintf(stderr, "gw: cannot make a temporary directory in %s\n", tmp);
+		g->dir[0] = '\0';
+		return -1;
+	}
+	snprintf(g->cfg_path, sizeof(g->cfg_path), "%s/gw.cfg", g->dir);
+	snprintf(g->log_path, sizeof(g->log_path), "%s/gw.log", g->dir);
+	if (files_dir && gw_copy_files(files_dir, g->dir) < 0)
+		goto fail;
+	f = fopen(g->cfg_path, "w");
+	if (!f || fputs(cfg, f) < 0 || fclose(f) != 0) {
+		fprintf(stderr, "gw: cannot write %s\n", g->cfg_path);
+		goto fail;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("gw: fork");
+		goto fail;
+	}
+	if (pid == 0)
+		gw_exec(g, parent);
+	g->pid = pid;
+	deadline = gw_now_ms() + GW_WAIT_MS;
+	for (;;) {
+		int st;
+
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			g->pid = 0;
+			fprintf(stderr, "gw: gateway exited during start-up with status %d\n",
+				gw_status_code(st));
+			gw_print_tail(g);
+			goto fail;
+		}
+		if (gw_log_contains(g, "kafkagate started"))
+			break;
+		if (gw_now_ms() >= deadline) {
+			fprintf(stderr, "gw: no \"kafkagate started\" after %d ms\n", GW_WAIT_MS);
+			gw_print_tail(g);
+			gw_terminate(g);
+			goto fail;
+		}
+		gw_sleep_ms(20);
+	}
+	g->port = gw_logged_port(g, 0);
+	g->metrics_port = gw_logged_port(g, -1);
+	if (g->metrics_port < 0)
+		g->metrics_port = 0;
+	return 0;
+fail:
+	gw_remove_dir(g);
+	return -1;
+}
+
+int gw_listener_port(struct gw *g, int i)
+{
+	return i < 0 ? -1 : gw_logged_port(g, i);
 }

@@ -75,4 +75,28 @@ bool gw_log_contains(struct gw *g, const char *needle);
 /* Polls the log every 20 ms until it holds needle or timeout_ms passes. */
 bool gw_log_wait(struct gw *g, const char *needle, int timeout_ms);
 
+/* ---- a whole config: several listeners, files beside it -------------------- */
+
+/*
+ * Starts the gateway on cfg, written verbatim as its whole config file: no
+ * listener or log line is added, so cfg names every listener (port = 0 lets
+ * the gateway pick free ports; gw_listener_port() says which) and the log
+ * level. files_dir (may be NULL): every regular file directly in it is
+ * copied into g->dir first, so that relative paths in cfg (certificates,
+ * keys, password files) name this gateway's own copies, which the test may
+ * replace before a SIGHUP. Waits at most 10 s for the "kafkagate started"
+ * log line, then sets g->port to listener 0's port and, when cfg has a
+ * metrics group, g->metrics_port to the port it bound. Returns 0, or -1
+ * after printing the tail of the log (stopped, directory removed).
+ * kafkagate only: under KG_BROKER=mosquitto it prints why and returns -1.
+ * gw_restart() does not suit a gateway whose ports are 0 (it would bind
+ * others): gw_stop() and start again.
+ */
+int gw_start_files(struct gw *g, const char *files_dir, const char *cfg);
+
+/* The port listener i (0-based, in config order) is bound to, from the
+ * "listening address=... port=N" lines the gateway logged when it started
+ * (the first start, if the log holds several), or -1. */
+int gw_listener_port(struct gw *g, int i);
+
 #endif
