@@ -24,6 +24,7 @@
 #include "broker/broker.h"
 #include "broker/session.h"
 
+struct auth;
 struct msg;
 struct worker;
 
@@ -56,6 +57,7 @@ struct broker {
 	struct session_dir dir;
 	atomic_int n_connections;
 	struct broker_listener *lis; /* one per configured listener (listener.h) */
+	struct auth *auth;           /* passwords and ACL in force (auth.h) */
 	int n_lis;
 	atomic_int_fast64_t partial_bytes; /* held by partially received packets */
 	atomic_bool failed;          /* a worker loop ended on an error */
