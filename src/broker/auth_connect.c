@@ -106,12 +106,12 @@ static int submit(struct client *c, const struct mqtt_connect *k, struct auth_db
 	j->deadline_ms = c->accepted_ms + (int64_t)LIM(w->br, connect_timeout_ms);
 	j->pw = db->pw;
 	j->hold = db;
+	memcpy(j->ip, c->ip, sizeof(j->ip));
 	bool low = auth_addrs_suspect(a->addrs, c->ip, w->now_ms);
 	if (!a->pool || auth_pool_submit(a->pool, j, low) < 0) {
 		auth_job_free(j);
 		auth_db_put(db);
-		return unavailable(c, low ? "verification queue full (address with failed logins)"
-					  : "verification queue full");
+		return unavailable(c, "verification queue full");
 	}
 	ca->pending = true;
 	c->state = CL_WAIT_AUTH;

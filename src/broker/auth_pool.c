@@ -1,5 +1,8 @@
 /* auth_pool.c - password verification threads; see auth_pool.h. */
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,9 @@
 #include "broker/auth_pool.h"
 #include "core/log.h"
 #include "core/util.h"
+
+/* Nice value of the verification threads (the workers keep 0). */
+#define AUTH_POOL_NICE 10
 
 /* A bounded FIFO of jobs. */
 struct job_ring {
@@ -92,6 +98,10 @@ static void *pool_main(void *arg)
 
 	snprintf(name, sizeof(name), "auth%d", atomic_fetch_add(&p->started, 1));
 	log_set_thread(name);
+	/* Hashing gives way to the network workers when CPU is short: a flood
+	 * of logins slows logins, not MQTT traffic. (Linux: per thread.) */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_POOL_NICE) < 0)
+		log_warn_errno("auth verification thread keeps its priority");
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		struct auth_job *j = ring_pop(&p->q[0]);
@@ -174,9 +184,20 @@ void auth_pool_free(struct auth_pool *p)
 	free(p);
 }
 
+/* Jobs from ip in r. Linear, but r holds at most AUTH_POOL_MAX. */
+static size_t ring_count_ip(const struct job_ring *r, const uint8_t ip[16])
+{
+	size_t n = 0;
+	for (size_t k = 0; k < r->n; k++)
+		n += memcmp(r->v[(r->head + k) % r->cap]->ip, ip, 16) == 0;
+	return n;
+}
+
 int auth_pool_submit(struct auth_pool *p, struct auth_job *j, bool low)
 {
 	pthread_mutex_lock(&p->mu);
+	if (!low && ring_count_ip(&p->q[0], j->ip) >= AUTH_POOL_PER_ADDR)
+		low = true;
 	bool ok = !p->stop && ring_push(&p->q[low ? 1 : 0], j);
 	if (ok) {
 		atomic_fetch_add_explicit(&p->depth, 1, memory_order_relaxed);

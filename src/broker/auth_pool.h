@@ -10,10 +10,13 @@
  * the CONNECT (CONNACK 3) instead of queueing without limit.
  *
  * Two queues: normal, and low priority for addresses that failed to log in
- * recently. A thread takes from the normal queue first, so guesses from a
- * few addresses never make logins from elsewhere wait for more than the
- * checks already running. The low priority queue holds at most
+ * recently or that already have AUTH_POOL_PER_ADDR jobs in the normal
+ * queue. A thread takes from the normal queue first, so a flood of logins
+ * from a few addresses makes logins from elsewhere wait for at most a few
+ * checks, never for the flood. The low priority queue holds at most
  * AUTH_POOL_LOW_MAX jobs, so a flood cannot fill the normal one either.
+ *
+ * The threads run at a lower priority (nice 10) than the workers.
  *
  * A job past its deadline (the client's connect_timeout) or cancelled (its
  * connection closed) is dropped unchecked: no hash, no answer.
@@ -33,6 +36,8 @@ struct passwd_db;
 /* Jobs waiting in the normal queue, and in the low priority one, at most. */
 #define AUTH_POOL_MAX 1024
 #define AUTH_POOL_LOW_MAX 256
+/* Jobs of one address in the normal queue, at most; the next go low. */
+#define AUTH_POOL_PER_ADDR 4
 
 struct auth_job {
 	uint64_t conn_id;               /* 0 once cancelled */
@@ -42,6 +47,7 @@ struct auth_job {
 	char *user;                     /* NUL-terminated */
 	unsigned char *pass;            /* passlen bytes, wiped before the job is freed */
 	size_t passlen;
+	uint8_t ip[16];                 /* source address (struct net_peer's key) */
 	/* user and pass are stored here, behind the struct */
 };
 
@@ -70,8 +76,10 @@ struct auth_job *auth_job_new(const char *user, const void *pass, size_t passlen
 /* Wipes the password copy and frees the job. NULL ok. */
 void auth_job_free(struct auth_job *j);
 
-/* Queues j (taking ownership) on the normal or, when low, the low priority
- * queue. Returns 0, or -1 when that queue is full (j is still the caller's). */
+/* Queues j (taking ownership): on the low priority queue when low (the
+ * address failed recently) or when j->ip has AUTH_POOL_PER_ADDR jobs in
+ * the normal queue, else on the normal one. Returns 0, or -1 when that
+ * queue is full (j is still the caller's). */
 int auth_pool_submit(struct auth_pool *p, struct auth_job *j, bool low);
 /* Drops the queued job of conn_id, if any (a job being checked runs on). */
 void auth_pool_cancel(struct auth_pool *p, uint64_t conn_id);
