@@ -125,6 +125,7 @@ static void append_sha512_line(const char *file, const char *user, const char *p
 /* ---- gateway ------------------------------------------------------------------- */
 
 /* Starts the gateway with metrics and `more` (the auth group, ...). */
+static void up(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void up(const char *fmt, ...)
 {
 	char more[2048], extra[2560];
