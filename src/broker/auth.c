@@ -213,8 +213,12 @@ void auth_reload(struct auth *a, const struct cfg *cfg)
 		db_free(db);
 		return;
 	}
+	/* Said when there is or was something to say (cur: main thread only
+	 * swaps it, so reading it here needs no reference). */
+	bool had = a->cur->pw || a->cur->acl;
 	db_install(a, db);
-	log_loaded("auth reloaded", db, cfg);
+	if (had || cfg->auth.line > 0)
+		log_loaded("auth reloaded", db, cfg);
 }
 
 /* ---- connections ------------------------------------------------------------ */
