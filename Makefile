@@ -42,7 +42,8 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/takeover.c src/broker/dispatch.c \
 	src/broker/handle_connect.c src/broker/handle_publish.c src/broker/handle_subscribe.c \
 	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c \
-	src/broker/limits.c src/broker/session_subs.c
+	src/broker/limits.c src/broker/session_subs.c src/broker/auth.c src/broker/auth_connect.c \
+	src/broker/auth_pool.c src/broker/auth_addrs.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
@@ -73,7 +74,7 @@ UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
 	tests/support/itkafka.c
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
-	downlink downlink_kafka reload ready lag kafka_secure tls ws
+	downlink downlink_kafka reload ready lag kafka_secure auth
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -145,6 +146,7 @@ vectors: $(BIN) $(VECTOR_BIN)
 test: deps
 	$(MAKE) layers
 	$(MAKE) all unit integration packaging vectors fuzz-smoke topic-diff
+	$(MAKE) $(BIN) $(ABUSE_BIN) && KG_BIN=$(BIN) ABUSE_BIN=$(ABUSE_BIN) tests/abuse/run.sh
 
 sanitize: export ASAN_OPTIONS = detect_leaks=1
 sanitize: export UBSAN_OPTIONS = print_stacktrace=1
@@ -164,7 +166,7 @@ bench: $(B)/bench/loadgen $(B)/bench/downlink_bench $(B)/bench/uplink_bench
 
 $(B)/bench/loadgen: bench/loadgen.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) $(LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) -lssl -lcrypto $(LIBS)
 
 $(B)/bench/uplink_bench: bench/uplink_bench.c
 	@mkdir -p $(dir $@)
@@ -228,11 +230,27 @@ $(B)/tests/topic_diff: tests/diff/topic_diff.c $(B)/libkafkagate.a
 topic-diff: $(B)/tests/topic_diff
 	$(B)/tests/topic_diff $(TOPIC_DIFF_PAIRS)
 
+# Abuse tests (tests/abuse/): slowloris, huge lengths, half-received packets,
+# connect floods, descriptor exhaustion, the per-client caps and a takeover
+# storm against late Kafka acks, each on a fresh gateway. `make abuse` runs
+# them full size (several minutes; the table in docs/security.md); `make
+# test` runs the scaled-down set.
+ABUSE_SRC := tests/abuse/abuse.c tests/abuse/ab_client.c tests/abuse/ab_engine.c \
+	tests/abuse/ab_conn.c tests/abuse/ab_caps.c tests/abuse/ab_storm.c
+ABUSE_BIN := $(B)/tests/abuse
+.PHONY: abuse
+$(ABUSE_BIN): $(ABUSE_SRC) tests/abuse/abuse.h $(IT_SUPPORT) $(B)/libkafkagate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
+		$(filter %.c %.a,$^) $(PKG_LIBS) $(LIBS)
+
+abuse: $(BIN) $(ABUSE_BIN)
+	@KG_BIN=$(BIN) ABUSE_BIN=$(ABUSE_BIN) tests/abuse/run.sh --full
+
 # Packaging files (docker/, systemd/, the config examples) against the binary.
 packaging: $(BIN)
 	@KG_BIN=$(BIN) tests/integration/it_packaging.sh
 	@KG_BIN=$(BIN) tests/integration/it_passwd.sh
-	@KG_BIN=$(BIN) tests/browser/run.sh
 
 # The unit goes under PREFIX (systemd searches /usr/local/lib/systemd/system);
 # its /usr/local/bin and /etc/kafkagate paths are rewritten to match. An

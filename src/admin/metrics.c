@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
+#include "broker/auth_pool.h"
 #include "broker/broker_int.h"
 #include "broker/inflight.h"
 #include "broker/listener.h"
@@ -203,6 +205,49 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 	return rc;
 }
 
+/* Logins and ACL decisions (broker/auth.h), summed over the workers. */
+static int render_auth(struct buf *out, const struct broker *br)
+{
+	static const char *const fail[AUTH_FAIL_N] = { "wrong_password", "unknown_user",
+						       "anonymous" };
+	static const char *const access[AUTH_DENY_N] = { "write", "read", "subscribe" };
+	uint64_t ok = 0, unavailable = 0, f[AUTH_FAIL_N] = { 0 }, d[AUTH_DENY_N] = { 0 };
+	const struct auth *a = br->auth;
+	int rc = 0;
+
+	for (int i = 0; a && i < a->n_workers; i++) {
+		const struct auth_stats *st = &a->wk[i].st;
+		ok += LD(st->success);
+		unavailable += LD(st->unavailable);
+		for (int k = 0; k < AUTH_FAIL_N; k++)
+			f[k] += LD(st->failures[k]);
+		for (int k = 0; k < AUTH_DENY_N; k++)
+			d[k] += LD(st->denied[k]);
+	}
+	rc |= one_u64(out, "kafkagate_auth_success_total", "counter",
+		      "CONNECTs authenticated by a password or a client certificate.", ok);
+	rc |= prom_family(out, "kafkagate_auth_failures_total", "counter",
+			  "CONNECTs refused for their credentials (CONNACK 4 or 5), by reason.");
+	for (int k = 0; k < AUTH_FAIL_N; k++) {
+		const char *labels[] = { "reason", fail[k], NULL };
+		rc |= prom_u64(out, "kafkagate_auth_failures_total", labels, f[k]);
+	}
+	rc |= one_u64(out, "kafkagate_auth_unavailable_total", "counter",
+		      "CONNECTs refused with CONNACK 3: verification queue full or failed.",
+		      unavailable);
+	rc |= one_u64(out, "kafkagate_auth_verify_queue", "gauge",
+		      "Password checks waiting for a verification thread.",
+		      a && a->pool ? auth_pool_depth(a->pool) : 0);
+	rc |= prom_family(out, "kafkagate_acl_denied_total", "counter",
+			  "Messages and filters the ACL refused: PUBLISH dropped (write), "
+			  "deliveries filtered out (read), SUBACK 0x80 (subscribe).");
+	for (int k = 0; k < AUTH_DENY_N; k++) {
+		const char *labels[] = { "access", access[k], NULL };
+		rc |= prom_u64(out, "kafkagate_acl_denied_total", labels, d[k]);
+	}
+	return rc;
+}
+
 static int render_routes(struct buf *out, struct uplink *up)
 {
 	static const char *const names[4] = {
@@ -338,6 +383,7 @@ int metrics_render(struct buf *out, struct broker *br, struct uplink *up, int64_
 			     "Start time of the process since the Unix epoch, in seconds.");
 	rc |= prom_f64(out, "kafkagate_start_time_seconds", NULL, (double)start_wall_ms / 1e3);
 	rc |= render_mqtt(out, br, &t);
+	rc |= render_auth(out, br);
 	rc |= one_u64(out, "kafkagate_uplink_unrouted_total", "counter",
 		      "Published messages that matched no route.", t.up_unrouted);
 	if (up)

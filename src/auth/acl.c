@@ -12,12 +12,22 @@
 
 #define ACL_DENY 0 /* access value of a deny rule */
 
+/* How an acl_client's rule is matched (rule_index()): most filters are a
+ * literal name or a literal prefix and "/#", matched with one memcmp. */
+enum rule_kind {
+	RULE_WILD = 0, /* wildcards elsewhere: topic_matches(), after the prefix */
+	RULE_EXACT,    /* no wildcard: the topic must equal the filter */
+	RULE_TREE,     /* "P/#" (lit = len of P + 1) or "#" (lit = 0) */
+};
+
 struct acl_rule {
 	char *filter;      /* NUL-terminated; in an acl_client, points into it */
 	size_t len;
 	const char *owner; /* parse only: user name of the block, NULL anonymous */
 	size_t seq;        /* parse only: keeps file order through qsort */
+	size_t lit;        /* acl_client only: bytes before the first wildcard level */
 	unsigned char access;
+	unsigned char kind; /* acl_client only: enum rule_kind */
 };
 
 struct acl_user {
@@ -367,6 +377,52 @@ static const struct acl_user *find_user(const struct acl *acl, const char *user)
 	return NULL;
 }
 
+/* Sets r->kind and r->lit for rule_matches(). */
+static void rule_index(struct acl_rule *r)
+{
+	size_t pos = 0;
+
+	for (;;) {
+		size_t end = topic_level_end(r->filter, r->len, pos);
+		if (topic_is_plus(r->filter + pos, end - pos)) {
+			r->kind = RULE_WILD;
+			break;
+		}
+		if (topic_is_hash(r->filter + pos, end - pos)) {
+			r->kind = RULE_TREE; /* '#' is last in a valid filter */
+			break;
+		}
+		if (end == r->len) {
+			r->kind = RULE_EXACT;
+			pos = r->len;
+			break;
+		}
+		pos = end + 1;
+	}
+	r->lit = pos;
+}
+
+/* topic_matches(r->filter, topic), faster for the common kinds. */
+static bool rule_matches(const struct acl_rule *r, const char *topic, size_t len)
+{
+	/* Most rules differ from the topic in their first byte. */
+	if (r->lit > 1 && len > 0 && r->filter[0] != topic[0])
+		return false;
+	switch (r->kind) {
+	case RULE_EXACT:
+		return len == r->len && memcmp(r->filter, topic, len) == 0;
+	case RULE_TREE:
+		if (r->lit == 0) /* "#": everything but the '$' topics */
+			return len == 0 || topic[0] != '$';
+		/* "P/#": P itself, or below it (lit - 1 = length of P) */
+		return len >= r->lit - 1 && memcmp(r->filter, topic, r->lit - 1) == 0 &&
+		       (len == r->lit - 1 || topic[r->lit - 1] == '/');
+	default:
+		return len >= r->lit && memcmp(r->filter, topic, r->lit) == 0 &&
+		       topic_matches(r->filter, r->len, topic, len);
+	}
+}
+
 struct acl_client *acl_client_new(const struct acl *acl, const char *user, const char *clientid)
 {
 	const struct acl_rule *fixed = acl->anon;
@@ -404,7 +460,8 @@ struct acl_client *acl_client_new(const struct acl *acl, const char *user, const
 			else
 				expand(r, user, clientid, p);
 			p[len] = '\0';
-			c->rule[k++] = (struct acl_rule){ .filter = p, .len = len, .access = r->access };
+			c->rule[k] = (struct acl_rule){ .filter = p, .len = len, .access = r->access };
+			rule_index(&c->rule[k++]);
 			p += len + 1;
 		}
 		if (deny)
@@ -423,11 +480,10 @@ bool acl_client_can(const struct acl_client *c, const char *topic, size_t len,
 	unsigned want = (unsigned)access & (ACL_READ | ACL_WRITE), got = 0;
 
 	for (size_t i = 0; i < c->ndeny; i++)
-		if (topic_matches(c->rule[i].filter, c->rule[i].len, topic, len))
+		if (rule_matches(&c->rule[i], topic, len))
 			return false;
 	for (size_t i = c->ndeny; i < c->n && want && got != want; i++)
-		if ((c->rule[i].access & want & ~got) &&
-		    topic_matches(c->rule[i].filter, c->rule[i].len, topic, len))
+		if ((c->rule[i].access & want & ~got) && rule_matches(&c->rule[i], topic, len))
 			got |= c->rule[i].access & want;
 	return want && got == want;
 }

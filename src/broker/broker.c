@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/limits.h"
@@ -90,6 +91,8 @@ struct broker *broker_new(const struct cfg *cfg)
 	br->workers = calloc((size_t)n, sizeof(*br->workers));
 	if (!br->workers || broker_init_workers(br, cfg, n) < 0)
 		goto fail;
+	if (!(br->auth = auth_new(br, cfg)))
+		goto fail;
 	return br;
 fail:
 	broker_free(br);
@@ -142,9 +145,11 @@ void broker_free(struct broker *br)
 {
 	if (!br)
 		return;
+	auth_stop(br->auth); /* its threads post to the workers' inboxes */
 	for (int i = 0; i < br->n_workers; i++)
 		worker_release(&br->workers[i]);
 	free(br->workers);
+	auth_free(br->auth);
 	if (br->dir.b) {
 		/* Break the trie's references first, then the directory's. */
 		pthread_mutex_lock(&br->dir_lock);
@@ -201,12 +206,15 @@ void broker_discard_session(struct broker *br, struct session *s)
 
 int broker_check(const struct cfg *cfg, char *err, size_t errlen)
 {
-	return listener_check(cfg, err, errlen);
+	if (listener_check(cfg, err, errlen) < 0)
+		return -1;
+	return auth_check(cfg, err, errlen);
 }
 
 int broker_reload(struct broker *br, const struct cfg *cfg, char *err, size_t errlen)
 {
 	broker_set_limits(br, cfg);
+	auth_reload(br->auth, cfg);
 	return listener_reload(br, cfg, err, errlen);
 }
 

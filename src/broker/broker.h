@@ -73,13 +73,16 @@ void broker_free(struct broker *br);
 /* Applies reloadable limits. Any thread. */
 void broker_set_limits(struct broker *br, const struct cfg *cfg);
 /* Checks what the broker will open from cfg (TLS certificates, keys and
- * CAs) without keeping anything: for --check and before a reload. Returns 0
- * or -1 with "FILE:LINE: reason" in err. Any thread. */
+ * CAs, the password and ACL files) without keeping anything: for --check
+ * and before a reload. Returns 0 or -1 with "FILE:LINE: reason" in err.
+ * Any thread. */
 int broker_check(const struct cfg *cfg, char *err, size_t errlen);
-/* Applies a reload: limits, and certificates and keys of the TLS listeners
- * (new handshakes use them; connections keep theirs). Returns 0, or -1 with
- * "FILE:LINE: reason" in err (a listener whose files fail keeps its old
- * ones). Main thread. */
+/* Applies a reload: limits, the password and ACL files (CONNECTs after it
+ * use the new passwords; every connection's next message the new ACL; a
+ * file that fails keeps the old one, logged here), and certificates and
+ * keys of the TLS listeners (new handshakes use them; connections keep
+ * theirs). Returns 0, or -1 with "FILE:LINE: reason" in err (a listener
+ * whose files fail keeps its old ones). Main thread. */
 int broker_reload(struct broker *br, const struct cfg *cfg, char *err, size_t errlen);
 /* The port worker 0 bound for listener i (useful when the config said 0). */
 int broker_listener_port(const struct broker *br, int i);

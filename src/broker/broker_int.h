@@ -26,6 +26,7 @@
 #include "broker/limits.h"
 #include "broker/session.h"
 
+struct auth;
 struct msg;
 struct worker;
 
@@ -77,6 +78,7 @@ struct broker {
 	atomic_uint_fast64_t limit_hits[LIMIT_N];
 	atomic_int n_connections;
 	struct broker_listener *lis; /* one per configured listener (listener.h) */
+	struct auth *auth;           /* passwords and ACL in force (auth.h) */
 	int n_lis;
 	atomic_int_fast64_t partial_bytes; /* held by partially received packets */
 	atomic_bool failed;          /* a worker loop ended on an error */

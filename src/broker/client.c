@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/client_ack.h"
@@ -153,9 +154,10 @@ void client_finish(struct client *c)
 	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s listener=%s reason=%s",
 		    log_q(c->id), c->peer, w->br->lis[c->lis].name,
 		    log_q(c->close_reason ? c->close_reason : "?"));
-	if (c->publish_will)
+	if (c->publish_will && auth_may_publish_will(c))
 		deliver_publish(w, c->will);
 	msg_unref(c->will);
+	auth_client_release(c);
 	client_io_free(c);
 	close(c->io.fd);
 	if (c->addr_counted)
@@ -224,6 +226,7 @@ void client_update_read(struct client *c)
 	if (c->state == CL_CLOSING)
 		return;
 	bool pause = c->w->draining || c->backlog_paused || c->state == CL_WAIT_TAKEOVER ||
+		     c->state == CL_WAIT_AUTH ||
 		     c->blocked || client_ack_count(c) >= LIM(br, max_inflight) ||
 		     client_outq(c) >= LIM(br, max_output_bytes);
 	if (pause == c->read_paused)

@@ -27,6 +27,7 @@
 #include "core/loop.h"
 
 struct client_acks;
+struct client_auth;
 struct client_io;
 struct msg;
 struct net_peer;
@@ -36,6 +37,8 @@ struct worker;
 enum client_state {
 	CL_NEW = 0,        /* accepted, CONNECT not yet handled */
 	CL_WAIT_TAKEOVER,  /* CONNECT received; an older connection is being closed */
+	CL_WAIT_AUTH,      /* CONNECT received; its password is being checked, or its
+	                      refusal waits for fail_delay_ms (auth_connect.h) */
 	CL_ACTIVE,         /* CONNACK sent */
 	CL_CLOSING,
 };
@@ -75,6 +78,7 @@ struct client {
 	struct client_acks *acks;    /* NULL until the first publish handed to the sink */
 	struct client_io *x;         /* TLS/WebSocket state; NULL for plain TCP */
 	char *cert_user;             /* identity from the client certificate, or NULL */
+	struct client_auth *auth;    /* identity and ACL (auth.h); NULL until needed */
 	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
 	uint32_t partial_held;       /* bytes of it counted in broker partial_bytes */
 	uint8_t lis;                 /* listener index (broker listener.h) */
@@ -107,9 +111,10 @@ void client_mark_output(struct client *c);
 /* Writes as much of obuf as the socket takes; arms EPOLLOUT for the rest. */
 void client_flush(struct client *c);
 /* Pauses or resumes reading from the socket: paused while a takeover is
- * pending, a publish waits for room in the sink, the ack window is full
- * (max_inflight) or the output is over max_output_bytes. On resume, bytes
- * already read are parsed at the worker's safe point. */
+ * pending, a password is being checked (or its refusal delayed), a publish
+ * waits for room in the sink, the ack window is full (max_inflight) or the
+ * output is over max_output_bytes. On resume, bytes already read are
+ * parsed at the worker's safe point. */
 void client_update_read(struct client *c);
 /* Safe point only: parses packets left in rbuf after a pause. */
 void client_process_pending(struct client *c);

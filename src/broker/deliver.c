@@ -5,9 +5,13 @@
  * attached elsewhere through that worker's inbox; one parked but still
  * settling (takeover.c) through the inbox of the worker that parked it, so
  * that it lands in the session queue behind what that inbox still holds.
+ *
+ * Read access (ACL) is checked where a message leaves for a client:
+ * deliver_client, deliver_pump and deliver_resend, on the owner worker.
  */
 #include <stdlib.h>
 
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/deliver.h"
@@ -176,7 +180,8 @@ void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain)
 	struct session *s = c->s;
 	bool owes = m->track != NULL;
 
-	if (c->state != CL_ACTIVE || !s) {
+	if (c->state != CL_ACTIVE || !s ||
+	    (auth_acl_on(br->auth) && !auth_may_read(c, m))) {
 		if (owes)
 			msg_track_done(m);
 		return;
@@ -209,6 +214,13 @@ void deliver_pump(struct client *c)
 	while (c->state == CL_ACTIVE && s->queue.n > 0 && s->out.n < LIM(br, max_inflight) &&
 	       buf_used(&c->obuf) < LIM(br, max_output_bytes)) {
 		mqueue_pop(&s->queue, &e);
+		/* Queued under another identity or ACL, maybe: checked as it leaves. */
+		if (auth_acl_on(br->auth) && !auth_may_read(c, e.m)) {
+			if (e.owes)
+				msg_track_done(e.m);
+			msg_unref(e.m);
+			continue;
+		}
 		if (e.qos == 0) {
 			send_publish(c, e.m, 0, e.retain, 0, false);
 			if (e.owes)
@@ -226,6 +238,14 @@ void deliver_resend(struct client *c)
 
 	for (uint16_t i = 0; i < s->out.n; i++) {
 		struct inflight_entry *e = &s->out.e[i];
+		/* The session may have been someone else's: resend only what this
+		 * identity may read (a PUBREL carries no message: always). */
+		if (e->state != INFL_WAIT_PUBCOMP && auth_acl_on(c->w->br->auth) &&
+		    !auth_may_read(c, e->m)) {
+			inflight_remove(&s->out, e);
+			i--;
+			continue;
+		}
 		int rc = e->state == INFL_WAIT_PUBCOMP
 				 ? send_pubrel(c, e->pid)
 				 : send_publish(c, e->m, e->qos, e->retain, e->pid, true);

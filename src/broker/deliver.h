@@ -37,7 +37,9 @@ void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t
  * Sends m to the attached client at qos (already min(published, granted))
  * with the given RETAIN flag, or queues it in the session when the in-flight
  * window is full or the output is over its limit. QoS 0 over the output
- * limit is dropped and counted. Borrows m.
+ * limit is dropped and counted. A message the client may not read (ACL,
+ * auth.h) is dropped, as are queued and resent ones when they leave.
+ * Borrows m.
  */
 void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain);
 /* Moves queued messages into the window while there is room. */

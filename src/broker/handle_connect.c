@@ -1,11 +1,13 @@
 /*
  * handle_connect.c - CONNECT: protocol level, client id rules, credentials
- * and will; then the session is attached (takeover.c).
+ * and will; then who the client is (auth_connect.c) and the session is
+ * attached (takeover.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth_connect.h"
 #include "broker/client.h"
 #include "broker/handle_connect.h"
 #include "broker/limits.h"
@@ -70,5 +72,5 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 		client_close(c, "out of memory", false);
 		return -1;
 	}
-	return takeover_attach(c);
+	return auth_connect(c, k);
 }

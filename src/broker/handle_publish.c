@@ -10,6 +10,7 @@
  * set from the first PUBLISH until PUBREL; a PUBLISH whose id is in the set
  * is a resend and is answered with PUBREC without delivering it again.
  */
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/client_ack.h"
@@ -100,6 +101,9 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 
 	if (limits_check_publish(c, (const char *)pub->topic.p, pub->topic.len) < 0)
 		return -1;
+	/* ACL: a denied publish is acknowledged and dropped (auth.h). */
+	if (!auth_may_publish(c, pub))
+		return auth_drop_publish(c, pub);
 	if (pub->qos == 2) {
 		if (pidset_has(&c->s->qos2_in, pub->packet_id))
 			return send_pubrec(c, pub->packet_id);

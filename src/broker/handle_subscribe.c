@@ -5,6 +5,7 @@
  * Retained messages matching a new (or repeated) subscription are sent after
  * the SUBACK, with RETAIN 1 (MQTT-3.3.1-6, MQTT-3.8.4-3).
  */
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/deliver.h"
@@ -39,8 +40,16 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 	mqtt_topics_begin(&p->u.sub, &it);
 	while (mqtt_topics_next(&it, &f, &opts)) {
 		uint8_t qos = opts & 3;
-		if (limits_check_subscribe(c, (const char *)f.p, f.len) < 0 ||
-		    broker_subscribe(br, c->s, (const char *)f.p, f.len, qos) < 0)
+		if (limits_check_subscribe(c, (const char *)f.p, f.len) < 0) {
+			codes[i++] = MQTT_SUBACK_FAILURE;
+			continue;
+		}
+		/* ACL: a filter that can match nothing readable (auth.h). */
+		if (!auth_may_subscribe(c, (const char *)f.p, f.len)) {
+			codes[i++] = MQTT_SUBACK_FAILURE;
+			continue;
+		}
+		if (broker_subscribe(br, c->s, (const char *)f.p, f.len, qos) < 0)
 			codes[i++] = MQTT_SUBACK_FAILURE;
 		else
 			codes[i++] = qos;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/auth_connect.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/client_ack.h"
@@ -128,6 +129,9 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		handle_publish_retry(w);
 		break;
 	}
+	case INBOX_AUTH:
+		auth_connect_verified(w, it->u, it->a);
+		break;
 	case INBOX_CALL: {
 		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
 		fn(it->p2, w);
@@ -164,6 +168,7 @@ static void on_tick(void *ud)
 	takeover_expire(w);
 	if (!STAILQ_EMPTY(&w->blocked))
 		handle_publish_retry(w);
+	auth_connect_tick(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
 	int64_t packet_timeout = LIM(br, packet_timeout_ms);
 
@@ -173,8 +178,10 @@ static void on_tick(void *ud)
 		 * connection); a busy one reuses its buffer between ticks. */
 		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
 			buf_release(&c->obuf);
-		if (c->state == CL_NEW && now - c->accepted_ms > connect_timeout) {
-			/* The TLS and WebSocket handshakes count here too. */
+		if ((c->state == CL_NEW || c->state == CL_WAIT_AUTH) &&
+		    now - c->accepted_ms > connect_timeout) {
+			/* The TLS and WebSocket handshakes count here too, and so
+			 * does the password check. */
 			client_close(c, "no CONNECT in time", false);
 		} else if (c->partial_since_ms && !c->read_paused && packet_timeout > 0 &&
 			   now - c->partial_since_ms > packet_timeout) {

@@ -42,6 +42,7 @@ enum worker_item {
 	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink) */
 	INBOX_ACK,             /* u = conn id, c = ack sequence, a = ok: the sink's answer */
 	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
+	INBOX_AUTH,            /* u = conn id, a = enum passwd_result: a password checked */
 	INBOX_STOP,
 };
 

@@ -9,9 +9,12 @@
  *    topic_matches(f, t) for a topic t (a filter matching only itself);
  *  - overlaps is symmetric, covers implies overlaps, a filter covers itself;
  *  - a SUBSCRIBE verdict agrees with acl_client_can(): GRANT means every
- *    matching topic is readable, DENY that none is.
+ *    matching topic is readable, DENY that none is;
+ *  - a client whose one rule is "topic read F" may read exactly the topics
+ *    topic_matches(F, t) (acl_client_can's shortcuts for names and trees).
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +75,29 @@ static void check_relations(const struct words *w)
 	}
 }
 
+/* One rule "topic read f": readable exactly where f matches. */
+static void check_one_rule(const char *f, size_t fl, const struct words *w)
+{
+	char text[128];
+
+	if (fl > 100)
+		return;
+	for (size_t i = 0; i < fl; i++)
+		if ((unsigned char)f[i] <= ' ' || f[i] == 0x7f)
+			return; /* blanks would be cut or split by the line parser */
+	int n = snprintf(text, sizeof(text), "topic read %.*s\n", (int)fl, f);
+	struct acl *acl = acl_parse(text, (size_t)n, NULL, 0);
+	CHECK(acl);
+	struct acl_client *c = acl_client_new(acl, NULL, NULL);
+	if (c) {
+		for (size_t k = 0; k < w->nt; k++)
+			CHECK(acl_client_can(c, w->topic[k], w->tlen[k], ACL_READ) ==
+			      topic_matches(f, fl, w->topic[k], w->tlen[k]));
+		acl_client_free(c);
+	}
+	acl_free(acl);
+}
+
 static void check_client(const struct acl *acl, const char *user, const char *cid,
 			 const struct words *w)
 {
@@ -113,6 +139,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	find_words(s, size, &w);
 	check_relations(&w);
+	for (size_t i = 0; i < w.nf; i++)
+		check_one_rule(w.filter[i], w.flen[i], &w);
 	/* A name from the input: its last word (NUL-free, at most 32 bytes). */
 	size_t n = 0;
 	if (w.nt > 0) {

@@ -159,6 +159,63 @@ static void test_relations_brute_force(void **state)
 	}
 }
 
+/* acl_client_can() matches a rule with shortcuts for exact names and
+ * "P/#" trees: it must agree with topic_matches() for every filter and
+ * topic of the brute-force universe, as a grant and as a deny, and on
+ * topics that share a prefix with the filter byte for byte. */
+static void check_rule_matching(const char *f, const char *const *topics, size_t nt,
+				size_t stride)
+{
+	char text[128];
+	struct acl *grant, *deny;
+
+	snprintf(text, sizeof(text), "topic read %s\n", f);
+	grant = parse_ok(text);
+	snprintf(text, sizeof(text), "topic read #\ntopic read $x/#\ntopic read $x\n"
+		 "topic deny %s\n", f);
+	deny = parse_ok(text);
+	struct acl_client *g = acl_client_new(grant, NULL, NULL);
+	struct acl_client *d = acl_client_new(deny, NULL, NULL);
+	assert_non_null(g);
+	assert_non_null(d);
+	for (size_t k = 0; k < nt; k++) {
+		const char *t = (const char *)topics + k * stride;
+		bool m = topic_matches(f, strlen(f), t, strlen(t));
+		size_t tl = strlen(t);
+		bool all = topic_matches("#", 1, t, tl) || topic_matches("$x/#", 4, t, tl);
+		if (acl_client_can(g, t, strlen(t), ACL_READ) != m)
+			fail_msg("grant %s, topic \"%s\": want %d", f, t, m);
+		if (acl_client_can(d, t, strlen(t), ACL_READ) != (all && !m))
+			fail_msg("deny %s, topic \"%s\": want %d", f, t, all && !m);
+	}
+	acl_client_free(g);
+	acl_client_free(d);
+	acl_free(grant);
+	acl_free(deny);
+}
+
+static void test_rule_matching(void **state)
+{
+	static char f[200][16], t[1400][24];
+	size_t nf = gen_filters(f), nt = gen_topics(t);
+	static const char *const ef[] = {
+		"a/#", "ab/#", "a/b", "a/+/c", "a/b/#", "/#", "#", "$x/#", "$x", "abc", "+/b", "a/+",
+	};
+	static char et[][24] = {
+		"a", "ab", "abc", "a/", "a/b", "a/bc", "ab/c", "a/b/c", "a/b/cd", "a/x/c", "/",
+		"/a", "", "$x", "$xy", "$x/a", "b", "a/b/", "a//c", "$x/",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < nf; i++)
+		check_rule_matching(f[i], (const char *const *)t, nt, sizeof(t[0]));
+	for (size_t i = 0; i < sizeof(ef) / sizeof(ef[0]); i++) {
+		check_rule_matching(ef[i], (const char *const *)et, sizeof(et) / sizeof(et[0]),
+				    sizeof(et[0]));
+		check_rule_matching(ef[i], (const char *const *)t, nt, sizeof(t[0]));
+	}
+}
+
 /* ---- access ---------------------------------------------------------- */
 
 static const char acl_text[] =
@@ -491,6 +548,7 @@ int main(void)
 		cmocka_unit_test(test_overlaps_table),
 		cmocka_unit_test(test_covers_table),
 		cmocka_unit_test(test_relations_brute_force),
+		cmocka_unit_test(test_rule_matching),
 		cmocka_unit_test(test_access),
 		cmocka_unit_test(test_injection_rule_counts),
 		cmocka_unit_test(test_client_outlives_acl),
