@@ -74,7 +74,7 @@ UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
 	tests/support/itkafka.c
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
-	downlink downlink_kafka reload ready lag kafka_secure auth
+	downlink downlink_kafka reload ready lag kafka_secure auth tls ws
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -251,6 +251,7 @@ abuse: $(BIN) $(ABUSE_BIN)
 packaging: $(BIN)
 	@KG_BIN=$(BIN) tests/integration/it_packaging.sh
 	@KG_BIN=$(BIN) tests/integration/it_passwd.sh
+	@KG_BIN=$(BIN) tests/browser/run.sh
 
 # The unit goes under PREFIX (systemd searches /usr/local/lib/systemd/system);
 # its /usr/local/bin and /etc/kafkagate paths are rewritten to match. An
