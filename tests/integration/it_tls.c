@@ -14,15 +14,14 @@
  *   server's alert, not the client's own refusal), while TLS 1.2 with
  *   AES-GCM is accepted;
  * - mutual TLS: no certificate and a certificate of another CA refused at
- *   the handshake, client.crt accepted with its CN as user name, and
- *   /api/v1/clients showing the listener and the TLS version;
+ *   the handshake, client.crt accepted, and /api/v1/clients showing the
+ *   listener, the TLS version and the certificate's CN as user name;
  * - certificate reload: new files and SIGHUP, a new client sees the new
  *   certificate (serial), a client connected before keeps working;
  * - `--check` on configs naming a missing certificate, a key of another
  *   certificate and a missing CA: non-zero exit, "FILE:LINE: ..." naming the
  *   line of that setting.
- * A check that fails because of a known gateway bug is skipped loudly (see
- * known_bug()); KG_STRICT=1 makes it fail. KG_TEST_FILTER=glob runs some.
+ * KG_TEST_FILTER=glob runs the matching tests only.
  *
  * Certificates come from scripts/gen-test-certs.sh, run into a temporary
  * directory once; each gateway gets its own copies (gw_start_files()).
@@ -65,20 +64,6 @@ static char certs[128];          /* scripts/gen-test-certs.sh output */
 static struct itkafka_mock K;
 static rd_kafka_t *prod;
 static struct gw G;
-
-/* A check that fails because of a known gateway bug (reported, not yet
- * fixed): skipped, loudly, so that the suite stays green meanwhile; with
- * KG_STRICT=1 it fails instead (to verify the fix). */
-static void known_bug(const char *what)
-{
-	const char *strict = getenv("KG_STRICT");
-
-	if (strict && strcmp(strict, "1") == 0)
-		fail_msg("gateway bug: %s", what);
-	print_error("\n*** KNOWN GATEWAY BUG, check skipped (KG_STRICT=1 makes it fail): %s ***\n\n",
-		    what);
-	skip();
-}
 
 /* ---- fixture ---------------------------------------------------------------- */
 
@@ -825,10 +810,6 @@ static void test_mtls(void **state)
 	SSL_CTX_free(good);
 
 	/* identity = "cn": the user name is the certificate's CN. */
-	if (strcmp(user, "(none)") == 0)
-		known_bug("tls.identity = \"cn\" is not applied: a client with client.crt (CN "
-			  "client-cn) has no user name in /api/v1/clients; src/broker/client_io.c "
-			  "sets c->cert_user but nothing reads it (handle_connect.c)");
 	assert_string_equal(user, "client-cn");
 }
 
