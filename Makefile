@@ -267,6 +267,7 @@ install: $(BIN)
 	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|g' -e 's|/etc/kafkagate/|$(SYSCONFDIR)/kafkagate/|g' \
 		systemd/kafkagate.service > $(DESTDIR)$(UNITDIR)/kafkagate.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/kafkagate.service
+	install -m 0644 config/acl.example $(CFGDIR)/acl.example
 	@if [ -e $(CFGDIR)/kafkagate.cfg ]; then \
 		echo "keeping $(CFGDIR)/kafkagate.cfg; the example goes to kafkagate.cfg.example"; \
 		install -m 0644 config/kafkagate.cfg $(CFGDIR)/kafkagate.cfg.example; \

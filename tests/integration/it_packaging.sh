@@ -54,10 +54,26 @@ for f in $(grep -hE '^(ENTRYPOINT|CMD|ExecStart|ExecStartPre)' "$df" "$unit" | g
 done
 
 # --- config files pass --check ---------------------------------------------
-for c in "$pcfg" "$dcfg" config/dev.cfg; do
+# The production example is a secured setup: TLS, a password file and an
+# ACL beside it. Check it where those files exist (test certificates, a
+# password file written by kafkagate passwd, the shipped ACL example), and
+# check that without them it refuses to start rather than serve in the clear.
+secure=$tmp/etc-kafkagate
+mkdir -p "$secure"
+cp "$pcfg" "$secure/kafkagate.cfg"
+cp config/acl.example "$secure/acl"
+scripts/gen-test-certs.sh "$secure" >/dev/null 2>&1
+printf 'device-1-secret\n' | "$bin" passwd -c --stdin "$secure/passwd" device-1 >/dev/null 2>&1
+for c in "$secure/kafkagate.cfg" "$dcfg" config/dev.cfg; do
 	out=$("$bin" --check --config "$c" 2>&1)
 	if [ $? -eq 0 ] && grep -q valid <<<"$out"; then ok "$c passes --check"; else bad "$c: $out"; fi
 done
+out=$("$bin" --check --config "$pcfg" 2>&1)
+if [ $? -ne 0 ] && grep -qE "^$pcfg:[0-9]+: " <<<"$out"; then
+	ok "$pcfg without its certificate refuses to start ($out)"
+else
+	bad "$pcfg without its files: wanted FILE:LINE refusal, got: $out"
+fi
 
 # --- Dockerfile --------------------------------------------------------------
 cfg_port() { # FILE GROUP: the port of the one-line group "GROUP = { ... port = N; }"
@@ -292,8 +308,13 @@ if make -s install B="$B" DESTDIR="$dest" >"$tmp/install.log" 2>&1; then
 	check "installed unit in /usr/local/lib/systemd/system runs installed binary $1" test -x "$dest$1"
 	same "$2" --config "installed unit passes --config"
 	check "installed unit's config $3 is installed" test -f "$dest$3"
+	# The installed example needs its certificate, password file and ACL
+	# beside it before it starts: give it the test ones.
+	cfgdir=$(dirname "$dest$3")
+	cp "$secure"/server.crt "$secure"/server.key "$secure"/passwd "$secure"/acl "$cfgdir"/
 	out=$("$dest$1" --check --config "$dest$3" 2>&1)
-	check "installed config passes --check ($out)" test $? -eq 0
+	check "installed config passes --check with its files beside it ($out)" test $? -eq 0
+	check "make install puts the ACL example beside the config" test -f "$cfgdir/acl.example"
 	echo "# local change" >>"$dest$3"
 	make -s install B="$B" DESTDIR="$dest" >>"$tmp/install.log" 2>&1
 	check "a second install keeps the existing config" grep -q '^# local change' "$dest$3"
