@@ -312,16 +312,20 @@ int client_io_flush(struct client *c, size_t *raw)
 		return r == CLIO_AGAIN ? 1 : CLIO_ERROR;
 	if (!x->ws)
 		return write_buf(c, &c->obuf, raw);
-	if (x->ws_open && !x->ws_closed && buf_used(&c->obuf) > 0) {
+	/* Frame c->obuf only once the previous frames are out: while the socket
+	 * is full the output stays in c->obuf, where max_output_bytes sees it. */
+	for (;;) {
+		int rc = write_buf(c, &x->wire, raw);
+		if (rc != 0)
+			return rc;
+		buf_shrink(&x->wire, 16384);
+		if (!x->ws_open || x->ws_closed || buf_used(&c->obuf) == 0)
+			return 0;
 		if (ws_encode_frame(&x->wire, WS_OP_BINARY, buf_head(&c->obuf),
 				    buf_used(&c->obuf)) < 0)
 			return (int)fail(x, "out of memory");
 		buf_reset(&c->obuf);
 	}
-	int rc = write_buf(c, &x->wire, raw);
-	if (rc == 0)
-		buf_shrink(&x->wire, 16384);
-	return rc;
 }
 
 size_t client_io_queued(const struct client *c)

@@ -186,7 +186,7 @@ void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain)
 			msg_track_done(m);
 		return;
 	}
-	bool over = buf_used(&c->obuf) >= LIM(br, max_output_bytes);
+	bool over = client_outq(c) >= LIM(br, max_output_bytes);
 	if (qos == 0) {
 		if (over)
 			STAT_INC(c->w, qos0_dropped);
@@ -212,7 +212,7 @@ void deliver_pump(struct client *c)
 	if (c->state != CL_ACTIVE || !s)
 		return;
 	while (c->state == CL_ACTIVE && s->queue.n > 0 && s->out.n < LIM(br, max_inflight) &&
-	       buf_used(&c->obuf) < LIM(br, max_output_bytes)) {
+	       client_outq(c) < LIM(br, max_output_bytes)) {
 		mqueue_pop(&s->queue, &e);
 		/* Queued under another identity or ACL, maybe: checked as it leaves. */
 		if (auth_acl_on(br->auth) && !auth_may_read(c, e.m)) {
