@@ -236,10 +236,12 @@ topic-diff: $(B)/tests/topic_diff
 # them full size (several minutes; the table in docs/security.md); `make
 # test` runs the scaled-down set.
 ABUSE_SRC := tests/abuse/abuse.c tests/abuse/ab_client.c tests/abuse/ab_engine.c \
-	tests/abuse/ab_conn.c tests/abuse/ab_caps.c tests/abuse/ab_storm.c
+	tests/abuse/ab_sock.c tests/abuse/ab_conn.c tests/abuse/ab_flood.c tests/abuse/ab_caps.c \
+	tests/abuse/ab_store.c tests/abuse/ab_storm.c tests/abuse/ab_mock.c
 ABUSE_BIN := $(B)/tests/abuse
 .PHONY: abuse
-$(ABUSE_BIN): $(ABUSE_SRC) tests/abuse/abuse.h $(IT_SUPPORT) $(B)/libkafkagate.a
+$(ABUSE_BIN): $(ABUSE_SRC) tests/abuse/abuse.h tests/abuse/ab_engine_int.h $(IT_SUPPORT) \
+		$(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
 		$(filter %.c %.a,$^) $(PKG_LIBS) $(LIBS)

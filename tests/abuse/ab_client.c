@@ -202,6 +202,33 @@ int ab_cli_open(struct ab_cli *cl, const char *addr, int port, const char *id, b
 	return ab_cli_open_with(cl, addr, port, &k, rc, present, timeout_ms);
 }
 
+int ab_cli_simple(struct ab_cli *cl, uint8_t type)
+{
+	struct buf b = { 0 };
+	int rc = mqtt_encode_simple(&b, 4, type) == MQTT_OK ? ab_cli_send(cl, &b) : -1;
+
+	buf_release(&b);
+	return rc;
+}
+
+bool ab_cli_ping(struct ab_cli *cl)
+{
+	if (ab_cli_simple(cl, MQTT_PINGREQ) < 0)
+		return false;
+	for (;;) {
+		if (ab_cli_recv(cl, 10000) != 1)
+			return false;
+		if (cl->f.type == MQTT_PINGRESP)
+			return true;
+	}
+}
+
+void ab_cli_quit(struct ab_cli *cl)
+{
+	ab_cli_simple(cl, MQTT_DISCONNECT);
+	ab_cli_close(cl);
+}
+
 int ab_enc_publish(struct buf *b, const char *topic, const void *payload, size_t len, int qos,
 		   bool retain, uint16_t pid)
 {
@@ -342,13 +369,8 @@ static void *legit_main(void *arg)
 			ab_cli_close(&cl);
 			continue;
 		}
-		if (L.mode == LEGIT_CYCLE && ++n % LEGIT_CYCLE_PUBS == 0) {
-			struct buf b = { 0 };
-			mqtt_encode_simple(&b, 4, MQTT_DISCONNECT);
-			ab_cli_send(&cl, &b);
-			buf_release(&b);
-			ab_cli_close(&cl);
-		}
+		if (L.mode == LEGIT_CYCLE && ++n % LEGIT_CYCLE_PUBS == 0)
+			ab_cli_quit(&cl);
 		ab_sleep_ms(LEGIT_EVERY_MS);
 	}
 	ab_cli_close(&cl);

@@ -208,6 +208,16 @@ bool ab_gw_alive(pid_t pid)
 	return p && (p = strrchr(buf, ')')) && p[2] != 'Z';
 }
 
+long ab_gw_rss_settle(pid_t pid, long kb, int ms)
+{
+	int64_t end = ab_now_ms() + ms;
+	long v;
+
+	while ((v = ab_gw_kb(pid, "VmRSS")) > kb && ab_now_ms() < end)
+		ab_sleep_ms(250);
+	return v;
+}
+
 int ab_gw_fds_settle(pid_t pid, int want, int ms)
 {
 	int64_t end = ab_now_ms() + ms;
@@ -313,26 +323,27 @@ static void result_print(const struct ab_result *r)
 
 /* ---- the case table ------------------------------------------------------------------ */
 
+static const struct ab_case *const *tables(void)
+{
+	static const struct ab_case *const t[] = { ab_conn_cases, ab_flood_cases, ab_caps_cases,
+						   ab_store_cases, ab_storm_cases, NULL };
+	return t;
+}
+
 static const struct ab_case *case_find(const char *name)
 {
-	for (size_t i = 0; i < ab_n_conn_cases; i++)
-		if (strcmp(ab_conn_cases[i].name, name) == 0)
-			return &ab_conn_cases[i];
-	for (size_t i = 0; i < ab_n_caps_cases; i++)
-		if (strcmp(ab_caps_cases[i].name, name) == 0)
-			return &ab_caps_cases[i];
-	if (strcmp(ab_storm_case.name, name) == 0)
-		return &ab_storm_case;
+	for (const struct ab_case *const *t = tables(); *t; t++)
+		for (const struct ab_case *k = *t; k->name; k++)
+			if (strcmp(k->name, name) == 0)
+				return k;
 	return NULL;
 }
 
 static void case_list(void)
 {
-	for (size_t i = 0; i < ab_n_conn_cases; i++)
-		puts(ab_conn_cases[i].name);
-	for (size_t i = 0; i < ab_n_caps_cases; i++)
-		puts(ab_caps_cases[i].name);
-	puts(ab_storm_case.name);
+	for (const struct ab_case *const *t = tables(); *t; t++)
+		for (const struct ab_case *k = *t; k->name; k++)
+			puts(k->name);
 }
 
 /* Runs k with the legitimate client alongside; the verdict adds the checks

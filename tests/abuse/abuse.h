@@ -9,15 +9,17 @@
  *   ab_client.c     a blocking MQTT client on the project codec, and the
  *                   legitimate client (a thread timing PUBLISH -> PUBACK
  *                   and CONNECT -> CONNACK while a case runs)
- *   ab_engine.c     many attacker sockets in one epoll loop per process
- *                   (plain, TLS, WebSocket), spread over processes
- *   ab_conn.c       cases about connections: slowloris, huge remaining
- *                   lengths, half-received packets, connect floods, the
- *                   per-address limit, descriptor exhaustion
- *   ab_caps.c       per-client and total caps: subscriptions, QoS 2 ids,
- *                   retained, queued bytes, session expiry, topic sizes
- *   ab_storm.c      client-id takeover storm against delayed Kafka acks,
- *                   and the mock cluster host it controls
+ *   ab_engine.c     many attacker sockets in one epoll loop per process,
+ *                   spread over processes; ab_sock.c: one such socket
+ *                   (plain, TLS, WebSocket) and its behaviour
+ *   ab_conn.c       cases: slowloris, huge remaining lengths, half-received
+ *                   packets
+ *   ab_flood.c      cases: connect flood, per-address limit, descriptor
+ *                   exhaustion
+ *   ab_caps.c       cases: subscriptions, QoS 2 ids, topic and id sizes
+ *   ab_store.c      cases: retained, queued bytes, session expiry
+ *   ab_storm.c      case: client-id takeover storm against late Kafka acks
+ *   ab_mock.c       the mock Kafka cluster host the storm's faults go to
  *
  * Single-threaded but for the legitimate client's thread; the engine forks
  * its workers before that thread starts.
@@ -102,6 +104,8 @@ long ab_gw_nofile(pid_t pid);
 /* CPU time (user + system) in milliseconds, or -1. */
 long ab_gw_cpu_ms(pid_t pid);
 bool ab_gw_alive(pid_t pid);
+/* Waits up to ms for VmRSS to fall to at most kb; returns the last seen. */
+long ab_gw_rss_settle(pid_t pid, long kb, int ms);
 /* Waits up to ms for the descriptor count to fall to at most want; returns
  * the last count seen. */
 int ab_gw_fds_settle(pid_t pid, int want, int ms);
@@ -137,6 +141,13 @@ int ab_cli_send(struct ab_cli *cl, struct buf *b);
 /* Reads one packet within timeout_ms: 1 (cl->f is it, valid until the next
  * call), 0 peer closed, -1 timeout or error (errno ETIMEDOUT for a timeout). */
 int ab_cli_recv(struct ab_cli *cl, int timeout_ms);
+/* Sends a 2-byte packet (MQTT_PINGREQ, MQTT_DISCONNECT). 0 or -1. */
+int ab_cli_simple(struct ab_cli *cl, uint8_t type);
+/* PINGREQ, then true once PINGRESP came (other packets skipped): the
+ * connection is open and in step. */
+bool ab_cli_ping(struct ab_cli *cl);
+/* DISCONNECT, then ab_cli_close(). */
+void ab_cli_quit(struct ab_cli *cl);
 /* Encoders into b (level 4). */
 int ab_enc_publish(struct buf *b, const char *topic, const void *payload, size_t len, int qos,
 		   bool retain, uint16_t pid);
@@ -246,6 +257,8 @@ struct ab_tally {
 	int first_err;
 };
 void ab_tally(const struct ab_rec *r, size_t n, int spec, struct ab_tally *t);
+/* One detail line (ab_say) for a tally. */
+void ab_tally_say(const char *label, const struct ab_tally *t);
 
 /* ---- cases ---------------------------------------------------------------------- */
 
@@ -259,13 +272,11 @@ struct ab_case {
 	bool legit_may_fail;     /* legit failures are reported, not failed */
 };
 
-extern const struct ab_case ab_conn_cases[];
-extern const size_t ab_n_conn_cases;
-extern const struct ab_case ab_caps_cases[];
-extern const size_t ab_n_caps_cases;
-extern const struct ab_case ab_storm_case;
+/* Each file's cases, ended by { NULL }; run in this order. */
+extern const struct ab_case ab_conn_cases[], ab_flood_cases[], ab_caps_cases[], ab_store_cases[],
+	ab_storm_cases[];
 
-/* abuse mock --ctl FIFO --out FILE: hosts the mock cluster (ab_storm.c). */
+/* abuse mock --ctl FIFO --out FILE: hosts the mock cluster (ab_mock.c). */
 int ab_mock_main(int argc, char **argv);
 /* Sends one command line to the mock host; 0 or -1. */
 int ab_mock_cmd(const struct ab_opts *o, const char *fmt, ...)
