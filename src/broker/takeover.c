@@ -87,7 +87,13 @@ int takeover_attach(struct client *c)
 		return 0;
 	}
 
-	if (s && c->clean) {
+	/* A clean start discards the old session; so does an expired one that
+	 * the sweep (takeover_expire) has not reached yet. */
+	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000;
+	bool expired = s && s->parked_listed && ttl > 0 && util_now_ms() - s->parked_ms >= ttl;
+	if (s && (c->clean || expired)) {
+		if (expired)
+			atomic_fetch_add_explicit(&br->sessions_expired, 1, memory_order_relaxed);
 		session_ref(s);
 		session_dir_del(&br->dir, s);
 		broker_discard_session(br, s);

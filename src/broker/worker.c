@@ -1,6 +1,7 @@
 /* worker.c - one network thread; see worker.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,19 +26,63 @@
 #define WORKER_RBUF (64 * 1024)
 #define WORKER_TICK_MS 250
 #define ACCEPTS_PER_EVENT 64
+#define ACCEPT_PAUSE_MS 100  /* out of descriptors, nothing to shed with */
+/* Descriptors kept free for everything but client connections (librdkafka's
+ * sockets, the admin endpoint, files read on reload, the spare). */
+#define FD_RESERVE 64
 
 /* Out of file descriptors: the pending connection would keep the listener
  * readable forever. Give up the spare descriptor, accept and close at once,
  * and take the spare back. */
+static void pause_accepting(struct worker *w)
+{
+	for (int i = 0; i < w->n_lis; i++)
+		loop_io_mod(w->loop, &w->lis[i].io, 0);
+	w->accept_paused_until = w->now_ms + ACCEPT_PAUSE_MS;
+}
+
+/* Tick: listen again after a pause, with a spare descriptor if one can be
+ * had again. */
+static void resume_accepting(struct worker *w)
+{
+	if (w->accept_paused_until == 0 || w->now_ms < w->accept_paused_until)
+		return;
+	if (w->spare_fd < 0)
+		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct rlimit rl;
+	w->fd_ceiling = INT32_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > 2 * FD_RESERVE)
+		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
+	w->accept_paused_until = 0;
+	if (!w->draining)
+		for (int i = 0; i < w->n_lis; i++)
+			loop_io_mod(w->loop, &w->lis[i].io, EPOLLIN);
+}
+
 static void shed_one(struct worker *w, int lfd)
 {
+	bool shed = false;
+
+	/* Another thread may take the descriptor freed here before it is
+	 * opened again; then this worker stops accepting for a moment instead
+	 * of spinning on a listener that stays readable. */
 	if (w->spare_fd >= 0) {
 		close(w->spare_fd);
 		int fd = accept(lfd, NULL, NULL);
-		if (fd >= 0)
+		if (fd >= 0) {
 			close(fd);
+			shed = true;
+		}
 		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct rlimit rl;
+	w->fd_ceiling = INT32_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > 2 * FD_RESERVE)
+		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
 	}
+	if (!shed || w->spare_fd < 0)
+		pause_accepting(w);
 	STAT_INC(w, conn_rejected);
 	log_warn_rl("conn rejected reason=\"out of file descriptors\"");
 }
@@ -70,6 +115,13 @@ static void on_accept(struct loop_io *io, uint32_t revents)
 			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				log_warn_errno_rl("accept failed");
 			return;
+		}
+		/* Descriptors are handed out lowest first: one this high means the
+		 * process is nearly out. Shed it while the reserve above it is
+		 * still there for Kafka, the admin endpoint and the spare. */
+		if (fd >= w->fd_ceiling) {
+			reject(w, bl, fd, &p, "out of file descriptors");
+			continue;
 		}
 		const char *why = listener_admit(br, li->idx, &p, w->now_ms, &counted);
 		if (why) {
@@ -165,6 +217,7 @@ static void on_tick(void *ud)
 
 	atomic_store_explicit(&w->heartbeat_ms, now, memory_order_relaxed);
 	reclaim_drain(&w->reclaim);
+	resume_accepting(w);
 	takeover_expire(w);
 	if (!STAILQ_EMPTY(&w->blocked))
 		handle_publish_retry(w);
@@ -339,6 +392,11 @@ int worker_init(struct worker *w, struct broker *br, int idx,
 	w->br = br;
 	w->inbox.io.fd = -1;
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct rlimit rl;
+	w->fd_ceiling = INT32_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > 2 * FD_RESERVE)
+		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
 	w->loop = loop_new();
 	w->rbuf_cap = WORKER_RBUF;
 	w->rbuf = malloc(w->rbuf_cap);

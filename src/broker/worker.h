@@ -111,6 +111,9 @@ struct worker {
 	int64_t now_ms;              /* monotonic, refreshed each tick/read */
 	atomic_int_fast64_t heartbeat_ms; /* last tick; read by the watchdog */
 	int spare_fd;                /* given up to shed a connection when out of fds */
+	int64_t accept_paused_until; /* out of fds with no spare: listeners off until then */
+	int fd_ceiling;              /* accepted fds at or above it are shed (RLIMIT_NOFILE
+	                                minus a reserve) */
 	bool draining;               /* shutting down: read nothing more */
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
 	struct worker_stats st;
