@@ -53,7 +53,7 @@ APP_SRC    := src/app/reload.c src/app/passwd_cmd.c
 # auth: password and ACL files (pure but for OpenSSL's hashes).
 AUTH_SRC   := src/auth/passwd.c src/auth/acl.c
 # transport: TLS (OpenSSL) and WebSocket framing, below the broker.
-TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c
+TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c src/transport/ws_handshake.c
 
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon. Layers and what each may include:
@@ -186,7 +186,7 @@ FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
 FUZZ_http_SRC    := src/core/http_parse.c
 FUZZ_topic_SRC   := src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c \
 	src/mqtt/mqtt_codec.c src/core/buf.c
-FUZZ_ws_SRC      := src/transport/ws.c src/core/http_parse.c src/core/buf.c
+FUZZ_ws_SRC      := src/transport/ws.c src/transport/ws_handshake.c src/core/http_parse.c src/core/buf.c
 FUZZ_ws_LIBS     := -lcrypto
 FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
 FUZZ_cfg_LIBS    := -lconfig

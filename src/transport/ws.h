@@ -13,6 +13,9 @@
  *
  * Pure: no I/O, no globals, no logging; the only allocation is the caller's
  * struct buf growing. SHA-1 and base64 come from OpenSSL. Reentrant.
+ *
+ * Files: ws_handshake.c implements the opening handshake (ws_handshake_*,
+ * ws_accept_key), ws.c the frames (ws_decoder_init, ws_decode, the encoders).
  */
 #ifndef KG_WS_H
 #define KG_WS_H
