@@ -242,16 +242,16 @@ void client_update_read(struct client *c)
 static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 {
 	struct worker *w = c->w;
-	uint32_t max = LIM(w->br, max_packet_size);
 	size_t off = 0;
-
-	/* The first packet must be a CONNECT: a smaller cap until it is in. */
-	if (c->state == CL_NEW && LIM(w->br, max_connect_size) < max)
-		max = LIM(w->br, max_connect_size);
 
 	while (off < n && c->state != CL_CLOSING && !c->read_paused) {
 		struct mqtt_frame f;
 		struct mqtt_packet pkt;
+		uint32_t max = LIM(w->br, max_packet_size);
+		/* The first packet must be a CONNECT: a smaller cap until it is in
+		 * (per packet: a PUBLISH may follow in the same read). */
+		if (c->state == CL_NEW && LIM(w->br, max_connect_size) < max)
+			max = LIM(w->br, max_connect_size);
 		int r = mqtt_frame_parse(p + off, n - off, max, &f);
 		if (r == 0)
 			break;
