@@ -444,6 +444,10 @@ static void received_packet(struct model *md, struct dev *d, const struct mqtt_p
 		} else {
 			MODEL_CHECK(!d->present, "dev %d: session present in a refusal", d->serial);
 		}
+		/* MQTT 3.1 has no session-present flag: a clean session 0 may
+		 * have resumed one. */
+		if (d->level == 3 && !d->clean && d->connack_rc == 0)
+			d->present = true;
 		return;
 	}
 	MODEL_CHECK(d->connack_rc == 0, "dev %d: %s after a refusing CONNACK", d->serial,
