@@ -506,6 +506,7 @@ void model_read(struct model *md, struct dev *d, const uint8_t *p, size_t n)
 {
 	if (buf_append(&d->in, p, n) < 0)
 		abort();
+	d->rx_bytes += n;
 	while (buf_used(&d->in) > 0) {
 		struct mqtt_frame f;
 		struct mqtt_packet pkt;

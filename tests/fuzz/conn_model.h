@@ -125,6 +125,10 @@ struct dev {
 	struct pidlist pubrec_sent, pubrel_sent;
 	/* What the broker sent. */
 	struct buf in;
+	uint64_t rx_bytes;
+	bool closing_seen;           /* its client was seen closing, with */
+	uint64_t closing_rx;         /* rx_bytes then, and */
+	size_t closing_obuf;         /* the output it still held */
 	bool connack;
 	uint8_t connack_rc;
 	bool present;

@@ -18,6 +18,8 @@
  * a successful delivery, acks in publish order, ...):
  *   - the sink is called by an active connection, with its client id and a
  *     message it published, never twice for one ack sequence;
+ *   - nothing is sent after the broker closed a connection but the output
+ *     it held at that moment;
  *   - every close is one the model can explain (a packet the broker refuses,
  *     an acknowledgement nothing asked for, a failed delivery, a takeover, a
  *     timeout after the clock moved, the device closing, the partial-bytes
@@ -108,9 +110,13 @@ static uint64_t stat_sum_partial_refused(void)
 	return n;
 }
 
-/* The broker closed d: it must have had a reason the model knows. */
-static void explain_close(struct dev *d)
+/* The broker closed d: after it decided to, only the output it held then
+ * may have followed; and it must have had a reason the model knows. */
+static void check_close(struct dev *d)
 {
+	MODEL_CHECK(!d->closing_seen || d->rx_bytes - d->closing_rx == d->closing_obuf,
+		    "dev %d: %llu bytes sent after the close, %zu were waiting", d->serial,
+		    (unsigned long long)(d->rx_bytes - d->closing_rx), d->closing_obuf);
 	if (d->closed_by_us || d->shut_wr || d->out_dead || d->odd_ack)
 		return;
 	for (size_t i = 0; i < d->n_recs; i++)
@@ -157,7 +163,7 @@ static void drain_dev(struct dev *d)
 			model_read(&md, d, b, (size_t)n);
 		} else if (n == 0 || errno == ECONNRESET) {
 			model_eof(&md, d);
-			explain_close(d);
+			check_close(d);
 		} else if (errno != EINTR) {
 			break;
 		}
@@ -191,7 +197,28 @@ static void check_after_tick(struct worker *w)
 	}
 }
 
-/* One iteration of worker i's loop, then everything it sent is read. */
+/* Clients closed but not yet freed (at w's next safe point): what they
+ * will still send is what their output holds now. */
+static void note_closing(struct worker *w)
+{
+	struct client *c;
+
+	LIST_FOREACH(c, &w->clients, link) {
+		struct dev *d = c->state == CL_CLOSING ? model_dev_by_conn(&md, c->conn_id) : NULL;
+		if (!d)
+			continue;
+		MODEL_CHECK(!d->closing_seen || (d->closing_rx == d->rx_bytes &&
+						 d->closing_obuf == buf_used(&c->obuf)),
+			    "dev %d: output changed after the close", d->serial);
+		d->closing_seen = true;
+		d->closing_rx = d->rx_bytes;
+		d->closing_obuf = buf_used(&c->obuf);
+	}
+}
+
+/* One iteration of worker i's loop, then everything it sent is read.
+ * Returns how many handlers ran, the tick counting as one (it may resume a
+ * connection whose input is waiting: work the lists do not show). */
 static int step_worker(int i)
 {
 	struct worker *w = &br->workers[i];
@@ -199,9 +226,13 @@ static int step_worker(int i)
 	int n = loop_run_once(w->loop, 0);
 
 	MODEL_CHECK(n >= 0, "w%d: loop_run_once: %s", i, strerror(errno));
-	if (atomic_load(&w->heartbeat_ms) != hb)
+	if (atomic_load(&w->heartbeat_ms) != hb) {
 		check_after_tick(w);
+		n++;
+	}
 	drain_all();
+	for (int j = 0; j < br->n_workers; j++)
+		note_closing(&br->workers[j]);
 	return n;
 }
 
