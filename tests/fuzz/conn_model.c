@@ -383,11 +383,12 @@ static void received_ack(struct dev *d, uint8_t qos, uint16_t pid)
 	struct rec *r = d->next_rec < d->n_recs ? d->recs[d->next_rec] : NULL;
 
 	/* The session holds pid (we saw its PUBREC, not yet its PUBCOMP): this
-	 * answers a resend. Checked first: no publish reaches the sink with an
-	 * id the session holds, so it cannot be a fresh answer. */
+	 * answers a resend. (No publish reaches the sink with an id the session
+	 * holds, and none is answered from the session while one with its id
+	 * waits for the sink: the two cases cannot be confused.) */
 	if (qos == 2 && pid_has(&d->q2_in, pid))
 		return;
-	if (r && r->state == REC_OK && r->qos == qos && pid_candidate(d, r, pid)) {
+	if (r && r->state == REC_OK && r->qos == qos && r->pid == pid) {
 		r->acked = true;
 		d->next_rec++;
 		if (qos == 2) {
@@ -536,22 +537,25 @@ void model_eof(struct model *md, struct dev *d)
 		    d->serial, buf_used(&d->in));
 }
 
-struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, struct msg *m,
-			  enum rec_state st)
+struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_t pid,
+			  struct msg *m, enum rec_state st)
 {
 	struct rec *r = calloc(1, sizeof(*r));
 	if (!r)
 		abort();
 	r->d = d;
 	r->seq = seq;
+	r->pid = pid;
 	r->qos = m->qos;
 	r->m = msg_ref(m);
 	r->state = REC_PENDING;
+	MODEL_CHECK(pid_candidate(d, r, pid), "dev %d: sink seq %u waits with packet id %u, "
+		    "which no PUBLISH of this message had", d->serial, seq, pid);
 	PUSH(md->recs, md->n_recs, md->cap_recs, r);
 	PUSH(d->recs, d->n_recs, d->cap_recs, r);
 	if (md->trace)
-		fprintf(stderr, "fuzz_conn: dev %d sink seq %u qos %u \"%s\"\n", d->serial, seq,
-			m->qos, m->topic);
+		fprintf(stderr, "fuzz_conn: dev %d sink seq %u id %u qos %u \"%s\"\n", d->serial,
+			seq, pid, m->qos, m->topic);
 	if (st != REC_PENDING)
 		model_rec_complete(md, r, st == REC_OK);
 	return r;
@@ -564,10 +568,7 @@ void model_rec_complete(struct model *md, struct rec *r, bool ok)
 		fprintf(stderr, "fuzz_conn: dev %d sink seq %u %s\n", r->d->serial, r->seq,
 			ok ? "ok" : "failed");
 	r->state = ok ? REC_OK : REC_FAILED;
-	/* The session may hold these QoS 2 ids from now on (lenient: every id
-	 * this message was published with on that connection). */
+	/* The session may hold this QoS 2 id from now on. */
 	if (ok && r->qos == 2 && r->d->s)
-		for (size_t i = 0; i < r->d->n_pubs; i++)
-			if (r->d->pubs[i].qos == 2 && pid_candidate(r->d, r, r->d->pubs[i].pid))
-				pid_add(&r->d->s->qos2_ok, r->d->pubs[i].pid);
+		pid_add(&r->d->s->qos2_ok, r->pid);
 }

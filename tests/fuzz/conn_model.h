@@ -14,10 +14,12 @@
  *     session 1 (MQTT-3.2.2-1);
  *   - a PUBACK/PUBREC answers, in order, the sink's publishes of this
  *     connection (struct rec), each completed OK (or SINK_DONE) before: never
- *     a failed or pending one, never out of order. A PUBREC may also repeat
- *     for a QoS 2 packet id the session already holds (duplicate); within a
- *     connection that is tracked exactly (PUBREC in, PUBCOMP out), across
- *     connections leniently (any id completed OK with this client id);
+ *     a failed or pending one, never out of order, with the packet id of a
+ *     PUBLISH that carried the message. A PUBREC may also repeat for a QoS 2
+ *     packet id the session already holds (duplicate); within a connection
+ *     that is tracked exactly (PUBREC in, PUBCOMP out), across connections
+ *     leniently (any id completed OK with this client id, and only if the
+ *     session was present);
  *   - SUBACK, UNSUBACK, PINGRESP, PUBCOMP and PUBREL answer packets written;
  *   - every PUBLISH received carries the topic and payload of a message some
  *     device published (or a will), on a topic that matches a filter
@@ -54,6 +56,7 @@ enum rec_state { REC_PENDING, REC_OK, REC_FAILED };
 struct rec {
 	struct dev *d;
 	uint32_t seq;
+	uint16_t pid;                /* the packet id its ack slot holds */
 	uint8_t qos;
 	uint8_t state;               /* enum rec_state */
 	bool acked;                  /* its PUBACK/PUBREC was received */
@@ -167,9 +170,10 @@ void model_wrote(struct model *md, struct dev *d, const uint8_t *p, size_t n);
 void model_read(struct model *md, struct dev *d, const uint8_t *p, size_t n);
 void model_eof(struct model *md, struct dev *d);
 
-/* The sink took m (seq > 0) from d; state REC_PENDING or REC_OK. */
-struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, struct msg *m,
-			  enum rec_state st);
+/* The sink took m (seq > 0, packet id pid) from d; state REC_PENDING or
+ * REC_OK. */
+struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_t pid,
+			  struct msg *m, enum rec_state st);
 /* The fuzzer answered the sink's publish: ok or failed. */
 void model_rec_complete(struct model *md, struct rec *r, bool ok);
 /* True if d wrote a PUBLISH with m's QoS, topic and payload. */

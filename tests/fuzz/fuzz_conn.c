@@ -50,6 +50,7 @@
 
 #include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/client_ack.h"
 #include "broker/listener.h"
 #include "broker/session.h"
 #include "broker/worker.h"
@@ -66,8 +67,6 @@
 #define N_SLOTS 4
 #define MAX_DEVS 24
 #define SETTLE_ROUNDS 64
-#define CONNECT_TIMEOUT_MS 2000
-#define PACKET_TIMEOUT_MS 1000
 
 static const char fuzz_cfg[] =
 	"listeners = ( { address = \"127.0.0.1\"; port = 0; } );\n"
@@ -143,8 +142,8 @@ static void check_close(struct dev *d)
 	for (size_t i = 0; i < d->n_recs; i++)
 		if (d->recs[i]->state == REC_FAILED)
 			return;
-	if (fake_now - d->opened_ms >= PACKET_TIMEOUT_MS)
-		return; /* connect, packet or keepalive timeout */
+	if (fake_now - d->opened_ms >= 1000)
+		return; /* connect, packet or keepalive timeout: none is shorter */
 	if (d->s)
 		for (size_t i = 0; i < md.n_devs; i++) {
 			struct dev *e = md.devs[i];
@@ -202,15 +201,17 @@ static void drain_all(void)
 static void check_after_tick(struct worker *w)
 {
 	int64_t now = atomic_load(&w->heartbeat_ms);
+	int64_t connect_timeout = cfg->limits.connect_timeout * 1000;
+	int64_t packet_timeout = cfg->limits.packet_timeout * 1000;
 	struct client *c;
 
 	LIST_FOREACH(c, &w->clients, link) {
 		if (c->state == CL_CLOSING)
 			continue;
-		MODEL_CHECK(!(c->state == CL_NEW && now - c->accepted_ms > CONNECT_TIMEOUT_MS),
+		MODEL_CHECK(!(c->state == CL_NEW && now - c->accepted_ms > connect_timeout),
 			    "w%d: a client without CONNECT outlived connect_timeout", w->idx);
 		MODEL_CHECK(!(c->partial_since_ms && !c->read_paused &&
-			      now - c->partial_since_ms > PACKET_TIMEOUT_MS),
+			      now - c->partial_since_ms > packet_timeout),
 			    "w%d: a partial packet outlived packet_timeout", w->idx);
 		MODEL_CHECK(!(c->state == CL_ACTIVE && c->keepalive > 0 &&
 			      now - c->last_rx_ms > (int64_t)c->keepalive * 1500),
@@ -384,6 +385,18 @@ static void settle(void)
 	model_fail("the workers never go quiet (a busy loop)");
 }
 
+/* The packet id the ack ring keeps for seq: what PUBACK/PUBREC will carry. */
+static uint16_t ack_pid(const struct client *c, uint32_t seq)
+{
+	const struct client_acks *a = c->acks;
+	for (uint32_t i = 0; a && i < a->n; i++) {
+		const struct ack_slot *s = &a->slots[(a->head + i) % a->cap];
+		if (s->seq == seq)
+			return s->pid;
+	}
+	model_fail("sink given seq %u, which the connection's ack ring does not hold", seq);
+}
+
 static enum sink_result fake_publish(void *ctx, const struct sink_publish *p)
 {
 	struct dev *d = model_dev_by_conn(&md, p->conn_id);
@@ -409,7 +422,8 @@ static enum sink_result fake_publish(void *ctx, const struct sink_publish *p)
 			    d->serial, p->seq, d->recs[i]->seq);
 	if (sink_mode == SINK_BUSY || p->seq == 0)
 		return sink_mode;
-	model_rec_new(&md, d, p->seq, p->m, sink_mode == SINK_DONE ? REC_OK : REC_PENDING);
+	model_rec_new(&md, d, p->seq, ack_pid(c, p->seq), p->m,
+		      sink_mode == SINK_DONE ? REC_OK : REC_PENDING);
 	return sink_mode;
 }
 
