@@ -377,18 +377,19 @@ static const char *rec_state_name(const struct rec *r)
 	return r ? names[r->state] : "none";
 }
 
-/* PUBACK (qos 1) or PUBREC (qos 2) for pid. */
-static void received_ack(struct dev *d, uint8_t qos, uint16_t pid)
+/* PUBACK (qos 1) or PUBREC (qos 2) for pid, at byte off of the stream. */
+static void received_ack(struct dev *d, uint8_t qos, uint16_t pid, uint64_t off)
 {
 	struct rec *r = d->next_rec < d->n_recs ? d->recs[d->next_rec] : NULL;
 
 	/* The session holds pid (we saw its PUBREC, not yet its PUBCOMP): this
 	 * answers a resend. (No publish reaches the sink with an id the session
 	 * holds, and none is answered from the session while one with its id
-	 * waits for the sink: the two cases cannot be confused.) */
+	 * waits for the sink; a PUBREC sent before the record existed is not
+	 * its answer either: the cases cannot be confused.) */
 	if (qos == 2 && pid_has(&d->q2_in, pid))
 		return;
-	if (r && r->state == REC_OK && r->qos == qos && r->pid == pid) {
+	if (r && r->state == REC_OK && r->qos == qos && r->pid == pid && off >= r->after) {
 		r->acked = true;
 		d->next_rec++;
 		if (qos == 2) {
@@ -427,7 +428,8 @@ static void received_publish(struct model *md, struct dev *d, const struct mqtt_
 		owe(d, pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pub->packet_id);
 }
 
-static void received_packet(struct model *md, struct dev *d, const struct mqtt_packet *p)
+static void received_packet(struct model *md, struct dev *d, const struct mqtt_packet *p,
+			    uint64_t off)
 {
 	if (!d->connack) {
 		MODEL_CHECK(p->type == MQTT_CONNACK, "dev %d: first packet from the broker is %s",
@@ -459,10 +461,10 @@ static void received_packet(struct model *md, struct dev *d, const struct mqtt_p
 		received_publish(md, d, &p->u.publish);
 		break;
 	case MQTT_PUBACK:
-		received_ack(d, 1, a->packet_id);
+		received_ack(d, 1, a->packet_id, off);
 		break;
 	case MQTT_PUBREC:
-		received_ack(d, 2, a->packet_id);
+		received_ack(d, 2, a->packet_id, off);
 		break;
 	case MQTT_PUBREL:
 		MODEL_CHECK(pid_has(&d->pubrec_sent, a->packet_id) || d->present,
@@ -522,7 +524,7 @@ void model_read(struct model *md, struct dev *d, const uint8_t *p, size_t n)
 			fprintf(stderr, "fuzz_conn: dev %d <- %s id %u\n", d->serial,
 				mqtt_type_name(pkt.type), pkt.type == MQTT_PUBLISH ?
 				pkt.u.publish.packet_id : pkt.u.ack.packet_id);
-		received_packet(md, d, &pkt);
+		received_packet(md, d, &pkt, d->rx_bytes - buf_used(&d->in));
 		buf_consume(&d->in, (size_t)r);
 	}
 }
@@ -538,7 +540,7 @@ void model_eof(struct model *md, struct dev *d)
 }
 
 struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_t pid,
-			  struct msg *m, enum rec_state st)
+			  uint64_t after, struct msg *m, enum rec_state st)
 {
 	struct rec *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -546,6 +548,7 @@ struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_
 	r->d = d;
 	r->seq = seq;
 	r->pid = pid;
+	r->after = after;
 	r->qos = m->qos;
 	r->m = msg_ref(m);
 	r->state = REC_PENDING;

@@ -60,6 +60,8 @@ struct rec {
 	uint8_t qos;
 	uint8_t state;               /* enum rec_state */
 	bool acked;                  /* its PUBACK/PUBREC was received */
+	uint64_t after;              /* bytes the broker had sent d when the sink took it:
+	                                its ack comes later in the stream */
 	struct msg *m;               /* a reference */
 };
 
@@ -170,10 +172,10 @@ void model_wrote(struct model *md, struct dev *d, const uint8_t *p, size_t n);
 void model_read(struct model *md, struct dev *d, const uint8_t *p, size_t n);
 void model_eof(struct model *md, struct dev *d);
 
-/* The sink took m (seq > 0, packet id pid) from d; state REC_PENDING or
- * REC_OK. */
+/* The sink took m (seq > 0, packet id pid) from d, after the broker had
+ * sent d `after` bytes; state REC_PENDING or REC_OK. */
 struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_t pid,
-			  struct msg *m, enum rec_state st);
+			  uint64_t after, struct msg *m, enum rec_state st);
 /* The fuzzer answered the sink's publish: ok or failed. */
 void model_rec_complete(struct model *md, struct rec *r, bool ok);
 /* True if d wrote a PUBLISH with m's QoS, topic and payload. */

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -425,7 +426,12 @@ static enum sink_result fake_publish(void *ctx, const struct sink_publish *p)
 			    d->serial, p->seq, d->recs[i]->seq);
 	if (sink_mode == SINK_BUSY || p->seq == 0)
 		return sink_mode;
-	model_rec_new(&md, d, p->seq, ack_pid(c, p->seq), p->m,
+	/* Bytes the broker has sent d so far: read, in our socket, in obuf. */
+	int queued = 0;
+	if (d->fd >= 0 && ioctl(d->fd, FIONREAD, &queued) < 0)
+		queued = 0;
+	uint64_t sent = d->rx_bytes + (uint64_t)queued + buf_used(&c->obuf);
+	model_rec_new(&md, d, p->seq, ack_pid(c, p->seq), sent, p->m,
 		      sink_mode == SINK_DONE ? REC_OK : REC_PENDING);
 	return sink_mode;
 }
