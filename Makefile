@@ -3,8 +3,7 @@
 #   make run        install missing packages, build, run on config/dev.cfg
 #   make test       install missing packages, build, run every test
 #   make sanitize   unit + integration tests under ASan/UBSan (build-san/)
-#   make fuzz       run the packet decoder fuzzer for FUZZ_SECONDS, then the HTTP
-#                   parser fuzzer for FUZZ_HTTP_SECONDS (default half as long)
+#   make fuzz       run every fuzz target (FUZZ_TARGETS) for FUZZ_SECONDS each
 #   make bench      build the load generators
 #   make install    binary, config example and systemd unit (PREFIX, DESTDIR)
 
@@ -181,7 +180,7 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
-FUZZ_TARGETS     := decode http passwd acl cfg ws topic
+FUZZ_TARGETS     := decode http passwd acl cfg ws topic conn
 FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
 FUZZ_http_SRC    := src/core/http_parse.c
 FUZZ_topic_SRC   := src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c \
@@ -193,6 +192,11 @@ FUZZ_cfg_LIBS    := -lconfig
 FUZZ_passwd_SRC  := src/auth/passwd.c src/core/util.c
 FUZZ_passwd_LIBS := -lcrypto
 FUZZ_acl_SRC     := src/auth/acl.c src/core/util.c src/mqtt/topic.c src/mqtt/mqtt_codec.c
+# The connection state machine: the whole broker without Kafka (a fake sink),
+# stepped on the fuzzer's thread.
+FUZZ_conn_SRC    := tests/fuzz/conn_model.c $(CORE_SRC) $(MQTT_SRC) $(AUTH_SRC) \
+	$(TRANSPORT_SRC) $(BROKER_SRC)
+FUZZ_conn_LIBS   := -lssl -lcrypto -lconfig -ljansson -lpthread -lm
 FUZZ_SECONDS     ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_CC          ?= clang
@@ -202,6 +206,19 @@ FUZZ_FLAGS       := -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,addres
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_$*_SRC) $(FUZZ_$*_LIBS)
+
+build-fuzz/fuzz_conn: $(FUZZ_conn_SRC) tests/fuzz/conn_model.h tests/fuzz/conn_ops.h
+
+# Its seeds are generated (valid flows, packets from the project's encoder).
+build-fuzz/gen_conn_seeds: tests/fuzz/gen_conn_seeds.c tests/fuzz/conn_ops.h $(MQTT_SRC) \
+		src/core/buf.c
+	@mkdir -p build-fuzz
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^)
+
+.PHONY: fuzz-seeds-conn
+fuzz-seeds-conn: build-fuzz/gen_conn_seeds
+	@mkdir -p tests/fuzz/corpus_conn
+	build-fuzz/gen_conn_seeds tests/fuzz/corpus_conn
 
 fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 

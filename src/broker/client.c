@@ -232,7 +232,15 @@ void client_update_read(struct client *c)
 	if (pause == c->read_paused)
 		return;
 	c->read_paused = pause;
-	loop_io_mod(c->w->loop, &c->io, client_events(c));
+	if (!pause && c->io_parked) {
+		c->io_parked = false;
+		if (loop_io_add(c->w->loop, &c->io, client_events(c)) < 0) {
+			client_close(c, "out of memory", true);
+			return;
+		}
+	} else {
+		loop_io_mod(c->w->loop, &c->io, client_events(c));
+	}
 	/* Bytes read before the pause wait in rbuf (or inside TLS); the safe
 	 * point parses them. The packet timer restarts: the wait was ours. */
 	if (!pause && (buf_used(&c->rbuf) > 0 || client_io_pending(c))) {
@@ -402,6 +410,19 @@ static void client_on_io(struct loop_io *io, uint32_t revents)
 		return;
 	/* Keepalive needs the time of this read, not of the last tick. */
 	c->w->now_ms = util_now_ms();
+	/* epoll reports a hang-up whatever was asked: a paused connection,
+	 * which reads nothing, would be woken for it on every wait. Flush what
+	 * waits (a write to a dead peer fails and closes), then leave the loop
+	 * until reading resumes and reads up to the end. */
+	if (c->read_paused && (revents & (EPOLLHUP | EPOLLERR))) {
+		if (client_outq(c) > 0)
+			client_flush(c);
+		if (c->state != CL_CLOSING && c->read_paused) {
+			loop_io_del(c->w->loop, &c->io);
+			c->io_parked = true;
+		}
+		return;
+	}
 	/* TLS may need to write to read and read to write: both on any event. */
 	if ((revents & EPOLLOUT) || c->x)
 		client_flush(c);

@@ -61,6 +61,7 @@ struct client {
 	uint8_t state;
 	uint8_t level;               /* protocol level from CONNECT */
 	bool read_paused;
+	bool io_parked;              /* hung up while paused: out of epoll until resumed */
 	bool clean;
 	bool graceful;               /* DISCONNECT received: no will */
 	bool publish_will;

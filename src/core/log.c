@@ -185,12 +185,13 @@ const char *log_qn(const char *s, size_t len)
 {
 	static _Thread_local char ring[LOG_Q_SLOTS][LOG_Q_MAX + sizeof("\"...\"")];
 	static _Thread_local unsigned next;
-	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	const unsigned char *p = (const unsigned char *)s, *end;
 	char *out, unit[16];
 	size_t o = 0, un;
 
 	if (!s)
 		return "-";
+	end = p + len;
 	out = ring[next++ % LOG_Q_SLOTS];
 	out[o++] = '"';
 	while (p < end) {

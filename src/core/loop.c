@@ -81,30 +81,42 @@ void loop_set_before_sleep(struct loop *l, void (*fn)(void *ud), void *ud)
 
 void loop_stop(struct loop *l) { l->stop = true; }
 
-int loop_run(struct loop *l)
+int loop_run_once(struct loop *l, int max_wait_ms)
 {
-	while (!l->stop) {
-		if (l->sleep_fn)
-			l->sleep_fn(l->sleep_ud);
-		int timeout = -1;
-		if (l->tick_fn) {
-			int64_t left = l->next_tick - util_now_ms();
-			timeout = left < 0 ? 0 : (int)left;
-		}
-		int n = epoll_wait(l->epfd, l->ev, LOOP_EVENTS, timeout);
-		if (n < 0 && errno != EINTR)
+	if (l->sleep_fn)
+		l->sleep_fn(l->sleep_ud);
+	int timeout = max_wait_ms;
+	if (l->tick_fn) {
+		int64_t left = l->next_tick - util_now_ms();
+		if (left < 0)
+			left = 0;
+		if (timeout < 0 || left < timeout)
+			timeout = (int)left;
+	}
+	int n = epoll_wait(l->epfd, l->ev, LOOP_EVENTS, timeout);
+	if (n < 0) {
+		if (errno != EINTR)
 			return -1;
-		for (int i = 0; i < n && !l->stop; i++) {
-			struct loop_io *io = l->ev[i].data.ptr;
-			io->fn(io, l->ev[i].events);
-		}
-		if (l->tick_fn) {
-			int64_t now = util_now_ms();
-			if (now >= l->next_tick) {
-				l->next_tick = now + l->tick_ms;
-				l->tick_fn(l->tick_ud);
-			}
+		n = 0;
+	}
+	for (int i = 0; i < n && !l->stop; i++) {
+		struct loop_io *io = l->ev[i].data.ptr;
+		io->fn(io, l->ev[i].events);
+	}
+	if (l->tick_fn) {
+		int64_t now = util_now_ms();
+		if (now >= l->next_tick) {
+			l->next_tick = now + l->tick_ms;
+			l->tick_fn(l->tick_ud);
 		}
 	}
+	return n;
+}
+
+int loop_run(struct loop *l)
+{
+	while (!l->stop)
+		if (loop_run_once(l, -1) < 0)
+			return -1;
 	return 0;
 }

@@ -43,5 +43,11 @@ void loop_set_before_sleep(struct loop *l, void (*fn)(void *ud), void *ud);
  * epoll_wait fails with anything but EINTR (returns -1, errno set). */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
+/* One iteration of loop_run(): the before-sleep hook, a wait of at most
+ * max_wait_ms (-1: until the next tick, or forever without one; 0: none),
+ * the handlers of the ready fds, then the tick if it is due. Returns how
+ * many fds were ready, or -1 as loop_run(). For loops driven from outside
+ * (tests that step several loops on one thread). */
+int loop_run_once(struct loop *l, int max_wait_ms);
 
 #endif

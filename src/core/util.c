@@ -15,7 +15,12 @@ static int64_t clock_ms(clockid_t id)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t util_now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+/* Set by tests before threads start; read-only afterwards. */
+static int64_t (*test_clock)(void);
+
+int64_t util_now_ms(void) { return test_clock ? test_clock() : clock_ms(CLOCK_MONOTONIC); }
+
+void util_set_clock(int64_t (*now_ms)(void)) { test_clock = now_ms; }
 
 int64_t util_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
 

@@ -16,6 +16,10 @@
 /* Milliseconds on the monotonic clock: for timeouts and durations only,
  * never for timestamps shown to people or stored (it has no epoch). */
 int64_t util_now_ms(void);
+/* Tests only: util_now_ms() returns now_ms() from here on (NULL restores the
+ * monotonic clock), so that ticks and timeouts follow a clock the test
+ * moves. Call it before any other thread runs. */
+void util_set_clock(int64_t (*now_ms)(void));
 /* Milliseconds since the Unix epoch (wall clock; may jump). */
 int64_t util_wall_ms(void);
 /* Returns a new NUL-terminated copy of the first n bytes of s (which need not
