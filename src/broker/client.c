@@ -219,6 +219,12 @@ void client_flush(struct client *c)
 		deliver_pump(c);
 }
 
+bool client_held(const struct client *c)
+{
+	return c->blocked || c->backlog_paused ||
+	       client_ack_count(c) >= LIM(c->w->br, max_inflight);
+}
+
 void client_update_read(struct client *c)
 {
 	struct broker *br = c->w->br;

@@ -117,6 +117,10 @@ void client_flush(struct client *c);
  * output is over max_output_bytes. On resume, bytes already read are
  * parsed at the worker's safe point. */
 void client_update_read(struct client *c);
+/* True when the broker itself holds c back (the sink is busy, the ack
+ * window is full, peers' inboxes are backlogged), as opposed to c not
+ * reading its output: the keepalive does not run meanwhile. */
+bool client_held(const struct client *c);
 /* Safe point only: parses packets left in rbuf after a pause. */
 void client_process_pending(struct client *c);
 

@@ -242,6 +242,10 @@ static void on_tick(void *ud)
 			 * one byte per period would otherwise hold its buffer forever. */
 			STAT_INC(w, packet_timeouts);
 			client_close(c, "packet_timeout: a packet took too long to arrive", true);
+		} else if (c->state == CL_ACTIVE && c->read_paused && client_held(c)) {
+			/* We stopped reading it (Kafka busy, ack window full): its
+			 * PINGREQs wait unread, so its silence is ours, not its own. */
+			c->last_rx_ms = now;
 		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
 			   now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
 			/* MQTT-3.1.2-24: one and a half keepalive periods of silence. */

@@ -513,6 +513,33 @@ static void test_puback_withheld_while_down(void **state)
 	close(fd);
 }
 
+/* A device whose ack window is full while Kafka is down is not read (its
+ * PINGREQs wait with its PUBLISHes): that silence is the gateway's, so the
+ * keepalive must not close it; the PUBACK comes once Kafka is back. */
+static void test_keepalive_while_held(void **state)
+{
+	struct raw_connect rc = { .level = 4, .client_id = "it-up-ka", .clean = true,
+				  .keepalive = 1 };
+	(void)state;
+
+	fx_up(1, NULL, "limits = { max_inflight = 1; };\n"
+	      "routes = ( { filter = \"ka/#\"; topic = \"ka\"; } );");
+	rd_kafka_mock_topic_create(F.k.mc, "ka", 1, 1);
+	int fd = itutil_connect_with(F.g.port, &rc, NULL);
+	assert_true(fd >= 0);
+	rd_kafka_mock_broker_set_down(F.k.mc, 1);
+	assert_int_equal(itutil_send_publish(fd, "ka/a", "held", 4, 1, false, 1), 0);
+	/* The window (1) is full: the gateway stops reading this device. */
+	for (int i = 0; i < 4; i++) {
+		itutil_sleep_ms(800);
+		assert_int_equal(raw_send_hex(fd, "C0 00"), 0); /* PINGREQ, unread */
+	}
+	assert_true(itutil_quiet(fd, 100)); /* 3.3 s > 1.5 keepalives: still open */
+	rd_kafka_mock_broker_set_up(F.k.mc, 1);
+	assert_int_equal(itutil_expect_ack(fd, 0x40, 1, 25000), 0);
+	close(fd);
+}
+
 static void test_timeout_never_acked(void **state)
 {
 	uint8_t in[256];
@@ -917,6 +944,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_no_dead_letter_topic, fx_down),
 		cmocka_unit_test_teardown(test_oversized_record_dropped, fx_down),
 		cmocka_unit_test_teardown(test_puback_withheld_while_down, fx_down),
+		cmocka_unit_test_teardown(test_keepalive_while_held, fx_down),
 		cmocka_unit_test_teardown(test_timeout_never_acked, fx_down),
 		cmocka_unit_test_teardown(test_ack_order, fx_down),
 		cmocka_unit_test_teardown(test_backpressure_memory, fx_down),
