@@ -46,8 +46,8 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
-ADMIN_SRC  := src/admin/http.c src/admin/http_route.c src/admin/metrics.c \
-	src/admin/status.c
+ADMIN_SRC  := src/admin/http.c src/admin/http_auth.c src/admin/http_route.c \
+	src/admin/metrics.c src/admin/status.c
 APP_SRC    := src/app/reload.c src/app/passwd_cmd.c
 # auth: password and ACL files (pure but for OpenSSL's hashes).
 AUTH_SRC   := src/auth/passwd.c src/auth/acl.c

@@ -1,14 +1,12 @@
-/* http.c - the admin HTTP endpoint; see http.h. */
+/* http.c - the admin HTTP endpoint; see http.h. The bearer token itself
+ * (reading it, checking a request) is in http_auth.c. */
 #include <errno.h>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -76,94 +74,16 @@ struct http_server {
 
 /* ---- the token ------------------------------------------------------------ */
 
-_Static_assert(sizeof(((struct http_auth *)0)->digest) == SHA256_DIGEST_LENGTH,
-	       "http_auth.digest holds a SHA-256");
-
-/* Returns a new auth for cfg (no token without a token file), or NULL with
- * "FILE:LINE: ..." in err. */
-static struct http_auth *auth_load(const struct cfg *cfg, char *err, size_t errlen)
-{
-	const struct cfg_path *tf = &cfg->metrics.token_file;
-	struct http_auth *a = calloc(1, sizeof(*a));
-	const char *why = NULL;
-	char *text = NULL;
-	size_t len = 0, n = 0;
-
-	if (!a) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	a->protect_metrics = cfg->metrics.protect_metrics;
-	if (!tf->path)
-		return a;
-	if (!(text = util_read_file(tf->path, HTTP_TOKEN_FILE_MAX, &len))) {
-		int e = errno;
-		if (e == EFBIG)
-			snprintf(err, errlen, "%s:%d: metrics.token_file: %s is larger than %d bytes",
-				 cfg->path, tf->line, tf->path, HTTP_TOKEN_FILE_MAX);
-		else
-			snprintf(err, errlen, "%s:%d: metrics.token_file: cannot read %s: %s",
-				 cfg->path, tf->line, tf->path, strerror(e));
-		free(a);
-		return NULL;
-	}
-	while (n < len && text[n] != '\n')
-		n++;
-	while (n > 0 && text[n - 1] && strchr(" \t\r\f\v", text[n - 1]))
-		n--;
-	if (n == 0)
-		why = "its first line is empty";
-	for (size_t i = 0; i < n && !why; i++)
-		if ((unsigned char)text[i] <= 0x20 || (unsigned char)text[i] >= 0x7f)
-			why = "the token may hold only visible ASCII characters, no blanks";
-	if (why) {
-		snprintf(err, errlen, "%s:%d: metrics.token_file: %s: %s", cfg->path, tf->line,
-			 tf->path, why);
-		free(a);
-		a = NULL;
-	} else {
-		SHA256((const unsigned char *)text, n, a->digest);
-		a->has_token = true;
-	}
-	OPENSSL_cleanse(text, len);
-	free(text);
-	return a;
-}
-
-static void auth_free(struct http_auth *a)
-{
-	if (a)
-		OPENSSL_cleanse(a, sizeof(*a));
-	free(a);
-}
-
 /* The auth for a request whose head just completed. Admin thread. */
 static const struct http_auth *auth_current(struct http_server *hs)
 {
 	struct http_auth *a = atomic_exchange(&hs->auth_next, NULL);
 
 	if (a) {
-		auth_free(hs->auth);
+		http_auth_free(hs->auth);
 		hs->auth = a;
 	}
 	return hs->auth;
-}
-
-bool http_auth_ok(const struct http_auth *auth, const struct http_request *req)
-{
-	unsigned char d[SHA256_DIGEST_LENGTH];
-	const char *v;
-	size_t len;
-
-	if (!auth->has_token)
-		return true;
-	if (!(v = http_header_get(req, "Authorization", &len)) || len < 7 ||
-	    strncasecmp(v, "Bearer ", 7) != 0)
-		return false;
-	for (v += 7, len -= 7; len > 0 && (*v == ' ' || *v == '\t'); v++, len--)
-		;
-	SHA256((const unsigned char *)v, len, d);
-	return CRYPTO_memcmp(d, auth->digest, sizeof(d)) == 0;
 }
 
 int http_server_check(const struct cfg *cfg, char *err, size_t errlen)
@@ -172,9 +92,9 @@ int http_server_check(const struct cfg *cfg, char *err, size_t errlen)
 
 	if (!cfg->has_metrics)
 		return 0;
-	if (!(a = auth_load(cfg, err, errlen)))
+	if (!(a = http_auth_load(cfg, err, errlen)))
 		return -1;
-	auth_free(a);
+	http_auth_free(a);
 	return 0;
 }
 
@@ -184,9 +104,9 @@ int http_server_reload(struct http_server *hs, const struct cfg *cfg, char *err,
 
 	if (!cfg->has_metrics)
 		return 0;
-	if (!(a = auth_load(cfg, err, errlen)))
+	if (!(a = http_auth_load(cfg, err, errlen)))
 		return -1;
-	auth_free(atomic_exchange(&hs->auth_next, a));
+	http_auth_free(atomic_exchange(&hs->auth_next, a));
 	return 0;
 }
 
@@ -486,7 +406,7 @@ struct http_server *http_server_new(const struct cfg *cfg, struct broker *br, st
 	hs->lis.fd = hs->wake.fd = -1;
 	hs->env.start_wall_ms = util_wall_ms();
 	hs->env.start_mono_ms = util_now_ms();
-	if (!(hs->auth = auth_load(cfg, err, errlen)))
+	if (!(hs->auth = http_auth_load(cfg, err, errlen)))
 		goto fail;
 	if (!(hs->loop = loop_new())) {
 		snprintf(err, errlen, "event loop: %s", strerror(errno));
@@ -567,7 +487,7 @@ void http_server_free(struct http_server *hs)
 	if (hs->wake.fd >= 0)
 		close(hs->wake.fd);
 	loop_free(hs->loop);
-	auth_free(hs->auth);
-	auth_free(atomic_exchange(&hs->auth_next, NULL));
+	http_auth_free(hs->auth);
+	http_auth_free(atomic_exchange(&hs->auth_next, NULL));
 	free(hs);
 }

@@ -1,9 +1,11 @@
 /*
  * http_int.h - what http.c (the admin thread: sockets, the connection state
- * machine, writing responses) and http_route.c (which handler answers which
- * request) share. Not a public interface: other modules use http.h.
+ * machine, writing responses), http_route.c (which handler answers which
+ * request) and http_auth.c (the bearer token) share. Not a public
+ * interface: other modules use http.h.
  *
- * Threads: everything here runs on the admin thread.
+ * Threads: everything here runs on the admin thread, but for the
+ * exceptions marked.
  */
 #ifndef KG_HTTP_INT_H
 #define KG_HTTP_INT_H
@@ -16,6 +18,7 @@
 #include "admin/status.h"
 
 struct broker;
+struct cfg;
 struct uplink;
 struct hconn;          /* one admin connection; only http.c looks inside */
 struct http_request;
@@ -55,9 +58,18 @@ void http_respond_text(struct hconn *c, int status, const char *text, bool head_
 /* c's peer, "addr:port", for log lines. */
 const char *http_peer(const struct hconn *c);
 
-/* True when auth has no token, or req carries "Authorization: Bearer
- * <token>" (scheme case-insensitive) with auth's token; constant time in
- * the token's length and contents. */
+/* http_auth.c. Reads cfg's metrics.token_file (as http_server_check() in
+ * http.h describes) and protect_metrics. Returns a new auth (no token
+ * without a token file; free with http_auth_free()), or NULL with
+ * "FILE:LINE: metrics.token_file: ..." in err. cfg is borrowed. Main thread. */
+struct http_auth *http_auth_load(const struct cfg *cfg, char *err, size_t errlen);
+/* Wipes and frees a. NULL ok. Whichever thread owns a (see struct
+ * http_server in http.c). */
+void http_auth_free(struct http_auth *a);
+
+/* http_auth.c. True when auth has no token, or req carries "Authorization:
+ * Bearer <token>" (scheme case-insensitive) with auth's token; constant
+ * time in the token's length and contents. */
 bool http_auth_ok(const struct http_auth *auth, const struct http_request *req);
 
 /*
