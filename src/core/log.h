@@ -26,6 +26,8 @@
  * Thread safe: any function may be called from any thread. The level is a
  * relaxed atomic, so log_set_level() may be called from any thread (reload).
  * Every function keeps errno.
+ *
+ * Files: log_quote.c implements log_q() and log_qn(), log.c the rest.
  */
 #ifndef KG_LOG_H
 #define KG_LOG_H
