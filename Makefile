@@ -50,7 +50,7 @@ ADMIN_SRC  := src/admin/http.c src/admin/http_auth.c src/admin/http_route.c \
 	src/admin/metrics.c src/admin/status.c
 APP_SRC    := src/app/reload.c src/app/passwd_cmd.c
 # auth: password and ACL files (pure but for OpenSSL's hashes).
-AUTH_SRC   := src/auth/passwd.c src/auth/acl.c
+AUTH_SRC   := src/auth/passwd.c src/auth/acl.c src/auth/acl_client.c
 # transport: TLS (OpenSSL) and WebSocket framing, below the broker.
 TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c src/transport/ws_handshake.c
 
@@ -191,7 +191,8 @@ FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
 FUZZ_cfg_LIBS    := -lconfig
 FUZZ_passwd_SRC  := src/auth/passwd.c src/core/util.c
 FUZZ_passwd_LIBS := -lcrypto
-FUZZ_acl_SRC     := src/auth/acl.c src/core/util.c src/mqtt/topic.c src/mqtt/mqtt_codec.c
+FUZZ_acl_SRC     := src/auth/acl.c src/auth/acl_client.c src/core/util.c src/mqtt/topic.c \
+	src/mqtt/mqtt_codec.c
 # The connection state machine: the whole broker without Kafka (a fake sink),
 # stepped on the fuzzer's thread.
 FUZZ_conn_SRC    := tests/fuzz/conn_model.c $(CORE_SRC) $(MQTT_SRC) $(AUTH_SRC) \

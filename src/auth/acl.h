@@ -41,6 +41,10 @@
  * may use either concurrently. An acl_client copies everything it needs
  * (no reference to its acl), so it stays valid after the acl it came from
  * is freed by a reload; the broker decides when to rebuild it.
+ *
+ * Files: acl.c implements acl_parse/load/free, acl_client.c the acl_client_*
+ * functions; the filter relations behind acl_client_subscribe() are
+ * topic_filters_overlap()/topic_filter_covers() (mqtt/topic.h).
  */
 #ifndef KG_ACL_H
 #define KG_ACL_H
@@ -114,18 +118,5 @@ bool acl_client_can(const struct acl_client *c, const char *topic, size_t len,
  */
 enum acl_sub acl_client_subscribe(const struct acl_client *c, const char *filter,
 				  size_t len);
-
-/*
- * Filter relations on valid filters (no NUL needed), under topic_matches()
- * (the '$' rule included):
- * acl_filter_overlaps: some topic name matches both a and b.
- * acl_filter_covers: every topic name matching inner also matches outer.
- * Both are exact if the empty topic counts as a topic. It cannot be
- * published, so the only slack is on the safe side: overlaps may say true
- * when "" is all two filters share ("+" and "/#"), covers may say false
- * when "" is all outer misses (outer "/+/#", inner "/#").
- */
-bool acl_filter_overlaps(const char *a, size_t alen, const char *b, size_t blen);
-bool acl_filter_covers(const char *outer, size_t olen, const char *inner, size_t ilen);
 
 #endif

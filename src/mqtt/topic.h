@@ -1,5 +1,6 @@
 /*
- * topic.h - MQTT topic names and filters: matching and level access.
+ * topic.h - MQTT topic names and filters: matching, relations between
+ * filters, and level access.
  *
  * Pure: no allocation, no globals, no logging. Any thread may call.
  * Inputs are assumed valid (mqtt_topic_name_valid() and
@@ -27,6 +28,20 @@
  * Neither string needs a NUL terminator.
  */
 bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen);
+
+/*
+ * Relations between two valid filters (no NUL needed), under topic_matches()
+ * (the '$' rule included):
+ * topic_filters_overlap: some topic name matches both a and b.
+ * topic_filter_covers: every topic name matching inner also matches outer.
+ * Both are exact if the empty topic counts as a topic. It cannot be
+ * published, so the only slack is on the safe side: overlap may say true
+ * when "" is all two filters share ("+" and "/#"), covers may say false
+ * when "" is all outer misses (outer "/+/#", inner "/#"). The ACL's
+ * SUBSCRIBE verdict (acl_client_subscribe()) is built on them.
+ */
+bool topic_filters_overlap(const char *a, size_t alen, const char *b, size_t blen);
+bool topic_filter_covers(const char *outer, size_t olen, const char *inner, size_t ilen);
 
 /*
  * Level n (0-based) of topic: returns its length and points *start at its

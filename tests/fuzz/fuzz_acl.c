@@ -5,7 +5,7 @@
  * clients (anonymous, fixed names, names with wildcards and slashes, and a
  * name and client id taken from the input), then the words of the input
  * that are valid topics and filters are checked against each other:
- *  - acl_filter_covers(f, t) and acl_filter_overlaps(f, t) equal
+ *  - topic_filter_covers(f, t) and topic_filters_overlap(f, t) equal
  *    topic_matches(f, t) for a topic t (a filter matching only itself);
  *  - overlaps is symmetric, covers implies overlaps, a filter covers itself;
  *  - a SUBSCRIBE verdict agrees with acl_client_can(): GRANT means every
@@ -61,16 +61,16 @@ static void check_relations(const struct words *w)
 	for (size_t i = 0; i < w->nf; i++) {
 		const char *f = w->filter[i];
 		size_t fl = w->flen[i];
-		CHECK(acl_filter_covers(f, fl, f, fl));
+		CHECK(topic_filter_covers(f, fl, f, fl));
 		for (size_t k = 0; k < w->nt; k++) {
 			bool m = topic_matches(f, fl, w->topic[k], w->tlen[k]);
-			CHECK(acl_filter_covers(f, fl, w->topic[k], w->tlen[k]) == m);
-			CHECK(acl_filter_overlaps(f, fl, w->topic[k], w->tlen[k]) == m);
+			CHECK(topic_filter_covers(f, fl, w->topic[k], w->tlen[k]) == m);
+			CHECK(topic_filters_overlap(f, fl, w->topic[k], w->tlen[k]) == m);
 		}
 		for (size_t j = 0; j < w->nf; j++) {
-			bool o = acl_filter_overlaps(f, fl, w->filter[j], w->flen[j]);
-			CHECK(o == acl_filter_overlaps(w->filter[j], w->flen[j], f, fl));
-			CHECK(!acl_filter_covers(f, fl, w->filter[j], w->flen[j]) || o);
+			bool o = topic_filters_overlap(f, fl, w->filter[j], w->flen[j]);
+			CHECK(o == topic_filters_overlap(w->filter[j], w->flen[j], f, fl));
+			CHECK(!topic_filter_covers(f, fl, w->filter[j], w->flen[j]) || o);
 		}
 	}
 }

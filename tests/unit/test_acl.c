@@ -1,5 +1,7 @@
 /* test_acl.c - acl_parse/load, per-client expansion, access checks,
- * SUBSCRIBE verdicts and the filter overlap/cover helpers. */
+ * SUBSCRIBE verdicts and the filter overlap/cover relations they rest on
+ * (topic_filters_overlap()/topic_filter_covers() in mqtt/topic.h, tested
+ * here over the same brute-force universe as the rule matching). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -46,8 +48,8 @@ static void test_overlaps_table(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *a = cases[i].a, *b = cases[i].b;
-		if (acl_filter_overlaps(a, strlen(a), b, strlen(b)) != cases[i].want ||
-		    acl_filter_overlaps(b, strlen(b), a, strlen(a)) != cases[i].want)
+		if (topic_filters_overlap(a, strlen(a), b, strlen(b)) != cases[i].want ||
+		    topic_filters_overlap(b, strlen(b), a, strlen(a)) != cases[i].want)
 			fail_msg("overlaps(%s, %s) != %d", a, b, cases[i].want);
 	}
 }
@@ -71,7 +73,7 @@ static void test_covers_table(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *o = cases[i].outer, *in = cases[i].inner;
-		if (acl_filter_covers(o, strlen(o), in, strlen(in)) != cases[i].want)
+		if (topic_filter_covers(o, strlen(o), in, strlen(in)) != cases[i].want)
 			fail_msg("covers(%s, %s) != %d", o, in, cases[i].want);
 	}
 }
@@ -151,9 +153,9 @@ static void test_relations_brute_force(void **state)
 				overlap = overlap || (m[i][k] && m[j][k]);
 				cover = cover && (!m[j][k] || m[i][k]);
 			}
-			if (acl_filter_overlaps(f[i], strlen(f[i]), f[j], strlen(f[j])) != overlap)
+			if (topic_filters_overlap(f[i], strlen(f[i]), f[j], strlen(f[j])) != overlap)
 				fail_msg("overlaps(%s, %s) != %d", f[i], f[j], overlap);
-			if (acl_filter_covers(f[i], strlen(f[i]), f[j], strlen(f[j])) != cover)
+			if (topic_filter_covers(f[i], strlen(f[i]), f[j], strlen(f[j])) != cover)
 				fail_msg("covers(%s, %s) != %d", f[i], f[j], cover);
 		}
 	}
