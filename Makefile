@@ -50,7 +50,7 @@ ADMIN_SRC  := src/admin/http.c src/admin/http_auth.c src/admin/http_route.c \
 	src/admin/metrics.c src/admin/status.c
 APP_SRC    := src/app/reload.c src/app/passwd_cmd.c
 # auth: password and ACL files (pure but for OpenSSL's hashes).
-AUTH_SRC   := src/auth/passwd.c src/auth/acl.c src/auth/acl_client.c
+AUTH_SRC   := src/auth/passwd.c src/auth/passwd_hash.c src/auth/acl.c src/auth/acl_client.c
 # transport: TLS (OpenSSL) and WebSocket framing, below the broker.
 TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c src/transport/ws_handshake.c
 
@@ -189,7 +189,7 @@ FUZZ_ws_SRC      := src/transport/ws.c src/transport/ws_handshake.c src/core/htt
 FUZZ_ws_LIBS     := -lcrypto
 FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
 FUZZ_cfg_LIBS    := -lconfig
-FUZZ_passwd_SRC  := src/auth/passwd.c src/core/util.c
+FUZZ_passwd_SRC  := src/auth/passwd.c src/auth/passwd_hash.c src/core/util.c
 FUZZ_passwd_LIBS := -lcrypto
 FUZZ_acl_SRC     := src/auth/acl.c src/auth/acl_client.c src/core/util.c src/mqtt/topic.c \
 	src/mqtt/mqtt_codec.c

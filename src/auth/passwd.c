@@ -1,30 +1,16 @@
-/* passwd.c - mosquitto password files; see passwd.h. */
+/* passwd.c - mosquitto password files; see passwd.h. The hash strings and
+ * digests (and passwd_hash()) are in passwd_hash.c. */
 #include <errno.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "auth/passwd.h"
+#include "auth/passwd_int.h"
 #include "core/util.h"
-
-#define SALT_LEN 12
-#define HASH_LEN 64
-
-/* One line of the file: a user, or a comment/blank line kept verbatim. */
-struct passwd_entry {
-	char *text;          /* user name, or the whole line (kind 0) */
-	uint32_t iterations; /* kind 7 only */
-	uint32_t line;       /* line in the parsed text; 0 when added later */
-	uint8_t kind;        /* 0 comment, 6 ($6$) or 7 ($7$) */
-	uint8_t salt[SALT_LEN];
-	uint8_t hash[HASH_LEN];
-};
 
 struct passwd_db {
 	struct passwd_entry *e; /* in file order */
@@ -137,76 +123,6 @@ bool passwd_find(const struct passwd_db *db, const char *user)
 	return *find_slot(db, user) != 0;
 }
 
-static int b64_value(char c)
-{
-	static const char abc[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const char *p = c ? strchr(abc, c) : NULL;
-
-	return p ? (int)(p - abc) : -1;
-}
-
-/* Decodes exactly want bytes of base64 (padding optional) from s[0..len). */
-static bool b64_decode(const char *s, size_t len, uint8_t *out, size_t want)
-{
-	uint32_t acc = 0;
-	size_t n = 0, bits = 0, pad = 0;
-
-	while (len > 0 && s[len - 1] == '=' && pad < 2) {
-		len--;
-		pad++;
-	}
-	if (pad && (len + pad) % 4 != 0)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		int v = b64_value(s[i]);
-		if (v < 0)
-			return false;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (n == want)
-				return false;
-			out[n++] = (uint8_t)(acc >> bits);
-		}
-	}
-	/* Six bits left over: a length of 4k+1, which no encoder writes. */
-	return n == want && bits < 6;
-}
-
-/* Reads "$6$SALT$HASH" or "$7$N$SALT$HASH" into e. NULL, or what is wrong. */
-static const char *parse_hash(const char *s, size_t len, struct passwd_entry *e)
-{
-	const char *end = s + len, *p, *q;
-
-	if (len == 0)
-		return "no password hash after ':'";
-	if (len < 3 || s[0] != '$' || (s[1] != '6' && s[1] != '7') || s[2] != '$')
-		return "not a $6$ or $7$ hash (plain-text passwords are not accepted)";
-	e->kind = (uint8_t)(s[1] - '0');
-	p = s + 3;
-	e->iterations = 0;
-	if (e->kind == 7) {
-		uint64_t it = 0;
-		for (q = p; q < end && *q >= '0' && *q <= '9'; q++)
-			if ((it = it * 10 + (uint64_t)(*q - '0')) > PASSWD_MAX_ITERATIONS)
-				it = PASSWD_MAX_ITERATIONS + 1; /* saturate: no overflow */
-		if (q == p || q == end || *q != '$' || it == 0)
-			return "bad iteration count";
-		if (it > PASSWD_MAX_ITERATIONS)
-			return "iteration count above the limit of 10000000";
-		e->iterations = (uint32_t)it;
-		p = q + 1;
-	}
-	q = memchr(p, '$', (size_t)(end - p));
-	if (!q || !b64_decode(p, (size_t)(q - p), e->salt, SALT_LEN))
-		return "bad salt (want 12 bytes of base64)";
-	if (!b64_decode(q + 1, (size_t)(end - q - 1), e->hash, HASH_LEN))
-		return "bad hash (want 64 bytes of base64)";
-	return NULL;
-}
-
 /* Moves [*a, *b) inwards past spaces and tabs. */
 static void trim(const char **a, const char **b)
 {
@@ -248,7 +164,7 @@ static const char *parse_line(struct passwd_db *db, const char *s, size_t len,
 		return "empty user name";
 	if (ue - u > PASSWD_MAX_USER)
 		return "user name longer than 65535 bytes";
-	const char *why = parse_hash(h, (size_t)(he - h), &e);
+	const char *why = passwd_hash_parse(h, (size_t)(he - h), &e);
 	if (why)
 		return why;
 	if (!(e.text = util_strdup_n(u, (size_t)(ue - u))))
@@ -306,25 +222,6 @@ struct passwd_db *passwd_load(const char *path, char *err, size_t errlen)
 	return db;
 }
 
-/* Computes the 64-byte hash of pw for an entry's kind, salt and count. */
-static bool digest(const struct passwd_entry *e, const void *pw, size_t pwlen,
-		   uint8_t out[HASH_LEN])
-{
-	if (pwlen > INT_MAX)
-		return false;
-	if (e->kind == 7)
-		return PKCS5_PBKDF2_HMAC(pw, (int)pwlen, e->salt, SALT_LEN, (int)e->iterations,
-					 EVP_sha512(), HASH_LEN, out) == 1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned int n = 0;
-	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) == 1 &&
-		  EVP_DigestUpdate(ctx, pw, pwlen) == 1 &&
-		  EVP_DigestUpdate(ctx, e->salt, SALT_LEN) == 1 &&
-		  EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == HASH_LEN;
-	EVP_MD_CTX_free(ctx);
-	return ok;
-}
-
 enum passwd_result passwd_check(const struct passwd_db *db, const char *user,
 				const void *pw, size_t pwlen)
 {
@@ -334,45 +231,16 @@ enum passwd_result passwd_check(const struct passwd_db *db, const char *user,
 	if (!idx) {
 		/* Same work as for a real user: no timing oracle for names. */
 		struct passwd_entry dummy = { .kind = 7, .iterations = db->dummy_iterations };
-		digest(&dummy, pw, pwlen, out);
+		passwd_hash_digest(&dummy, pw, pwlen, out);
 		OPENSSL_cleanse(out, sizeof(out));
 		return PASSWD_NO_USER;
 	}
 	const struct passwd_entry *e = &db->e[idx - 1];
-	if (!digest(e, pw, pwlen, out))
+	if (!passwd_hash_digest(e, pw, pwlen, out))
 		return PASSWD_ERROR;
 	bool same = CRYPTO_memcmp(out, e->hash, HASH_LEN) == 0;
 	OPENSSL_cleanse(out, sizeof(out));
 	return same ? PASSWD_OK : PASSWD_WRONG;
-}
-
-/* Writes e's hash string ("$7$N$SALT$HASH") to out, which has room for
- * PASSWD_HASH_MAX bytes. Returns its length. */
-static size_t format_hash(const struct passwd_entry *e, char *out)
-{
-	size_t n = e->kind == 7 ? (size_t)sprintf(out, "$7$%u$", (unsigned)e->iterations)
-				: (size_t)sprintf(out, "$6$");
-	n += (size_t)EVP_EncodeBlock((unsigned char *)out + n, e->salt, SALT_LEN);
-	out[n++] = '$';
-	n += (size_t)EVP_EncodeBlock((unsigned char *)out + n, e->hash, HASH_LEN);
-	return n;
-}
-
-int passwd_hash(const void *pw, size_t pwlen, int iterations, char *out, size_t outlen)
-{
-	struct passwd_entry e = { .kind = 7, .iterations = (uint32_t)iterations };
-	char buf[PASSWD_HASH_MAX];
-
-	if (iterations < 1 || iterations > PASSWD_MAX_ITERATIONS || pwlen > INT_MAX)
-		return PASSWD_EINVAL;
-	if (RAND_bytes(e.salt, SALT_LEN) != 1 || !digest(&e, pw, pwlen, e.hash))
-		return PASSWD_ECRYPTO;
-	size_t n = format_hash(&e, buf);
-	OPENSSL_cleanse(&e, sizeof(e));
-	if (n >= outlen)
-		return PASSWD_ENOSPC;
-	memcpy(out, buf, n + 1);
-	return 0;
 }
 
 bool passwd_user_valid(const char *user)
@@ -392,7 +260,7 @@ int passwd_set(struct passwd_db *db, const char *user, const char *hash)
 {
 	struct passwd_entry e = { 0 };
 
-	if (!passwd_user_valid(user) || parse_hash(hash, strlen(hash), &e))
+	if (!passwd_user_valid(user) || passwd_hash_parse(hash, strlen(hash), &e))
 		return PASSWD_EINVAL;
 	uint32_t idx = *find_slot(db, user);
 	if (idx) {
@@ -443,7 +311,7 @@ char *passwd_format(const struct passwd_db *db, size_t *len)
 		n += tl;
 		if (e->kind) {
 			out[n++] = ':';
-			n += format_hash(e, out + n);
+			n += passwd_hash_format(e, out + n);
 		}
 		out[n++] = '\n';
 	}

@@ -33,6 +33,9 @@
  * functions (passwd_set(), passwd_delete()) need exclusive access. A reload
  * builds a new db and swaps the pointer; the old one is freed once no
  * verification uses it (the caller's job).
+ *
+ * Files: passwd_hash.c implements passwd_hash() and the hash strings and
+ * digests behind passwd_check(); passwd.c the rest.
  */
 #ifndef KG_PASSWD_H
 #define KG_PASSWD_H
