@@ -96,39 +96,14 @@ static uint16_t recv_numbered(int fd, int want)
 	return p.pid;
 }
 
-/* "VmRSS" or "VmHWM" of the gateway, in kB. */
-static long gw_mem_kb(const char *field)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)g.pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
-			kb = atol(line + strlen(field) + 1);
-	fclose(f);
-	assert_true(kb > 0);
-	return kb;
-}
-
-/* ASan keeps freed memory in quarantine, so a sanitizer build's RSS follows
- * the bytes that went through it, not what it holds: its shadow mapping
- * (terabytes of VmSize) gives it away. */
-static bool gw_is_asan(void)
-{
-	return gw_mem_kb("VmSize") > 1024L * 1024 * 1024;
-}
-
 /* Peak RSS growth since rss0 is bounded (not checked under ASan). */
 static void assert_rss_bounded(long rss0)
 {
-	long hwm = gw_mem_kb("VmHWM");
+	long hwm = gw_mem_kb(&g, "VmHWM");
 
+	assert_true(rss0 > 0 && hwm > 0);
 	print_message("gateway RSS %ld kB before, peak %ld kB\n", rss0, hwm);
-	if (gw_is_asan()) {
+	if (gw_is_asan(&g)) {
 		print_message("ASan build: RSS bound not checked\n");
 		return;
 	}
@@ -306,7 +281,7 @@ static void test_slow_subscriber_qos0(void **state)
 	int slow = slow_subscriber("it-lim/slow", 0);
 	int pub = publisher("it-lim-slow-p");
 	static uint8_t payload[SLOW_MSG], out[SLOW_MSG + 64];
-	long rss0 = gw_mem_kb("VmRSS");
+	long rss0 = gw_mem_kb(&g, "VmRSS");
 	long long t0 = itutil_now_ms(), took;
 	int n;
 	(void)state;
@@ -355,7 +330,7 @@ static void test_slow_subscriber_qos1(void **state)
 	int pub = publisher("it-lim-slow1-p");
 	static uint8_t payload[8192];
 	struct itutil_pkt p;
-	long rss0 = gw_mem_kb("VmRSS");
+	long rss0 = gw_mem_kb(&g, "VmRSS");
 	int count = 0, last = -1, total = 2000;
 	(void)state;
 
@@ -436,7 +411,7 @@ static void test_unread_pubacks_pause_publisher(void **state)
 	static uint8_t pkt[1100], in[1100], body[1000];
 	size_t rest = 0, done = 0;
 	int len = 0, sent = 0;
-	long rss0 = gw_mem_kb("VmRSS");
+	long rss0 = gw_mem_kb(&g, "VmRSS");
 	long long t0 = itutil_now_ms();
 	int most = (int)((tcp_buf_max("/proc/sys/net/ipv4/tcp_wmem") +
 			  tcp_buf_max("/proc/sys/net/ipv4/tcp_rmem")) / (long)sizeof(body)) + 1000;

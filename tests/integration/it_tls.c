@@ -54,6 +54,7 @@
 #include <openssl/x509.h>
 
 #include "gw.h"
+#include "itcerts.h"
 #include "itkafka.h"
 #include "itutil.h"
 
@@ -69,35 +70,14 @@ static struct gw G;
 
 static int group_setup(void **state)
 {
-	char cmd[256];
-	const char *tmp = getenv("TMPDIR");
 	(void)state;
-
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(certs, sizeof(certs), "%s/kg-it-tls.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(certs))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "scripts/gen-test-certs.sh %s", certs);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "it_tls: scripts/gen-test-certs.sh failed (run from the repository root)\n");
-		return -1;
-	}
-	if (itkafka_mock_init(&K, 1) < 0)
-		return -1;
-	prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL);
-	return prod ? 0 : -1;
+	return itcerts_setup("tls", certs, sizeof(certs), &K, &prod);
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[200];
 	(void)state;
-
-	if (prod)
-		rd_kafka_destroy(prod);
-	itkafka_mock_release(&K);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", certs);
-	return system(cmd) == 0 ? 0 : -1;
+	return itcerts_teardown(certs, &K, prod);
 }
 
 static int test_teardown(void **state)
@@ -109,12 +89,11 @@ static int test_teardown(void **state)
 
 /* The gateway: listener 0 mqtts (server certificate only), listener 1 mqtts
  * requiring a client certificate of ca.crt (user name = its CN), metrics on
- * a port of its choice, Kafka with one uplink route and one downlink. */
+ * a port of its choice, Kafka with one uplink route and one downlink
+ * (itcerts_gw_start()). */
 static void gw_up_limits(const char *limits)
 {
-	char cfg[4096];
-
-	snprintf(cfg, sizeof(cfg),
+	assert_int_equal(itcerts_gw_start(&G, "tls", certs, K.bootstrap,
 		 "listeners = (\n"
 		 "  { address = \"127.0.0.1\"; port = 0;\n"
 		 "    tls = { cert = \"server.crt\"; key = \"server.key\"; }; },\n"
@@ -122,17 +101,8 @@ static void gw_up_limits(const char *limits)
 		 "    tls = { cert = \"server.crt\"; key = \"server.key\"; ca = \"ca.crt\";\n"
 		 "            require_client_cert = true; identity = \"cn\"; }; }\n"
 		 ");\n"
-		 "log = { level = \"debug\"; };\n"
-		 "limits = { connect_timeout = %d; %s };\n"
-		 "metrics = { address = \"127.0.0.1\"; port = 0; };\n"
-		 "kafka = { brokers = \"%s\"; flush_timeout = 2;\n"
-		 "  properties = ( (\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500) ); };\n"
-		 "routes = ( { filter = \"tls/#\"; topic = \"it-tls-up\"; key = \"${clientid}\";"
-		 " format = \"raw\"; } );\n"
-		 "downlink = ( { topic = \"it-tls-cmd\"; group = \"it-tls-dl\";"
-		 " mqtt_topic = \"devices/${key}/commands\"; qos = 1; } );\n",
-		 CONNECT_TIMEOUT_S, limits, K.bootstrap);
-	assert_int_equal(gw_start_files(&G, certs, cfg), 0);
+		 "metrics = { address = \"127.0.0.1\"; port = 0; };\n",
+		 CONNECT_TIMEOUT_S, limits), 0);
 	assert_true(gw_listener_port(&G, 0) > 0 && gw_listener_port(&G, 1) > 0);
 	assert_true(G.metrics_port > 0);
 }

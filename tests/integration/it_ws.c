@@ -56,6 +56,7 @@
 #include <openssl/sha.h>
 
 #include "gw.h"
+#include "itcerts.h"
 #include "itkafka.h"
 #include "itutil.h"
 
@@ -77,35 +78,14 @@ enum { L_MQTT, L_WS, L_WSS };
 
 static int group_setup(void **state)
 {
-	char cmd[256];
-	const char *tmp = getenv("TMPDIR");
 	(void)state;
-
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(certs, sizeof(certs), "%s/kg-it-ws.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(certs))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "scripts/gen-test-certs.sh %s", certs);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "it_ws: scripts/gen-test-certs.sh failed (run from the repository root)\n");
-		return -1;
-	}
-	if (itkafka_mock_init(&K, 1) < 0)
-		return -1;
-	prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL);
-	return prod ? 0 : -1;
+	return itcerts_setup("ws", certs, sizeof(certs), &K, &prod);
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[200];
 	(void)state;
-
-	if (prod)
-		rd_kafka_destroy(prod);
-	itkafka_mock_release(&K);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", certs);
-	return system(cmd) == 0 ? 0 : -1;
+	return itcerts_teardown(certs, &K, prod);
 }
 
 static int test_teardown(void **state)
@@ -116,28 +96,17 @@ static int test_teardown(void **state)
 }
 
 /* Plain MQTT, WebSocket and WebSocket over TLS, all on ports the gateway
- * picks; Kafka with one uplink route and one downlink. */
+ * picks; Kafka with one uplink route and one downlink (itcerts_gw_start()). */
 static void gw_up_limits(const char *limits)
 {
-	char cfg[4096];
-
-	snprintf(cfg, sizeof(cfg),
+	assert_int_equal(itcerts_gw_start(&G, "ws", certs, K.bootstrap,
 		 "listeners = (\n"
 		 "  { address = \"127.0.0.1\"; port = 0; },\n"
 		 "  { address = \"127.0.0.1\"; port = 0; protocol = \"websocket\"; path = \"/mqtt\"; },\n"
 		 "  { address = \"127.0.0.1\"; port = 0; protocol = \"websocket\"; path = \"/mqtt\";\n"
 		 "    tls = { cert = \"server.crt\"; key = \"server.key\"; }; }\n"
-		 ");\n"
-		 "log = { level = \"debug\"; };\n"
-		 "limits = { connect_timeout = %d; %s };\n"
-		 "kafka = { brokers = \"%s\"; flush_timeout = 2;\n"
-		 "  properties = ( (\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500) ); };\n"
-		 "routes = ( { filter = \"ws/#\"; topic = \"it-ws-up\"; key = \"${clientid}\";"
-		 " format = \"raw\"; } );\n"
-		 "downlink = ( { topic = \"it-ws-cmd\"; group = \"it-ws-dl\";"
-		 " mqtt_topic = \"devices/${key}/commands\"; qos = 1; } );\n",
-		 CONNECT_TIMEOUT_S, limits, K.bootstrap);
-	assert_int_equal(gw_start_files(&G, certs, cfg), 0);
+		 ");\n",
+		 CONNECT_TIMEOUT_S, limits), 0);
 	for (int i = L_MQTT; i <= L_WSS; i++)
 		assert_true(gw_listener_port(&G, i) > 0);
 }
@@ -944,22 +913,6 @@ static void test_publish_arrives_as_binary_frames(void **state)
 
 /* ---- slow WebSocket subscribers ------------------------------------------------------ */
 
-static long gw_mem_kb(const char *field)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)G.pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, strlen(field)) == 0 && line[strlen(field)] == ':')
-			kb = atol(line + strlen(field) + 1);
-	fclose(f);
-	return kb;
-}
-
 #define SLOW_MSG 4096
 #define SLOW_COUNT 20480  /* x 4 kB = 80 MB */
 #define RSS_GROWTH_KB (16 * 1024)
@@ -980,7 +933,7 @@ static void test_slow_ws_subscriber_qos0_bounded(void **state)
 	wc_subscribe(w, 1, "slow/0", 0);
 	int pub = itutil_connect(gw_listener_port(&G, L_MQTT), "ws-slow0-pub", true, 0, NULL);
 	assert_true(pub >= 0);
-	long rss0 = gw_mem_kb("VmRSS");
+	long rss0 = gw_mem_kb(&G, "VmRSS");
 	memset(payload, 'x', sizeof(payload));
 	int n = raw_build_publish(out, sizeof(out), 4, "slow/0", payload, sizeof(payload), 0, false,
 				  false, 0);
@@ -992,7 +945,8 @@ static void test_slow_ws_subscriber_qos0_bounded(void **state)
 			itutil_sleep_ms(1);
 	}
 	assert_int_equal(itutil_ping(pub), 0);
-	long hwm = gw_mem_kb("VmHWM");
+	long hwm = gw_mem_kb(&G, "VmHWM");
+	assert_true(rss0 > 0 && hwm > 0);
 	print_message("gateway RSS %ld kB before, peak %ld kB after 80 MB for a stalled "
 		      "WebSocket subscriber\n", rss0, hwm);
 	int got = 0;
@@ -1001,7 +955,7 @@ static void test_slow_ws_subscriber_qos0_bounded(void **state)
 	print_message("slow WebSocket QoS 0 subscriber got %d of %d messages\n", got, SLOW_COUNT);
 	close(pub);
 	wc_close(&w);
-	if (gw_mem_kb("VmSize") > 1024L * 1024 * 1024) {
+	if (gw_is_asan(&G)) {
 		print_message("ASan build: RSS bound not checked\n");
 		return;
 	}

@@ -570,3 +570,29 @@ int gw_listener_port(struct gw *g, int i)
 {
 	return i < 0 ? -1 : gw_logged_port(g, i);
 }
+
+long gw_mem_kb(const struct gw *g, const char *field)
+{
+	char path[64], line[256];
+	size_t fl = strlen(field);
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)g->pid);
+	if (!(f = fopen(path, "r"))) {
+		fprintf(stderr, "gw: cannot read %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+			kb = atol(line + fl + 1);
+	fclose(f);
+	if (kb < 0)
+		fprintf(stderr, "gw: no %s in %s\n", field, path);
+	return kb;
+}
+
+bool gw_is_asan(const struct gw *g)
+{
+	return gw_mem_kb(g, "VmSize") > 1024L * 1024 * 1024;
+}

@@ -99,4 +99,16 @@ int gw_start_files(struct gw *g, const char *files_dir, const char *cfg);
  * (the first start, if the log holds several), or -1. */
 int gw_listener_port(struct gw *g, int i);
 
+/* ---- the process's memory ------------------------------------------------- */
+
+/* A "kB" field of /proc/PID/status for the running gateway ("VmRSS",
+ * "VmHWM", "VmSize", ...), or -1 (printed) when it cannot be read. */
+long gw_mem_kb(const struct gw *g, const char *field);
+
+/* True when the gateway is a sanitizer build: ASan's shadow mapping gives it
+ * terabytes of VmSize. ASan keeps freed memory in quarantine, so such a
+ * build's RSS follows the bytes that went through it, not what it holds:
+ * tests skip their RSS bounds there. */
+bool gw_is_asan(const struct gw *g);
+
 #endif
