@@ -245,7 +245,7 @@ static int row_copy(struct row *r, const struct client *c)
 	r->id = util_strdup_n(c->id, c->id_len);
 	r->username = c->username ? strdup(c->username) : NULL;
 	r->subs = calloc(s->subs.n ? s->subs.n : 1, sizeof(*r->subs));
-	snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+	snprintf(r->peer, sizeof(r->peer), "%s", client_peer(c));
 	snprintf(r->listener, sizeof(r->listener), "%s", c->w->br->lis[c->lis].name);
 	snprintf(r->tls, sizeof(r->tls), "%s", client_io_tls_version(c));
 	r->accepted_ms = c->accepted_ms;

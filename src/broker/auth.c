@@ -320,7 +320,7 @@ static void denied(struct client *c, enum auth_denied what, const char *topic, s
 	 * message it is not shown. */
 	if (what != AUTH_DENY_READ && first_denial(c, topic, len))
 		log_limited(&lim, LVL_WARN, false, "acl denied client=%s user=%s addr=%s access=%s %s=%s",
-			    log_q(c->id), log_q(c->username), c->peer, words[what],
+			    log_q(c->id), log_q(c->username), client_peer(c), words[what],
 			    what == AUTH_DENY_SUBSCRIBE ? "filter" : "topic", log_qn(topic, len));
 }
 

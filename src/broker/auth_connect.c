@@ -42,7 +42,7 @@ static int unavailable(struct client *c, const char *why)
 
 	AUTH_INC(a, c->w, unavailable);
 	log_warn_rl("auth unavailable client=%s user=%s addr=%s reason=\"%s\"", log_q(c->id),
-		    log_q(c->username), c->peer, why);
+		    log_q(c->username), client_peer(c), why);
 	send_connack(c, MQTT_CONNACK_UNAVAILABLE, false);
 	client_close(c, why, false);
 	return -1;
@@ -67,7 +67,7 @@ static int refuse(struct client *c, enum auth_fail why)
 	AUTH_INC(a, w, failures[why]);
 	auth_addrs_fail(a->addrs, c->ip, w->now_ms);
 	log_limited(&lim_failed, LVL_WARN, false, "auth failed client=%s user=%s addr=%s reason=%s",
-		    log_q(c->id), log_q(c->username), c->peer, fail_word[why]);
+		    log_q(c->id), log_q(c->username), client_peer(c), fail_word[why]);
 	if (delay > 0 && aw->n_ref == aw->cap_ref) {
 		size_t cap = aw->cap_ref ? aw->cap_ref * 2 : 16;
 		struct auth_refusal *v = realloc(aw->ref, cap * sizeof(*v));

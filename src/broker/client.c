@@ -60,7 +60,7 @@ struct client *client_new(struct worker *w, int fd, int lis, const struct net_pe
 	if (worker_slot_add(w, c) < 0)
 		goto fail;
 	c->accepted_ms = c->last_rx_ms = w->now_ms;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer->str);
+	c->port = peer->port;
 	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
 		worker_slot_del(w, c);
 		goto fail;
@@ -77,6 +77,14 @@ fail:
 		listener_release(peer->ip);
 	close(fd);
 	return NULL;
+}
+
+const char *client_peer(const struct client *c)
+{
+	static _Thread_local char ring[4][64];
+	static _Thread_local unsigned next;
+	char *out = ring[next++ % 4];
+	return net_peer_format(c->ip, c->port, out, sizeof(ring[0]));
 }
 
 size_t client_outq(const struct client *c)
@@ -152,7 +160,7 @@ void client_finish(struct client *c)
 	}
 	static struct log_limit lim = LOG_LIMIT("conn close", 200, 2000);
 	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s listener=%s reason=%s",
-		    log_q(c->id), c->peer, w->br->lis[c->lis].name,
+		    log_q(c->id), client_peer(c), w->br->lis[c->lis].name,
 		    log_q(c->close_reason ? c->close_reason : "?"));
 	if (c->publish_will && auth_may_publish_will(c))
 		deliver_publish(w, c->will);
@@ -301,7 +309,7 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 		if (d < 0) {
 			STAT_INC(w, malformed);
 			log_debug_rl("malformed client=%s addr=%s type=%s err=%s", log_q(c->id),
-				  c->peer, mqtt_type_name(f.type), mqtt_err_str(d));
+				  client_peer(c), mqtt_type_name(f.type), mqtt_err_str(d));
 			client_close(c, mqtt_err_str(d), true);
 			break;
 		}

@@ -65,14 +65,17 @@ struct client {
 	bool clean;
 	bool graceful;               /* DISCONNECT received: no will */
 	bool publish_will;
+	bool addr_counted;           /* counts against max_connections_per_address */
+	uint8_t lis;                 /* listener index (broker listener.h) */
 	uint16_t keepalive;
+	uint16_t id_len;
+	uint32_t partial_held;       /* bytes of a partial packet counted in broker partial_bytes */
 	int64_t accepted_ms;
 	int64_t last_rx_ms;
 	int64_t last_tx_ms;          /* last flush that wrote bytes */
 	struct buf rbuf;             /* partial packet carried between reads */
 	struct buf obuf;             /* encoded output not yet written */
 	char *id;                    /* client identifier: owned, or the attached session's */
-	uint16_t id_len;
 	char *username;              /* NULL if none (owned) */
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
@@ -81,12 +84,13 @@ struct client {
 	char *cert_user;             /* identity from the client certificate, or NULL */
 	struct client_auth *auth;    /* identity and ACL (auth.h); NULL until needed */
 	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
-	uint32_t partial_held;       /* bytes of it counted in broker partial_bytes */
-	uint8_t lis;                 /* listener index (broker listener.h) */
-	bool addr_counted;           /* counts against max_connections_per_address */
-	uint8_t ip[16];              /* peer address key */
-	char peer[64];
+	uint8_t ip[16];              /* peer address (IPv4 as ::ffff:a.b.c.d) */
+	uint16_t port;               /* peer port */
 };
+
+/* The peer as "addr:port", for logs: formatted into a thread-local ring of
+ * four buffers (valid until four more calls on this thread). */
+const char *client_peer(const struct client *c);
 
 /* Output bytes not yet on the wire: encoded MQTT plus what the transport
  * still holds (WebSocket frames). */

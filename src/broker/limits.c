@@ -93,7 +93,7 @@ static void limit_log(enum limit_kind k, const struct client *c, const char *fmt
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 	log_limited(&log_lims[k], LVL_WARN, false, "limit hit limit=%s client=%s addr=%s %s",
-		    limits_name(k), log_q(c->id), c->peer, detail);
+		    limits_name(k), log_q(c->id), client_peer(c), detail);
 }
 
 static enum limit_kind topic_kind(int err)

@@ -11,7 +11,7 @@ static int sent(struct client *c, uint8_t type, int rc)
 {
 	if (rc != MQTT_OK) {
 		log_warn_rl("encode failed client=%s addr=%s type=%s err=%s", log_q(c->id),
-			 c->peer, mqtt_type_name(type), mqtt_err_str(rc));
+			 client_peer(c), mqtt_type_name(type), mqtt_err_str(rc));
 		client_close(c, "out of memory encoding a packet", true);
 		return -1;
 	}

@@ -43,6 +43,7 @@ struct session {
 	uint16_t id_len;
 	bool clean;
 	uint8_t level;
+	bool parked_listed;        /* on the broker's parked list (below); dir_lock */
 	struct session_subs subs;  /* its filters (session_subs.h) */
 	struct inflight out;       /* QoS 1/2 sent to the client, awaiting acks */
 	struct mqueue queue;       /* waiting for the window, or for reconnect */
@@ -53,7 +54,6 @@ struct session {
 	/* On the broker's list of parked persistent sessions, oldest first,
 	 * for session_expiry (takeover.c); dir_lock. */
 	TAILQ_ENTRY(session) park_link;
-	bool parked_listed;
 	int64_t parked_ms;         /* monotonic, when it was parked */
 };
 

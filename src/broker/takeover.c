@@ -65,8 +65,8 @@ int takeover_attach(struct client *c)
 			 * session) and go round again to fence our own inbox. */
 			struct client *old = s->client;
 			pthread_mutex_unlock(&br->dir_lock);
-			log_info_rl("conn takeover client=%s addr=%s old_addr=%s", log_q(c->id), c->peer,
-				 old->peer);
+			log_info_rl("conn takeover client=%s addr=%s old_addr=%s", log_q(c->id), client_peer(c),
+				 client_peer(old));
 			client_close(old, "session taken over", true);
 			continue;
 		}
@@ -137,7 +137,7 @@ int takeover_attach(struct client *c)
 	static struct log_limit lim = LOG_LIMIT("conn open", 200, 2000);
 	log_limited(&lim, LVL_INFO, false,
 		    "conn open client=%s addr=%s proto=%u clean=%d keepalive=%u session_present=%d",
-		    log_q(c->id), c->peer, c->level, c->clean, c->keepalive, present);
+		    log_q(c->id), client_peer(c), c->level, c->clean, c->keepalive, present);
 	if (present) {
 		deliver_resend(c);
 		deliver_pump(c);
@@ -215,7 +215,7 @@ void takeover_request(struct worker *w, struct session *s, int from, uint64_t co
 {
 	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx && s->client) {
 		struct client *old = s->client;
-		log_info_rl("conn takeover client=%s old_addr=%s", log_q(s->id), old->peer);
+		log_info_rl("conn takeover client=%s old_addr=%s", log_q(s->id), client_peer(old));
 		client_close(old, "session taken over", true);
 	}
 	/* Closing parked s and queued INBOX_SETTLE behind the deliveries still

@@ -77,7 +77,21 @@ int net_accept(int lfd, struct net_peer *p)
 			      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && p->ip[12] == 127);
 	}
 	snprintf(p->str, sizeof(p->str), "%s:%d", a, port);
+	p->port = (uint16_t)port;
 	return fd;
+}
+
+char *net_peer_format(const uint8_t ip[16], uint16_t port, char *out, size_t len)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (memcmp(ip, v4mapped, sizeof(v4mapped)) == 0)
+		inet_ntop(AF_INET, ip + 12, a, sizeof(a));
+	else
+		inet_ntop(AF_INET6, ip, a, sizeof(a));
+	snprintf(out, len, "%s:%u", a, port);
+	return out;
 }
 
 int net_local_port(int fd)

@@ -19,7 +19,12 @@ struct net_peer {
 	char str[64];       /* "addr:port" */
 	uint8_t ip[16];     /* IPv4 as ::ffff:a.b.c.d, so one key space */
 	bool loopback;      /* 127.0.0.0/8 or ::1 */
+	uint16_t port;
 };
+
+/* Formats ip (as in struct net_peer) and port as "addr:port" into out.
+ * Returns out. */
+char *net_peer_format(const uint8_t ip[16], uint16_t port, char *out, size_t len);
 
 /* Accepts one connection as a non-blocking, close-on-exec socket with
  * TCP_NODELAY, and describes the peer in *p. Returns the fd or -1 (errno
