@@ -204,7 +204,8 @@ FUZZ_CC          ?= clang
 FUZZ_FLAGS       := -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(AUTH_SRC) $(TRANSPORT_SRC) \
+		$(BROKER_SRC)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_$*_SRC) $(FUZZ_$*_LIBS)
 
