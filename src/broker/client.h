@@ -32,6 +32,7 @@ struct client_io;
 struct msg;
 struct net_peer;
 struct session;
+struct upstream;
 struct worker;
 
 enum client_state {
@@ -81,7 +82,9 @@ struct client {
 	struct client_auth *auth;    /* identity and ACL (auth.h); NULL until needed */
 	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
 	uint32_t partial_held;       /* bytes of it counted in broker partial_bytes */
-	uint8_t lis;                 /* listener index (broker listener.h) */
+	uint8_t lis;                 /* listener index (broker listener.h); unused if up */
+	struct upstream *up;         /* set: our connection to an upstream broker
+	                                (upstream.h), which plays the server */
 	bool addr_counted;           /* counts against max_connections_per_address */
 	uint8_t ip[16];              /* peer address key */
 	char peer[64];
@@ -96,6 +99,13 @@ size_t client_outq(const struct client *c);
  * NULL (fd closed, address released). */
 struct client *client_new(struct worker *w, int fd, int lis, const struct net_peer *peer,
 			  bool addr_counted);
+
+/* Takes ownership of fd (connected, non-blocking): our own connection to
+ * upstream up, from no listener, peer "addr:port". Counts as a connection.
+ * Returns the client (CL_NEW until the upstream's CONNACK) or NULL (fd
+ * closed). */
+struct client *client_new_outbound(struct worker *w, int fd, struct upstream *up,
+				   const char *peer);
 
 /* Marks c closing with a reason for the log and detaches its session at
  * once (parked, or discarded for clean sessions) so that a new connection may

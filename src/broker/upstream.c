@@ -1,0 +1,582 @@
+/*
+ * upstream.c - upstream brokers: configuration, the session kept across
+ * connections, the packets a server sends us, and reconnection; see
+ * upstream.h. Connecting (resolve, TCP, TLS, CONNECT) is upstream_connect.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker_int.h"
+#include "broker/client.h"
+#include "broker/client_ack.h"
+#include "broker/deliver.h"
+#include "broker/handle_ack.h"
+#include "broker/handle_publish.h"
+#include "broker/limits.h"
+#include "broker/send.h"
+#include "broker/session.h"
+#include "broker/upstream.h"
+#include "broker/worker.h"
+#include "core/cfg.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/util.h"
+#include "mqtt/mqtt_codec.h"
+#include "mqtt/topic.h"
+#include "transport/tls.h"
+
+/* A connection that lasted this long resets the backoff. */
+#define UPSTREAM_STABLE_MS 10000
+
+#define UP_INC(up, f) atomic_fetch_add_explicit(&(up)->st.f, 1, memory_order_relaxed)
+
+const char *upstream_state_name(enum upstream_state st)
+{
+	static const char *const names[] = { "down", "connecting", "up" };
+	return (unsigned)st < 3 ? names[st] : "?";
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+static void tls_opts_of(const struct cfg_upstream *u, struct tls_client_opts *o)
+{
+	*o = (struct tls_client_opts){ .ca = u->tls.ca.path, .cert = u->tls.cert.path,
+				       .key = u->tls.key.path };
+}
+
+/* The line to blame for a TLS error: the file the message names. */
+static int tls_line(const struct cfg_upstream *u, const char *msg)
+{
+	if (u->tls.ca.path && strstr(msg, u->tls.ca.path))
+		return u->tls.ca.line;
+	if (u->tls.key.path && strstr(msg, u->tls.key.path))
+		return u->tls.key.line;
+	if (u->tls.cert.path && strstr(msg, u->tls.cert.path))
+		return u->tls.cert.line;
+	return u->tls.line;
+}
+
+static int check_one(const struct cfg *cfg, const struct cfg_upstream *u, size_t i, char *err,
+		     size_t errlen, SSL_CTX **ctx_out)
+{
+	char e[400];
+	const char *p = u->prefix;
+	size_t plen = strlen(p);
+
+	if (!mqtt_utf8_valid((const uint8_t *)u->client_id, strlen(u->client_id))) {
+		snprintf(err, errlen, "%s:%d: upstreams[%zu].client_id is not valid UTF-8", cfg->path,
+			 u->line, i);
+		return -1;
+	}
+	if (plen && (!mqtt_utf8_valid((const uint8_t *)p, plen) || strpbrk(p, "+#"))) {
+		snprintf(err, errlen, "%s:%d: upstreams[%zu].prefix must be topic text: valid UTF-8 "
+			 "without '+' or '#' (got \"%.64s\")", cfg->path, u->line, i, p);
+		return -1;
+	}
+	for (size_t j = 0; j < u->nsubs; j++) {
+		const char *f = u->subs[j].filter;
+		if (!mqtt_topic_filter_valid((const uint8_t *)f, strlen(f))) {
+			snprintf(err, errlen, "%s:%d: upstreams[%zu].subscriptions[%zu].filter is not a "
+				 "valid MQTT topic filter (got \"%.64s\")", cfg->path, u->subs[j].line,
+				 i, j, f);
+			return -1;
+		}
+	}
+	if (u->password_file.path) {
+		size_t len;
+		char *pw = util_read_file(u->password_file.path, 65536, &len);
+		if (!pw) {
+			snprintf(err, errlen, "%s:%d: upstreams[%zu].password_file: cannot read %s: %s",
+				 cfg->path, u->password_file.line, i, u->password_file.path,
+				 strerror(errno));
+			return -1;
+		}
+		explicit_bzero(pw, len);
+		free(pw);
+	}
+	if (u->has_tls) {
+		struct tls_client_opts o;
+		tls_opts_of(u, &o);
+		SSL_CTX *ctx = tls_client_ctx_new(&o, e, sizeof(e));
+		if (!ctx) {
+			snprintf(err, errlen, "%s:%d: upstreams[%zu].tls: %s", cfg->path, tls_line(u, e),
+				 i, e);
+			return -1;
+		}
+		if (ctx_out)
+			*ctx_out = ctx;
+		else
+			SSL_CTX_free(ctx);
+	}
+	return 0;
+}
+
+int upstream_check(const struct cfg *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nupstreams; i++)
+		if (check_one(cfg, &cfg->upstreams[i], i, err, errlen, NULL) < 0)
+			return -1;
+	return 0;
+}
+
+static int init_one(struct broker *br, struct upstream *up, const struct cfg *cfg, size_t i,
+		    char *err, size_t errlen)
+{
+	const struct cfg_upstream *u = &cfg->upstreams[i];
+
+	up->idx = (int)i;
+	up->br = br;
+	up->w = &br->workers[i % (size_t)br->n_workers];
+	up->cio.fd = -1;
+	pthread_mutex_init(&up->err_mu, NULL);
+	atomic_init(&up->state, UPSTREAM_DOWN);
+	atomic_init(&up->since_ms, util_wall_ms());
+	up->rng = (uint64_t)util_wall_ms() * 2654435761u + i + 1;
+	if (check_one(cfg, u, i, err, errlen, &up->tls) < 0)
+		return -1;
+	up->port = u->port;
+	up->clean = u->clean_session;
+	up->keepalive = (uint16_t)u->keepalive;
+	up->required = u->required;
+	up->backoff_min_ms = u->reconnect_min_ms;
+	up->backoff_max_ms = u->reconnect_max_ms;
+	up->prefix_len = (uint16_t)strlen(u->prefix);
+	up->nsubs = (uint16_t)u->nsubs;
+	up->name = strdup(u->name);
+	up->address = strdup(u->address);
+	up->client_id = strdup(u->client_id);
+	up->prefix = strdup(u->prefix);
+	up->server_name = strdup(u->tls.server_name ? u->tls.server_name : u->address);
+	up->username = u->username ? strdup(u->username) : NULL;
+	up->password_file = u->password_file.path ? strdup(u->password_file.path) : NULL;
+	up->filters = calloc(u->nsubs + 1, sizeof(*up->filters));
+	up->qos = calloc(u->nsubs + 1, 1);
+	up->s = session_new(u->name, (uint16_t)strlen(u->name), false);
+	bool oom = !up->name || !up->address || !up->client_id || !up->prefix || !up->server_name ||
+		   (u->username && !up->username) || (u->password_file.path && !up->password_file) ||
+		   !up->filters || !up->qos || !up->s;
+	for (size_t j = 0; !oom && j < u->nsubs; j++) {
+		up->qos[j] = (uint8_t)u->subs[j].qos;
+		oom = !(up->filters[j] = strdup(u->subs[j].filter));
+	}
+	if (oom) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+int upstream_init_all(struct broker *br, const struct cfg *cfg, char *err, size_t errlen)
+{
+	if (cfg->nupstreams == 0)
+		return 0;
+	br->ups = calloc(cfg->nupstreams, sizeof(*br->ups));
+	if (!br->ups) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->nupstreams; i++) {
+		br->n_ups++; /* so that upstream_free_all() releases a half-built one */
+		if (init_one(br, &br->ups[i], cfg, i, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void upstream_free_all(struct broker *br)
+{
+	for (int i = 0; i < br->n_ups; i++) {
+		struct upstream *up = &br->ups[i];
+		upstream_connect_abort(up, NULL);
+		SSL_CTX_free(up->tls);
+		free(up->name);
+		free(up->address);
+		free(up->client_id);
+		free(up->username);
+		free(up->password_file);
+		free(up->server_name);
+		free(up->prefix);
+		for (int j = 0; up->filters && j < up->nsubs; j++)
+			free(up->filters[j]);
+		free(up->filters);
+		free(up->qos);
+		session_unref(up->s);
+		buf_release(&up->topic);
+		pthread_mutex_destroy(&up->err_mu);
+	}
+	free(br->ups);
+	br->ups = NULL;
+	br->n_ups = 0;
+}
+
+/* ---- state, errors, backoff ----------------------------------------------- */
+
+void upstream_set_error(struct upstream *up, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&up->err_mu);
+	va_start(ap, fmt);
+	vsnprintf(up->last_error, sizeof(up->last_error), fmt, ap);
+	va_end(ap);
+	up->last_error_ms = util_wall_ms();
+	pthread_mutex_unlock(&up->err_mu);
+}
+
+void upstream_set_state(struct upstream *up, enum upstream_state st)
+{
+	atomic_store_explicit(&up->state, st, memory_order_relaxed);
+	atomic_store_explicit(&up->since_ms, util_wall_ms(), memory_order_relaxed);
+}
+
+void upstream_snapshot(struct upstream *up, struct upstream_snapshot *out)
+{
+	out->state = atomic_load_explicit(&up->state, memory_order_relaxed);
+	out->since_ms = atomic_load_explicit(&up->since_ms, memory_order_relaxed);
+	out->inflight = atomic_load_explicit(&up->inflight_n, memory_order_relaxed);
+	out->queued = atomic_load_explicit(&up->queued_n, memory_order_relaxed);
+	pthread_mutex_lock(&up->err_mu);
+	memcpy(out->last_error, up->last_error, sizeof(out->last_error));
+	out->last_error_ms = up->last_error_ms;
+	pthread_mutex_unlock(&up->err_mu);
+}
+
+/* xorshift64*: jitter needs no more. */
+static uint64_t rnd(struct upstream *up)
+{
+	up->rng ^= up->rng >> 12;
+	up->rng ^= up->rng << 25;
+	up->rng ^= up->rng >> 27;
+	return up->rng * 2685821657736338717ull;
+}
+
+void upstream_schedule(struct upstream *up)
+{
+	int64_t now = up->w->now_ms;
+
+	/* A connection that held for a while starts the backoff over. */
+	if (up->up_ms && now - up->up_ms >= UPSTREAM_STABLE_MS)
+		up->failures = 0;
+	up->up_ms = 0;
+	int shift = up->failures < 20 ? up->failures : 20;
+	int64_t base = (int64_t)up->backoff_min_ms << shift;
+	if (base > up->backoff_max_ms)
+		base = up->backoff_max_ms;
+	/* Half fixed, half random: many gateways restarting together spread out. */
+	int64_t delay = base / 2 + (int64_t)(rnd(up) % (uint64_t)(base / 2 + 1));
+	up->failures++;
+	up->next_ms = now + delay;
+	upstream_set_state(up, UPSTREAM_DOWN);
+	UP_INC(up, disconnects);
+	log_info_rl("upstream down name=%s address=%s port=%d retry_ms=%lld reason=%s", up->name,
+		    up->address, up->port, (long long)delay, log_q(up->last_error));
+}
+
+/* ---- the worker's tick ----------------------------------------------------- */
+
+static void tick_one(struct upstream *up, int64_t now)
+{
+	struct client *c = up->c;
+	int64_t timeout = LIM(up->br, connect_timeout_ms);
+	int st = atomic_load_explicit(&up->state, memory_order_relaxed);
+
+	atomic_store_explicit(&up->inflight_n, up->s->out.n, memory_order_relaxed);
+	atomic_store_explicit(&up->queued_n, up->s->queue.n, memory_order_relaxed);
+	if (st == UPSTREAM_DOWN) {
+		if (!up->w->draining && now >= up->next_ms)
+			upstream_connect_start(up);
+		return;
+	}
+	if (st == UPSTREAM_CONNECTING) {
+		if (up->resolving)
+			upstream_connect_poll(up);
+		if (atomic_load_explicit(&up->state, memory_order_relaxed) != UPSTREAM_CONNECTING ||
+		    now - up->attempt_ms <= timeout)
+			return;
+		if (!up->c) {
+			upstream_connect_abort(up, "no connection within connect_timeout");
+			upstream_schedule(up);
+		} else {
+			client_close(up->c, up->c->x ? "no TLS handshake and CONNACK within connect_timeout"
+						     : "no CONNACK within connect_timeout", false);
+		}
+		return;
+	}
+	/* Up: a packet within every keepalive (MQTT-3.1.2-23), and a PINGREQ
+	 * when the server has been quiet that long, so that a dead one shows
+	 * (the worker closes after 1.5 keepalives without a byte). */
+	int64_t ka = (int64_t)up->keepalive * 1000;
+	if (ka > 0 && c && c->state == CL_ACTIVE && now - up->ping_ms >= ka &&
+	    (now - c->last_tx_ms >= ka || now - c->last_rx_ms >= ka) && send_pingreq(c) == 0)
+		up->ping_ms = now;
+}
+
+void upstream_tick(struct worker *w)
+{
+	struct broker *br = w->br;
+
+	for (int i = 0; i < br->n_ups; i++)
+		if (br->ups[i].w == w)
+			tick_one(&br->ups[i], w->now_ms);
+}
+
+/* ---- packets from the upstream --------------------------------------------- */
+
+/* Static: it becomes the close reason, and the status's last error. */
+static const char *connack_words(uint8_t rc)
+{
+	switch (rc) {
+	case MQTT_CONNACK_BAD_PROTOCOL: return "refused by the upstream: CONNACK 1, unacceptable protocol version";
+	case MQTT_CONNACK_ID_REJECTED: return "refused by the upstream: CONNACK 2, client id rejected";
+	case MQTT_CONNACK_UNAVAILABLE: return "refused by the upstream: CONNACK 3, server unavailable";
+	case MQTT_CONNACK_BAD_AUTH: return "refused by the upstream: CONNACK 4, bad user name or password";
+	case MQTT_CONNACK_NOT_AUTHORIZED: return "refused by the upstream: CONNACK 5, not authorized";
+	}
+	return "refused by the upstream";
+}
+
+static int subscribe(struct client *c)
+{
+	struct upstream *up = c->up;
+	struct mqtt_str f[up->nsubs ? up->nsubs : 1];
+
+	if (up->nsubs == 0)
+		return 0;
+	for (int i = 0; i < up->nsubs; i++)
+		f[i] = (struct mqtt_str){ (const uint8_t *)up->filters[i],
+					  (uint16_t)strlen(up->filters[i]) };
+	/* Ours alone: the outbound window's ids are the session's. */
+	up->sub_pid = inflight_next_pid(&up->s->out);
+	if (up->sub_pid == 0)
+		up->sub_pid = 1;
+	return send_subscribe(c, up->sub_pid, f, up->qos, up->nsubs);
+}
+
+static int on_connack(struct client *c, const struct mqtt_connack *ca)
+{
+	struct upstream *up = c->up;
+	struct session *s = up->s;
+	struct worker *w = c->w;
+
+	if (ca->rc != MQTT_CONNACK_ACCEPTED) {
+		client_close(c, connack_words(ca->rc), false);
+		return -1;
+	}
+	/* No session on the server: the QoS 2 ids it had sent us mean nothing
+	 * now, and a new message may reuse one. */
+	if (!ca->session_present) {
+		pidset_release(&s->qos2_in);
+		pidset_init(&s->qos2_in);
+	}
+	pthread_spin_lock(&s->mu);
+	s->client = c;
+	s->level = c->level;
+	atomic_store_explicit(&s->owner, w->idx, memory_order_release);
+	pthread_spin_unlock(&s->mu);
+	c->s = session_ref(s);
+	c->state = CL_ACTIVE;
+	up->up_ms = up->ping_ms = w->now_ms;
+	upstream_set_state(up, UPSTREAM_UP);
+	UP_INC(up, connects);
+	log_info("upstream up name=%s address=%s port=%d client_id=%s session_present=%d tls=%s",
+		 up->name, up->address, up->port, log_q(up->client_id), ca->session_present,
+		 up->tls ? "yes" : "no");
+	/* The server keeps a persistent session's subscriptions; they are sent
+	 * again when it has none, and once per start (the config may have
+	 * changed). */
+	if ((!ca->session_present || !up->subscribed) && subscribe(c) < 0)
+		return -1;
+	deliver_resend(c);
+	deliver_pump(c);
+	client_update_read(c);
+	return c->state == CL_CLOSING ? -1 : 0;
+}
+
+static int on_suback(struct client *c, const struct mqtt_suback *sa)
+{
+	struct upstream *up = c->up;
+	int refused = 0;
+
+	if (sa->packet_id != up->sub_pid || sa->count != up->nsubs) {
+		client_close(c, "SUBACK that answers no SUBSCRIBE of ours", true);
+		return -1;
+	}
+	up->sub_pid = 0;
+	up->subscribed = true;
+	for (uint32_t i = 0; i < sa->count; i++) {
+		if (sa->codes[i] != MQTT_SUBACK_FAILURE)
+			continue;
+		refused++;
+		log_warn("upstream subscription refused name=%s filter=%s", up->name,
+			 log_q(up->filters[i]));
+		upstream_set_error(up, "subscription refused: %s", up->filters[i]);
+	}
+	log_info("upstream subscribed name=%s filters=%u refused=%d", up->name, sa->count, refused);
+	return 0;
+}
+
+/* A message we take no further (its topic with the prefix is over the
+ * limits): acknowledged in order like any other, so that the upstream does
+ * not send it again and again. */
+static int ack_dropped(struct client *c, const struct mqtt_publish *pub)
+{
+	UP_INC(c->up, dropped);
+	if (pub->qos == 0)
+		return 0;
+	if (pub->qos == 2 && pidset_has(&c->s->qos2_in, pub->packet_id))
+		return send_pubrec(c, pub->packet_id);
+	if (pub->qos == 2 && client_ack_pending(c, pub->packet_id))
+		return 0;
+	uint32_t seq = client_ack_push(c, pub->packet_id, pub->qos);
+	if (seq == 0) {
+		client_close(c, "out of memory", true);
+		return -1;
+	}
+	client_ack_complete(c, seq, true);
+	return c->state == CL_CLOSING ? -1 : 0;
+}
+
+static int on_publish(struct client *c, const struct mqtt_packet *p)
+{
+	struct upstream *up = c->up;
+	const struct mqtt_publish *pub = &p->u.publish;
+	struct mqtt_packet q;
+	size_t len = (size_t)up->prefix_len + pub->topic.len;
+
+	UP_INC(up, msgs_in);
+	if (up->prefix_len) {
+		buf_reset(&up->topic);
+		if (len > UINT16_MAX) {
+			log_warn_rl("upstream message dropped name=%s topic=%s reason=\"topic too long "
+				    "with the prefix\"", up->name,
+				    log_qn((const char *)pub->topic.p, pub->topic.len));
+			return ack_dropped(c, pub);
+		}
+		if (buf_append(&up->topic, up->prefix, up->prefix_len) < 0 ||
+		    buf_append(&up->topic, pub->topic.p, pub->topic.len) < 0) {
+			client_close(c, "out of memory", true);
+			return -1;
+		}
+		q = *p;
+		q.u.publish.topic = (struct mqtt_str){ buf_head(&up->topic), (uint16_t)len };
+		p = &q;
+		pub = &q.u.publish;
+	}
+	int r = topic_check_limits((const char *)pub->topic.p, pub->topic.len,
+				   LIM(up->br, max_topic_length), LIM(up->br, max_topic_levels));
+	if (r != TOPIC_OK) {
+		limits_hit(c->w, NULL, r == TOPIC_ERR_TOO_LONG ? LIMIT_TOPIC_LENGTH
+							      : LIMIT_TOPIC_LEVELS);
+		log_warn_rl("upstream message dropped name=%s topic=%s reason=%s", up->name,
+			    log_qn((const char *)pub->topic.p, pub->topic.len), log_q(topic_err_str(r)));
+		return ack_dropped(c, pub);
+	}
+	return handle_publish(c, p);
+}
+
+/* True if pid is in the window in state st: the ack completes a command. */
+static bool owed(struct client *c, uint16_t pid, uint8_t st)
+{
+	const struct inflight_entry *e = inflight_find(&c->s->out, pid);
+	return e && e->state == st;
+}
+
+int upstream_dispatch(struct client *c, const struct mqtt_packet *p)
+{
+	struct upstream *up = c->up;
+
+	if (p->type == MQTT_CONNACK) {
+		if (c->state != CL_NEW) {
+			client_close(c, "second CONNACK", true);
+			return -1;
+		}
+		return on_connack(c, &p->u.connack);
+	}
+	if (c->state == CL_NEW) {
+		client_close(c, "packet before CONNACK", false);
+		return -1;
+	}
+	switch (p->type) {
+	case MQTT_PUBLISH:
+		return on_publish(c, p);
+	case MQTT_PUBACK:
+		if (owed(c, p->u.ack.packet_id, INFL_WAIT_PUBACK))
+			UP_INC(up, acked_out);
+		return handle_puback(c, p);
+	case MQTT_PUBREC:
+		return handle_pubrec(c, p);
+	case MQTT_PUBREL:
+		return handle_pubrel(c, p);
+	case MQTT_PUBCOMP:
+		if (owed(c, p->u.ack.packet_id, INFL_WAIT_PUBCOMP))
+			UP_INC(up, acked_out);
+		return handle_pubcomp(c, p);
+	case MQTT_SUBACK:
+		return on_suback(c, &p->u.suback);
+	case MQTT_UNSUBACK:
+	case MQTT_PINGRESP:
+		return 0;
+	default:
+		/* CONNECT, SUBSCRIBE, PINGREQ, DISCONNECT (3.1.1), AUTH: a client's. */
+		client_close(c, "packet type not allowed from a server", true);
+		return -1;
+	}
+}
+
+/* ---- closing and commands ----------------------------------------------- */
+
+void upstream_detach(struct client *c, bool was_active)
+{
+	struct upstream *up = c->up;
+	struct session *s = c->s;
+
+	if (was_active)
+		send_disconnect(c); /* best effort: client_finish() writes it out */
+	if (s) {
+		/* Offline, but nothing settles: the window and the queue wait for
+		 * the next connection, their tracks still owed (upstream.h). */
+		c->s = NULL;
+		pthread_spin_lock(&s->mu);
+		atomic_store_explicit(&s->owner, -1, memory_order_release);
+		s->client = NULL;
+		pthread_spin_unlock(&s->mu);
+		session_unref(s);
+	}
+	up->c = NULL;
+	up->sub_pid = 0;
+	upstream_set_error(up, "%s", c->close_reason ? c->close_reason : "closed");
+	upstream_schedule(up);
+}
+
+void upstream_inject(struct worker *w, int idx, struct msg *m)
+{
+	struct upstream *up = &w->br->ups[idx];
+	struct client *c = up->c;
+	bool owes = m->track != NULL;
+
+	if (owes)
+		atomic_fetch_add(&m->track->remaining, 1);
+	if (c && c->state == CL_ACTIVE) {
+		deliver_client(c, m, m->qos, m->retain);
+		return;
+	}
+	/* Down: QoS 1/2 waits in the session, its track still owed until the
+	 * upstream acknowledges it after the reconnect. */
+	int why = m->qos > 0 ? limits_queue_push(w, up->s, msg_ref(m), m->qos, m->retain, owes)
+			     : LIMIT_N;
+	if (why == 0)
+		return;
+	if (m->qos > 0)
+		msg_unref(m);
+	UP_INC(up, dropped);
+	log_warn_rl("upstream command dropped name=%s topic=%s qos=%u reason=%s", up->name,
+		    log_q(m->topic), m->qos,
+		    m->qos == 0 ? "\"QoS 0 while the upstream is down\""
+				: log_q(why > 0 && why < LIMIT_N ? limits_name(why) : "out of memory"));
+	if (owes)
+		msg_track_done(m);
+}
