@@ -72,10 +72,10 @@ UNIT_TESTS_BROKER    := client_ack inflight session_subs
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
-IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
+IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c tests/support/itmosq.c \
 	tests/support/itkafka.c
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
-	downlink downlink_kafka reload ready lag kafka_secure auth tls ws
+	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
