@@ -191,6 +191,8 @@ void upstream_free_all(struct broker *br)
 {
 	for (int i = 0; i < br->n_ups; i++) {
 		struct upstream *up = &br->ups[i];
+		/* The workers and their loops are gone: close, do not unregister. */
+		up->cio_added = false;
 		upstream_connect_abort(up, NULL);
 		SSL_CTX_free(up->tls);
 		free(up->name);

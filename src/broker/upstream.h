@@ -143,7 +143,8 @@ int upstream_check(const struct cfg *cfg, char *err, size_t errlen);
 /* Builds br->ups from cfg (br->workers exist). Returns 0, or -1 with
  * "FILE:LINE: reason" in err. Main thread. */
 int upstream_init_all(struct broker *br, const struct cfg *cfg, char *err, size_t errlen);
-/* After the workers were released (their connections finished). NULL-safe. */
+/* After the workers were released (their connections finished): closes a
+ * socket still connecting without touching the loop. */
 void upstream_free_all(struct broker *br);
 
 /* Worker tick: attempts that are due, name resolution, handshake timeouts,

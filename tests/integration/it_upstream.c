@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gw.h"
@@ -167,6 +168,10 @@ struct pub {
 	const char *user, *password;
 	atomic_int done;         /* messages mosquitto acknowledged */
 	int retries;
+	pthread_mutex_t mu;      /* delivered, lost: set by paho's thread */
+	pthread_cond_t cv;
+	MQTTClient_deliveryToken delivered;
+	bool lost;
 };
 
 /* With callbacks set, paho reads on a thread of its own and
@@ -182,7 +187,38 @@ static int pub_on_message(void *ctx, char *topic, int len, MQTTClient_message *m
 
 static void pub_on_lost(void *ctx, char *cause)
 {
-	(void)ctx, (void)cause;
+	struct pub *p = ctx;
+	(void)cause;
+	pthread_mutex_lock(&p->mu);
+	p->lost = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* waitForCompletion() polls in 100 ms steps: the callback is prompt. */
+static void pub_on_delivered(void *ctx, MQTTClient_deliveryToken dt)
+{
+	struct pub *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	p->delivered = dt;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* True once mosquitto acknowledged dt, within 5 s, the connection alive. */
+static bool pub_wait(struct pub *p, MQTTClient_deliveryToken dt)
+{
+	struct timespec ts;
+	bool ok;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&p->mu);
+	while (p->delivered != dt && !p->lost &&
+	       pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0)
+		;
+	ok = p->delivered == dt;
+	pthread_mutex_unlock(&p->mu);
+	return ok;
 }
 
 static MQTTClient pub_connect(struct pub *p)
@@ -195,7 +231,12 @@ static MQTTClient pub_connect(struct pub *p)
 	snprintf(id, sizeof(id), "pub-%d", p->id);
 	if (MQTTClient_create(&cl, uri, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) != MQTTCLIENT_SUCCESS)
 		return NULL;
-	if (MQTTClient_setCallbacks(cl, p, pub_on_lost, pub_on_message, NULL) != MQTTCLIENT_SUCCESS) {
+	pthread_mutex_lock(&p->mu);
+	p->lost = false;
+	p->delivered = -1;
+	pthread_mutex_unlock(&p->mu);
+	if (MQTTClient_setCallbacks(cl, p, pub_on_lost, pub_on_message, pub_on_delivered) !=
+	    MQTTCLIENT_SUCCESS) {
 		MQTTClient_destroy(&cl);
 		return NULL;
 	}
@@ -234,7 +275,7 @@ static void *pub_main(void *arg)
 		m.payloadlen = len;
 		m.qos = 1;
 		if (MQTTClient_publishMessage(cl, topic, &m, &dt) != MQTTCLIENT_SUCCESS ||
-		    MQTTClient_waitForCompletion(cl, dt, 5000) != MQTTCLIENT_SUCCESS) {
+		    !pub_wait(p, dt)) {
 			MQTTClient_disconnect(cl, 0);
 			MQTTClient_destroy(&cl);
 			cl = NULL;
@@ -264,6 +305,8 @@ static void pubs_start(int port, int stream_ms, const char *user, const char *pa
 		pubs[i] = (struct pub){ .id = i, .from = 0, .count = per, .port = port,
 					.pace_ms = stream_ms / per, .user = user, .password = password };
 		atomic_init(&pubs[i].done, 0);
+		pthread_mutex_init(&pubs[i].mu, NULL);
+		pthread_cond_init(&pubs[i].cv, NULL);
 		assert_int_equal(pthread_create(&pubs[i].t, NULL, pub_main, &pubs[i]), 0);
 	}
 }
@@ -392,7 +435,7 @@ static void test_kafka_down_5s(void **state)
 	assert_int_equal(itmosq_start(&M, false, NULL), 0);
 	gw_up(NULL, NULL);
 	wait_state(0, "up");
-	pubs_start(M.port, 4000, NULL, NULL);
+	pubs_start(M.port, 8000, NULL, NULL); /* still publishing when Kafka returns */
 	wait_done(N / 4);
 	print_message("kafka down after %d messages\n", pubs_done());
 	rd_kafka_mock_broker_set_down(K.mc, 1);
@@ -479,6 +522,8 @@ static void test_tls_password_and_failures(void **state)
 	/* One message through it: ${username} is the bridge's. */
 	struct pub p = { .id = 3, .count = 1, .port = M.port, .user = "pub", .password = "pubpw" };
 	atomic_init(&p.done, 0);
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
 	pub_main(&p);
 	assert_int_equal(atomic_load(&p.done), 1);
 	struct itkafka_rec rec[1];
