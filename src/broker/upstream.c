@@ -296,8 +296,11 @@ static void tick_one(struct upstream *up, int64_t now)
 	if (st == UPSTREAM_CONNECTING) {
 		if (up->resolving)
 			upstream_connect_poll(up);
+		/* A lookup in progress cannot be cancelled without waiting for it:
+		 * the resolver's own timeouts end it, and the poll above then
+		 * ends the attempt. */
 		if (atomic_load_explicit(&up->state, memory_order_relaxed) != UPSTREAM_CONNECTING ||
-		    now - up->attempt_ms <= timeout)
+		    now - up->attempt_ms <= timeout || up->resolving)
 			return;
 		if (!up->c) {
 			upstream_connect_abort(up, "no connection within connect_timeout");

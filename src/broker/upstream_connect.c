@@ -55,8 +55,8 @@ void upstream_connect_abort(struct upstream *up, const char *why)
 		up->cio_added = false;
 	}
 	if (up->resolving) {
-		/* Only at free or a timeout: a lookup that cannot be cancelled is
-		 * waited for (the resolver's own timeout bounds it). */
+		/* Only at free (the tick never abandons a lookup): one that cannot
+		 * be cancelled is waited for, bounded by the resolver's timeouts. */
 		if (gai_cancel(&up->gai) == EAI_NOTCANCELED) {
 			const struct gaicb *l[1] = { &up->gai };
 			while (gai_error(&up->gai) == EAI_INPROGRESS)
