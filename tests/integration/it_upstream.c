@@ -700,7 +700,7 @@ static void test_qos2_from_upstream(void **state)
 	char uri[64], payload[32];
 	MQTTClient cl;
 	MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-	enum { Q2 = 50 };
+	enum { Q2 = 20 };
 	(void)state;
 
 	kafka_up();
