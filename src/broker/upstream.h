@@ -150,8 +150,8 @@ void upstream_free_all(struct broker *br);
 /* Worker tick: attempts that are due, name resolution, handshake timeouts,
  * PINGREQ. Owner worker. */
 void upstream_tick(struct worker *w);
-/* Every packet from an upstream (dispatch.c). Returns 0, or -1 after
- * closing c. Owner worker. */
+/* upstream_dispatch.c: every packet from an upstream (dispatch.c). Returns
+ * 0, or -1 after closing c. Owner worker. */
 int upstream_dispatch(struct client *c, const struct mqtt_packet *p);
 /* c is closing (client_close(); was_active: CONNACK had come): DISCONNECT
  * if it was up, the session detached (its window and queue kept, their
