@@ -42,7 +42,8 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/handle_connect.c src/broker/handle_publish.c src/broker/handle_subscribe.c \
 	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c \
 	src/broker/limits.c src/broker/session_subs.c src/broker/auth.c src/broker/auth_connect.c \
-	src/broker/auth_pool.c src/broker/auth_addrs.c
+	src/broker/auth_pool.c src/broker/auth_addrs.c src/broker/upstream.c \
+	src/broker/upstream_connect.c src/broker/upstream_dispatch.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
@@ -71,9 +72,9 @@ UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
-	tests/support/itkafka.c tests/support/itcerts.c
+	tests/support/itkafka.c tests/support/itcerts.c tests/support/itmosq.c
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
-	downlink downlink_kafka reload ready lag kafka_secure auth tls ws
+	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -154,7 +155,11 @@ sanitize: export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp
 # callbacks, reconnecting while Kafka restarts, trip a use-after-free inside
 # paho 1.3.11's own socket threads (the report is in the test process, not in
 # the gateway). It runs in `make test`; every other test runs under ASan.
-SAN_IT_TESTS := $(filter-out uplink_kafka,$(IT_TESTS))
+# it_upstream likewise: its 20 paho clients with callbacks connect and
+# disconnect while the others poll, and paho's poll array was once reported
+# freed under it (in the test process; with the gateway under ASan/UBSan the
+# whole file passed twice by hand).
+SAN_IT_TESTS := $(filter-out uplink_kafka upstream,$(IT_TESTS))
 sanitize: deps
 	$(MAKE) B=build-san MALLOC_LIBS= OPT="-O1 -g -fno-omit-frame-pointer" \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \

@@ -5,7 +5,10 @@
  *   GET /healthz          200 "ok" while the process runs
  *   GET /readyz           200 "ready" when every MQTT listener is bound and,
  *                         with Kafka configured, metadata is reachable
- *                         (uplink_ready()); 503 with the reason otherwise
+ *                         (uplink_ready()); 503 with the reason otherwise.
+ *                         Upstream brokers that are not up are listed, one
+ *                         line each ("upstream NAME down: why"); they fail
+ *                         the probe only with `required = true`
  *   GET /api/v1/status    JSON (status.h)
  *   GET /api/v1/clients?offset=N&limit=M   JSON, paged (status.h)
  *

@@ -14,12 +14,36 @@
 #include "admin/metrics.h"
 #include "admin/status.h"
 #include "kafka/uplink.h"
+#include "broker/upstream.h"
 #include "broker/worker.h"
+
+/* One line per upstream that is not up; *required set when one of them is
+ * required for readiness. */
+static void upstreams_down(struct broker *br, char *out, size_t len, bool *required)
+{
+	size_t used = 0;
+
+	*required = false;
+	out[0] = '\0';
+	for (int i = 0; i < br->n_ups && used < len; i++) {
+		struct upstream_snapshot sn;
+		upstream_snapshot(&br->ups[i], &sn);
+		if (sn.state == UPSTREAM_UP)
+			continue;
+		*required |= br->ups[i].required;
+		int n = snprintf(out + used, len - used, "upstream %s %s%s: %s\n", br->ups[i].name,
+				 upstream_state_name(sn.state), br->ups[i].required ? " (required)" : "",
+				 sn.last_error[0] ? sn.last_error : "not connected yet");
+		if (n > 0)
+			used += (size_t)n;
+	}
+}
 
 static void serve_ready(struct hconn *c, struct broker *br, struct uplink *up, bool head_only)
 {
 	int n_lis = br->n_workers > 0 ? br->workers[0].n_lis : 0;
-	char why[256] = "", body[300];
+	char why[256] = "", body[2400], ups[2048];
+	bool required;
 
 	if (n_lis == 0)
 		snprintf(why, sizeof(why), "no MQTT listener");
@@ -30,11 +54,17 @@ static void serve_ready(struct hconn *c, struct broker *br, struct uplink *up, b
 		snprintf(why, sizeof(why), "a network worker stopped (see the log)");
 	if (!why[0] && up && uplink_ready(up, why, sizeof(why)) < 0 && !why[0])
 		snprintf(why, sizeof(why), "kafka not reachable");
+	/* Upstreams that are down are listed; they fail the probe only when
+	 * the config says they are required. */
+	upstreams_down(br, ups, sizeof(ups), &required);
+	if (!why[0] && required)
+		snprintf(why, sizeof(why), "a required upstream is down");
 	if (!why[0]) {
-		http_respond_text(c, 200, "ready\n", head_only);
+		snprintf(body, sizeof(body), "ready\n%s", ups);
+		http_respond_text(c, 200, body, head_only);
 		return;
 	}
-	snprintf(body, sizeof(body), "not ready: %s\n", why);
+	snprintf(body, sizeof(body), "not ready: %s\n%s", why, ups);
 	http_respond_text(c, 503, body, head_only);
 }
 

@@ -15,6 +15,7 @@
 #include "admin/metrics.h"
 #include "core/prom.h"
 #include "broker/retain.h"
+#include "broker/upstream.h"
 #include "route/route.h"
 #include "route/template.h"
 #include "kafka/uplink.h"
@@ -366,6 +367,71 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 	return rc;
 }
 
+/* One family over every upstream; v(up, snapshot) gives each value. */
+static int upstream_family(struct buf *out, struct broker *br, const char *name, const char *type,
+			   const char *help, double (*v)(struct upstream *, const struct upstream_snapshot *))
+{
+	int rc = prom_family(out, name, type, help);
+
+	for (int i = 0; i < br->n_ups; i++) {
+		struct upstream_snapshot sn;
+		const char *labels[] = { "upstream", br->ups[i].name, NULL };
+		upstream_snapshot(&br->ups[i], &sn);
+		rc |= prom_f64(out, name, labels, v(&br->ups[i], &sn));
+	}
+	return rc;
+}
+
+#define UPV(fn, expr) \
+	static double fn(struct upstream *u, const struct upstream_snapshot *sn) \
+	{ (void)u; (void)sn; return (double)(expr); }
+UPV(up_connected, sn->state == UPSTREAM_UP)
+UPV(up_in, LD(u->st.msgs_in))
+UPV(up_out, LD(u->st.msgs_out))
+UPV(up_acked, LD(u->st.acked_out))
+UPV(up_dropped, LD(u->st.dropped))
+UPV(up_reconnects, LD(u->st.attempts) > 0 ? LD(u->st.attempts) - 1 : 0)
+UPV(up_connects, LD(u->st.connects))
+UPV(up_inflight, sn->inflight)
+UPV(up_queued, sn->queued)
+UPV(up_error_time, sn->last_error_ms / 1e3)
+
+static int render_upstreams(struct buf *out, struct broker *br)
+{
+	int rc = 0;
+
+	if (br->n_ups == 0)
+		return 0;
+	rc |= upstream_family(out, br, "kafkagate_upstream_connected", "gauge",
+			      "1 while the connection to the upstream broker is up (CONNACK accepted).",
+			      up_connected);
+	rc |= upstream_family(out, br, "kafkagate_upstream_messages_received_total", "counter",
+			      "PUBLISH packets received from the upstream broker.", up_in);
+	rc |= upstream_family(out, br, "kafkagate_upstream_messages_sent_total", "counter",
+			      "PUBLISH packets sent to the upstream broker (downlink commands, "
+			      "resends included).", up_out);
+	rc |= upstream_family(out, br, "kafkagate_upstream_commands_acknowledged_total", "counter",
+			      "QoS 1/2 commands the upstream broker acknowledged (PUBACK, PUBCOMP).",
+			      up_acked);
+	rc |= upstream_family(out, br, "kafkagate_upstream_dropped_total", "counter",
+			      "Messages acknowledged but not taken (topic over the limits), and "
+			      "commands dropped (QoS 0 while down, queue full).", up_dropped);
+	rc |= upstream_family(out, br, "kafkagate_upstream_reconnects_total", "counter",
+			      "Connection attempts after the first.", up_reconnects);
+	rc |= upstream_family(out, br, "kafkagate_upstream_connections_total", "counter",
+			      "Connections the upstream broker accepted.", up_connects);
+	rc |= upstream_family(out, br, "kafkagate_upstream_commands_inflight", "gauge",
+			      "Commands sent and not yet acknowledged by the upstream broker.",
+			      up_inflight);
+	rc |= upstream_family(out, br, "kafkagate_upstream_commands_queued", "gauge",
+			      "Commands waiting for the upstream broker (its window, or a reconnect).",
+			      up_queued);
+	rc |= upstream_family(out, br, "kafkagate_upstream_last_error_timestamp_seconds", "gauge",
+			      "When the last error (in /api/v1/status) happened; 0: none.",
+			      up_error_time);
+	return rc;
+}
+
 int metrics_render(struct buf *out, struct broker *br, struct uplink *up, int64_t start_wall_ms,
 		   const struct metrics_hook *hook)
 {
@@ -384,6 +450,7 @@ int metrics_render(struct buf *out, struct broker *br, struct uplink *up, int64_
 	rc |= prom_f64(out, "kafkagate_start_time_seconds", NULL, (double)start_wall_ms / 1e3);
 	rc |= render_mqtt(out, br, &t);
 	rc |= render_auth(out, br);
+	rc |= render_upstreams(out, br);
 	rc |= one_u64(out, "kafkagate_uplink_unrouted_total", "counter",
 		      "Published messages that matched no route.", t.up_unrouted);
 	if (up)

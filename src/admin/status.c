@@ -19,6 +19,7 @@
 #include "broker/inflight.h"
 #include "route/route.h"
 #include "broker/session.h"
+#include "broker/upstream.h"
 #include "admin/status.h"
 #include "route/template.h"
 #include "kafka/uplink.h"
@@ -134,6 +135,59 @@ static json_t *routes_json(struct uplink *up)
 	return a;
 }
 
+/* "2026-01-02T03:04:05.678Z" for a wall clock in ms; NULL for 0 (never). */
+static json_t *iso_json(int64_t ms)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	char stamp[32], iso[48];
+
+	if (ms <= 0)
+		return json_null();
+	gmtime_r(&secs, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(iso, sizeof(iso), "%s.%03dZ", stamp, (int)(ms % 1000));
+	return json_string(iso);
+}
+
+static json_t *upstreams_json(struct broker *br)
+{
+	json_t *a = json_array();
+	int rc = a ? 0 : -1;
+
+	for (int i = 0; a && i < br->n_ups; i++) {
+		struct upstream *u = &br->ups[i];
+		struct upstream_snapshot sn;
+		uint64_t attempts = LD(u->st.attempts);
+		upstream_snapshot(u, &sn);
+		json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:b,s:b}", "name", u->name,
+				      "address", u->address, "port", u->port,
+				      "client_id", u->client_id,
+				      "state", upstream_state_name(sn.state),
+				      "tls", u->tls != NULL, "required", u->required);
+		if (o) {
+			rc |= json_object_set_new(o, "since", iso_json(sn.since_ms));
+			rc |= json_object_set_new(o, "messages_in", JINT(LD(u->st.msgs_in)));
+			rc |= json_object_set_new(o, "messages_out", JINT(LD(u->st.msgs_out)));
+			rc |= json_object_set_new(o, "commands_acknowledged", JINT(LD(u->st.acked_out)));
+			rc |= json_object_set_new(o, "commands_inflight", JINT(sn.inflight));
+			rc |= json_object_set_new(o, "commands_queued", JINT(sn.queued));
+			rc |= json_object_set_new(o, "dropped", JINT(LD(u->st.dropped)));
+			rc |= json_object_set_new(o, "connections", JINT(LD(u->st.connects)));
+			rc |= json_object_set_new(o, "reconnects", JINT(attempts ? attempts - 1 : 0));
+			rc |= json_object_set_new(o, "last_error", sn.last_error[0]
+					? json_string(sn.last_error) : json_null());
+			rc |= json_object_set_new(o, "last_error_at", iso_json(sn.last_error_ms));
+		}
+		rc |= json_array_append_new(a, o);
+	}
+	if (rc < 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 char *status_render(struct broker *br, struct uplink *up, int64_t start_mono_ms,
 		    const struct status_hook *hook)
 {
@@ -154,6 +208,7 @@ char *status_render(struct broker *br, struct uplink *up, int64_t start_mono_ms,
 	rc |= json_object_set_new(root, "routes", routes_json(up));
 	rc |= json_object_set_new(root, "downlink", down ? down : json_array());
 	down = NULL;
+	rc |= json_object_set_new(root, "upstreams", upstreams_json(br));
 	rc |= json_object_set_new(root, "workers", JINT(br->n_workers));
 	if (rc == 0)
 		text = json_dumps(root, JSON_COMPACT);
@@ -246,7 +301,8 @@ static int row_copy(struct row *r, const struct client *c)
 	r->username = c->username ? strdup(c->username) : NULL;
 	r->subs = calloc(s->subs.n ? s->subs.n : 1, sizeof(*r->subs));
 	snprintf(r->peer, sizeof(r->peer), "%s", client_peer(c));
-	snprintf(r->listener, sizeof(r->listener), "%s", c->w->br->lis[c->lis].name);
+	snprintf(r->listener, sizeof(r->listener), "%s",
+		 c->up ? "upstream" : c->w->br->lis[c->lis].name);
 	snprintf(r->tls, sizeof(r->tls), "%s", client_io_tls_version(c));
 	r->accepted_ms = c->accepted_ms;
 	r->inflight = s->out.n;

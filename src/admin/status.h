@@ -39,7 +39,11 @@ struct status_hook {
  * {version, uptime_s, listeners [{address, port}], connections,
  *  kafka {bootstrap, queue_depth, delivered, failed, dead_letters, dropped,
  *         in_flight} or null, routes [{index, filter, topic, key, format,
- *  routed, delivered, failed, in_flight}], downlink [], workers}.
+ *  routed, delivered, failed, in_flight}], downlink [], workers,
+ *  upstreams [{name, address, port, client_id, state ("down", "connecting",
+ *  "up"), tls, required, since, messages_in, messages_out,
+ *  commands_acknowledged, commands_inflight, commands_queued, dropped,
+ *  connections, reconnects, last_error, last_error_at}]}.
  * start_mono_ms is the process start on util_now_ms()'s clock. hook may be
  * NULL. Returns NULL on allocation failure.
  */
@@ -49,7 +53,8 @@ char *status_render(struct broker *br, struct uplink *up, int64_t start_mono_ms,
  * Returns new JSON text (free with free()) for /api/v1/clients:
  * {total, offset, limit, clients [{client_id, username, address,
  *  connected_since, subscriptions [filters], inflight, queued}]}, clients
- * being connected (CONNACK sent) MQTT clients in worker order, skipping
+ * being connected (CONNACK sent) MQTT clients in worker order (upstream
+ * connections among them, with listener "upstream"), skipping
  * `offset` of them and listing at most `limit` (clamped to
  * STATUS_CLIENTS_MAX_LIMIT). Waits at most timeout_ms in all for the workers.
  * Returns NULL with a reason in err when a worker did not answer in time or

@@ -12,6 +12,7 @@
 #include "broker/listener.h"
 #include "broker/retain.h"
 #include "broker/session.h"
+#include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/cfg.h"
 #include "core/log.h"
@@ -93,6 +94,10 @@ struct broker *broker_new(const struct cfg *cfg)
 		goto fail;
 	if (!(br->auth = auth_new(br, cfg)))
 		goto fail;
+	if (upstream_init_all(br, cfg, err, sizeof(err)) < 0) {
+		log_error("upstream setup failed reason=%s", log_q(err));
+		goto fail;
+	}
 	return br;
 fail:
 	broker_free(br);
@@ -149,6 +154,7 @@ void broker_free(struct broker *br)
 	for (int i = 0; i < br->n_workers; i++)
 		worker_release(&br->workers[i]);
 	free(br->workers);
+	upstream_free_all(br); /* their connections are finished */
 	auth_free(br->auth);
 	if (br->dir.b) {
 		/* Break the trie's references first, then the directory's. */
@@ -182,6 +188,26 @@ int broker_inject(struct broker *br, struct msg *m)
 	return 0;
 }
 
+int broker_upstream_find(const struct broker *br, const char *name)
+{
+	for (int i = 0; i < br->n_ups; i++)
+		if (strcmp(br->ups[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int broker_inject_upstream(struct broker *br, int idx, struct msg *m)
+{
+	assert(idx >= 0 && idx < br->n_ups);
+	struct inbox_item it = { .kind = INBOX_INJECT, .p1 = m, .u = (uint64_t)idx + 1 };
+	if (worker_post(br->ups[idx].w, &it) < 0) {
+		msg_track_done(m);
+		msg_unref(m);
+		return -1;
+	}
+	return 0;
+}
+
 void broker_discard_session(struct broker *br, struct session *s)
 {
 	uint32_t unrefs = 0, pos = 0;
@@ -206,7 +232,7 @@ void broker_discard_session(struct broker *br, struct session *s)
 
 int broker_check(const struct cfg *cfg, char *err, size_t errlen)
 {
-	if (listener_check(cfg, err, errlen) < 0)
+	if (listener_check(cfg, err, errlen) < 0 || upstream_check(cfg, err, errlen) < 0)
 		return -1;
 	return auth_check(cfg, err, errlen);
 }

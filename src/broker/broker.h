@@ -73,7 +73,7 @@ void broker_free(struct broker *br);
 /* Applies reloadable limits. Any thread. */
 void broker_set_limits(struct broker *br, const struct cfg *cfg);
 /* Checks what the broker will open from cfg (TLS certificates, keys and
- * CAs, the password and ACL files) without keeping anything: for --check
+ * CAs, the password and ACL files, the upstreams' files and filters) without keeping anything: for --check
  * and before a reload. Returns 0 or -1 with "FILE:LINE: reason" in err.
  * Any thread. */
 int broker_check(const struct cfg *cfg, char *err, size_t errlen);
@@ -116,6 +116,20 @@ void broker_reclaim(struct broker *br, uint64_t conn_id, struct reclaim_node *n)
  * track completed). Any thread.
  */
 int broker_inject(struct broker *br, struct msg *m);
+
+/* The index of the upstream broker (config `upstreams`) called name, or -1.
+ * Any thread. */
+int broker_upstream_find(const struct broker *br, const char *name);
+/*
+ * broker_inject() for upstream idx only: m is published to that broker (at
+ * m->qos, with m->retain), not to local subscribers. The track (set up as
+ * for broker_inject()) completes once the upstream acknowledged it (PUBACK,
+ * PUBCOMP; QoS 0: once written). While the upstream is down, QoS 1/2 wait
+ * in its session (limits.max_queued_messages and _bytes; beyond, dropped
+ * and completed) and QoS 0 is dropped. Returns 0 or -1 (m released, track
+ * completed). Any thread.
+ */
+int broker_inject_upstream(struct broker *br, int idx, struct msg *m);
 
 /* Counts a configuration reload for /metrics. Any thread. */
 void broker_count_reload(struct broker *br, bool applied);

@@ -28,6 +28,7 @@
 
 struct auth;
 struct msg;
+struct upstream;
 struct worker;
 
 struct broker_limits {
@@ -79,6 +80,8 @@ struct broker {
 	atomic_int n_connections;
 	struct broker_listener *lis; /* one per configured listener (listener.h) */
 	struct auth *auth;           /* passwords and ACL in force (auth.h) */
+	struct upstream *ups;        /* upstream brokers (upstream.h), config order */
+	int n_ups;
 	int n_lis;
 	atomic_int_fast64_t partial_bytes; /* held by partially received packets */
 	atomic_bool failed;          /* a worker loop ended on an error */

@@ -18,6 +18,7 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/takeover.h"
+#include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -87,6 +88,39 @@ const char *client_peer(const struct client *c)
 	return net_peer_format(c->ip, c->port, out, sizeof(ring[0]));
 }
 
+struct client *client_new_outbound(struct worker *w, int fd, struct upstream *up,
+				   const char *peer)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (!c || worker_slot_add(w, c) < 0)
+		goto fail;
+	c->io.fd = fd;
+	c->io.fn = client_on_io;
+	c->w = w;
+	c->level = 4;
+	c->up = up;
+	c->accepted_ms = c->last_rx_ms = c->last_tx_ms = w->now_ms;
+	struct net_peer p;
+	if (net_peer_of(fd, &p) == 0) {
+		memcpy(c->ip, p.ip, sizeof(c->ip));
+		c->port = p.port;
+	}
+	(void)peer;
+	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
+		worker_slot_del(w, c);
+		goto fail;
+	}
+	LIST_INSERT_HEAD(&w->clients, c, link);
+	w->n_clients++;
+	atomic_fetch_add(&w->br->n_connections, 1);
+	return c;
+fail:
+	free(c);
+	close(fd);
+	return NULL;
+}
+
 size_t client_outq(const struct client *c)
 {
 	return buf_used(&c->obuf) + client_io_queued(c);
@@ -143,7 +177,10 @@ void client_close(struct client *c, const char *reason, bool publish_will)
 		STAILQ_REMOVE(&c->w->blocked, c, client, blocked_link);
 		c->blocked = false;
 	}
-	takeover_park(c);
+	if (c->up)
+		upstream_detach(c, was_active);
+	else
+		takeover_park(c);
 	SLIST_INSERT_HEAD(&c->w->closing, c, closing_link);
 }
 
@@ -160,7 +197,7 @@ void client_finish(struct client *c)
 	}
 	static struct log_limit lim = LOG_LIMIT("conn close", 200, 2000);
 	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s listener=%s reason=%s",
-		    log_q(c->id), client_peer(c), w->br->lis[c->lis].name,
+		    log_q(c->id), client_peer(c), c->up ? "upstream" : w->br->lis[c->lis].name,
 		    log_q(c->close_reason ? c->close_reason : "?"));
 	if (c->publish_will && auth_may_publish_will(c))
 		deliver_publish(w, c->will);
@@ -170,7 +207,8 @@ void client_finish(struct client *c)
 	close(c->io.fd);
 	if (c->addr_counted)
 		listener_release(c->ip);
-	atomic_fetch_sub_explicit(&w->br->lis[c->lis].open, 1, memory_order_relaxed);
+	if (!c->up)
+		atomic_fetch_sub_explicit(&w->br->lis[c->lis].open, 1, memory_order_relaxed);
 	if (c->partial_held)
 		atomic_fetch_sub(&w->br->partial_bytes, (int64_t)c->partial_held);
 	LIST_REMOVE(c, link);

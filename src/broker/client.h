@@ -32,6 +32,7 @@ struct client_io;
 struct msg;
 struct net_peer;
 struct session;
+struct upstream;
 struct worker;
 
 enum client_state {
@@ -84,6 +85,8 @@ struct client {
 	char *cert_user;             /* identity from the client certificate, or NULL */
 	struct client_auth *auth;    /* identity and ACL (auth.h); NULL until needed */
 	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
+	struct upstream *up;         /* set: our connection to an upstream broker
+	                                (upstream.h), which plays the server */
 	uint8_t ip[16];              /* peer address (IPv4 as ::ffff:a.b.c.d) */
 	uint16_t port;               /* peer port */
 };
@@ -101,6 +104,13 @@ size_t client_outq(const struct client *c);
  * NULL (fd closed, address released). */
 struct client *client_new(struct worker *w, int fd, int lis, const struct net_peer *peer,
 			  bool addr_counted);
+
+/* Takes ownership of fd (connected, non-blocking): our own connection to
+ * upstream up, from no listener, peer "addr:port". Counts as a connection.
+ * Returns the client (CL_NEW until the upstream's CONNACK) or NULL (fd
+ * closed). */
+struct client *client_new_outbound(struct worker *w, int fd, struct upstream *up,
+				   const char *peer);
 
 /* Marks c closing with a reason for the log and detaches its session at
  * once (parked, or discarded for clean sessions) so that a new connection may

@@ -60,6 +60,21 @@ int client_io_new(struct client *c, const struct broker_listener *l)
 	return 0;
 }
 
+int client_io_new_tls_client(struct client *c, SSL_CTX *ctx, const char *name)
+{
+	struct client_io *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -1;
+	if (!(x->tls = tls_conn_new_client(ctx, c->io.fd, name))) {
+		free(x);
+		return -1;
+	}
+	x->identity = TLS_ID_NONE;
+	ws_decoder_init(&x->dec, 0);
+	c->x = x;
+	return 0;
+}
+
 void client_io_free(struct client *c)
 {
 	struct client_io *x = c->x;

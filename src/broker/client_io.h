@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <openssl/ssl.h>
+
 struct broker_listener;
 struct client;
 
@@ -32,6 +34,11 @@ enum client_io_result {
 /* Sets up c for listener l (TLS state, WebSocket decoder). Returns 0 or -1
  * (ENOMEM). A plain TCP listener needs no call. */
 int client_io_new(struct client *c, const struct broker_listener *l);
+/* Sets up c, an outbound connection (upstream.h), as the TLS client of ctx
+ * (a tls_client_ctx_new() one), verifying the server's certificate for name.
+ * The handshake runs inside the first reads and flushes. Returns 0 or -1
+ * (ENOMEM). */
+int client_io_new_tls_client(struct client *c, SSL_CTX *ctx, const char *name);
 /* Frees the transport state (no bytes sent). NULL-safe on c->x. */
 void client_io_free(struct client *c);
 

@@ -9,10 +9,14 @@
 #include "broker/handle_publish.h"
 #include "broker/handle_subscribe.h"
 #include "broker/send.h"
+#include "broker/upstream.h"
 #include "mqtt/mqtt_codec.h"
 
 int dispatch_packet(struct client *c, const struct mqtt_packet *p)
 {
+	/* Our connection to an upstream broker: the server's packets. */
+	if (c->up)
+		return upstream_dispatch(c, p);
 	if (c->state == CL_NEW && p->type != MQTT_CONNECT) {
 		client_close(c, "first packet not CONNECT", false);
 		return -1;

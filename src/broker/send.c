@@ -1,6 +1,7 @@
 /* send.c - outgoing packets; see send.h. */
 #include "broker/client.h"
 #include "broker/send.h"
+#include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -77,5 +78,30 @@ int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain
 		.topic = { (const uint8_t *)m->topic, m->topic_len },
 		.payload = m->payload, .payload_len = m->payload_len,
 	};
-	return sent(c, MQTT_PUBLISH, mqtt_encode_publish(&c->obuf, c->level, &p));
+	int rc = sent(c, MQTT_PUBLISH, mqtt_encode_publish(&c->obuf, c->level, &p));
+	if (rc == 0 && c->up)
+		atomic_fetch_add_explicit(&c->up->st.msgs_out, 1, memory_order_relaxed);
+	return rc;
+}
+
+int send_connect(struct client *c, const struct mqtt_connect *k)
+{
+	return sent(c, MQTT_CONNECT, mqtt_encode_connect(&c->obuf, k));
+}
+
+int send_subscribe(struct client *c, uint16_t pid, const struct mqtt_str *filters,
+		   const uint8_t *qos, uint16_t n)
+{
+	return sent(c, MQTT_SUBSCRIBE, mqtt_encode_subscribe(&c->obuf, c->level, MQTT_SUBSCRIBE, pid,
+							     filters, qos, n));
+}
+
+int send_pingreq(struct client *c)
+{
+	return sent(c, MQTT_PINGREQ, mqtt_encode_simple(&c->obuf, c->level, MQTT_PINGREQ));
+}
+
+int send_disconnect(struct client *c)
+{
+	return sent(c, MQTT_DISCONNECT, mqtt_encode_simple(&c->obuf, c->level, MQTT_DISCONNECT));
 }

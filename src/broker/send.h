@@ -15,6 +15,8 @@
 
 struct client;
 struct msg;
+struct mqtt_connect;
+struct mqtt_str;
 
 /* CONNACK with return code rc; session present only where the level has it. */
 int send_connack(struct client *c, uint8_t rc, bool present);
@@ -29,5 +31,13 @@ int send_pingresp(struct client *c);
 /* PUBLISH of m at qos (pid 0 for QoS 0) with the given RETAIN and DUP. */
 int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
 		 bool dup);
+
+/* The client's side, on an upstream connection (upstream.h). */
+int send_connect(struct client *c, const struct mqtt_connect *k);
+/* SUBSCRIBE to filters[0..n) at qos[i]. */
+int send_subscribe(struct client *c, uint16_t pid, const struct mqtt_str *filters,
+		   const uint8_t *qos, uint16_t n);
+int send_pingreq(struct client *c);
+int send_disconnect(struct client *c);
 
 #endif

@@ -17,6 +17,7 @@
 #include "broker/listener.h"
 #include "broker/session.h"
 #include "broker/takeover.h"
+#include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -167,7 +168,10 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		takeover_resume(w, it->u);
 		break;
 	case INBOX_INJECT:
-		deliver_publish(w, it->p1);
+		if (it->u) /* for one upstream only (broker_inject_upstream) */
+			upstream_inject(w, (int)(it->u - 1), it->p1);
+		else
+			deliver_publish(w, it->p1);
 		msg_track_done(it->p1); /* the injector's hold */
 		msg_unref(it->p1);
 		break;
@@ -222,6 +226,7 @@ static void on_tick(void *ud)
 	if (!STAILQ_EMPTY(&w->blocked))
 		handle_publish_retry(w);
 	auth_connect_tick(w);
+	upstream_tick(w);
 	int64_t connect_timeout = LIM(br, connect_timeout_ms);
 	int64_t packet_timeout = LIM(br, packet_timeout_ms);
 

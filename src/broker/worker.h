@@ -39,7 +39,8 @@ enum worker_item {
 	INBOX_FENCE,           /* a = requesting worker, u = conn id: answer once reached */
 	INBOX_SETTLE,          /* p1 = struct session * (ref): posted to itself by the worker that parked it */
 	INBOX_TAKEOVER_DONE,   /* u = conn id of the waiting client */
-	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink) */
+	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink);
+	                          u = 0, or upstream index + 1: for that upstream only */
 	INBOX_ACK,             /* u = conn id, c = ack sequence, a = ok: the sink's answer */
 	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
 	INBOX_AUTH,            /* u = conn id, a = enum passwd_result: a password checked */

@@ -36,12 +36,17 @@ static int load_metrics(struct ctx *x, const config_setting_t *s, void *base, co
 static int load_props(struct ctx *x, const config_setting_t *s, void *base, const char *key);
 static int check_listener(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
+static int check_upstream(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
+static int load_upstream_tls(struct ctx *x, const config_setting_t *s, void *base, const char *key);
+static int load_upstream_subs(struct ctx *x, const config_setting_t *s, void *base, const char *key);
 
 #define C(f) offsetof(struct cfg, f)
 #define L(f) offsetof(struct cfg_listener, f)
 #define M(f) offsetof(struct cfg_metrics, f)
 #define R(f) offsetof(struct cfg_route, f)
 #define D(f) offsetof(struct cfg_downlink, f)
+#define U(f) offsetof(struct cfg_upstream, f)
+#define US(f) offsetof(struct cfg_upstream_sub, f)
 #define INT(s, n, o, d, lo, hi, rl) { s, n, T_INT, o, d, lo, hi, NULL, NULL, false, rl, 0, NULL }
 #define U32(s, n, o, d, lo, hi, rl) { s, n, T_U32, o, d, lo, hi, NULL, NULL, false, rl, 0, NULL }
 #define BOOL(s, n, o, d, rl) { s, n, T_BOOL, o, d, 0, 1, NULL, NULL, false, rl, 0, NULL }
@@ -65,6 +70,7 @@ const struct opt cfg_opts[] = {
 	NEST(S_TOP, "kafka", T_GROUP, S_KAFKA, NULL, true),
 	NEST(S_TOP, "routes", T_LIST, S_ROUTE, NULL, true),
 	NEST(S_TOP, "downlink", T_LIST, S_DOWNLINK, NULL, false),
+	NEST(S_TOP, "upstreams", T_LIST, S_UPSTREAM, NULL, false),
 
 	INT(S_LIMITS, "max_connections", C(limits.max_connections), 100000, 1, 10000000, true),
 	INT(S_LIMITS, "max_packet_size", C(limits.max_packet_size), 1048576, 16, 268435455, true),
@@ -142,6 +148,31 @@ const struct opt cfg_opts[] = {
 	ENUM(S_DOWNLINK, "format", D(format), CFG_FORMAT_RAW, formats, false),
 	ENUM(S_DOWNLINK, "mode", D(mode), CFG_MODE_GROUP, modes, false),
 	INT(S_DOWNLINK, "ack_timeout", D(ack_timeout), 30, 1, 86400, false),
+	STR(S_DOWNLINK, "target", D(target), NULL, 1, 256, false, false),
+
+	/* Upstream brokers: all restart-only (check_upstream() fills the
+	 * defaults that depend on other keys: port, client_id). */
+	STR(S_UPSTREAM, "name", U(name), NULL, 1, 64, true, false),
+	STR(S_UPSTREAM, "address", U(address), NULL, 1, 253, true, false),
+	INT(S_UPSTREAM, "port", U(port), 0, 1, 65535, false),
+	STR(S_UPSTREAM, "client_id", U(client_id), NULL, 1, 65535, false, false),
+	STR(S_UPSTREAM, "username", U(username), NULL, 0, 65535, false, false),
+	PATH(S_UPSTREAM, "password_file", U(password_file), false, false),
+	NEST(S_UPSTREAM, "tls", T_GROUP, S_UPSTREAM_TLS, load_upstream_tls, false),
+	BOOL(S_UPSTREAM, "clean_session", U(clean_session), false, false),
+	INT(S_UPSTREAM, "keepalive", U(keepalive), 30, 0, 65535, false),
+	INT(S_UPSTREAM, "protocol", U(protocol), 4, 3, 5, false),
+	NEST(S_UPSTREAM, "subscriptions", T_LIST, S_UPSTREAM_SUB, load_upstream_subs, false),
+	STR(S_UPSTREAM, "prefix", U(prefix), "", 0, 32767, false, false),
+	BOOL(S_UPSTREAM, "required", U(required), false, false),
+	INT(S_UPSTREAM, "reconnect_min_ms", U(reconnect_min_ms), 500, 10, 3600000, false),
+	INT(S_UPSTREAM, "reconnect_max_ms", U(reconnect_max_ms), 30000, 10, 3600000, false),
+	PATH(S_UPSTREAM_TLS, "ca", U(tls.ca), false, false),
+	PATH(S_UPSTREAM_TLS, "cert", U(tls.cert), false, false),
+	PATH(S_UPSTREAM_TLS, "key", U(tls.key), false, false),
+	STR(S_UPSTREAM_TLS, "server_name", U(tls.server_name), NULL, 1, 253, false, false),
+	STR(S_UPSTREAM_SUB, "filter", US(filter), NULL, 1, 65535, true, false),
+	INT(S_UPSTREAM_SUB, "qos", US(qos), 1, 0, 2, false),
 };
 #define NOPTS (sizeof(cfg_opts) / sizeof(cfg_opts[0]))
 const size_t cfg_nopts = NOPTS;
@@ -150,6 +181,7 @@ const struct list_info cfg_lists[S_PROPS + 1] = {
 	[S_LISTENER] = { C(listeners), C(nlisteners), sizeof(struct cfg_listener), L(line), check_listener },
 	[S_ROUTE] = { C(routes), C(nroutes), sizeof(struct cfg_route), R(line), NULL },
 	[S_DOWNLINK] = { C(downlinks), C(ndownlinks), sizeof(struct cfg_downlink), D(line), check_downlink },
+	[S_UPSTREAM] = { C(upstreams), C(nupstreams), sizeof(struct cfg_upstream), U(line), check_upstream },
 };
 
 /* Enum members are written through int *. */
@@ -466,6 +498,120 @@ static int load_metrics(struct ctx *x, const config_setting_t *s, void *base, co
 	return 0;
 }
 
+/* An upstream name labels metrics and is named by downlink targets. */
+static bool upstream_name_ok(const char *n)
+{
+	for (; *n; n++)
+		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') || (*n >= '0' && *n <= '9') ||
+		      *n == '.' || *n == '_' || *n == '-'))
+			return false;
+	return true;
+}
+
+static int load_upstream_tls(struct ctx *x, const config_setting_t *s, void *base, const char *key)
+{
+	struct cfg_upstream *u = base;
+	struct cfg_upstream_tls *t = &u->tls;
+
+	if (!s)
+		return 0;
+	u->has_tls = true;
+	t->line = line_of(s);
+	if (load_section(x, s, S_UPSTREAM_TLS, base, key))
+		return -1;
+	if (!t->cert.path != !t->key.path)
+		return fail(x, s, "'%s' needs both 'cert' and 'key' (a client certificate and its key), "
+			    "or neither", key);
+	return 0;
+}
+
+static int load_upstream_subs(struct ctx *x, const config_setting_t *s, void *base, const char *key)
+{
+	struct cfg_upstream *u = base;
+	size_t n = s ? (size_t)config_setting_length(s) : 0;
+	char k[300];
+
+	if (!(u->subs = calloc(n ? n : 1, sizeof(*u->subs))))
+		return fail_at(x, NULL, 0, "out of memory");
+	u->nsubs = n;
+	for (size_t i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		snprintf(k, sizeof(k), "%s[%zu]", key, i);
+		if (!config_setting_is_group(e))
+			return fail(x, e, "'%s' must be a group { filter = \"...\"; qos = 1; }", k);
+		u->subs[i].line = line_of(e);
+		if (load_section(x, e, S_UPSTREAM_SUB, &u->subs[i], k))
+			return -1;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(u->subs[j].filter, u->subs[i].filter) == 0)
+				return fail(x, e, "'%s' repeats the filter of line %d", k, u->subs[j].line);
+	}
+	return 0;
+}
+
+static int check_upstream(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i)
+{
+	struct cfg_upstream *u = elem;
+	char id[80];
+
+	if (!upstream_name_ok(u->name))
+		return fail(x, config_setting_get_member(e, "name"), "'%s.name' may hold only letters, "
+			    "digits, '.', '_' and '-' (got \"%.64s\")", key, u->name);
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(u->name, x->c->upstreams[j].name) == 0)
+			return fail(x, e, "'%s' repeats the name \"%s\" of upstreams[%zu] (line %d)", key,
+				    u->name, j, x->c->upstreams[j].line);
+	if (u->protocol != 4)
+		return fail(x, config_setting_get_member(e, "protocol"), "'%s.protocol' = %d is not "
+			    "served: only 4 (MQTT 3.1.1) is, for now", key, u->protocol);
+	if (u->password_file.path && !u->username)
+		return fail(x, config_setting_get_member(e, "password_file"), "'%s.password_file' needs "
+			    "'%s.username' (MQTT 3.1.1 sends no password without a user name)", key, key);
+	if (u->reconnect_max_ms < u->reconnect_min_ms)
+		return fail(x, config_setting_get_member(e, "reconnect_max_ms"), "'%s.reconnect_max_ms' "
+			    "(%d) must be at least '%s.reconnect_min_ms' (%d)", key, u->reconnect_max_ms,
+			    key, u->reconnect_min_ms);
+	if (!u->port)
+		u->port = u->has_tls ? 8883 : 1883;
+	snprintf(id, sizeof(id), "kafkagate-%s", u->name);
+	if (!u->client_id && set_str(x, &u->client_id, id))
+		return -1;
+	return 0;
+}
+
+/* A downlink target: "local" (the default) or "upstream:NAME" of a known upstream. */
+static int check_targets(struct ctx *x, const config_setting_t *down)
+{
+	static const char pre[] = "upstream:";
+	const struct cfg *c = x->c;
+
+	for (size_t i = 0; i < c->ndownlinks; i++) {
+		struct cfg_downlink *d = &c->downlinks[i];
+		const config_setting_t *at =
+			config_setting_get_member(config_setting_get_elem(down, (unsigned)i), "target");
+		bool found = false;
+		if (!d->target)
+			continue;
+		if (strcmp(d->target, "local") == 0) {
+			free(d->target);
+			d->target = NULL;
+			continue;
+		}
+		if (strncmp(d->target, pre, sizeof(pre) - 1) != 0)
+			return fail(x, at, "'downlink[%zu].target' must be \"local\" or \"upstream:NAME\" "
+				    "(got \"%.64s\")", i, d->target);
+		for (size_t j = 0; j < c->nupstreams && !found; j++)
+			found = strcmp(c->upstreams[j].name, d->target + sizeof(pre) - 1) == 0;
+		if (!found)
+			return fail(x, at, "'downlink[%zu].target' names no upstream (\"%.64s\"; the "
+				    "upstreams list has %zu)", i, d->target + sizeof(pre) - 1,
+				    c->nupstreams);
+		/* Keep the name only: that is what the broker looks up. */
+		memmove(d->target, d->target + sizeof(pre) - 1, strlen(d->target) - sizeof(pre) + 2);
+	}
+	return 0;
+}
+
 size_t cfg_kafka_value_max(const char *name)
 {
 	size_t n = strlen(name);
@@ -617,6 +763,8 @@ static int check_whole(struct ctx *x, const config_setting_t *root)
 			    "%s need kafka.brokers: set it to the Kafka bootstrap servers (\"host:port,...\"), "
 			    "or to \"embedded\" for the in-process mock cluster, which keeps nothing",
 			    c->nroutes ? "routes" : "downlink mappings");
+	if (check_targets(x, down))
+		return -1;
 	if (c->limits.max_partial_bytes < c->limits.max_packet_size) {
 		const config_setting_t *at = config_setting_get_member(limits, "max_partial_bytes");
 		return fail(x, at ? at : config_setting_get_member(limits, "max_packet_size"),
@@ -728,8 +876,26 @@ void cfg_free(struct cfg *c)
 		free(c->downlinks[i].topics);
 		free(c->downlinks[i].group);
 		free(c->downlinks[i].mqtt_topic);
+		free(c->downlinks[i].target);
 	}
 	free(c->downlinks);
+	for (size_t i = 0; i < c->nupstreams; i++) {
+		struct cfg_upstream *u = &c->upstreams[i];
+		free(u->name);
+		free(u->address);
+		free(u->client_id);
+		free(u->username);
+		path_release(&u->password_file);
+		path_release(&u->tls.ca);
+		path_release(&u->tls.cert);
+		path_release(&u->tls.key);
+		free(u->tls.server_name);
+		for (size_t j = 0; j < u->nsubs; j++)
+			free(u->subs[j].filter);
+		free(u->subs);
+		free(u->prefix);
+	}
+	free(c->upstreams);
 	free(c->path);
 	free(c);
 }

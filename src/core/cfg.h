@@ -183,6 +183,51 @@ struct cfg_downlink {
 	enum cfg_mode mode;
 	int ack_timeout;  /* seconds a record may wait for its devices before its
 	                     offset is committed anyway (the group uses the largest) */
+	char *target;     /* NULL = the local broker (its subscribers); else the name
+	                     of an upstream: `target = "upstream:NAME"` in the file */
+	int line;
+};
+
+/* One subscription an upstream connection makes (upstreams[i].subscriptions).
+ * The filter is checked by the broker (upstream.h), not here. */
+struct cfg_upstream_sub {
+	char *filter;
+	int qos;        /* 0..2 */
+	int line;
+};
+
+/* upstreams[i].tls: kafkagate is the TLS client. */
+struct cfg_upstream_tls {
+	struct cfg_path ca;    /* CAs that sign the server's certificate; NULL = the
+	                          system's default CA store */
+	struct cfg_path cert;  /* client certificate chain (PEM); NULL = none */
+	struct cfg_path key;   /* its key; set with cert, or neither */
+	char *server_name;     /* checked in the server certificate and sent as
+	                          SNI; NULL = address */
+	int line;
+};
+
+/* An MQTT broker kafkagate connects to as a client (upstreams = ( ... )).
+ * Everything here needs a restart; the password file is re-read at every
+ * connection attempt. */
+struct cfg_upstream {
+	char *name;          /* [A-Za-z0-9._-], 1..64 bytes, unique */
+	char *address;       /* host name or numeric address */
+	int port;            /* 1..65535; default 1883, 8883 with tls */
+	char *client_id;     /* default "kafkagate-<name>" */
+	char *username;      /* NULL = none */
+	struct cfg_path password_file;  /* first line is the password; needs username */
+	bool has_tls;
+	struct cfg_upstream_tls tls;
+	bool clean_session;  /* default false: the upstream keeps our session */
+	int keepalive;       /* seconds, 0..65535, default 30 */
+	int protocol;        /* MQTT protocol level: 4 (3.1.1) */
+	struct cfg_upstream_sub *subs;  /* at least one */
+	size_t nsubs;
+	char *prefix;        /* added before received topics; "" = none */
+	bool required;       /* /readyz fails while it is down (default false) */
+	int reconnect_min_ms;  /* first reconnect delay, default 500 */
+	int reconnect_max_ms;  /* cap of the exponential backoff, default 30000 */
 	int line;
 };
 
@@ -202,6 +247,8 @@ struct cfg {
 	size_t nroutes;
 	struct cfg_downlink *downlinks;
 	size_t ndownlinks;
+	struct cfg_upstream *upstreams;
+	size_t nupstreams;
 };
 
 /*
@@ -209,7 +256,8 @@ struct cfg {
  * (free with cfg_free()), or -1 with *out untouched and err holding one line
  * "FILE:LINE: what is wrong" (the first problem found): syntax errors, unknown
  * settings, wrong types, values out of range, missing required settings, no
- * listeners, routes or downlinks without kafka.brokers.
+ * listeners, routes or downlinks without kafka.brokers, two upstreams with one
+ * name, a downlink target naming no upstream.
  */
 int cfg_load(const char *path, struct cfg **out, char *err, size_t errlen);
 
@@ -228,7 +276,7 @@ void cfg_free(struct cfg *c);
  * Compares two configs for a reload. Returns how many changed settings take
  * effect only after a restart (listeners but their tls keys, workers,
  * metrics.address and .port, auth.verify_threads, kafka.brokers,
- * kafka.properties, downlink) and writes their names, comma-separated, to msg
+ * kafka.properties, downlink, upstreams) and writes their names, comma-separated, to msg
  * ("" when none; truncated to len). Everything else can be applied live.
  */
 int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, size_t len);

@@ -37,6 +37,17 @@ static bool same_keys(enum sect sect, const void *a, const void *b)
 	return true;
 }
 
+/* What same_keys() does not see in an upstream: its tls group and subscriptions. */
+static bool same_upstream(const struct cfg_upstream *a, const struct cfg_upstream *b)
+{
+	if (a->has_tls != b->has_tls || !same_keys(S_UPSTREAM_TLS, a, b) || a->nsubs != b->nsubs)
+		return false;
+	for (size_t i = 0; i < a->nsubs; i++)
+		if (!same_keys(S_UPSTREAM_SUB, &a->subs[i], &b->subs[i]))
+			return false;
+	return true;
+}
+
 static bool same_nested(const struct opt *o, const struct cfg *a, const struct cfg *b)
 {
 	const struct list_info *li = &cfg_lists[o->sub];
@@ -64,6 +75,8 @@ static bool same_nested(const struct opt *o, const struct cfg *a, const struct c
 		if (o->sub == S_LISTENER &&
 		    ((const struct cfg_listener *)(const void *)ea)->has_tls !=
 		    ((const struct cfg_listener *)(const void *)eb)->has_tls)
+			return false;
+		if (o->sub == S_UPSTREAM && !same_upstream((const void *)ea, (const void *)eb))
 			return false;
 		if (o->sub != S_DOWNLINK)
 			continue;

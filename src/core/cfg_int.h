@@ -22,10 +22,11 @@ struct config_setting_t;   /* libconfig's */
 /* Where a key lives. Keys of S_TOP..S_KAFKA have offsets into struct cfg
  * and are compared one by one for a reload; the others have offsets into
  * their element (struct cfg_listener for S_LISTENER and S_TLS, struct
- * cfg_metrics, cfg_route, cfg_downlink) and are compared with their parent.
+ * cfg_metrics, cfg_route, cfg_downlink, cfg_upstream for S_UPSTREAM and
+ * S_UPSTREAM_TLS, cfg_upstream_sub) and are compared with their parent.
  * S_PROPS holds no keys: it marks kafka.properties, read by its own loader. */
 enum sect { S_TOP, S_LIMITS, S_LOG, S_AUTH, S_KAFKA, S_LISTENER, S_TLS, S_METRICS, S_ROUTE,
-	    S_DOWNLINK, S_PROPS };
+	    S_DOWNLINK, S_UPSTREAM, S_UPSTREAM_TLS, S_UPSTREAM_SUB, S_PROPS };
 
 /* T_OTHER keys are known but read by their section's own code. T_PATH is a
  * file name stored as struct cfg_path; T_U32 a uint32_t. */
@@ -57,7 +58,8 @@ struct list_info {
 /* Every setting, cfg_nopts of them (defined in cfg.c). */
 extern const struct opt cfg_opts[];
 extern const size_t cfg_nopts;
-/* Indexed by S_LISTENER, S_ROUTE, S_DOWNLINK; other entries are zero. */
+/* Indexed by S_LISTENER, S_ROUTE, S_DOWNLINK, S_UPSTREAM; other entries are
+ * zero (an upstream's subscriptions are read by their own loader). */
 extern const struct list_info cfg_lists[];
 
 #define CAT(base, off, type) ((const type *)(const void *)((const char *)(base) + (off)))

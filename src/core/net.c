@@ -48,6 +48,32 @@ fail:;
 	return -1;
 }
 
+/* Fills *p from the address in ss. */
+static void describe(const struct sockaddr_storage *ss, struct net_peer *p)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	memset(p->ip, 0, sizeof(p->ip));
+	p->loopback = false;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in4->sin_addr, a, sizeof(a));
+		port = ntohs(in4->sin_port);
+		p->ip[10] = p->ip[11] = 0xff;
+		memcpy(p->ip + 12, &in4->sin_addr, 4);
+		p->loopback = p->ip[12] == 127;
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+		port = ntohs(in6->sin6_port);
+		memcpy(p->ip, &in6->sin6_addr, 16);
+		p->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+			      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && p->ip[12] == 127);
+	}
+	snprintf(p->str, sizeof(p->str), "%s:%d", a, port);
+	p->port = (uint16_t)port;
+}
+
 int net_accept(int lfd, struct net_peer *p)
 {
 	struct sockaddr_storage ss;
@@ -57,28 +83,18 @@ int net_accept(int lfd, struct net_peer *p)
 		return -1;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	char a[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	memset(p->ip, 0, sizeof(p->ip));
-	p->loopback = false;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &in4->sin_addr, a, sizeof(a));
-		port = ntohs(in4->sin_port);
-		p->ip[10] = p->ip[11] = 0xff;
-		memcpy(p->ip + 12, &in4->sin_addr, 4);
-		p->loopback = p->ip[12] == 127;
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
-		port = ntohs(in6->sin6_port);
-		memcpy(p->ip, &in6->sin6_addr, 16);
-		p->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
-			      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && p->ip[12] == 127);
-	}
-	snprintf(p->str, sizeof(p->str), "%s:%d", a, port);
-	p->port = (uint16_t)port;
+	describe(&ss, p);
 	return fd;
+}
+
+int net_peer_of(int fd, struct net_peer *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	describe(&ss, p);
+	return 0;
 }
 
 char *net_peer_format(const uint8_t ip[16], uint16_t port, char *out, size_t len)

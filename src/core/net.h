@@ -22,6 +22,9 @@ struct net_peer {
 	uint16_t port;
 };
 
+/* Describes the peer of connected socket fd in *p. Returns 0 or -1. */
+int net_peer_of(int fd, struct net_peer *p);
+
 /* Formats ip (as in struct net_peer) and port as "addr:port" into out.
  * Returns out. */
 char *net_peer_format(const uint8_t ip[16], uint16_t port, char *out, size_t len);

@@ -27,6 +27,8 @@
 struct mapping {
 	struct downlink_map *m;
 	struct consumer *c;            /* its group's consumer (set by downlink_new) */
+	int upstream;                  /* -1: the local broker; else the upstream's index */
+	char *target;                  /* "local" or "upstream:NAME" (owned) */
 	atomic_uint_fast64_t consumed, delivered, skipped;
 	int64_t log_second;            /* consumer thread only */
 	unsigned log_count;
@@ -123,7 +125,10 @@ static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct 
 		msg->track = &r_tr->track;
 		owed++;
 		/* On failure the broker completes the track itself: counted as done. */
-		broker_inject(g->d->br, msg);
+		if (mp->upstream >= 0)
+			broker_inject_upstream(g->d->br, mp->upstream, msg);
+		else
+			broker_inject(g->d->br, msg);
 	}
 	template_ctx_release(&ctx);
 	return owed;
@@ -176,8 +181,10 @@ void downlink_free(struct downlink *d)
 	for (size_t i = 0; i < d->ngroups; i++)
 		group_release(&d->groups[i]);
 	free(d->groups);
-	for (size_t i = 0; i < d->nmaps; i++)
+	for (size_t i = 0; i < d->nmaps; i++) {
 		downlink_map_free(d->maps[i].m);
+		free(d->maps[i].target);
+	}
 	free(d->maps);
 	free(d);
 }
@@ -256,6 +263,19 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
 			goto fail;
 		}
 		d->nmaps++;
+		d->maps[i].upstream = -1;
+		if (cd->target && (d->maps[i].upstream = broker_upstream_find(br, cd->target)) < 0) {
+			snprintf(err, errlen, "%s:%d: downlink[%zu]: target names no upstream (\"%s\")",
+				 cfg->path, cd->line, i, cd->target);
+			goto fail;
+		}
+		char tgt[300];
+		snprintf(tgt, sizeof(tgt), "%s%s", cd->target ? "upstream:" : "local",
+			 cd->target ? cd->target : "");
+		if (!(d->maps[i].target = strdup(tgt))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 		struct group *g = group_for(d, gid);
 		struct mapping **maps = realloc(g->maps, (g->nmaps + 1) * sizeof(*maps));
 		if (!maps) {
@@ -272,8 +292,8 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
 		for (size_t j = 0; j < g->nmaps; j++) {
 			const struct downlink_map *m = g->maps[j]->m;
 			log_info("downlink mapping group=%s topics=%s mqtt_topic=%s qos=%d retain=%d "
-				 "line=%d", m->group, m->topics_csv, template_source(m->t), m->qos,
-				 m->retain, m->line);
+				 "target=%s line=%d", m->group, m->topics_csv, template_source(m->t), m->qos,
+				 m->retain, g->maps[j]->target, m->line);
 		}
 	}
 	return d;
@@ -366,6 +386,7 @@ static json_t *map_json(struct downlink *d, const struct downlink_map *m, size_t
 	json_object_set_new(o, "format", json_string(m->format == CFG_FORMAT_JSON ? "json" : "raw"));
 	json_object_set_new(o, "mode", json_string(m->mode == CFG_MODE_BROADCAST ? "broadcast"
 									  : "group"));
+	json_object_set_new(o, "target", json_string(d->maps[i].target));
 	json_object_set_new(o, "consumed", json_integer((json_int_t)st.consumed));
 	json_object_set_new(o, "delivered", json_integer((json_int_t)st.delivered));
 	json_object_set_new(o, "skipped", json_integer((json_int_t)st.skipped));

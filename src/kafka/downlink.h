@@ -16,7 +16,9 @@
  * name (or is longer than 65535 bytes), or (json) a value that is not an
  * envelope: the record is skipped for that mapping, counted, logged with
  * topic/partition/offset, and its offset committed like a delivered one.
- * Otherwise the message is tracked (msg.h) and handed to broker_inject();
+ * Otherwise the message is tracked (msg.h) and handed to broker_inject(), or
+ * with `target = "upstream:NAME"` to broker_inject_upstream() (published to
+ * that broker only; complete once it acknowledged);
  * the record completes when every mapping's message is accounted for: written
  * to each matching online QoS 0 subscriber, acknowledged by each QoS 1/2 one,
  * or queued in an offline persistent session; at once with no subscriber.
@@ -114,7 +116,7 @@ size_t downlink_count(const struct downlink *d);
 int downlink_stats(const struct downlink *d, size_t i, struct downlink_stats *out);
 /* The "downlink" array of /api/v1/status (status.h's status_hook; ud is the
  * struct downlink *): one object per mapping {group, topics [], mqtt_topic,
- * qos, retain, format, mode, consumed, delivered, skipped, timed_out,
+ * qos, retain, format, mode, target ("local" or "upstream:NAME"), consumed, delivered, skipped, timed_out,
  * lag [{topic, partition, lag, hi_offset, committed_offset}]}. Returns a new
  * reference, or NULL on allocation failure. Any thread. */
 struct json_t *downlink_status_json(void *ud);

@@ -1,4 +1,5 @@
 /* tls.c - OpenSSL server contexts, reload and non-blocking connections; see tls.h. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -149,6 +150,52 @@ fail:
 	return NULL;
 }
 
+SSL_CTX *tls_client_ctx_new(const struct tls_client_opts *o, char *err, size_t errlen)
+{
+	struct tls_opts ko = { .cert = o->cert, .key = o->key };
+	SSL_CTX *ctx = NULL;
+
+	ERR_clear_error();
+	if (!o->cert != !o->key) {
+		fail(err, errlen, "a client certificate needs its key, and a key its certificate");
+		return NULL;
+	}
+	if ((o->ca && check_readable("CA", o->ca, err, errlen) < 0) ||
+	    (o->cert && (check_readable("certificate", o->cert, err, errlen) < 0 ||
+			 check_readable("key", o->key, err, errlen) < 0)))
+		return NULL;
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS)) {
+		fail(err, errlen, "cannot set up a TLS context: out of memory");
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (o->ca ? SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1
+		  : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		if (o->ca)
+			fail(err, errlen, "cannot read CA %s: no PEM certificate in it", o->ca);
+		else
+			fail(err, errlen, "cannot load the system's CA certificates");
+		goto fail;
+	}
+	if (o->cert && SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+		fail(err, errlen, "cannot read certificate %s: no PEM certificate in it", o->cert);
+		goto fail;
+	}
+	if (o->cert && load_key(ctx, &ko, err, errlen) < 0)
+		goto fail;
+	ERR_clear_error();
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 struct tls_server *tls_server_new(const struct tls_opts *opts, char *err, size_t errlen)
 {
 	struct tls_server *ts = calloc(1, sizeof(*ts));
@@ -213,6 +260,27 @@ struct tls_conn *tls_conn_new(struct tls_server *ts, int fd)
 		c = NULL;
 	} else {
 		SSL_set_accept_state(c->ssl);
+	}
+	ERR_clear_error();
+	return c;
+}
+
+struct tls_conn *tls_conn_new_client(SSL_CTX *ctx, int fd, const char *name)
+{
+	struct tls_conn *c = calloc(1, sizeof(*c));
+	unsigned char ip[16];
+	bool literal = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+
+	if (c)
+		c->ssl = SSL_new(ctx);
+	if (!c || !c->ssl || SSL_set_fd(c->ssl, fd) != 1 ||
+	    (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name) != 1
+		     : SSL_set1_host(c->ssl, name) != 1 ||
+		       SSL_set_tlsext_host_name(c->ssl, name) != 1)) {
+		tls_conn_free(c);
+		c = NULL;
+	} else {
+		SSL_set_connect_state(c->ssl);
 	}
 	ERR_clear_error();
 	return c;
@@ -422,6 +490,10 @@ const char *tls_conn_error(const struct tls_conn *c, char *out, size_t outlen)
 		snprintf(out, outlen, "%s", strerror(c->sys_errno));
 	} else if (c->why != WHY_SSL) {
 		snprintf(out, outlen, "%s", fixed[c->why]);
+	} else if (ERR_GET_LIB(c->err) == ERR_LIB_SSL && !SSL_is_server(c->ssl) &&
+		   ERR_GET_REASON(c->err) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+		snprintf(out, outlen, "server certificate rejected: %s",
+			 X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
 	} else if (ERR_GET_LIB(c->err) == ERR_LIB_SSL &&
 		   (s = reason_words(ERR_GET_REASON(c->err), SSL_get_verify_result(c->ssl)))) {
 		snprintf(out, outlen, "%s", s);

@@ -70,6 +70,23 @@ struct tls_conn;
  */
 SSL_CTX *tls_ctx_new(const struct tls_opts *opts, char *err, size_t errlen);
 
+/* The client side (kafkagate connecting to an upstream MQTT broker).
+ * Borrowed, like struct tls_opts. */
+struct tls_client_opts {
+	const char *ca;    /* PEM CAs that sign the server certificate; NULL: the
+	                      system's default store */
+	const char *cert;  /* PEM client certificate chain to present; NULL: none */
+	const char *key;   /* its unencrypted PEM key (with cert) */
+};
+
+/*
+ * Returns a new client context (free with SSL_CTX_free()) that verifies the
+ * server's certificate (same protocol versions and ciphers as the server
+ * side), or NULL with a one-line reason in err naming the file, as
+ * tls_ctx_new(). Any thread.
+ */
+SSL_CTX *tls_client_ctx_new(const struct tls_client_opts *opts, char *err, size_t errlen);
+
 /* Returns a new server for opts (free with tls_server_free()), or NULL with
  * err set as for tls_ctx_new(). */
 struct tls_server *tls_server_new(const struct tls_opts *opts, char *err, size_t errlen);
@@ -94,6 +111,14 @@ SSL_CTX *tls_server_ctx(struct tls_server *ts);
  * Any thread; the connection then belongs to that thread.
  */
 struct tls_conn *tls_conn_new(struct tls_server *ts, int fd);
+/*
+ * Returns a new client-side connection on fd (borrowed, as for
+ * tls_conn_new()) from ctx (a tls_client_ctx_new() one; the connection
+ * takes its own reference), or NULL when out of memory. The handshake fails
+ * unless the server's certificate is valid for name: a DNS name (also sent
+ * as SNI) or an IP literal. Any thread; the connection then belongs to it.
+ */
+struct tls_conn *tls_conn_new_client(SSL_CTX *ctx, int fd, const char *name);
 /* Frees c without sending anything (see tls_conn_shutdown()). NULL ok. */
 void tls_conn_free(struct tls_conn *c);
 
@@ -151,7 +176,8 @@ const char *tls_conn_cipher(const struct tls_conn *c);
  * Writes why the last call returning TLS_ERR (or TLS_CLOSED) failed, for the
  * caller's log line: "no client certificate", "unknown CA", "protocol version
  * (client offers neither TLS 1.2 nor 1.3)", "peer closed without
- * close_notify", "Connection reset by peer"... Returns out.
+ * close_notify", "Connection reset by peer", on a client connection "server
+ * certificate rejected: hostname mismatch"... Returns out.
  */
 const char *tls_conn_error(const struct tls_conn *c, char *out, size_t outlen);
 

@@ -975,6 +975,124 @@ static void test_kafka_secret_file(void **state)
 	cfg_free(c);
 }
 
+/* upstreams: values, defaults that depend on other keys, downlink targets,
+ * the errors with their lines, and the reload diff. */
+static void test_upstreams(void **state)
+{
+	static const char *const ok =
+		"listeners = ( { } );\nkafka = { brokers = \"embedded\"; };\n"
+		"upstreams = (\n"
+		" { name = \"plant-a\"; address = \"mqtt.plant-a.example\"; port = 8884;\n"
+		"   username = \"bridge\"; password_file = \"plant-a.secret\";\n"
+		"   tls = { ca = \"plant-ca.crt\"; cert = \"bridge.crt\"; key = \"bridge.key\";\n"
+		"           server_name = \"broker.plant-a\"; };\n"
+		"   clean_session = true; keepalive = 10; protocol = 4; prefix = \"plant-a/\";\n"
+		"   subscriptions = ( { filter = \"plant/+/sensors/#\"; qos = 1; },\n"
+		"                     { filter = \"alarms/#\"; qos = 2; } );\n"
+		"   required = true; reconnect_min_ms = 100; reconnect_max_ms = 1000; },\n"
+		" { name = \"b\"; address = \"127.0.0.1\"; subscriptions = ( { filter = \"#\"; } ); },\n"
+		" { name = \"c_1\"; address = \"::1\"; tls = { }; }\n"
+		");\n"
+		"downlink = ( { topic = \"cmd\"; mqtt_topic = \"x/${key}\"; target = \"upstream:b\"; },\n"
+		"  { topic = \"cmd2\"; mqtt_topic = \"y\"; target = \"local\"; } );\n";
+	struct cfg *c = load_ok(ok), *d;
+	char msg[256];
+
+	(void)state;
+	assert_int_equal(c->nupstreams, 3);
+	const struct cfg_upstream *u = &c->upstreams[0];
+	assert_string_equal(u->name, "plant-a");
+	assert_string_equal(u->address, "mqtt.plant-a.example");
+	assert_int_equal(u->port, 8884);
+	assert_string_equal(u->client_id, "kafkagate-plant-a");
+	assert_string_equal(u->username, "bridge");
+	assert_string_equal(u->password_file.path, in_tmp("plant-a.secret"));
+	assert_true(u->has_tls);
+	assert_string_equal(u->tls.ca.path, in_tmp("plant-ca.crt"));
+	assert_string_equal(u->tls.cert.path, in_tmp("bridge.crt"));
+	assert_string_equal(u->tls.server_name, "broker.plant-a");
+	assert_true(u->clean_session);
+	assert_int_equal(u->keepalive, 10);
+	assert_string_equal(u->prefix, "plant-a/");
+	assert_int_equal(u->nsubs, 2);
+	assert_string_equal(u->subs[1].filter, "alarms/#");
+	assert_int_equal(u->subs[1].qos, 2);
+	assert_int_equal(u->subs[1].line, 10);
+	assert_true(u->required);
+	assert_int_equal(u->reconnect_max_ms, 1000);
+	assert_int_equal(u->line, 4);
+	u = &c->upstreams[1];
+	assert_int_equal(u->port, 1883);
+	assert_false(u->clean_session);
+	assert_int_equal(u->keepalive, 30);
+	assert_string_equal(u->prefix, "");
+	assert_int_equal(u->subs[0].qos, 1);
+	assert_false(u->has_tls);
+	assert_false(u->required);
+	assert_int_equal(u->reconnect_min_ms, 500);
+	assert_int_equal(u->reconnect_max_ms, 30000);
+	assert_int_equal(c->upstreams[2].port, 8883);
+	assert_true(c->upstreams[2].has_tls);
+	assert_null(c->upstreams[2].tls.ca.path);
+	assert_int_equal(c->upstreams[2].nsubs, 0);
+	assert_string_equal(c->downlinks[0].target, "b");
+	assert_null(c->downlinks[1].target);
+
+	/* Every upstream setting needs a restart. */
+	d = load_ok(ok);
+	assert_int_equal(cfg_reload_diff(c, d, msg, sizeof(msg)), 0);
+	cfg_free(d);
+	char *text = strdup(ok), *at = strstr(text, "qos = 2");
+	at[6] = '1';
+	d = load_ok(text);
+	assert_int_equal(cfg_reload_diff(c, d, msg, sizeof(msg)), 1);
+	assert_string_equal(msg, "upstreams");
+	cfg_free(d);
+	free(text);
+	cfg_free(c);
+
+	static const struct { const char *text, *expect; } bad[] = {
+		{ "listeners = ( { } );\nupstreams = (\n { address = \"h\"; } );\n",
+		  ":3: missing required setting 'upstreams[0].name'" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a b\";\n address = \"h\"; } );\n",
+		  ":2: 'upstreams[0].name' may hold only letters, digits" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\"; },\n"
+		  " { name = \"a\"; address = \"h\"; } );\n",
+		  ":3: 'upstreams[1]' repeats the name \"a\" of upstreams[0] (line 2)" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\";\n protocol = 5; } );\n",
+		  ":3: 'upstreams[0].protocol' = 5 is not served" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\";\n"
+		  " password_file = \"p\"; } );\n",
+		  ":3: 'upstreams[0].password_file' needs 'upstreams[0].username'" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\";\n"
+		  " tls = { cert = \"c\"; }; } );\n",
+		  ":3: 'upstreams[0].tls' needs both 'cert' and 'key'" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\";\n"
+		  " subscriptions = ( { qos = 1; } ); } );\n",
+		  ":3: missing required setting 'upstreams[0].subscriptions[0].filter'" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\"; subscriptions = (\n"
+		  " { filter = \"x\"; }, { filter = \"x\"; } ); } );\n",
+		  ":3: 'upstreams[0].subscriptions[1]' repeats the filter of line 3" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\";\n"
+		  " subscriptions = ( { filter = \"x\"; qos = 3; } ); } );\n",
+		  ":3: 'upstreams[0].subscriptions[0].qos' must be in 0..2" },
+		{ "listeners = ( { } );\nupstreams = ( { name = \"a\"; address = \"h\";\n"
+		  " reconnect_min_ms = 900; reconnect_max_ms = 800; } );\n",
+		  ":3: 'upstreams[0].reconnect_max_ms' (800) must be at least" },
+		{ "listeners = ( { } );\nkafka = { brokers = \"embedded\"; };\n"
+		  "downlink = ( { topic = \"t\"; mqtt_topic = \"m\";\n target = \"upstream:nope\"; } );\n",
+		  ":4: 'downlink[0].target' names no upstream (\"nope\"; the upstreams list has 0)" },
+		{ "listeners = ( { } );\nkafka = { brokers = \"embedded\"; };\n"
+		  "downlink = ( { topic = \"t\"; mqtt_topic = \"m\";\n target = \"plant-a\"; } );\n",
+		  ":4: 'downlink[0].target' must be \"local\" or \"upstream:NAME\"" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *e = load_err(bad[i].text);
+		if (!strstr(e, bad[i].expect))
+			fail_msg("case %zu: \"%s\", want \"%s\"", i, e, bad[i].expect);
+	}
+}
+
 static void test_util(void **state)
 {
 	char *s = util_strdup_n("topic/with/tail", 5);
@@ -1009,6 +1127,7 @@ int main(void)
 		cmocka_unit_test(test_metrics_token),
 		cmocka_unit_test(test_reload_diff_security),
 		cmocka_unit_test(test_kafka_secret_file),
+		cmocka_unit_test(test_upstreams),
 		cmocka_unit_test(test_util),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

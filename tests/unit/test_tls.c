@@ -609,6 +609,80 @@ static void test_reload_threads(void **state)
 	tls_server_free(ts);
 }
 
+/* ---- The client side (upstream brokers): both ends ours ---- */
+
+/* Runs a tls_conn_new_client() handshake for name against server ts. Returns
+ * the client's result (TLS_OK or TLS_ERR) and its error text in err. */
+static int client_handshake(struct tls_server *ts, SSL_CTX *cctx, const char *name, char *err,
+			    size_t errlen)
+{
+	int fd[2], s_res = TLS_WANT_READ, c_res = TLS_WANT_READ;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fd), 0);
+	struct tls_conn *s = tls_conn_new(ts, fd[0]), *c = tls_conn_new_client(cctx, fd[1], name);
+	assert_non_null(s);
+	assert_non_null(c);
+	for (int i = 0; i < 1000; i++) {
+		bool s_done = s_res == TLS_OK || s_res == TLS_ERR || s_res == TLS_CLOSED;
+		bool c_done = c_res == TLS_OK || c_res == TLS_ERR || c_res == TLS_CLOSED;
+		if (c_done && (s_done || c_res != TLS_OK))
+			break;
+		if (!s_done)
+			s_res = tls_conn_handshake(s);
+		if (!c_done)
+			c_res = tls_conn_handshake(c);
+		if (!(s_res == TLS_OK || s_res == TLS_ERR) || !(c_res == TLS_OK || c_res == TLS_ERR)) {
+			struct pollfd pf[2] = { { fd[0], s_events(s_res), 0 }, { fd[1], s_events(c_res), 0 } };
+			poll(pf, 2, 100);
+		}
+	}
+	tls_conn_error(c, err, errlen);
+	tls_conn_free(s);
+	tls_conn_free(c);
+	close(fd[0]);
+	close(fd[1]);
+	return c_res;
+}
+
+static void test_client_side(void **state)
+{
+	char err[256];
+	(void)state;
+
+	struct tls_server *ts = server(server_opts("server.crt", "server.key", "ca.crt", false));
+	struct tls_client_opts co = { .ca = path("ca.crt"), .cert = path("client.crt"),
+				      .key = path("client.key") };
+	SSL_CTX *cctx = tls_client_ctx_new(&co, err, sizeof(err));
+	assert_non_null(cctx);
+	/* The certificate names localhost and 127.0.0.1. */
+	assert_int_equal(client_handshake(ts, cctx, "localhost", err, sizeof(err)), TLS_OK);
+	assert_int_equal(client_handshake(ts, cctx, "127.0.0.1", err, sizeof(err)), TLS_OK);
+	assert_int_equal(client_handshake(ts, cctx, "plant-a.example", err, sizeof(err)), TLS_ERR);
+	assert_non_null(strstr(err, "server certificate rejected: "));
+	assert_int_equal(client_handshake(ts, cctx, "10.0.0.1", err, sizeof(err)), TLS_ERR);
+	assert_non_null(strstr(err, "server certificate rejected: "));
+	SSL_CTX_free(cctx);
+	/* A CA that did not sign the server's certificate. */
+	co = (struct tls_client_opts){ .ca = path("other-ca.crt") };
+	assert_non_null(cctx = tls_client_ctx_new(&co, err, sizeof(err)));
+	assert_int_equal(client_handshake(ts, cctx, "localhost", err, sizeof(err)), TLS_ERR);
+	assert_non_null(strstr(err, "server certificate rejected: "));
+	SSL_CTX_free(cctx);
+	/* Errors name the file. */
+	co = (struct tls_client_opts){ .ca = path("missing.crt") };
+	assert_null(tls_client_ctx_new(&co, err, sizeof(err)));
+	assert_non_null(strstr(err, "cannot read CA "));
+	co = (struct tls_client_opts){ .ca = path("garbage.pem") };
+	assert_null(tls_client_ctx_new(&co, err, sizeof(err)));
+	assert_non_null(strstr(err, "no PEM certificate"));
+	co = (struct tls_client_opts){ .cert = path("client.crt") };
+	assert_null(tls_client_ctx_new(&co, err, sizeof(err)));
+	assert_non_null(strstr(err, "needs its key"));
+	co = (struct tls_client_opts){ .cert = path("client.crt"), .key = path("mismatch.key") };
+	assert_null(tls_client_ctx_new(&co, err, sizeof(err)));
+	assert_non_null(strstr(err, "does not match"));
+	tls_server_free(ts);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -620,6 +694,7 @@ int main(void)
 		cmocka_unit_test(test_client_certs),
 		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_reload_threads),
+		cmocka_unit_test(test_client_side),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
