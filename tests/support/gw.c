@@ -237,7 +237,9 @@ static int gw_spawn(struct gw *g)
 			gw_print_tail(g);
 			return -1;
 		}
-		if (gw_port_open(g->port))
+		/* The admin endpoint is bound after the MQTT listeners: a test that
+		 * scrapes at once must not find it closed. */
+		if (gw_port_open(g->port) && (!g->wait_metrics || gw_port_open(g->metrics_port)))
 			return 0;
 		gw_sleep_ms(20);
 	}
@@ -285,6 +287,11 @@ int gw_start(struct gw *g, const char *extra_cfg)
 	snprintf(g->cfg_path, sizeof(g->cfg_path), "%s/gw.cfg", g->dir);
 	snprintf(g->log_path, sizeof(g->log_path), "%s/gw.log", g->dir);
 	g->port = gw_free_port();
+	if (metrics_port > 0 && extra_cfg) {
+		char needle[32];
+		snprintf(needle, sizeof(needle), "port = %d;", metrics_port);
+		g->wait_metrics = strstr(extra_cfg, needle) != NULL;
+	}
 	if (g->port < 0 || gw_write_config(g, extra_cfg) < 0) {
 		fprintf(stderr, "gw: cannot pick a port or write %s\n", g->cfg_path);
 		goto fail;

@@ -27,7 +27,8 @@
 struct gw {
 	pid_t pid;          /* 0 when not running */
 	int port;           /* MQTT listener on 127.0.0.1 */
-	int metrics_port;   /* not used by gw.c: see gw_start() */
+	int metrics_port;   /* kept by gw_start(); waited for when the config names it */
+	bool wait_metrics;       /* gw_start() also waits for metrics_port (it is in the config) */
 	char dir[256];      /* temporary directory, "" when none */
 	char cfg_path[300];
 	char log_path[300];
