@@ -511,9 +511,10 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static rd_kafka_t *bare_producer(void)
 {
 	static const char *const kv[][2] = {
-		{ "acks", "all" }, { "enable.idempotence", "true" }, { "linger.ms", "5" },
+		{ "acks", "all" }, { "enable.idempotence", "true" }, { "linger.ms", "0" },
 		{ "compression.type", "lz4" }, { "partitioner", "murmur2_random" },
-		{ "message.timeout.ms", "30000" },
+		{ "message.timeout.ms", "30000" }, { "socket.nagle.disable", "true" },
+		{ "reconnect.backoff.ms", "100" }, { "reconnect.backoff.max.ms", "1000" },
 	};
 	char e[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
