@@ -78,7 +78,9 @@ struct consumer *consumer_new(const struct cfg *cfg, const char *bootstrap,
 /* Subscribes and starts the thread. Returns 0 or -1 (logged). */
 int consumer_start(struct consumer *c);
 /* Asks the thread to stop: it stops reading, waits up to stop_grace_ms for
- * deliveries in flight, commits, and leaves the group. Does not wait. */
+ * deliveries in flight, commits, and closes the consumer (a dynamic member
+ * leaves the group; a static one stays until its session times out). Does
+ * not wait. */
 void consumer_stop(struct consumer *c);
 /* Waits for a stopped thread. No-op if it was never started. */
 void consumer_join(struct consumer *c);

@@ -117,8 +117,9 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
  * Returns 0, or -1 (logged) with nothing left running. Main thread. */
 int downlink_start(struct downlink *d);
 /* Stops reading, waits up to DOWNLINK_STOP_GRACE_MS for deliveries in flight,
- * commits what is complete, leaves the groups and joins the threads. NULL and
- * repeated calls ok. Main thread. */
+ * commits what is complete, closes the consumers (static members stay in
+ * their groups until their sessions time out) and joins the threads. NULL
+ * and repeated calls ok. Main thread. */
 void downlink_stop(struct downlink *d);
 /* Stops if needed and frees. NULL ok. After broker_free() (see above). */
 void downlink_free(struct downlink *d);
