@@ -32,7 +32,8 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # same objects as the daemon.
 CORE_SRC   := src/core/buf.c src/core/log.c src/core/util.c src/core/loop.c src/core/inbox.c \
 	src/core/net.c src/core/msg.c src/core/cfg.c src/core/cfg_diff.c src/core/daemon.c \
-	src/core/http_parse.c src/core/prom.c src/core/reclaim.c src/core/log_quote.c
+	src/core/http_parse.c src/core/prom.c src/core/reclaim.c src/core/log_quote.c \
+	src/core/lathist.c
 MQTT_SRC   := src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c \
 	src/mqtt/mqtt_encode.c src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c
 ROUTE_SRC  := src/route/template.c src/route/route.c src/route/envelope.c src/route/downlink_map.c
@@ -64,7 +65,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
-	offsets downlink log inbox
+	offsets downlink log inbox lathist
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
 UNIT_TESTS_BROKER    := client_ack inflight session_subs

@@ -14,7 +14,17 @@
  *   throughput  COUNT records produced as fast as possible; msgs/s = COUNT /
  *               (last arrival - first produce)
  *   latency     RATE records/s for SECONDS, paced every millisecond;
- *               p50/p99/max of produce -> arrival
+ *               p50/p99/max of produce -> arrival, beside a plain librdkafka
+ *               consumer of the same topic in its own group (same
+ *               fetch.wait.max.ms) in the same run: what the gateway adds
+ *               is the difference. One "RESULT mode=latency ..." line each.
+ *
+ * --crash instead: COUNT (1000) commands to one device at RATE (50) per
+ * second through a fresh topic and group; after a third the gateway is
+ * SIGKILLed and started again, the device reconnecting as soon as the port
+ * accepts. Reports the silence from the new process being ready (its port
+ * accepting) to the first command delivered, and that every command
+ * arrived ("RESULT mode=crash ...").
  *
  * Kafka: librdkafka's mock cluster in this process (default), or a real
  * broker with --bootstrap HOST:PORT (topics created with 4 partitions):
@@ -23,7 +33,7 @@
  *   B=$(scripts/kafka-local start)
  *   build/bench/downlink_bench --bootstrap "$B"; scripts/kafka-local stop
  * Options: --devices N (1000) --count N (200000) --rate N (25000)
- *          --seconds N (4) --payload BYTES (64) --qos 0|1 (both)
+ *          --seconds N (4) --payload BYTES (64) --qos 0|1 (both) --crash
  *          --fetch-wait MS: the gateway's fetch.wait.max.ms (default 10 on
  *          the mock, whose empty fetches wait that long even when records
  *          arrive meanwhile; librdkafka's 500 on a real broker)
@@ -33,7 +43,9 @@
 #include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -47,6 +59,10 @@
 #include "gw.h"
 #include "rawmqtt.h"
 
+/* kafkagate's consumer default on a real broker (src/kafka/kafka_conf.c),
+ * which the plain consumer uses too unless --fetch-wait says otherwise. */
+#define KG_FETCH_WAIT_MS 100
+
 struct conn {
 	int fd;
 	size_t len;
@@ -57,7 +73,8 @@ static struct {
 	int devices, rate, seconds, payload, only_qos, fetch_wait;
 	long count;
 	const char *bootstrap;
-} opt = { 1000, 25000, 4, 64, -1, -1, 200000, NULL };
+	bool crash, count_set, rate_set;
+} opt = { 1000, 25000, 4, 64, -1, -1, 200000, NULL, false, false, false };
 
 static struct conn *conns;
 static atomic_long received[2];
@@ -66,6 +83,11 @@ static atomic_bool recording, stop_rx;
 static int64_t *lat;
 static atomic_long nlat;
 static long lat_cap;
+
+/* The plain consumer beside the gateway: same topics, its own group. */
+static atomic_long plain_received[2];
+static int64_t *plat;
+static atomic_long nplat;
 
 static int64_t now_ns(void)
 {
@@ -147,6 +169,77 @@ static void *rx_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A plain librdkafka consumer of both bench topics in its own group: what a
+ * backend service reading the commands directly would see, in the same run.
+ * Same fetch.wait.max.ms as the gateway's consumer; starts at the end of the
+ * topics once assigned.
+ */
+static rd_kafka_t *plain_new(const char *bootstrap, int fetch_wait)
+{
+	char e[256], group[64], fw[16];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	snprintf(group, sizeof(group), "bench-plain-%d", (int)getpid());
+	snprintf(fw, sizeof(fw), "%d", fetch_wait);
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof(e)) ||
+	    rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) ||
+	    rd_kafka_conf_set(conf, "auto.offset.reset", "latest", e, sizeof(e)) ||
+	    rd_kafka_conf_set(conf, "fetch.wait.max.ms", fw, e, sizeof(e)) ||
+	    rd_kafka_conf_set(conf, "log_level", "3", e, sizeof(e)))
+		die(e);
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
+	if (!rk)
+		die(e);
+	rd_kafka_poll_set_consumer(rk);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
+	rd_kafka_topic_partition_list_add(l, "bench-q0", RD_KAFKA_PARTITION_UA);
+	rd_kafka_topic_partition_list_add(l, "bench-q1", RD_KAFKA_PARTITION_UA);
+	if (rd_kafka_subscribe(rk, l))
+		die("plain consumer: subscribe failed");
+	rd_kafka_topic_partition_list_destroy(l);
+	return rk;
+}
+
+static void *plain_main(void *arg)
+{
+	rd_kafka_t *rk = arg;
+	while (!atomic_load(&stop_rx)) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+		if (!m)
+			continue;
+		if (!m->err && m->len >= sizeof(int64_t)) {
+			int64_t sent, now = now_ns();
+			int q = strcmp(rd_kafka_topic_name(m->rkt), "bench-q1") == 0;
+			memcpy(&sent, m->payload, sizeof(sent));
+			atomic_fetch_add(&plain_received[q], 1);
+			if (atomic_load(&recording)) {
+				long k = atomic_fetch_add(&nplat, 1);
+				if (k < lat_cap)
+					plat[k] = now - sent;
+			}
+		}
+		rd_kafka_message_destroy(m);
+	}
+	return NULL;
+}
+
+/* Waits until the plain consumer has partitions (then it reads from the end). */
+static void plain_wait_assigned(rd_kafka_t *rk)
+{
+	for (int i = 0; i < 300; i++) {
+		rd_kafka_topic_partition_list_t *a = NULL;
+		int n = rd_kafka_assignment(rk, &a) == 0 && a ? a->cnt : 0;
+		if (a)
+			rd_kafka_topic_partition_list_destroy(a);
+		if (n > 0)
+			return;
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+		if (m)
+			rd_kafka_message_destroy(m);
+	}
+	die("plain consumer: no partitions after 30 s");
+}
+
 static rd_kafka_t *producer_new(const char *bootstrap, const char *linger)
 {
 	char e[256];
@@ -170,6 +263,16 @@ static void produce(rd_kafka_t *rk, const char *topic, long i)
 	memcpy(val, &t, sizeof(t));
 	while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
 				 RD_KAFKA_V_VALUE(val, (size_t)opt.payload),
+				 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) ==
+	       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		rd_kafka_poll(rk, 1);
+}
+
+/* One record with this key and value (a string), polling while the queue is full. */
+static void produce_raw(rd_kafka_t *rk, const char *topic, const char *key, const char *val)
+{
+	while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+				 RD_KAFKA_V_VALUE((void *)val, strlen(val)),
 				 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) ==
 	       RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		rd_kafka_poll(rk, 1);
@@ -200,6 +303,15 @@ static int cmp64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* p50, p99 and max of the first n of v (sorted in place), in ms. */
+static void pcts(int64_t *v, long n, double *p50, double *p99, double *max)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp64);
+	*p50 = n ? (double)v[n / 2] / 1e6 : 0;
+	*p99 = n ? (double)v[n * 99 / 100] / 1e6 : 0;
+	*max = n ? (double)v[n - 1] / 1e6 : 0;
+}
+
 static void run_qos(int q, const char *label)
 {
 	char topic[16];
@@ -207,12 +319,14 @@ static void run_qos(int q, const char *label)
 
 	/* Warm-up: the consumer is assigned and every device reachable. */
 	rd_kafka_t *rk = producer_new(opt.bootstrap, "5");
-	long base = atomic_load(&received[q]);
+	long base = atomic_load(&received[q]), pbase = atomic_load(&plain_received[q]);
 	for (long i = 0; i < opt.devices; i++)
 		produce(rk, topic, i);
 	rd_kafka_flush(rk, 30000);
 	if (wait_for(q, base, opt.devices) < opt.devices * 9 / 10)
 		die("warm-up: the gateway did not deliver (see its log with KG_KEEP=1)");
+	for (int i = 0; i < 10000 && atomic_load(&plain_received[q]) - pbase < opt.devices; i++)
+		usleep(1000);
 
 	/* Throughput: as fast as the producer can go. */
 	base = atomic_load(&received[q]);
@@ -227,10 +341,12 @@ static void run_qos(int q, const char *label)
 	rd_kafka_destroy(rk);
 
 	/* Latency at a fixed rate, paced every millisecond. */
-	rk = producer_new(opt.bootstrap, "1");
+	rk = producer_new(opt.bootstrap, "0");
 	long n = (long)opt.rate * opt.seconds;
 	base = atomic_load(&received[q]);
+	pbase = atomic_load(&plain_received[q]);
 	atomic_store(&nlat, 0);
+	atomic_store(&nplat, 0);
 	atomic_store(&recording, true);
 	t0 = now_ns();
 	for (long i = 0; i < n;) {
@@ -243,35 +359,191 @@ static void run_qos(int q, const char *label)
 	}
 	rd_kafka_flush(rk, 60000);
 	got = wait_for(q, base, n);
+	for (int i = 0; i < 10000 && atomic_load(&plain_received[q]) - pbase < n; i++)
+		usleep(1000);
 	atomic_store(&recording, false);
+	long pgot = atomic_load(&plain_received[q]) - pbase;
 	long k = atomic_load(&nlat) < lat_cap ? atomic_load(&nlat) : lat_cap;
-	qsort(lat, (size_t)k, sizeof(*lat), cmp64);
+	long pk = atomic_load(&nplat) < lat_cap ? atomic_load(&nplat) : lat_cap;
+	double p50, p99, max, pp50, pp99, pmax;
+	pcts(lat, k, &p50, &p99, &max);
+	pcts(plat, pk, &pp50, &pp99, &pmax);
 	printf("%-5s QoS %d latency at %d msgs/s: %ld of %ld delivered, p50 %.2f ms, p99 %.2f ms, "
-	       "max %.2f ms\n", label, q, opt.rate, got, n, k ? (double)lat[k / 2] / 1e6 : 0,
-	       k ? (double)lat[k * 99 / 100] / 1e6 : 0, k ? (double)lat[k - 1] / 1e6 : 0);
+	       "max %.2f ms; plain consumer: %ld read, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+	       label, q, opt.rate, got, n, p50, p99, max, pgot, pp50, pp99, pmax);
+	printf("RESULT mode=latency cluster=%s qos=%d rate=%d sent=%ld delivered=%ld p50_ms=%.3f "
+	       "p99_ms=%.3f max_ms=%.3f plain_read=%ld plain_p50_ms=%.3f plain_p99_ms=%.3f "
+	       "plain_max_ms=%.3f\n", label, q, opt.rate, n, got, p50, p99, max, pgot, pp50, pp99,
+	       pmax);
 	rd_kafka_destroy(rk);
 	fflush(stdout);
 }
 
-static void topics_create(rd_kafka_mock_cluster_t *mc)
+/* Creates topic with 4 partitions on a real broker ("already exists" is fine). */
+static void topic_new(const char *topic)
 {
 	char e[256];
+	rd_kafka_t *rk = producer_new(opt.bootstrap, "5");
+	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 4, 1, e, sizeof(e));
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_NewTopic_destroy(nt);
+	rd_kafka_destroy(rk);
+}
+
+/* ---- --crash: commands across a SIGKILL and restart of the gateway -------- */
+
+/* Connects dev0 and subscribes it (QoS 1) to its command topic. */
+static int crash_device(int port)
+{
+	uint8_t pkt[128], rc = 0xff;
+	int fd = raw_mqtt_connect(port, "bench-crash-dev0", true, 0, &rc, NULL);
+	int n = fd >= 0 ? raw_build_subscribe(pkt, sizeof(pkt), 4, 1, "devices/dev0/commands", 1)
+			: -1;
+	if (fd < 0 || rc != 0 || raw_send(fd, pkt, (size_t)n) < 0 ||
+	    raw_recv_packet(fd, pkt, sizeof(pkt), 5000) <= 0 || pkt[0] != 0x90)
+		die("crash: the device could not connect and subscribe");
+	return fd;
+}
+
+/* Reads what arrived on fd within wait_ms: acknowledges each PUBLISH and
+ * returns its sequence number (payload "seq <n>"), -3 for another PUBLISH,
+ * -1 for none, -2 when the connection is gone. */
+static long crash_recv(int fd, int wait_ms)
+{
+	uint8_t p[512];
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	if (poll(&pfd, 1, wait_ms) <= 0)
+		return -1;
+	int n = raw_recv_packet(fd, p, sizeof(p) - 1, 1000);
+	if (n <= 0)
+		return -2;
+	if ((p[0] & 0xF0) != 0x30)
+		return -1;
+	size_t i = 1;
+	while (p[i] & 0x80)
+		i++;
+	i++;
+	size_t tl = (size_t)p[i] << 8 | p[i + 1], b = i + 2 + tl;
+	if ((p[0] >> 1) & 3) {
+		uint8_t ack[4] = { 0x40, 2, p[b], p[b + 1] };
+		raw_send(fd, ack, sizeof(ack));
+		b += 2;
+	}
+	p[n] = '\0';
+	return strncmp((const char *)p + b, "seq ", 4) == 0 ? atol((const char *)p + b + 4) : -3;
+}
+
+/*
+ * COUNT commands (default 1000) to one device at RATE per second (default
+ * 50), QoS 1, through a mapping in group mode; when a third of them were
+ * produced the gateway is SIGKILLed and started again at once (the device
+ * reconnects as soon as the port accepts). Measures the silence: from the
+ * new process accepting connections to the first command delivered, and
+ * from the kill to it; and that every command arrived (duplicates are
+ * allowed: offsets not yet committed are read again).
+ */
+static void run_crash(rd_kafka_mock_cluster_t *mc, const char *props, const char *label)
+{
+	char cfg[1024], group[64], val[64], topic[64];
+	struct gw g = { 0 };
+	long count = opt.count, rate = opt.rate, seen = 0, dups = 0, kill_at = count / 3;
+	char *got = calloc((size_t)count, 1);
+	int64_t t_kill = 0, t_ready = 0, t_first = 0, t_restarted = 0;
+
+	if (!got)
+		die("out of memory");
+	/* A fresh topic and group: nothing of an earlier run is read. */
+	snprintf(group, sizeof(group), "bench-crash-%d", (int)getpid());
+	snprintf(topic, sizeof(topic), "%s", group);
+	if (mc)
+		rd_kafka_mock_topic_create(mc, topic, 4, 1);
+	else
+		topic_new(topic);
+	snprintf(cfg, sizeof(cfg),
+		 "kafka = { brokers = \"%s\"; flush_timeout = 2; %s };\n"
+		 "downlink = ( { topic = \"%s\"; group = \"%s\";"
+		 " mqtt_topic = \"devices/${key}/commands\"; qos = 1; } );\n",
+		 opt.bootstrap, props, topic, group);
+	if (gw_start(&g, cfg) < 0)
+		die("the gateway did not start");
+	int fd = crash_device(g.port);
+	rd_kafka_t *rk = producer_new(opt.bootstrap, "0");
+	/* Warm-up: the gateway's consumer has its partitions. */
+	produce_raw(rk, topic, "dev0", "warm-up");
+	rd_kafka_flush(rk, 10000);
+	int64_t until = now_ns() + 60000000000LL;
+	while (crash_recv(fd, 100) == -1 && now_ns() < until)
+		;
+	if (now_ns() >= until)
+		die("crash: the warm-up command never arrived");
+
+	int64_t t0 = now_ns();
+	for (long i = 0; i < count || (seen < count && now_ns() - t0 < (int64_t)(count / rate + 60) * 1000000000LL);) {
+		long due = (long)((double)(now_ns() - t0) / 1e9 * (double)rate) + 1;
+		for (; i < count && i < due; i++) {
+			snprintf(val, sizeof(val), "seq %ld", i);
+			produce_raw(rk, topic, "dev0", val);
+			if (i == kill_at) {
+				rd_kafka_flush(rk, 1000);
+				t_kill = now_ns();
+				gw_kill(&g, SIGKILL);
+				close(fd);
+				if (gw_restart(&g) < 0)
+					die("crash: the gateway did not start again");
+				t_ready = now_ns();
+				fd = crash_device(g.port);
+				t_restarted = now_ns();
+			}
+		}
+		rd_kafka_poll(rk, 0);
+		long s = crash_recv(fd, 1);
+		if (s == -2)
+			die("crash: the device lost its connection");
+		if (s >= 0 && s < count) {
+			if (t_ready && !t_first)
+				t_first = now_ns();
+			if (got[s])
+				dups++;
+			else
+				seen++;
+			got[s] = 1;
+		}
+		if (i >= count && seen >= count)
+			break;
+	}
+	printf("%s crash: %ld commands at %ld/s, gateway SIGKILLed after %ld and started again "
+	       "(ready %.0f ms after the kill; device subscribed %.0f ms later): first command "
+	       "%.0f ms after ready, %.0f ms after the kill; %ld of %ld arrived, %ld duplicates\n",
+	       label, count, rate, kill_at, (double)(t_ready - t_kill) / 1e6,
+	       (double)(t_restarted - t_ready) / 1e6,
+	       t_first ? (double)(t_first - t_ready) / 1e6 : -1,
+	       t_first ? (double)(t_first - t_kill) / 1e6 : -1, seen, count, dups);
+	printf("RESULT mode=crash cluster=%s count=%ld arrived=%ld lost=%ld duplicates=%ld "
+	       "kill_to_ready_ms=%.0f ready_to_first_ms=%.0f kill_to_first_ms=%.0f\n", label, count,
+	       seen, count - seen, dups, (double)(t_ready - t_kill) / 1e6,
+	       t_first ? (double)(t_first - t_ready) / 1e6 : -1,
+	       t_first ? (double)(t_first - t_kill) / 1e6 : -1);
+	close(fd);
+	gw_stop(&g);
+	rd_kafka_destroy(rk);
+	free(got);
+	(void)mc;
+}
+
+static void topics_create(rd_kafka_mock_cluster_t *mc)
+{
 	if (mc) {
 		rd_kafka_mock_topic_create(mc, "bench-q0", 4, 1);
 		rd_kafka_mock_topic_create(mc, "bench-q1", 4, 1);
 		return;
 	}
-	rd_kafka_t *rk = producer_new(opt.bootstrap, "5");
-	rd_kafka_NewTopic_t *nt[2] = { rd_kafka_NewTopic_new("bench-q0", 4, 1, e, sizeof(e)),
-				       rd_kafka_NewTopic_new("bench-q1", 4, 1, e, sizeof(e)) };
-	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-	rd_kafka_CreateTopics(rk, nt, 2, NULL, q);
-	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-	if (ev)
-		rd_kafka_event_destroy(ev); /* "already exists" is fine too */
-	rd_kafka_queue_destroy(q);
-	rd_kafka_NewTopic_destroy_array(nt, 2);
-	rd_kafka_destroy(rk);
+	topic_new("bench-q0");
+	topic_new("bench-q1");
 }
 
 static void parse(int argc, char **argv)
@@ -279,19 +551,21 @@ static void parse(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "bootstrap", 1, NULL, 'b' }, { "devices", 1, NULL, 'd' }, { "count", 1, NULL, 'c' },
 		{ "rate", 1, NULL, 'r' }, { "seconds", 1, NULL, 's' }, { "payload", 1, NULL, 'p' },
-		{ "qos", 1, NULL, 'q' }, { "fetch-wait", 1, NULL, 'f' }, { NULL, 0, NULL, 0 },
+		{ "qos", 1, NULL, 'q' }, { "fetch-wait", 1, NULL, 'f' }, { "crash", 0, NULL, 'K' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "b:d:c:r:s:p:q:f:", lo, NULL)) != -1) {
 		switch (o) {
 		case 'b': opt.bootstrap = optarg; break;
 		case 'd': opt.devices = atoi(optarg); break;
-		case 'c': opt.count = atol(optarg); break;
-		case 'r': opt.rate = atoi(optarg); break;
+		case 'c': opt.count = atol(optarg); opt.count_set = true; break;
+		case 'r': opt.rate = atoi(optarg); opt.rate_set = true; break;
 		case 's': opt.seconds = atoi(optarg); break;
 		case 'p': opt.payload = atoi(optarg); break;
 		case 'q': opt.only_qos = atoi(optarg); break;
 		case 'f': opt.fetch_wait = atoi(optarg); break;
+		case 'K': opt.crash = true; break;
 		default: die("see the options in the header of bench/downlink_bench.c");
 		}
 	}
@@ -329,6 +603,18 @@ int main(int argc, char **argv)
 	int fw = opt.fetch_wait >= 0 ? opt.fetch_wait : mc ? 10 : -1;
 	if (fw >= 0)
 		snprintf(props, sizeof(props), "properties = ( (\"fetch.wait.max.ms\", %d) );", fw);
+	if (opt.crash) {
+		if (!opt.count_set)
+			opt.count = 1000;
+		if (!opt.rate_set)
+			opt.rate = 50;
+		run_crash(mc, props, mc ? "mock" : "kafka");
+		if (mc)
+			rd_kafka_mock_cluster_destroy(mc);
+		if (mrk)
+			rd_kafka_destroy(mrk);
+		return 0;
+	}
 	snprintf(cfg, sizeof(cfg),
 		 "limits = { max_connections = 100000; };\n"
 		 "kafka = { brokers = \"%s\"; flush_timeout = 2; %s };\n"
@@ -342,8 +628,9 @@ int main(int argc, char **argv)
 	conns = calloc((size_t)opt.devices, sizeof(*conns));
 	lat_cap = (long)opt.rate * opt.seconds + 1000;
 	lat = calloc((size_t)lat_cap, sizeof(*lat));
+	plat = calloc((size_t)lat_cap, sizeof(*plat));
 	int ep = epoll_create1(EPOLL_CLOEXEC);
-	if (!conns || !lat || ep < 0)
+	if (!conns || !lat || !plat || ep < 0)
 		die("out of memory");
 	for (int i = 0; i < opt.devices; i++) {
 		char id[32], filter[64];
@@ -359,8 +646,11 @@ int main(int argc, char **argv)
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &conns[i] };
 		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 	}
-	pthread_t rx;
+	pthread_t rx, prx;
 	pthread_create(&rx, NULL, rx_main, &ep);
+	rd_kafka_t *plain = plain_new(opt.bootstrap, fw >= 0 ? fw : KG_FETCH_WAIT_MS);
+	plain_wait_assigned(plain);
+	pthread_create(&prx, NULL, plain_main, plain);
 	const char *label = mc ? "mock" : "kafka";
 	char fws[16] = "default";
 	if (fw >= 0)
@@ -373,6 +663,9 @@ int main(int argc, char **argv)
 
 	atomic_store(&stop_rx, true);
 	pthread_join(rx, NULL);
+	pthread_join(prx, NULL);
+	rd_kafka_consumer_close(plain);
+	rd_kafka_destroy(plain);
 	for (int i = 0; i < opt.devices; i++)
 		close(conns[i].fd);
 	gw_stop(&g);
@@ -382,5 +675,6 @@ int main(int argc, char **argv)
 		rd_kafka_destroy(mrk);
 	free(conns);
 	free(lat);
+	free(plat);
 	return 0;
 }

@@ -20,8 +20,10 @@
 # gateway's alone.
 #
 # Environment: DURATION (10 s per row), SIZES ("64 1024"), PUBS (100),
-# INFLIGHT (10), CLUSTERS ("mock kafka"), KG_BIN, UB (uplink_bench binary),
-# MOSQ_BIN, OUT (bench/results/uplink.md).
+# INFLIGHT (10), CLUSTERS ("mock kafka"), KG_BIN, KG_BIN_OLD (another build,
+# e.g. from a branch point: its QoS 0 and QoS 1 rows are run right after
+# KG_BIN's, "kafkagate before"), UB (uplink_bench binary), MOSQ_BIN, OUT
+# (bench/results/uplink.md).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,6 +33,7 @@ PUBS=${PUBS:-100}
 INFLIGHT=${INFLIGHT:-10}
 CLUSTERS=${CLUSTERS:-"mock kafka"}
 KG_BIN=${KG_BIN:-build/kafkagate}
+KG_BIN_OLD=${KG_BIN_OLD:-}
 UB=${UB:-build/bench/uplink_bench}
 MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
 OUT=${OUT:-bench/results/uplink.md}
@@ -41,7 +44,9 @@ WORK=$(mktemp -d /tmp/kg-uplink-bench.XXXXXX)
 PIDS=()
 KAFKA_STARTED=0
 # shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
+. bench/lib.sh
+# shellcheck source=bench/uplink_lib.sh
+. bench/uplink_lib.sh
 export KAFKA_RUN_DIR=$WORK/kafka-run KAFKA_NUM_PARTITIONS=4
 
 cleanup() {
@@ -56,56 +61,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_port() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-
-# ---- clusters -----------------------------------------------------------
-
-# start_cluster NAME: sets BOOT, or returns 1.
-start_cluster() {
-	BOOT=
-	if [ "$1" = mock ]; then
-		mkfifo "$WORK/mock.in"
-		# A fifo opened read-write: the mock's stdin never reaches EOF; it
-		# ends on SIGTERM.
-		exec 7<>"$WORK/mock.in"
-		"$UB" mock <&7 >"$WORK/mock.out" 2>&1 &
-		MOCK_PID=$!
-		exec 7>&-
-		PIDS+=("$MOCK_PID")
-		for _ in $(seq 50); do
-			BOOT=$(sed -n 's/^BOOTSTRAP //p' "$WORK/mock.out")
-			[ -n "$BOOT" ] && return 0
-			sleep 0.1
-		done
-		return 1
-	fi
-	command -v java >/dev/null || { say "uplink: java not found: no real-Kafka rows"; return 1; }
-	KAFKA_STARTED=1
-	BOOT=$(timeout 300 scripts/kafka-local start 2>"$WORK/kafka-start.err") || {
-		say "uplink: scripts/kafka-local start failed:"
-		tail -n 5 "$WORK/kafka-start.err" >&2
-		return 1
-	}
-}
-
-stop_cluster() {
-	if [ "$1" = mock ]; then
-		stop_pid "$MOCK_PID"
-		rm -f "$WORK/mock.in"
-	else
-		scripts/kafka-local stop >/dev/null 2>&1 || true
-		KAFKA_STARTED=0
-	fi
-}
 
 # ---- rows ---------------------------------------------------------------
 
@@ -151,27 +106,12 @@ run_mqtt() {
 	R[$c|$s|$k|cpu]=$(awk -v t=$((t1 - t0)) -v hz="$TICK" 'BEGIN { printf "%.2f", t / hz }')
 }
 
+# run_gateway CLUSTER SIZE QOS KIND BIN: a fresh gateway (BIN) and topic.
 run_gateway() {
-	local c=$1 s=$2 q=$3 port topic="ub-$1-kg$3-$2-$RUNID" gw
-	port=$(free_port)
-	cat >"$WORK/gw.cfg" <<-EOF
-	listeners = ( { address = "127.0.0.1"; port = $port; } );
-	limits = { max_connections = 100000; };
-	log = { level = "warn"; };
-	kafka = { brokers = "$BOOT"; flush_timeout = 10; };
-	routes = ( { filter = "bench/#"; topic = "$topic"; key = "\${clientid}"; format = "raw"; } );
-	EOF
-	"$KG_BIN" --config "$WORK/gw.cfg" >>"$WORK/gw.log" 2>&1 &
-	gw=$!
-	PIDS+=("$gw")
-	if ! wait_port "$port"; then
-		say "uplink: kafkagate did not start; end of its log:"
-		tail -n 10 "$WORK/gw.log" >&2
-		stop_pid "$gw"
-		return 0
-	fi
-	run_mqtt "$c" "$s" "kg$q" "$q" "$port" "$topic" "$gw"
-	stop_pid "$gw"
+	local c=$1 s=$2 q=$3 k=$4 bin=$5 topic="ub-$1-$4-$2-$RUNID"
+	start_gateway "$bin" "$topic" || return 0
+	run_mqtt "$c" "$s" "$k" "$q" "$GW_PORT" "$topic" "$GW_PID"
+	stop_pid "$GW_PID"
 }
 
 run_mosquitto() {
@@ -228,8 +168,11 @@ for c in $CLUSTERS; do
 	say "  bootstrap $BOOT"
 	for s in $SIZES; do
 		run_producer "$c" "$s"
-		run_gateway "$c" "$s" 0
-		run_gateway "$c" "$s" 1
+		# Old and new builds interleaved, so that they share the load.
+		run_gateway "$c" "$s" 0 kg0 "$KG_BIN"
+		[ -n "$KG_BIN_OLD" ] && run_gateway "$c" "$s" 0 old0 "$KG_BIN_OLD"
+		run_gateway "$c" "$s" 1 kg1 "$KG_BIN"
+		[ -n "$KG_BIN_OLD" ] && run_gateway "$c" "$s" 1 old1 "$KG_BIN_OLD"
 		run_mosquitto "$c" "$s"
 	done
 	stop_cluster "$c"
@@ -255,7 +198,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo "- DURATION=${DURATION}s per row, PUBS=$PUBS publishers, INFLIGHT=$INFLIGHT per QoS 1" \
 		"publisher, topics with 4 partitions, librdkafka $(pkg-config --modversion rdkafka)"
 	echo "- command: DURATION=$DURATION SIZES=\"$SIZES\" PUBS=$PUBS INFLIGHT=$INFLIGHT" \
-		"CLUSTERS=\"$CLUSTERS\" bench/uplink.sh"
+		"CLUSTERS=\"$CLUSTERS\"${KG_BIN_OLD:+ KG_BIN_OLD=$KG_BIN_OLD} bench/uplink.sh"
 	echo
 	echo "| cluster | payload B | pipeline | msgs/s | p50 ms | p99 ms | sent | in Kafka | CPU s | CPU s per 1M |"
 	echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -265,13 +208,17 @@ mkdir -p "$(dirname "$OUT")"
 			continue
 		fi
 		for s in $SIZES; do
-			for k in prod kg0 kg1 mosq; do
+			for k in prod kg0 old0 kg1 old1 mosq; do
 				case $k in
 				prod) name="bare librdkafka producer" ;;
 				kg0) name="kafkagate QoS 0" ;;
+				old0) name="kafkagate before, QoS 0" ;;
 				kg1) name="kafkagate QoS 1" ;;
+				old1) name="kafkagate before, QoS 1" ;;
 				mosq) name="mosquitto + mosquitto_sub \\| kcat (QoS 0)" ;;
 				esac
+				[ -z "${R[$c|$s|$k|line]:-}" ] && [ "$k" != prod ] && [ "$k" != mosq ] &&
+					[ "$k" != kg0 ] && [ "$k" != kg1 ] && continue
 				echo "| $c | $s | $name | $(val "$c|$s|$k|rate") | $(val "$c|$s|$k|p50") |" \
 				     "$(val "$c|$s|$k|p99") | $(val "$c|$s|$k|sent") | $(val "$c|$s|$k|kafka") |" \
 				     "$(val "$c|$s|$k|cpu") | $(per_m "${R[$c|$s|$k|cpu]:-}" "${R[$c|$s|$k|kafka]:-}") |"
@@ -293,6 +240,14 @@ mkdir -p "$(dirname "$OUT")"
 				"QoS 1: $(val "$c|$s|kg1|rate") msgs/s, p99 $(val "$c|$s|kg1|p99") ms" \
 				"(target on mock: ≥ 50000 msgs/s, p99 < 50 ms); mosquitto pipeline delivered" \
 				"$(pct "${R[$c|$s|mosq|kafka]:-}" "${R[$c|$s|mosq|sent]:-}") of what was published"
+			[ -z "$KG_BIN_OLD" ] && continue
+			echo "  - against kafkagate before: QoS 0 msgs/s" \
+				"$(pct "${R[$c|$s|kg0|rate]:-}" "${R[$c|$s|old0|rate]:-}")," \
+				"CPU per 1M $(pct "$(per_m "${R[$c|$s|kg0|cpu]:-}" "${R[$c|$s|kg0|kafka]:-}")" \
+					"$(per_m "${R[$c|$s|old0|cpu]:-}" "${R[$c|$s|old0|kafka]:-}")");" \
+				"QoS 1 msgs/s $(pct "${R[$c|$s|kg1|rate]:-}" "${R[$c|$s|old1|rate]:-}")," \
+				"CPU per 1M $(pct "$(per_m "${R[$c|$s|kg1|cpu]:-}" "${R[$c|$s|kg1|kafka]:-}")" \
+					"$(per_m "${R[$c|$s|old1|cpu]:-}" "${R[$c|$s|old1|kafka]:-}")")"
 		done
 	done
 	echo
@@ -300,7 +255,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	for c in "${RAN[@]}"; do
 		for s in $SIZES; do
-			for k in prod kg0 kg1 mosq; do
+			for k in prod kg0 old0 kg1 old1 mosq; do
 				[ -n "${R[$c|$s|$k|line]:-}" ] && echo "    $c $s $k: ${R[$c|$s|$k|line]}"
 			done
 		done

@@ -11,13 +11,19 @@
  *            the only honest throughput).
  *   produce  a bare librdkafka producer writing what the gateway would write
  *            for the same load: same properties as kafkagate's producer
- *            defaults, key = one of --clients client ids, the same headers.
+ *            defaults (--prop NAME=VALUE changes one), key = one of --clients
+ *            client ids, the same headers. Flat out, or with --inflight K at
+ *            most K records unreported, each report timed from its produce
+ *            call (p50/p99): the bare producer's publish-to-PUBACK.
  *   count    records ever written to a fresh topic (sum of its high
  *            watermarks).
  *   mock     hosts librdkafka's mock cluster, prints "BOOTSTRAP host:port"
  *            and serves until stdin reaches EOF or a signal arrives.
  *
- * Every mode ends with one "RESULT key=value ..." line on stdout.
+ * Every mode ends with one "RESULT key=value ..." line on stdout; mqtt and
+ * produce report the longest silence between two acknowledgements
+ * (max_gap_ms) and, with --gaps MS, print each silence longer than MS as it
+ * ends ("GAP from=WALL to=WALL ms=N").
  * Payloads are slices of a pool of random lowercase letters (no newlines,
  * so that `mosquitto_sub | kcat -P` keeps one record per message; not a
  * constant, so that lz4 does not make Kafka's side unrealistically cheap).
@@ -49,18 +55,24 @@
 #define OUT_HIGH 32768           /* QoS 0 publishers stop encoding above this */
 #define MAX_INFLIGHT 1024
 
+#define MAX_PROPS 32
+
 struct opts {
 	const char *mode, *host, *bootstrap, *topic, *prefix;
 	int port, clients, qos, size, inflight, brokers;
-	double duration, drain;
+	double duration, drain, gaps;
+	const char *props[MAX_PROPS][2]; /* --prop name=value: producer overrides */
+	int nprops;
 };
 
 static struct opts o = {
 	.host = "127.0.0.1", .prefix = "bench", .port = 1883, .clients = 100, .qos = 0,
-	.size = 64, .inflight = 10, .brokers = 1, .duration = 10, .drain = 15,
+	.size = 64, .inflight = -1, .brokers = 1, .duration = 10, .drain = 15,
 };
 
 static char pool[POOL_SIZE];
+
+static uint64_t last_ack_ns, max_gap_ns; /* silences between acknowledgements */
 
 static uint64_t now_ns(void)
 {
@@ -77,6 +89,31 @@ static double cpu_secs(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static double wall_secs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* An acknowledgement (PUBACK or delivery report) arrived at monotonic time
+ * now: with --gaps MS, a silence longer than MS before it is printed as
+ * "GAP from=WALL to=WALL ms=N" (wall clock, seconds since the epoch), so
+ * that a script can set it beside the moment it restarted Kafka. */
+static void note_ack(uint64_t now)
+{
+	if (o.gaps > 0 && last_ack_ns && now - last_ack_ns > (uint64_t)(o.gaps * 1e6)) {
+		double to = wall_secs() - (double)(now_ns() - now) / 1e9;
+		double ms = (double)(now - last_ack_ns) / 1e6;
+		printf("GAP from=%.3f to=%.3f ms=%.0f\n", to - ms / 1e3, to, ms);
+		fflush(stdout);
+	}
+	if (last_ack_ns && now - last_ack_ns > max_gap_ns)
+		max_gap_ns = now - last_ack_ns;
+	last_ack_ns = now;
 }
 
 static void die(const char *what)
@@ -326,7 +363,9 @@ static int read_acks(struct conn *c, uint64_t *lost)
 			uint16_t pid = (uint16_t)(c->in[off + 2] << 8 | c->in[off + 3]);
 			if (c->n == 0 || c->fifo_pid[c->head] != pid)
 				die("PUBACK out of order");
-			lat_add(now_ns() - c->fifo_ns[c->head]);
+			uint64_t now = now_ns();
+			lat_add(now - c->fifo_ns[c->head]);
+			note_ack(now);
 			c->head = (c->head + 1) % o.inflight;
 			c->n--;
 			acks++;
@@ -345,6 +384,8 @@ static int run_mqtt(void)
 	size_t out_cap = OUT_HIGH + (size_t)o.size * 2 + 256;
 	int ep = epoll_create1(0);
 
+	if (o.inflight < 0)
+		o.inflight = 10;
 	if (!cs || ep < 0 || o.inflight < 1 || o.inflight > MAX_INFLIGHT)
 		die("bad arguments or out of memory");
 	if (o.bootstrap && o.topic) {
@@ -435,11 +476,13 @@ static int run_mqtt(void)
 	printf("RESULT mode=mqtt qos=%d size=%d clients=%d inflight=%d sent=%" PRIu64
 	       " acked=%" PRIu64 " lost_conns=%" PRIu64 " send_secs=%.3f sent_per_s=%.0f"
 	       " acked_per_s=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f kafka_in_window=%ld"
-	       " kafka_window_per_s=%.0f kafka_records=%ld kafka_per_s=%.0f cpu_s=%.2f\n",
+	       " kafka_window_per_s=%.0f kafka_records=%ld kafka_per_s=%.0f cpu_s=%.2f"
+	       " max_gap_ms=%.0f\n",
 	       o.qos, o.size, o.clients, o.inflight, sent, acked, lost, send_secs,
 	       (double)sent / send_secs, o.qos && ack_secs > 0 ? (double)acked / ack_secs : 0,
 	       pct_ms(0.50), pct_ms(0.99), lat_n ? lat_us[lat_n - 1] / 1000.0 : 0, in_window,
-	       in_window > 0 ? (double)in_window / o.duration : 0, records, krate, cpu);
+	       in_window > 0 ? (double)in_window / o.duration : 0, records, krate, cpu,
+	       (double)max_gap_ns / 1e6);
 	return lost ? 3 : 0;
 }
 
@@ -447,6 +490,7 @@ static int run_mqtt(void)
 
 static atomic_uint_fast64_t delivered, failed;
 static uint64_t last_dr_ns;
+static bool dr_latency;          /* --inflight K: each report gives a latency */
 
 static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -457,40 +501,73 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	else
 		atomic_fetch_add(&delivered, 1);
 	last_dr_ns = now_ns();
+	if (dr_latency && !m->err)
+		lat_add(last_dr_ns - (uint64_t)(uintptr_t)m->_private);
+	if (!m->err)
+		note_ack(last_dr_ns);
 }
 
-static int run_produce(void)
+/* kafkagate's producer defaults (src/kafka/kafka_conf.c), then --prop. */
+static rd_kafka_t *bare_producer(void)
 {
-	/* kafkagate's producer defaults (src/kafka/kafka_conf.c). */
 	static const char *const kv[][2] = {
-		{ "acks", "all" }, { "enable.idempotence", "true" }, { "linger.ms", "5" },
+		{ "acks", "all" }, { "enable.idempotence", "true" }, { "linger.ms", "0" },
 		{ "compression.type", "lz4" }, { "partitioner", "murmur2_random" },
-		{ "message.timeout.ms", "30000" },
+		{ "message.timeout.ms", "30000" }, { "socket.nagle.disable", "true" },
+		{ "reconnect.backoff.ms", "100" }, { "reconnect.backoff.max.ms", "1000" },
 	};
 	char e[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char (*ids)[32] = calloc((size_t)o.clients, sizeof(*ids));
-	char (*topics)[32] = calloc((size_t)o.clients, sizeof(*topics));
-	uint64_t sent = 0;
 
-	if (!ids || !topics)
-		die("out of memory");
 	rd_kafka_conf_set(conf, "bootstrap.servers", o.bootstrap, e, sizeof(e));
 	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
 		if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof(e)))
+			die(e);
+	for (int i = 0; i < o.nprops; i++)
+		if (rd_kafka_conf_set(conf, o.props[i][0], o.props[i][1], e, sizeof(e)))
 			die(e);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
 	if (!rk)
 		die(e);
+	return rk;
+}
+
+/*
+ * Flat out (--inflight absent or 0), or with at most --inflight records
+ * unreported (then each delivery report gives a produce-to-report latency,
+ * the bare producer's side of the gateway's publish-to-PUBACK). Reports are
+ * served by rd_kafka_poll() on this thread, as soon as they are queued.
+ */
+static int run_produce(void)
+{
+	char (*ids)[32] = calloc((size_t)o.clients, sizeof(*ids));
+	char (*topics)[32] = calloc((size_t)o.clients, sizeof(*topics));
+	uint64_t sent = 0;
+	int window = o.inflight > 0 ? o.inflight : 0;
+
+	if (!ids || !topics)
+		die("out of memory");
+	dr_latency = window > 0;
+	rd_kafka_t *rk = bare_producer();
 	for (int i = 0; i < o.clients; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "%s-p%d", o.prefix, i);
 		snprintf(topics[i], sizeof(topics[i]), "%s/%d", o.prefix, i);
 	}
+	if (window) {
+		/* The topic's metadata and the producer id first, as a gateway
+		 * that has been running has them. */
+		rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o.topic), RD_KAFKA_V_VALUE("warm-up", 7),
+				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		rd_kafka_flush(rk, 30000);
+		atomic_store(&delivered, 0);
+		lat_n = 0;
+	}
 	double cpu0 = cpu_secs();
 	uint64_t t0 = now_ns(), t_end = t0 + (uint64_t)(o.duration * 1e9);
 	while (now_ns() < t_end) {
-		for (int k = 0; k < 1000; k++) {
+		int burst = window ? (int)((int64_t)window - (int64_t)(sent - delivered - failed)) : 1000;
+		for (int k = 0; k < burst; k++) {
 			int i = (int)(sent % (uint64_t)o.clients);
 			rd_kafka_headers_t *h = rd_kafka_headers_new(4);
 
@@ -502,7 +579,7 @@ static int run_produce(void)
 				rk, RD_KAFKA_V_TOPIC(o.topic), RD_KAFKA_V_KEY(ids[i], strlen(ids[i])),
 				RD_KAFKA_V_VALUE((void *)payload_at(sent), (size_t)o.size),
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-				RD_KAFKA_V_END);
+				RD_KAFKA_V_OPAQUE((void *)(uintptr_t)now_ns()), RD_KAFKA_V_END);
 			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 				rd_kafka_headers_destroy(h);
 				rd_kafka_poll(rk, 1);
@@ -512,15 +589,19 @@ static int run_produce(void)
 				die(rd_kafka_err2str(err));
 			sent++;
 		}
-		rd_kafka_poll(rk, 0);
+		/* With a window, block until a report frees room in it. */
+		rd_kafka_poll(rk, window ? 100 : 0);
 	}
 	rd_kafka_flush(rk, (int)(o.drain * 1000));
 	double cpu = cpu_secs() - cpu0;
 	double secs = (double)(last_dr_ns - t0) / 1e9;
-	printf("RESULT mode=produce size=%d keys=%d sent=%" PRIu64 " delivered=%" PRIu64
-	       " failed=%" PRIu64 " secs=%.3f delivered_per_s=%.0f cpu_s=%.2f\n",
-	       o.size, o.clients, sent, (uint64_t)delivered, (uint64_t)failed, secs,
-	       secs > 0 ? (double)delivered / secs : 0, cpu);
+	qsort(lat_us, lat_n, sizeof(*lat_us), cmp_u32);
+	printf("RESULT mode=produce size=%d keys=%d inflight=%d sent=%" PRIu64 " delivered=%" PRIu64
+	       " failed=%" PRIu64 " secs=%.3f delivered_per_s=%.0f p50_ms=%.3f p99_ms=%.3f"
+	       " cpu_s=%.2f max_gap_ms=%.0f\n",
+	       o.size, o.clients, window, sent, (uint64_t)delivered, (uint64_t)failed, secs,
+	       secs > 0 ? (double)delivered / secs : 0, pct_ms(0.50), pct_ms(0.99), cpu,
+	       (double)max_gap_ns / 1e6);
 	rd_kafka_destroy(rk);
 	return failed ? 3 : 0;
 }
@@ -565,9 +646,10 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: uplink_bench mqtt    --port P [--clients N] [--qos 0|1] [--size B]\n"
 		"                            [--inflight K] [--duration S] [--drain S]\n"
-		"                            [--prefix T] [--bootstrap B --topic T]\n"
+		"                            [--prefix T] [--bootstrap B --topic T] [--gaps MS]\n"
 		"       uplink_bench produce --bootstrap B --topic T [--clients N] [--size B]\n"
-		"                            [--duration S]\n"
+		"                            [--duration S] [--inflight K] [--prop NAME=VALUE]...\n"
+		"                            [--gaps MS]\n"
 		"       uplink_bench count   --bootstrap B --topic T\n"
 		"       uplink_bench mock    [--brokers N]\n");
 	exit(2);
@@ -580,7 +662,7 @@ int main(int argc, char **argv)
 		{ "qos", 1, NULL, 'q' }, { "size", 1, NULL, 's' }, { "inflight", 1, NULL, 'i' },
 		{ "duration", 1, NULL, 'd' }, { "drain", 1, NULL, 'D' }, { "prefix", 1, NULL, 'P' },
 		{ "bootstrap", 1, NULL, 'b' }, { "topic", 1, NULL, 't' }, { "brokers", 1, NULL, 'B' },
-		{ NULL, 0, NULL, 0 },
+		{ "prop", 1, NULL, 'X' }, { "gaps", 1, NULL, 'G' }, { NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -602,6 +684,16 @@ int main(int argc, char **argv)
 		case 'b': o.bootstrap = optarg; break;
 		case 't': o.topic = optarg; break;
 		case 'B': o.brokers = atoi(optarg); break;
+		case 'G': o.gaps = atof(optarg); break;
+		case 'X': {
+			char *eq = strchr(optarg, '=');
+			if (!eq || o.nprops == MAX_PROPS)
+				usage();
+			*eq = '\0';
+			o.props[o.nprops][0] = optarg;
+			o.props[o.nprops++][1] = eq + 1;
+			break;
+		}
 		default: usage();
 		}
 	}

@@ -13,6 +13,7 @@
 #include "broker/inflight.h"
 #include "broker/listener.h"
 #include "admin/metrics.h"
+#include "core/lathist.h"
 #include "core/prom.h"
 #include "broker/retain.h"
 #include "broker/upstream.h"
@@ -314,6 +315,57 @@ static int render_latency(struct buf *out, const struct uplink_latency *lat)
 	return rc;
 }
 
+/* One stage of the acknowledgement path as a series of the histogram
+ * kafkagate_uplink_ack_stage_seconds{stage=...}. */
+static int render_stage(struct buf *out, const char *stage, const uint64_t *count, uint64_t sum_ns)
+{
+	uint64_t cum = 0;
+	char le[32];
+	int rc = 0;
+
+	for (int b = 0; b < LATHIST_BUCKETS; b++) {
+		cum += count[b];
+		if (b < LATHIST_BUCKETS - 1)
+			snprintf(le, sizeof(le), "%g", lathist_bounds_us[b] / 1e6);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		const char *labels[] = { "stage", stage, "le", le, NULL };
+		rc |= prom_u64(out, "kafkagate_uplink_ack_stage_seconds_bucket", labels, cum);
+	}
+	const char *labels[] = { "stage", stage, NULL };
+	rc |= prom_f64(out, "kafkagate_uplink_ack_stage_seconds_sum", labels, (double)sum_ns / 1e9);
+	rc |= prom_u64(out, "kafkagate_uplink_ack_stage_seconds_count", labels, cum);
+	return rc;
+}
+
+/* Where an acknowledgement's time goes: kafka = produce call -> delivery
+ * report (per record); handoff = delivery report -> the owning worker
+ * (inbox and wake-up); write = that worker -> the end of the flush that
+ * writes the PUBACK/PUBREC (per answer). */
+static int render_stages(struct buf *out, const struct broker *br, const struct uplink *up)
+{
+	uint64_t c[LATHIST_BUCKETS], sum;
+	int rc = prom_family(out, "kafkagate_uplink_ack_stage_seconds", "histogram",
+			     "Stages of the acknowledgement path: kafka = produce to delivery "
+			     "report, handoff = delivery report to the owning worker, write = "
+			     "worker to the PUBACK written.");
+
+	memset(c, 0, sizeof(c));
+	sum = 0;
+	lathist_read(uplink_stage_kafka(up), c, &sum);
+	rc |= render_stage(out, "kafka", c, sum);
+	for (int which = 0; which < 2; which++) {
+		memset(c, 0, sizeof(c));
+		sum = 0;
+		for (int i = 0; i < br->n_workers; i++) {
+			const struct worker_stats *st = &br->workers[i].st;
+			lathist_read(which ? &st->ack_write : &st->ack_handoff, c, &sum);
+		}
+		rc |= render_stage(out, which ? "write" : "handoff", c, sum);
+	}
+	return rc;
+}
+
 static int render_brokers(struct buf *out, struct uplink *up)
 {
 	static const char name[] = "kafkagate_kafka_broker_up";
@@ -333,7 +385,8 @@ static int render_brokers(struct buf *out, struct uplink *up)
 	return rc;
 }
 
-static int render_uplink(struct buf *out, struct uplink *up, const struct totals *t)
+static int render_uplink(struct buf *out, const struct broker *br, struct uplink *up,
+			 const struct totals *t)
 {
 	const struct uplink_stats *st = uplink_stats(up);
 	int rc = 0;
@@ -363,6 +416,7 @@ static int render_uplink(struct buf *out, struct uplink *up, const struct totals
 	rc |= prom_i64(out, "kafkagate_kafka_queue_depth", NULL, uplink_queue_depth(up));
 	rc |= render_brokers(out, up);
 	rc |= render_latency(out, uplink_latency(up));
+	rc |= render_stages(out, br, up);
 	rc |= render_routes(out, up);
 	return rc;
 }
@@ -454,7 +508,7 @@ int metrics_render(struct buf *out, struct broker *br, struct uplink *up, int64_
 	rc |= one_u64(out, "kafkagate_uplink_unrouted_total", "counter",
 		      "Published messages that matched no route.", t.up_unrouted);
 	if (up)
-		rc |= render_uplink(out, up, &t);
+		rc |= render_uplink(out, br, up, &t);
 	if (hook && hook->render)
 		rc |= hook->render(out, hook->ud);
 	return rc ? -1 : 0;

@@ -276,7 +276,8 @@ void broker_count_reload(struct broker *br, bool applied)
 void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok)
 {
 	int w = conn_worker(conn_id);
-	struct inbox_item it = { .kind = INBOX_ACK, .a = ok, .c = seq, .u = conn_id };
+	struct inbox_item it = { .kind = INBOX_ACK, .a = ok, .c = seq, .u = conn_id,
+				 .v = lathist_now() };
 
 	assert(w < br->n_workers && seq != 0);
 	/* Only ENOMEM fails here: the publisher then waits for its keepalive or

@@ -176,6 +176,10 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		msg_unref(it->p1);
 		break;
 	case INBOX_ACK: {
+		if (!w->drained_ns)
+			w->drained_ns = lathist_now();
+		lathist_add(&w->st.ack_handoff, w->drained_ns > it->v ? w->drained_ns - it->v : 0, 1);
+		w->acks_unflushed++;
 		struct client *c = worker_client(w, it->u);
 		if (c && c->state == CL_ACTIVE) {
 			if (!it->a)
@@ -209,6 +213,7 @@ static void on_inbox(struct loop_io *io, uint32_t revents)
 	(void)revents;
 	w->now_ms = util_now_ms();
 	struct inbox_batch *b = inbox_drain(&w->inbox);
+	w->drained_ns = 0;
 	for (size_t i = 0; i < b->n; i++)
 		handle_item(w, &b->items[i]);
 }
@@ -309,6 +314,10 @@ static void before_sleep(void *ud)
 			SLIST_REMOVE_HEAD(&l, closing_link);
 			client_finish(c); /* may publish a will: more dirty clients */
 		}
+	}
+	if (w->acks_unflushed) {
+		lathist_add(&w->st.ack_write, lathist_now() - w->drained_ns, w->acks_unflushed);
+		w->acks_unflushed = 0;
 	}
 }
 

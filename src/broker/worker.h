@@ -20,6 +20,7 @@
 #include "broker/limits.h"
 #include "core/buf.h"
 #include "core/inbox.h"
+#include "core/lathist.h"
 #include "core/loop.h"
 #include "core/reclaim.h"
 
@@ -41,7 +42,8 @@ enum worker_item {
 	INBOX_TAKEOVER_DONE,   /* u = conn id of the waiting client */
 	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink);
 	                          u = 0, or upstream index + 1: for that upstream only */
-	INBOX_ACK,             /* u = conn id, c = ack sequence, a = ok: the sink's answer */
+	INBOX_ACK,             /* u = conn id, c = ack sequence, a = ok, v = lathist_now() at
+				* the post: the sink's answer */
 	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
 	INBOX_AUTH,            /* u = conn id, a = enum passwd_result: a password checked */
 	INBOX_STOP,
@@ -65,6 +67,11 @@ struct worker_stats {
 	atomic_uint_fast64_t sink_failed;    /* connections closed after a failed ack */
 	atomic_uint_fast64_t packet_timeouts;  /* closed: a packet took longer than packet_timeout */
 	atomic_uint_fast64_t partial_refused;  /* closed: max_partial_bytes reached */
+	/* The path back of an acknowledgement, per sink answer: posted ->
+	 * drained by this worker (hand-off and wake-up), and drained -> the
+	 * end of the flush that follows (the PUBACK/PUBREC write). */
+	struct lathist ack_handoff;
+	struct lathist ack_write;
 };
 
 #define STAT_ADD(w, field, v) \
@@ -117,6 +124,8 @@ struct worker {
 	                                minus a reserve) */
 	bool draining;               /* shutting down: read nothing more */
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
+	uint64_t drained_ns;         /* when this iteration's inbox drain met its first ACK */
+	uint32_t acks_unflushed;     /* ACKs handled since the last flush */
 	struct worker_stats st;
 };
 

@@ -114,6 +114,7 @@ const struct opt cfg_opts[] = {
 	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, MAX_STR, false, false),
 	NEST(S_KAFKA, "properties", T_LIST, S_PROPS, load_props, false),
 	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, MAX_STR, false, true),
+	STR(S_KAFKA, "instance_id", C(kafka.instance_id), NULL, 1, 249, false, false),
 	INT(S_KAFKA, "flush_timeout", C(kafka.flush_timeout), 10, 0, 600, true),
 
 	ADDR(S_LISTENER, "address", L(address), "127.0.0.1"),
@@ -864,6 +865,7 @@ void cfg_free(struct cfg *c)
 	}
 	free(c->kafka.props);
 	free(c->kafka.dead_letter_topic);
+	free(c->kafka.instance_id);
 	for (size_t i = 0; i < c->nroutes; i++) {
 		free(c->routes[i].filter);
 		free(c->routes[i].topic);

@@ -157,6 +157,7 @@ struct cfg_kafka {
 	struct cfg_kafka_prop *props;
 	size_t nprops;
 	char *dead_letter_topic;  /* NULL = none */
+	char *instance_id;        /* NULL = derived from the host name (kafka/downlink.h) */
 	int flush_timeout;        /* seconds to flush the producer at shut-down */
 	int line;                 /* of the kafka group */
 };
@@ -276,7 +277,8 @@ void cfg_free(struct cfg *c);
  * Compares two configs for a reload. Returns how many changed settings take
  * effect only after a restart (listeners but their tls keys, workers,
  * metrics.address and .port, auth.verify_threads, kafka.brokers,
- * kafka.properties, downlink, upstreams) and writes their names, comma-separated, to msg
+ * kafka.properties, kafka.instance_id, downlink, upstreams) and writes their names,
+ * comma-separated, to msg
  * ("" when none; truncated to len). Everything else can be applied live.
  */
 int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, size_t len);

@@ -27,7 +27,10 @@ struct inbox_item {
 	uint32_t c;
 	uint64_t u;
 	void *p1;
-	void *p2;
+	union {
+		void *p2;
+		uint64_t v;             /* for kinds that carry a second number */
+	};
 };
 
 struct inbox_batch {

@@ -245,7 +245,17 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct consumer *c = opaque;
-	(void)rk;
+	char why[256];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL &&
+	    rd_kafka_fatal_error(rk, why, sizeof(why)) == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) {
+		/* Static membership: a newer member took our group.instance.id.
+		 * This consumer is finished; the other one has the partitions. */
+		log_error("downlink consumer fenced group=%s reason=%s hint=\"another gateway uses "
+			  "the same group.instance.id: give each one its own kafka.instance_id\"",
+			  c->group, log_q(why));
+		return;
+	}
 	log_warn_rl("kafka consumer error group=%s code=%s reason=%s", c->group,
 		    rd_kafka_err2name(err), log_q(reason));
 }
@@ -372,6 +382,13 @@ struct consumer *consumer_new(const struct cfg *cfg, const char *bootstrap,
 		goto fail;
 	if (rd_kafka_conf_set(conf, "group.id", opts->group_id, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
 		snprintf(err, errlen, "kafka consumer group '%s': %s", opts->group_id, e);
+		goto fail;
+	}
+	if (opts->instance_id && opts->instance_id[0] &&
+	    rd_kafka_conf_set(conf, "group.instance.id", opts->instance_id, e, sizeof(e)) !=
+		    RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "kafka consumer group '%s': group.instance.id: %s",
+			 opts->group_id, e);
 		goto fail;
 	}
 	rd_kafka_conf_set_opaque(conf, c);

@@ -67,16 +67,20 @@ struct consumer_opts {
 	int64_t timeout_ms;        /* a record in flight longer counts as complete */
 	size_t max_in_flight;
 	int stop_grace_ms;         /* how long the stop waits for deliveries */
+	const char *instance_id;   /* group.instance.id (static membership); NULL or "": none */
 };
 
-/* Returns a new consumer (kafka_conf_new() defaults + group.id) or NULL
- * with err set. Borrows cfg and opts for the call only. */
+/* Returns a new consumer (kafka_conf_new() defaults + group.id, and
+ * group.instance.id when opts->instance_id is not empty) or NULL with err
+ * set. Borrows cfg and opts for the call only. */
 struct consumer *consumer_new(const struct cfg *cfg, const char *bootstrap,
 			      const struct consumer_opts *opts, char *err, size_t errlen);
 /* Subscribes and starts the thread. Returns 0 or -1 (logged). */
 int consumer_start(struct consumer *c);
 /* Asks the thread to stop: it stops reading, waits up to stop_grace_ms for
- * deliveries in flight, commits, and leaves the group. Does not wait. */
+ * deliveries in flight, commits, and closes the consumer (a dynamic member
+ * leaves the group; a static one stays until its session times out). Does
+ * not wait. */
 void consumer_stop(struct consumer *c);
 /* Waits for a stopped thread. No-op if it was never started. */
 void consumer_join(struct consumer *c);

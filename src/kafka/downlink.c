@@ -1,6 +1,7 @@
 /* downlink.c - the downlink's consumer groups: each record becomes one
  * tracked MQTT message per mapping (downlink_map.h), injected into the
  * broker; counters, status and metrics. See downlink.h. */
+#include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ struct downlink {
 	struct group *groups;
 	size_t ngroups;
 	bool stopped;
+	char member[256];              /* group.instance.id of the consumers, "" = none */
 };
 
 /* The track of one injected message: done() frees it. */
@@ -143,16 +145,69 @@ int downlink_group_id(const struct cfg_downlink *cd, const char *instance_id, ch
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-static void instance_id(char *out, size_t len)
+/* True for a name Kafka accepts as a group instance id (as for a topic:
+ * 1..249 bytes of [A-Za-z0-9._-], not "." or ".."). */
+static bool id_valid(const char *s)
 {
+	size_t n = strlen(s);
+	if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+			return false;
+	return true;
+}
+
+/* kafka.instance_id, or the host name. */
+static void instance_id(const struct cfg *cfg, char *out, size_t len)
+{
+	if (cfg->kafka.instance_id) {
+		snprintf(out, len, "%s", cfg->kafka.instance_id);
+		return;
+	}
 	if (gethostname(out, len) < 0 || !out[0])
 		snprintf(out, len, "localhost");
 	out[len - 1] = '\0';
 }
 
+int downlink_member_id(const struct cfg *cfg, const char *host, char *out, size_t len)
+{
+	int n;
+
+	if (len == 0)
+		return -1;
+	out[0] = '\0';
+	for (size_t i = 0; i < cfg->kafka.nprops; i++)
+		if (strcmp(cfg->kafka.props[i].name, "group.instance.id") == 0)
+			return 0; /* kafka.properties decides, "" included */
+	if (cfg->kafka.instance_id)
+		n = snprintf(out, len, "%s", cfg->kafka.instance_id);
+	else if (cfg->nlisteners > 0 && cfg->listeners[0].port != 0)
+		n = snprintf(out, len, "%s-%d", host, cfg->listeners[0].port);
+	else
+		return 0; /* no stable default: dynamic membership */
+	if (n < 0 || (size_t)n >= len) {
+		out[0] = '\0';
+		return -1;
+	}
+	/* A host name may hold what Kafka refuses in an id. */
+	for (char *p = out; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+			*p = '_';
+	if (strlen(out) > 249)
+		out[249] = '\0';
+	return 0;
+}
+
 int downlink_check(const struct cfg *cfg, char *err, size_t errlen)
 {
 	char e[400];
+	if (cfg->kafka.instance_id && !id_valid(cfg->kafka.instance_id)) {
+		snprintf(err, errlen, "%s:%d: kafka.instance_id: 1 to 249 of A-Z a-z 0-9 . _ - "
+			 "(a Kafka group instance id), not \".\" or \"..\"", cfg->path,
+			 cfg->kafka.line);
+		return -1;
+	}
 	for (size_t i = 0; i < cfg->ndownlinks; i++) {
 		struct downlink_map *m = downlink_map_new(&cfg->downlinks[i], "check", e, sizeof(e));
 		if (!m) {
@@ -202,7 +257,7 @@ static struct group *group_for(struct downlink *d, const char *group_id)
 }
 
 static int start_consumer(struct downlink *d, struct group *g, const struct cfg *cfg,
-			  const char *bootstrap, char *err, size_t errlen)
+			  const char *bootstrap, const char *member, char *err, size_t errlen)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < g->nmaps; i++)
@@ -226,6 +281,7 @@ static int start_consumer(struct downlink *d, struct group *g, const struct cfg 
 		.on_record = on_record, .ud = g,
 		.timeout_ms = timeout_ms > 0 ? timeout_ms : DOWNLINK_TIMEOUT_MS,
 		.max_in_flight = DOWNLINK_MAX_IN_FLIGHT, .stop_grace_ms = DOWNLINK_STOP_GRACE_MS,
+		.instance_id = member,
 	};
 	g->c = consumer_new(cfg, bootstrap, &o, err, errlen);
 	free(topics);
@@ -240,17 +296,31 @@ static int start_consumer(struct downlink *d, struct group *g, const struct cfg 
 struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
 			      char *err, size_t errlen)
 {
-	char host[256], gid[512], e[400];
+	char host[256], gid[512], e[400], member[256], name[256];
 	struct downlink *d = calloc(1, sizeof(*d));
 	size_t n = cfg->ndownlinks;
 
-	instance_id(host, sizeof(host));
+	if (downlink_check(cfg, err, errlen) < 0) {
+		free(d);
+		return NULL;
+	}
+	instance_id(cfg, host, sizeof(host));
+	if (gethostname(name, sizeof(name)) < 0 || !name[0])
+		snprintf(name, sizeof(name), "localhost");
+	name[sizeof(name) - 1] = '\0';
+	if (downlink_member_id(cfg, name, member, sizeof(member)) < 0) {
+		snprintf(err, errlen, "%s:%d: kafka: group instance id too long", cfg->path,
+			 cfg->kafka.line);
+		free(d);
+		return NULL;
+	}
 	if (!d || !(d->maps = calloc(n ? n : 1, sizeof(*d->maps))) ||
 	    !(d->groups = calloc(n ? n : 1, sizeof(*d->groups)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	d->br = br;
+	snprintf(d->member, sizeof(d->member), "%s", member);
 	for (size_t i = 0; i < n; i++) {
 		const struct cfg_downlink *cd = &cfg->downlinks[i];
 		if (downlink_group_id(cd, host, gid, sizeof(gid)) < 0) {
@@ -287,7 +357,7 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
 	}
 	for (size_t i = 0; i < d->ngroups; i++) {
 		struct group *g = &d->groups[i];
-		if (start_consumer(d, g, cfg, bootstrap, err, errlen) < 0)
+		if (start_consumer(d, g, cfg, bootstrap, member, err, errlen) < 0)
 			goto fail;
 		for (size_t j = 0; j < g->nmaps; j++) {
 			const struct downlink_map *m = g->maps[j]->m;
@@ -309,8 +379,9 @@ int downlink_start(struct downlink *d)
 			downlink_stop(d);
 			return -1;
 		}
-		log_info("downlink consumer started group=%s mappings=%zu",
-			 consumer_group(d->groups[i].c), d->groups[i].nmaps);
+		log_info("downlink consumer started group=%s mappings=%zu instance_id=%s",
+			 consumer_group(d->groups[i].c), d->groups[i].nmaps,
+			 d->member[0] ? log_q(d->member) : "none");
 	}
 	return 0;
 }

@@ -6,9 +6,17 @@
  * Mappings (cfg_downlink) are grouped by effective group id: one consumer
  * (thread, see consumer.h) per distinct id, subscribed to the union of its
  * mappings' topics. mode = "group" uses `group` as is; mode = "broadcast"
- * uses "<group>-<instance id>", the instance id being the host name (stable
- * across restarts, so an instance resumes from its own commits; two
- * instances on one host must not both use broadcast mode with one group).
+ * uses "<group>-<instance id>", the instance id being kafka.instance_id or
+ * else the host name (stable across restarts, so an instance resumes from
+ * its own commits; two instances on one host must not both use broadcast
+ * mode with one group unless each has its own kafka.instance_id).
+ *
+ * Static group membership: every consumer joins with group.instance.id =
+ * downlink_member_id(), so that a restarted gateway (a crash, SIGKILL, a
+ * restart) takes its partitions back as soon as it rejoins instead of
+ * waiting for its old member's session.timeout.ms. A static member does not
+ * leave its group when it stops: its partitions go to the other members
+ * only when its session times out (kafkagate's consumer default: 10 s).
  *
  * Per record, each mapping of the consumer that names the record's topic
  * builds one MQTT message (topic, QoS, retain, payload: see downlink_map.h).
@@ -78,8 +86,10 @@ struct downlink_stats {
 
 /*
  * Compiles every mapping as downlink_new() would: template, resulting MQTT
- * topic when the template is literal, Kafka topic names. Returns 0, or -1
- * with "FILE:LINE: downlink[i]...: why" in err. For --check. Any thread.
+ * topic when the template is literal, Kafka topic names; and checks
+ * kafka.instance_id (1..249 of [A-Za-z0-9._-], not "." or ".."). Returns 0,
+ * or -1 with "FILE:LINE: downlink[i]...: why" (or "FILE:LINE:
+ * kafka.instance_id: ...") in err. For --check. Any thread.
  */
 int downlink_check(const struct cfg *cfg, char *err, size_t errlen);
 
@@ -87,6 +97,16 @@ int downlink_check(const struct cfg *cfg, char *err, size_t errlen);
  * or -1 when it does not fit. instance_id is used by mode = "broadcast". */
 int downlink_group_id(const struct cfg_downlink *cd, const char *instance_id, char *out,
 		      size_t len);
+
+/*
+ * Writes the consumers' group.instance.id to out: "" (none: kafka.properties
+ * sets group.instance.id itself, "" there turning static membership off; or
+ * there is no stable default), kafka.instance_id when set, else
+ * "<host>-<port>" with host (the host name) and the first listener's port
+ * (0, any free port: no stable default), characters Kafka refuses in an id
+ * replaced by '_'. Returns 0, or -1 when it does not fit in len. Pure.
+ */
+int downlink_member_id(const struct cfg *cfg, const char *host, char *out, size_t len);
 
 /*
  * Returns a new downlink for cfg's mappings (cfg->ndownlinks > 0), whose
@@ -99,8 +119,9 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
  * Returns 0, or -1 (logged) with nothing left running. Main thread. */
 int downlink_start(struct downlink *d);
 /* Stops reading, waits up to DOWNLINK_STOP_GRACE_MS for deliveries in flight,
- * commits what is complete, leaves the groups and joins the threads. NULL and
- * repeated calls ok. Main thread. */
+ * commits what is complete, closes the consumers (static members stay in
+ * their groups until their sessions time out) and joins the threads. NULL
+ * and repeated calls ok. Main thread. */
 void downlink_stop(struct downlink *d);
 /* Stops if needed and frees. NULL ok. After broker_free() (see above). */
 void downlink_free(struct downlink *d);

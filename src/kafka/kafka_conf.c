@@ -20,25 +20,53 @@ struct kafka_embed {
 	char *bootstrap;
 };
 
+/* Both roles: reconnect quickly after a broker outage. librdkafka doubles
+ * its reconnect backoff from reconnect.backoff.ms (100) up to
+ * reconnect.backoff.max.ms, 10 s by default: a Kafka that came back after a
+ * long outage then waited up to 10 s for the next attempt (bench/recovery.sh
+ * measured 3.5-8 s). At 1 s a broker still starting gets one connection
+ * attempt per second per client. Nagle's algorithm off: requests are small
+ * and pipelined (up to 5 in flight with idempotence), and a request held
+ * back for the ACK of the previous one is pure latency (kafka-clients sets
+ * TCP_NODELAY too). See docs/benchmarks.md, "Latency of the truth". */
+#define COMMON_DEFAULTS \
+	{ "socket.nagle.disable", "true" }, \
+	{ "reconnect.backoff.ms", "100" }, \
+	{ "reconnect.backoff.max.ms", "1000" }
+
 static const char *const producer_defaults[][2] = {
 	{ "acks", "all" },
 	{ "enable.idempotence", "true" },
-	{ "linger.ms", "5" },
+	/* A QoS 1/2 PUBACK waits for the record's delivery report, so linger
+	 * is added to every acknowledgement when few messages are in flight.
+	 * Under load librdkafka batches anyway (records wait while the 5
+	 * requests allowed in flight are out), so QoS 0 throughput does not
+	 * need it; librdkafka 2.0 waits at least 1 ms for any linger above 0
+	 * (its broker thread sleeps in whole milliseconds). */
+	{ "linger.ms", "0" },
 	{ "compression.type", "lz4" },
 	{ "partitioner", "murmur2_random" },
 	{ "message.timeout.ms", "30000" },
 	/* Broker connection states for /metrics come from these. */
 	{ "statistics.interval.ms", "5000" },
+	COMMON_DEFAULTS,
 };
 
 static const char *const consumer_defaults[][2] = {
 	/* Commands are latency-sensitive: librdkafka's 500 ms default fetch wait
-	 * is also the delay of an idle partition's next record on some brokers. */
+	 * is also the delay of an idle partition's next record on some brokers
+	 * (a real Kafka answers a waiting fetch as soon as a record arrives). */
 	{ "fetch.wait.max.ms", "100" },
 	{ "enable.auto.commit", "false" },
 	{ "enable.auto.offset.store", "false" },
 	{ "auto.offset.reset", "earliest" },
 	{ "statistics.interval.ms", "5000" },
+	/* Consumers are static members (downlink.h): a restart takes its
+	 * partitions back at once, and a member that stopped for good hands
+	 * them over after this, not librdkafka's 45 s. Kafka's
+	 * group.min.session.timeout.ms is 6 s; heartbeats go every 3 s. */
+	{ "session.timeout.ms", "10000" },
+	COMMON_DEFAULTS,
 };
 
 bool kafka_conf_is_secret(const char *name)

@@ -23,9 +23,11 @@ enum kafka_role { KAFKA_PRODUCER, KAFKA_CONSUMER };
  * kafka.properties entry applied in file order, and bootstrap.servers =
  * bootstrap. On an unknown property or bad value returns NULL and writes
  * "FILE:LINE: kafka property 'x': <librdkafka's message>" to err.
- * Producer defaults: acks=all, enable.idempotence=true, linger.ms=5,
+ * Producer defaults: acks=all, enable.idempotence=true, linger.ms=0,
  * compression.type=lz4, partitioner=murmur2_random, message.timeout.ms=30000,
- * statistics.interval.ms=5000 (kafka.properties may change any of them).
+ * statistics.interval.ms=5000; both roles: socket.nagle.disable=true,
+ * reconnect.backoff.ms=100, reconnect.backoff.max.ms=1000
+ * (kafka.properties may change any of them).
  *
  * A value "@file:PATH" (cfg.h: CFG_KAFKA_FILE_PREFIX; PATH already resolved
  * by cfg_load()) is replaced by the file's content, without one trailing

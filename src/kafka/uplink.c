@@ -48,6 +48,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rm, void *opaq
 		if (rs)
 			atomic_fetch_add(&rs->delivered, 1);
 		count_latency(u, t->m->received_ms);
+		lathist_add(&u->stage_kafka, lathist_now() - t->produced_ns, 1);
 	} else {
 		const char *topic = rd_kafka_topic_name(rm->rkt);
 		if (rs)
@@ -216,6 +217,7 @@ struct route_table *uplink_routes(struct uplink *u)
 
 const struct uplink_stats *uplink_stats(const struct uplink *u) { return &u->st; }
 const struct uplink_latency *uplink_latency(const struct uplink *u) { return &u->lat; }
+const struct lathist *uplink_stage_kafka(const struct uplink *u) { return &u->stage_kafka; }
 int uplink_queue_depth(const struct uplink *u) { return rd_kafka_outq_len(u->rk); }
 
 const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i)

@@ -27,6 +27,7 @@
 #include "broker/broker.h"
 
 struct cfg;
+struct lathist;
 struct msg;
 struct route_table;
 
@@ -86,6 +87,10 @@ const struct uplink_stats *uplink_stats(const struct uplink *u);
 /* Counters of route i of the current table, or NULL. Any thread. */
 const struct uplink_route_stats *uplink_route_stats(struct uplink *u, size_t i);
 const struct uplink_latency *uplink_latency(const struct uplink *u);
+/* Produce call -> successful delivery report, per record (core/lathist.h;
+ * the first stage of the acknowledgement path, the broker's worker_stats
+ * hold the next two). Any thread. */
+const struct lathist *uplink_stage_kafka(const struct uplink *u);
 /* Records handed to the producer, and messages that matched no route,
  * summed over the workers. Any thread. */
 void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted);

@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "core/buf.h"
+#include "core/lathist.h"
 #include "core/reclaim.h"
 #include "kafka/uplink.h"
 
@@ -45,6 +46,7 @@ struct uplink {
 	int64_t queue_limit;         /* records in flight before UPLINK_BUSY */
 	struct uplink_stats st;
 	struct uplink_latency lat;
+	struct lathist stage_kafka;  /* produce -> delivery report (poll thread) */
 	pthread_mutex_t bk_mu;       /* guards brokers, n_brokers */
 	struct uplink_broker_state brokers[UPLINK_MAX_BROKERS];
 	size_t n_brokers;
@@ -73,6 +75,7 @@ struct ticket {
 	struct uplink *u;
 	struct msg *m;               /* raw values point into it */
 	uint64_t conn_id;
+	uint64_t produced_ns;        /* lathist_now() when its records were produced */
 	uint32_t seq;                /* 0: QoS 0, nobody waits */
 	atomic_int remaining;
 	atomic_bool failed;

@@ -131,6 +131,7 @@ static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
 	t->m = msg_ref(p->m);
 	t->conn_id = p->conn_id;
 	t->seq = p->seq;
+	t->produced_ns = lathist_now();
 	atomic_init(&t->remaining, 1); /* held by uplink_publish until it is done */
 	t->clientid = memcpy(strs, p->clientid, idlen - 1);
 	t->clientid[idlen - 1] = '\0';

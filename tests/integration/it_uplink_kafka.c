@@ -9,6 +9,15 @@
  * shorter than the outage, so that the records in flight during it fail and
  * that path (no PUBACK, connection closed, device resends) is exercised.
  *
+ * Then acknowledgements resume quickly after a broker restart: one device
+ * publishing QoS 1 one message at a time through a gateway with the default
+ * producer settings gets its first PUBACK within RESUME_MS of
+ * `scripts/kafka-local restart` returning (the broker serves metadata
+ * again). With librdkafka's reconnect backoff (up to 10 s) that took 3-8 s;
+ * kafkagate's reconnect.backoff.max.ms of 1 s makes it well under a second
+ * (bench/recovery.sh measures it at full size; the test allows a loaded
+ * machine twice that).
+ *
  * The broker gets a private KAFKA_RUN_DIR, so a broker another suite runs
  * is left alone, and is stopped at the end. Without java or mvn every test
  * is skipped with a message.
@@ -35,6 +44,7 @@
 
 enum { CLIENTS = 20, PER_CLIENT = 500, TOTAL = CLIENTS * PER_CLIENT, PAYLOAD = 100 };
 #define PUBLISH_DEADLINE_MS 90000
+#define RESUME_MS 2000
 
 static struct gw g;
 static struct itkafka_local kl;
@@ -406,11 +416,103 @@ static void test_broker_restart(void **state)
 	free(t);
 }
 
+/* ---- acknowledgements resume after a restart -------------------------------- */
+
+#define MAX_ACKS 200000
+
+/* A device publishing QoS 1 one message at a time; each PUBACK's time. */
+struct seq_device {
+	int port;
+	atomic_bool stop;
+	atomic_int acks;
+	long long at[MAX_ACKS];        /* written before acks is raised */
+	char err[96];
+};
+
+static void *seq_main(void *arg)
+{
+	struct seq_device *d = arg;
+	int fd = itutil_connect(d->port, "it-ukc-seq", true, 0, NULL);
+	uint16_t pid = 1;
+
+	if (fd < 0) {
+		snprintf(d->err, sizeof(d->err), "cannot connect");
+		return NULL;
+	}
+	while (!atomic_load(&d->stop) && atomic_load(&d->acks) < MAX_ACKS) {
+		if (itutil_send_publish(fd, "kr/dev", "reading", 7, 1, false, pid) < 0 ||
+		    itutil_expect_ack(fd, 0x40, pid, 60000) < 0) {
+			snprintf(d->err, sizeof(d->err), "no PUBACK for packet id %u", pid);
+			break;
+		}
+		d->at[atomic_load(&d->acks)] = itutil_now_ms();
+		atomic_fetch_add(&d->acks, 1);
+		pid = (uint16_t)(pid % 65535 + 1);
+	}
+	close(fd);
+	return NULL;
+}
+
+static void test_acks_resume_after_restart(void **state)
+{
+	struct gw g2 = { 0 };
+	struct seq_device *d = calloc(1, sizeof(*d));
+	char cfg[512];
+	pthread_t th;
+	(void)state;
+
+	if (kl.skip_reason) {
+		print_message("%s\n", kl.skip_reason);
+		skip();
+	}
+	assert_non_null(d);
+	/* kafkagate's producer defaults: nothing times out during the outage. */
+	snprintf(cfg, sizeof(cfg),
+		 "kafka = { brokers = \"%s\"; flush_timeout = 5; };\n"
+		 "routes = ( { filter = \"kr/#\"; topic = \"kt-resume\"; format = \"raw\"; } );\n",
+		 kl.bootstrap);
+	assert_int_equal(gw_start(&g2, cfg), 0);
+	d->port = g2.port;
+	assert_int_equal(pthread_create(&th, NULL, seq_main, d), 0);
+	for (int i = 0; i < 300 && atomic_load(&d->acks) < 50 && !d->err[0]; i++)
+		itutil_sleep_ms(100);
+	assert_true(atomic_load(&d->acks) >= 50);
+
+	long long t_down = itutil_now_ms();
+	assert_int_equal(itkafka_local_run("restart", NULL, 0), 0);
+	long long t_up = itutil_now_ms();
+	int before = atomic_load(&d->acks), k = -1;
+	for (int i = 0; i < 3000 && k < 0 && !d->err[0]; i++) {
+		int n = atomic_load(&d->acks);
+		for (int j = before; j < n && k < 0; j++)
+			if (d->at[j] >= t_up)
+				k = j;
+		if (k < 0)
+			itutil_sleep_ms(10);
+	}
+	atomic_store(&d->stop, true);
+	pthread_join(th, NULL);
+	assert_true(k >= 0);
+	/* The last ack before the outage, for the record. */
+	long long last = 0;
+	for (int j = 0; j < k; j++)
+		if (d->at[j] < t_up)
+			last = d->at[j];
+	print_message("broker down and up again in %lld ms; acks stopped %lld ms after the "
+		      "restart began and resumed %lld ms after the broker served again\n",
+		      t_up - t_down, last - t_down, d->at[k] - t_up);
+	assert_true(d->at[k] - t_up <= RESUME_MS);
+	assert_string_equal(d->err, "");
+	gw_stop(&g2);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exactly_as_sent),
 		cmocka_unit_test(test_broker_restart),
+		cmocka_unit_test(test_acks_resume_after_restart),
 	};
 
 	return cmocka_run_group_tests_name("it_uplink_kafka", tests, group_setup, group_teardown);

@@ -341,6 +341,46 @@ static void test_group_id(void **state)
 	assert_int_equal(downlink_group_id(&cd, "host-a", out, 10), -1);
 }
 
+/* Static membership: kafka.instance_id, else host name and first port; none
+ * without a stable port; kafka.properties' own group.instance.id wins. */
+static void test_member_id(void **state)
+{
+	(void)state;
+	char out[64], err[256];
+	struct cfg_listener lis[2] = { { .port = 1883 }, { .port = 8883 } };
+	struct cfg_kafka_prop props[2] = { { .name = "linger.ms", .value = "0" },
+					   { .name = "group.instance.id", .value = "" } };
+	struct cfg c = { .path = "gw.cfg", .listeners = lis, .nlisteners = 2 };
+
+	assert_int_equal(downlink_member_id(&c, "gw1.example", out, sizeof(out)), 0);
+	assert_string_equal(out, "gw1.example-1883");
+	assert_int_equal(downlink_member_id(&c, "odd host:name", out, sizeof(out)), 0);
+	assert_string_equal(out, "odd_host_name-1883");
+	assert_int_equal(downlink_member_id(&c, "gw1", out, 6), -1);
+	lis[0].port = 0; /* any free port: nothing stable to name the instance by */
+	assert_int_equal(downlink_member_id(&c, "gw1", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	c.kafka.instance_id = "gw-a";
+	assert_int_equal(downlink_member_id(&c, "gw1", out, sizeof(out)), 0);
+	assert_string_equal(out, "gw-a");
+	c.kafka.props = props;
+	c.kafka.nprops = 1;
+	assert_int_equal(downlink_member_id(&c, "gw1", out, sizeof(out)), 0);
+	assert_string_equal(out, "gw-a");
+	c.kafka.nprops = 2;
+	assert_int_equal(downlink_member_id(&c, "gw1", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+
+	c.kafka.line = 40;
+	assert_int_equal(downlink_check(&c, err, sizeof(err)), 0);
+	static const char *const bad[] = { "a b", "..", "gw/1", "ü" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		c.kafka.instance_id = (char *)bad[i];
+		assert_int_equal(downlink_check(&c, err, sizeof(err)), -1);
+		assert_memory_equal(err, "gw.cfg:40: kafka.instance_id: ", 30);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_topic_length_limit),
 		cmocka_unit_test(test_map_errors_and_check),
 		cmocka_unit_test(test_group_id),
+		cmocka_unit_test(test_member_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
