@@ -6,6 +6,9 @@
 # Every broker and load generator is started here, on 127.0.0.1, with a time
 # bound, and stopped by PID on exit. Each scenario gets a freshly started
 # broker so that CPU and memory figures do not carry over between rows.
+# The TLS and WebSocket rows (TLS=0 leaves them out) come after the four
+# plain ones, which run exactly as without them, and are compared with the
+# same broker's plain row of the same run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,6 +26,8 @@ MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
 LOADGEN_GIVEN=${LOADGEN:+1}
 LOADGEN=${LOADGEN:-build/bench/loadgen}
 OUT=${OUT:-bench/results}
+TLS=${TLS:-1}                   # 0: the plain TCP scenarios only, as before
+WS_PATH=/mqtt
 
 WORK=$(mktemp -d /tmp/kg-bench.XXXXXX)
 PIDS=()
@@ -56,25 +61,71 @@ build_loadgen() {
 	say "compare: 'make bench' failed (see below); compiling loadgen from the codec sources"
 	tail -n 5 "$WORK/make.log" >&2 || true
 	local srcs=() f
-	for f in src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c src/mqtt/mqtt_encode.c src/mqtt_props.c src/core/buf.c; do
+	for f in src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c src/mqtt/mqtt_encode.c src/mqtt_props.c src/core/buf.c \
+		src/transport/ws.c src/transport/ws_handshake.c src/core/http_parse.c; do
 		[ -f "$f" ] && srcs+=("$f")
 	done
 	mkdir -p "$(dirname "$LOADGEN")"
-	cc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o "$LOADGEN" bench/loadgen.c "${srcs[@]}"
+	cc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o "$LOADGEN" bench/loadgen.c "${srcs[@]}" -lssl -lcrypto
+}
+
+# make_certs: the test CA and server certificate (scripts/gen-test-certs.sh)
+# in $CERTS, for both brokers. mosquitto started as root reads its key after
+# switching to the mosquitto user: that user gets the key and a way in.
+make_certs() {
+	CERTS=$WORK/certs
+	[ -s "$CERTS/server.key" ] && return 0
+	scripts/gen-test-certs.sh "$CERTS" || return 1
+	if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then
+		chmod 711 "$WORK" "$CERTS"
+		chown mosquitto "$CERTS/server.key"
+	fi
+}
+
+# transport_args TRANSPORT: the loadgen options for tcp, tls, ws or wss.
+transport_args() {
+	case $1 in
+	tls) echo "--tls $CERTS/ca.crt" ;;
+	ws) echo "--ws $WS_PATH" ;;
+	wss) echo "--tls $CERTS/ca.crt --ws $WS_PATH" ;;
+	esac
 }
 
 rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-# start_broker NAME: sets BROKER_PID and PORT, or returns 1.
+# start_broker NAME [TRANSPORT]: sets BROKER_PID and PORT, or returns 1 (and
+# BROKER_ERR). TRANSPORT: tcp (default), tls, ws or wss.
 start_broker() {
-	local name=$1 conf log=$WORK/$1.log
+	local name=$1 tr=${2:-tcp} conf log=$WORK/$1.log lis targs port2
 	PORT=$(free_port)
+	BROKER_ERR="did not start"
+	targs=$(transport_args "$tr")
 	if [ "$name" = mosquitto ]; then
 		conf=$WORK/mosquitto.conf
+		case $tr in
+		tcp) lis="listener $PORT 127.0.0.1" ;;
+		tls) lis="listener $PORT 127.0.0.1
+certfile $CERTS/server.crt
+keyfile $CERTS/server.key" ;;
+		ws | wss)
+			# mosquitto 2.0.11 exits ("Unable to start any listening
+			# sockets") with a websockets listener alone, so an MQTT one
+			# comes first; and libwebsockets takes the host as an
+			# interface: "lo" binds 127.0.0.1, "127.0.0.1" every address.
+			port2=$(free_port)
+			while [ "$port2" = "$PORT" ]; do port2=$(free_port); done
+			lis="listener $port2 127.0.0.1
+listener $PORT lo
+protocol websockets"
+			[ "$tr" = wss ] && lis="$lis
+certfile $CERTS/server.crt
+keyfile $CERTS/server.key"
+			;;
+		esac
 		cat >"$conf" <<-EOF
-		listener $PORT 127.0.0.1
+		$lis
 		allow_anonymous true
 		persistence false
 		max_queued_messages 1000000
@@ -86,12 +137,24 @@ start_broker() {
 		"$MOSQ_BIN" -c "$conf" >>"$log" 2>&1 &
 	else
 		conf=$WORK/kafkagate.cfg
+		lis="address = \"127.0.0.1\"; port = $PORT;"
+		case $tr in ws | wss) lis="$lis protocol = \"websocket\"; path = \"$WS_PATH\";" ;; esac
+		case $tr in tls | wss) lis="$lis tls = { cert = \"$CERTS/server.crt\"; key = \"$CERTS/server.key\"; };" ;; esac
+		lis="{ $lis }"
 		if [ -n "$KG_CONF" ]; then
-			sed "s/@PORT@/$PORT/g" "$KG_CONF" >"$conf"
+			if [ "$tr" != tcp ] && ! grep -q '@LISTENER@' "$KG_CONF"; then
+				BROKER_ERR="KG_CONF has no @LISTENER@"
+				say "compare: $BROKER_ERR (needed for the $tr rows)"
+				return 1
+			fi
+			sed -e "s/@PORT@/$PORT/g" -e "s|@LISTENER@|$lis|g" "$KG_CONF" >"$conf"
 		else
+			# max_connect_rate (5000/s by default since commit 554378f)
+			# would refuse most of scenario 4's connections, which arrive
+			# within a second; mosquitto has no such limit.
 			cat >"$conf" <<-EOF
-			listeners = ( { address = "127.0.0.1"; port = $PORT; } );
-			limits = { max_connections = 100000; max_queued_messages = 1000000; };
+			listeners = ( $lis );
+			limits = { max_connections = 100000; max_queued_messages = 1000000; max_connect_rate = 0; };
 			log = { level = "warn"; };
 			EOF
 		fi
@@ -103,7 +166,8 @@ start_broker() {
 	local deadline=$((SECONDS + 10))
 	while [ $SECONDS -lt $deadline ]; do
 		alive "$BROKER_PID" || break
-		if timeout 2 "$LOADGEN" idle --port "$PORT" --clients 1 --hold 0 \
+		# shellcheck disable=SC2086
+		if timeout 2 "$LOADGEN" idle --port "$PORT" --clients 1 --hold 0 $targs \
 			--connect-timeout 1 --id-prefix probe >/dev/null 2>&1; then
 			return 0
 		fi
@@ -117,7 +181,18 @@ start_broker() {
 
 # Results: R[scenario|broker|field]
 declare -A R
-read -r -a SCEN_IDS <<< "${SCENARIOS:-s1 s2 s3 s4}"   # e.g. SCENARIOS="s4" for the idle run only
+# e.g. SCENARIOS="s4" for the idle run only. t*: TLS, w*: WebSocket, x1: both.
+DEFAULT_SCEN="s1 s2 s3 s4"
+[ "$TLS" = 0 ] || DEFAULT_SCEN="$DEFAULT_SCEN t1 t2 w1 w2"
+read -r -a SCEN_IDS <<< "${SCENARIOS:-$DEFAULT_SCEN}"
+PLAIN_IDS=() XPORT_IDS=()
+for id in "${SCEN_IDS[@]}"; do
+	case $id in
+	s[1-4]) PLAIN_IDS+=("$id") ;;
+	t[12] | w[12] | x1) XPORT_IDS+=("$id") ;;
+	*) say "compare: unknown scenario '$id' (s1-s4, t1, t2, w1, w2, x1)"; exit 2 ;;
+	esac
+done
 declare -A SCEN_NAME=(
 	[s1]="$PUBS pub -> 1 sub, QoS 0"
 	[s2]="$PUBS pub -> 1 sub, QoS 1"
@@ -130,17 +205,26 @@ declare -A SCEN_ARGS=(
 	[s2]="--pubs $PUBS --subs 1 --qos 1 --topic-prefix bench/s2"
 	[s3]="--pubs 1 --subs $FANOUT --qos 0 --topic-prefix bench/s3 --topic bench/s3/0"
 )
+# The TLS and WebSocket scenarios: a plain one (BASE) over another transport.
+declare -A SCEN_BASE=([t1]=s1 [t2]=s2 [w1]=s1 [w2]=s2 [x1]=s1)
+declare -A SCEN_TRANSPORT=([t1]=tls [t2]=tls [w1]=ws [w2]=ws [x1]=wss)
+declare -A TRANSPORT_NAME=([tls]="TLS" [ws]="WebSocket" [wss]="WebSocket over TLS")
+for id in t1 t2 w1 w2 x1; do
+	SCEN_NAME[$id]="${SCEN_NAME[${SCEN_BASE[$id]}]}, ${TRANSPORT_NAME[${SCEN_TRANSPORT[$id]}]}"
+	SCEN_ARGS[$id]="${SCEN_ARGS[${SCEN_BASE[$id]}]/bench\/s?/bench/$id}"
+done
 
 
 # run_traffic ID BROKER: one throughput scenario on a fresh broker.
 run_traffic() {
-	local id=$1 b=$2 c0 c1 line lg out=$WORK/$1-$2.out
-	start_broker "$b" || { R[$id|$b|err]="did not start"; return 0; }
+	local id=$1 b=$2 c0 c1 line lg out=$WORK/$1-$2.out tr=${SCEN_TRANSPORT[$1]:-tcp}
+	start_broker "$b" "$tr" || { R[$id|$b|err]=$BROKER_ERR; return 0; }
 	c0=$(cpu_ticks "$BROKER_PID")
 	# In the background so that a signal reaches the trap at once (bash
 	# defers traps while a foreground command runs).
 	# shellcheck disable=SC2086
 	timeout -k 5 $((DURATION + 90)) "$LOADGEN" run --port "$PORT" ${SCEN_ARGS[$id]} \
+		$(transport_args "$tr") \
 		--size "$SIZE" --rate "$RATE" --e2e-window "$E2E_WINDOW" \
 		--duration "$DURATION" --drain 20 \
 		>"$out" 2>"$WORK/$id-$b.err" &
@@ -204,6 +288,11 @@ run_idle() {
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 build_loadgen
+if [ ${#XPORT_IDS[@]} -gt 0 ] && ! make_certs; then
+	say "compare: scripts/gen-test-certs.sh failed: no TLS or WebSocket rows"
+	XPORT_IDS=()
+	SCEN_IDS=("${PLAIN_IDS[@]}")
+fi
 HAVE_KG=1
 if [ ! -x "$KG_BIN" ]; then
 	say "compare: kafkagate binary '$KG_BIN' not found or not executable: only mosquitto rows will be measured"
@@ -230,20 +319,71 @@ ratio() {
 		else printf "%.2f", a / b }'
 }
 
-mkdir -p "$OUT"
-{
-	echo "# kafkagate vs mosquitto"
+times() { local r; r=$(ratio "$1" "$2"); [ "$r" = n/a ] && echo "$r" || echo "${r}x"; }
+
+# tls_of BROKER: version:cipher its TLS rows negotiated, per the loadgen.
+tls_of() {
+	local id v
+	for id in "${XPORT_IDS[@]}"; do
+		v=$(field tls "${R[$id|$1|line]:-}")
+		[ -n "$v" ] && { echo "$v"; return; }
+	done
+	echo "-"
+}
+
+# The TLS and WebSocket table: each row against the same broker's plain row
+# of this run (SCEN_BASE), then kafkagate against mosquitto.
+xport_report() {
+	local id b base r c verdict
+	echo "## TLS and WebSocket"
 	echo
-	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
-	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r)"
-	echo "- load average before the run: $LOAD0 (other work on the machine skews every row)"
-	echo "- mosquitto: $("$MOSQ_BIN" -h 2>&1 | sed -n 's/^mosquitto version //p' | head -n 1)"
-	echo "- kafkagate: $([ "$HAVE_KG" = 1 ] && echo "$KG_BIN" || echo "not measured ($KG_BIN missing)")"
-	echo "- parameters: DURATION=${DURATION}s RATE=$RATE E2E_WINDOW=$E2E_WINDOW SIZE=${SIZE}B PUBS=$PUBS FANOUT=$FANOUT IDLE=$IDLE (x$IDLE_PROCS processes)"
+	echo "TLS: the same certificates for both brokers (scripts/gen-test-certs.sh: test CA," \
+	     "EC P-256 server key); the generator verifies the broker and makes a full handshake" \
+	     "per connection; negotiated: kafkagate $(tls_of kafkagate), mosquitto $(tls_of mosquitto)." \
+	     "WebSocket: path $WS_PATH, one masked binary frame per flush from the generator." \
+	     "\"vs TCP\" divides by the same broker's plain TCP row of this run."
 	echo
+	echo "| scenario | broker | msgs/s | p50 ms | p99 ms | p999 ms | CPU s per 1M msgs | msgs/s vs TCP | CPU/msg vs TCP |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	for id in "${XPORT_IDS[@]}"; do
+		base=${SCEN_BASE[$id]}
+		for b in "${BROKERS[@]}"; do
+			if [ -n "${R[$id|$b|err]:-}" ]; then
+				echo "| ${SCEN_NAME[$id]} | $b | ${R[$id|$b|err]} | - | - | - | - | - | - |"
+				continue
+			fi
+			echo "| ${SCEN_NAME[$id]} | $b | $(val "$id|$b|rate") | $(ms "${R[$id|$b|p50]:-}") |" \
+			     "$(ms "${R[$id|$b|p99]:-}") | $(ms "${R[$id|$b|p999]:-}") | $(val "$id|$b|cpu") |" \
+			     "$(times "${R[$id|$b|rate]:-}" "${R[$base|$b|rate]:-}") |" \
+			     "$(times "${R[$id|$b|cpu]:-}" "${R[$base|$b|cpu]:-}") |"
+		done
+	done
+	echo
+	echo "Ratios kafkagate/mosquitto; target for TLS: msgs/s >= 1, CPU per message <= 0.7:"
+	echo
+	for id in "${XPORT_IDS[@]}"; do
+		r=$(ratio "${R[$id|kafkagate|rate]:-}" "${R[$id|mosquitto|rate]:-}")
+		c=$(ratio "${R[$id|kafkagate|cpu]:-}" "${R[$id|mosquitto|cpu]:-}")
+		verdict=""
+		if [ "${SCEN_TRANSPORT[$id]}" != ws ]; then
+			verdict=$(awk -v r="$r" -v c="$c" 'BEGIN {
+				if (r == "n/a" || c == "n/a") print ": target not measured";
+				else if (r + 0 >= 1 && c + 0 <= 0.7) print ": target met";
+				else print ": target NOT met" }')
+		fi
+		echo "- ${SCEN_NAME[$id]}: msgs/s $r," \
+		     "p99 $(ratio "${R[$id|kafkagate|p99]:-}" "${R[$id|mosquitto|p99]:-}")," \
+		     "CPU per 1M $c$verdict"
+	done
+	echo
+}
+
+# The plain TCP table and its ratio lines, as before the TLS rows existed.
+plain_report() {
+	local id b
 	echo "| scenario | broker | msgs/s | p50 ms | p99 ms | p999 ms | CPU s per 1M msgs | RSS/conn KiB |"
 	echo "|---|---|---:|---:|---:|---:|---:|---:|"
-	for id in "${SCEN_IDS[@]}"; do
+	for id in "${PLAIN_IDS[@]}"; do
 		for b in "${BROKERS[@]}"; do
 			if [ -n "${R[$id|$b|err]:-}" ]; then
 				echo "| ${SCEN_NAME[$id]} | $b | ${R[$id|$b|err]} | - | - | - | - | - |"
@@ -265,6 +405,21 @@ mkdir -p "$OUT"
 	done
 	echo "- ${SCEN_NAME[s4]}: RSS/conn $(ratio "${R[s4|kafkagate|rss]:-}" "${R[s4|mosquitto|rss]:-}")"
 	echo
+}
+
+mkdir -p "$OUT"
+{
+	echo "# kafkagate vs mosquitto"
+	echo
+	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r)"
+	echo "- load average before the run: $LOAD0 (other work on the machine skews every row)"
+	echo "- mosquitto: $("$MOSQ_BIN" -h 2>&1 | sed -n 's/^mosquitto version //p' | head -n 1)"
+	echo "- kafkagate: $([ "$HAVE_KG" = 1 ] && echo "$KG_BIN" || echo "not measured ($KG_BIN missing)")"
+	echo "- parameters: DURATION=${DURATION}s RATE=$RATE E2E_WINDOW=$E2E_WINDOW SIZE=${SIZE}B PUBS=$PUBS FANOUT=$FANOUT IDLE=$IDLE (x$IDLE_PROCS processes)"
+	echo
+	[ ${#PLAIN_IDS[@]} -eq 0 ] || plain_report
+	[ ${#XPORT_IDS[@]} -eq 0 ] || xport_report
 	echo "Raw loadgen results:"
 	echo
 	for id in "${SCEN_IDS[@]}"; do

@@ -13,12 +13,20 @@
  * every process runs on one machine, so subscribers subtract it from their
  * own clock and record the difference in a log-linear histogram.
  *
+ * Transports: plain TCP by default; --tls CAFILE puts an OpenSSL client
+ * under every connection (handshake, SSL_read and SSL_write driven by the
+ * same loop); --ws PATH speaks MQTT over a WebSocket (RFC 6455 client side:
+ * HTTP upgrade, masked binary frames out, the broker's frames streamed into
+ * the MQTT parser whatever their boundaries), over TLS with both. Plain
+ * connections keep no transport state and take no extra copy.
+ *
  * Modes: pub, sub, idle, run (pubs and subs in one process). bench/README.md
  * documents the options and the RESULT line.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,8 +40,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "core/buf.h"
 #include "mqtt/mqtt_codec.h"
+#include "transport/ws.h"
 
 #define LG_LEVEL 4              /* MQTT 3.1.1 */
 #define LG_OUT_HIGH 16384       /* publishers stop encoding above this */
@@ -45,6 +59,7 @@
 #define LG_QUIET_NS (2 * NS)    /* drain ends after this long without progress */
 #define LG_STALL_NS NS          /* end-to-end window stuck this long: write off */
 #define NS 1000000000ull
+#define LG_TLS_RECORD 16384     /* largest TLS plaintext record */
 
 /* Log-linear histogram: values below 2^(SUB_BITS+1) ns are exact; above,
  * each power of two is split into 2^SUB_BITS buckets (< 0.8% error). Values
@@ -62,8 +77,25 @@ struct hist {
 
 enum lg_mode { MODE_PUB, MODE_SUB, MODE_IDLE, MODE_RUN };
 enum lg_role { ROLE_SUB, ROLE_PUB, ROLE_IDLE };
-enum lg_state { ST_NEW, ST_CONNECTING, ST_CONNACK, ST_SUBACK, ST_READY, ST_DONE };
+/* ST_TLS: handshaking (--tls); ST_UPGRADE: waiting for the 101 (--ws). */
+enum lg_state { ST_NEW, ST_CONNECTING, ST_TLS, ST_UPGRADE, ST_CONNACK, ST_SUBACK, ST_READY,
+		ST_DONE };
 enum lg_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_HOLD, PH_END };
+
+/* Client end of a WebSocket, allocated per connection with --ws only. Our
+ * frames are masked (RFC 6455 5.3), the broker's are not. */
+struct wsc {
+	struct buf wire;        /* whole frames for the socket, in order */
+	uint64_t remaining;     /* payload bytes left in the broker's current frame */
+	uint32_t rng;           /* xorshift32: masking keys, Sec-WebSocket-Key */
+	uint8_t opcode;         /* of that frame */
+	uint8_t hdr_len;        /* its header bytes gathered so far */
+	uint8_t hdr_need;       /* 2, then 4 or 10 once the length byte is in */
+	uint8_t ctl_len;
+	uint8_t hdr[10];
+	uint8_t ctl[WS_MAX_CONTROL];  /* a control frame's payload */
+	char key[WS_KEY_LEN + 1];
+};
 
 struct conn {
 	int fd;
@@ -73,9 +105,12 @@ struct conn {
 	uint32_t events;        /* epoll mask registered now */
 	uint32_t index;         /* among its role: names its topic and client id */
 	uint32_t inflight;      /* QoS 1/2 publishes not yet completed */
+	uint8_t tls_want;       /* the last handshake or read step needs EPOLLOUT */
 	uint64_t sent;
 	struct buf in;
-	struct buf out;
+	struct buf out;         /* MQTT bytes; with --ws framed into ws->wire */
+	SSL *ssl;               /* --tls, once connected; NULL otherwise */
+	struct wsc *ws;         /* --ws, once connected (and through TLS) */
 };
 
 struct lg {
@@ -90,6 +125,10 @@ struct lg {
 	uint64_t expect;
 	uint64_t e2e_window;     /* run mode: deliveries in transit at most */
 	const char *prefix, *filter, *id_prefix;
+	const char *host;       /* dotted quad: the TLS name check, the Host header */
+	SSL_CTX *tls;           /* --tls; NULL: plain TCP */
+	const char *ws_path;    /* --ws; NULL: raw MQTT */
+	char tls_desc[80];      /* version and cipher of the first handshake */
 	unsigned n_sub, n_pub, n_idle;
 	/* state */
 	int ep;
@@ -178,6 +217,13 @@ static void complain(struct lg *g, const struct conn *c, const char *what, int e
 
 static void conn_close(struct conn *c)
 {
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	if (c->ws) {
+		buf_release(&c->ws->wire);
+		free(c->ws);
+		c->ws = NULL;
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -224,8 +270,8 @@ static bool pub_can_send(const struct lg *g, const struct conn *c)
 static void conn_watch(struct lg *g, struct conn *c)
 {
 	uint32_t ev = EPOLLIN;
-	if (c->state == ST_CONNECTING || buf_used(&c->out) > 0 ||
-	    (g->rate == 0 && pub_can_send(g, c)))
+	if (c->state == ST_CONNECTING || c->tls_want || buf_used(&c->out) > 0 ||
+	    (c->ws && buf_used(&c->ws->wire) > 0) || (g->rate == 0 && pub_can_send(g, c)))
 		ev |= EPOLLOUT;
 	if (ev == c->events)
 		return;
@@ -234,23 +280,182 @@ static void conn_watch(struct lg *g, struct conn *c)
 		c->events = ev;
 }
 
-/* Returns 0, or -1 when the connection is broken. */
-static int conn_flush(struct conn *c)
+/* ---- Transport: the socket, TLS under it (--tls), WebSocket over it (--ws) ---- */
+
+/* After a failed SSL call: returns SSL_ERROR_WANT_READ or _WANT_WRITE when
+ * the call is to be repeated once the socket is ready, 0 when the
+ * connection is over (*what and errno then say why). Leaves OpenSSL's error
+ * queue empty so that the next connection's SSL_get_error() reads its own. */
+static int tls_check(struct conn *c, int r, const char **what)
 {
-	while (buf_used(&c->out) > 0) {
-		ssize_t n = send(c->fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
-		if (n > 0) {
-			buf_consume(&c->out, (size_t)n);
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+	static char why[200];
+	int err = errno;
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return e;
+	unsigned long code = ERR_peek_error();
+	long vr = SSL_get_verify_result(c->ssl);
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && code == 0 && err == 0)) {
+		*what = "closed by broker";
+		err = 0;
+	} else if (e == SSL_ERROR_SYSCALL && code == 0) {
+		*what = "TLS: socket";
+	} else {
+		const char *reason = code ? ERR_reason_error_string(code) : NULL;
+		snprintf(why, sizeof why, "TLS: %s%s%s", reason ? reason : "error",
+			 vr != X509_V_OK ? ": " : "",
+			 vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "");
+		*what = why;
+		err = 0;
+	}
+	ERR_clear_error();
+	errno = err;
+	return 0;
+}
+
+/* Reads into p. Returns the byte count, 0 when nothing is there yet, or -1
+ * when the connection is over (*what and errno say why). */
+static ssize_t conn_recv(struct conn *c, uint8_t *p, size_t n, const char **what)
+{
+	if (!c->ssl) {
+		ssize_t r;
+		do
+			r = recv(c->fd, p, n, 0);
+		while (r < 0 && errno == EINTR);
+		if (r > 0)
+			return r;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
-		} else {
+		*what = r == 0 ? "closed by broker" : "recv";
+		if (r == 0)
+			errno = 0;
+		return -1;
+	}
+	/* Whole records only (room for the largest), and no read-ahead (the
+	 * default): OpenSSL then keeps no decrypted or raw bytes that epoll
+	 * cannot see, so a reader that stops after LG_READS is woken again. */
+	size_t got = 0;
+	c->tls_want = 0;
+	while (n - got >= LG_TLS_RECORD) {
+		int r = SSL_read(c->ssl, p + got, (int)(n - got));
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		int e = tls_check(c, r, what);
+		if (!e)
+			return -1;
+		c->tls_want = e == SSL_ERROR_WANT_WRITE;
+		break;
+	}
+	return (ssize_t)got;
+}
+
+/* Writes from p. Returns the count taken, 0 when the socket is full, or -1
+ * (*what, errno). After 0 over TLS the same bytes, or more, are offered
+ * again: the buffer may move (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
+static ssize_t conn_send(struct conn *c, const uint8_t *p, size_t n, const char **what)
+{
+	if (!c->ssl) {
+		ssize_t r;
+		do
+			r = send(c->fd, p, n, MSG_NOSIGNAL);
+		while (r < 0 && errno == EINTR);
+		if (r >= 0)
+			return r;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	}
+	int r = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+	if (r > 0)
+		return r;
+	return tls_check(c, r, what) ? 0 : -1;
+}
+
+static uint32_t ws_rand(struct wsc *w)
+{
+	uint32_t x = w->rng;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return w->rng = x;
+}
+
+/* Appends one masked FIN frame to w->wire. A benchmark needs no
+ * unpredictable keys (RFC 6455 10.3 guards against proxies), only changing
+ * ones, so that the broker does unmask. Returns 0 or -1 (out of memory). */
+static int ws_put_frame(struct wsc *w, uint8_t op, const uint8_t *p, size_t n)
+{
+	uint8_t h[14];
+	size_t hl = 0;
+	h[hl++] = (uint8_t)(0x80 | op);
+	if (n < 126) {
+		h[hl++] = (uint8_t)(0x80 | n);
+	} else if (n <= 0xffff) {
+		h[hl++] = 0x80 | 126;
+		h[hl++] = (uint8_t)(n >> 8);
+		h[hl++] = (uint8_t)n;
+	} else {
+		h[hl++] = 0x80 | 127;
+		for (int s = 56; s >= 0; s -= 8)
+			h[hl++] = (uint8_t)((uint64_t)n >> s);
+	}
+	uint8_t m[8];
+	uint32_t key = ws_rand(w);
+	memcpy(m, &key, 4);
+	memcpy(m + 4, &key, 4);
+	memcpy(h + hl, m, 4);
+	hl += 4;
+	if (buf_reserve(&w->wire, hl + n) < 0)
+		return -1;
+	uint8_t *d = w->wire.data + w->wire.len;
+	memcpy(d, h, hl);
+	d += hl;
+	uint64_t m64, v;
+	memcpy(&m64, m, 8);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&v, p + i, 8);
+		v ^= m64;
+		memcpy(d + i, &v, 8);
+	}
+	for (; i < n; i++)
+		d[i] = p[i] ^ m[i & 3];
+	w->wire.len += hl + n;
+	return 0;
+}
+
+/* Writes what is queued: c->out, or with --ws c->out framed as one binary
+ * frame (once the frames before it are out) behind what ws->wire holds.
+ * Returns 0, or -1 when the connection failed (and is closed). */
+static int conn_flush(struct lg *g, struct conn *c)
+{
+	struct buf *b = c->ws ? &c->ws->wire : &c->out;
+	for (;;) {
+		if (c->ws && buf_used(b) == 0 && buf_used(&c->out) > 0 && c->state >= ST_CONNACK) {
+			if (ws_put_frame(c->ws, WS_OP_BINARY, buf_head(&c->out),
+					 buf_used(&c->out)) < 0) {
+				conn_fail(g, c, "frame", ENOMEM);
+				return -1;
+			}
+			buf_reset(&c->out);
+		}
+		if (buf_used(b) == 0)
+			break;
+		const char *what = "send";
+		ssize_t n = conn_send(c, buf_head(b), buf_used(b), &what);
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			conn_fail(g, c, what, errno);
 			return -1;
 		}
+		buf_consume(b, (size_t)n);
 	}
-	if (c->role == ROLE_IDLE)
+	if (c->role == ROLE_IDLE) {
 		buf_release(&c->out);
+		if (c->ws)
+			buf_release(&c->ws->wire);
+	}
 	return 0;
 }
 
@@ -410,28 +615,236 @@ static int conn_feed(struct lg *g, struct conn *c, const uint8_t *data, size_t n
 	return buf_append(&c->in, p + off, len - off);
 }
 
+static int ws_frame_end(struct lg *g, struct conn *c)
+{
+	struct wsc *w = c->ws;
+	char why[64];
+	switch (w->opcode) {
+	case WS_OP_PING:
+		return ws_put_frame(w, WS_OP_PONG, w->ctl, w->ctl_len);
+	case WS_OP_CLOSE:
+		snprintf(why, sizeof why, "websocket closed by broker (code %u)",
+			 w->ctl_len >= 2 ? (unsigned)(w->ctl[0] << 8 | w->ctl[1]) : 1005u);
+		complain(g, c, why, 0);
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+/* A frame header is complete in w->hdr. Returns 0, or -1 for a frame the
+ * broker may not send. */
+static int ws_frame_start(struct lg *g, struct conn *c)
+{
+	struct wsc *w = c->ws;
+	uint8_t op = w->hdr[0] & 0x0f;
+	uint64_t len = w->hdr[1] & 0x7f;
+	if (len == 126) {
+		len = (uint64_t)w->hdr[2] << 8 | w->hdr[3];
+	} else if (len == 127) {
+		len = 0;
+		for (int i = 2; i < 10; i++)
+			len = len << 8 | w->hdr[i];
+	}
+	w->hdr_len = 0;
+	w->hdr_need = 2;
+	if (op >= 0x8 && (op > WS_OP_PONG || len > WS_MAX_CONTROL || !(w->hdr[0] & 0x80))) {
+		complain(g, c, "bad websocket control frame", 0);
+		return -1;
+	}
+	if (op != WS_OP_CONT && op != WS_OP_BINARY && op < 0x8) {
+		complain(g, c, "websocket frame neither binary nor control", 0);
+		return -1;
+	}
+	w->opcode = op;
+	w->remaining = len;
+	w->ctl_len = 0;
+	return len == 0 ? ws_frame_end(g, c) : 0;
+}
+
+/* Streams the payload of the broker's data frames into the MQTT parser,
+ * whatever the frame and packet boundaries; answers pings. Returns 0, or -1
+ * to drop the connection. */
+static int ws_input(struct lg *g, struct conn *c, const uint8_t *p, size_t n)
+{
+	struct wsc *w = c->ws;
+	while (n > 0) {
+		if (w->remaining > 0) {
+			size_t k = w->remaining < n ? (size_t)w->remaining : n;
+			if (w->opcode < 0x8) {
+				if (conn_feed(g, c, p, k) < 0)
+					return -1;
+			} else {
+				memcpy(w->ctl + w->ctl_len, p, k);
+				w->ctl_len = (uint8_t)(w->ctl_len + k);
+			}
+			w->remaining -= k;
+			p += k;
+			n -= k;
+			if (w->remaining == 0 && ws_frame_end(g, c) < 0)
+				return -1;
+			continue;
+		}
+		size_t k = (size_t)(w->hdr_need - w->hdr_len) < n ? (size_t)(w->hdr_need - w->hdr_len) : n;
+		memcpy(w->hdr + w->hdr_len, p, k);
+		w->hdr_len = (uint8_t)(w->hdr_len + k);
+		p += k;
+		n -= k;
+		if (w->hdr_len == 2 && w->hdr_need == 2) {
+			uint8_t l = w->hdr[1] & 0x7f;
+			if ((w->hdr[1] & 0x80) || (w->hdr[0] & 0x70)) {
+				complain(g, c, "masked websocket frame or RSV bits from broker", 0);
+				return -1;
+			}
+			w->hdr_need = l == 126 ? 4 : l == 127 ? 10 : 2;
+		}
+		if (w->hdr_len == w->hdr_need && ws_frame_start(g, c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int conn_send_connect(struct lg *g, struct conn *c)
+{
+	char id[64];
+	int idlen = snprintf(id, sizeof id, "%s%d-%c%u", g->id_prefix, (int)getpid(),
+			     "spi"[c->role], c->index);
+	struct mqtt_connect cn = {
+		.level = LG_LEVEL,
+		.clean = true,
+		.keepalive = LG_KEEPALIVE,
+		.client_id = { (const uint8_t *)id, (uint16_t)idlen },
+	};
+	c->state = ST_CONNACK;
+	return mqtt_encode_connect(&c->out, &cn) == MQTT_OK ? 0 : -1;
+}
+
+/* The broker's answer to the upgrade, gathered in c->in: a 101 with the
+ * accept key for ours, then frames. Returns 0, or -1 to drop the connection. */
+static int ws_response(struct lg *g, struct conn *c, const uint8_t *data, size_t n)
+{
+	if (buf_append(&c->in, data, n) < 0)
+		return -1;
+	const uint8_t *h = buf_head(&c->in);
+	size_t used = buf_used(&c->in);
+	const uint8_t *end = memmem(h, used, "\r\n\r\n", 4);
+	if (!end || end + 4 - h > WS_MAX_HEAD) {
+		if (used <= WS_MAX_HEAD)
+			return 0;
+		complain(g, c, "websocket upgrade answer too long", 0);
+		return -1;
+	}
+	size_t head = (size_t)(end + 4 - h);
+	char txt[WS_MAX_HEAD + 1], accept[29], why[160];
+	memcpy(txt, h, head);
+	txt[head] = '\0';
+	const char *a = strcasestr(txt, "\r\nSec-WebSocket-Accept:");
+	if (a)
+		for (a += 23; *a == ' ' || *a == '\t'; a++)
+			;
+	if (strncmp(txt, "HTTP/1.1 101 ", 13) != 0 || !a || ws_accept_key(c->ws->key, accept) < 0 ||
+	    strncmp(a, accept, 28) != 0 || (a[28] != '\r' && a[28] != ' ' && a[28] != '\t')) {
+		snprintf(why, sizeof why, "websocket upgrade refused: %.*s",
+			 (int)strcspn(txt, "\r\n"), txt);
+		complain(g, c, why, 0);
+		return -1;
+	}
+	/* Frames may follow the head in the same read: they are the tail of data. */
+	size_t left = used - head;
+	buf_release(&c->in);
+	if (conn_send_connect(g, c) < 0)
+		return -1;
+	return left ? ws_input(g, c, data + n - left, left) : 0;
+}
+
+static int conn_input(struct lg *g, struct conn *c, const uint8_t *p, size_t n)
+{
+	if (!c->ws)
+		return conn_feed(g, c, p, n);
+	if (c->state == ST_UPGRADE)
+		return ws_response(g, c, p, n);
+	return ws_input(g, c, p, n);
+}
+
 /* Returns 0, or -1 when the connection failed (and is closed). */
 static int conn_read(struct lg *g, struct conn *c)
 {
 	/* Drain up to LG_READS per wake-up: a subscriber sharing the loop with
 	 * many publishers would otherwise read far less than they write and
-	 * the generator, not the broker, would set the delivered rate. */
+	 * the generator, not the broker, would set the delivered rate. Over
+	 * TLS a read stops with less than a record's room left. */
+	size_t full = c->ssl ? sizeof g->scratch - LG_TLS_RECORD + 1 : sizeof g->scratch;
 	for (int i = 0; i < LG_READS; i++) {
-		ssize_t n = recv(c->fd, g->scratch, sizeof g->scratch, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		const char *what = "recv";
+		ssize_t n = conn_recv(c, g->scratch, sizeof g->scratch, &what);
+		if (n == 0)
 			return 0;
-		if (n <= 0) {
-			conn_fail(g, c, n == 0 ? "closed by broker" : "recv", n == 0 ? 0 : errno);
+		if (n < 0) {
+			conn_fail(g, c, what, errno);
 			return -1;
 		}
-		if (conn_feed(g, c, g->scratch, (size_t)n) < 0) {
+		if (conn_input(g, c, g->scratch, (size_t)n) < 0) {
 			conn_fail(g, c, "protocol", 0);
 			return -1;
 		}
-		if ((size_t)n < sizeof g->scratch)
+		if ((size_t)n < full)
 			return 0;
 	}
 	return 0;
+}
+
+/* TCP (and TLS) are up: the upgrade request with --ws, else CONNECT. */
+static void conn_begin(struct lg *g, struct conn *c)
+{
+	if (!g->ws_path) {
+		if (conn_send_connect(g, c) < 0)
+			conn_fail(g, c, "encode CONNECT", ENOMEM);
+		return;
+	}
+	struct wsc *w = calloc(1, sizeof *w);
+	if (!w) {
+		conn_fail(g, c, "websocket", ENOMEM);
+		return;
+	}
+	c->ws = w;
+	w->hdr_need = 2;
+	w->rng = ((uint32_t)getpid() << 16) ^ (c->index * 2654435761u) ^ ((uint32_t)c->role << 30);
+	if (w->rng == 0)
+		w->rng = 1;
+	uint8_t raw[16];
+	for (int i = 0; i < 16; i += 4) {
+		uint32_t r = ws_rand(w);
+		memcpy(raw + i, &r, 4);
+	}
+	EVP_EncodeBlock((unsigned char *)w->key, raw, sizeof raw); /* 24 characters */
+	char req[512];
+	int len = snprintf(req, sizeof req,
+			   "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+			   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+			   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+			   g->ws_path, g->host, (unsigned)ntohs(g->addr.sin_port), w->key);
+	c->state = ST_UPGRADE;
+	if (len < 0 || (size_t)len >= sizeof req || buf_append(&w->wire, req, (size_t)len) < 0)
+		conn_fail(g, c, "websocket request", ENOMEM);
+}
+
+static void tls_step(struct lg *g, struct conn *c)
+{
+	int r = SSL_connect(c->ssl);
+	if (r == 1) {
+		c->tls_want = 0;
+		if (!g->tls_desc[0])
+			snprintf(g->tls_desc, sizeof g->tls_desc, "%s:%s", SSL_get_version(c->ssl),
+				 SSL_get_cipher_name(c->ssl));
+		conn_begin(g, c);
+		return;
+	}
+	const char *what = "TLS handshake";
+	int e = tls_check(c, r, &what);
+	if (!e)
+		conn_fail(g, c, what, errno);
+	else
+		c->tls_want = e == SSL_ERROR_WANT_WRITE;
 }
 
 static void conn_connected(struct lg *g, struct conn *c)
@@ -444,20 +857,20 @@ static void conn_connected(struct lg *g, struct conn *c)
 		conn_fail(g, c, "connect", err);
 		return;
 	}
-	char id[64];
-	int idlen = snprintf(id, sizeof id, "%s%d-%c%u", g->id_prefix, (int)getpid(),
-			     "spi"[c->role], c->index);
-	struct mqtt_connect cn = {
-		.level = LG_LEVEL,
-		.clean = true,
-		.keepalive = LG_KEEPALIVE,
-		.client_id = { (const uint8_t *)id, (uint16_t)idlen },
-	};
-	if (mqtt_encode_connect(&c->out, &cn) != MQTT_OK) {
-		conn_fail(g, c, "encode CONNECT", ENOMEM);
+	if (!g->tls) {
+		conn_begin(g, c);
 		return;
 	}
-	c->state = ST_CONNACK;
+	c->ssl = SSL_new(g->tls);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) ||
+	    !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), g->host)) {
+		ERR_clear_error();
+		conn_fail(g, c, "TLS setup", ENOMEM);
+		return;
+	}
+	SSL_set_connect_state(c->ssl);
+	c->state = ST_TLS;
+	tls_step(g, c);
 }
 
 static void conn_event(struct lg *g, struct conn *c, uint32_t events)
@@ -466,18 +879,18 @@ static void conn_event(struct lg *g, struct conn *c, uint32_t events)
 		return;
 	if (c->state == ST_CONNECTING) {
 		conn_connected(g, c);
-		if (c->fd < 0)
-			return;
-	} else if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_read(g, c) < 0) {
+	} else if (c->state == ST_TLS) {
+		tls_step(g, c);
+	} else if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP) ||
+		    (c->tls_want && (events & EPOLLOUT))) && conn_read(g, c) < 0) {
 		return;
 	}
+	if (c->fd < 0)
+		return;
 	if ((events & EPOLLOUT) && g->rate == 0)
 		pub_fill(g, c, UINT64_MAX);
-	if (conn_flush(c) < 0) {
-		conn_fail(g, c, "send", errno);
-		return;
-	}
-	conn_watch(g, c);
+	if (conn_flush(g, c) == 0)
+		conn_watch(g, c);
 }
 
 static void conn_open(struct lg *g, struct conn *c)
@@ -513,9 +926,9 @@ static void lg_broadcast(struct lg *g, uint8_t type)
 		struct conn *c = &g->conns[i];
 		if (c->state != ST_READY)
 			continue;
-		if (mqtt_encode_simple(&c->out, LG_LEVEL, type) != MQTT_OK || conn_flush(c) < 0)
-			conn_fail(g, c, "send", errno);
-		else
+		if (mqtt_encode_simple(&c->out, LG_LEVEL, type) != MQTT_OK)
+			conn_fail(g, c, "encode", ENOMEM);
+		else if (conn_flush(g, c) == 0)
 			conn_watch(g, c);
 	}
 }
@@ -586,9 +999,7 @@ static void lg_tick(struct lg *g, uint64_t now)
 				if (c->state != ST_READY || due <= c->sent)
 					continue;
 				pub_fill(g, c, due - c->sent);
-				if (conn_flush(c) < 0)
-					conn_fail(g, c, "send", errno);
-				else
+				if (conn_flush(g, c) == 0)
 					conn_watch(g, c);
 			}
 		}
@@ -645,7 +1056,7 @@ static void lg_report(struct lg *g, uint64_t now)
 	       "failed=%u lost=%u sent=%" PRIu64 " acked=%" PRIu64 " received=%" PRIu64
 	       " pub_secs=%.3f rx_secs=%.3f sent_per_s=%.0f msgs_per_s=%.0f"
 	       " p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f"
-	       " written_off=%" PRIu64 " stalls=%" PRIu64 " cpu_s=%.2f\n",
+	       " written_off=%" PRIu64 " stalls=%" PRIu64 " cpu_s=%.2f",
 	       mode_names[g->mode], g->n_pub, g->n_sub, g->n_idle, g->qos, g->size,
 	       g->ready, g->failed, g->lost, g->sent, g->acked, g->received, pub_secs,
 	       rx_secs, sent_rate, g->n_sub ? rx_rate : sent_rate,
@@ -653,6 +1064,11 @@ static void lg_report(struct lg *g, uint64_t now)
 	       (double)hist_percentile(&g->lat, 0.99) / 1e3,
 	       (double)hist_percentile(&g->lat, 0.999) / 1e3, (double)g->lat.max / 1e3,
 	       g->written_off, g->stalls, cpu);
+	/* Only with a transport, so that plain runs print the line as before. */
+	if (g->tls || g->ws_path)
+		printf(" transport=%s%s%s", g->ws_path ? (g->tls ? "wss" : "ws") : "tls",
+		       g->tls ? " tls=" : "", g->tls ? (g->tls_desc[0] ? g->tls_desc : "-") : "");
+	putchar('\n');
 	fflush(stdout);
 }
 
@@ -672,7 +1088,10 @@ static void usage(void)
 	      "  --hold S (10)      idle mode: how long to hold the connections\n"
 	      "  --connect-window N (100)  connection attempts in progress at once\n"
 	      "  --connect-timeout S (60)  --id-prefix STR (lg)\n"
-	      "  --e2e-window N (0 = off)  run mode: at most N deliveries in transit\n",
+	      "  --e2e-window N (0 = off)  run mode: at most N deliveries in transit\n"
+	      "  --tls CAFILE       TLS (1.2 or 1.3, the broker's choice), broker verified\n"
+	      "                     against CAFILE for the --host address\n"
+	      "  --ws PATH          MQTT over WebSocket, upgrading at PATH (e.g. /mqtt)\n",
 	      stderr);
 	exit(2);
 }
@@ -688,6 +1107,22 @@ static double opt_num(const char *name, const char *v, double lo, double hi)
 	return d;
 }
 
+/* Verifies the broker (the name check is per connection, for --host);
+ * no session resumption: every connection makes a full handshake. */
+static SSL_CTX *lg_tls_ctx(const char *cafile)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return ctx;
+}
+
 static void lg_options(struct lg *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -698,9 +1133,10 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		{ "inflight", 1, 0, 'k' }, { "expect", 1, 0, 'e' }, { "drain", 1, 0, 'D' },
 		{ "hold", 1, 0, 'H' }, { "connect-window", 1, 0, 'w' },
 		{ "connect-timeout", 1, 0, 'T' }, { "id-prefix", 1, 0, 'i' },
-		{ "e2e-window", 1, 0, 'W' }, { 0, 0, 0, 0 },
+		{ "e2e-window", 1, 0, 'W' }, { "tls", 1, 0, 'L' }, { "ws", 1, 0, 'B' },
+		{ 0, 0, 0, 0 },
 	};
-	const char *host = "127.0.0.1";
+	const char *host = "127.0.0.1", *cafile = NULL;
 	unsigned clients = 1;
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -728,6 +1164,8 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		case 'T': g->connect_timeout = opt_num(name, optarg, 0.1, 1e6); break;
 		case 'i': g->id_prefix = optarg; break;
 		case 'W': g->e2e_window = (uint64_t)opt_num(name, optarg, 0, 1e12); break;
+		case 'L': cafile = optarg; break;
+		case 'B': g->ws_path = optarg; break;
 		default: usage();
 		}
 	}
@@ -743,6 +1181,15 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		g->e2e_window = 0;  /* needs both ends in this process */
 	if (strlen(g->prefix) > 200 || strlen(g->id_prefix) > 30)
 		usage();
+	if (g->ws_path && (g->ws_path[0] != '/' || strlen(g->ws_path) > 200 ||
+			   strpbrk(g->ws_path, " \r\n")))
+		usage();
+	g->host = host;
+	if (cafile && !(g->tls = lg_tls_ctx(cafile))) {
+		fprintf(stderr, "loadgen: --tls %s: ", cafile);
+		ERR_print_errors_fp(stderr);
+		exit(2);
+	}
 }
 
 /* Raises the soft fd limit to the hard one; fails early rather than halfway. */
@@ -844,5 +1291,6 @@ cleanup:
 		close(g->ep);
 	free(g->conns);
 	free(g->payload);
+	SSL_CTX_free(g->tls);
 	return rc;
 }
