@@ -197,6 +197,21 @@ static bool addr_take(const uint8_t ip[16], unsigned max)
 	return ok;
 }
 
+/* Test seam: KAFKAGATE_TEST_COUNT_LOOPBACK=1 in the environment makes
+ * loopback peers other than 127.0.0.1 count against the per-address limit,
+ * so that tests, which may only use loopback, can prove the limit
+ * (tests/abuse: per-address). Read once. */
+static bool count_loopback(const struct net_peer *p)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("KAFKAGATE_TEST_COUNT_LOOPBACK");
+		on = e && strcmp(e, "1") == 0;
+	}
+	static const uint8_t one[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1 };
+	return on && memcmp(p->ip, one, sizeof(one)) != 0;
+}
+
 const char *listener_admit(struct broker *br, int i, const struct net_peer *p, int64_t now_ms,
 			   bool *counted)
 {
@@ -208,7 +223,7 @@ const char *listener_admit(struct broker *br, int i, const struct net_peer *p, i
 	/* Loopback peers are not counted: local health checks and load
 	 * generators must not lock themselves out. */
 	*counted = false;
-	if (per_addr > 0 && !p->loopback) {
+	if (per_addr > 0 && (!p->loopback || count_loopback(p))) {
 		if (!addr_take(p->ip, per_addr))
 			return "max_connections_per_address reached";
 		*counted = true;
