@@ -23,8 +23,9 @@
  * second through a fresh topic and group; after a third the gateway is
  * SIGKILLed and started again, the device reconnecting as soon as the port
  * accepts. Reports the silence from the new process being ready (its port
- * accepting) to the first command delivered, and that every command
- * arrived ("RESULT mode=crash ...").
+ * accepting) to the first command delivered, and how many commands arrived
+ * within 2 minutes of the last one being produced ("RESULT mode=crash ...";
+ * lost = not arrived by then).
  *
  * Kafka: librdkafka's mock cluster in this process (default), or a real
  * broker with --bootstrap HOST:PORT (topics created with 4 partitions):
@@ -340,8 +341,9 @@ static void run_qos(int q, const char *label)
 	       got, opt.count, secs, (double)got / secs);
 	rd_kafka_destroy(rk);
 
-	/* Latency at a fixed rate, paced every millisecond. */
-	rk = producer_new(opt.bootstrap, "0");
+	/* Latency at a fixed rate, paced every millisecond (linger 1 ms: the
+	 * paced producer itself must keep up). */
+	rk = producer_new(opt.bootstrap, "1");
 	long n = (long)opt.rate * opt.seconds;
 	base = atomic_load(&received[q]);
 	pbase = atomic_load(&plain_received[q]);
@@ -483,7 +485,8 @@ static void run_crash(rd_kafka_mock_cluster_t *mc, const char *props, const char
 		die("crash: the warm-up command never arrived");
 
 	int64_t t0 = now_ns();
-	for (long i = 0; i < count || (seen < count && now_ns() - t0 < (int64_t)(count / rate + 60) * 1000000000LL);) {
+	/* Up to 2 minutes after the last command was produced. */
+	for (long i = 0; i < count || (seen < count && now_ns() - t0 < (int64_t)(count / rate + 120) * 1000000000LL);) {
 		long due = (long)((double)(now_ns() - t0) / 1e9 * (double)rate) + 1;
 		for (; i < count && i < due; i++) {
 			snprintf(val, sizeof(val), "seq %ld", i);

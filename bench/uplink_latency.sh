@@ -71,8 +71,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# new_topic CLUSTER: a fresh topic name in TOPIC (not a $(...): the counter
+# must survive).
 SEQ=0
-topic() { SEQ=$((SEQ + 1)); echo "ul-$1-$RUNID-$SEQ"; }
+new_topic() { SEQ=$((SEQ + 1)); TOPIC="ul-$1-$RUNID-$SEQ"; }
 
 # Rows: one line each in $WORK/rows, "TABLE|cluster|...". The tables are
 # printed from it at the end.
@@ -80,7 +82,8 @@ row() { local IFS='|'; echo "$*" >>"$WORK/rows"; }
 
 # bare CLUSTER CLIENTS INFLIGHT: the bare producer; sets LINE.
 bare() {
-	LINE=$(timeout $((DURATION + 60)) "$UB" produce --bootstrap "$BOOT" --topic "$(topic "$1")" \
+	new_topic "$1"
+	LINE=$(timeout $((DURATION + 60)) "$UB" produce --bootstrap "$BOOT" --topic "$TOPIC" \
 		--clients "$2" --inflight "$3" --size "$SIZE" --duration "$DURATION" 2>>"$WORK/ub.err" |
 		grep '^RESULT' || true)
 	say "  bare $1 clients=$2 inflight=$3: $LINE"
@@ -91,7 +94,8 @@ bare() {
 gateway() {
 	local bin=$1 c=$2 n=$3 k=$4 q=$5 t t0 t1 s0 s1
 	shift 5
-	t=$(topic "$c")
+	new_topic "$c"
+	t=$TOPIC
 	LINE="" CPU="" STAGES="kafka=- handoff=- write=-"
 	# shellcheck disable=SC2086
 	start_gateway "$bin" "$t" "$@" || return 0

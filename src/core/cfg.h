@@ -277,9 +277,9 @@ void cfg_free(struct cfg *c);
  * Compares two configs for a reload. Returns how many changed settings take
  * effect only after a restart (listeners but their tls keys, workers,
  * metrics.address and .port, auth.verify_threads, kafka.brokers,
- * kafka.properties, kafka.instance_id, downlink, upstreams) and writes their names,
- * comma-separated, to msg
- * ("" when none; truncated to len). Everything else can be applied live.
+ * kafka.properties, kafka.instance_id, downlink, upstreams) and writes their
+ * names, comma-separated, to msg ("" when none; truncated to len). Everything
+ * else can be applied live.
  */
 int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, size_t len);
 

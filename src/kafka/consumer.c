@@ -1,5 +1,6 @@
 /* consumer.c - a downlink consumer thread; see consumer.h. */
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,7 +35,7 @@ struct consumer {
 	void *ud;
 	int64_t timeout_ms;
 	size_t max_in_flight;
-	int stop_grace_ms;
+	int stop_grace_ms, start_grace_ms;
 	pthread_t thread;
 	bool started, joined;
 	atomic_bool stop;
@@ -337,6 +338,13 @@ static void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
 	log_set_thread("downlink");
+	/* Not polling yet also holds the assignment back (its callback is
+	 * served by the poll): the group join proceeds meanwhile. */
+	int64_t start = util_now_ms() + c->start_grace_ms;
+	while (!atomic_load(&c->stop) && util_now_ms() < start) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	c->next_commit_ms = util_now_ms() + CONSUMER_COMMIT_MS;
 	while (!atomic_load(&c->stop)) {
 		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, CONSUMER_POLL_MS);
@@ -374,6 +382,7 @@ struct consumer *consumer_new(const struct cfg *cfg, const char *bootstrap,
 	c->timeout_ms = opts->timeout_ms;
 	c->max_in_flight = opts->max_in_flight ? opts->max_in_flight : 1;
 	c->stop_grace_ms = opts->stop_grace_ms;
+	c->start_grace_ms = opts->start_grace_ms;
 	c->subs = rd_kafka_topic_partition_list_new((int)opts->ntopics);
 	for (size_t i = 0; i < opts->ntopics; i++)
 		if (!rd_kafka_topic_partition_list_find(c->subs, opts->topics[i], RD_KAFKA_PARTITION_UA))

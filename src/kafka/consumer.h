@@ -67,6 +67,7 @@ struct consumer_opts {
 	int64_t timeout_ms;        /* a record in flight longer counts as complete */
 	size_t max_in_flight;
 	int stop_grace_ms;         /* how long the stop waits for deliveries */
+	int start_grace_ms;        /* the thread reads nothing for this long at first */
 	const char *instance_id;   /* group.instance.id (static membership); NULL or "": none */
 };
 

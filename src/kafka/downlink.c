@@ -281,7 +281,7 @@ static int start_consumer(struct downlink *d, struct group *g, const struct cfg 
 		.on_record = on_record, .ud = g,
 		.timeout_ms = timeout_ms > 0 ? timeout_ms : DOWNLINK_TIMEOUT_MS,
 		.max_in_flight = DOWNLINK_MAX_IN_FLIGHT, .stop_grace_ms = DOWNLINK_STOP_GRACE_MS,
-		.instance_id = member,
+		.start_grace_ms = DOWNLINK_START_GRACE_MS, .instance_id = member,
 	};
 	g->c = consumer_new(cfg, bootstrap, &o, err, errlen);
 	free(topics);

@@ -17,6 +17,7 @@
  * waiting for its old member's session.timeout.ms. A static member does not
  * leave its group when it stops: its partitions go to the other members
  * only when its session times out (kafkagate's consumer default: 10 s).
+ * Consumers start reading DOWNLINK_START_GRACE_MS after downlink_start().
  *
  * Per record, each mapping of the consumer that names the record's topic
  * builds one MQTT message (topic, QoS, retain, payload: see downlink_map.h).
@@ -59,6 +60,11 @@ struct json_t;
 #define DOWNLINK_TIMEOUT_MS 30000   /* default delivery timeout per record (ack_timeout) */
 #define DOWNLINK_MAX_IN_FLIGHT 50000 /* records per consumer before it pauses */
 #define DOWNLINK_STOP_GRACE_MS 2000 /* downlink_stop() waits this long for acks */
+/* A started consumer reads nothing for this long, so that devices that
+ * reconnect at once after a restart are subscribed again when the records
+ * it left uncommitted, and those produced meanwhile, are delivered (a
+ * clean session has no subscription until its device sends SUBSCRIBE). */
+#define DOWNLINK_START_GRACE_MS 500
 
 /* Latest lag of one assigned partition, from librdkafka's statistics. */
 struct downlink_lag {
