@@ -177,41 +177,7 @@ static void itkafka_rec_fill(struct itkafka_rec *r, const rd_kafka_message_t *m)
 int itkafka_read(const char *bootstrap, const char *topic, int want, int timeout_ms,
 		 struct itkafka_rec *out)
 {
-	static const char *const props[] = { "enable.auto.commit", "false",
-					     "enable.partition.eof", "false", NULL };
-	long long deadline = itutil_now_ms() + timeout_ms;
-	rd_kafka_t *rk = itkafka_client_new(bootstrap, RD_KAFKA_CONSUMER, ITKAFKA_READER_GROUP, props);
-	rd_kafka_topic_partition_list_t *l;
-	int n = 0, got = 0;
-
-	if (!rk)
-		return -1;
-	while ((n = itkafka_partitions(rk, topic, deadline)) <= 0 && itutil_now_ms() < deadline)
-		itutil_sleep_ms(100);
-	if (n < 0)
-		fprintf(stderr, "itkafka: no metadata of %s from %s\n", topic, bootstrap);
-	if (n > 0) {
-		l = rd_kafka_topic_partition_list_new(n);
-		for (int p = 0; p < n; p++)
-			rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-		if (rd_kafka_assign(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			fprintf(stderr, "itkafka: cannot assign %s\n", topic);
-			n = -1;
-		}
-		rd_kafka_topic_partition_list_destroy(l);
-	}
-	while (n > 0 && got < want && itutil_now_ms() < deadline) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-
-		if (!m)
-			continue;
-		if (!m->err)
-			itkafka_rec_fill(&out[got++], m);
-		rd_kafka_message_destroy(m);
-	}
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
-	return n < 0 ? -1 : got;
+	return itkafka_read_props(bootstrap, NULL, topic, want, timeout_ms, out);
 }
 
 void itkafka_recs_free(struct itkafka_rec *r, int n)

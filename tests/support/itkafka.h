@@ -69,8 +69,9 @@ struct itkafka_rec {
  * Reads up to want records of topic into out[0..want), every partition from
  * the beginning (assigned, nothing committed), within timeout_ms in all:
  * waiting first for the topic to exist, then for records. Returns how many
- * were read (0 if the topic never appeared), or -1 on a client error
- * (printed). The caller frees them with itkafka_recs_free().
+ * were read (0 if the topic never appeared), or -1 on a client error or when
+ * no metadata request succeeded (printed). The caller frees them with
+ * itkafka_recs_free(). itkafka_read_props(bootstrap, NULL, ...).
  */
 int itkafka_read(const char *bootstrap, const char *topic, int want, int timeout_ms,
 		 struct itkafka_rec *out);
