@@ -81,11 +81,11 @@ struct ticket {
 	atomic_bool failed;
 	char *clientid;              /* for dead-letter envelopes (inside this allocation) */
 	char *username;              /* NULL, or inside this allocation */
+	uint16_t clientid_len;
+	size_t username_len;         /* 0 when username is NULL */
 	uint32_t n_recs;
 	struct rec recs[];           /* one per matched route, and one for a dead letter */
 };
-
-
 
 /* Frees t and drops its message (any thread). */
 void uplink_ticket_free(struct ticket *t);

@@ -69,8 +69,8 @@ static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
 	struct msg *m = t->m;
 	struct envelope_in in = {
 		.topic = m->topic, .topic_len = m->topic_len,
-		.clientid = t->clientid, .clientid_len = strlen(t->clientid),
-		.username = t->username, .username_len = t->username ? strlen(t->username) : 0,
+		.clientid = t->clientid, .clientid_len = t->clientid_len,
+		.username = t->username, .username_len = t->username_len,
 		.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
 		.payload = m->payload, .payload_len = m->payload_len, .error = error,
 	};
@@ -82,7 +82,7 @@ static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
 	atomic_fetch_add(&u->st.in_flight, 1);
 	rd_kafka_resp_err_t err = rd_kafka_producev(
 		u->rk, RD_KAFKA_V_TOPIC(u->dead_letter),
-		RD_KAFKA_V_KEY(t->clientid, strlen(t->clientid)),
+		RD_KAFKA_V_KEY(t->clientid, t->clientid_len),
 		RD_KAFKA_V_VALUE((void *)buf_head(&b), buf_used(&b)),
 		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(m->received_ms),
 		RD_KAFKA_V_OPAQUE(&t->recs[t->n_recs - 1]), RD_KAFKA_V_END);
@@ -118,7 +118,7 @@ static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
 	 * may be gone. */
 	size_t recs = (n_routes + 1) * sizeof(struct rec);
 	size_t idlen = (size_t)p->clientid_len + 1;
-	size_t ulen = p->username ? strlen(p->username) + 1 : 0;
+	size_t ulen = p->username ? strlen(p->username) + 1 : 0; /* with its NUL */
 	struct ticket *t = malloc(sizeof(*t) + recs + idlen + ulen);
 	if (!t)
 		return NULL;
@@ -135,7 +135,9 @@ static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
 	atomic_init(&t->remaining, 1); /* held by uplink_publish until it is done */
 	t->clientid = memcpy(strs, p->clientid, idlen - 1);
 	t->clientid[idlen - 1] = '\0';
+	t->clientid_len = p->clientid_len;
 	t->username = p->username ? memcpy(strs + idlen, p->username, ulen) : NULL;
+	t->username_len = ulen ? ulen - 1 : 0;
 	return t;
 }
 
@@ -144,36 +146,28 @@ static rd_kafka_headers_t *raw_headers(const struct ticket *t, const struct msg 
 	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
 	char qos[2] = { (char)('0' + m->qos), 0 };
 	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
-	rd_kafka_header_add(h, "mqtt.clientid", -1, t->clientid, -1);
+	rd_kafka_header_add(h, "mqtt.clientid", -1, t->clientid, t->clientid_len);
 	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
 	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
 	if (t->username)
-		rd_kafka_header_add(h, "mqtt.username", -1, t->username, -1);
+		rd_kafka_header_add(h, "mqtt.username", -1, t->username, (ssize_t)t->username_len);
 	return h;
 }
 
-/* Renders and produces one record of t for route r. */
+/* Renders (with ctx, the same for every route of t) and produces one
+ * record of t for route r. */
 static void produce_route(struct uplink_worker *w, struct ticket *t, const struct route *r,
-			  struct rec *rec)
+			  struct template_ctx *ctx, struct rec *rec)
 {
 	struct uplink *u = t->u;
 	struct msg *m = t->m;
-	struct template_ctx ctx;
 	struct buf *tb = &w->topic, *kb = &w->key, *vb = &w->value;
-	size_t idlen = strlen(t->clientid);
 
-	template_ctx_init(&ctx);
-	ctx.clientid = t->clientid;
-	ctx.clientid_len = idlen;
-	ctx.username = t->username;
-	ctx.username_len = t->username ? strlen(t->username) : 0;
-	ctx.topic = m->topic;
-	ctx.topic_len = m->topic_len;
 	buf_reset(tb);
 	buf_reset(kb);
-	int rc = template_render(route_topic(r), &ctx, tb);
+	int rc = template_render(route_topic(r), ctx, tb);
 	if (rc == 0 && route_key(r))
-		rc = template_render(route_key(r), &ctx, kb);
+		rc = template_render(route_key(r), ctx, kb);
 	if (rc < 0) {
 		char why[160];
 		snprintf(why, sizeof(why), "route line %d: %s", route_line(r), template_err_str(rc));
@@ -195,8 +189,8 @@ static void produce_route(struct uplink_worker *w, struct ticket *t, const struc
 	if (route_format(r) == ROUTE_FORMAT_JSON) {
 		struct envelope_in in = {
 			.topic = m->topic, .topic_len = m->topic_len,
-			.clientid = t->clientid, .clientid_len = idlen,
-			.username = t->username, .username_len = ctx.username_len,
+			.clientid = t->clientid, .clientid_len = t->clientid_len,
+			.username = t->username, .username_len = t->username_len,
 			.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
 			.payload = m->payload, .payload_len = m->payload_len,
 		};
@@ -215,17 +209,12 @@ static void produce_route(struct uplink_worker *w, struct ticket *t, const struc
 	atomic_fetch_add(&u->st.in_flight, 1);
 	const void *key = route_key(r) ? buf_head(kb) : NULL;
 	size_t klen = route_key(r) ? buf_used(kb) : 0;
-	rd_kafka_resp_err_t err;
-	if (hdrs)
-		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
-					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
-					RD_KAFKA_V_TIMESTAMP(m->received_ms),
-					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
-	else
-		err = rd_kafka_producev(u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
-					RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
-					RD_KAFKA_V_TIMESTAMP(m->received_ms),
-					RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
+	/* NULL headers are the same as none (librdkafka sets them only if given). */
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		u->rk, RD_KAFKA_V_TOPIC(ktopic), RD_KAFKA_V_KEY(key, klen),
+		RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(flags),
+		RD_KAFKA_V_TIMESTAMP(m->received_ms), RD_KAFKA_V_HEADERS(hdrs),
+		RD_KAFKA_V_OPAQUE(rec), RD_KAFKA_V_END);
 	struct uplink_route_stats *rs = rec->rs;
 	if (err) {
 		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
@@ -274,10 +263,19 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	struct ticket *t = ticket_new(u, p, (uint32_t)n);
 	if (!t)
 		return SINK_BUSY;
+	struct template_ctx tc;
+	template_ctx_init(&tc);
+	tc.clientid = t->clientid;
+	tc.clientid_len = t->clientid_len;
+	tc.username = t->username;
+	tc.username_len = t->username_len;
+	tc.topic = m->topic;
+	tc.topic_len = m->topic_len;
 	for (size_t i = 0; i < n; i++) {
 		t->recs[i].rs = &g->rs[route_index(routes[i])];
-		produce_route(w, t, routes[i], &t->recs[i]);
+		produce_route(w, t, routes[i], &tc, &t->recs[i]);
 	}
+	template_ctx_release(&tc);
 	/* Drop our hold. If every record already failed or none was produced,
 	 * this completes the ticket like any report would. */
 	if (atomic_load(&t->remaining) == 1 && !atomic_load(&t->failed)) {
