@@ -245,20 +245,20 @@ void auth_client_release(struct client *c)
 }
 
 /*
- * c's rules under the ACL in force, rebuilt when a reload changed it.
- * Returns 1 and *out (NULL: no ACL any more, everything allowed), or 0 on
- * ENOMEM (the caller denies: failing closed).
+ * c's rules under ACL generation gen (auth_acl_on()'s load, not 0), rebuilt
+ * when a reload changed it. Returns 1 and *out (NULL: the ACL went away
+ * meanwhile, everything allowed), or 0 on ENOMEM (the caller denies:
+ * failing closed). The rebuild reads the state in force under its mutex,
+ * so gen needs no ordering of its own.
  */
-static int client_acl(struct client *c, const struct acl_client **out)
+static int client_acl(struct client *c, unsigned gen, const struct acl_client **out)
 {
-	struct auth *a = c->w->br->auth;
 	struct client_auth *ca = auth_client(c);
-	unsigned gen = atomic_load_explicit(&a->acl_gen, memory_order_acquire);
 
 	if (!ca)
 		return 0;
-	if (ca->acl_gen != gen || (gen && !ca->acl)) {
-		struct auth_db *db = auth_db_get(a);
+	if (ca->acl_gen != gen) {
+		struct auth_db *db = auth_db_get(c->w->br->auth);
 		struct acl_client *n = NULL;
 		if (db->acl)
 			n = acl_client_new(db->acl, ca->verified ? c->username : NULL, c->id);
@@ -278,11 +278,18 @@ static int client_acl(struct client *c, const struct acl_client **out)
 	return 1;
 }
 
-static bool can(struct client *c, const char *topic, size_t len, enum acl_access access)
+/* The ACL generation in force; 0: none, everything allowed. */
+static unsigned acl_gen(const struct client *c)
+{
+	return atomic_load_explicit(&c->w->br->auth->acl_gen, memory_order_relaxed);
+}
+
+static bool can(struct client *c, unsigned gen, const char *topic, size_t len,
+		enum acl_access access)
 {
 	const struct acl_client *acl;
 
-	if (!client_acl(c, &acl))
+	if (!client_acl(c, gen, &acl))
 		return false;
 	return !acl || acl_client_can(acl, topic, len, access);
 }
@@ -326,9 +333,9 @@ static void denied(struct client *c, enum auth_denied what, const char *topic, s
 
 bool auth_may_publish(struct client *c, const struct mqtt_publish *pub)
 {
-	if (!auth_acl_on(c->w->br->auth))
-		return true;
-	return can(c, (const char *)pub->topic.p, pub->topic.len, ACL_WRITE);
+	unsigned gen = acl_gen(c);
+
+	return !gen || can(c, gen, (const char *)pub->topic.p, pub->topic.len, ACL_WRITE);
 }
 
 int auth_drop_publish(struct client *c, const struct mqtt_publish *pub)
@@ -354,11 +361,12 @@ int auth_drop_publish(struct client *c, const struct mqtt_publish *pub)
 bool auth_may_subscribe(struct client *c, const char *filter, uint16_t len)
 {
 	const struct acl_client *acl;
+	unsigned gen = acl_gen(c);
 
-	if (!auth_acl_on(c->w->br->auth))
+	if (!gen)
 		return true;
 	/* "$share/GROUP/" is not served: the filter is taken as written. */
-	bool ok = client_acl(c, &acl) &&
+	bool ok = client_acl(c, gen, &acl) &&
 		  (!acl || acl_client_subscribe(acl, filter, len) != ACL_SUB_DENY);
 	if (!ok)
 		denied(c, AUTH_DENY_SUBSCRIBE, filter, len);
@@ -369,9 +377,9 @@ bool auth_may_read(struct client *c, const struct msg *m)
 {
 	/* Commands for an upstream were addressed to it by a downlink mapping;
 	 * the ACL says what devices may read. */
-	if (c->up)
-		return true;
-	if (can(c, m->topic, m->topic_len, ACL_READ))
+	unsigned gen = acl_gen(c);
+
+	if (c->up || !gen || can(c, gen, m->topic, m->topic_len, ACL_READ))
 		return true;
 	denied(c, AUTH_DENY_READ, m->topic, m->topic_len);
 	return false;
@@ -380,8 +388,9 @@ bool auth_may_read(struct client *c, const struct msg *m)
 bool auth_may_publish_will(struct client *c)
 {
 	const struct msg *m = c->will;
+	unsigned gen = acl_gen(c);
 
-	if (!m || !auth_acl_on(c->w->br->auth) || can(c, m->topic, m->topic_len, ACL_WRITE))
+	if (!m || !gen || can(c, gen, m->topic, m->topic_len, ACL_WRITE))
 		return true;
 	denied(c, AUTH_DENY_WRITE, m->topic, m->topic_len);
 	return false;

@@ -166,7 +166,8 @@ int auth_drop_publish(struct client *c, const struct mqtt_publish *pub);
  * readable are granted: deliveries are checked one by one. Owner. */
 bool auth_may_subscribe(struct client *c, const char *filter, uint16_t len);
 /* Delivery: whether c may read m's topic (counted when not); always for
- * an upstream connection (upstream.h). Call only when auth_acl_on(). Owner. */
+ * an upstream connection (upstream.h) and without an ACL (callers test
+ * auth_acl_on() first to skip the call). Owner. */
 bool auth_may_read(struct client *c, const struct msg *m);
 /* The will, at close: whether c may still publish on its topic. Owner. */
 bool auth_may_publish_will(struct client *c);
