@@ -419,15 +419,6 @@ void broker_retain(struct broker *br, struct msg *m)
 		log_warn_rl("retain failed topic=%s reason=\"out of memory\"", log_q(m->topic));
 }
 
-size_t broker_retained_count(struct broker *br)
-{
-	/* Short: retain_count() reads one field. */
-	pthread_mutex_lock(&br->retain_lock);
-	size_t n = retain_count(br->retained);
-	pthread_mutex_unlock(&br->retain_lock);
-	return n;
-}
-
 void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes)
 {
 	pthread_mutex_lock(&br->retain_lock);

@@ -109,8 +109,6 @@ int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
  * new topic beyond them is not stored, a replacement that does not fit
  * clears the topic (its old message is stale); counted and logged here. */
 void broker_retain(struct broker *br, struct msg *m);
-/* Retained messages stored. Any thread. */
-size_t broker_retained_count(struct broker *br);
 /* Retained messages and their bytes (topic + payload). Any thread. */
 void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes);
 /* Entries in the subscription trie and the heap it holds. Any thread. */
