@@ -218,12 +218,12 @@ static void report(int level, const char *kind, unsigned long long n)
 
 /* The global cap for a line at `level`; reports what it dropped before
  * the first line it lets through again. */
-static bool global_take(int level)
+static bool global_take(int level, int64_t now)
 {
 	if (level > LVL_INFO)
 		return true;
 	if (!gcra_take(&global_tat, atomic_load_explicit(&global_per_sec, memory_order_relaxed),
-		       atomic_load_explicit(&global_burst, memory_order_relaxed), now_us()))
+		       atomic_load_explicit(&global_burst, memory_order_relaxed), now))
 		return false;
 	unsigned long long n = atomic_exchange_explicit(&global_suppressed, 0, memory_order_relaxed);
 	if (n)
@@ -271,7 +271,8 @@ void log_limited(struct log_limit *lim, int level, bool with_errno, const char *
 
 	if (!log_enabled(level))
 		return;
-	if (!gcra_take(&lim->tat, lim->per_sec, lim->burst, now_us()) || !global_take(level)) {
+	int64_t now = now_us();
+	if (!gcra_take(&lim->tat, lim->per_sec, lim->burst, now) || !global_take(level, now)) {
 		limit_drop(lim, level);
 	} else {
 		va_start(ap, fmt);
@@ -289,7 +290,7 @@ void log_write(int level, bool with_errno, const char *fmt, ...)
 
 	if (!log_enabled(level))
 		return;
-	if (!global_take(level)) {
+	if (!global_take(level, level > LVL_INFO ? 0 : now_us())) {
 		atomic_fetch_add_explicit(&global_suppressed, 1, memory_order_relaxed);
 	} else {
 		va_start(ap, fmt);

@@ -54,12 +54,19 @@ void log_set_thread(const char *name);
 void log_write(int level, bool with_errno, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#define log_error(...) log_write(LVL_ERROR, false, __VA_ARGS__)
-#define log_warn(...)  log_write(LVL_WARN, false, __VA_ARGS__)
-#define log_info(...)  log_write(LVL_INFO, false, __VA_ARGS__)
-#define log_debug(...) do { if (log_enabled(LVL_DEBUG)) log_write(LVL_DEBUG, false, __VA_ARGS__); } while (0)
-#define log_error_errno(...) log_write(LVL_ERROR, true, __VA_ARGS__)
-#define log_warn_errno(...)  log_write(LVL_WARN, true, __VA_ARGS__)
+/* The level is checked before the arguments are evaluated: a line that is
+ * off costs no log_q() and no formatting. */
+#define log_at_(level, with_errno, ...) do { \
+	if (log_enabled(level)) \
+		log_write(level, with_errno, __VA_ARGS__); \
+} while (0)
+
+#define log_error(...) log_at_(LVL_ERROR, false, __VA_ARGS__)
+#define log_warn(...)  log_at_(LVL_WARN, false, __VA_ARGS__)
+#define log_info(...)  log_at_(LVL_INFO, false, __VA_ARGS__)
+#define log_debug(...) log_at_(LVL_DEBUG, false, __VA_ARGS__)
+#define log_error_errno(...) log_at_(LVL_ERROR, true, __VA_ARGS__)
+#define log_warn_errno(...)  log_at_(LVL_WARN, true, __VA_ARGS__)
 
 /* Logs at error level and exits(1). Only at start-up or on a broken invariant.
  * Not subject to any rate limit. */
