@@ -295,7 +295,8 @@ void tls_conn_free(struct tls_conn *c)
 }
 
 /* Turns a failed SSL call's r into a result and records why. Call it first
- * thing after the call, which runs with errno cleared: it reads errno. */
+ * thing after the call, which runs with errno cleared: it reads errno.
+ * Empties the error queue, so the next call finds it empty (tls.h). */
 static int settle(struct tls_conn *c, int r)
 {
 	int e = errno;
@@ -336,18 +337,25 @@ static int settle(struct tls_conn *c, int r)
 	return res;
 }
 
+/* Once per connection, so it also clears around a successful handshake:
+ * certificate checks may leave errors behind even when they pass. */
 int tls_conn_handshake(struct tls_conn *c)
 {
 	ERR_clear_error();
 	errno = 0;
 	int r = SSL_do_handshake(c->ssl);
-	return r == 1 ? TLS_OK : settle(c, r);
+	if (r != 1)
+		return settle(c, r);
+	ERR_clear_error();
+	return TLS_OK;
 }
 
+/* Per record, so no ERR_clear_error() here: the queue is empty on entry
+ * (tls.h) and a successful call leaves it so; settle() empties it after a
+ * failure. */
 ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 {
 	size_t n = 0;
-	ERR_clear_error();
 	errno = 0;
 	int r = SSL_read_ex(c->ssl, buf, len < INT_MAX ? len : INT_MAX, &n);
 	return r == 1 ? (ssize_t)n : settle(c, r);
@@ -356,7 +364,6 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 ssize_t tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
 {
 	size_t n = 0;
-	ERR_clear_error();
 	errno = 0;
 	int r = SSL_write_ex(c->ssl, buf, len < INT_MAX ? len : INT_MAX, &n);
 	return r == 1 ? (ssize_t)n : settle(c, r);

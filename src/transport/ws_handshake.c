@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "core/http_parse.h"
@@ -147,8 +148,10 @@ int ws_accept_key(const char *key, char accept[29])
 		return -1;
 	memcpy(cat, key, klen);
 	memcpy(cat + klen, guid, sizeof(guid) - 1);
-	if (!EVP_Digest(cat, klen + sizeof(guid) - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+	if (!EVP_Digest(cat, klen + sizeof(guid) - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+		ERR_clear_error(); /* this thread's TLS reads need it empty (tls.h) */
 		return -1;
+	}
 	EVP_EncodeBlock((unsigned char *)accept, md, 20); /* 28 characters and a NUL */
 	return 0;
 }
