@@ -160,8 +160,7 @@ void auth_connect_verified(struct worker *w, uint64_t conn_id, int result)
 		AUTH_INC(a, w, success);
 		c->auth->verified = true;
 		c->state = CL_NEW;
-		if (takeover_attach(c) == 0 && c->state == CL_ACTIVE)
-			client_update_read(c);
+		takeover_attach(c);
 		break;
 	case PASSWD_WRONG:
 		refuse(c, AUTH_FAIL_WRONG_PASSWORD);

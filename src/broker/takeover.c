@@ -41,8 +41,15 @@
 #include "core/util.h"
 #include "mqtt/mqtt_codec.h"
 
-/* Attaches c to its session, creating, resuming or taking it over.
- * Returns 0 (CONNACK sent, or waiting for a takeover) or -1 (closed). */
+/* Takes s out of the directory and discards it. Caller holds dir_lock. */
+static void dir_discard(struct broker *br, struct session *s)
+{
+	session_ref(s); /* s outlives the directory's reference */
+	session_dir_del(&br->dir, s);
+	broker_discard_session(br, s);
+	session_unref(s);
+}
+
 int takeover_attach(struct client *c)
 {
 	struct worker *w = c->w;
@@ -94,10 +101,7 @@ int takeover_attach(struct client *c)
 	if (s && (c->clean || expired)) {
 		if (expired)
 			atomic_fetch_add_explicit(&br->sessions_expired, 1, memory_order_relaxed);
-		session_ref(s);
-		session_dir_del(&br->dir, s);
-		broker_discard_session(br, s);
-		session_unref(s);
+		dir_discard(br, s);
 		s = NULL;
 	}
 	if (s) {
@@ -142,6 +146,7 @@ int takeover_attach(struct client *c)
 		deliver_resend(c);
 		deliver_pump(c);
 	}
+	client_update_read(c); /* c may have been paused for a takeover or a password */
 	return 0;
 }
 
@@ -189,12 +194,8 @@ void takeover_park(struct client *c)
 		pthread_mutex_unlock(&br->dir_lock);
 	} else {
 		pthread_mutex_lock(&br->dir_lock);
-		if (session_dir_find(&br->dir, s->id, s->id_len) == s) {
-			session_ref(s);
-			session_dir_del(&br->dir, s);
-			broker_discard_session(br, s);
-			session_unref(s);
-		}
+		if (session_dir_find(&br->dir, s->id, s->id_len) == s)
+			dir_discard(br, s);
 		pthread_mutex_unlock(&br->dir_lock);
 	}
 	session_unref(s);
@@ -207,8 +208,7 @@ void takeover_resume(struct worker *w, uint64_t conn_id)
 	if (!c || c->state != CL_WAIT_TAKEOVER)
 		return;
 	c->state = CL_NEW;
-	if (takeover_attach(c) == 0 && c->state == CL_ACTIVE)
-		client_update_read(c);
+	takeover_attach(c);
 }
 
 void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id)
@@ -222,10 +222,8 @@ void takeover_request(struct worker *w, struct session *s, int from, uint64_t co
 	 * in our inbox; a fence posted to ourselves now comes after that, so the
 	 * answer leaves once s is settled. */
 	struct inbox_item it = { .kind = INBOX_FENCE, .a = (uint8_t)from, .u = conn_id };
-	if (worker_post(w, &it) < 0) {
-		struct inbox_item done = { .kind = INBOX_TAKEOVER_DONE, .u = conn_id };
-		worker_post(&w->br->workers[from], &done);
-	}
+	if (worker_post(w, &it) < 0)
+		takeover_fence(w, from, conn_id); /* answer now rather than never */
 }
 
 void takeover_fence(struct worker *w, int from, uint64_t conn_id)

@@ -14,8 +14,9 @@ struct session;
 struct worker;
 
 /* Attaches c (after a valid CONNECT) to its session: created, resumed, or
- * taken over from an older connection. Returns 0 (CONNACK sent, or waiting
- * for a takeover: c paused) or -1 (c closed). */
+ * taken over from an older connection. Returns 0 (CONNACK sent and reading
+ * resumed if c was paused, or waiting for a takeover: c paused) or -1 (c
+ * closed). */
 int takeover_attach(struct client *c);
 /* Detaches c's session: parked (clean session 0) or discarded (clean
  * session 1). Called by client_close(). */
