@@ -32,9 +32,19 @@
  * sockets, the admin endpoint, files read on reload, the spare). */
 #define FD_RESERVE 64
 
-/* Out of file descriptors: the pending connection would keep the listener
- * readable forever. Give up the spare descriptor, accept and close at once,
- * and take the spare back. */
+/* Accepted descriptors at or above the ceiling are shed: RLIMIT_NOFILE
+ * (read again each time: it may have been raised) minus the reserve. */
+static void set_fd_ceiling(struct worker *w)
+{
+	struct rlimit rl;
+
+	w->fd_ceiling = INT32_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > 2 * FD_RESERVE)
+		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
+}
+
+/* Out of descriptors with nothing to shed: listeners off for a moment. */
 static void pause_accepting(struct worker *w)
 {
 	for (int i = 0; i < w->n_lis; i++)
@@ -50,17 +60,16 @@ static void resume_accepting(struct worker *w)
 		return;
 	if (w->spare_fd < 0)
 		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	struct rlimit rl;
-	w->fd_ceiling = INT32_MAX;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur > 2 * FD_RESERVE)
-		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
+	set_fd_ceiling(w);
 	w->accept_paused_until = 0;
 	if (!w->draining)
 		for (int i = 0; i < w->n_lis; i++)
 			loop_io_mod(w->loop, &w->lis[i].io, EPOLLIN);
 }
 
+/* Out of file descriptors: the pending connection would keep the listener
+ * readable forever. Give up the spare descriptor, accept and close at once,
+ * and take the spare back. */
 static void shed_one(struct worker *w, int lfd)
 {
 	bool shed = false;
@@ -76,11 +85,7 @@ static void shed_one(struct worker *w, int lfd)
 			shed = true;
 		}
 		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	struct rlimit rl;
-	w->fd_ceiling = INT32_MAX;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur > 2 * FD_RESERVE)
-		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
+		set_fd_ceiling(w);
 	}
 	if (!shed || w->spare_fd < 0)
 		pause_accepting(w);
@@ -410,11 +415,7 @@ int worker_init(struct worker *w, struct broker *br, int idx,
 	w->br = br;
 	w->inbox.io.fd = -1;
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	struct rlimit rl;
-	w->fd_ceiling = INT32_MAX;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur > 2 * FD_RESERVE)
-		w->fd_ceiling = (int)rl.rlim_cur - FD_RESERVE;
+	set_fd_ceiling(w);
 	w->loop = loop_new();
 	w->rbuf_cap = WORKER_RBUF;
 	w->rbuf = malloc(w->rbuf_cap);

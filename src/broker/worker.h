@@ -151,8 +151,6 @@ static inline int conn_worker(uint64_t conn_id) { return (int)(conn_id >> 56); }
 
 /* Owner thread: queues c to parse its buffered input at the safe point. */
 void worker_mark_resume(struct worker *w, struct client *c);
-/* Owner thread: retries publishes that waited for room in the sink. */
-void worker_retry_blocked(struct worker *w);
 /* Owner thread: c's publish waits for room in the sink. */
 void worker_mark_blocked(struct worker *w, struct client *c);
 /* Owner thread: c publishes into an overfull peer inbox; paused until it drains. */
