@@ -48,30 +48,31 @@ fail:;
 	return -1;
 }
 
+/* ::ffff:a.b.c.d, the form IPv4 addresses take in struct net_peer. */
+static bool is_v4mapped(const uint8_t ip[16])
+{
+	static const uint8_t pre[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	return memcmp(ip, pre, sizeof(pre)) == 0;
+}
+
 /* Fills *p from the address in ss. */
 static void describe(const struct sockaddr_storage *ss, struct net_peer *p)
 {
-	char a[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
 	memset(p->ip, 0, sizeof(p->ip));
-	p->loopback = false;
+	p->port = 0;
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &in4->sin_addr, a, sizeof(a));
-		port = ntohs(in4->sin_port);
+		p->port = ntohs(in4->sin_port);
 		p->ip[10] = p->ip[11] = 0xff;
 		memcpy(p->ip + 12, &in4->sin_addr, 4);
-		p->loopback = p->ip[12] == 127;
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
-		port = ntohs(in6->sin6_port);
+		p->port = ntohs(in6->sin6_port);
 		memcpy(p->ip, &in6->sin6_addr, 16);
-		p->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
-			      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && p->ip[12] == 127);
 	}
-	snprintf(p->str, sizeof(p->str), "%s:%d", a, port);
-	p->port = (uint16_t)port;
+	p->loopback = is_v4mapped(p->ip) ? p->ip[12] == 127
+					     : memcmp(p->ip, in6addr_loopback.s6_addr, 16) == 0;
+	net_peer_format(p->ip, p->port, p->str, sizeof(p->str));
 }
 
 int net_accept(int lfd, struct net_peer *p)
@@ -99,10 +100,9 @@ int net_peer_of(int fd, struct net_peer *p)
 
 char *net_peer_format(const uint8_t ip[16], uint16_t port, char *out, size_t len)
 {
-	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	char a[INET6_ADDRSTRLEN] = "?";
 
-	if (memcmp(ip, v4mapped, sizeof(v4mapped)) == 0)
+	if (is_v4mapped(ip))
 		inet_ntop(AF_INET, ip + 12, a, sizeof(a));
 	else
 		inet_ntop(AF_INET6, ip, a, sizeof(a));

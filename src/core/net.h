@@ -6,13 +6,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Returns a non-blocking listening TCP socket bound to address:port
  * (numeric IPv4 or IPv6), with SO_REUSEADDR and, if reuseport, SO_REUSEPORT;
  * or -1 with errno set. */
 int net_listen(const char *address, int port, bool reuseport, int backlog);
-
-#include <stdint.h>
 
 /* A peer's address: printable, and as a key for per-address limits. */
 struct net_peer {

@@ -93,5 +93,3 @@ int prom_f64(struct buf *out, const char *name, const char *const *labels, doubl
 		return rc | put(out, v > 0 ? " +Inf\n" : " -Inf\n");
 	return rc | putf(out, " %.15g\n", v);
 }
-
-/* A family of one unlabelled sample. */
