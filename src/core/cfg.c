@@ -38,7 +38,7 @@ static int check_listener(struct ctx *x, const config_setting_t *e, void *elem, 
 static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int check_upstream(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int load_upstream_tls(struct ctx *x, const config_setting_t *s, void *base, const char *key);
-static int load_upstream_subs(struct ctx *x, const config_setting_t *s, void *base, const char *key);
+static int check_upstream_sub(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 
 #define C(f) offsetof(struct cfg, f)
 #define L(f) offsetof(struct cfg_listener, f)
@@ -163,7 +163,7 @@ const struct opt cfg_opts[] = {
 	BOOL(S_UPSTREAM, "clean_session", U(clean_session), false, false),
 	INT(S_UPSTREAM, "keepalive", U(keepalive), 30, 0, 65535, false),
 	INT(S_UPSTREAM, "protocol", U(protocol), 4, 3, 5, false),
-	NEST(S_UPSTREAM, "subscriptions", T_LIST, S_UPSTREAM_SUB, load_upstream_subs, false),
+	NEST(S_UPSTREAM, "subscriptions", T_LIST, S_UPSTREAM_SUB, NULL, false),
 	STR(S_UPSTREAM, "prefix", U(prefix), "", 0, 32767, false, false),
 	BOOL(S_UPSTREAM, "required", U(required), false, false),
 	INT(S_UPSTREAM, "reconnect_min_ms", U(reconnect_min_ms), 500, 10, 3600000, false),
@@ -183,6 +183,8 @@ const struct list_info cfg_lists[S_PROPS + 1] = {
 	[S_ROUTE] = { C(routes), C(nroutes), sizeof(struct cfg_route), R(line), NULL },
 	[S_DOWNLINK] = { C(downlinks), C(ndownlinks), sizeof(struct cfg_downlink), D(line), check_downlink },
 	[S_UPSTREAM] = { C(upstreams), C(nupstreams), sizeof(struct cfg_upstream), U(line), check_upstream },
+	[S_UPSTREAM_SUB] = { U(subs), U(nsubs), sizeof(struct cfg_upstream_sub), US(line),
+			     check_upstream_sub },
 };
 
 /* Enum members are written through int *. */
@@ -314,7 +316,8 @@ static int load_value(struct ctx *x, const struct opt *o, const config_setting_t
 	return set_str(x, AT(base, o->off, char *), str);
 }
 
-static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, const char *name);
+static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, void *base,
+		     const char *name);
 
 /* Loads the keys of section sect from group g (NULL: absent, all defaults). */
 static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect,
@@ -348,7 +351,7 @@ static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect
 				    o->load == load_props ? " of (\"name\", value) pairs" : "");
 		int rc = o->load ? o->load(x, s, base, key)
 			 : o->type == T_GROUP ? load_section(x, s, o->sub, base, key)
-			 : o->type == T_LIST ? load_list(x, s, o->sub, key)
+			 : o->type == T_LIST ? load_list(x, s, o->sub, base, key)
 			 : load_value(x, o, s, base, key);
 		if (rc)
 			return rc;
@@ -356,8 +359,10 @@ static int load_section(struct ctx *x, const config_setting_t *g, enum sect sect
 	return 0;
 }
 
-/* A list of groups into one of the arrays of struct cfg. */
-static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, const char *name)
+/* A list of groups into one of the arrays of cfg_lists, which live in base
+ * (struct cfg, or the upstream that holds the subscriptions). */
+static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, void *base,
+		     const char *name)
 {
 	const struct list_info *li = &cfg_lists[sect];
 	size_t n = s ? (size_t)config_setting_length(s) : 0;
@@ -367,8 +372,8 @@ static int load_list(struct ctx *x, const config_setting_t *s, enum sect sect, c
 	if (!arr)
 		return fail_at(x, NULL, 0, "out of memory");
 	/* Both at once, so that cfg_free() can walk whatever was loaded. */
-	*AT(x->c, li->arr, char *) = arr;
-	*AT(x->c, li->count, size_t) = n;
+	*AT(base, li->arr, char *) = arr;
+	*AT(base, li->count, size_t) = n;
 	if (s && n == 0 && sect == S_LISTENER)
 		return fail(x, s, "'%s' must not be empty", name);
 	for (size_t i = 0; i < n; i++) {
@@ -526,27 +531,14 @@ static int load_upstream_tls(struct ctx *x, const config_setting_t *s, void *bas
 	return 0;
 }
 
-static int load_upstream_subs(struct ctx *x, const config_setting_t *s, void *base, const char *key)
+static int check_upstream_sub(struct ctx *x, const config_setting_t *e, void *elem, const char *key,
+			      size_t i)
 {
-	struct cfg_upstream *u = base;
-	size_t n = s ? (size_t)config_setting_length(s) : 0;
-	char k[300];
+	const struct cfg_upstream_sub *subs = (const struct cfg_upstream_sub *)elem - i;
 
-	if (!(u->subs = calloc(n ? n : 1, sizeof(*u->subs))))
-		return fail_at(x, NULL, 0, "out of memory");
-	u->nsubs = n;
-	for (size_t i = 0; i < n; i++) {
-		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		snprintf(k, sizeof(k), "%s[%zu]", key, i);
-		if (!config_setting_is_group(e))
-			return fail(x, e, "'%s' must be a group { filter = \"...\"; qos = 1; }", k);
-		u->subs[i].line = line_of(e);
-		if (load_section(x, e, S_UPSTREAM_SUB, &u->subs[i], k))
-			return -1;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(u->subs[j].filter, u->subs[i].filter) == 0)
-				return fail(x, e, "'%s' repeats the filter of line %d", k, u->subs[j].line);
-	}
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(subs[j].filter, subs[i].filter) == 0)
+			return fail(x, e, "'%s' repeats the filter of line %d", key, subs[j].line);
 	return 0;
 }
 

@@ -58,8 +58,8 @@ struct list_info {
 /* Every setting, cfg_nopts of them (defined in cfg.c). */
 extern const struct opt cfg_opts[];
 extern const size_t cfg_nopts;
-/* Indexed by S_LISTENER, S_ROUTE, S_DOWNLINK, S_UPSTREAM; other entries are
- * zero (an upstream's subscriptions are read by their own loader). */
+/* Indexed by S_LISTENER, S_ROUTE, S_DOWNLINK, S_UPSTREAM (arrays of struct
+ * cfg) and S_UPSTREAM_SUB (of struct cfg_upstream); other entries are zero. */
 extern const struct list_info cfg_lists[];
 
 #define CAT(base, off, type) ((const type *)(const void *)((const char *)(base) + (off)))
