@@ -85,7 +85,7 @@ static int check_one(const struct cfg *cfg, const struct cfg_upstream *u, size_t
 	}
 	if (u->password_file.path) {
 		size_t len;
-		char *pw = util_read_file(u->password_file.path, 65536, &len);
+		char *pw = upstream_password_read(u->password_file.path, &len);
 		if (!pw) {
 			snprintf(err, errlen, "%s:%d: upstreams[%zu].password_file: cannot read %s: %s",
 				 cfg->path, u->password_file.line, i, u->password_file.path,

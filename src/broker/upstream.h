@@ -171,6 +171,11 @@ void upstream_set_state(struct upstream *up, enum upstream_state st);
  * backoff and jitter. Owner. */
 void upstream_schedule(struct upstream *up);
 
+/* upstream_connect.c: the first line of password file path without its
+ * line ending, as a new buffer of *len bytes plus a NUL (wipe it with
+ * explicit_bzero(p, *len), then free). NULL with errno set (EFBIG: longer
+ * than the 65535 bytes a CONNECT carries). Any thread. */
+char *upstream_password_read(const char *path, size_t *len);
 /* upstream_connect.c: starts an attempt (resolve, connect). Owner. */
 void upstream_connect_start(struct upstream *up);
 /* upstream_connect.c: polls a name resolution in progress. Owner. */

@@ -27,6 +27,7 @@
 #include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/log.h"
+#include "core/net.h"
 #include "core/util.h"
 #include "mqtt/mqtt_codec.h"
 
@@ -73,54 +74,33 @@ void upstream_connect_abort(struct upstream *up, const char *why)
 	up->ai_next = NULL;
 }
 
-static void peer_str(const struct sockaddr *sa, char *out, size_t len)
+char *upstream_password_read(const char *path, size_t *len)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
+	size_t flen;
+	char *pw = util_read_file(path, PASSWORD_MAX + 2, &flen);
 
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
-		inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
-		port = ntohs(in4->sin_port);
-		snprintf(out, len, "%s:%d", host, port);
-	} else {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(out, len, "[%s]:%d", host, port);
-	}
-}
-
-/* The password file's first line (without its line ending) into *out (free
- * with explicit_bzero and free). Returns its length, or -1 (logged). */
-static ssize_t read_password(struct upstream *up, char **out)
-{
-	size_t len;
-	char *pw = util_read_file(up->password_file, PASSWORD_MAX + 2, &len);
-
-	if (!pw) {
-		log_warn_rl("upstream password_file unreadable name=%s file=%s: %s", up->name,
-			    up->password_file, strerror(errno));
-		return -1;
-	}
+	if (!pw)
+		return NULL;
 	size_t n = strcspn(pw, "\r\n");
+	explicit_bzero(pw + n, flen - n); /* only the first line is kept */
 	if (n > PASSWORD_MAX) {
-		explicit_bzero(pw, len);
+		explicit_bzero(pw, n);
 		free(pw);
-		log_warn_rl("upstream password_file unusable name=%s file=%s: longer than %d bytes",
-			    up->name, up->password_file, PASSWORD_MAX);
-		return -1;
+		errno = EFBIG;
+		return NULL;
 	}
-	*out = pw;
-	return (ssize_t)n;
+	*len = n;
+	return pw;
 }
 
 /* TCP is up on fd: the client, TLS, CONNECT. */
-static void connected(struct upstream *up, int fd, const char *peer)
+static void connected(struct upstream *up, int fd)
 {
+	struct net_peer p;
+	const char *peer = net_peer_of(fd, &p) == 0 ? p.str : "?";
 	struct client *c = client_new_outbound(up->w, fd, up, peer);
 	char *pw = NULL;
-	ssize_t pwlen = 0;
+	size_t pwlen = 0;
 
 	upstream_connect_abort(up, NULL); /* addresses no longer needed; fd is c's now */
 	if (!c) {
@@ -151,7 +131,9 @@ static void connected(struct upstream *up, int fd, const char *peer)
 		client_close(c, "out of memory", false);
 		return;
 	}
-	if (up->password_file && (pwlen = read_password(up, &pw)) < 0) {
+	if (up->password_file && !(pw = upstream_password_read(up->password_file, &pwlen))) {
+		log_warn_rl("upstream password_file unusable name=%s file=%s: %s", up->name,
+			    up->password_file, strerror(errno));
 		client_close(c, "cannot read the password_file", false);
 		return;
 	}
@@ -165,7 +147,7 @@ static void connected(struct upstream *up, int fd, const char *peer)
 	};
 	send_connect(c, &k);
 	if (pw) {
-		explicit_bzero(pw, (size_t)pwlen);
+		explicit_bzero(pw, pwlen);
 		free(pw);
 	}
 	/* The CONNECT leaves at the safe point (through TLS once the handshake
@@ -179,7 +161,6 @@ static void connected(struct upstream *up, int fd, const char *peer)
 static void try_next(struct upstream *up)
 {
 	const struct addrinfo *ai;
-	char peer[64];
 	int err = 0;
 
 	while ((ai = up->ai_next)) {
@@ -191,9 +172,8 @@ static void try_next(struct upstream *up)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		peer_str(ai->ai_addr, peer, sizeof(peer));
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-			connected(up, fd, peer);
+			connected(up, fd);
 			return;
 		}
 		if (errno == EINPROGRESS) {
@@ -216,22 +196,17 @@ static void on_connect_io(struct loop_io *io, uint32_t revents)
 	struct upstream *up = container_of(io, struct upstream, cio);
 	int err = 0;
 	socklen_t len = sizeof(err);
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char peer[64] = "?";
 
 	(void)revents;
 	up->w->now_ms = util_now_ms();
 	if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
-	if (err == 0 && getpeername(io->fd, (struct sockaddr *)&ss, &sl) == 0)
-		peer_str((struct sockaddr *)&ss, peer, sizeof(peer));
 	loop_io_del(up->w->loop, io);
 	up->cio_added = false;
 	int fd = io->fd;
 	io->fd = -1;
 	if (err == 0) {
-		connected(up, fd, peer);
+		connected(up, fd);
 		return;
 	}
 	close(fd);
