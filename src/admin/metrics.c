@@ -1,8 +1,4 @@
 /* metrics.c - Prometheus text rendering; see metrics.h. */
-#include <inttypes.h>
-#include <math.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +48,52 @@ static int one_u64(struct buf *out, const char *name, const char *type, const ch
 	return rc | prom_u64(out, name, NULL, v);
 }
 
+/* A family of n samples labelled key=vals[k], valued v[k]. */
+static int by_label(struct buf *out, const char *name, const char *type, const char *help,
+		    const char *key, const char *const *vals, const uint64_t *v, int n)
+{
+	int rc = prom_family(out, name, type, help);
+
+	for (int k = 0; k < n; k++) {
+		const char *labels[] = { key, vals[k], NULL };
+		rc |= prom_u64(out, name, labels, v[k]);
+	}
+	return rc;
+}
+
+/*
+ * The samples of one histogram (its family written by the caller): name_bucket
+ * with cumulative counts for the nb buckets (count[], not cumulative), bounded
+ * by le_s[0 .. nb-1) seconds and +Inf, then name_sum and name_count. stage:
+ * a stage="..." label on every sample, or NULL.
+ */
+static int histogram(struct buf *out, const char *name, const char *stage, const double *le_s,
+		     const uint64_t *count, int nb, double sum_s)
+{
+	char le[32], bucket[96], sum[96], total[96];
+	const char *labels[] = { "stage", stage, "le", le, NULL };
+	const char *const *bl = stage ? labels : labels + 2;
+	uint64_t cum = 0;
+	int rc = 0;
+
+	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+	snprintf(sum, sizeof(sum), "%s_sum", name);
+	snprintf(total, sizeof(total), "%s_count", name);
+	for (int b = 0; b < nb; b++) {
+		cum += count[b];
+		if (b < nb - 1)
+			snprintf(le, sizeof(le), "%g", le_s[b]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		rc |= prom_u64(out, bucket, bl, cum);
+	}
+	labels[2] = NULL;
+	rc |= prom_f64(out, sum, stage ? labels : NULL, sum_s);
+	/* The +Inf bucket, so that _count agrees with the buckets just read. */
+	rc |= prom_u64(out, total, stage ? labels : NULL, cum);
+	return rc;
+}
+
 static void sum_workers(const struct broker *br, struct totals *t)
 {
 	memset(t, 0, sizeof(*t));
@@ -81,30 +123,18 @@ static void sum_workers(const struct broker *br, struct totals *t)
 	}
 }
 
-static int render_packets(struct buf *out, const char *name, const char *help,
-			  const uint64_t *counts)
-{
-	int rc = prom_family(out, name, "counter", help);
-	for (int k = 1; k < 16; k++) {
-		const char *labels[] = { "type", packet_names[k], NULL };
-		rc |= prom_u64(out, name, labels, counts[k]);
-	}
-	return rc;
-}
-
 /* The limits group: what was refused, and the state the caps bound. */
 static int render_limits(struct buf *out, struct broker *br, const struct totals *t)
 {
-	static const char hits[] = "kafkagate_limit_hits_total";
+	const char *names[LIMIT_N];
 	size_t n, bytes;
 	int64_t total, online;
-	int rc = prom_family(out, hits, "counter",
-			     "Times a configured limit refused something, by limit (the setting's name).");
 
-	for (int k = 0; k < LIMIT_N; k++) {
-		const char *labels[] = { "limit", limits_name(k), NULL };
-		rc |= prom_u64(out, hits, labels, t->limit_hits[k]);
-	}
+	for (int k = 0; k < LIMIT_N; k++)
+		names[k] = limits_name(k);
+	int rc = by_label(out, "kafkagate_limit_hits_total", "counter",
+			  "Times a configured limit refused something, by limit (the setting's name).",
+			  "limit", names, t->limit_hits, LIMIT_N);
 	broker_session_counts(br, &total, &online);
 	if (online > total)
 		online = total;
@@ -133,6 +163,7 @@ static int render_limits(struct buf *out, struct broker *br, const struct totals
 static int render_mqtt(struct buf *out, struct broker *br, const struct totals *t)
 {
 	static const char *const all[] = { "listener", "all", NULL };
+	static const char *const qos[3] = { "0", "1", "2" };
 	int rc = 0;
 
 	rc |= prom_family(out, "kafkagate_connections", "gauge",
@@ -168,20 +199,18 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 	rc |= one_u64(out, "kafkagate_partial_bytes", "gauge",
 		      "Bytes held by partially received packets, all connections.",
 		      (uint64_t)LD(br->partial_bytes));
-	rc |= render_packets(out, "kafkagate_packets_received_total",
-			     "MQTT control packets received, by type.", t->pkts_in);
-	rc |= render_packets(out, "kafkagate_packets_sent_total",
-			     "MQTT control packets sent, by type.", t->pkts_out);
+	rc |= by_label(out, "kafkagate_packets_received_total", "counter",
+		       "MQTT control packets received, by type.", "type", packet_names + 1,
+		       t->pkts_in + 1, 15);
+	rc |= by_label(out, "kafkagate_packets_sent_total", "counter",
+		       "MQTT control packets sent, by type.", "type", packet_names + 1,
+		       t->pkts_out + 1, 15);
 	rc |= one_u64(out, "kafkagate_bytes_received_total", "counter",
 		      "Bytes read from MQTT connections.", t->bytes_in);
 	rc |= one_u64(out, "kafkagate_bytes_sent_total", "counter",
 		      "Bytes written to MQTT connections.", t->bytes_out);
-	rc |= prom_family(out, "kafkagate_messages_received_total", "counter",
-			     "PUBLISH messages received from clients, by QoS.");
-	for (int q = 0; q < 3; q++) {
-		const char *labels[] = { "qos", q == 0 ? "0" : q == 1 ? "1" : "2", NULL };
-		rc |= prom_u64(out, "kafkagate_messages_received_total", labels, t->msgs_in[q]);
-	}
+	rc |= by_label(out, "kafkagate_messages_received_total", "counter",
+		       "PUBLISH messages received from clients, by QoS.", "qos", qos, t->msgs_in, 3);
 	rc |= one_u64(out, "kafkagate_qos0_dropped_total", "counter",
 		      "QoS 0 messages dropped because a client's output was full.", t->qos0_dropped);
 	rc |= one_u64(out, "kafkagate_queue_dropped_total", "counter",
@@ -228,25 +257,19 @@ static int render_auth(struct buf *out, const struct broker *br)
 	}
 	rc |= one_u64(out, "kafkagate_auth_success_total", "counter",
 		      "CONNECTs authenticated by a password or a client certificate.", ok);
-	rc |= prom_family(out, "kafkagate_auth_failures_total", "counter",
-			  "CONNECTs refused for their credentials (CONNACK 4 or 5), by reason.");
-	for (int k = 0; k < AUTH_FAIL_N; k++) {
-		const char *labels[] = { "reason", fail[k], NULL };
-		rc |= prom_u64(out, "kafkagate_auth_failures_total", labels, f[k]);
-	}
+	rc |= by_label(out, "kafkagate_auth_failures_total", "counter",
+		       "CONNECTs refused for their credentials (CONNACK 4 or 5), by reason.",
+		       "reason", fail, f, AUTH_FAIL_N);
 	rc |= one_u64(out, "kafkagate_auth_unavailable_total", "counter",
 		      "CONNECTs refused with CONNACK 3: verification queue full or failed.",
 		      unavailable);
 	rc |= one_u64(out, "kafkagate_auth_verify_queue", "gauge",
 		      "Password checks waiting for a verification thread.",
 		      a && a->pool ? auth_pool_depth(a->pool) : 0);
-	rc |= prom_family(out, "kafkagate_acl_denied_total", "counter",
-			  "Messages and filters the ACL refused: PUBLISH dropped (write), "
-			  "deliveries filtered out (read), SUBACK 0x80 (subscribe).");
-	for (int k = 0; k < AUTH_DENY_N; k++) {
-		const char *labels[] = { "access", access[k], NULL };
-		rc |= prom_u64(out, "kafkagate_acl_denied_total", labels, d[k]);
-	}
+	rc |= by_label(out, "kafkagate_acl_denied_total", "counter",
+		       "Messages and filters the ACL refused: PUBLISH dropped (write), "
+		       "deliveries filtered out (read), SUBACK 0x80 (subscribe).",
+		       "access", access, d, AUTH_DENY_N);
 	return rc;
 }
 
@@ -294,74 +317,47 @@ static int render_routes(struct buf *out, struct uplink *up)
 static int render_latency(struct buf *out, const struct uplink_latency *lat)
 {
 	static const char name[] = "kafkagate_kafka_delivery_seconds";
-	uint64_t cum = 0;
-	char le[32];
+	double le[UPLINK_LAT_BUCKETS - 1];
+	uint64_t c[UPLINK_LAT_BUCKETS];
 	int rc = prom_family(out, name, "histogram",
 				"Time from receiving a PUBLISH to Kafka's delivery report.");
 
 	for (int b = 0; b < UPLINK_LAT_BUCKETS; b++) {
-		cum += LD(lat->count[b]);
+		c[b] = LD(lat->count[b]);
 		if (b < UPLINK_LAT_BUCKETS - 1)
-			snprintf(le, sizeof(le), "%g", uplink_lat_bounds_ms[b] / 1000.0);
-		else
-			snprintf(le, sizeof(le), "+Inf");
-		const char *labels[] = { "le", le, NULL };
-		rc |= prom_u64(out, "kafkagate_kafka_delivery_seconds_bucket", labels, cum);
+			le[b] = uplink_lat_bounds_ms[b] / 1000.0;
 	}
-	rc |= prom_f64(out, "kafkagate_kafka_delivery_seconds_sum", NULL,
-			  (double)LD(lat->sum_us) / 1e6);
-	/* The +Inf bucket, so that _count agrees with the buckets just read. */
-	rc |= prom_u64(out, "kafkagate_kafka_delivery_seconds_count", NULL, cum);
-	return rc;
+	return rc | histogram(out, name, NULL, le, c, UPLINK_LAT_BUCKETS,
+			      (double)LD(lat->sum_us) / 1e6);
 }
 
-/* One stage of the acknowledgement path as a series of the histogram
- * kafkagate_uplink_ack_stage_seconds{stage=...}. */
-static int render_stage(struct buf *out, const char *stage, const uint64_t *count, uint64_t sum_ns)
-{
-	uint64_t cum = 0;
-	char le[32];
-	int rc = 0;
-
-	for (int b = 0; b < LATHIST_BUCKETS; b++) {
-		cum += count[b];
-		if (b < LATHIST_BUCKETS - 1)
-			snprintf(le, sizeof(le), "%g", lathist_bounds_us[b] / 1e6);
-		else
-			snprintf(le, sizeof(le), "+Inf");
-		const char *labels[] = { "stage", stage, "le", le, NULL };
-		rc |= prom_u64(out, "kafkagate_uplink_ack_stage_seconds_bucket", labels, cum);
-	}
-	const char *labels[] = { "stage", stage, NULL };
-	rc |= prom_f64(out, "kafkagate_uplink_ack_stage_seconds_sum", labels, (double)sum_ns / 1e9);
-	rc |= prom_u64(out, "kafkagate_uplink_ack_stage_seconds_count", labels, cum);
-	return rc;
-}
-
-/* Where an acknowledgement's time goes: kafka = produce call -> delivery
- * report (per record); handoff = delivery report -> the owning worker
- * (inbox and wake-up); write = that worker -> the end of the flush that
- * writes the PUBACK/PUBREC (per answer). */
+/* Where an acknowledgement's time goes, as the series stage=... of one
+ * histogram: kafka = produce call -> delivery report (per record); handoff =
+ * delivery report -> the owning worker (inbox and wake-up); write = that
+ * worker -> the end of the flush that writes the PUBACK/PUBREC (per answer). */
 static int render_stages(struct buf *out, const struct broker *br, const struct uplink *up)
 {
+	static const char name[] = "kafkagate_uplink_ack_stage_seconds";
+	static const char *const stage[3] = { "kafka", "handoff", "write" };
+	double le[LATHIST_BUCKETS - 1];
 	uint64_t c[LATHIST_BUCKETS], sum;
-	int rc = prom_family(out, "kafkagate_uplink_ack_stage_seconds", "histogram",
+	int rc = prom_family(out, name, "histogram",
 			     "Stages of the acknowledgement path: kafka = produce to delivery "
 			     "report, handoff = delivery report to the owning worker, write = "
 			     "worker to the PUBACK written.");
 
-	memset(c, 0, sizeof(c));
-	sum = 0;
-	lathist_read(uplink_stage_kafka(up), c, &sum);
-	rc |= render_stage(out, "kafka", c, sum);
-	for (int which = 0; which < 2; which++) {
+	for (int b = 0; b < LATHIST_BUCKETS - 1; b++)
+		le[b] = lathist_bounds_us[b] / 1e6;
+	for (int k = 0; k < 3; k++) {
 		memset(c, 0, sizeof(c));
 		sum = 0;
-		for (int i = 0; i < br->n_workers; i++) {
+		if (k == 0)
+			lathist_read(uplink_stage_kafka(up), c, &sum);
+		for (int i = 0; k > 0 && i < br->n_workers; i++) {
 			const struct worker_stats *st = &br->workers[i].st;
-			lathist_read(which ? &st->ack_write : &st->ack_handoff, c, &sum);
+			lathist_read(k == 2 ? &st->ack_write : &st->ack_handoff, c, &sum);
 		}
-		rc |= render_stage(out, which ? "write" : "handoff", c, sum);
+		rc |= histogram(out, name, stage[k], le, c, LATHIST_BUCKETS, (double)sum / 1e9);
 	}
 	return rc;
 }

@@ -4,18 +4,17 @@
  * Everything is read at scrape time: per-worker counters (struct
  * worker_stats) summed with relaxed atomic loads, the broker's connection
  * gauge, the uplink's counters and latency histogram, and the retained
- * message count (under retain_lock, held for one count). Scraping never takes
- * a lock that a worker holds on its hot path and never touches a worker's
- * clients: counters may be a few increments apart from one another, which
- * Prometheus tolerates.
+ * message count (broker_retained_stats(), under retain_lock, held for one
+ * count). Scraping never takes a lock that a worker holds on its hot path
+ * and never touches a worker's clients: counters may be a few increments
+ * apart from one another, which Prometheus tolerates.
  *
- * Connections are counted per worker, not per listener: the connection
- * families carry a single listener="all" label until the workers count by
- * listener.
+ * The connection families have a listener="all" series (the rejections an
+ * unlabelled one) and one per listener ("kind:port").
  *
- * The helpers below let another module (downlink: records consumed,
- * delivered, skipped, kafkagate_downlink_consumer_lag{topic,partition,group})
- * render its own families through a hook (metrics_render()'s `extra`).
+ * Another module (downlink: records consumed, delivered, skipped,
+ * kafkagate_downlink_consumer_lag{topic,partition,group}) renders its own
+ * families with core/prom.h through metrics_render()'s `hook`.
  *
  * Threads: the admin thread (or any thread that is not a worker holding
  * retain_lock). Everything appends to a caller-owned buffer.
