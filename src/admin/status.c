@@ -35,6 +35,16 @@
 
 /* ---- /api/v1/status ------------------------------------------------------ */
 
+/* a, or NULL (a dropped) when building it failed (rc < 0). */
+static json_t *array_done(json_t *a, int rc)
+{
+	if (rc < 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 static json_t *listeners_json(struct broker *br)
 {
 	json_t *a = json_array();
@@ -60,11 +70,7 @@ static json_t *listeners_json(struct broker *br)
 		}
 		rc |= json_array_append_new(a, json_pack("{s:s,s:i}", "address", host, "port", port));
 	}
-	if (rc < 0) {
-		json_decref(a);
-		return NULL;
-	}
-	return a;
+	return array_done(a, rc);
 }
 
 /* [{name, nodeid, state}] as the producer's statistics last said. */
@@ -80,11 +86,7 @@ static json_t *brokers_json(struct uplink *up)
 							 "nodeid", (int)bs[i].nodeid,
 							 "state", bs[i].state));
 	free(bs);
-	if (rc < 0) {
-		json_decref(a);
-		return NULL;
-	}
-	return a;
+	return array_done(a, rc);
 }
 
 static json_t *kafka_json(struct uplink *up)
@@ -128,14 +130,10 @@ static json_t *routes_json(struct uplink *up)
 		rc |= json_array_append_new(a, o);
 	}
 	route_table_unref(rt);
-	if (rc < 0) {
-		json_decref(a);
-		return NULL;
-	}
-	return a;
+	return array_done(a, rc);
 }
 
-/* "2026-01-02T03:04:05.678Z" for a wall clock in ms; NULL for 0 (never). */
+/* "2026-01-02T03:04:05.678Z" for a wall clock in ms; null for 0 (never). */
 static json_t *iso_json(int64_t ms)
 {
 	time_t secs = (time_t)(ms / 1000);
@@ -181,11 +179,7 @@ static json_t *upstreams_json(struct broker *br)
 		}
 		rc |= json_array_append_new(a, o);
 	}
-	if (rc < 0) {
-		json_decref(a);
-		return NULL;
-	}
-	return a;
+	return array_done(a, rc);
 }
 
 char *status_render(struct broker *br, struct uplink *up, int64_t start_mono_ms,
@@ -378,15 +372,6 @@ static int cmp_str(const void *a, const void *b)
 
 static json_t *row_json(const struct row *r, int64_t mono_now, int64_t wall_now)
 {
-	int64_t since = wall_now - (mono_now - r->accepted_ms);
-	time_t secs = (time_t)(since / 1000);
-	struct tm tm;
-	char iso[48], stamp[32];
-
-	gmtime_r(&secs, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(iso, sizeof(iso), "%s.%03dZ", stamp, (int)(since % 1000));
-
 	/* The session keeps its filters in a hash set: sorted here, on the
 	 * admin thread, so that the answer is stable. */
 	qsort(r->subs, r->n_subs, sizeof(*r->subs), cmp_str);
@@ -394,14 +379,13 @@ static json_t *row_json(const struct row *r, int64_t mono_now, int64_t wall_now)
 	int rc = subs ? 0 : -1;
 	for (uint32_t i = 0; subs && i < r->n_subs; i++)
 		rc |= json_array_append_new(subs, json_string(r->subs[i]));
-	if (rc < 0) {
-		json_decref(subs);
+	if (!(subs = array_done(subs, rc)))
 		return NULL;
-	}
-	return json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:s,s:o,s:i,s:i}",
+	return json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:o,s:o,s:i,s:i}",
 			 "client_id", r->id, "username", r->username, "address", r->peer,
 			 "listener", r->listener, "tls", r->tls[0] ? r->tls : NULL,
-			 "connected_since", iso, "subscriptions", subs,
+			 "connected_since", iso_json(wall_now - (mono_now - r->accepted_ms)),
+			 "subscriptions", subs,
 			 "inflight", (int)r->inflight, "queued", (int)r->queued);
 }
 
