@@ -29,8 +29,6 @@
 /* A connection that lasted this long resets the backoff. */
 #define UPSTREAM_STABLE_MS 10000
 
-#define UP_INC(up, f) atomic_fetch_add_explicit(&(up)->st.f, 1, memory_order_relaxed)
-
 const char *upstream_state_name(enum upstream_state st)
 {
 	static const char *const names[] = { "down", "connecting", "up" };

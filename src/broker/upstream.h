@@ -73,6 +73,8 @@ struct upstream_stats {
 	atomic_uint_fast64_t disconnects;   /* connections (or attempts) that ended */
 };
 
+#define UP_INC(up, f) atomic_fetch_add_explicit(&(up)->st.f, 1, memory_order_relaxed)
+
 struct upstream {
 	/* Configuration: immutable after upstream_init_all(). */
 	int idx;

@@ -230,7 +230,7 @@ void upstream_connect_start(struct upstream *up)
 	struct addrinfo *ai = NULL;
 
 	upstream_set_state(up, UPSTREAM_CONNECTING);
-	atomic_fetch_add_explicit(&up->st.attempts, 1, memory_order_relaxed);
+	UP_INC(up, attempts);
 	up->attempt_ms = up->w->now_ms;
 	snprintf(port, sizeof(port), "%d", up->port);
 	memset(&up->hints, 0, sizeof(up->hints));

@@ -22,8 +22,6 @@
 #include "mqtt/mqtt_codec.h"
 #include "mqtt/topic.h"
 
-#define UP_INC(up, f) atomic_fetch_add_explicit(&(up)->st.f, 1, memory_order_relaxed)
-
 /* Static: it becomes the close reason, and the status's last error. */
 static const char *connack_words(uint8_t rc)
 {
