@@ -100,18 +100,13 @@ $(B)/tests/test_%: tests/unit/test_%.c $(B)/libkafkagate.a
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
 		-lcmocka $(PKG_LIBS) $(LIBS)
 
-# The ack ring links alone: only its own file, the QoS 2 id set and messages;
-# the test stubs the four broker functions it calls.
-$(B)/tests/test_client_ack: tests/unit/test_client_ack.c src/broker/client_ack.c \
-		src/broker/inflight.c src/core/msg.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
-
-$(B)/tests/test_inflight: tests/unit/test_inflight.c src/broker/inflight.c src/core/msg.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
-
-$(B)/tests/test_session_subs: tests/unit/test_session_subs.c src/broker/session_subs.c
+# These link alone, without the library: the files under test and what they
+# need. The ack ring's test stubs the four broker functions it calls.
+UNIT_ALONE := $(B)/tests/test_client_ack $(B)/tests/test_inflight $(B)/tests/test_session_subs
+$(B)/tests/test_client_ack: src/broker/client_ack.c src/broker/inflight.c src/core/msg.c
+$(B)/tests/test_inflight: src/broker/inflight.c src/core/msg.c
+$(B)/tests/test_session_subs: src/broker/session_subs.c
+$(UNIT_ALONE): $(B)/tests/test_%: tests/unit/test_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
 
