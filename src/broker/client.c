@@ -42,32 +42,47 @@ static uint32_t client_events(const struct client *c)
 	return ev | client_io_events(c);
 }
 
-struct client *client_new(struct worker *w, int fd, int lis, const struct net_peer *peer,
-			  bool addr_counted)
+/* A new connection on fd, not yet registered. NULL on ENOMEM. */
+static struct client *client_alloc(struct worker *w, int fd)
 {
-	const struct broker_listener *l = &w->br->lis[lis];
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c)
-		goto fail;
+		return NULL;
 	c->io.fd = fd;
 	c->io.fn = client_on_io;
 	c->w = w;
 	c->level = 4;
+	return c;
+}
+
+/* Gives c its conn_id and puts it in epoll and on w's list. Returns 0 or -1. */
+static int client_register(struct worker *w, struct client *c)
+{
+	if (worker_slot_add(w, c) < 0)
+		return -1;
+	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
+		worker_slot_del(w, c);
+		return -1;
+	}
+	c->accepted_ms = c->last_rx_ms = c->last_tx_ms = w->now_ms;
+	LIST_INSERT_HEAD(&w->clients, c, link);
+	w->n_clients++;
+	return 0;
+}
+
+struct client *client_new(struct worker *w, int fd, int lis, const struct net_peer *peer,
+			  bool addr_counted)
+{
+	const struct broker_listener *l = &w->br->lis[lis];
+	struct client *c = client_alloc(w, fd);
+	if (!c)
+		goto fail;
 	c->lis = (uint8_t)lis;
 	c->addr_counted = addr_counted;
 	memcpy(c->ip, peer->ip, sizeof(c->ip));
-	if (l->kind != LIS_MQTT && client_io_new(c, l) < 0)
-		goto fail;
-	if (worker_slot_add(w, c) < 0)
-		goto fail;
-	c->accepted_ms = c->last_rx_ms = w->now_ms;
 	c->port = peer->port;
-	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
-		worker_slot_del(w, c);
+	if ((l->kind != LIS_MQTT && client_io_new(c, l) < 0) || client_register(w, c) < 0)
 		goto fail;
-	}
-	LIST_INSERT_HEAD(&w->clients, c, link);
-	w->n_clients++;
 	atomic_fetch_add_explicit(&w->br->lis[lis].open, 1, memory_order_relaxed);
 	return c;
 fail:
@@ -91,28 +106,19 @@ const char *client_peer(const struct client *c)
 struct client *client_new_outbound(struct worker *w, int fd, struct upstream *up,
 				   const char *peer)
 {
-	struct client *c = calloc(1, sizeof(*c));
-
-	if (!c || worker_slot_add(w, c) < 0)
-		goto fail;
-	c->io.fd = fd;
-	c->io.fn = client_on_io;
-	c->w = w;
-	c->level = 4;
-	c->up = up;
-	c->accepted_ms = c->last_rx_ms = c->last_tx_ms = w->now_ms;
+	struct client *c = client_alloc(w, fd);
 	struct net_peer p;
+
+	(void)peer;
+	if (!c)
+		goto fail;
+	c->up = up;
 	if (net_peer_of(fd, &p) == 0) {
 		memcpy(c->ip, p.ip, sizeof(c->ip));
 		c->port = p.port;
 	}
-	(void)peer;
-	if (loop_io_add(w->loop, &c->io, EPOLLIN) < 0) {
-		worker_slot_del(w, c);
+	if (client_register(w, c) < 0)
 		goto fail;
-	}
-	LIST_INSERT_HEAD(&w->clients, c, link);
-	w->n_clients++;
 	atomic_fetch_add(&w->br->n_connections, 1);
 	return c;
 fail:
