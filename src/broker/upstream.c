@@ -363,17 +363,17 @@ void upstream_inject(struct worker *w, int idx, struct msg *m)
 	}
 	/* Down: QoS 1/2 waits in the session, its track still owed until the
 	 * upstream acknowledges it after the reconnect. */
-	int why = m->qos > 0 ? limits_queue_push(w, up->s, msg_ref(m), m->qos, m->retain, owes)
-			     : LIMIT_N;
-	if (why == 0)
-		return;
-	if (m->qos > 0)
+	const char *why = "QoS 0 while the upstream is down";
+	if (m->qos > 0) {
+		int r = limits_queue_push(w, up->s, msg_ref(m), m->qos, m->retain, owes);
+		if (r == 0)
+			return;
 		msg_unref(m);
+		why = r > 0 ? limits_name(r) : "out of memory";
+	}
 	UP_INC(up, dropped);
 	log_warn_rl("upstream command dropped name=%s topic=%s qos=%u reason=%s", up->name,
-		    log_q(m->topic), m->qos,
-		    m->qos == 0 ? "\"QoS 0 while the upstream is down\""
-				: log_q(why > 0 && why < LIMIT_N ? limits_name(why) : "out of memory"));
+		    log_q(m->topic), m->qos, log_q(why));
 	if (owes)
 		msg_track_done(m);
 }
