@@ -230,12 +230,12 @@ void client_finish(struct client *c)
 	free(c);
 }
 
-void client_flush(struct client *c)
+/* Writes what the socket takes of c's output: through TLS and WebSocket, or
+ * straight from obuf. Returns 0, or -1 after closing c. */
+static int client_write(struct client *c)
 {
 	struct worker *w = c->w;
 
-	if (c->state == CL_CLOSING)
-		return;
 	if (c->x) {
 		size_t raw = 0;
 		int rc = client_io_flush(c, &raw);
@@ -244,10 +244,11 @@ void client_flush(struct client *c)
 			c->last_tx_ms = w->now_ms;
 		if (rc < 0) {
 			client_close(c, client_io_reason(c), true);
-			return;
+			return -1;
 		}
+		return 0;
 	}
-	while (!c->x && buf_used(&c->obuf) > 0) {
+	while (buf_used(&c->obuf) > 0) {
 		ssize_t n = send(c->io.fd, buf_head(&c->obuf), buf_used(&c->obuf), MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -255,20 +256,27 @@ void client_flush(struct client *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
 			client_close(c, "write error", true);
-			return;
+			return -1;
 		}
 		STAT_ADD(w, bytes_out, (uint64_t)n);
 		buf_consume(&c->obuf, (size_t)n);
 		c->last_tx_ms = w->now_ms;
 	}
+	return 0;
+}
+
+void client_flush(struct client *c)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CL_CLOSING || client_write(c) < 0)
+		return;
 	if (buf_used(&c->obuf) == 0)
 		buf_shrink(&c->obuf, OBUF_KEEP);
 	loop_io_mod(w->loop, &c->io, client_events(c));
 	client_update_read(c);
 	/* Room again: feed the window from the session queue. */
-	if (c->state == CL_ACTIVE && c->s && c->s->queue.n > 0 &&
-	    client_outq(c) < LIM(w->br, max_output_bytes))
-		deliver_pump(c);
+	deliver_pump(c);
 }
 
 bool client_held(const struct client *c)
