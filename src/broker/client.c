@@ -287,14 +287,11 @@ bool client_held(const struct client *c)
 
 void client_update_read(struct client *c)
 {
-	struct broker *br = c->w->br;
-
 	if (c->state == CL_CLOSING)
 		return;
-	bool pause = c->w->draining || c->backlog_paused || c->state == CL_WAIT_TAKEOVER ||
-		     c->state == CL_WAIT_AUTH ||
-		     c->blocked || client_ack_count(c) >= LIM(br, max_inflight) ||
-		     client_outq(c) >= LIM(br, max_output_bytes);
+	bool pause = c->w->draining || c->state == CL_WAIT_TAKEOVER ||
+		     c->state == CL_WAIT_AUTH || client_held(c) ||
+		     client_outq(c) >= LIM(c->w->br, max_output_bytes);
 	if (pause == c->read_paused)
 		return;
 	c->read_paused = pause;
