@@ -1,6 +1,5 @@
 /* client.c - connection bytes, framing and lifecycle; see client.h. */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -202,9 +201,11 @@ void client_finish(struct client *c)
 		(void)r;
 	}
 	static struct log_limit lim = LOG_LIMIT("conn close", 200, 2000);
-	log_limited(&lim, LVL_INFO, false, "conn close client=%s addr=%s listener=%s reason=%s",
-		    log_q(c->id), client_peer(c), c->up ? "upstream" : w->br->lis[c->lis].name,
-		    log_q(c->close_reason ? c->close_reason : "?"));
+	if (log_enabled(LVL_INFO))
+		log_limited(&lim, LVL_INFO, false,
+			    "conn close client=%s addr=%s listener=%s reason=%s", log_q(c->id),
+			    client_peer(c), c->up ? "upstream" : w->br->lis[c->lis].name,
+			    log_q(c->close_reason ? c->close_reason : "?"));
 	if (c->publish_will && auth_may_publish_will(c))
 		deliver_publish(w, c->will);
 	msg_unref(c->will);
