@@ -104,6 +104,26 @@ static int load_ca(SSL_CTX *ctx, const struct tls_opts *o, char *err, size_t err
 	return 0;
 }
 
+/* A context for method with what both sides share: TLS 1.2 and 1.3, the
+ * ciphers, no renegotiation or compression, partial and moving writes,
+ * read-ahead. NULL with err set. */
+static SSL_CTX *ctx_base(const SSL_METHOD *method, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(method);
+
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS)) {
+		SSL_CTX_free(ctx);
+		fail(err, errlen, "cannot set up a TLS context: out of memory");
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);
+	return ctx;
+}
+
 SSL_CTX *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 {
 	static const unsigned char sid_ctx[] = "kafkagate";
@@ -121,18 +141,13 @@ SSL_CTX *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	if (check_readable("certificate", o->cert, err, errlen) < 0 ||
 	    check_readable("key", o->key, err, errlen) < 0)
 		return NULL;
-	ctx = SSL_CTX_new(TLS_server_method());
-	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) ||
-	    !SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1)) {
+	if (!(ctx = ctx_base(TLS_server_method(), err, errlen)))
+		return NULL;
+	if (!SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1)) {
 		fail(err, errlen, "cannot set up a TLS context: out of memory");
 		goto fail;
 	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			 SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
 	SSL_CTX_set_num_tickets(ctx, 1); /* one reconnect's worth; each costs bytes */
@@ -164,16 +179,8 @@ SSL_CTX *tls_client_ctx_new(const struct tls_client_opts *o, char *err, size_t e
 	    (o->cert && (check_readable("certificate", o->cert, err, errlen) < 0 ||
 			 check_readable("key", o->key, err, errlen) < 0)))
 		return NULL;
-	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS)) {
-		fail(err, errlen, "cannot set up a TLS context: out of memory");
-		goto fail;
-	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_read_ahead(ctx, 1);
+	if (!(ctx = ctx_base(TLS_client_method(), err, errlen)))
+		return NULL;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (o->ca ? SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1
 		  : SSL_CTX_set_default_verify_paths(ctx) != 1) {
