@@ -498,29 +498,28 @@ const char *tls_conn_error(const struct tls_conn *c, char *out, size_t outlen)
 {
 	static const char *const fixed[] = { "no error", "closed by peer",
 					     "peer closed without close_notify" };
+	/* Only the SSL library's reasons are ours to name; 0 for the others. */
+	int reason = ERR_GET_LIB(c->err) == ERR_LIB_SSL ? ERR_GET_REASON(c->err) : 0;
+	long verify = SSL_get_verify_result(c->ssl);
 	const char *s;
 
-	if (c->why == WHY_SYS) {
+	if (c->why == WHY_SYS)
 		snprintf(out, outlen, "%s", strerror(c->sys_errno));
-	} else if (c->why != WHY_SSL) {
+	else if (c->why != WHY_SSL)
 		snprintf(out, outlen, "%s", fixed[c->why]);
-	} else if (ERR_GET_LIB(c->err) == ERR_LIB_SSL && !SSL_is_server(c->ssl) &&
-		   ERR_GET_REASON(c->err) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+	else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && !SSL_is_server(c->ssl))
 		snprintf(out, outlen, "server certificate rejected: %s",
-			 X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
-	} else if (ERR_GET_LIB(c->err) == ERR_LIB_SSL &&
-		   (s = reason_words(ERR_GET_REASON(c->err), SSL_get_verify_result(c->ssl)))) {
+			 X509_verify_cert_error_string(verify));
+	else if ((s = reason_words(reason, verify)))
 		snprintf(out, outlen, "%s", s);
-	} else if (ERR_GET_LIB(c->err) == ERR_LIB_SSL &&
-		   ERR_GET_REASON(c->err) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+	else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
 		snprintf(out, outlen, "client certificate rejected: %s",
-			 X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
-	} else if ((s = ERR_reason_error_string(c->err))) {
+			 X509_verify_cert_error_string(verify));
+	else if ((s = ERR_reason_error_string(c->err)))
 		/* Alerts from the peer have reasons of their own, past this offset. */
-		snprintf(out, outlen, "%s%s", ERR_GET_LIB(c->err) == ERR_LIB_SSL &&
-			 ERR_GET_REASON(c->err) >= SSL_AD_REASON_OFFSET ? "peer sent alert: " : "", s);
-	} else {
+		snprintf(out, outlen, "%s%s", reason >= SSL_AD_REASON_OFFSET ? "peer sent alert: " : "",
+			 s);
+	else
 		snprintf(out, outlen, "TLS error %lx", c->err);
-	}
 	return out;
 }
