@@ -191,7 +191,6 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 				STAT_INC(w, sink_failed);
 			client_ack_complete(c, it->c, it->a != 0);
 		}
-		handle_publish_retry(w);
 		break;
 	}
 	case INBOX_AUTH:
@@ -221,6 +220,10 @@ static void on_inbox(struct loop_io *io, uint32_t revents)
 	w->drained_ns = 0;
 	for (size_t i = 0; i < b->n; i++)
 		handle_item(w, &b->items[i]);
+	/* The sink's answers mean it has room again: one retry per drain, not
+	 * one per answer (each is a sink call while it is still full). */
+	if (w->drained_ns && !STAILQ_EMPTY(&w->blocked))
+		handle_publish_retry(w);
 }
 
 static void on_tick(void *ud)
