@@ -7,7 +7,6 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "core/msg.h"
-#include "mqtt/mqtt_codec.h"
 
 static struct client_acks *acks_get(struct client *c)
 {

@@ -24,7 +24,6 @@
 #include "broker/listener.h"
 #include "core/buf.h"
 #include "core/loop.h"
-#include "core/util.h"
 #include "transport/tls.h"
 #include "transport/ws.h"
 

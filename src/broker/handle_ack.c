@@ -6,12 +6,10 @@
 #include "broker/client.h"
 #include "broker/deliver.h"
 #include "broker/handle_ack.h"
-#include "broker/send.h"
 #include "broker/inflight.h"
-#include "mqtt/mqtt_codec.h"
-#include "core/msg.h"
+#include "broker/send.h"
 #include "broker/session.h"
-#include "broker/worker.h"
+#include "mqtt/mqtt_codec.h"
 
 /* An ack of the wrong kind for a packet id in flight (PUBREC for a QoS 1
  * PUBLISH, PUBACK for QoS 2, ...) is a protocol violation. */

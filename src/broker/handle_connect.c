@@ -4,21 +4,15 @@
  * attached (takeover.c).
  */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "broker/auth_connect.h"
 #include "broker/client.h"
 #include "broker/handle_connect.h"
 #include "broker/limits.h"
 #include "broker/send.h"
-#include "broker/takeover.h"
-#include "core/log.h"
-#include "mqtt/mqtt_codec.h"
 #include "core/msg.h"
-#include "broker/session.h"
 #include "core/util.h"
-#include "broker/worker.h"
+#include "mqtt/mqtt_codec.h"
 
 int handle_connect(struct client *c, const struct mqtt_packet *p)
 {

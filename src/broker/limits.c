@@ -11,7 +11,6 @@
 #include "broker/worker.h"
 #include "core/cfg.h"
 #include "core/log.h"
-#include "core/msg.h"
 #include "mqtt/mqtt_codec.h"
 #include "mqtt/topic.h"
 

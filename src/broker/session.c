@@ -2,7 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/msg.h"
 #include "broker/session.h"
 
 struct session *session_new(const char *id, uint16_t id_len, bool clean)
