@@ -80,16 +80,26 @@ static void serve_json(struct hconn *c, char *text, const char *err, bool head_o
 	free(text);
 }
 
-static bool path_is(const struct http_request *req, const char *path)
+enum endpoint { EP_NONE, EP_METRICS, EP_HEALTHZ, EP_READYZ, EP_STATUS, EP_CLIENTS };
+
+static enum endpoint endpoint_of(const struct http_request *req)
 {
-	return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+	static const char *const paths[] = {
+		[EP_METRICS] = "/metrics", [EP_HEALTHZ] = "/healthz", [EP_READYZ] = "/readyz",
+		[EP_STATUS] = "/api/v1/status", [EP_CLIENTS] = "/api/v1/clients",
+	};
+
+	for (int e = EP_METRICS; e <= EP_CLIENTS; e++)
+		if (req->path_len == strlen(paths[e]) && memcmp(req->path, paths[e], req->path_len) == 0)
+			return (enum endpoint)e;
+	return EP_NONE;
 }
 
 /* The token guards the API, and /metrics when asked to; never the probes. */
-static bool needs_token(const struct http_auth *auth, const struct http_request *req)
+static bool needs_token(const struct http_auth *auth, enum endpoint ep)
 {
-	return auth->has_token && ((req->path_len > 5 && memcmp(req->path, "/api/", 5) == 0) ||
-				   (auth->protect_metrics && path_is(req, "/metrics")));
+	return auth->has_token && (ep == EP_STATUS || ep == EP_CLIENTS ||
+				   (auth->protect_metrics && ep == EP_METRICS));
 }
 
 void http_route_serve(struct hconn *c, const struct http_route_env *env,
@@ -97,11 +107,11 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 {
 	bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+	enum endpoint ep = endpoint_of(req);
 	const char *cl;
 	size_t cl_len;
 
-	if (!path_is(req, "/metrics") && !path_is(req, "/healthz") && !path_is(req, "/readyz") &&
-	    !path_is(req, "/api/v1/status") && !path_is(req, "/api/v1/clients")) {
+	if (ep == EP_NONE) {
 		http_respond_text(c, 404, "not found\n", head);
 		return;
 	}
@@ -109,7 +119,7 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 		http_respond_text(c, 405, "method not allowed\n", false);
 		return;
 	}
-	if (needs_token(auth, req) && !http_auth_ok(auth, req)) {
+	if (needs_token(auth, ep) && !http_auth_ok(auth, req)) {
 		log_info_rl("http unauthorized addr=%s path=%s reason=\"%s\"", http_peer(c),
 			    log_qn(req->path, req->path_len),
 			    http_header_get(req, "Authorization", &cl_len) ? "wrong token" : "no token");
@@ -123,11 +133,14 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 		return;
 	}
 
-	if (path_is(req, "/healthz")) {
+	switch (ep) {
+	case EP_HEALTHZ:
 		http_respond_text(c, 200, "ok\n", head);
-	} else if (path_is(req, "/readyz")) {
+		break;
+	case EP_READYZ:
 		serve_ready(c, env->br, env->up, head);
-	} else if (path_is(req, "/metrics")) {
+		break;
+	case EP_METRICS: {
 		struct buf b = { 0 };
 		if (metrics_render(&b, env->br, env->up, env->start_wall_ms, &env->mh) < 0)
 			http_respond_text(c, 500, "out of memory\n", head);
@@ -135,10 +148,13 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 			http_respond(c, 200, METRICS_CONTENT_TYPE, (const char *)buf_head(&b),
 				buf_used(&b), head);
 		buf_release(&b);
-	} else if (path_is(req, "/api/v1/status")) {
+		break;
+	}
+	case EP_STATUS:
 		serve_json(c, status_render(env->br, env->up, env->start_mono_ms, &env->sh), "out of memory",
 			   head);
-	} else {
+		break;
+	default: {
 		long off = http_query_count(req->query, req->query_len, "offset", 0);
 		long lim = http_query_count(req->query, req->query_len, "limit",
 					    STATUS_CLIENTS_DEFAULT_LIMIT);
@@ -149,5 +165,6 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 		}
 		serve_json(c, status_clients(env->br, (size_t)off, (size_t)lim, HTTP_CALL_TIMEOUT_MS,
 					     err, sizeof(err)), err, head);
+	}
 	}
 }
