@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "abuse.h"
+#include "gw.h"
 #include "itkafka.h"
 
 int64_t ab_now_ms(void)
@@ -50,19 +51,7 @@ void ab_sleep_ms(int ms)
 
 long ab_gw_kb(pid_t pid, const char *field)
 {
-	char path[64], line[256];
-	size_t fl = strlen(field);
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
-			kb = atol(line + fl + 1);
-	fclose(f);
-	return kb;
+	return gw_pid_kb(pid, field);
 }
 
 /* Kafka broker ports, from --bootstrap: the producer opens a connection to

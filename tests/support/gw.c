@@ -2,6 +2,7 @@
  * gw.c - spawn, probe and stop the gateway (or mosquitto) for tests.
  */
 #include "gw.h"
+#include "itutil.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -22,22 +23,6 @@
 
 #define GW_WAIT_MS 10000
 #define GW_TAIL_BYTES 4096
-
-static long long gw_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void gw_sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static bool gw_is_mosquitto(void)
 {
@@ -174,7 +159,7 @@ static void gw_exec(const struct gw *g, pid_t parent)
  * and clears g->pid, or -1 while it still runs. */
 static int gw_reap(struct gw *g, int timeout_ms)
 {
-	long long deadline = gw_now_ms() + timeout_ms;
+	long long deadline = itutil_now_ms() + timeout_ms;
 	int st;
 
 	while (g->pid > 0) {
@@ -188,9 +173,9 @@ static int gw_reap(struct gw *g, int timeout_ms)
 			g->pid = 0;
 			break;
 		}
-		if (gw_now_ms() >= deadline)
+		if (itutil_now_ms() >= deadline)
 			break;
-		gw_sleep_ms(10);
+		itutil_sleep_ms(10);
 	}
 	return -1;
 }
@@ -214,7 +199,7 @@ static int gw_terminate(struct gw *g)
 
 static int gw_spawn(struct gw *g)
 {
-	long long deadline = gw_now_ms() + GW_WAIT_MS;
+	long long deadline = itutil_now_ms() + GW_WAIT_MS;
 	pid_t parent = getpid();
 	pid_t pid;
 
@@ -227,7 +212,7 @@ static int gw_spawn(struct gw *g)
 	if (pid == 0)
 		gw_exec(g, parent);
 	g->pid = pid;
-	while (gw_now_ms() < deadline) {
+	while (itutil_now_ms() < deadline) {
 		int st;
 
 		if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -241,7 +226,7 @@ static int gw_spawn(struct gw *g)
 		 * scrapes at once must not find it closed. */
 		if (gw_port_open(g->port) && (!g->wait_metrics || gw_port_open(g->metrics_port)))
 			return 0;
-		gw_sleep_ms(20);
+		itutil_sleep_ms(20);
 	}
 	fprintf(stderr, "gw: port %d not open after %d ms\n", g->port, GW_WAIT_MS);
 	gw_print_tail(g);
@@ -396,14 +381,14 @@ bool gw_log_contains(struct gw *g, const char *needle)
 
 bool gw_log_wait(struct gw *g, const char *needle, int timeout_ms)
 {
-	long long deadline = gw_now_ms() + timeout_ms;
+	long long deadline = itutil_now_ms() + timeout_ms;
 
 	for (;;) {
 		if (gw_log_contains(g, needle))
 			return true;
-		if (gw_now_ms() >= deadline)
+		if (itutil_now_ms() >= deadline)
 			return false;
-		gw_sleep_ms(20);
+		itutil_sleep_ms(20);
 	}
 }
 
@@ -542,7 +527,7 @@ int gw_start_files(struct gw *g, const char *files_dir, const char *cfg)
 	if (pid == 0)
 		gw_exec(g, parent);
 	g->pid = pid;
-	deadline = gw_now_ms() + GW_WAIT_MS;
+	deadline = itutil_now_ms() + GW_WAIT_MS;
 	for (;;) {
 		int st;
 
@@ -555,13 +540,13 @@ int gw_start_files(struct gw *g, const char *files_dir, const char *cfg)
 		}
 		if (gw_log_contains(g, "kafkagate started"))
 			break;
-		if (gw_now_ms() >= deadline) {
+		if (itutil_now_ms() >= deadline) {
 			fprintf(stderr, "gw: no \"kafkagate started\" after %d ms\n", GW_WAIT_MS);
 			gw_print_tail(g);
 			gw_terminate(g);
 			goto fail;
 		}
-		gw_sleep_ms(20);
+		itutil_sleep_ms(20);
 	}
 	g->port = gw_logged_port(g, 0);
 	g->metrics_port = gw_logged_port(g, -1);
@@ -578,24 +563,29 @@ int gw_listener_port(struct gw *g, int i)
 	return i < 0 ? -1 : gw_logged_port(g, i);
 }
 
-long gw_mem_kb(const struct gw *g, const char *field)
+long gw_pid_kb(pid_t pid, const char *field)
 {
 	char path[64], line[256];
 	size_t fl = strlen(field);
 	long kb = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)g->pid);
-	if (!(f = fopen(path, "r"))) {
-		fprintf(stderr, "gw: cannot read %s: %s\n", path, strerror(errno));
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (!(f = fopen(path, "r")))
 		return -1;
-	}
 	while (fgets(line, sizeof(line), f))
 		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
 			kb = atol(line + fl + 1);
 	fclose(f);
+	return kb;
+}
+
+long gw_mem_kb(const struct gw *g, const char *field)
+{
+	long kb = gw_pid_kb(g->pid, field);
+
 	if (kb < 0)
-		fprintf(stderr, "gw: no %s in %s\n", field, path);
+		fprintf(stderr, "gw: no %s in /proc/%d/status\n", field, (int)g->pid);
 	return kb;
 }
 

@@ -102,8 +102,10 @@ int gw_listener_port(struct gw *g, int i);
 
 /* ---- the process's memory ------------------------------------------------- */
 
-/* A "kB" field of /proc/PID/status for the running gateway ("VmRSS",
- * "VmHWM", "VmSize", ...), or -1 (printed) when it cannot be read. */
+/* A "kB" field of /proc/PID/status ("VmRSS", "VmHWM", "VmSize", ...), or
+ * -1 when it cannot be read (not printed: the process may be gone). */
+long gw_pid_kb(pid_t pid, const char *field);
+/* gw_pid_kb() of the running gateway; -1 is printed. */
 long gw_mem_kb(const struct gw *g, const char *field);
 
 /* True when the gateway is a sanitizer build: ASan's shadow mapping gives it

@@ -18,22 +18,7 @@
 #include <unistd.h>
 
 #include "gw.h"
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
+#include "itutil.h"
 
 static bool port_open(int port)
 {
@@ -84,7 +69,7 @@ static int spawn(struct itmosq *m)
 		_exit(127);
 	}
 	m->pid = pid;
-	for (long long end = now_ms() + 5000; now_ms() < end; sleep_ms(20)) {
+	for (long long end = itutil_now_ms() + 5000; itutil_now_ms() < end; itutil_sleep_ms(20)) {
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			fprintf(stderr, "itmosq: mosquitto exited at start (status %d); see %s\n", st,
@@ -143,7 +128,7 @@ int itmosq_stop(struct itmosq *m)
 		return -1;
 	kill(m->pid, SIGCONT); /* a stopped one cannot act on SIGTERM */
 	kill(m->pid, SIGTERM);
-	for (long long end = now_ms() + 5000; now_ms() < end; sleep_ms(20)) {
+	for (long long end = itutil_now_ms() + 5000; itutil_now_ms() < end; itutil_sleep_ms(20)) {
 		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
 			m->pid = 0;
 			return 0;
