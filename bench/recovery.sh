@@ -40,27 +40,11 @@ DB=${DB:-build/bench/downlink_bench}
 OUT=${OUT:-bench/results/recovery.md}
 RUNID=$(date +%s)
 
-WORK=$(mktemp -d /tmp/kg-recovery.XXXXXX)
-PIDS=()
-KAFKA_STARTED=0
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 # shellcheck source=bench/uplink_lib.sh
 . bench/uplink_lib.sh
-export KAFKA_RUN_DIR=$WORK/kafka-run KAFKA_NUM_PARTITIONS=4
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	if [ "$KAFKA_STARTED" = 1 ]; then
-		scripts/kafka-local stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+uplink_setup kg-recovery
 
 row() { local IFS='|'; echo "$*" >>"$WORK/rows"; }
 now() { date +%s.%N; }

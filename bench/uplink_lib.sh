@@ -4,37 +4,22 @@
 # its own process, or Apache Kafka from scripts/kafka-local), a gateway
 # started on a free port with its metrics endpoint, and the acknowledgement
 # stages read from its /metrics. Sourced after bench/lib.sh, from the
-# repository root, with WORK (a scratch directory), UB (uplink_bench),
-# KAFKA_RUN_DIR and the PIDS array set by the caller.
+# repository root, with UB (uplink_bench) set by the caller, which then
+# calls uplink_setup.
 
-wait_port() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
+# uplink_setup NAME: bench_setup NAME, and scripts/kafka-local's data under
+# WORK with 4 partitions a topic.
+uplink_setup() {
+	bench_setup "$1"
+	export KAFKA_RUN_DIR=$WORK/kafka-run KAFKA_NUM_PARTITIONS=4
 }
 
 # start_cluster NAME: mock or kafka; sets BOOT, or returns 1.
 start_cluster() {
 	BOOT=
 	if [ "$1" = mock ]; then
-		rm -f "$WORK/mock.in"
-		mkfifo "$WORK/mock.in"
-		# A fifo opened read-write: the mock's stdin never reaches EOF; it
-		# ends on SIGTERM.
-		exec 7<>"$WORK/mock.in"
-		"$UB" mock <&7 >"$WORK/mock.out" 2>&1 &
-		MOCK_PID=$!
-		exec 7>&-
-		PIDS+=("$MOCK_PID")
-		for _ in $(seq 50); do
-			BOOT=$(sed -n 's/^BOOTSTRAP //p' "$WORK/mock.out")
-			[ -n "$BOOT" ] && return 0
-			sleep 0.1
-		done
-		return 1
+		start_mock "$UB"
+		return
 	fi
 	command -v java >/dev/null || { say "java not found: no real-Kafka rows"; return 1; }
 	KAFKA_STARTED=1

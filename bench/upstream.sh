@@ -46,29 +46,9 @@ OUT=${OUT:-bench/results/upstream.md}
 TICK=$(getconf CLK_TCK)
 RUNID=$(date +%s)
 
-WORK=$(mktemp -d /tmp/kg-upstream-bench.XXXXXX)
-PIDS=()
 # shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
+. bench/lib.sh
+bench_setup kg-upstream-bench
 
 for tool in "$MOSQ_BIN" mosquitto_sub kcat; do
 	command -v "$tool" >/dev/null || { say "upstream: $tool not found"; exit 1; }
@@ -81,19 +61,7 @@ timeout 600 make -s "$KG_BIN" "$UB" >"$WORK/make.log" 2>&1 || {
 
 # ---- the mock cluster ------------------------------------------------------
 
-mkfifo "$WORK/mock.in"
-exec 7<>"$WORK/mock.in"
-"$UB" mock <&7 >"$WORK/mock.out" 2>&1 &
-MOCK_PID=$!
-exec 7>&-
-PIDS+=("$MOCK_PID")
-BOOT=
-for _ in $(seq 50); do
-	BOOT=$(sed -n 's/^BOOTSTRAP //p' "$WORK/mock.out")
-	[ -n "$BOOT" ] && break
-	sleep 0.1
-done
-[ -n "$BOOT" ] || { say "upstream: the mock cluster did not start"; exit 1; }
+start_mock "$UB" || { say "upstream: the mock cluster did not start"; exit 1; }
 
 # ---- pieces -----------------------------------------------------------------
 
