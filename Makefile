@@ -32,7 +32,7 @@ VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # same objects as the daemon.
 CORE_SRC   := src/core/buf.c src/core/log.c src/core/util.c src/core/loop.c src/core/inbox.c \
 	src/core/net.c src/core/msg.c src/core/cfg.c src/core/cfg_diff.c src/core/daemon.c \
-	src/core/http_parse.c src/core/prom.c src/core/reclaim.c src/core/log_quote.c \
+	src/core/http_parse.c src/core/prom.c src/core/reclaim.c src/core/hash.c src/core/log_quote.c \
 	src/core/lathist.c
 MQTT_SRC   := src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c \
 	src/mqtt/mqtt_encode.c src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c
@@ -105,7 +105,7 @@ $(B)/tests/test_%: tests/unit/test_%.c $(B)/libkafkagate.a
 UNIT_ALONE := $(B)/tests/test_client_ack $(B)/tests/test_inflight $(B)/tests/test_session_subs
 $(B)/tests/test_client_ack: src/broker/client_ack.c src/broker/inflight.c src/core/msg.c
 $(B)/tests/test_inflight: src/broker/inflight.c src/core/msg.c
-$(B)/tests/test_session_subs: src/broker/session_subs.c
+$(B)/tests/test_session_subs: src/broker/session_subs.c src/core/hash.c
 $(UNIT_ALONE): $(B)/tests/test_%: tests/unit/test_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lcmocka $(LIBS)
@@ -182,15 +182,15 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
 FUZZ_TARGETS     := decode http passwd acl cfg ws topic conn
-FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c
+FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c src/core/hash.c
 FUZZ_http_SRC    := src/core/http_parse.c
 FUZZ_topic_SRC   := src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c \
-	src/mqtt/mqtt_codec.c src/core/buf.c
+	src/mqtt/mqtt_codec.c src/core/buf.c src/core/hash.c
 FUZZ_ws_SRC      := src/transport/ws.c src/transport/ws_handshake.c src/core/http_parse.c src/core/buf.c
 FUZZ_ws_LIBS     := -lcrypto
 FUZZ_cfg_SRC     := src/core/cfg.c src/core/cfg_diff.c src/core/util.c
 FUZZ_cfg_LIBS    := -lconfig
-FUZZ_passwd_SRC  := src/auth/passwd.c src/auth/passwd_hash.c src/core/util.c
+FUZZ_passwd_SRC  := src/auth/passwd.c src/auth/passwd_hash.c src/core/util.c src/core/hash.c
 FUZZ_passwd_LIBS := -lcrypto
 FUZZ_acl_SRC     := src/auth/acl.c src/auth/acl_client.c src/core/util.c src/mqtt/topic.c \
 	src/mqtt/mqtt_codec.c

@@ -8,6 +8,7 @@
 
 #include <openssl/crypto.h>
 
+#include "core/hash.h"
 #include "auth/passwd.h"
 #include "auth/passwd_int.h"
 #include "core/util.h"
@@ -23,11 +24,7 @@ struct passwd_db {
 
 static uint64_t hash_name(const char *s)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	return hash_bytes(hash_process_seed(), s, strlen(s));
 }
 
 /* The slot holding user, or the empty slot where it would go. */

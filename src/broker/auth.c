@@ -16,6 +16,7 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/worker.h"
+#include "core/hash.h"
 #include "core/cfg.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -300,12 +301,10 @@ static bool can(struct client *c, unsigned gen, const char *topic, size_t len,
 static bool first_denial(struct client *c, const char *topic, size_t len)
 {
 	struct client_auth *ca = c->auth;
-	uint32_t h = 2166136261u;
 
 	if (!ca)
 		return true;
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)topic[i]) * 16777619u;
+	uint32_t h = hash_bytes(hash_process_seed(), topic, len);
 	for (int i = 0; i < ca->n_logged; i++)
 		if (ca->logged[i] == h)
 			return false;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
 #include "broker/auth_addrs.h"
 
 #define PROBES 4
@@ -42,10 +43,7 @@ void auth_addrs_free(struct auth_addrs *t)
 
 static size_t hash(const struct auth_addrs *t, const uint8_t ip[16])
 {
-	uint64_t h = 1469598103934665603ull ^ t->seed;
-	for (int i = 0; i < 16; i++)
-		h = (h ^ ip[i]) * 1099511628211ull;
-	return (size_t)(h ^ (h >> 29));
+	return hash_bytes(t->seed, ip, 16);
 }
 
 void auth_addrs_fail(struct auth_addrs *t, const uint8_t ip[16], int64_t now_ms)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/hash.h"
 #include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
@@ -176,11 +177,9 @@ void broker_free(struct broker *br)
 
 int broker_inject(struct broker *br, struct msg *m)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (uint16_t i = 0; i < m->topic_len; i++)
-		h = (h ^ (uint8_t)m->topic[i]) * 1099511628211ull;
+	uint32_t h = hash_bytes(hash_process_seed(), m->topic, m->topic_len);
 	struct inbox_item it = { .kind = INBOX_INJECT, .p1 = m };
-	if (worker_post(&br->workers[h % (uint64_t)br->n_workers], &it) < 0) {
+	if (worker_post(&br->workers[h % (uint32_t)br->n_workers], &it) < 0) {
 		msg_track_done(m);
 		msg_unref(m);
 		return -1;

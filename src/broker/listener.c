@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "broker/broker_int.h"
 #include "broker/listener.h"
 #include "core/cfg.h"
@@ -38,10 +39,8 @@ static void stripes_init(void)
 
 static struct addr_stripe *stripe_of(const uint8_t ip[16])
 {
-	uint32_t h = 2166136261u;
-	for (int i = 0; i < 16; i++)
-		h = (h ^ ip[i]) * 16777619u;
-	return &stripes[h % ADDR_STRIPES];
+	/* Seeded: source addresses are chosen by the peers. */
+	return &stripes[hash_bytes(hash_process_seed(), ip, 16) % ADDR_STRIPES];
 }
 
 const char *listener_kind_name(enum listener_kind k)

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "broker/session.h"
 
 struct session *session_new(const char *id, uint16_t id_len, bool clean)
@@ -52,11 +53,8 @@ void session_unref(struct session *s)
 
 static size_t hash_id(const char *id, uint16_t len)
 {
-	/* FNV-1a: client ids are short and attacker-chosen only at CONNECT time. */
-	uint64_t h = 1469598103934665603ull;
-	for (uint16_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
-	return (size_t)h;
+	/* Seeded: client ids are chosen by the clients. */
+	return hash_bytes(hash_process_seed(), id, len);
 }
 
 int session_dir_init(struct session_dir *d)

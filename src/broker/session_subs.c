@@ -1,46 +1,16 @@
 /* session_subs.c - a session's filters as a hash set; see session_subs.h. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "broker/session_subs.h"
+#include "core/hash.h"
 
 #define MIN_CAP 8
 
-static uint64_t seed;
-static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
-
-static void seed_init(void)
-{
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-		/* No entropy yet (early boot): still differs per run. */
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		seed = ((uint64_t)ts.tv_nsec << 21) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
-	}
-}
-
-/* A seeded mix of 8-byte words; not cryptographic, but without the seed a
- * client cannot choose filters that collide. */
+/* Seeded per process: a client cannot choose filters that collide. */
 static uint32_t hash(const char *s, size_t len)
 {
-	uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15u);
-	uint64_t w;
-
-	for (; len >= 8; s += 8, len -= 8) {
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdu;
-		h ^= h >> 32;
-	}
-	w = 0;
-	memcpy(&w, s, len);
-	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdu;
-	h ^= h >> 29;
-	return (uint32_t)h;
+	return hash_bytes(hash_process_seed(), s, len);
 }
 
 static size_t entry_size(uint16_t len)
@@ -51,7 +21,6 @@ static size_t entry_size(uint16_t len)
 void session_subs_init(struct session_subs *ss)
 {
 	memset(ss, 0, sizeof(*ss));
-	pthread_once(&seed_once, seed_init);
 }
 
 void session_subs_release(struct session_subs *ss)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "mqtt/sub_trie_int.h"
 #include "mqtt/topic.h"
 
@@ -31,7 +32,7 @@ static struct sub_node *node_new(struct sub_trie *t, const char *s, size_t len, 
 	memcpy(n->level, s, len);
 	n->len = (uint16_t)len;
 	n->flags = slot ? N_SLOT : 0;
-	n->hash = sub_trie_kids_hash(t->seed, s, len);
+	n->hash = hash_bytes(t->seed, s, len);
 	t->nodes++;
 	t->bytes += node_size(len, slot);
 	return n;
@@ -126,7 +127,7 @@ struct sub_trie *sub_trie_new(void)
 	struct sub_trie *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
-	t->seed = sub_trie_kids_seed(t);
+	t->seed = hash_seed(t);
 	t->root = node_new(t, "", 0, false);
 	if (!t->root) {
 		free(t);

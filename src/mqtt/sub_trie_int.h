@@ -129,12 +129,9 @@ static inline uint32_t sub_trie_kids_count(const struct sub_node *n)
 	return n->flags & N_TAB ? n->kids.tab->n : n->kids.one != NULL;
 }
 
-/* A fresh hash seed for a new trie, different per trie (salt: the trie's
- * address) and per run. Never fails. */
-uint64_t sub_trie_kids_seed(const void *salt);
-/* The hash of a level string under seed; stored in each node (hash) so that
+/* Level strings are hashed with core/hash.h (hash_bytes() under the trie's
+ * seed, hash_seed(trie) at creation); the hash is stored in each node so that
  * the table never rehashes strings when it grows or shrinks. */
-uint32_t sub_trie_kids_hash(uint64_t seed, const char *s, size_t len);
 
 /* The non-wildcard child of n whose level is s[0..len), or NULL. Callers
  * handle "+" and "#" themselves (struct sub_more). */

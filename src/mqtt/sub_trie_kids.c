@@ -4,42 +4,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/types.h>
-#include <time.h>
 
+#include "core/hash.h"
 #include "mqtt/sub_trie_int.h"
-
-/* A seeded mix of 8-byte words; not cryptographic, but without the seed a
- * client cannot pick level names that pile up in one probe run. */
-uint32_t sub_trie_kids_hash(uint64_t seed, const char *s, size_t len)
-{
-	uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15u);
-	uint64_t w;
-	for (; len >= 8; s += 8, len -= 8) {
-		memcpy(&w, s, 8);
-		h = (h ^ w) * 0xff51afd7ed558ccdu;
-		h ^= h >> 32;
-	}
-	w = 0;
-	memcpy(&w, s, len);
-	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdu;
-	h ^= h >> 29;
-	return (uint32_t)h;
-}
-
-uint64_t sub_trie_kids_seed(const void *salt)
-{
-	uint64_t seed;
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) == (ssize_t)sizeof(seed))
-		return seed;
-	/* No entropy yet (early boot): still differs per trie and per run. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)(uintptr_t)salt ^ ((uint64_t)ts.tv_nsec << 21) ^ (uint64_t)ts.tv_sec;
-}
 
 static size_t tab_size(uint32_t cap)
 {
@@ -78,7 +46,7 @@ struct sub_node *sub_trie_kids_find(const struct sub_trie *t, const struct sub_n
 		}
 		return NULL;
 	}
-	uint32_t h = sub_trie_kids_hash(t->seed, s, len), mask = k->cap - 1;
+	uint32_t h = hash_bytes(t->seed, s, len), mask = k->cap - 1;
 	for (uint32_t i = h & mask;; i = (i + 1) & mask) {
 		struct sub_node *c = k->slot[i];
 		if (!c || (c->hash == h && c->len == len && memcmp(c->level, s, len) == 0))
