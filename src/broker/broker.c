@@ -272,18 +272,22 @@ void broker_count_reload(struct broker *br, bool applied)
 	atomic_fetch_add(applied ? &br->reloads : &br->reload_failures, 1);
 }
 
-void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok)
+void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok,
+		     struct reclaim_node *n)
 {
 	int w = conn_worker(conn_id);
 	struct inbox_item it = { .kind = INBOX_ACK, .a = ok, .c = seq, .u = conn_id,
-				 .v = lathist_now() };
+				 .p1 = n, .v = lathist_now() };
 
 	assert(w < br->n_workers && seq != 0);
 	/* Only ENOMEM fails here: the publisher then waits for its keepalive or
 	 * the close that a later failure brings; nothing is acknowledged. */
-	if (worker_post(&br->workers[w], &it) < 0)
+	if (worker_post(&br->workers[w], &it) < 0) {
 		log_error_rl("ack lost conn=%llx seq=%u reason=\"out of memory\"",
-			  (unsigned long long)conn_id, seq);
+			     (unsigned long long)conn_id, seq);
+		if (n)
+			reclaim_push(&br->workers[w].reclaim, n);
+	}
 }
 
 void broker_reclaim(struct broker *br, uint64_t conn_id, struct reclaim_node *n)

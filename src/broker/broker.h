@@ -98,9 +98,13 @@ bool broker_alive(const struct broker *br, int64_t max_silence_ms);
  * is safe (PUBACK/PUBREC may go out, in the order the publishes arrived);
  * !ok = it is not (the connection is closed unacknowledged so that the
  * device resends). Posted to the owning worker; a connection that is gone
- * is ignored. Any thread.
+ * is ignored. n (NULL ok; n->free set) rides along and is freed by that
+ * worker once the answer is handled, so that a sink's per-publish memory
+ * goes home in the same hand-off (broker_reclaim() is for the rest). Any
+ * thread.
  */
-void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok);
+void broker_ack_done(struct broker *br, uint64_t conn_id, uint32_t seq, bool ok,
+		     struct reclaim_node *n);
 
 /* Hands n back to the worker that owns conn_id, which calls n->free(n) at
  * its next safe point (core/reclaim.h). Any thread. */

@@ -191,6 +191,10 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 				STAT_INC(w, sink_failed);
 			client_ack_complete(c, it->c, it->a != 0);
 		}
+		if (it->p1) {
+			struct reclaim_node *n = it->p1;
+			n->free(n);
+		}
 		break;
 	}
 	case INBOX_AUTH:
@@ -474,6 +478,9 @@ void worker_release(struct worker *w)
 			} else if (b->items[i].kind == INBOX_TAKEOVER ||
 				   b->items[i].kind == INBOX_SETTLE) {
 				session_unref(b->items[i].p1);
+			} else if (b->items[i].kind == INBOX_ACK && b->items[i].p1) {
+				struct reclaim_node *n = b->items[i].p1;
+				n->free(n);
 			}
 		}
 	}

@@ -43,7 +43,8 @@ enum worker_item {
 	INBOX_INJECT,          /* p1 = struct msg * (ref): publish from outside MQTT (downlink);
 	                          u = 0, or upstream index + 1: for that upstream only */
 	INBOX_ACK,             /* u = conn id, c = ack sequence, a = ok, v = lathist_now() at
-				* the post: the sink's answer */
+				* the post, p1 = struct reclaim_node * or NULL (freed here):
+				* the sink's answer */
 	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
 	INBOX_AUTH,            /* u = conn id, a = enum passwd_result: a password checked */
 	INBOX_STOP,

@@ -55,11 +55,13 @@ void uplink_ticket_release(struct uplink *u, struct ticket *t)
 		uplink_ticket_free(t);
 		return;
 	}
-	if (t->seq != 0)
-		broker_ack_done(u->br, t->conn_id, t->seq, !atomic_load(&t->failed));
-	/* The memory goes home to the worker that allocated it. */
+	/* The memory goes home to the worker that allocated it: with the
+	 * answer when there is one (one hand-off per publish), else alone. */
 	t->rn.free = ticket_reclaim;
-	broker_reclaim(u->br, t->conn_id, &t->rn);
+	if (t->seq != 0)
+		broker_ack_done(u->br, t->conn_id, t->seq, !atomic_load(&t->failed), &t->rn);
+	else
+		broker_reclaim(u->br, t->conn_id, &t->rn);
 }
 
 /* Writes a dead letter for t. Returns 0 if one record was produced. */

@@ -599,7 +599,7 @@ static void op_complete(struct input *in, int x)
 		struct rec *r = md.recs[i];
 		if (r->state != REC_PENDING || n-- > 0)
 			continue;
-		broker_ack_done(br, r->d->conn_id, r->seq, x != 3);
+		broker_ack_done(br, r->d->conn_id, r->seq, x != 3, NULL);
 		model_rec_complete(&md, r, x != 3);
 		return;
 	}
