@@ -34,7 +34,7 @@ CORE_SRC   := src/core/buf.c src/core/log.c src/core/util.c src/core/loop.c src/
 	src/core/net.c src/core/msg.c src/core/cfg.c src/core/cfg_diff.c src/core/daemon.c \
 	src/core/http_parse.c src/core/prom.c src/core/reclaim.c src/core/hash.c src/core/log_quote.c \
 	src/core/lathist.c
-MQTT_SRC   := src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c \
+MQTT_SRC   := src/mqtt/mqtt_codec.c src/mqtt/mqtt5.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c \
 	src/mqtt/mqtt_encode.c src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c
 ROUTE_SRC  := src/route/template.c src/route/route.c src/route/envelope.c src/route/downlink_map.c
 BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/broker/client_ack.c \

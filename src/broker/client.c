@@ -51,6 +51,8 @@ static struct client *client_alloc(struct worker *w, int fd)
 	c->io.fn = client_on_io;
 	c->w = w;
 	c->level = 4;
+	c->recv_max = UINT16_MAX;
+	c->problem_info = true;
 	return c;
 }
 

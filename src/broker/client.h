@@ -32,6 +32,7 @@ struct client_io;
 struct msg;
 struct net_peer;
 struct session;
+struct topic_aliases;
 struct upstream;
 struct worker;
 
@@ -87,6 +88,16 @@ struct client {
 	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
 	struct upstream *up;         /* set: our connection to an upstream broker
 	                                (upstream.h), which plays the server */
+	/* MQTT 5 (level 5 only; the defaults below for 3.1/3.1.1). */
+	uint16_t recv_max;           /* the client's Receive Maximum: our unacknowledged
+	                                QoS 1/2 PUBLISHes toward it (65535 when absent) */
+	uint16_t alias_max;          /* Topic Alias Maximum we announced (inbound aliases) */
+	uint16_t alias_max_out;      /* the client's Topic Alias Maximum (outbound) */
+	bool problem_info;           /* Request Problem Information (1 when absent) */
+	uint32_t max_packet;         /* the client's Maximum Packet Size; 0 = no limit */
+	uint32_t session_expiry;     /* seconds; 0 = ends at disconnect, UINT32_MAX never */
+	uint32_t will_delay;         /* Will Delay Interval, seconds */
+	struct topic_aliases *aliases; /* inbound alias -> topic; NULL until first used */
 	uint8_t ip[16];              /* peer address (IPv4 as ::ffff:a.b.c.d) */
 	uint16_t port;               /* peer port */
 };

@@ -25,14 +25,6 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 		client_close(c, "second CONNECT", true);
 		return -1;
 	}
-	if (k->level == 5) {
-		/* MQTT 5 is not served yet: answer as a 3.1.1 server must
-		 * (MQTT-3.1.2-2), return code 1, then close. */
-		c->level = 4;
-		send_connack(c, MQTT_CONNACK_BAD_PROTOCOL, false);
-		client_close(c, "MQTT 5 not supported", false);
-		return -1;
-	}
 	c->level = k->level;
 	c->clean = k->clean;
 	c->keepalive = k->keepalive;

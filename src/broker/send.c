@@ -5,6 +5,7 @@
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 /* The one place an encoder's result is looked at. */
@@ -24,7 +25,8 @@ static int sent(struct client *c, uint8_t type, int rc)
 int send_connack(struct client *c, uint8_t rc, bool present)
 {
 	/* MQTT 3.1 has no session-present flag: the byte is reserved, 0. */
-	struct mqtt_connack ca = { .session_present = present && c->level >= 4, .rc = rc };
+	struct mqtt_connack ca = { .session_present = present && c->level >= 4,
+				   .rc = c->level == 5 ? mqtt5_connack_rc(rc) : rc };
 	return sent(c, MQTT_CONNACK, mqtt_encode_connack(&c->obuf, c->level, &ca));
 }
 

@@ -43,6 +43,8 @@ struct session {
 	uint16_t id_len;
 	bool clean;
 	uint8_t level;
+	uint32_t expiry_s;         /* Session Expiry Interval once parked (MQTT 5;
+				      3.1.1 clean 0: limits.session_expiry) */
 	bool parked_listed;        /* on the broker's parked list (below); dir_lock */
 	struct session_subs subs;  /* its filters (session_subs.h) */
 	struct inflight out;       /* QoS 1/2 sent to the client, awaiting acks */

@@ -35,6 +35,18 @@ struct msg {
 	uint16_t topic_len;
 	uint32_t payload_len;
 	int64_t received_ms;   /* wall clock at receipt, ms since the epoch */
+	int64_t expires_ms;    /* wall clock ms at which it expires (MQTT 5 Message
+				  Expiry Interval); 0 = never */
+	const void *origin;    /* the publisher's session, compared (never
+				  dereferenced) for MQTT 5 No Local; NULL when
+				  it came from Kafka, an upstream or the broker */
+	const uint8_t *props;  /* MQTT 5 properties carried with it, encoded, in
+				  the order received: Payload Format Indicator,
+				  Content Type, Response Topic, Correlation Data,
+				  User Properties. Never Message Expiry (from
+				  expires_ms), Topic Alias or Subscription
+				  Identifier (per delivery). NULL when none. */
+	uint32_t props_len;
 	const uint8_t *payload;
 	char topic[];          /* topic_len bytes + NUL, then the payload */
 };
@@ -42,7 +54,14 @@ struct msg {
 /* Returns a new message with one reference, or NULL on allocation failure. */
 struct msg *msg_new(const char *topic, size_t topic_len, const void *payload,
 		    size_t payload_len, uint8_t qos, bool retain);
-/* Returns a copy of m with a different qos/retain (new, one reference). */
+/* As msg_new() with MQTT 5 properties (copied into the same allocation;
+ * props may be NULL when props_len is 0). expires_ms and origin start 0 /
+ * NULL: the caller sets them before sharing the message. */
+struct msg *msg_new_props(const char *topic, size_t topic_len, const void *payload,
+			  size_t payload_len, uint8_t qos, bool retain, const uint8_t *props,
+			  size_t props_len);
+/* Returns a copy of m with a different qos/retain (new, one reference;
+ * properties, expiry, origin and receipt time kept). */
 struct msg *msg_clone(const struct msg *m, uint8_t qos, bool retain);
 
 static inline struct msg *msg_ref(struct msg *m)

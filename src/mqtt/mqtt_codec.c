@@ -158,7 +158,6 @@ bool mqtt_topics_next(struct mqtt_topic_iter *it, struct mqtt_str *filter,
 
 /* ---- MQTT 5 properties ------------------------------------------------ */
 
-enum prop_type { PT_NONE, PT_BYTE, PT_U16, PT_U32, PT_VARINT, PT_UTF8, PT_BIN, PT_PAIR };
 enum prop_rule { PR_ANY, PR_BOOL, PR_NONZERO, PR_TOPIC };
 
 /* Where a property may appear (see MQTT_PROPS_IN). */
@@ -203,6 +202,11 @@ static const struct prop_def prop_defs[] = {
 	[0x29] = { PT_BYTE, PR_BOOL, CX(CONNACK) },  /* subscription ids available */
 	[0x2a] = { PT_BYTE, PR_BOOL, CX(CONNACK) },  /* shared subscription available */
 };
+
+uint8_t mqtt_prop_type(uint8_t id)
+{
+	return id < sizeof prop_defs / sizeof prop_defs[0] ? prop_defs[id].type : PT_NONE;
+}
 
 /* See mqtt_codec_int.h. */
 int mqtt_props_read(struct mqtt_rd *r, unsigned where, struct mqtt_props *out,

@@ -80,6 +80,10 @@ int mqtt_topic_filter_check(const uint8_t *s, size_t len);
 #define MQTT_PROP_TOPIC_ALIAS 0x23
 #define MQTT_PROP_BIT(id) (1ull << (id))
 
+/* The value layout of a property identifier (PT_NONE: unknown). */
+enum mqtt_prop_type { PT_NONE, PT_BYTE, PT_U16, PT_U32, PT_VARINT, PT_UTF8, PT_BIN, PT_PAIR };
+uint8_t mqtt_prop_type(uint8_t id);
+
 /*
  * Reads a property length and the properties it covers, advancing r past
  * them, and points *out at them. Returns MQTT_OK; MQTT_ERR_MALFORMED for a
