@@ -23,6 +23,7 @@
 #include "core/msg.h"
 #include "core/net.h"
 #include "core/util.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 /* Reads per readiness event before yielding to other connections. */
@@ -165,6 +166,18 @@ static int client_account_partial(struct client *c)
 void client_mark_output(struct client *c)
 {
 	worker_mark_dirty(c->w, c);
+}
+
+void client_close_rc(struct client *c, const char *reason, bool publish_will, uint8_t rc)
+{
+	/* MQTT 5 lets the server say why, after CONNACK only [MQTT-3.14.0-1];
+	 * upstream connections play the client and say nothing. */
+	if (c->state == CL_ACTIVE && c->level == 5 && rc >= 0x80 && !c->up) {
+		struct mqtt_disconnect d = { .reason = rc };
+		if (mqtt_encode_disconnect(&c->obuf, 5, &d) == MQTT_OK)
+			STAT_INC(c->w, pkts_out[MQTT_DISCONNECT]);
+	}
+	client_close(c, reason, publish_will);
 }
 
 void client_close(struct client *c, const char *reason, bool publish_will)
@@ -337,8 +350,8 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 			STAT_INC(w, malformed);
 			if (r == MQTT_ERR_TOO_LARGE && first)
 				limits_hit(w, NULL, LIMIT_CONNECT_SIZE);
-			client_close(c, r == MQTT_ERR_TOO_LARGE ? "packet too large"
-								: "malformed packet", true);
+			client_close_rc(c, r == MQTT_ERR_TOO_LARGE ? "packet too large" : "malformed packet",
+					true, r == MQTT_ERR_TOO_LARGE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_MALFORMED);
 			break;
 		}
 		off += (size_t)r;
@@ -362,7 +375,8 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 			STAT_INC(w, malformed);
 			log_debug_rl("malformed client=%s addr=%s type=%s err=%s", log_q(c->id),
 				  client_peer(c), mqtt_type_name(f.type), mqtt_err_str(d));
-			client_close(c, mqtt_err_str(d), true);
+			client_close_rc(c, mqtt_err_str(d), true,
+					d == MQTT_ERR_PROTOCOL ? MQTT_RC_PROTOCOL_ERROR : MQTT_RC_MALFORMED);
 			break;
 		}
 		if (dispatch_packet(c, &pkt) < 0)

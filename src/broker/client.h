@@ -129,6 +129,10 @@ struct client *client_new_outbound(struct worker *w, int fd, struct upstream *up
  * safe point. Idempotent. After it, handlers must return without touching
  * c->s. */
 void client_close(struct client *c, const char *reason, bool publish_will);
+/* As client_close(), first sending an MQTT 5 client DISCONNECT with reason
+ * code rc (enum mqtt_rc, >= 0x80) when it has had its CONNACK; for other
+ * levels the same as client_close(). */
+void client_close_rc(struct client *c, const char *reason, bool publish_will, uint8_t rc);
 /* Safe point: finishes a closing client and frees it. Worker only. */
 void client_finish(struct client *c);
 
