@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config librdkafka-dev libpaho-mqtt-dev libjansson-dev
 libconfig-dev libcmocka-dev libssl-dev mosquitto mosquitto-clients kcat clang
 libclang-rt-14-dev libjemalloc-dev curl gnuplot-nox prometheus libmosquitto-dev
-openssl python3 chromium"
+openssl python3 python3-yaml chromium"
 
 # One dpkg-query for all packages; those it does not list as installed are missing.
 # shellcheck disable=SC2086 # word splitting of the package list is intended
