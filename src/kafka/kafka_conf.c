@@ -184,14 +184,17 @@ fail:
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
+	/* librdkafka's text names brokers, topics and error strings from the
+	 * network: quoted like any other outside value, and rate limited (a
+	 * broker that flaps logs once per reconnect attempt). */
 	if (level <= 3)
-		log_error("kafka log facility=%s msg=\"%s\"", fac, buf);
+		log_error_rl("kafka log facility=%s msg=%s", log_q(fac), log_q(buf));
 	else if (level <= 4 && strcmp(fac, "CONFWARN") != 0)
-		log_warn("kafka log facility=%s msg=\"%s\"", fac, buf);
+		log_warn_rl("kafka log facility=%s msg=%s", log_q(fac), log_q(buf));
 	else if (level <= 4)
-		log_info("kafka log facility=%s msg=\"%s\"", fac, buf);
+		log_info_rl("kafka log facility=%s msg=%s", log_q(fac), log_q(buf));
 	else
-		log_debug("kafka log facility=%s msg=\"%s\"", fac, buf);
+		log_debug("kafka log facility=%s msg=%s", log_q(fac), log_q(buf));
 }
 
 int64_t kafka_conf_stats_int(struct json_t *o, const char *key)
