@@ -24,6 +24,7 @@ struct route_table *reload_route_table(const struct cfg *cfg, char *err, size_t 
 		specs[i] = (struct route_spec){
 			.filter = r->filter, .topic = r->topic, .key = r->key,
 			.format = r->format == CFG_FORMAT_JSON ? "json" : "raw", .line = r->line,
+			.payload_text = r->payload_text == CFG_TEXT_BASE64 ? "base64" : NULL,
 		};
 	}
 	struct route_table *rt = route_table_new(specs, n, e, sizeof(e));

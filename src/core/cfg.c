@@ -26,6 +26,7 @@ struct ctx {
 
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL }; /* enum log_level */
 static const char *const formats[] = { "raw", "json", NULL };
+static const char *const payload_texts[] = { "utf8", "base64", NULL }; /* enum cfg_payload_text */
 static const char *const modes[] = { "group", "broadcast", NULL };
 static const char *const protocols[] = { "mqtt", "websocket", NULL };
 static const char *const identities[] = { "none", "cn", "san", NULL };
@@ -36,6 +37,7 @@ static int load_metrics(struct ctx *x, const config_setting_t *s, void *base, co
 static int load_props(struct ctx *x, const config_setting_t *s, void *base, const char *key);
 static int check_listener(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
+static int check_route(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int check_upstream(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
 static int load_upstream_tls(struct ctx *x, const config_setting_t *s, void *base, const char *key);
 static int check_upstream_sub(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i);
@@ -139,6 +141,7 @@ const struct opt cfg_opts[] = {
 	STR(S_ROUTE, "topic", R(topic), NULL, 1, MAX_STR, true, true),
 	STR(S_ROUTE, "key", R(key), NULL, 0, MAX_STR, false, true),
 	ENUM(S_ROUTE, "format", R(format), CFG_FORMAT_RAW, formats, true),
+	ENUM(S_ROUTE, "payload_text", R(payload_text), CFG_TEXT_UTF8, payload_texts, true),
 
 	{ S_DOWNLINK, "topic", T_OTHER, .reloadable = false },
 	{ S_DOWNLINK, "topics", T_OTHER, .reloadable = false },
@@ -150,6 +153,7 @@ const struct opt cfg_opts[] = {
 	ENUM(S_DOWNLINK, "mode", D(mode), CFG_MODE_GROUP, modes, false),
 	INT(S_DOWNLINK, "ack_timeout", D(ack_timeout), 30, 1, 86400, false),
 	STR(S_DOWNLINK, "target", D(target), NULL, 1, 256, false, false),
+	{ S_DOWNLINK, "user_properties", T_OTHER, .reloadable = false },
 
 	/* Upstream brokers: all restart-only (check_upstream() fills the
 	 * defaults that depend on other keys: port, client_id). */
@@ -180,7 +184,7 @@ const size_t cfg_nopts = NOPTS;
 
 const struct list_info cfg_lists[S_PROPS + 1] = {
 	[S_LISTENER] = { C(listeners), C(nlisteners), sizeof(struct cfg_listener), L(line), check_listener },
-	[S_ROUTE] = { C(routes), C(nroutes), sizeof(struct cfg_route), R(line), NULL },
+	[S_ROUTE] = { C(routes), C(nroutes), sizeof(struct cfg_route), R(line), check_route },
 	[S_DOWNLINK] = { C(downlinks), C(ndownlinks), sizeof(struct cfg_downlink), D(line), check_downlink },
 	[S_UPSTREAM] = { C(upstreams), C(nupstreams), sizeof(struct cfg_upstream), U(line), check_upstream },
 	[S_UPSTREAM_SUB] = { U(subs), U(nsubs), sizeof(struct cfg_upstream_sub), US(line),
@@ -190,6 +194,7 @@ const struct list_info cfg_lists[S_PROPS + 1] = {
 /* Enum members are written through int *. */
 _Static_assert(sizeof(enum cfg_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_payload_text) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_protocol) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_identity) == sizeof(int), "enum size");
 
@@ -456,6 +461,59 @@ static int load_auth(struct ctx *x, const config_setting_t *s, void *base, const
 	return 0;
 }
 
+static int check_route(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i)
+{
+	const struct cfg_route *r = elem;
+	const config_setting_t *pt = config_setting_get_member(e, "payload_text");
+
+	(void)i;
+	if (pt && r->format != CFG_FORMAT_JSON)
+		return fail(x, pt, "'%s.payload_text' applies to format = \"json\" only", key);
+	return 0;
+}
+
+/* downlink[i].user_properties: "*" or an array of header names. */
+static int load_user_props(struct ctx *x, const config_setting_t *s, struct cfg_downlink *d,
+			   const char *key)
+{
+	static const char what[] = "must be \"*\" or an array of Kafka header names";
+	size_t n;
+
+	if (!s)
+		return 0;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (strcmp(config_setting_get_string(s), "*") != 0)
+			return fail(x, s, "'%s.user_properties' %s (got \"%.64s\")", key, what,
+				    config_setting_get_string(s));
+		d->user_props_all = true;
+		return 0;
+	}
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return fail(x, s, "'%s.user_properties' %s", key, what);
+	n = (size_t)config_setting_length(s);
+	if (!(d->user_props = calloc(n ? n : 1, sizeof(*d->user_props))))
+		return fail_at(x, NULL, 0, "out of memory");
+	for (size_t j = 0; j < n; j++) {
+		const config_setting_t *v = config_setting_get_elem(s, (unsigned)j);
+		const char *name = config_setting_type(v) == CONFIG_TYPE_STRING
+				   ? config_setting_get_string(v) : NULL;
+		if (!name || !*name || strlen(name) > 65535)
+			return fail(x, v, "'%s.user_properties' %s (non-empty strings, at most 65535 "
+				    "bytes)", key, what);
+		if (strcmp(name, "*") == 0)
+			return fail(x, v, "'%s.user_properties': \"*\" stands alone, not in an array",
+				    key);
+		/* The mqtt.* headers set fields of the message, never user properties. */
+		if (strncmp(name, "mqtt.", 5) == 0)
+			return fail(x, v, "'%s.user_properties': \"%.64s\": the mqtt.* headers are "
+				    "the gateway's (kafka.md)", key, name);
+		if (set_str(x, &d->user_props[j], name))
+			return -1;
+		d->nuser_props = j + 1;
+	}
+	return 0;
+}
+
 static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, const char *key, size_t i)
 {
 	struct cfg_downlink *d = elem;
@@ -470,6 +528,8 @@ static int check_downlink(struct ctx *x, const config_setting_t *e, void *elem, 
 		return fail(x, e, "missing required setting '%s.topic' (or 'topics')", key);
 	if (many && (config_setting_is_group(many) || n == 0))
 		return fail(x, many, "'%s.topics' must be a non-empty array of non-empty strings", key);
+	if (load_user_props(x, config_setting_get_member(e, "user_properties"), d, key))
+		return -1;
 	if (!(d->topics = calloc(n, sizeof(*d->topics))))
 		return fail_at(x, NULL, 0, "out of memory");
 	d->ntopics = n;
@@ -871,6 +931,9 @@ void cfg_free(struct cfg *c)
 		free(c->downlinks[i].group);
 		free(c->downlinks[i].mqtt_topic);
 		free(c->downlinks[i].target);
+		for (size_t j = 0; j < c->downlinks[i].nuser_props; j++)
+			free(c->downlinks[i].user_props[j]);
+		free(c->downlinks[i].user_props);
 	}
 	free(c->downlinks);
 	for (size_t i = 0; i < c->nupstreams; i++) {

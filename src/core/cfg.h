@@ -26,6 +26,9 @@
 #include <stdint.h>
 
 enum cfg_format { CFG_FORMAT_RAW, CFG_FORMAT_JSON };
+/* routes[i].payload_text (json routes): how a payload that is text but not
+ * JSON is carried in the envelope (route/envelope.h). */
+enum cfg_payload_text { CFG_TEXT_UTF8, CFG_TEXT_BASE64 };
 enum cfg_mode { CFG_MODE_GROUP, CFG_MODE_BROADCAST };
 enum cfg_protocol { CFG_PROTO_MQTT, CFG_PROTO_WEBSOCKET };
 /* The user name of a client with a verified certificate: NONE = the one in
@@ -169,6 +172,7 @@ struct cfg_route {
 	char *topic;
 	char *key;      /* template; NULL = records have no key */
 	enum cfg_format format;
+	enum cfg_payload_text payload_text; /* json only (checked here) */
 	int line;
 };
 
@@ -186,6 +190,12 @@ struct cfg_downlink {
 	                     offset is committed anyway (the group uses the largest) */
 	char *target;     /* NULL = the local broker (its subscribers); else the name
 	                     of an upstream: `target = "upstream:NAME"` in the file */
+	/* Kafka headers that become MQTT 5 user properties (kafka/downlink.h):
+	 * user_props_all (`user_properties = "*"`): every header not named
+	 * mqtt.*; else the names listed (none by default). */
+	char **user_props;
+	size_t nuser_props;
+	bool user_props_all;
 	int line;
 };
 

@@ -86,6 +86,11 @@ static bool same_nested(const struct opt *o, const struct cfg *a, const struct c
 		for (size_t j = 0; j < da->ntopics; j++)
 			if (!same_str(da->topics[j], db->topics[j]))
 				return false;
+		if (da->user_props_all != db->user_props_all || da->nuser_props != db->nuser_props)
+			return false;
+		for (size_t j = 0; j < da->nuser_props; j++)
+			if (!same_str(da->user_props[j], db->user_props[j]))
+				return false;
 	}
 	return true;
 }

@@ -1,7 +1,9 @@
 /* envelope.c - JSON envelopes for Kafka record values; see envelope.h. */
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "mqtt/mqtt5.h"
 #include "route/envelope.h"
 
 /* Integers as reals so that any size validates: the text is copied, never
@@ -225,14 +227,102 @@ static int dump_cb(const char *buffer, size_t size, void *data)
 	return buf_append(data, buffer, size);
 }
 
-/* Returns 1 when the payload is a JSON string, 2 for other JSON, 0 when not JSON. */
-static int payload_kind(const uint8_t *p, size_t n)
+enum payload_kind { PK_BINARY, PK_JSON_STRING, PK_JSON, PK_TEXT };
+
+bool envelope_text_valid(const uint8_t *s, size_t len)
+{
+	const uint8_t *end = s + len;
+
+	while (s < end) {
+		uint8_t c = *s;
+		if (c < 0x80) {
+			if (c == 0)
+				return false;
+			s++;
+			continue;
+		}
+		/* RFC 3629 section 4: the second byte's range excludes overlong
+		 * forms, surrogates (ED A0..BF) and values over U+10FFFF. */
+		size_t n;
+		uint8_t lo = 0x80, hi = 0xbf;
+		if (c < 0xc2) {
+			return false;
+		} else if (c < 0xe0) {
+			n = 1;
+		} else if (c < 0xf0) {
+			n = 2;
+			if (c == 0xe0)
+				lo = 0xa0;
+			else if (c == 0xed)
+				hi = 0x9f;
+		} else if (c < 0xf5) {
+			n = 3;
+			if (c == 0xf0)
+				lo = 0x90;
+			else if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - s) <= n || s[1] < lo || s[1] > hi)
+			return false;
+		for (size_t i = 2; i <= n; i++)
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+/* Appends p[0..n) (valid UTF-8) as a quoted JSON string: '"', '\\' and the
+ * control characters U+0000..U+001F escaped (RFC 8259 section 7), the rest
+ * copied as it is. */
+static int append_json_string(struct buf *out, const uint8_t *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t extra = 2;
+
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
+			extra += 5; /* at most \u00XX */
+	if (buf_reserve(out, n + extra) < 0)
+		return ENVELOPE_ERR_NOMEM;
+	char *o = (char *)out->data + out->len;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	out->len = (size_t)(o - (char *)out->data);
+	return 0;
+}
+
+static enum payload_kind payload_kind(const uint8_t *p, size_t n, bool text_base64)
 {
 	json_error_t jerr;
-	if (n == 0)
-		return 0;
-	json_t *j = json_loadb((const char *)p, n, PAYLOAD_FLAGS, &jerr);
-	int kind = !j ? 0 : json_is_string(j) ? 1 : 2;
+	json_t *j = n ? json_loadb((const char *)p, n, PAYLOAD_FLAGS, &jerr) : NULL;
+	enum payload_kind kind = j ? (json_is_string(j) ? PK_JSON_STRING : PK_JSON)
+			       : !text_base64 && envelope_text_valid(p, n) ? PK_TEXT : PK_BINARY;
 	json_decref(j);
 	return kind;
 }
@@ -247,10 +337,115 @@ static int set_string(json_t *obj, const char *name, const char *s, size_t n)
 	return json_object_set_new(obj, name, v) < 0 ? ENVELOPE_ERR_NOMEM : 0;
 }
 
+static int append_str(struct buf *out, const char *s)
+{
+	return buf_append(out, s, strlen(s)) < 0 ? ENVELOPE_ERR_NOMEM : 0;
+}
+
+/* ,"name": then the string, checked for UTF-8 (a property list that did
+ * not come through the decoder is not trusted). */
+static int append_member_text(struct buf *out, const char *name, const struct mqtt_str *v)
+{
+	int rc;
+	if (!envelope_text_valid(v->p, v->len))
+		return ENVELOPE_ERR_UTF8;
+	if ((rc = append_str(out, name)) < 0)
+		return rc;
+	return append_json_string(out, v->p, v->len);
+}
+
+/* Appends ,"properties":{...} (envelope.h) when in has any; 0 or a negative
+ * enum envelope_err. */
+static int append_properties(struct buf *out, const struct envelope_in *in)
+{
+	struct mqtt_props pr = { in->props, (uint32_t)in->props_len };
+	struct mqtt_prop_iter it;
+	struct mqtt_prop p;
+	const char *sep = "";
+	bool any = in->has_expiry, users = false;
+	char num[40];
+	int rc = 0;
+
+	mqtt_props_begin(&pr, &it);
+	while (!any && mqtt_props_next(&it, &p))
+		any = p.id == MQTT_P_PAYLOAD_FORMAT || p.id == MQTT_P_CONTENT_TYPE ||
+		      p.id == MQTT_P_RESPONSE_TOPIC || p.id == MQTT_P_CORRELATION_DATA ||
+		      p.id == MQTT_P_USER_PROPERTY;
+	if (!any)
+		return 0;
+	if ((rc = append_str(out, ",\"properties\":{")) < 0)
+		return rc;
+	/* The single-valued properties first, in the order envelope.h gives
+	 * (one pass each: the list is short), then the user properties. */
+	static const uint8_t order[] = { MQTT_P_PAYLOAD_FORMAT, MQTT_P_CONTENT_TYPE,
+					 MQTT_P_RESPONSE_TOPIC, MQTT_P_CORRELATION_DATA };
+	for (size_t k = 0; k < sizeof order && rc == 0; k++) {
+		if (!mqtt_props_find(&pr, order[k], &p))
+			continue;
+		switch (p.id) {
+		case MQTT_P_PAYLOAD_FORMAT:
+			snprintf(num, sizeof num, "%s\"payload_format\":%u", sep, (unsigned)p.value);
+			rc = append_str(out, num);
+			break;
+		case MQTT_P_CONTENT_TYPE:
+			rc = append_str(out, sep);
+			if (rc == 0)
+				rc = append_member_text(out, "\"content_type\":", &p.str);
+			break;
+		case MQTT_P_RESPONSE_TOPIC:
+			rc = append_str(out, sep);
+			if (rc == 0)
+				rc = append_member_text(out, "\"response_topic\":", &p.str);
+			break;
+		case MQTT_P_CORRELATION_DATA:
+			if ((rc = append_str(out, sep)) < 0 ||
+			    (rc = append_str(out, "\"correlation_data\":\"")) < 0 ||
+			    (rc = envelope_base64_encode(out, p.str.p, p.str.len)) < 0)
+				break;
+			rc = append_str(out, "\"");
+			break;
+		}
+		sep = ",";
+	}
+	if (rc == 0 && in->has_expiry) {
+		snprintf(num, sizeof num, "%s\"message_expiry\":%lu", sep, (unsigned long)in->expiry_s);
+		rc = append_str(out, num);
+		sep = ",";
+	}
+	mqtt_props_begin(&pr, &it);
+	while (rc == 0 && mqtt_props_next(&it, &p)) {
+		if (p.id != MQTT_P_USER_PROPERTY)
+			continue;
+		if (!users) {
+			if ((rc = append_str(out, sep)) < 0 ||
+			    (rc = append_str(out, "\"user_properties\":[")) < 0)
+				break;
+			users = true;
+		} else if ((rc = append_str(out, ",")) < 0) {
+			break;
+		}
+		if ((rc = append_member_text(out, "[", &p.str)) < 0 ||
+		    (rc = append_member_text(out, ",", &p.str2)) < 0)
+			break;
+		rc = append_str(out, "]");
+	}
+	if (rc == 0 && users)
+		rc = append_str(out, "]");
+	if (rc == 0)
+		rc = append_str(out, "}");
+	return rc;
+}
+
 int envelope_encode(struct buf *out, const struct envelope_in *in)
 {
+	static const char *const encoding[] = {
+		[PK_BINARY] = ",\"payload_encoding\":\"base64\"",
+		[PK_JSON_STRING] = ",\"payload_encoding\":\"json\"",
+		[PK_JSON] = "",
+		[PK_TEXT] = ",\"payload_encoding\":\"utf8\"",
+	};
 	size_t used = buf_used(out);
-	int kind = payload_kind(in->payload, in->payload_len);
+	enum payload_kind kind = payload_kind(in->payload, in->payload_len, in->text_base64);
 	int rc = ENVELOPE_ERR_NOMEM;
 	json_t *obj = json_object();
 
@@ -274,17 +469,20 @@ int envelope_encode(struct buf *out, const struct envelope_in *in)
 	if (in->error && (rc = set_string(obj, "error", in->error, strlen(in->error))) < 0)
 		goto fail;
 	rc = ENVELOPE_ERR_NOMEM;
-	if (kind != 2 && json_object_set_new(obj, "payload_encoding",
-					     json_string(kind == 1 ? "json" : "base64")) < 0)
-		goto fail;
 	if (json_dump_callback(obj, dump_cb, out, JSON_COMPACT) < 0)
 		goto fail;
-	/* Splice the payload in by hand so that its text is kept as written. */
+	/* The rest is spliced in by hand: the payload so that its text is kept
+	 * as written, the properties and the encoding to keep the key order. */
 	out->len--; /* the object's closing brace */
-	if (buf_append(out, ",\"payload\":", 11) < 0)
+	if ((rc = append_properties(out, in)) < 0 || (rc = append_str(out, encoding[kind])) < 0 ||
+	    (rc = append_str(out, ",\"payload\":")) < 0)
 		goto fail;
-	if (kind != 0) {
+	rc = ENVELOPE_ERR_NOMEM;
+	if (kind == PK_JSON || kind == PK_JSON_STRING) {
 		if (append_compact(out, in->payload, in->payload_len) < 0)
+			goto fail;
+	} else if (kind == PK_TEXT) {
+		if (append_json_string(out, in->payload, in->payload_len) < 0)
 			goto fail;
 	} else if (buf_append(out, "\"", 1) < 0 ||
 		   envelope_base64_encode(out, in->payload, in->payload_len) < 0 ||
@@ -317,8 +515,15 @@ int envelope_decode_parsed(const struct json_t *root, const uint8_t *value, size
 		if (!json_is_string(enc))
 			return ENVELOPE_ERR_INVALID;
 		how = json_string_value(enc);
-		if (strcmp(how, "base64") != 0 && strcmp(how, "json") != 0)
+		if (strcmp(how, "base64") != 0 && strcmp(how, "json") != 0 &&
+		    strcmp(how, "utf8") != 0)
 			return ENVELOPE_ERR_INVALID;
+	}
+	if (how && strcmp(how, "utf8") == 0) {
+		if (!json_is_string(pl))
+			return ENVELOPE_ERR_INVALID;
+		return buf_append(payload_out, json_string_value(pl), json_string_length(pl)) < 0
+			       ? ENVELOPE_ERR_NOMEM : 0;
 	}
 	if (how && strcmp(how, "base64") == 0) {
 		if (!json_is_string(pl))

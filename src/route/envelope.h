@@ -4,18 +4,37 @@
  *
  * Encoded shape (compact, keys in this order):
  *   {"topic":"t","clientid":"c","username":"u"|null,"qos":1,"retain":false,
- *    "timestamp":1700000000000[,"error":"why"][,"payload_encoding":"..."],
- *    "payload":...}
+ *    "timestamp":1700000000000[,"error":"why"][,"properties":{...}]
+ *    [,"payload_encoding":"..."],"payload":...}
  * username is always present: null when the client gave none, so that every
  * envelope has the same keys. timestamp is milliseconds since the epoch.
+ *
+ * "properties" (only when the message has MQTT 5 properties or an expiry),
+ * members in this order, each only when present:
+ *   "payload_format": 0|1,            Payload Format Indicator
+ *   "content_type": "text",
+ *   "response_topic": "a/b",
+ *   "correlation_data": "base64",     binary, RFC 4648 with padding
+ *   "message_expiry": seconds,        remaining when the record was made
+ *   "user_properties": [["name","value"], ...]
+ *                                     in the order received, repeated names
+ *                                     kept (an array of pairs, not an object:
+ *                                     an object would lose order and repeats)
+ *
  * The payload is placed:
  *   - a JSON object, array, number, true, false or null: inline, as the
  *     payload's own text with the whitespace outside strings removed (numbers
  *     and string escapes are kept exactly as the device wrote them);
  *   - a JSON string: inline the same way, with "payload_encoding":"json" so
  *     that decoding gives back the quoted JSON text, not the string's bytes;
- *   - anything else (not JSON, invalid UTF-8, empty): a base64 string
- *     (RFC 4648 alphabet with padding) with "payload_encoding":"base64".
+ *   - other text (envelope_text_valid(): well-formed UTF-8 without U+0000,
+ *     the empty payload included): a JSON string of that text with
+ *     "payload_encoding":"utf8" (control characters, '"' and '\' escaped,
+ *     everything else as it is); with text_base64 set (the route option
+ *     payload_text = "base64", the behaviour before MQTT 5) such a payload
+ *     is base64 instead, like binary;
+ *   - anything else (binary, invalid UTF-8, text with U+0000): a base64
+ *     string (RFC 4648 alphabet with padding) with "payload_encoding":"base64".
  * A payload counts as JSON when jansson accepts it whole (JSON_DECODE_ANY,
  * nothing but whitespace after it, valid UTF-8; integers wider than 64 bits
  * and \u0000 are accepted; numbers beyond a double's range are not).
@@ -25,6 +44,7 @@
  *   - "payload_encoding":"base64": the decoded bytes (strict: padding
  *     required, no whitespace, unused bits zero);
  *   - "payload_encoding":"json": the payload's JSON text;
+ *   - "payload_encoding":"utf8": the string's UTF-8 bytes (must be a string);
  *   - no payload_encoding: a string's UTF-8 bytes (what a backend writing
  *     {"payload":"reboot"} means), any other value's JSON text.
  * JSON text comes back compact (whitespace outside strings removed, numbers
@@ -72,6 +92,13 @@ struct envelope_in {
 	size_t payload_len;
 	const char *error;     /* NUL-terminated; NULL: no "error" member
 				  (set for dead letters) */
+	bool text_base64;      /* true: text that is not JSON goes as base64
+				  (payload_text = "base64"), not "utf8" */
+	const uint8_t *props;  /* MQTT 5 properties as struct msg carries them
+				  (encoded, validated); NULL: none */
+	size_t props_len;
+	bool has_expiry;       /* "message_expiry": expiry_s */
+	uint32_t expiry_s;
 };
 
 /* Appends the envelope to out. Returns 0 or a negative enum envelope_err; on
@@ -86,6 +113,13 @@ int envelope_decode_payload(const uint8_t *value, size_t len, struct buf *payloa
  * root must be jansson's parse of exactly these bytes. */
 int envelope_decode_parsed(const struct json_t *root, const uint8_t *value, size_t len,
 			   struct buf *payload_out);
+
+/* True when p[0..n) is text for the "utf8" payload encoding: well-formed
+ * UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF) without U+0000 (which MQTT strings may not hold either,
+ * [MQTT-1.5.4-2]; a payload with NUL bytes is treated as binary). Control
+ * characters are allowed (escaped in the envelope). n == 0 is true. */
+bool envelope_text_valid(const uint8_t *p, size_t n);
 
 /* Base64 (RFC 4648, standard alphabet, padded). Append to out; return 0, or
  * ENVELOPE_ERR_NOMEM, or (decode) ENVELOPE_ERR_INVALID with out unchanged. */

@@ -15,6 +15,7 @@ struct route {
 	size_t index;
 	int line;
 	enum route_format format;
+	bool text_base64;
 	char *filter;
 	struct template *topic;
 	struct template *key;
@@ -97,6 +98,17 @@ static int route_build(struct route *r, const struct route_spec *spec,
 			 spec->format);
 		return -1;
 	}
+	if (spec->payload_text && r->format != ROUTE_FORMAT_JSON) {
+		snprintf(err, errlen, "payload_text applies to format \"json\" only");
+		return -1;
+	}
+	if (spec->payload_text && strcmp(spec->payload_text, "utf8") != 0 &&
+	    strcmp(spec->payload_text, "base64") != 0) {
+		snprintf(err, errlen, "unknown payload_text \"%s\" (expected utf8 or base64)",
+			 spec->payload_text);
+		return -1;
+	}
+	r->text_base64 = spec->payload_text && strcmp(spec->payload_text, "base64") == 0;
 	r->filter = strdup(spec->filter);
 	if (!r->filter) {
 		snprintf(err, errlen, "out of memory");
@@ -223,6 +235,11 @@ const struct template *route_key(const struct route *r)
 enum route_format route_format(const struct route *r)
 {
 	return r->format;
+}
+
+bool route_text_base64(const struct route *r)
+{
+	return r->text_base64;
 }
 
 size_t route_index(const struct route *r)

@@ -39,6 +39,9 @@ struct route_spec {
 	const char *key;    /* record key template; NULL: no key */
 	const char *format; /* "raw" or "json"; NULL means "raw" */
 	int line;           /* config line, for error messages */
+	const char *payload_text; /* json: "utf8" or "base64" (envelope.h: how
+				     text that is not JSON is carried); NULL
+				     means "utf8"; must be NULL for raw */
 };
 
 /*
@@ -48,7 +51,8 @@ struct route_spec {
  * NULL), LINE being specs[i].line so that the caller can prefix the file name.
  * Checks: filter valid (mqtt_topic_filter_valid()), topic and key templates
  * compile as uplink templates, a literal topic is a legal Kafka topic name,
- * format is raw or json. On out of memory, err says so with the line of the
+ * format is raw or json, payload_text is utf8 or base64 and only on a json
+ * route. On out of memory, err says so with the line of the
  * route being built.
  */
 struct route_table *route_table_new(const struct route_spec *specs, size_t n,
@@ -76,6 +80,9 @@ size_t route_table_match(const struct route_table *rt, const char *topic, size_t
 const struct template *route_topic(const struct route *r);
 const struct template *route_key(const struct route *r); /* NULL: no key */
 enum route_format route_format(const struct route *r);
+/* json routes: true when text that is not JSON goes as base64
+ * (payload_text = "base64"), false for "utf8" (envelope.h). */
+bool route_text_base64(const struct route *r);
 size_t route_index(const struct route *r);                 /* 0..count-1 */
 const char *route_filter(const struct route *r);
 int route_line(const struct route *r);

@@ -195,11 +195,11 @@ static const char full_cfg[] =
 	"};\n"
 	"routes = (\n"                                                          /* 20 */
 	"  { filter = \"factory/+/sensors/#\"; topic = \"sensors\"; key = \"${clientid}\"; },\n"
-	"  { filter = \"#\"; topic = \"all\"; format = \"json\"; }\n"           /* 22 */
+	"  { filter = \"#\"; topic = \"all\"; format = \"json\"; payload_text = \"base64\"; }\n" /* 22 */
 	");\n"
 	"downlink = (\n"
-	"  { topic = \"device-commands\"; mqtt_topic = \"devices/${key}/commands\"; },\n" /* 25 */
-	"  { topics = [\"a\", \"b\"]; group = \"g\"; mqtt_topic = \"x/${key}\";\n"      /* 26 */
+	"  { topic = \"device-commands\"; mqtt_topic = \"devices/${key}/commands\"; user_properties = \"*\"; },\n" /* 25 */
+	"  { topics = [\"a\", \"b\"]; group = \"g\"; mqtt_topic = \"x/${key}\"; user_properties = [\"cmd-id\", \"trace-id\"];\n" /* 26 */
 	"    qos = 2; retain = true; format = \"json\"; mode = \"broadcast\"; ack_timeout = 90; }\n"
 	");\n";
 
@@ -250,9 +250,11 @@ static void test_full(void **state)
 	assert_string_equal(c->routes[0].topic, "sensors");
 	assert_string_equal(c->routes[0].key, "${clientid}");
 	assert_int_equal(c->routes[0].format, CFG_FORMAT_RAW);
+	assert_int_equal(c->routes[0].payload_text, CFG_TEXT_UTF8);
 	assert_int_equal(c->routes[0].line, 21);
 	assert_null(c->routes[1].key);
 	assert_int_equal(c->routes[1].format, CFG_FORMAT_JSON);
+	assert_int_equal(c->routes[1].payload_text, CFG_TEXT_BASE64);
 	assert_int_equal(c->routes[1].line, 22);
 
 	assert_int_equal(c->ndownlinks, 2);
@@ -266,6 +268,12 @@ static void test_full(void **state)
 	assert_int_equal(c->downlinks[0].mode, CFG_MODE_GROUP);
 	assert_int_equal(c->downlinks[0].ack_timeout, 30);
 	assert_int_equal(c->downlinks[0].line, 25);
+	assert_true(c->downlinks[0].user_props_all);
+	assert_int_equal(c->downlinks[0].nuser_props, 0);
+	assert_false(c->downlinks[1].user_props_all);
+	assert_int_equal(c->downlinks[1].nuser_props, 2);
+	assert_string_equal(c->downlinks[1].user_props[0], "cmd-id");
+	assert_string_equal(c->downlinks[1].user_props[1], "trace-id");
 	assert_int_equal(c->downlinks[1].ntopics, 2);
 	assert_string_equal(c->downlinks[1].topics[0], "a");
 	assert_string_equal(c->downlinks[1].topics[1], "b");
@@ -380,6 +388,20 @@ static const struct bad bad_cfgs[] = {
 	{ "downlink = ( { topics = [\"a\", \"\"]; mqtt_topic = \"m\"; } );\n",
 	  "'downlink[0].topics' must be a non-empty array of non-empty strings" },
 	{ "downlink = ( { topic = [\"a\"]; mqtt_topic = \"m\"; } );\n", "'downlink[0].topic' must be a non-empty string" },
+	{ "routes = ( { filter = \"#\"; topic = \"t\";\n payload_text = \"base64\"; } );\n",
+	  ":2: 'routes[0].payload_text' applies to format = \"json\" only" },
+	{ "routes = ( { filter = \"#\"; topic = \"t\"; format = \"json\";\n payload_text = \"hex\"; } );\n",
+	  ":2: 'routes[0].payload_text' must be one of utf8, base64 (got \"hex\")" },
+	{ "downlink = ( { topic = \"t\"; mqtt_topic = \"m\";\n user_properties = \"all\"; } );\n",
+	  ":2: 'downlink[0].user_properties' must be \"*\" or an array of Kafka header names (got \"all\")" },
+	{ "downlink = ( { topic = \"t\"; mqtt_topic = \"m\"; user_properties = 5; } );\n",
+	  "'downlink[0].user_properties' must be \"*\" or an array" },
+	{ "downlink = ( { topic = \"t\"; mqtt_topic = \"m\"; user_properties = [\"a\", \"\"]; } );\n",
+	  "'downlink[0].user_properties' must be \"*\" or an array of Kafka header names (non-empty" },
+	{ "downlink = ( { topic = \"t\"; mqtt_topic = \"m\";\n user_properties = [\"a\", \"*\"]; } );\n",
+	  ":2: 'downlink[0].user_properties': \"*\" stands alone" },
+	{ "downlink = ( { topic = \"t\"; mqtt_topic = \"m\"; user_properties = [\"mqtt.qos\"]; } );\n",
+	  "'downlink[0].user_properties': \"mqtt.qos\": the mqtt.* headers are the gateway's" },
 	{ "listeners = ();\n", ":1: 'listeners' must not be empty" },
 	{ "listeners = ( { address = \"localhost\"; } );\n",
 	  "'listeners[0].address' must be a numeric IPv4 or IPv6 address (got \"localhost\")" },
@@ -565,8 +587,8 @@ static void test_reload_diff(void **state)
 		    "  (\"compression.type\", \"lz4\"), (\"enable.idempotence\", true),\n"
 		    "  (\"message.max.bytes\", 5000000000L) ); };\n"
 		    "downlink = (\n"
-		    "  { topic = \"device-commands\"; mqtt_topic = \"devices/${key}/commands\"; },\n"
-		    "  { topics = [\"a\", \"b\"]; group = \"g\"; mqtt_topic = \"x/${key}\";\n"
+		    "  { topic = \"device-commands\"; mqtt_topic = \"devices/${key}/commands\"; user_properties = \"*\"; },\n"
+		    "  { topics = [\"a\", \"b\"]; group = \"g\"; mqtt_topic = \"x/${key}\"; user_properties = [\"cmd-id\", \"trace-id\"];\n"
 		    "    qos = 2; retain = true; format = \"json\"; mode = \"broadcast\"; ack_timeout = 90; } );\n");
 	assert_int_equal(cfg_reload_diff(a, b, msg, sizeof(msg)), 0);
 	assert_string_equal(msg, "");
@@ -581,6 +603,9 @@ static void test_reload_diff(void **state)
 		{ "(\"linger.ms\", 5)", "(\"linger.ms\", 6)", "kafka.properties" },
 		{ "[\"a\", \"b\"]", "[\"a\", \"c\"]", "downlink" },
 		{ "qos = 2", "qos = 1", "downlink" },
+		{ "user_properties = \"*\"", "user_properties = [\"x\"]", "downlink" },
+		{ "\"trace-id\"]", "\"trace\"]", "downlink" },
+		{ "\"trace-id\"]", "\"trace-id\", \"x\"]", "downlink" },
 	};
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
 		char text[2048];

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "mqtt/mqtt5.h"
 #include "route/envelope.h"
 #include "route/template.h"
 
@@ -80,6 +81,7 @@ struct encode_case {
 	const char *username; /* "-" for absent */
 	const char *error;
 	const char *want;
+	bool text_base64;     /* payload_text = "base64" (the old behaviour) */
 };
 
 static const struct encode_case encode_cases[] = {
@@ -95,18 +97,49 @@ static const struct encode_case encode_cases[] = {
 	{ "number", B("42"), "alice", NULL, META ",\"payload\":42}" },
 	{ "null", B("null"), "alice", NULL, META ",\"payload\":null}" },
 	{ "false", B("false"), "alice", NULL, META ",\"payload\":false}" },
+	/* Text that is not JSON: a JSON string (the default) ... */
 	{ "text", B("hello"), "alice", NULL,
-	  META ",\"payload_encoding\":\"base64\",\"payload\":\"aGVsbG8=\"}" },
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"hello\"}" },
+	{ "text with a unit", B("21.5 C"), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"21.5 C\"}" },
+	{ "text non-ASCII kept as is", B("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}" },
+	{ "text escapes", B("a\"b\\c/\b\f\n\r\t\x01\x1f\x7f"), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"a\\\"b\\\\c/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f\"}" },
+	{ "bare word true-ish", B("True"), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"True\"}" },
 	{ "trailing data", B("{\"a\":1} x"), "alice", NULL,
-	  META ",\"payload_encoding\":\"base64\",\"payload\":\"eyJhIjoxfSB4\"}" },
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"{\\\"a\\\":1} x\"}" },
 	{ "two values", B("1 2"), "alice", NULL,
-	  META ",\"payload_encoding\":\"base64\",\"payload\":\"MSAy\"}" },
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"1 2\"}" },
+	{ "unterminated JSON", B("{\"a\":"), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"{\\\"a\\\":\"}" },
+	{ "NaN is not JSON", B("NaN"), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"NaN\"}" },
+	{ "empty", B(""), "alice", NULL,
+	  META ",\"payload_encoding\":\"utf8\",\"payload\":\"\"}" },
+	/* ... binary stays base64 ... */
 	{ "binary with NUL", B("\x00\x01\x02\x00\xff"), "alice", NULL,
 	  META ",\"payload_encoding\":\"base64\",\"payload\":\"AAECAP8=\"}" },
+	{ "ASCII with NUL", B("ab\x00" "c"), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"YWIAYw==\"}" },
 	{ "invalid UTF-8 in a JSON string", B("\"\xc3\x28\""), "alice", NULL,
 	  META ",\"payload_encoding\":\"base64\",\"payload\":\"IsMoIg==\"}" },
-	{ "empty", B(""), "alice", NULL,
-	  META ",\"payload_encoding\":\"base64\",\"payload\":\"\"}" },
+	{ "overlong", B("\xc0\xaf"), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"wK8=\"}" },
+	{ "surrogate", B("\xed\xa0\x80"), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"7aCA\"}" },
+	{ "above U+10FFFF", B("\xf4\x90\x80\x80"), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"9JCAgA==\"}" },
+	{ "truncated sequence", B("ab\xe2\x82"), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"YWLigg==\"}" },
+	/* ... and with payload_text = "base64" text goes as base64 as before. */
+	{ "text, base64 route", B("hello"), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"aGVsbG8=\"}", true },
+	{ "empty, base64 route", B(""), "alice", NULL,
+	  META ",\"payload_encoding\":\"base64\",\"payload\":\"\"}", true },
+	{ "JSON, base64 route", B("{\"a\": 1}"), "alice", NULL,
+	  META ",\"payload\":{\"a\":1}}", true },
 	{ "no username", B("1"), "-", NULL,
 	  "{\"topic\":\"f/l1/temp\",\"clientid\":\"dev-1\",\"username\":null,\"qos\":1,"
 	  "\"retain\":false,\"timestamp\":1700000000123,\"payload\":1}" },
@@ -114,8 +147,10 @@ static const struct encode_case encode_cases[] = {
 	  "{\"topic\":\"f/l1/temp\",\"clientid\":\"dev-1\",\"username\":\"\",\"qos\":1,"
 	  "\"retain\":false,\"timestamp\":1700000000123,\"payload\":1}" },
 	{ "dead letter", B("x"), "alice", "kafka: \"t\" unknown",
-	  META ",\"error\":\"kafka: \\\"t\\\" unknown\",\"payload_encoding\":\"base64\","
-	  "\"payload\":\"eA==\"}" },
+	  META ",\"error\":\"kafka: \\\"t\\\" unknown\",\"payload_encoding\":\"utf8\","
+	  "\"payload\":\"x\"}" },
+	{ "dead letter, binary", B("\xff"), "alice", "e",
+	  META ",\"error\":\"e\",\"payload_encoding\":\"base64\",\"payload\":\"/w==\"}" },
 };
 
 static void test_encode_table(void **state)
@@ -131,7 +166,7 @@ static void test_encode_table(void **state)
 			.username_len = anon ? 0 : strlen(tc->username),
 			.qos = 1, .retain = false, .timestamp_ms = 1700000000123,
 			.payload = (const uint8_t *)tc->payload.p, .payload_len = tc->payload.n,
-			.error = tc->error,
+			.error = tc->error, .text_base64 = tc->text_base64,
 		};
 		struct bytes want = { tc->want, strlen(tc->want) };
 		struct buf b;
@@ -141,14 +176,137 @@ static void test_encode_table(void **state)
 		if (envelope_encode(&b, &in) != 0)
 			fail_msg("%s: encode failed", tc->name);
 		expect_buf(&b, &want, tc->name);
-		/* Whatever was spliced in, the whole is valid JSON. */
+		/* Whatever was spliced in, the whole is valid JSON ... */
 		json_t *j = json_loadb((const char *)buf_head(&b), buf_used(&b),
 				       JSON_DECODE_INT_AS_REAL, &jerr);
 		if (!j)
 			fail_msg("%s: not JSON: %s", tc->name, jerr.text);
+		/* ... and a utf8 payload is the very text. */
+		const char *enc = json_string_value(json_object_get(j, "payload_encoding"));
+		if (enc && strcmp(enc, "utf8") == 0) {
+			json_t *pl = json_object_get(j, "payload");
+			if (json_string_length(pl) != tc->payload.n ||
+			    memcmp(json_string_value(pl), tc->payload.p, tc->payload.n) != 0)
+				fail_msg("%s: utf8 payload differs", tc->name);
+		}
 		json_decref(j);
 		buf_release(&b);
 	}
+}
+
+static void test_text_valid(void **state)
+{
+	static const struct { struct bytes s; bool ok; } v[] = {
+		{ B(""), true }, { B("plain"), true }, { B("\t\r\n\x01\x7f"), true },
+		{ B("\xc2\x80\xdf\xbf"), true },                  /* 2-byte bounds */
+		{ B("\xe0\xa0\x80\xef\xbf\xbf"), true },          /* 3-byte bounds */
+		{ B("\xf0\x90\x80\x80\xf4\x8f\xbf\xbf"), true },  /* 4-byte bounds */
+		{ B("\xed\x9f\xbf\xee\x80\x80"), true },          /* around the surrogates */
+		{ B("a\x00"), false }, { B("\x80"), false }, { B("\xc1\xbf"), false },
+		{ B("\xe0\x9f\xbf"), false }, { B("\xed\xbf\xbf"), false },
+		{ B("\xf0\x8f\xbf\xbf"), false }, { B("\xf5\x80\x80\x80"), false },
+		{ B("\xff"), false }, { B("\xc3"), false }, { B("\xe2\x28\xa1"), false },
+		{ B("\xf0\x9f\x98"), false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+		if (envelope_text_valid((const uint8_t *)v[i].s.p, v[i].s.n) != v[i].ok)
+			fail_msg("case %zu: want %d", i, v[i].ok);
+}
+
+/* A property list as struct msg carries it, built with the writer. */
+static uint32_t build_props(uint8_t *buf, uint32_t cap, bool with_all)
+{
+	struct mqtt_pw w;
+	mqtt_pw_init(&w, buf, cap);
+	if (with_all) {
+		mqtt_pw_int(&w, MQTT_P_PAYLOAD_FORMAT, 1);
+		mqtt_pw_str(&w, MQTT_P_CONTENT_TYPE, "text/plain; charset=\"utf-8\"", 27);
+		mqtt_pw_str(&w, MQTT_P_RESPONSE_TOPIC, "reply/dev-1", 11);
+		mqtt_pw_str(&w, MQTT_P_CORRELATION_DATA, "\x00\x01\xff", 3);
+	}
+	mqtt_pw_pair(&w, "k", 1, "v1", 2);
+	mqtt_pw_pair(&w, "trace", 5, "t\n1", 3);
+	mqtt_pw_pair(&w, "k", 1, "v2", 2);
+	mqtt_pw_pair(&w, "", 0, "", 0);
+	assert_false(w.overflow);
+	return w.len;
+}
+
+static void test_encode_properties(void **state)
+{
+	uint8_t pb[256];
+	struct envelope_in in = {
+		.topic = "t", .topic_len = 1, .clientid = "c", .clientid_len = 1,
+		.qos = 1, .timestamp_ms = 5,
+		.payload = (const uint8_t *)"on", .payload_len = 2,
+		.props = pb, .props_len = build_props(pb, sizeof pb, true),
+		.has_expiry = true, .expiry_s = 60,
+	};
+	struct bytes want = B("{\"topic\":\"t\",\"clientid\":\"c\",\"username\":null,\"qos\":1,"
+		"\"retain\":false,\"timestamp\":5,\"properties\":{\"payload_format\":1,"
+		"\"content_type\":\"text/plain; charset=\\\"utf-8\\\"\","
+		"\"response_topic\":\"reply/dev-1\",\"correlation_data\":\"AAH/\","
+		"\"message_expiry\":60,\"user_properties\":[[\"k\",\"v1\"],[\"trace\",\"t\\n1\"],"
+		"[\"k\",\"v2\"],[\"\",\"\"]]},\"payload_encoding\":\"utf8\",\"payload\":\"on\"}");
+	struct buf b;
+
+	(void)state;
+	buf_init(&b);
+	assert_int_equal(envelope_encode(&b, &in), 0);
+	expect_buf(&b, &want, "all properties");
+
+	/* Only user properties, no expiry; a JSON payload; an error member. */
+	buf_reset(&b);
+	in.props_len = build_props(pb, sizeof pb, false);
+	in.has_expiry = false;
+	in.payload = (const uint8_t *)"[1]";
+	in.payload_len = 3;
+	in.error = "x";
+	struct bytes want2 = B("{\"topic\":\"t\",\"clientid\":\"c\",\"username\":null,\"qos\":1,"
+		"\"retain\":false,\"timestamp\":5,\"error\":\"x\",\"properties\":{\"user_properties\":"
+		"[[\"k\",\"v1\"],[\"trace\",\"t\\n1\"],[\"k\",\"v2\"],[\"\",\"\"]]},\"payload\":[1]}");
+	assert_int_equal(envelope_encode(&b, &in), 0);
+	expect_buf(&b, &want2, "user properties only");
+
+	/* Expiry alone makes a properties object; payload format 0 is kept. */
+	uint8_t one[2] = { MQTT_P_PAYLOAD_FORMAT, 0 };
+	in.props = one;
+	in.props_len = 2;
+	in.error = NULL;
+	in.has_expiry = true;
+	in.expiry_s = 4294967295u;
+	buf_reset(&b);
+	assert_int_equal(envelope_encode(&b, &in), 0);
+	struct bytes want3 = B("{\"topic\":\"t\",\"clientid\":\"c\",\"username\":null,\"qos\":1,"
+		"\"retain\":false,\"timestamp\":5,\"properties\":{\"payload_format\":0,"
+		"\"message_expiry\":4294967295},\"payload\":[1]}");
+	expect_buf(&b, &want3, "format 0 and expiry");
+
+	/* A string property that is not UTF-8 (not from the decoder) fails
+	 * and leaves the buffer as it was. */
+	uint8_t bad[] = { MQTT_P_CONTENT_TYPE, 0, 1, 0xff };
+	in.props = bad;
+	in.props_len = sizeof bad;
+	buf_reset(&b);
+	assert_int_equal(buf_append(&b, "keep", 4), 0);
+	assert_int_equal(envelope_encode(&b, &in), ENVELOPE_ERR_UTF8);
+	assert_int_equal(buf_used(&b), 4);
+
+	/* The envelope decodes back to the payload with properties present. */
+	buf_reset(&b);
+	in.props = pb;
+	in.props_len = build_props(pb, sizeof pb, true);
+	in.payload = (const uint8_t *)"21.5 C";
+	in.payload_len = 6;
+	assert_int_equal(envelope_encode(&b, &in), 0);
+	struct buf back;
+	buf_init(&back);
+	assert_int_equal(envelope_decode_payload(buf_head(&b), buf_used(&b), &back), 0);
+	struct bytes want4 = B("21.5 C");
+	expect_buf(&back, &want4, "decoded");
+	buf_release(&back);
+	buf_release(&b);
 }
 
 static void test_encode_flags_and_errors(void **state)
@@ -207,6 +365,12 @@ static const struct decode_case decode_cases[] = {
 	{ "json encoding keeps quotes", B("{\"payload_encoding\":\"json\",\"payload\":\"hi\"}"),
 	  0, B("\"hi\"") },
 	{ "json encoding, object", B("{\"payload\":{},\"payload_encoding\":\"json\"}"), 0, B("{}") },
+	{ "utf8", B("{\"payload_encoding\":\"utf8\",\"payload\":\"21.5 C\\n\\u0000\"}"), 0,
+	  B("21.5 C\n\0") },
+	{ "utf8 not a string", B("{\"payload_encoding\":\"utf8\",\"payload\":215}"),
+	  ENVELOPE_ERR_INVALID, B("") },
+	{ "properties ignored", B("{\"properties\":{\"user_properties\":[[\"a\",\"b\"]]},"
+	  "\"payload\":\"x\"}"), 0, B("x") },
 	{ "base64", B("{\"payload\":\"AAECAP8=\",\"payload_encoding\":\"base64\"}"), 0,
 	  B("\x00\x01\x02\x00\xff") },
 	{ "base64 empty", B("{\"payload\":\"\",\"payload_encoding\":\"base64\"}"), 0, B("") },
@@ -263,6 +427,8 @@ static void test_round_trip(void **state)
 		{ B("\x00\x01\xfe\xff\x00"), B("\x00\x01\xfe\xff\x00") },
 		{ B(""), B("") },
 		{ B("{\"unterminated\":"), B("{\"unterminated\":") },
+		{ B("line 1\r\nline \"2\"\t\\ \x01\x7f caf\xc3\xa9"),
+		  B("line 1\r\nline \"2\"\t\\ \x01\x7f caf\xc3\xa9") },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -270,6 +436,7 @@ static void test_round_trip(void **state)
 			.topic = "t", .topic_len = 1, .clientid = "c", .clientid_len = 1,
 			.payload = (const uint8_t *)cases[i].payload.p,
 			.payload_len = cases[i].payload.n, .error = i % 2 ? "e" : NULL,
+			.text_base64 = i % 3 == 0,
 		};
 		struct buf env, back;
 		buf_init(&env);
@@ -310,6 +477,8 @@ int main(void)
 		cmocka_unit_test(test_base64_invalid),
 		cmocka_unit_test(test_encode_table),
 		cmocka_unit_test(test_encode_flags_and_errors),
+		cmocka_unit_test(test_text_valid),
+		cmocka_unit_test(test_encode_properties),
 		cmocka_unit_test(test_decode_table),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_decode_parsed_shares_template_parse),

@@ -182,6 +182,21 @@ static void test_accessors_and_refs(void **state)
 	assert_int_equal(route_format(r), ROUTE_FORMAT_RAW); /* NULL format means raw */
 	assert_true(template_is_literal(route_topic(r)));
 	assert_null(route_table_get(rt, 5));
+	assert_false(route_text_base64(route_table_get(rt, 1))); /* NULL means utf8 */
+	route_table_unref(rt);
+
+	/* payload_text on json routes. */
+	static const struct route_spec texts[] = {
+		{ "a", "t", NULL, "json", 1, "base64" },
+		{ "b", "t", NULL, "json", 2, "utf8" },
+	};
+	rt = route_table_new(texts, 2, NULL, 0);
+	assert_non_null(rt);
+	assert_true(route_text_base64(route_table_get(rt, 0)));
+	assert_false(route_text_base64(route_table_get(rt, 1)));
+	route_table_unref(rt);
+	rt = route_table_new(overlapping, 5, NULL, 0);
+	assert_non_null(rt);
 
 	/* A reader's reference keeps the table alive after the owner drops it. */
 	assert_ptr_equal(route_table_ref(rt), rt);
@@ -212,6 +227,11 @@ static const struct error_case error_cases[] = {
 	{ { "a/#", "t", "${clientid", "raw", 14 }, "14: key: unterminated" },
 	{ { "a/#", "t", NULL, "xml", 15 }, "15: unknown format \"xml\" (expected raw or json)" },
 	{ { "a/#", "t", NULL, "JSON", 16 }, "16: unknown format" },
+	{ { "a/#", "t", NULL, "raw", 17, "base64" },
+	  "17: payload_text applies to format \"json\" only" },
+	{ { "a/#", "t", NULL, NULL, 18, "utf8" }, "18: payload_text applies to format" },
+	{ { "a/#", "t", NULL, "json", 19, "hex" },
+	  "19: unknown payload_text \"hex\" (expected utf8 or base64)" },
 };
 
 static void test_errors(void **state)
