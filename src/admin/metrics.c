@@ -402,6 +402,9 @@ static int render_uplink(struct buf *out, const struct broker *br, struct uplink
 		      "Records failed permanently without a dead-letter topic.", LD(st->dropped));
 	rc |= one_u64(out, "kafkagate_uplink_qos0_failed_total", "counter",
 		      "QoS 0 records that did not reach Kafka.", LD(st->qos0_failed));
+	rc |= one_u64(out, "kafkagate_uplink_expired_total", "counter",
+		      "Routed MQTT 5 messages not produced: their Message Expiry had passed.",
+		      uplink_expired(up));
 	rc |= one_u64(out, "kafkagate_uplink_connections_closed_total", "counter",
 		      "MQTT connections closed after a failed Kafka delivery.", t->sink_failed);
 	rc |= prom_family(out, "kafkagate_uplink_in_flight", "gauge",

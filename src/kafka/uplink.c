@@ -237,6 +237,14 @@ void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted)
 	}
 }
 
+uint64_t uplink_expired(const struct uplink *u)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < u->n_wk; i++)
+		n += atomic_load_explicit(&u->wk[i].expired, memory_order_relaxed);
+	return n;
+}
+
 /* Readiness: cached so that scrapes do not hammer Kafka (one producer per
  * process, so static storage is enough). */
 #define READY_TIMEOUT_MS 500

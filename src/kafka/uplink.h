@@ -94,6 +94,10 @@ const struct lathist *uplink_stage_kafka(const struct uplink *u);
 /* Records handed to the producer, and messages that matched no route,
  * summed over the workers. Any thread. */
 void uplink_counts(const struct uplink *u, uint64_t *routed, uint64_t *unrouted);
+/* Messages that matched a route but were not produced because their MQTT 5
+ * Message Expiry Interval had passed (acknowledged as a success), summed
+ * over the workers. Any thread. */
+uint64_t uplink_expired(const struct uplink *u);
 /* Current producer queue depth (records librdkafka holds). Any thread. */
 int uplink_queue_depth(const struct uplink *u);
 const char *uplink_bootstrap(const struct uplink *u);

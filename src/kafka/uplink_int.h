@@ -27,6 +27,8 @@ struct uplink_worker {
 	struct buf topic, key, value;       /* scratch for rendering records */
 	atomic_uint_fast64_t routed;        /* records handed to the producer */
 	atomic_uint_fast64_t unrouted;      /* messages that matched no route */
+	atomic_uint_fast64_t expired;       /* routed messages not produced: their
+					       MQTT 5 Message Expiry had passed */
 };
 
 struct uplink {

@@ -12,11 +12,25 @@
 #include "core/msg.h"
 #include "core/util.h"
 #include "kafka/uplink_int.h"
+#include "mqtt/mqtt5.h"
 #include "route/envelope.h"
 #include "route/route.h"
 #include "route/template.h"
 
 #define MAX_ROUTES_PER_MSG 64
+
+/* What is left of m's Message Expiry Interval at now_ms, in seconds rounded
+ * up (so a live message never shows 0), as an MQTT server forwarding it
+ * would send it [MQTT-3.3.2-6]. Returns false when m has no expiry. */
+static bool expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs)
+{
+	if (m->expires_ms == 0)
+		return false;
+	int64_t left = m->expires_ms - now_ms;
+	int64_t s = left <= 0 ? 0 : (left + 999) / 1000;
+	*secs = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+	return true;
+}
 
 void uplink_ticket_free(struct ticket *t)
 {
@@ -75,7 +89,9 @@ static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
 		.username = t->username, .username_len = t->username_len,
 		.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
 		.payload = m->payload, .payload_len = m->payload_len, .error = error,
+		.props = m->props, .props_len = m->props_len,
 	};
+	in.has_expiry = expiry_left(m, util_wall_ms(), &in.expiry_s);
 	if (envelope_encode(&b, &in) < 0) {
 		buf_release(&b);
 		return -1;
@@ -143,23 +159,68 @@ static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
 	return t;
 }
 
-static rd_kafka_headers_t *raw_headers(const struct ticket *t, const struct msg *m)
+/* The mqtt.* headers of a raw record, then one header per MQTT 5 property:
+ * mqtt.payload_format ("0" | "1"), mqtt.content_type, mqtt.response_topic,
+ * mqtt.correlation_data (bytes as they came), mqtt.message_expiry (seconds
+ * left, decimal) and the user properties, name and value as given, in the
+ * order received. librdkafka's headers object is sized for all of them
+ * up front; each header is copied into it (librdkafka's own allocation). */
+static rd_kafka_headers_t *raw_headers(const struct ticket *t, const struct msg *m,
+				       bool has_expiry, uint32_t expiry_s)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	struct mqtt_props pr = { m->props, m->props_len };
+	struct mqtt_prop_iter it;
+	struct mqtt_prop p;
+	size_t n = 5 + (has_expiry ? 1 : 0);
+
+	mqtt_props_begin(&pr, &it);
+	while (mqtt_props_next(&it, &p))
+		n++;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(n);
 	char qos[2] = { (char)('0' + m->qos), 0 };
+	char num[12];
 	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
 	rd_kafka_header_add(h, "mqtt.clientid", -1, t->clientid, t->clientid_len);
 	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
 	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
 	if (t->username)
 		rd_kafka_header_add(h, "mqtt.username", -1, t->username, (ssize_t)t->username_len);
+	if (has_expiry) {
+		int k = snprintf(num, sizeof num, "%lu", (unsigned long)expiry_s);
+		rd_kafka_header_add(h, "mqtt.message_expiry", -1, num, k);
+	}
+	mqtt_props_begin(&pr, &it);
+	while (mqtt_props_next(&it, &p)) {
+		switch (p.id) {
+		case MQTT_P_PAYLOAD_FORMAT:
+			num[0] = (char)('0' + (p.value & 1));
+			rd_kafka_header_add(h, "mqtt.payload_format", -1, num, 1);
+			break;
+		case MQTT_P_CONTENT_TYPE:
+			rd_kafka_header_add(h, "mqtt.content_type", -1, p.str.p, p.str.len);
+			break;
+		case MQTT_P_RESPONSE_TOPIC:
+			rd_kafka_header_add(h, "mqtt.response_topic", -1, p.str.p, p.str.len);
+			break;
+		case MQTT_P_CORRELATION_DATA:
+			rd_kafka_header_add(h, "mqtt.correlation_data", -1, p.str.p, p.str.len);
+			break;
+		case MQTT_P_USER_PROPERTY:
+			rd_kafka_header_add(h, (const char *)p.str.p, p.str.len, p.str2.p,
+					    p.str2.len);
+			break;
+		default: /* struct msg carries no others (msg.h) */
+			break;
+		}
+	}
 	return h;
 }
 
 /* Renders (with ctx, the same for every route of t) and produces one
  * record of t for route r. */
 static void produce_route(struct uplink_worker *w, struct ticket *t, const struct route *r,
-			  struct template_ctx *ctx, struct rec *rec)
+			  struct template_ctx *ctx, struct rec *rec, bool has_expiry,
+			  uint32_t expiry_s)
 {
 	struct uplink *u = t->u;
 	struct msg *m = t->m;
@@ -195,6 +256,9 @@ static void produce_route(struct uplink_worker *w, struct ticket *t, const struc
 			.username = t->username, .username_len = t->username_len,
 			.qos = m->qos, .retain = m->retain, .timestamp_ms = m->received_ms,
 			.payload = m->payload, .payload_len = m->payload_len,
+			.text_base64 = route_text_base64(r),
+			.props = m->props, .props_len = m->props_len,
+			.has_expiry = has_expiry, .expiry_s = expiry_s,
 		};
 		buf_reset(vb);
 		if (envelope_encode(vb, &in) < 0) {
@@ -205,7 +269,7 @@ static void produce_route(struct uplink_worker *w, struct ticket *t, const struc
 		vlen = buf_used(vb);
 		flags = RD_KAFKA_MSG_F_COPY;
 	} else {
-		hdrs = raw_headers(t, m);
+		hdrs = raw_headers(t, m, has_expiry, expiry_s);
 	}
 	atomic_fetch_add(&t->remaining, 1);
 	atomic_fetch_add(&u->st.in_flight, 1);
@@ -259,6 +323,17 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	}
 	if (n > MAX_ROUTES_PER_MSG)
 		n = MAX_ROUTES_PER_MSG;
+	/* MQTT 5 Message Expiry: a message whose interval ran out before the
+	 * producer took it (held by backpressure, or sent already expired) is
+	 * not produced, and counted. The publish is acknowledged as a success:
+	 * it expired by the publisher's own rule, and a failure code would
+	 * only make a device resend something already stale. */
+	uint32_t expiry_s = 0;
+	bool has_expiry = expiry_left(m, util_wall_ms(), &expiry_s);
+	if (has_expiry && expiry_s == 0) {
+		atomic_fetch_add_explicit(&w->expired, 1, memory_order_relaxed);
+		return SINK_DONE;
+	}
 	if (atomic_load_explicit(&u->st.in_flight, memory_order_relaxed) + (int64_t)n >
 	    u->queue_limit)
 		return SINK_BUSY;
@@ -275,7 +350,7 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	tc.topic_len = m->topic_len;
 	for (size_t i = 0; i < n; i++) {
 		t->recs[i].rs = &g->rs[route_index(routes[i])];
-		produce_route(w, t, routes[i], &tc, &t->recs[i]);
+		produce_route(w, t, routes[i], &tc, &t->recs[i], has_expiry, expiry_s);
 	}
 	template_ctx_release(&tc);
 	/* Drop our hold. If every record already failed or none was produced,
