@@ -21,6 +21,9 @@
 #include "core/msg.h"
 #include "route/template.h"
 #include "core/util.h"
+#include "mqtt/mqtt5.h"
+#include "mqtt/mqtt_codec.h"
+#include "route/envelope.h"
 
 #define LOG_BURST 20 /* skip lines per mapping per second before going quiet */
 
@@ -30,6 +33,7 @@ struct mapping {
 	struct consumer *c;            /* its group's consumer (set by downlink_new) */
 	int upstream;                  /* -1: the local broker; else the upstream's index */
 	char *target;                  /* "local" or "upstream:NAME" (owned) */
+	struct downlink_uprops up;     /* headers that become user properties (owned) */
 	atomic_uint_fast64_t consumed, delivered, skipped;
 	int64_t log_second;            /* consumer thread only */
 	unsigned log_count;
@@ -42,6 +46,7 @@ struct group {
 	struct mapping **maps;
 	size_t nmaps;
 	struct downlink_map_out out;   /* consumer thread only: reused per record */
+	struct buf props;              /* consumer thread only: MQTT 5 properties */
 };
 
 struct downlink {
@@ -83,6 +88,124 @@ static void log_skip(struct mapping *mp, const rd_kafka_message_t *rkm, const ch
 			 (long long)rkm->offset, mp->m->line, why);
 }
 
+/* Longest property list made from headers: far below MQTT's 268435455 so
+ * that a PUBLISH with it stays encodable; the user properties are left out
+ * of a list that would be longer (the mqtt.* ones always fit). */
+#define PROPS_MAX (16u << 20)
+
+/* A header value as an MQTT string/binary field: at most 65535 bytes. */
+static bool hdr_get(rd_kafka_headers_t *h, const char *name, const uint8_t **v, size_t *n)
+{
+	const void *val;
+	if (!h || rd_kafka_header_get_last(h, name, &val, n) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return false;
+	*v = val ? val : (const uint8_t *)"";
+	if (!val)
+		*n = 0;
+	return *n <= UINT16_MAX;
+}
+
+/* True when the header named name (a user property candidate) is wanted. */
+static bool uprop_wanted(const struct downlink_uprops *up, const char *name)
+{
+	if (up->all)
+		return strncmp(name, "mqtt.", 5) != 0;
+	for (size_t i = 0; i < up->n; i++)
+		if (strcmp(up->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Header i of h as a user property for mp: name and value valid MQTT UTF-8
+ * strings [MQTT-1.5.7-1] of at most 65535 bytes; a null value is "". */
+static bool uprop_at(const struct downlink_uprops *up, rd_kafka_headers_t *h, size_t i,
+		     const char **name, const void **val, size_t *vlen, bool *more)
+{
+	*more = rd_kafka_header_get_all(h, i, name, val, vlen) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (!*more || !uprop_wanted(up, *name))
+		return false;
+	if (!*val) {
+		*val = "";
+		*vlen = 0;
+	}
+	size_t nlen = strlen(*name);
+	return nlen <= UINT16_MAX && *vlen <= UINT16_MAX &&
+	       mqtt_utf8_valid((const uint8_t *)*name, nlen) && mqtt_utf8_valid(*val, *vlen);
+}
+
+int downlink_props(const struct downlink_uprops *up, rd_kafka_headers_t *h, int64_t record_ts,
+		   const void *payload, size_t payload_len, struct buf *out, int64_t *expires_ms)
+{
+	const uint8_t *v;
+	size_t n;
+	uint8_t pfi = 2;           /* 2: none */
+	struct { const uint8_t *v; size_t n; bool ok; } ct = { 0 }, rt = { 0 }, cd = { 0 };
+	size_t need = 0;
+
+	*expires_ms = 0;
+	if (!h)
+		return 0;
+	if (hdr_get(h, "mqtt.payload_format", &v, &n) && n == 1 && (v[0] == '0' || v[0] == '1')) {
+		pfi = (uint8_t)(v[0] - '0');
+		/* Indicator 1 promises UTF-8 [MQTT-3.3.2-4]: not made for a
+		 * payload that is not. */
+		if (pfi == 1 && !envelope_text_valid(payload, payload_len))
+			pfi = 2;
+		need += pfi < 2 ? 2 : 0;
+	}
+	if (hdr_get(h, "mqtt.content_type", &ct.v, &ct.n) && mqtt_utf8_valid(ct.v, ct.n))
+		ct.ok = true, need += 3 + ct.n;
+	/* A Response Topic is a topic name: no wildcards [MQTT-3.3.2-14]. */
+	if (hdr_get(h, "mqtt.response_topic", &rt.v, &rt.n) && mqtt_topic_name_valid(rt.v, rt.n))
+		rt.ok = true, need += 3 + rt.n;
+	if (hdr_get(h, "mqtt.correlation_data", &cd.v, &cd.n))
+		cd.ok = true, need += 3 + cd.n;
+	if (hdr_get(h, "mqtt.message_expiry", &v, &n) && n > 0 && n <= 10) {
+		uint64_t secs = 0;
+		size_t i = 0;
+		while (i < n && v[i] >= '0' && v[i] <= '9')
+			secs = secs * 10 + (uint64_t)(v[i++] - '0');
+		if (i == n && secs <= UINT32_MAX)
+			*expires_ms = (record_ts > 0 ? record_ts : util_wall_ms()) +
+				      (int64_t)secs * 1000;
+	}
+	size_t base = need, i = 0;
+	const char *name;
+	const void *val;
+	size_t vlen;
+	bool more = true;
+	if (up && (up->all || up->n)) {
+		while (more) {
+			if (uprop_at(up, h, i++, &name, &val, &vlen, &more))
+				need += 5 + strlen(name) + vlen;
+		}
+	}
+	bool users = up && (up->all || up->n) && need <= PROPS_MAX;
+	if (!users)
+		need = base;
+	if (need == 0)
+		return 0;
+	if (buf_reserve(out, need) < 0)
+		return -1;
+	struct mqtt_pw w;
+	mqtt_pw_init(&w, out->data + out->len, (uint32_t)need);
+	if (pfi < 2)
+		mqtt_pw_int(&w, MQTT_P_PAYLOAD_FORMAT, pfi);
+	if (ct.ok)
+		mqtt_pw_str(&w, MQTT_P_CONTENT_TYPE, ct.v, (uint16_t)ct.n);
+	if (rt.ok)
+		mqtt_pw_str(&w, MQTT_P_RESPONSE_TOPIC, rt.v, (uint16_t)rt.n);
+	if (cd.ok)
+		mqtt_pw_str(&w, MQTT_P_CORRELATION_DATA, cd.v, (uint16_t)cd.n);
+	for (i = 0, more = users; more;)
+		if (uprop_at(up, h, i++, &name, &val, &vlen, &more))
+			mqtt_pw_pair(&w, name, (uint16_t)strlen(name), val, (uint16_t)vlen);
+	if (w.overflow) /* the two passes disagree: a bug, not the record's fault */
+		return -1;
+	out->len += w.len;
+	return 0;
+}
+
 /* The consumer's record callback: one tracked message per mapping. */
 static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct consumer_ticket *t)
 {
@@ -106,20 +229,35 @@ static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct 
 		int rc = downlink_map_build(mp->m, &r, &ctx, o);
 		struct msg *msg = NULL;
 		struct rec *r_tr = NULL; /* the message's track */
+		int64_t expires_ms = 0;
+		const char *why = NULL;
 		if (rc == DOWNLINK_MAP_OK) {
-			msg = msg_new((const char *)buf_head(&o->topic), buf_used(&o->topic),
-				      buf_head(&o->payload), buf_used(&o->payload), o->qos, o->retain);
+			rd_kafka_timestamp_type_t tt;
+			buf_reset(&g->props);
+			if (downlink_props(&mp->up, hdrs, rd_kafka_message_timestamp(rkm, &tt),
+					   buf_head(&o->payload), buf_used(&o->payload), &g->props,
+					   &expires_ms) < 0)
+				rc = DOWNLINK_MAP_ERR_NOMEM;
+		}
+		/* Expired before it could be sent: nobody should act on it. */
+		if (rc == DOWNLINK_MAP_OK && expires_ms && expires_ms <= util_wall_ms())
+			why = "mqtt.message_expiry has passed";
+		if (rc == DOWNLINK_MAP_OK && !why) {
+			msg = msg_new_props((const char *)buf_head(&o->topic), buf_used(&o->topic),
+					    buf_head(&o->payload), buf_used(&o->payload), o->qos,
+					    o->retain, buf_head(&g->props), buf_used(&g->props));
 			r_tr = malloc(sizeof(*r_tr));
 			if (!msg || !r_tr)
 				rc = DOWNLINK_MAP_ERR_NOMEM;
 		}
-		if (rc != DOWNLINK_MAP_OK) { /* out of memory too: waiting would not help */
+		if (rc != DOWNLINK_MAP_OK || why) { /* out of memory too: waiting would not help */
 			msg_unref(msg);
 			free(r_tr);
 			atomic_fetch_add_explicit(&mp->skipped, 1, memory_order_relaxed);
-			log_skip(mp, rkm, topic, downlink_map_err_str(rc, o->detail));
+			log_skip(mp, rkm, topic, why ? why : downlink_map_err_str(rc, o->detail));
 			continue;
 		}
+		msg->expires_ms = expires_ms;
 		atomic_init(&r_tr->track.remaining, 1);
 		r_tr->track.done = rec_done;
 		r_tr->t = *t;
@@ -226,6 +364,7 @@ static void group_release(struct group *g)
 	free(g->maps);
 	buf_release(&g->out.topic);
 	buf_release(&g->out.payload);
+	buf_release(&g->props);
 }
 
 void downlink_free(struct downlink *d)
@@ -239,6 +378,9 @@ void downlink_free(struct downlink *d)
 	for (size_t i = 0; i < d->nmaps; i++) {
 		downlink_map_free(d->maps[i].m);
 		free(d->maps[i].target);
+		for (size_t j = 0; j < d->maps[i].up.n; j++)
+			free(d->maps[i].up.names[j]);
+		free(d->maps[i].up.names);
 	}
 	free(d->maps);
 	free(d);
@@ -338,6 +480,19 @@ struct downlink *downlink_new(const struct cfg *cfg, struct broker *br, const ch
 			snprintf(err, errlen, "%s:%d: downlink[%zu]: target names no upstream (\"%s\")",
 				 cfg->path, cd->line, i, cd->target);
 			goto fail;
+		}
+		struct mapping *mp = &d->maps[i];
+		mp->up.all = cd->user_props_all;
+		if (cd->nuser_props && !(mp->up.names = calloc(cd->nuser_props, sizeof(char *)))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (size_t j = 0; j < cd->nuser_props; j++) {
+			if (!(mp->up.names[j] = strdup(cd->user_props[j]))) {
+				snprintf(err, errlen, "out of memory");
+				goto fail;
+			}
+			mp->up.n = j + 1;
 		}
 		char tgt[300];
 		snprintf(tgt, sizeof(tgt), "%s%s", cd->target ? "upstream:" : "local",

@@ -20,7 +20,10 @@
  * Consumers start reading DOWNLINK_START_GRACE_MS after downlink_start().
  *
  * Per record, each mapping of the consumer that names the record's topic
- * builds one MQTT message (topic, QoS, retain, payload: see downlink_map.h).
+ * builds one MQTT message (topic, QoS, retain, payload: see downlink_map.h;
+ * MQTT 5 properties from the headers: downlink_props()). A record whose
+ * mqtt.message_expiry has passed when it is read is skipped like the
+ * records below.
  * A template that cannot be filled, a result that is not a valid MQTT topic
  * name (or is longer than 65535 bytes), or (json) a value that is not an
  * envelope: the record is skipped for that mapping, counted, logged with
@@ -50,6 +53,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "core/buf.h"
 
 struct broker;
@@ -65,6 +70,37 @@ struct json_t;
  * it left uncommitted, and those produced meanwhile, are delivered (a
  * clean session has no subscription until its device sends SUBSCRIBE). */
 #define DOWNLINK_START_GRACE_MS 500
+
+/* Which headers a mapping turns into MQTT 5 user properties
+ * (downlink[i].user_properties): all = every header not named mqtt.*;
+ * else the n names listed (none when n == 0). */
+struct downlink_uprops {
+	bool all;
+	char **names;
+	size_t n;
+};
+
+/*
+ * Appends to out the MQTT 5 property list (encoded as struct msg carries it,
+ * msg.h) that a record's headers h (NULL: none) give its message:
+ *   mqtt.payload_format "0" | "1"  -> Payload Format Indicator (1 only when
+ *                                     the payload is UTF-8 text without NUL,
+ *                                     envelope_text_valid(): [MQTT-3.3.2-4])
+ *   mqtt.content_type              -> Content Type (a valid MQTT string)
+ *   mqtt.response_topic            -> Response Topic (a valid topic name, no
+ *                                     wildcards [MQTT-3.3.2-14])
+ *   mqtt.correlation_data          -> Correlation Data (bytes as they are)
+ *   the headers up selects         -> User Properties, in record order,
+ *                                     repeated names kept; name and value
+ *                                     valid MQTT strings (a null value is "")
+ * each at most 65535 bytes; the last of a repeated mqtt.* header counts; a
+ * header that does not fit its property is left out. *expires_ms is 0, or
+ * from mqtt.message_expiry (decimal seconds, 0..4294967295): record_ts
+ * (the record's timestamp, ms; <= 0: now) + that many seconds. Returns 0, or
+ * -1 out of memory (out as it was). Any thread.
+ */
+int downlink_props(const struct downlink_uprops *up, rd_kafka_headers_t *h, int64_t record_ts,
+		   const void *payload, size_t payload_len, struct buf *out, int64_t *expires_ms);
 
 /* Latest lag of one assigned partition, from librdkafka's statistics. */
 struct downlink_lag {

@@ -102,6 +102,25 @@ void uplink_permanent_failure(struct uplink *u, struct ticket *t, const char *kt
 /* Errors that retrying cannot fix (too large, invalid topic, ...). */
 bool uplink_err_is_permanent(rd_kafka_resp_err_t err);
 
+/* What is left of m's MQTT 5 Message Expiry Interval at now_ms (wall
+ * clock), in seconds rounded up (a live message never shows 0; 0 means
+ * expired), as an MQTT server forwarding it would send it [MQTT-3.3.2-6].
+ * Returns false when m has no expiry. Any thread. */
+bool uplink_expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs);
+
+/*
+ * The headers of a raw record of m (new; producev takes them): mqtt.topic,
+ * mqtt.clientid, mqtt.qos, mqtt.retain, mqtt.username (when username is not
+ * NULL), mqtt.message_expiry (when has_expiry: expiry_s, decimal), then one
+ * per MQTT 5 property of m in the order received: mqtt.payload_format
+ * ("0" | "1"), mqtt.content_type, mqtt.response_topic, mqtt.correlation_data
+ * (bytes as they came) and each user property as a header of its own name
+ * and value (repeated names kept). Any thread.
+ */
+rd_kafka_headers_t *uplink_raw_headers(const struct msg *m, const char *clientid,
+				       size_t clientid_len, const char *username,
+				       size_t username_len, bool has_expiry, uint32_t expiry_s);
+
 /* librdkafka statistics callback of the producer (poll thread). */
 int uplink_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
 

@@ -19,10 +19,8 @@
 
 #define MAX_ROUTES_PER_MSG 64
 
-/* What is left of m's Message Expiry Interval at now_ms, in seconds rounded
- * up (so a live message never shows 0), as an MQTT server forwarding it
- * would send it [MQTT-3.3.2-6]. Returns false when m has no expiry. */
-static bool expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs)
+/* See uplink_int.h. */
+bool uplink_expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs)
 {
 	if (m->expires_ms == 0)
 		return false;
@@ -91,7 +89,7 @@ static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
 		.payload = m->payload, .payload_len = m->payload_len, .error = error,
 		.props = m->props, .props_len = m->props_len,
 	};
-	in.has_expiry = expiry_left(m, util_wall_ms(), &in.expiry_s);
+	in.has_expiry = uplink_expiry_left(m, util_wall_ms(), &in.expiry_s);
 	if (envelope_encode(&b, &in) < 0) {
 		buf_release(&b);
 		return -1;
@@ -159,14 +157,11 @@ static struct ticket *ticket_new(struct uplink *u, const struct sink_publish *p,
 	return t;
 }
 
-/* The mqtt.* headers of a raw record, then one header per MQTT 5 property:
- * mqtt.payload_format ("0" | "1"), mqtt.content_type, mqtt.response_topic,
- * mqtt.correlation_data (bytes as they came), mqtt.message_expiry (seconds
- * left, decimal) and the user properties, name and value as given, in the
- * order received. librdkafka's headers object is sized for all of them
+/* See uplink_int.h. librdkafka's headers object is sized for every header
  * up front; each header is copied into it (librdkafka's own allocation). */
-static rd_kafka_headers_t *raw_headers(const struct ticket *t, const struct msg *m,
-				       bool has_expiry, uint32_t expiry_s)
+rd_kafka_headers_t *uplink_raw_headers(const struct msg *m, const char *clientid,
+				       size_t clientid_len, const char *username,
+				       size_t username_len, bool has_expiry, uint32_t expiry_s)
 {
 	struct mqtt_props pr = { m->props, m->props_len };
 	struct mqtt_prop_iter it;
@@ -180,11 +175,11 @@ static rd_kafka_headers_t *raw_headers(const struct ticket *t, const struct msg 
 	char qos[2] = { (char)('0' + m->qos), 0 };
 	char num[12];
 	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
-	rd_kafka_header_add(h, "mqtt.clientid", -1, t->clientid, t->clientid_len);
+	rd_kafka_header_add(h, "mqtt.clientid", -1, clientid, (ssize_t)clientid_len);
 	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
 	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
-	if (t->username)
-		rd_kafka_header_add(h, "mqtt.username", -1, t->username, (ssize_t)t->username_len);
+	if (username)
+		rd_kafka_header_add(h, "mqtt.username", -1, username, (ssize_t)username_len);
 	if (has_expiry) {
 		int k = snprintf(num, sizeof num, "%lu", (unsigned long)expiry_s);
 		rd_kafka_header_add(h, "mqtt.message_expiry", -1, num, k);
@@ -269,7 +264,8 @@ static void produce_route(struct uplink_worker *w, struct ticket *t, const struc
 		vlen = buf_used(vb);
 		flags = RD_KAFKA_MSG_F_COPY;
 	} else {
-		hdrs = raw_headers(t, m, has_expiry, expiry_s);
+		hdrs = uplink_raw_headers(m, t->clientid, t->clientid_len, t->username,
+					  t->username_len, has_expiry, expiry_s);
 	}
 	atomic_fetch_add(&t->remaining, 1);
 	atomic_fetch_add(&u->st.in_flight, 1);
@@ -329,7 +325,7 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	 * it expired by the publisher's own rule, and a failure code would
 	 * only make a device resend something already stale. */
 	uint32_t expiry_s = 0;
-	bool has_expiry = expiry_left(m, util_wall_ms(), &expiry_s);
+	bool has_expiry = uplink_expiry_left(m, util_wall_ms(), &expiry_s);
 	if (has_expiry && expiry_s == 0) {
 		atomic_fetch_add_explicit(&w->expired, 1, memory_order_relaxed);
 		return SINK_DONE;

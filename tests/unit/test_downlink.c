@@ -2,7 +2,9 @@
  * test_downlink.c - record to MQTT message (downlink_map_build): topic templates
  * from key, headers, JSON and the Kafka topic; qos/retain header overrides;
  * raw and envelope payloads; the 65535-byte topic limit; mapping checks and
- * group ids.
+ * group ids. MQTT 5 properties and Kafka headers both ways: the uplink's raw
+ * record headers (uplink_raw_headers) and the downlink's properties from
+ * headers (downlink_props), and a round trip through both.
  *
  * Headers are real librdkafka header lists (rd_kafka_headers_new()), the
  * same type the consumer reads from a record.
@@ -17,7 +19,10 @@
 #include <string.h>
 
 #include "core/cfg.h"
+#include "core/msg.h"
 #include "kafka/downlink.h"
+#include "kafka/uplink_int.h"
+#include "mqtt/mqtt5.h"
 #include "route/downlink_map.h"
 #include "route/envelope.h"
 #include "route/template.h"
@@ -381,6 +386,198 @@ static void test_member_id(void **state)
 	}
 }
 
+
+/* ---- MQTT 5 properties <-> Kafka headers ------------------------------------ */
+
+/* A property list as struct msg carries it (msg.h order). */
+static uint32_t props_all(uint8_t *buf, uint32_t cap)
+{
+	struct mqtt_pw w;
+	mqtt_pw_init(&w, buf, cap);
+	mqtt_pw_int(&w, MQTT_P_PAYLOAD_FORMAT, 1);
+	mqtt_pw_str(&w, MQTT_P_CONTENT_TYPE, "application/x-cmd", 17);
+	mqtt_pw_str(&w, MQTT_P_RESPONSE_TOPIC, "reply/dev-1", 11);
+	mqtt_pw_str(&w, MQTT_P_CORRELATION_DATA, "\x00\x01\xff", 3);
+	mqtt_pw_pair(&w, "k", 1, "v1", 2);
+	mqtt_pw_pair(&w, "trace", 5, "t-9", 3);
+	mqtt_pw_pair(&w, "k", 1, "v2", 2);
+	mqtt_pw_pair(&w, "empty", 5, "", 0);
+	assert_false(w.overflow);
+	return w.len;
+}
+
+static void expect_hdr(rd_kafka_headers_t *h, size_t i, const char *name, const void *val,
+		       size_t len)
+{
+	const char *n;
+	const void *v;
+	size_t l;
+	if (rd_kafka_header_get_all(h, i, &n, &v, &l))
+		fail_msg("no header %zu (want %s)", i, name);
+	if (strcmp(n, name) != 0 || l != len || (len && memcmp(v, val, len) != 0))
+		fail_msg("header %zu: %s = '%.*s', want %s = '%.*s'", i, n, (int)l,
+			 v ? (const char *)v : "", name, (int)len, (const char *)val);
+}
+
+static void test_uplink_headers(void **state)
+{
+	uint8_t pb[256];
+	uint32_t n = props_all(pb, sizeof pb);
+	struct msg *m = msg_new_props("a/b", 3, "on", 2, 1, true, pb, n);
+	(void)state;
+	assert_non_null(m);
+
+	rd_kafka_headers_t *h = uplink_raw_headers(m, "dev-1", 5, "alice", 5, true, 60);
+	expect_hdr(h, 0, "mqtt.topic", "a/b", 3);
+	expect_hdr(h, 1, "mqtt.clientid", "dev-1", 5);
+	expect_hdr(h, 2, "mqtt.qos", "1", 1);
+	expect_hdr(h, 3, "mqtt.retain", "true", 4);
+	expect_hdr(h, 4, "mqtt.username", "alice", 5);
+	expect_hdr(h, 5, "mqtt.message_expiry", "60", 2);
+	expect_hdr(h, 6, "mqtt.payload_format", "1", 1);
+	expect_hdr(h, 7, "mqtt.content_type", "application/x-cmd", 17);
+	expect_hdr(h, 8, "mqtt.response_topic", "reply/dev-1", 11);
+	expect_hdr(h, 9, "mqtt.correlation_data", "\x00\x01\xff", 3);
+	/* User properties: their own names, in order, repeats kept. */
+	expect_hdr(h, 10, "k", "v1", 2);
+	expect_hdr(h, 11, "trace", "t-9", 3);
+	expect_hdr(h, 12, "k", "v2", 2);
+	expect_hdr(h, 13, "empty", "", 0);
+	assert_int_equal(rd_kafka_header_cnt(h), 14);
+	rd_kafka_headers_destroy(h);
+
+	/* A 3.1.1 message: the five headers of before, nothing more. */
+	struct msg *plain = msg_new("a/b", 3, "x", 1, 0, false);
+	h = uplink_raw_headers(plain, "dev-1", 5, NULL, 0, false, 0);
+	assert_int_equal(rd_kafka_header_cnt(h), 4);
+	expect_hdr(h, 3, "mqtt.retain", "false", 5);
+	rd_kafka_headers_destroy(h);
+
+	/* Expiry: seconds left rounded up; 0 once passed; none without one. */
+	uint32_t secs = 7;
+	assert_false(uplink_expiry_left(plain, 1000, &secs));
+	plain->expires_ms = 100000;
+	assert_true(uplink_expiry_left(plain, 40001, &secs));
+	assert_int_equal(secs, 60);
+	assert_true(uplink_expiry_left(plain, 99999, &secs));
+	assert_int_equal(secs, 1);
+	assert_true(uplink_expiry_left(plain, 100000, &secs));
+	assert_int_equal(secs, 0);
+	assert_true(uplink_expiry_left(plain, 200000, &secs));
+	assert_int_equal(secs, 0);
+	msg_unref(plain);
+	msg_unref(m);
+}
+
+/* The property list in b, as (id, str, str2, value) lines. */
+static void props_text(const struct buf *b, char *out, size_t cap)
+{
+	struct mqtt_props pr = { b->data ? buf_head(b) : NULL, (uint32_t)buf_used(b) };
+	struct mqtt_prop_iter it;
+	struct mqtt_prop p;
+	size_t used = 0;
+	out[0] = '\0';
+	mqtt_props_begin(&pr, &it);
+	while (mqtt_props_next(&it, &p) && used < cap)
+		used += (size_t)snprintf(out + used, cap - used, "%02x:%.*s=%.*s:%u;", p.id,
+					 (int)p.str.len, (const char *)p.str.p, (int)p.str2.len,
+					 (const char *)p.str2.p, (unsigned)p.value);
+}
+
+static void test_downlink_props(void **state)
+{
+	char *names[] = { "cmd-id", "trace" };
+	struct downlink_uprops listed = { false, names, 2 }, all = { true, NULL, 0 }, none = { 0 };
+	rd_kafka_headers_t *h = rd_kafka_headers_new(12);
+	struct buf b;
+	char txt[512];
+	int64_t exp = -1;
+	(void)state;
+
+	rd_kafka_header_add(h, "trace", -1, "t1", 2);
+	rd_kafka_header_add(h, "mqtt.correlation_data", -1, "\x01\x02", 2);
+	rd_kafka_header_add(h, "cmd-id", -1, "42", 2);
+	rd_kafka_header_add(h, "mqtt.response_topic", -1, "reply/x", 7);
+	rd_kafka_header_add(h, "other", -1, "o", 1);
+	rd_kafka_header_add(h, "mqtt.payload_format", -1, "1", 1);
+	rd_kafka_header_add(h, "mqtt.content_type", -1, "text/plain", 10);
+	rd_kafka_header_add(h, "trace", -1, NULL, 0);     /* null value: "" */
+	rd_kafka_header_add(h, "mqtt.message_expiry", -1, "30", 2);
+	rd_kafka_header_add(h, "mqtt.qos", -1, "1", 1);
+	rd_kafka_header_add(h, "bad\xff", -1, "x", 1);     /* not UTF-8: left out */
+	rd_kafka_header_add(h, "ctl", -1, "a\x01", 2);     /* control char: left out */
+	buf_init(&b);
+
+	/* The listed names, in record order, after the mqtt.* ones in msg.h order. */
+	assert_int_equal(downlink_props(&listed, h, 1000000, "go", 2, &b, &exp), 0);
+	props_text(&b, txt, sizeof txt);
+	assert_string_equal(txt, "01:=:1;03:text/plain=:0;08:reply/x=:0;09:\x01\x02=:0;"
+				 "26:trace=t1:0;26:cmd-id=42:0;26:trace=:0;");
+	assert_int_equal(exp, 1000000 + 30000);
+
+	/* "*": every header not named mqtt.*, valid ones only. */
+	buf_reset(&b);
+	assert_int_equal(downlink_props(&all, h, 5, "go", 2, &b, &exp), 0);
+	props_text(&b, txt, sizeof txt);
+	assert_string_equal(txt, "01:=:1;03:text/plain=:0;08:reply/x=:0;09:\x01\x02=:0;"
+				 "26:trace=t1:0;26:cmd-id=42:0;26:other=o:0;26:trace=:0;");
+
+	/* No user properties configured: the mqtt.* ones still map. Payload
+	 * format 1 is dropped for a payload that is not UTF-8 text. */
+	buf_reset(&b);
+	assert_int_equal(downlink_props(&none, h, 5, "\xff", 1, &b, &exp), 0);
+	props_text(&b, txt, sizeof txt);
+	assert_string_equal(txt, "03:text/plain=:0;08:reply/x=:0;09:\x01\x02=:0;");
+	rd_kafka_headers_destroy(h);
+
+	/* Values that do not fit their property are left out. */
+	h = rd_kafka_headers_new(8);
+	rd_kafka_header_add(h, "mqtt.response_topic", -1, "reply/#", 7); /* wildcard */
+	rd_kafka_header_add(h, "mqtt.payload_format", -1, "2", 1);
+	rd_kafka_header_add(h, "mqtt.content_type", -1, "a\0b", 3);
+	rd_kafka_header_add(h, "mqtt.message_expiry", -1, "-1", 2);
+	buf_reset(&b);
+	assert_int_equal(downlink_props(&all, h, 5, "go", 2, &b, &exp), 0);
+	assert_int_equal(buf_used(&b), 0);
+	assert_int_equal(exp, 0);
+	rd_kafka_headers_destroy(h);
+	h = rd_kafka_headers_new(2);
+	rd_kafka_header_add(h, "mqtt.message_expiry", -1, "4294967296", 10);
+	rd_kafka_header_add(h, "mqtt.payload_format", -1, "0", 1);
+	assert_int_equal(downlink_props(&all, h, 5, "\xff", 1, &b, &exp), 0);
+	assert_int_equal(exp, 0);
+	props_text(&b, txt, sizeof txt);
+	assert_string_equal(txt, "01:=:0;");
+	rd_kafka_headers_destroy(h);
+	buf_reset(&b);
+	assert_int_equal(downlink_props(&all, NULL, 5, "x", 1, &b, &exp), 0);
+	assert_int_equal(buf_used(&b), 0);
+	buf_release(&b);
+}
+
+/* A message's properties survive MQTT -> Kafka headers -> MQTT unchanged
+ * (the request/response round trip through Kafka). */
+static void test_props_round_trip(void **state)
+{
+	uint8_t pb[256];
+	uint32_t n = props_all(pb, sizeof pb);
+	struct msg *m = msg_new_props("a/b", 3, "on", 2, 1, false, pb, n);
+	struct downlink_uprops all = { true, NULL, 0 };
+	struct buf b;
+	int64_t exp;
+	(void)state;
+
+	rd_kafka_headers_t *h = uplink_raw_headers(m, "dev-1", 5, NULL, 0, true, 90);
+	buf_init(&b);
+	assert_int_equal(downlink_props(&all, h, 7000, m->payload, m->payload_len, &b, &exp), 0);
+	assert_int_equal(buf_used(&b), n);
+	assert_memory_equal(buf_head(&b), pb, n);
+	assert_int_equal(exp, 7000 + 90000);
+	buf_release(&b);
+	rd_kafka_headers_destroy(h);
+	msg_unref(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +591,9 @@ int main(void)
 		cmocka_unit_test(test_map_errors_and_check),
 		cmocka_unit_test(test_group_id),
 		cmocka_unit_test(test_member_id),
+		cmocka_unit_test(test_uplink_headers),
+		cmocka_unit_test(test_downlink_props),
+		cmocka_unit_test(test_props_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
