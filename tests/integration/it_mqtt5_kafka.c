@@ -299,19 +299,22 @@ static void test_uplink_json(void **state)
 	json_decref(j);
 	itkafka_recs_free(r, 2);
 
-	/* payload_text = "base64": the same text as base64 (the old encoding). */
-	assert_int_equal(itkafka_read(F.k.bootstrap, "m5-b64", 1, WAIT_MS, r), 1);
+	/* payload_text = "base64": the same text as base64 (the old encoding).
+	 * No key on this route: the two records may sit on two partitions. */
+	assert_int_equal(itkafka_read(F.k.bootstrap, "m5-b64", 2, WAIT_MS, r), 2);
 	j = envelope_of(&r[0]);
+	if (strcmp(json_string_value(json_object_get(j, "topic")), "m5/temp") != 0) {
+		json_decref(j);
+		j = envelope_of(&r[1]);
+	}
+	assert_string_equal(json_string_value(json_object_get(j, "topic")), "m5/temp");
 	assert_string_equal(json_string_value(json_object_get(j, "payload_encoding")), "base64");
 	assert_string_equal(json_string_value(json_object_get(j, "payload")), "MjEuNSBD");
 	assert_true(json_is_object(json_object_get(j, "properties")));
 	json_decref(j);
-	itkafka_recs_free(r, 1);
+	itkafka_recs_free(r, 2);
 }
 
-/* Raw level 5: CONNECT, then PUBLISH QoS 1 with Message Expiry Interval 0
- * (expired on arrival) and one with 60 s: the first is acknowledged with
- * success but never produced, the second is. */
 static void test_uplink_expired(void **state)
 {
 	uint8_t pkt[64];
