@@ -325,7 +325,8 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	 * it expired by the publisher's own rule, and a failure code would
 	 * only make a device resend something already stale. */
 	uint32_t expiry_s = 0;
-	bool has_expiry = uplink_expiry_left(m, util_wall_ms(), &expiry_s);
+	/* No clock read for the common message without an expiry. */
+	bool has_expiry = m->expires_ms && uplink_expiry_left(m, util_wall_ms(), &expiry_s);
 	if (has_expiry && expiry_s == 0) {
 		atomic_fetch_add_explicit(&w->expired, 1, memory_order_relaxed);
 		return SINK_DONE;
