@@ -231,6 +231,8 @@ enum payload_kind { PK_BINARY, PK_JSON_STRING, PK_JSON, PK_TEXT };
 
 bool envelope_text_valid(const uint8_t *s, size_t len)
 {
+	if (len == 0)
+		return true; /* s may be NULL: no NULL + 0 */
 	const uint8_t *end = s + len;
 
 	while (s < end) {

@@ -212,6 +212,18 @@ static void test_text_valid(void **state)
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
 		if (envelope_text_valid((const uint8_t *)v[i].s.p, v[i].s.n) != v[i].ok)
 			fail_msg("case %zu: want %d", i, v[i].ok);
+	assert_true(envelope_text_valid(NULL, 0));
+
+	/* An empty payload may come as NULL (a zeroed buf): empty text. */
+	struct envelope_in in = { .topic = "t", .topic_len = 1, .clientid = "c", .clientid_len = 1 };
+	struct buf b;
+	buf_init(&b);
+	assert_int_equal(envelope_encode(&b, &in), 0);
+	struct bytes want = B("{\"topic\":\"t\",\"clientid\":\"c\",\"username\":null,\"qos\":0,"
+			      "\"retain\":false,\"timestamp\":0,\"payload_encoding\":\"utf8\","
+			      "\"payload\":\"\"}");
+	expect_buf(&b, &want, "NULL payload");
+	buf_release(&b);
 }
 
 /* A property list as struct msg carries it, built with the writer. */
