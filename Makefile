@@ -44,7 +44,7 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/handle_ack.c src/broker/session.c src/broker/inflight.c src/broker/retain.c \
 	src/broker/limits.c src/broker/session_subs.c src/broker/auth.c src/broker/auth_connect.c \
 	src/broker/auth_pool.c src/broker/auth_addrs.c src/broker/upstream.c \
-	src/broker/upstream_connect.c src/broker/upstream_dispatch.c
+	src/broker/upstream_connect.c src/broker/upstream_dispatch.c src/broker/topic_alias.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
