@@ -58,6 +58,9 @@ struct broker_limits {
 	atomic_uint max_connect_rate;
 	atomic_uint packet_timeout_ms;
 	atomic_uint max_partial_bytes;
+
+	/* mqtt5 = { ... } (broker_set_limits()): */
+	atomic_uint mqtt5_reject_when_busy;
 };
 
 #define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)

@@ -22,7 +22,8 @@
  *    [MQTT-3.3.4-9]. Such a client is not paused when its ack ring is full
  *    (client_ack_window_full()).
  *  - A failed sink answer is a PUBACK/PUBREC with a reason code
- *    (client_ack.c) instead of a close.
+ *    (client_ack.c) instead of a close; with mqtt5.reject_when_busy a full
+ *    sink is answered 0x97 Quota exceeded instead of pausing the client.
  */
 #include <stdlib.h>
 
@@ -168,7 +169,11 @@ static int ack_after_sink(struct client *c, const struct mqtt_publish *pub, stru
 		return -1;
 	}
 	enum sink_result r = sink_publish(c, m, seq);
-	if (r == SINK_BUSY) {
+	if (r == SINK_BUSY && seq && c->level == 5 && LIM(c->w->br, mqtt5_reject_when_busy)) {
+		/* mqtt5.reject_when_busy: the truth now (0x97 Quota exceeded, in
+		 * its turn behind earlier acks) instead of holding the client. */
+		client_ack_complete_rc(c, seq, MQTT_RC_QUOTA_EXCEEDED);
+	} else if (r == SINK_BUSY) {
 		/* Sink full: hold this one message and stop reading. */
 		if (client_ack_block(c, m, seq) < 0) {
 			client_close(c, "out of memory", true);

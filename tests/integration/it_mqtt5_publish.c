@@ -543,17 +543,15 @@ static void test_message_expiry_in_queue(void **state)
 
 /* ---- Kafka refuses ------------------------------------------------------------ */
 
-static void kafka_up(void **state)
+static void kafka_up(const char *props, const char *extra)
 {
 	char cfg[1024];
-	(void)state;
 	assert_int_equal(itkafka_mock_init(&km, 1), 0);
 	rd_kafka_mock_topic_create(km.mc, "kf", 1, 1);
 	snprintf(cfg, sizeof(cfg),
-		 "kafka = { brokers = \"%s\"; flush_timeout = 1;"
-		 " properties = ( (\"message.timeout.ms\", 1500) ); };\n"
-		 "routes = ( { filter = \"kf/#\"; topic = \"kf\"; } );\n",
-		 km.bootstrap);
+		 "kafka = { brokers = \"%s\"; flush_timeout = 1; properties = ( %s ); };\n"
+		 "routes = ( { filter = \"kf/#\"; topic = \"kf\"; } );\n%s\n",
+		 km.bootstrap, props, extra);
 	assert_int_equal(gw_start(&g, cfg), 0);
 }
 
@@ -563,7 +561,8 @@ static void kafka_up(void **state)
  * When Kafka is back, the same client's next message gets a plain PUBACK. */
 static void test_kafka_failure_reason_code(void **state)
 {
-	kafka_up(state);
+	(void)state;
+	kafka_up("(\"message.timeout.ms\", 1500)", "");
 	int v4 = itutil_connect(g.port, "m5p-kf-v4", true, 0, NULL);
 	assert_true(v4 >= 0);
 	int fd = connect5("m5p-kf-v5");
@@ -603,6 +602,32 @@ static void test_kafka_failure_reason_code(void **state)
 	close(fd);
 }
 
+/* mqtt5.reject_when_busy: with the producer queue full (Kafka down, room
+ * for 9 records) the 10th QoS 1 publish is answered 0x97 Quota exceeded,
+ * in its turn behind the 9 that wait for Kafka (which fail: 0x80), and
+ * the client is not paused: it is answered at once when it asks again. */
+static void test_reject_when_busy(void **state)
+{
+	(void)state;
+	kafka_up("(\"message.timeout.ms\", 3000), (\"queue.buffering.max.messages\", 10)",
+		 "mqtt5 = { reject_when_busy = true; };");
+	int fd = connect5("m5p-busy");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x32, "kf/w", 1, "", 0, "warm"), 0);
+	expect_hex(fd, "40 02 0001");
+	rd_kafka_mock_broker_set_down(km.mc, 1);
+	for (uint16_t pid = 2; pid <= 11; pid++)
+		assert_int_equal(send_pub5(fd, 0x32, "kf/b", pid, "", 0, "m"), 0);
+	for (uint16_t pid = 2; pid <= 10; pid++) {
+		char want[32];
+		snprintf(want, sizeof(want), "40 03 %04X 80", pid);
+		expect_hex(fd, want);
+	}
+	expect_hex(fd, "40 03 000B 97");
+	expect_open(fd);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -617,6 +642,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_properties_forwarded, gw_plain, gw_down),
 		cmocka_unit_test_setup_teardown(test_message_expiry_in_queue, gw_plain, gw_down),
 		cmocka_unit_test_teardown(test_kafka_failure_reason_code, gw_down),
+		cmocka_unit_test_teardown(test_reject_when_busy, gw_down),
 	};
 
 	if (getenv("KG_TEST_FILTER"))
