@@ -602,6 +602,32 @@ static void test_kafka_failure_reason_code(void **state)
 	close(fd);
 }
 
+/* Receive Maximum with QoS 1 waiting for Kafka: an MQTT 5 client is not
+ * paused when max_inflight publishes wait for their PUBACK; the one over
+ * is read at once and answered DISCONNECT 0x93, before Kafka's timeout
+ * could have freed a place. (A paused client would get 0x80, 0x80 after
+ * the timeout instead.) */
+static void test_receive_maximum_waiting_for_kafka(void **state)
+{
+	uint8_t b[16];
+	(void)state;
+	kafka_up("(\"message.timeout.ms\", 4000)", "limits = { max_inflight = 2; };");
+	int fd = connect5("m5p-rmax-kafka");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x32, "kf/w", 1, "", 0, "warm"), 0);
+	expect_hex(fd, "40 02 0001");
+	rd_kafka_mock_broker_set_down(km.mc, 1);
+	long long t0 = itutil_now_ms();
+	for (uint16_t pid = 2; pid <= 4; pid++)
+		assert_int_equal(send_pub5(fd, 0x32, "kf/r", pid, "", 0, "m"), 0);
+	int n = raw_recv_packet(fd, b, sizeof(b), 3000);
+	assert_int_equal(n, 3);
+	assert_memory_equal(b, "\xe0\x01\x93", 3);
+	assert_true(itutil_now_ms() - t0 < 3000);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+}
+
 /* mqtt5.reject_when_busy: with the producer queue full (Kafka down, room
  * for 9 records) the 10th QoS 1 publish is answered 0x97 Quota exceeded,
  * in its turn behind the 9 that wait for Kafka (which fail: 0x80), and
@@ -642,6 +668,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_properties_forwarded, gw_plain, gw_down),
 		cmocka_unit_test_setup_teardown(test_message_expiry_in_queue, gw_plain, gw_down),
 		cmocka_unit_test_teardown(test_kafka_failure_reason_code, gw_down),
+		cmocka_unit_test_teardown(test_receive_maximum_waiting_for_kafka, gw_down),
 		cmocka_unit_test_teardown(test_reject_when_busy, gw_down),
 	};
 
