@@ -46,6 +46,7 @@ struct broker_limits {
 	atomic_uint max_queued_total_bytes;
 	atomic_uint session_expiry;        /* seconds; 0 = never */
 	atomic_uint max_keepalive;         /* 0 = any */
+	atomic_uint topic_alias_maximum;   /* TEMP (m5-pub, drop at merge: the conn helper's) */
 
 	atomic_uint max_connections;
 	atomic_uint max_packet_size;
@@ -57,6 +58,9 @@ struct broker_limits {
 	atomic_uint max_connect_rate;
 	atomic_uint packet_timeout_ms;
 	atomic_uint max_partial_bytes;
+
+	/* mqtt5 = { ... } (broker_set_limits()): */
+	atomic_uint mqtt5_reject_when_busy;
 };
 
 #define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)

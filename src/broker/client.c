@@ -17,6 +17,7 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/takeover.h"
+#include "broker/topic_alias.h"
 #include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/log.h"
@@ -240,6 +241,7 @@ void client_finish(struct client *c)
 	buf_release(&c->rbuf);
 	buf_release(&c->obuf);
 	client_acks_free(c->acks);
+	topic_alias_free(c->aliases);
 	free(c->id);
 	free(c->username);
 	free(c->cert_user);
@@ -298,7 +300,7 @@ void client_flush(struct client *c)
 bool client_held(const struct client *c)
 {
 	return c->blocked || c->backlog_paused ||
-	       client_ack_count(c) >= LIM(c->w->br, max_inflight);
+	       client_ack_window_full(c, LIM(c->w->br, max_inflight));
 }
 
 void client_update_read(struct client *c)

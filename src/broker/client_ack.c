@@ -7,6 +7,7 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "core/msg.h"
+#include "mqtt/mqtt5.h"
 
 static struct client_acks *acks_get(struct client *c)
 {
@@ -73,7 +74,45 @@ uint32_t client_ack_qos2_count(const struct client *c)
 	return n;
 }
 
+int client_ack_qos2_accepted(struct client *c, uint16_t pid)
+{
+	if (c->s && pidset_add(&c->s->qos2_in, pid) < 0)
+		goto oom;
+	/* Only MQTT 5 has a quota to count this id against. */
+	if (c->level == 5) {
+		struct client_acks *a = acks_get(c);
+		if (!a || pidset_add(&a->qos2_here, pid) < 0)
+			goto oom;
+	}
+	return 0;
+oom:
+	client_close(c, "out of memory", true);
+	return -1;
+}
+
+bool client_ack_qos2_released(struct client *c, uint16_t pid)
+{
+	if (c->acks)
+		pidset_del(&c->acks->qos2_here, pid);
+	return c->s && pidset_del(&c->s->qos2_in, pid);
+}
+
+uint32_t client_ack_quota_used(const struct client *c)
+{
+	return c->acks ? c->acks->n + c->acks->qos2_here.n : 0;
+}
+
+bool client_ack_window_full(const struct client *c, uint32_t max_inflight)
+{
+	return c->level != 5 && client_ack_count(c) >= max_inflight;
+}
+
 void client_ack_complete(struct client *c, uint32_t seq, bool ok)
+{
+	client_ack_complete_rc(c, seq, ok ? MQTT_RC_SUCCESS : MQTT_RC_UNSPECIFIED);
+}
+
+void client_ack_complete_rc(struct client *c, uint32_t seq, uint8_t rc)
 {
 	struct client_acks *a = c->acks;
 	bool failed = false;
@@ -85,7 +124,8 @@ void client_ack_complete(struct client *c, uint32_t seq, bool ok)
 	for (uint32_t i = 0; i < a->n; i++) {
 		struct ack_slot *s = slot_at(a, i);
 		if (s->seq == seq) {
-			s->state = ok ? ACK_DONE : ACK_FAILED;
+			s->state = ACK_DONE;
+			s->rc = rc;
 			break;
 		}
 	}
@@ -93,16 +133,17 @@ void client_ack_complete(struct client *c, uint32_t seq, bool ok)
 		struct ack_slot *s = slot_at(a, 0);
 		if (s->state == ACK_PENDING)
 			break;
-		if (s->state == ACK_FAILED) {
+		bool bad = s->rc >= 0x80;
+		if (bad && c->level != 5) {
 			failed = true;
 			break;
 		}
-		/* QoS 2: the id is remembered until PUBREL (duplicate suppression). */
-		if (s->qos == 2 && c->s && pidset_add(&c->s->qos2_in, s->pid) < 0) {
-			client_close(c, "out of memory", true);
+		/* QoS 2: the id is remembered until PUBREL (duplicate
+		 * suppression); a failed one ends its flow here (5.0 4.3.3). */
+		if (s->qos == 2 && !bad && client_ack_qos2_accepted(c, s->pid) < 0)
 			return;
-		}
-		if ((s->qos == 1 ? send_puback(c, s->pid) : send_pubrec(c, s->pid)) < 0)
+		if ((s->qos == 1 ? send_puback_rc(c, s->pid, s->rc)
+				 : send_pubrec_rc(c, s->pid, s->rc)) < 0)
 			return;
 		a->head = (a->head + 1) % a->cap;
 		a->n--;
@@ -132,5 +173,6 @@ void client_acks_free(struct client_acks *a)
 		return;
 	free(a->slots);
 	msg_unref(a->blocked);
+	pidset_release(&a->qos2_here);
 	free(a);
 }

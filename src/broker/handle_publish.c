@@ -9,7 +9,24 @@
  * QoS 2 duplicate suppression: a packet id stays in the session's qos2_in
  * set from the first PUBLISH until PUBREL; a PUBLISH whose id is in the set
  * is a resend and is answered with PUBREC without delivering it again.
+ *
+ * MQTT 5 (level 5 only; 3.1/3.1.1 take none of these paths):
+ *  - Topic Alias: resolved here (topic_alias.c) before anything looks at
+ *    the topic, so limits, the ACL, subscribers and Kafka see the name.
+ *  - Properties: the forwardable ones (msg.h) ride in the message as the
+ *    client encoded them; Message Expiry becomes m->expires_ms; Topic Alias
+ *    is dropped; a Subscription Identifier from a client is a protocol
+ *    error [MQTT-3.3.4-6].
+ *  - Receive Maximum: the client may have at most limits.max_inflight QoS
+ *    1/2 publishes unacknowledged by us; one more is DISCONNECT 0x93
+ *    [MQTT-3.3.4-9]. Such a client is not paused when its ack ring is full
+ *    (client_ack_window_full()).
+ *  - A failed sink answer is a PUBACK/PUBREC with a reason code
+ *    (client_ack.c) instead of a close; with mqtt5.reject_when_busy a full
+ *    sink is answered 0x97 Quota exceeded instead of pausing the client.
  */
+#include <stdlib.h>
+
 #include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
@@ -19,10 +36,104 @@
 #include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/session.h"
+#include "broker/topic_alias.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
+
+/* Forwarded properties up to this size are filtered on the stack; beyond
+ * it (a kilobyte of user properties plus an alias or expiry to drop) into a
+ * temporary heap buffer. */
+#define PROPS_STACK 1024
+
+/* What a level 5 PUBLISH says besides topic and payload. */
+struct pub5 {
+	uint16_t alias;         /* Topic Alias; 0 = none */
+	bool has_expiry;
+	uint32_t expiry;        /* Message Expiry Interval, seconds */
+	uint32_t keep_len;      /* bytes of the properties the message carries on */
+	bool filter;            /* some property is not carried on: copy the rest */
+};
+
+static bool prop_forwarded(uint8_t id)
+{
+	return id == MQTT_P_PAYLOAD_FORMAT || id == MQTT_P_CONTENT_TYPE ||
+	       id == MQTT_P_RESPONSE_TOPIC || id == MQTT_P_CORRELATION_DATA ||
+	       id == MQTT_P_USER_PROPERTY;
+}
+
+/* Sorts out the properties (validated by the decoder). Returns 0, or -1
+ * after closing c. */
+static int pub5_scan(struct client *c, const struct mqtt_publish *pub, struct pub5 *x)
+{
+	struct mqtt_prop_iter it;
+	struct mqtt_prop pr;
+
+	*x = (struct pub5){ 0 };
+	mqtt_props_begin(&pub->props, &it);
+	for (const uint8_t *at = it.p; mqtt_props_next(&it, &pr); at = it.p) {
+		if (prop_forwarded(pr.id)) {
+			x->keep_len += (uint32_t)(it.p - at);
+			continue;
+		}
+		x->filter = true;
+		if (pr.id == MQTT_P_TOPIC_ALIAS) {
+			x->alias = (uint16_t)pr.value;
+		} else if (pr.id == MQTT_P_MESSAGE_EXPIRY) {
+			x->has_expiry = true;
+			x->expiry = pr.value;
+		} else if (pr.id == MQTT_P_SUBSCRIPTION_ID) {
+			client_close_rc(c, "subscription identifier in PUBLISH", true,
+					MQTT_RC_PROTOCOL_ERROR); /* [MQTT-3.3.4-6] */
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Copies the forwarded properties of pub into buf (keep_len bytes), in the
+ * order received and as encoded. */
+static void pub5_filter(const struct mqtt_publish *pub, uint8_t *buf, uint32_t cap)
+{
+	struct mqtt_prop_iter it;
+	struct mqtt_prop pr;
+	struct mqtt_pw pw;
+
+	mqtt_pw_init(&pw, buf, cap);
+	mqtt_props_begin(&pub->props, &it);
+	for (const uint8_t *at = it.p; mqtt_props_next(&it, &pr); at = it.p)
+		if (prop_forwarded(pr.id))
+			mqtt_pw_raw(&pw, at, (uint32_t)(it.p - at));
+}
+
+/* The topic a PUBLISH names: its own, or the one its Topic Alias stands
+ * for when the topic is empty. Returns 0, or -1 after closing c. */
+static int pub5_topic(struct client *c, const struct mqtt_publish *pub, const struct pub5 *x,
+		      struct mqtt_str *topic)
+{
+	*topic = pub->topic;
+	if (x->alias == 0)
+		return 0;
+	/* [MQTT-3.3.2-9], [MQTT-3.3.2-10]: 1..the maximum we announced. */
+	if (x->alias > c->alias_max) {
+		client_close_rc(c, "topic alias over the maximum", true,
+				MQTT_RC_TOPIC_ALIAS_INVALID);
+		return -1;
+	}
+	if (pub->topic.len > 0)
+		return 0;
+	uint16_t len;
+	const char *t = topic_alias_get(c->aliases, x->alias, &len);
+	if (!t) {
+		/* 5.0 3.3.2.3.4: an alias the client never set is a protocol error. */
+		client_close_rc(c, "unknown topic alias", true, MQTT_RC_PROTOCOL_ERROR);
+		return -1;
+	}
+	*topic = (struct mqtt_str){ (const uint8_t *)t, len };
+	return 0;
+}
 
 /* Local acknowledgement when there is no sink. */
 static int ack_now(struct client *c, const struct mqtt_publish *pub)
@@ -30,10 +141,8 @@ static int ack_now(struct client *c, const struct mqtt_publish *pub)
 	if (pub->qos == 1)
 		return send_puback(c, pub->packet_id);
 	if (pub->qos == 2) {
-		if (pidset_add(&c->s->qos2_in, pub->packet_id) < 0) {
-			client_close(c, "out of memory", true);
+		if (client_ack_qos2_accepted(c, pub->packet_id) < 0)
 			return -1;
-		}
 		return send_pubrec(c, pub->packet_id);
 	}
 	return 0;
@@ -60,7 +169,11 @@ static int ack_after_sink(struct client *c, const struct mqtt_publish *pub, stru
 		return -1;
 	}
 	enum sink_result r = sink_publish(c, m, seq);
-	if (r == SINK_BUSY) {
+	if (r == SINK_BUSY && seq && c->level == 5 && LIM(c->w->br, mqtt5_reject_when_busy)) {
+		/* mqtt5.reject_when_busy: the truth now (0x97 Quota exceeded, in
+		 * its turn behind earlier acks) instead of holding the client. */
+		client_ack_complete_rc(c, seq, MQTT_RC_QUOTA_EXCEEDED);
+	} else if (r == SINK_BUSY) {
 		/* Sink full: hold this one message and stop reading. */
 		if (client_ack_block(c, m, seq) < 0) {
 			client_close(c, "out of memory", true);
@@ -93,14 +206,71 @@ void handle_publish_retry(struct worker *w)
 	}
 }
 
+/* A QoS 2 PUBLISH whose id is already being handled: not a new message. */
+static bool qos2_resend(const struct client *c, const struct mqtt_publish *pub)
+{
+	return pub->qos == 2 &&
+	       (pidset_has(&c->s->qos2_in, pub->packet_id) || client_ack_pending(c, pub->packet_id));
+}
+
+/* The message for pub under topic, with the MQTT 5 properties of x. NULL on
+ * ENOMEM. */
+static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub,
+			    const struct mqtt_str *topic, const struct pub5 *x)
+{
+	uint8_t sbuf[PROPS_STACK], *heap = NULL;
+	const uint8_t *props = pub->props.p;
+	uint32_t props_len = pub->props.len;
+
+	if (x->filter) {
+		/* Usually nothing or a few bytes are left: no copy, or one on
+		 * the stack. */
+		props_len = x->keep_len;
+		props = sbuf;
+		if (props_len > sizeof(sbuf) && !(props = heap = malloc(props_len)))
+			return NULL;
+		if (props_len)
+			pub5_filter(pub, (uint8_t *)props, props_len);
+	}
+	struct msg *m = msg_new_props((const char *)topic->p, topic->len, pub->payload,
+				      pub->payload_len, pub->qos, pub->retain,
+				      props_len ? props : NULL, props_len);
+	free(heap);
+	if (!m)
+		return NULL;
+	if (x->has_expiry)
+		m->expires_ms = m->received_ms + (int64_t)x->expiry * 1000;
+	m->origin = c->s; /* compared, for No Local */
+	return m;
+}
+
 int handle_publish(struct client *c, const struct mqtt_packet *p)
 {
-	const struct mqtt_publish *pub = &p->u.publish;
+	const struct mqtt_publish *in = &p->u.publish;
+	struct mqtt_publish pv = *in; /* with the topic an alias stands for */
+	const struct mqtt_publish *pub = &pv;
 	struct worker *w = c->w;
+	struct pub5 x = { 0 };
 	int rc;
 
+	if (c->level == 5 && (pub5_scan(c, in, &x) < 0 || pub5_topic(c, in, &x, &pv.topic) < 0))
+		return -1;
 	if (limits_check_publish(c, (const char *)pub->topic.p, pub->topic.len) < 0)
 		return -1;
+	/* An alias with a topic (re)defines the alias [MQTT-3.3.2-12]; the
+	 * table allocates here, never when an alias is merely used. */
+	if (x.alias && in->topic.len > 0 &&
+	    topic_alias_set(&c->aliases, c->alias_max, x.alias, (const char *)in->topic.p,
+			    in->topic.len) < 0) {
+		client_close(c, "out of memory", true);
+		return -1;
+	}
+	/* Receive Maximum [MQTT-3.3.4-9]: a resent QoS 2 id is not a new one. */
+	if (c->level == 5 && pub->qos > 0 && !qos2_resend(c, pub) &&
+	    client_ack_quota_used(c) >= LIM(w->br, max_inflight)) {
+		client_close_rc(c, "receive maximum exceeded", true, MQTT_RC_RECEIVE_MAX_EXCEEDED);
+		return -1;
+	}
 	/* ACL: a denied publish is acknowledged and dropped (auth.h). */
 	if (!auth_may_publish(c, pub))
 		return auth_drop_publish(c, pub);
@@ -112,8 +282,7 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 		if (limits_check_qos2(c) < 0)
 			return -1;
 	}
-	struct msg *m = msg_new((const char *)pub->topic.p, pub->topic.len, pub->payload,
-				pub->payload_len, pub->qos, pub->retain);
+	struct msg *m = make_msg(c, pub, &pub->topic, &x);
 	if (!m) {
 		client_close(c, "out of memory", true);
 		return -1;
@@ -134,8 +303,13 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 
 int handle_pubrel(struct client *c, const struct mqtt_packet *p)
 {
+	uint16_t pid = p->u.ack.packet_id;
+	bool known = client_ack_qos2_released(c, pid);
+
 	/* PUBCOMP even for an unknown id: the client may be resending a PUBREL
-	 * whose PUBCOMP was lost before a reconnect. */
-	pidset_del(&c->s->qos2_in, p->u.ack.packet_id);
-	return send_pubcomp(c, p->u.ack.packet_id);
+	 * whose PUBCOMP was lost before a reconnect. MQTT 5 says so with 0x92
+	 * Packet Identifier not found, "not an error during recovery" (5.0
+	 * 3.7.2.1); a PUBREL carrying 0x92 itself (the client lost the id)
+	 * ends the flow the same way. */
+	return send_pubcomp_rc(c, pid, known ? MQTT_RC_SUCCESS : MQTT_RC_PACKET_ID_NOT_FOUND);
 }

@@ -30,35 +30,66 @@ int send_connack(struct client *c, uint8_t rc, bool present)
 	return sent(c, MQTT_CONNACK, mqtt_encode_connack(&c->obuf, c->level, &ca));
 }
 
-static int send_ack(struct client *c, uint8_t type, uint16_t pid)
+/* PUBACK..PUBCOMP (and 3.1.1 UNSUBACK). A reason code goes out only at
+ * level 5; below it, the packet is the same whatever rc says (callers keep
+ * the 3.1.1 behaviour themselves). */
+static int send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc)
 {
-	struct mqtt_ack a = { .packet_id = pid };
+	struct mqtt_ack a = { .packet_id = pid, .reason = c->level == 5 ? rc : 0 };
 	return sent(c, type, mqtt_encode_ack(&c->obuf, c->level, type, &a));
 }
 
 int send_puback(struct client *c, uint16_t pid)
 {
-	return send_ack(c, MQTT_PUBACK, pid);
+	return send_ack(c, MQTT_PUBACK, pid, MQTT_RC_SUCCESS);
 }
 
 int send_pubrec(struct client *c, uint16_t pid)
 {
-	return send_ack(c, MQTT_PUBREC, pid);
+	return send_ack(c, MQTT_PUBREC, pid, MQTT_RC_SUCCESS);
 }
 
 int send_pubrel(struct client *c, uint16_t pid)
 {
-	return send_ack(c, MQTT_PUBREL, pid);
+	return send_ack(c, MQTT_PUBREL, pid, MQTT_RC_SUCCESS);
 }
 
 int send_pubcomp(struct client *c, uint16_t pid)
 {
-	return send_ack(c, MQTT_PUBCOMP, pid);
+	return send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_SUCCESS);
+}
+
+int send_puback_rc(struct client *c, uint16_t pid, uint8_t rc)
+{
+	return send_ack(c, MQTT_PUBACK, pid, rc);
+}
+
+int send_pubrec_rc(struct client *c, uint16_t pid, uint8_t rc)
+{
+	return send_ack(c, MQTT_PUBREC, pid, rc);
+}
+
+int send_pubrel_rc(struct client *c, uint16_t pid, uint8_t rc)
+{
+	return send_ack(c, MQTT_PUBREL, pid, rc);
+}
+
+int send_pubcomp_rc(struct client *c, uint16_t pid, uint8_t rc)
+{
+	return send_ack(c, MQTT_PUBCOMP, pid, rc);
 }
 
 int send_unsuback(struct client *c, uint16_t pid)
 {
-	return send_ack(c, MQTT_UNSUBACK, pid);
+	return send_ack(c, MQTT_UNSUBACK, pid, MQTT_RC_SUCCESS);
+}
+
+int send_unsuback_rc(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+{
+	if (c->level != 5)
+		return send_unsuback(c, pid);
+	struct mqtt_suback sa = { .packet_id = pid, .codes = codes, .count = n };
+	return sent(c, MQTT_UNSUBACK, mqtt_encode_suback(&c->obuf, 5, MQTT_UNSUBACK, &sa));
 }
 
 int send_suback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)

@@ -69,6 +69,7 @@ const struct opt cfg_opts[] = {
 	NEST(S_TOP, "log", T_GROUP, S_LOG, NULL, true),
 	NEST(S_TOP, "auth", T_GROUP, S_AUTH, load_auth, true),
 	NEST(S_TOP, "metrics", T_GROUP, S_METRICS, load_metrics, false),
+	NEST(S_TOP, "mqtt5", T_GROUP, S_MQTT5, NULL, true),
 	NEST(S_TOP, "kafka", T_GROUP, S_KAFKA, NULL, true),
 	NEST(S_TOP, "routes", T_LIST, S_ROUTE, NULL, true),
 	NEST(S_TOP, "downlink", T_LIST, S_DOWNLINK, NULL, false),
@@ -112,6 +113,9 @@ const struct opt cfg_opts[] = {
 	PATH(S_AUTH, "acl_file", C(auth.acl_file), false, true),
 	INT(S_AUTH, "fail_delay_ms", C(auth.fail_delay_ms), 1000, 0, 60000, true),
 	INT(S_AUTH, "verify_threads", C(auth.verify_threads), 2, 1, 64, false),
+
+	/* How MQTT 5 acknowledgements tell the truth (docs/mqtt5/publish.md). */
+	BOOL(S_MQTT5, "reject_when_busy", C(mqtt5.reject_when_busy), false, true),
 
 	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, MAX_STR, false, false),
 	NEST(S_KAFKA, "properties", T_LIST, S_PROPS, load_props, false),

@@ -141,6 +141,12 @@ struct cfg_limits {
 	int topic_alias_maximum;  /* MQTT 5, 0..65535 */
 };
 
+/* mqtt5 = { ... }: reason codes MQTT 5 publishers may get. Reloadable. */
+struct cfg_mqtt5 {
+	bool reject_when_busy;    /* Kafka's queue full: PUBACK/PUBREC 0x97 Quota
+	                             exceeded instead of pausing the connection */
+};
+
 /* One librdkafka property, as given: not checked against librdkafka here.
  * In the file: properties = ( ("linger.ms", 5), ("acks", "all") ); because
  * libconfig setting names cannot contain dots. */
@@ -249,6 +255,7 @@ struct cfg {
 	int workers;    /* 0 = one per core */
 	struct cfg_limits limits;
 	struct cfg_auth auth;
+	struct cfg_mqtt5 mqtt5;
 	int log_level;  /* enum log_level (log.h) */
 	bool log_syslog;
 	bool has_metrics;               /* false: no admin endpoint */

@@ -98,7 +98,8 @@ static bool same_nested(const struct opt *o, const struct cfg *a, const struct c
 int cfg_reload_diff(const struct cfg *old, const struct cfg *new, char *msg, size_t len)
 {
 	static const char *const prefix[] = { [S_TOP] = "", [S_LIMITS] = "limits", [S_LOG] = "log",
-					      [S_AUTH] = "auth", [S_KAFKA] = "kafka" };
+					      [S_AUTH] = "auth", [S_MQTT5] = "mqtt5",
+					      [S_KAFKA] = "kafka" };
 	char key[64];
 	size_t used = 0;
 	int count = 0;

@@ -20,7 +20,8 @@
 #include "broker/session.h"
 #include "core/msg.h"
 
-/* What the stubs saw: "A5" = PUBACK id 5, "R7" = PUBREC id 7. */
+/* What the stubs saw: "A5" = PUBACK id 5, "R7" = PUBREC id 7; a reason
+ * code other than success follows in hex: "A5:80". */
 static char sent[4096];
 static int closed;
 static const char *close_reason;
@@ -28,7 +29,7 @@ static int updates;
 static int fail_send_at = -1;  /* make the Nth send fail like an encoder would */
 static int n_sends;
 
-static int record(struct client *c, char kind, uint16_t pid)
+static int record(struct client *c, char kind, uint16_t pid, uint8_t rc)
 {
 	if (n_sends++ == fail_send_at) {
 		client_close(c, "out of memory encoding a packet", true);
@@ -36,11 +37,15 @@ static int record(struct client *c, char kind, uint16_t pid)
 	}
 	size_t len = strlen(sent);
 	snprintf(sent + len, sizeof(sent) - len, "%s%c%u", len ? " " : "", kind, pid);
+	if (rc) {
+		len = strlen(sent);
+		snprintf(sent + len, sizeof(sent) - len, ":%02x", rc);
+	}
 	return 0;
 }
 
-int send_puback(struct client *c, uint16_t pid) { return record(c, 'A', pid); }
-int send_pubrec(struct client *c, uint16_t pid) { return record(c, 'R', pid); }
+int send_puback_rc(struct client *c, uint16_t pid, uint8_t rc) { return record(c, 'A', pid, rc); }
+int send_pubrec_rc(struct client *c, uint16_t pid, uint8_t rc) { return record(c, 'R', pid, rc); }
 
 void client_close(struct client *c, const char *reason, bool publish_will)
 {
@@ -223,6 +228,102 @@ static void test_send_failure_stops(void **state)
 	assert_int_equal(closed, 1);
 }
 
+/* MQTT 5: a failed answer is acknowledged with its reason code in its turn
+ * and the connection stays open; a failed QoS 2 id ends its flow (no
+ * PUBREL expected, not in qos2_in), a successful one joins qos2_in. */
+static void test_v5_failure_answered_in_order(void **state)
+{
+	(void)state;
+	cl.level = 5;
+	uint32_t s1 = client_ack_push(&cl, 1, 1);
+	uint32_t s2 = client_ack_push(&cl, 2, 2);
+	uint32_t s3 = client_ack_push(&cl, 3, 1);
+	uint32_t s4 = client_ack_push(&cl, 4, 2);
+	uint32_t s5 = client_ack_push(&cl, 5, 2);
+	client_ack_complete(&cl, s3, true);
+	client_ack_complete(&cl, s2, false);
+	client_ack_complete_rc(&cl, s4, 0x97);
+	client_ack_complete(&cl, s5, true);
+	assert_string_equal(sent, "");
+	client_ack_complete(&cl, s1, true);
+	assert_string_equal(sent, "A1 R2:80 A3 R4:97 R5");
+	assert_int_equal(closed, 0);
+	assert_false(pidset_has(&sess.qos2_in, 2));
+	assert_false(pidset_has(&sess.qos2_in, 4));
+	assert_true(pidset_has(&sess.qos2_in, 5));
+	assert_int_equal(client_ack_count(&cl), 0);
+	/* Only 5 still counts against the Receive Maximum: PUBCOMP is owed. */
+	assert_int_equal(client_ack_quota_used(&cl), 1);
+}
+
+/* A success code other than 0 (0x10 No matching subscribers) is sent as
+ * given and is a success: the QoS 2 id is remembered. */
+static void test_v5_success_code_kept(void **state)
+{
+	(void)state;
+	cl.level = 5;
+	uint32_t s1 = client_ack_push(&cl, 1, 1);
+	uint32_t s2 = client_ack_push(&cl, 2, 2);
+	client_ack_complete_rc(&cl, s1, 0x10);
+	client_ack_complete_rc(&cl, s2, 0x10);
+	assert_string_equal(sent, "A1:10 R2:10");
+	assert_true(pidset_has(&sess.qos2_in, 2));
+	assert_int_equal(closed, 0);
+}
+
+/* Below MQTT 5 a reason code >= 0x80 is the old failure: close, no ack. */
+static void test_v4_reason_code_failure_closes(void **state)
+{
+	(void)state;
+	cl.level = 4;
+	uint32_t s1 = client_ack_push(&cl, 1, 1);
+	client_ack_complete_rc(&cl, s1, 0x97);
+	assert_string_equal(sent, "");
+	assert_int_equal(closed, 1);
+}
+
+/* The Receive Maximum count: publishes in the ring plus QoS 2 ids this
+ * connection holds until PUBREL; ids an earlier connection left in the
+ * session's qos2_in do not count [MQTT-4.9.0-1]. */
+static void test_v5_quota(void **state)
+{
+	(void)state;
+	cl.level = 5;
+	assert_int_equal(pidset_add(&sess.qos2_in, 77), 0); /* from the last connection */
+	assert_int_equal(client_ack_quota_used(&cl), 0);
+	uint32_t s1 = client_ack_push(&cl, 1, 1);
+	uint32_t s2 = client_ack_push(&cl, 2, 2);
+	assert_int_equal(client_ack_quota_used(&cl), 2);
+	client_ack_complete(&cl, s2, true);
+	client_ack_complete(&cl, s1, true);
+	assert_string_equal(sent, "A1 R2");
+	assert_int_equal(client_ack_quota_used(&cl), 1);
+	assert_true(client_ack_qos2_released(&cl, 77));
+	assert_int_equal(client_ack_quota_used(&cl), 1);
+	assert_true(client_ack_qos2_released(&cl, 2));
+	assert_int_equal(client_ack_quota_used(&cl), 0);
+	assert_false(client_ack_qos2_released(&cl, 2));
+	/* Accepted without the ring (no sink): counted the same way. */
+	assert_int_equal(client_ack_qos2_accepted(&cl, 9), 0);
+	assert_true(pidset_has(&sess.qos2_in, 9));
+	assert_int_equal(client_ack_quota_used(&cl), 1);
+}
+
+/* Below MQTT 5 a full ring pauses reading; at MQTT 5 it never does (the
+ * Receive Maximum is enforced instead). */
+static void test_window_full(void **state)
+{
+	(void)state;
+	cl.level = 4;
+	client_ack_push(&cl, 1, 1);
+	client_ack_push(&cl, 2, 1);
+	assert_false(client_ack_window_full(&cl, 3));
+	assert_true(client_ack_window_full(&cl, 2));
+	cl.level = 5;
+	assert_false(client_ack_window_full(&cl, 2));
+	assert_false(client_ack_window_full(&cl, 1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +335,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_sequence_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_growth_and_wrap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_failure_stops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v5_failure_answered_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v5_success_code_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v4_reason_code_failure_closes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v5_quota, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_full, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
