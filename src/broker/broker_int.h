@@ -46,7 +46,6 @@ struct broker_limits {
 	atomic_uint max_queued_total_bytes;
 	atomic_uint session_expiry;        /* seconds; 0 = never */
 	atomic_uint max_keepalive;         /* 0 = any */
-	atomic_uint topic_alias_maximum;   /* TEMP (m5-pub, drop at merge: the conn helper's) */
 
 	atomic_uint max_connections;
 	atomic_uint max_packet_size;

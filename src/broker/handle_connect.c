@@ -6,11 +6,9 @@
 #include <stdio.h>
 
 #include "broker/auth_connect.h"
-#include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/handle_connect.h"
 #include "broker/limits.h"
-#include "broker/worker.h"
 #include "broker/send.h"
 #include "core/msg.h"
 #include "core/util.h"
@@ -30,8 +28,6 @@ int handle_connect(struct client *c, const struct mqtt_packet *p)
 	c->level = k->level;
 	c->clean = k->clean;
 	c->keepalive = k->keepalive;
-	if (k->level == 5) /* TEMP (m5-pub, drop at merge): the conn helper sets it */
-		c->alias_max = (uint16_t)LIM(c->w->br, topic_alias_maximum);
 	if (limits_check_connect(c, k) < 0)
 		return -1;
 	if (k->level == 3 && (id_len == 0 || id_len > 23)) {

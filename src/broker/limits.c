@@ -64,7 +64,6 @@ void limits_apply(struct broker_limits *lim, const struct cfg_limits *l)
 	SET(max_queued_total_bytes, l->max_queued_total_bytes);
 	SET(session_expiry, l->session_expiry);
 	SET(max_keepalive, l->max_keepalive);
-	SET(topic_alias_maximum, l->topic_alias_maximum); /* TEMP (m5-pub) */
 }
 
 bool limits_hit(struct worker *w, struct session *s, enum limit_kind k)
