@@ -5,6 +5,7 @@
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/util.h"
 #include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
@@ -67,19 +68,56 @@ int send_suback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n
 	return sent(c, MQTT_SUBACK, mqtt_encode_suback(&c->obuf, c->level, MQTT_SUBACK, &sa));
 }
 
+int send_unsuback5(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+{
+	struct mqtt_suback sa = { .packet_id = pid, .codes = codes, .count = n };
+	return sent(c, MQTT_UNSUBACK, mqtt_encode_suback(&c->obuf, 5, MQTT_UNSUBACK, &sa));
+}
+
 int send_pingresp(struct client *c)
 {
 	return sent(c, MQTT_PINGRESP, mqtt_encode_simple(&c->obuf, c->level, MQTT_PINGRESP));
 }
 
+/* Room for the per-delivery properties: Message Expiry (5 bytes) and up to
+ * SEND_MAX_SUBIDS Subscription Identifiers (5 bytes each at most). */
+#define EXTRA_PROPS (5 + 5 * SEND_MAX_SUBIDS)
+
 int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
-		 bool dup)
+		 bool dup, const uint32_t *subids, uint16_t n_subids)
 {
+	uint8_t extra[EXTRA_PROPS];
+	struct mqtt_pw pw;
 	struct mqtt_publish p = {
 		.qos = qos, .dup = dup, .retain = retain, .packet_id = pid,
 		.topic = { (const uint8_t *)m->topic, m->topic_len },
 		.payload = m->payload, .payload_len = m->payload_len,
 	};
+
+	mqtt_pw_init(&pw, extra, sizeof(extra));
+	if (m->expires_ms) {
+		int64_t left = m->expires_ms - util_wall_ms();
+		if (left <= 0) {
+			STAT_INC(c->w, msgs_expired);
+			return SEND_DROPPED;
+		}
+		/* Rounded up: a message with time left never goes out as 0. */
+		mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY, (uint32_t)((left + 999) / 1000));
+	}
+	if (c->level == 5) {
+		if (n_subids > SEND_MAX_SUBIDS)
+			n_subids = SEND_MAX_SUBIDS;
+		for (uint16_t i = 0; i < n_subids; i++)
+			mqtt_pw_int(&pw, MQTT_P_SUBSCRIPTION_ID, subids[i]);
+		p.props = (struct mqtt_props){ m->props, m->props_len };
+		p.props_more = mqtt_pw_props(&pw);
+		if (c->max_packet &&
+		    mqtt_publish_size_props(5, m->topic_len, (size_t)m->props_len + pw.len,
+					    m->payload_len, qos) > c->max_packet) {
+			STAT_INC(c->w, msgs_too_large);
+			return SEND_DROPPED;
+		}
+	}
 	int rc = sent(c, MQTT_PUBLISH, mqtt_encode_publish(&c->obuf, c->level, &p));
 	if (rc == 0 && c->up)
 		atomic_fetch_add_explicit(&c->up->st.msgs_out, 1, memory_order_relaxed);

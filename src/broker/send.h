@@ -24,13 +24,30 @@ int send_puback(struct client *c, uint16_t pid);
 int send_pubrec(struct client *c, uint16_t pid);
 int send_pubrel(struct client *c, uint16_t pid);
 int send_pubcomp(struct client *c, uint16_t pid);
-/* SUBACK with one return code per filter. */
+/* SUBACK with one return code (level 5: reason code) per filter. */
 int send_suback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
 int send_unsuback(struct client *c, uint16_t pid);
+/* Level 5 UNSUBACK: one reason code per filter (0x00, 0x11, ...). */
+int send_unsuback5(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
 int send_pingresp(struct client *c);
-/* PUBLISH of m at qos (pid 0 for QoS 0) with the given RETAIN and DUP. */
+/* send_publish() did not send: m has expired or does not fit the client. */
+#define SEND_DROPPED 1
+/* Most Subscription Identifiers one PUBLISH carries (send_publish()). */
+#define SEND_MAX_SUBIDS 256
+
+/*
+ * PUBLISH of m at qos (pid 0 for QoS 0) with the given RETAIN and DUP.
+ * Level 5: m's properties as stored (m->props, untouched and in order),
+ * then Message Expiry Interval = the seconds left, rounded up, when m
+ * expires [MQTT-3.3.2-6], and the Subscription Identifiers subids[0..n)
+ * (at most SEND_MAX_SUBIDS) [MQTT-3.3.4-3]. Levels 3/4: no properties.
+ * Returns 0 when encoded, -1 after closing c, or SEND_DROPPED with nothing
+ * sent, counted in the worker's stats: m expired (any level) [MQTT-3.3.2-5],
+ * or the packet is larger than the client's Maximum Packet Size
+ * [MQTT-3.1.2-24]. The caller settles the message as delivered then.
+ */
 int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
-		 bool dup);
+		 bool dup, const uint32_t *subids, uint16_t n_subids);
 
 /* The client's side, on an upstream connection (upstream.h). */
 int send_connect(struct client *c, const struct mqtt_connect *k);
