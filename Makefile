@@ -76,6 +76,8 @@ IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c 
 	tests/support/itkafka.c tests/support/itcerts.c tests/support/itmosq.c
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
 	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
+# MQTT 5.0: SUBSCRIBE options, subscription ids, delivery (docs/mqtt5/subscribe.md).
+IT_TESTS   += mqtt5_subscribe
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
