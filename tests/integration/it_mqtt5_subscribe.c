@@ -366,6 +366,14 @@ static bool has_subid(const struct pub5 *o, uint32_t id)
 	return false;
 }
 
+static struct wb expiry_props(uint32_t s)
+{
+	struct wb p = { .n = 0 };
+	w_u8(&p, 0x02);
+	w_u32(&p, s);
+	return p;
+}
+
 /* ---- fixtures -------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -752,6 +760,66 @@ static void test_receive_maximum(void **state)
 	close(fd);
 }
 
+/* A session resumed by a client with a smaller Receive Maximum than it has
+ * in flight: only that many are resent (DUP); each PUBACK releases the
+ * next, in order, then the queue follows [MQTT-3.3.4-7]. An expired
+ * in-flight message is not resent [MQTT-3.3.2-5]. */
+static void test_receive_maximum_resume(void **state)
+{
+	(void)state;
+	struct pub5 o[5];
+	struct conn5 k = { .id = "m5-rmr", .clean = false, .session_expiry = 300 };
+	int fd = connect5(&k, NULL);
+	int pub = connect5_clean("m5-rmr-pub");
+	struct wb brief = expiry_props(1);
+	char payload[16];
+
+	sub1(fd, 1, 0, "rmr/t", 1, 1);
+	publish5(pub, "rmr/t", "gone", 1, false, 1, &brief);
+	for (int i = 0; i < 4; i++) {
+		snprintf(payload, sizeof(payload), "m%d", i);
+		publish5(pub, "rmr/t", payload, 1, false, (uint16_t)(2 + i), NULL);
+	}
+	expect_pub5(fd, "rmr/t", "gone", &o[0]);
+	for (int i = 0; i < 4; i++) {
+		snprintf(payload, sizeof(payload), "m%d", i);
+		expect_pub5(fd, "rmr/t", payload, &o[i + 1]);
+	}
+	close(fd); /* five unacknowledged */
+	publish5(pub, "rmr/t", "queued", 1, false, 9, NULL);
+	itutil_sleep_ms(1200);
+
+	k.recv_max = 2;
+	bool present = false;
+	fd = connect5(&k, &present);
+	assert_true(present);
+	ping(fd);
+	struct pub5 r[2];
+	expect_pub5(fd, "rmr/t", "m0", &r[0]);
+	assert_true(r[0].dup);
+	expect_pub5(fd, "rmr/t", "m1", &r[1]);
+	assert_true(r[1].dup);
+	assert_int_equal(recv5(fd, &o[0]), 0); /* PINGRESP: no third */
+	for (int i = 2; i < 4; i++) {
+		ack5(fd, &r[i % 2]);
+		snprintf(payload, sizeof(payload), "m%d", i);
+		expect_pub5(fd, "rmr/t", payload, &r[i % 2]);
+		assert_true(r[i % 2].dup);
+		fence_empty(fd);
+	}
+	ack5(fd, &r[0]);
+	expect_pub5(fd, "rmr/t", "queued", &r[0]);
+	assert_false(r[0].dup);
+	ack5(fd, &r[0]);
+	ack5(fd, &r[1]);
+	fence_empty(fd);
+	close(fd);
+	close(pub);
+	k.clean = true;
+	k.session_expiry = 0;
+	close(connect5(&k, NULL));
+}
+
 /* Maximum Packet Size: a PUBLISH that would be larger is not sent (the
  * message is dropped for that client) and the ones after it are; a QoS 1
  * one does not hold the window [MQTT-3.1.2-24]. */
@@ -795,14 +863,6 @@ static void test_maximum_packet_size(void **state)
 }
 
 /* ---- message expiry ---------------------------------------------------- */
-
-static struct wb expiry_props(uint32_t s)
-{
-	struct wb p = { .n = 0 };
-	w_u8(&p, 0x02);
-	w_u32(&p, s);
-	return p;
-}
 
 /* Queued for an offline session: an expired message is not delivered at
  * reconnect [MQTT-3.3.2-5]; another goes out with the interval it has
@@ -924,6 +984,7 @@ int main(void)
 		cmocka_unit_test(test_retain_as_published),
 		cmocka_unit_test(test_retain_handling),
 		cmocka_unit_test(test_receive_maximum),
+		cmocka_unit_test(test_receive_maximum_resume),
 		cmocka_unit_test(test_maximum_packet_size),
 		cmocka_unit_test(test_expiry_offline_queue),
 		cmocka_unit_test(test_expiry_retained),
