@@ -40,7 +40,9 @@ int send_pingresp(struct client *c);
  * Level 5: m's properties as stored (m->props, untouched and in order),
  * then Message Expiry Interval = the seconds left, rounded up, when m
  * expires [MQTT-3.3.2-6], and the Subscription Identifiers subids[0..n)
- * (at most SEND_MAX_SUBIDS) [MQTT-3.3.4-3]. Levels 3/4: no properties.
+ * (at most SEND_MAX_SUBIDS) [MQTT-3.3.4-3], and a Topic Alias (with an
+ * empty topic name once the client has the mapping) when the client allows
+ * aliases (alias_out.h). Levels 3/4: no properties.
  * Returns 0 when encoded, -1 after closing c, or SEND_DROPPED with nothing
  * sent, counted in the worker's stats: m expired (any level) [MQTT-3.3.2-5],
  * or the packet is larger than the client's Maximum Packet Size

@@ -83,6 +83,7 @@ struct conn5 {
 	uint32_t session_expiry;   /* 0: property left out */
 	uint16_t recv_max;         /* 0: left out */
 	uint32_t max_packet;       /* 0: left out */
+	uint16_t alias_max;        /* Topic Alias Maximum; 0: left out */
 };
 
 /* A level-5 connection; returns the fd after CONNACK 0 (its session
@@ -109,6 +110,10 @@ static int connect5(const struct conn5 *k, bool *present)
 	if (k->max_packet) {
 		w_u8(&pr, 0x27);
 		w_u32(&pr, k->max_packet);
+	}
+	if (k->alias_max) {
+		w_u8(&pr, 0x22);
+		w_u16(&pr, k->alias_max);
 	}
 	w_props(&b, &pr);
 	w_str(&b, k->id);
@@ -236,6 +241,7 @@ struct pub5 {
 	size_t n_subids;
 	bool has_expiry;
 	uint32_t expiry;
+	uint16_t alias;    /* Topic Alias; 0 when absent */
 	uint8_t props[2048];   /* the whole property list as received */
 	size_t props_len;
 };
@@ -287,7 +293,7 @@ static void parse_pub5(const uint8_t *b, int n, struct pub5 *o)
 			assert_true(o->n_subids < 16);
 			o->subids[o->n_subids++] = r_varint(&p);
 			break;
-		case 0x23: p += 2; break;
+		case 0x23: o->alias = r_u16(p); p += 2; break;
 		case 0x26: p += 2 + r_u16(p); p += 2 + r_u16(p); break;
 		default: fail_msg("unexpected property 0x%02x in PUBLISH", id);
 		}
@@ -564,7 +570,15 @@ static void test_subscription_ids_paho(void **state)
 						      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co),
 			 MQTTCLIENT_SUCCESS);
 	opts.cleanstart = 1;
-	rsp = MQTTClient_connect5(cl, &opts, NULL, NULL);
+	/* Aliases allowed: the second message comes with the alias only.
+	 * paho.mqtt.c does not resolve aliases itself: it hands over the
+	 * empty topic name and the alias, as received. */
+	MQTTProperties cprops = MQTTProperties_initializer;
+	MQTTProperty ta = { .identifier = MQTTPROPERTY_CODE_TOPIC_ALIAS_MAXIMUM };
+	ta.value.integer2 = 5;
+	assert_int_equal(MQTTProperties_add(&cprops, &ta), 0);
+	rsp = MQTTClient_connect5(cl, &opts, &cprops, NULL);
+	MQTTProperties_free(&cprops);
 	assert_int_equal(rsp.reasonCode, MQTTREASONCODE_SUCCESS);
 	MQTTResponse_free(rsp);
 
@@ -580,19 +594,29 @@ static void test_subscription_ids_paho(void **state)
 
 	int pub = connect5_clean("m5-sid-paho-pub");
 	publish5(pub, "paho5/t", "hello", 1, false, 1, NULL);
+	publish5(pub, "paho5/t", "again", 1, false, 2, NULL);
 	close(pub);
 
-	char *topic = NULL;
-	int tlen = 0;
-	MQTTClient_message *msg = NULL;
-	assert_int_equal(MQTTClient_receive(cl, &topic, &tlen, &msg, WAIT_MS), MQTTCLIENT_SUCCESS);
-	assert_non_null(msg);
-	assert_string_equal(topic, "paho5/t");
-	assert_int_equal(MQTTProperties_getNumericValue(&msg->properties,
-						       MQTTPROPERTY_CODE_SUBSCRIPTION_IDENTIFIER),
-			 1234);
-	MQTTClient_freeMessage(&msg);
-	MQTTClient_free(topic);
+	for (int i = 0; i < 2; i++) {
+		char *topic = NULL;
+		int tlen = 0;
+		MQTTClient_message *msg = NULL;
+		assert_int_equal(MQTTClient_receive(cl, &topic, &tlen, &msg, WAIT_MS),
+				 MQTTCLIENT_SUCCESS);
+		assert_non_null(msg);
+		assert_non_null(topic);
+		assert_int_equal(MQTTProperties_getNumericValue(&msg->properties,
+							       MQTTPROPERTY_CODE_TOPIC_ALIAS),
+				 1);
+		assert_string_equal(topic, i ? "" : "paho5/t");
+		assert_int_equal(msg->payloadlen, 5);
+		assert_memory_equal(msg->payload, i ? "again" : "hello", 5);
+		assert_int_equal(MQTTProperties_getNumericValue(
+					 &msg->properties, MQTTPROPERTY_CODE_SUBSCRIPTION_IDENTIFIER),
+				 1234);
+		MQTTClient_freeMessage(&msg);
+		MQTTClient_free(topic);
+	}
 	MQTTClient_disconnect5(cl, 1000, MQTTREASONCODE_NORMAL_DISCONNECTION, &none);
 	MQTTClient_destroy(&cl);
 }
@@ -862,6 +886,49 @@ static void test_maximum_packet_size(void **state)
 	close(fd);
 }
 
+/* Topic Aliases toward a client that allows them (Topic Alias Maximum
+ * 2): the first PUBLISH on a topic sets an alias (topic and alias), the
+ * next ones carry the alias and an empty topic; a new topic with every
+ * alias taken remaps the least recently used one. A client that allows
+ * none never gets one (5.0 section 3.3.2.3.4). */
+static void test_topic_alias_out(void **state)
+{
+	(void)state;
+	struct pub5 o;
+	struct conn5 k = { .id = "m5-alias", .clean = true, .alias_max = 2 };
+	int fd = connect5(&k, NULL);
+	int plain = connect5_clean("m5-alias-none");
+	int pub = connect5_clean("m5-alias-pub");
+	static const struct {
+		const char *topic, *wire;   /* the topic published, the topic name sent */
+		uint16_t alias;
+	} want[] = {
+		{ "al/a", "al/a", 1 },  /* new: alias 1 */
+		{ "al/a", "", 1 },      /* known */
+		{ "al/b", "al/b", 2 },
+		{ "al/c", "al/c", 1 },  /* full: 1 was used least recently */
+		{ "al/a", "al/a", 2 },  /* full again: now 2 is the oldest */
+		{ "al/c", "", 1 },
+		{ "al/a", "", 2 },
+	};
+
+	sub1(fd, 1, 0, "al/#", 0, 0);
+	sub1(plain, 1, 0, "al/#", 0, 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char payload[8];
+		snprintf(payload, sizeof(payload), "p%zu", i);
+		publish5(pub, want[i].topic, payload, 0, false, 0, NULL);
+		expect_pub5(fd, want[i].wire, payload, &o);
+		assert_int_equal(o.alias, want[i].alias);
+		expect_pub5(plain, want[i].topic, payload, &o);
+		assert_int_equal(o.alias, 0);
+	}
+	fence_empty(fd);
+	close(pub);
+	close(plain);
+	close(fd);
+}
+
 /* ---- message expiry ---------------------------------------------------- */
 
 /* Queued for an offline session: an expired message is not delivered at
@@ -986,6 +1053,7 @@ int main(void)
 		cmocka_unit_test(test_receive_maximum),
 		cmocka_unit_test(test_receive_maximum_resume),
 		cmocka_unit_test(test_maximum_packet_size),
+		cmocka_unit_test(test_topic_alias_out),
 		cmocka_unit_test(test_expiry_offline_queue),
 		cmocka_unit_test(test_expiry_retained),
 		cmocka_unit_test(test_properties_forwarded),
