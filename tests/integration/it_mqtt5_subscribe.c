@@ -5,9 +5,10 @@
  * several overlapping, none), SUBACK and UNSUBACK reason codes, Receive
  * Maximum toward the client, Maximum Packet Size, Message Expiry from the
  * offline queue and the retained store, and the publisher's properties
- * forwarded to a 5.0 subscriber but not to a 3.1.1 one. One check runs
- * with paho.mqtt.c's MQTT 5 API (subscription identifiers as a library
- * reads them).
+ * forwarded to a 5.0 subscriber but not to a 3.1.1 one, and outbound
+ * topic aliases. Subscription identifiers and aliases are also read with
+ * paho.mqtt.c's MQTT 5 API, and the options with Python paho-mqtt's MQTTv5
+ * client (m5sub_paho.py).
  *
  * The packets are built and parsed here by hand (as rawmqtt.c does for
  * 3.1.1) so that the test does not check the codec with itself.
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gw.h"
@@ -1040,6 +1042,31 @@ static void test_properties_forwarded(void **state)
 	close(v5);
 }
 
+/* ---- Python paho-mqtt --------------------------------------------------------------- */
+
+/* The options and identifiers as Python paho-mqtt's MQTTv5 client sees
+ * them (tests/integration/m5sub_paho.py). */
+static void test_paho_python(void **state)
+{
+	char cmd[300], line[512];
+	(void)state;
+
+	if (system("python3 -c 'import paho.mqtt.client' >/dev/null 2>&1") != 0) {
+		print_error("\n*** it_mqtt5_subscribe: SKIPPING test_paho_python: python3 or its "
+			    "paho-mqtt module is missing (make deps). ***\n\n");
+		skip();
+	}
+	snprintf(cmd, sizeof(cmd),
+		 "timeout 60 python3 tests/integration/m5sub_paho.py --port %d 2>&1", g.port);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	while (fgets(line, sizeof(line), p))
+		print_message("m5sub_paho.py: %s", line);
+	int st = pclose(p);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1057,6 +1084,7 @@ int main(void)
 		cmocka_unit_test(test_expiry_offline_queue),
 		cmocka_unit_test(test_expiry_retained),
 		cmocka_unit_test(test_properties_forwarded),
+		cmocka_unit_test(test_paho_python),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
