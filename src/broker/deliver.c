@@ -184,10 +184,15 @@ void deliver_session_sub(struct worker *w, struct session *s, struct msg *m, uin
 /* The window toward c: limits.max_inflight, and never more unacknowledged
  * QoS 1/2 PUBLISHes than the client's Receive Maximum [MQTT-3.3.4-7]
  * (65535 for 3.1/3.1.1: the limit alone, as before MQTT 5). */
+static uint32_t recv_max(const struct client *c)
+{
+	return c->recv_max ? c->recv_max : UINT16_MAX; /* 0 is refused at CONNECT */
+}
+
 static uint32_t window(const struct client *c)
 {
 	uint32_t lim = LIM(c->w->br, max_inflight);
-	return c->recv_max && c->recv_max < lim ? c->recv_max : lim;
+	return recv_max(c) < lim ? recv_max(c) : lim;
 }
 
 /* The identifiers of every subscription of c's session that m matches:
@@ -313,7 +318,7 @@ static void send_held(struct client *c)
 		struct inflight_entry *e = &f->e[i];
 		if (!e->held)
 			continue;
-		if ((uint32_t)(f->n - f->held) >= c->recv_max)
+		if ((uint32_t)(f->n - f->held) >= recv_max(c))
 			return;
 		e->held = false;
 		f->held--;
@@ -384,7 +389,7 @@ void deliver_resend(struct client *c)
 		int rc;
 		if (e->state == INFL_WAIT_PUBCOMP) {
 			rc = send_pubrel(c, e->pid);
-		} else if (sent >= c->recv_max) {
+		} else if (sent >= recv_max(c)) {
 			/* A client that now allows fewer than we have in flight
 			 * [MQTT-3.3.4-7]: the rest waits for its acknowledgements. */
 			e->held = true;
