@@ -59,7 +59,8 @@ static int cmp_match(const void *a, const void *b)
 
 /* Folds the overlapping subscription b of the same session into a: one
  * copy at the highest QoS, RETAIN as published if either asks for it, and
- * every identifier (several: looked up when sent). */
+ * every identifier (several, equal ones too, as 5.0 section 3.3.4 shows:
+ * looked up when sent). */
 static void merge_match(struct match *a, const struct match *b)
 {
 	if (b->qos > a->qos)
@@ -67,7 +68,7 @@ static void merge_match(struct match *a, const struct match *b)
 	a->rap |= b->rap;
 	if (!a->subid)
 		a->subid = b->subid;
-	else if (b->subid && b->subid != a->subid)
+	else if (b->subid)
 		a->subid = DELIVER_SUBIDS_MANY;
 }
 
@@ -182,7 +183,7 @@ void deliver_session_sub(struct worker *w, struct session *s, struct msg *m, uin
 }
 
 /* The window toward c: limits.max_inflight, and never more unacknowledged
- * QoS 1/2 PUBLISHes than the client's Receive Maximum [MQTT-3.3.4-7]
+ * QoS 1/2 PUBLISHes than the client's Receive Maximum [MQTT-3.3.4-9]
  * (65535 for 3.1/3.1.1: the limit alone, as before MQTT 5). */
 static uint32_t recv_max(const struct client *c)
 {
@@ -248,7 +249,8 @@ static void send_window(struct client *c, struct msg *m, uint8_t qos, bool retai
 	}
 	e->subid = subid;
 	/* Expired, or too large for the client: never sent, and settled as
-	 * delivered so that a downlink commit is not held by it. */
+	 * delivered so that a downlink commit is not held by it
+	 * [MQTT-3.1.2-25]. */
 	if (publish(c, m, qos, retain, pid, false, subid) == SEND_DROPPED)
 		inflight_remove(&s->out, e);
 }
@@ -391,7 +393,7 @@ void deliver_resend(struct client *c)
 			rc = send_pubrel(c, e->pid);
 		} else if (sent >= recv_max(c)) {
 			/* A client that now allows fewer than we have in flight
-			 * [MQTT-3.3.4-7]: the rest waits for its acknowledgements. */
+			 * [MQTT-3.3.4-9]: the rest waits for its acknowledgements. */
 			e->held = true;
 			f->held++;
 			continue;

@@ -70,7 +70,7 @@ void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain);
 /*
  * As deliver_client(), carrying the Subscription Identifiers word subid.
  * The window is min(limits.max_inflight, the client's Receive Maximum)
- * unacknowledged QoS 1/2 PUBLISHes [MQTT-3.3.4-7]. A message that has
+ * unacknowledged QoS 1/2 PUBLISHes [MQTT-3.3.4-9]. A message that has
  * expired or does not fit the client's Maximum Packet Size is not sent and
  * counts as delivered (send_publish()).
  */

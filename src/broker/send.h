@@ -46,7 +46,8 @@ int send_pingresp(struct client *c);
  * Returns 0 when encoded, -1 after closing c, or SEND_DROPPED with nothing
  * sent, counted in the worker's stats: m expired (any level) [MQTT-3.3.2-5],
  * or the packet is larger than the client's Maximum Packet Size
- * [MQTT-3.1.2-24]. The caller settles the message as delivered then.
+ * [MQTT-3.1.2-24]. The caller settles the message as delivered then
+ * [MQTT-3.1.2-25].
  */
 int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
 		 bool dup, const uint32_t *subids, uint16_t n_subids);

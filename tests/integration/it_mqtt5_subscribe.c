@@ -753,7 +753,7 @@ static void test_retain_handling(void **state)
 /* ---- flow control toward the client ----------------------------------- */
 
 /* Receive Maximum 2: never more than two unacknowledged QoS 1 PUBLISHes
- * [MQTT-3.3.4-7]; each PUBACK lets exactly one more out. */
+ * [MQTT-3.3.4-9]; each PUBACK lets exactly one more out. */
 static void test_receive_maximum(void **state)
 {
 	(void)state;
@@ -788,7 +788,7 @@ static void test_receive_maximum(void **state)
 
 /* A session resumed by a client with a smaller Receive Maximum than it has
  * in flight: only that many are resent (DUP); each PUBACK releases the
- * next, in order, then the queue follows [MQTT-3.3.4-7]. An expired
+ * next, in order, then the queue follows [MQTT-3.3.4-9]. An expired
  * in-flight message is not resent [MQTT-3.3.2-5]. */
 static void test_receive_maximum_resume(void **state)
 {
