@@ -550,6 +550,17 @@ static void test_subscription_ids(void **state)
 	expect_pub5(fd, "sid/r", "", &o);
 	ack5(fd, &o);
 	fence_empty(other);
+
+	/* Two overlapping subscriptions with the same identifier: it comes
+	 * twice (5.0 section 3.3.4, non-normative). */
+	sub1(fd, 6, 77, "dup/a", 0, 0);
+	sub1(fd, 7, 77, "dup/+", 0, 0);
+	publish5(pub, "dup/a", "twice", 0, false, 0, NULL);
+	expect_pub5(fd, "dup/a", "twice", &o);
+	assert_int_equal(o.n_subids, 2);
+	assert_int_equal(o.subids[0], 77);
+	assert_int_equal(o.subids[1], 77);
+	fence_empty(fd);
 	close(pub);
 	close(other);
 	close(fd);
