@@ -45,6 +45,7 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/limits.c src/broker/session_subs.c src/broker/auth.c src/broker/auth_connect.c \
 	src/broker/auth_pool.c src/broker/auth_addrs.c src/broker/upstream.c \
 	src/broker/upstream_connect.c src/broker/upstream_dispatch.c src/broker/topic_alias.c
+BROKER_SRC += src/broker/alias_out.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
@@ -77,6 +78,7 @@ IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c 
 IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
 	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
 IT_TESTS   += mqtt5_kafka mqtt5_publish
+IT_TESTS   += mqtt5_subscribe
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 

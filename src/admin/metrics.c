@@ -35,7 +35,7 @@ static const char *const packet_names[16] = {
 struct totals {
 	uint64_t accepted, rejected, bytes_in, bytes_out;
 	uint64_t pkts_in[16], pkts_out[16], msgs_in[3];
-	uint64_t qos0_dropped, queue_dropped, malformed;
+	uint64_t qos0_dropped, queue_dropped, malformed, msgs_expired, msgs_too_large;
 	uint64_t limit_hits[LIMIT_N];
 	uint64_t up_routed, up_unrouted, sink_blocked, sink_failed;
 	uint64_t packet_timeouts, partial_refused;
@@ -113,6 +113,8 @@ static void sum_workers(const struct broker *br, struct totals *t)
 			t->msgs_in[q] += LD(st->msgs_in[q]);
 		t->qos0_dropped += LD(st->qos0_dropped);
 		t->queue_dropped += LD(st->queue_dropped);
+		t->msgs_expired += LD(st->msgs_expired);
+		t->msgs_too_large += LD(st->msgs_too_large);
 		for (int k = 0; k < LIMIT_N; k++)
 			t->limit_hits[k] += LD(st->limit_hits[k]);
 		t->malformed += LD(st->malformed);
@@ -215,6 +217,12 @@ static int render_mqtt(struct buf *out, struct broker *br, const struct totals *
 		      "QoS 0 messages dropped because a client's output was full.", t->qos0_dropped);
 	rc |= one_u64(out, "kafkagate_queue_dropped_total", "counter",
 		      "Messages dropped because a session queue was full.", t->queue_dropped);
+	rc |= one_u64(out, "kafkagate_messages_expired_total", "counter",
+		      "Messages not sent because their MQTT 5 Message Expiry had passed.",
+		      t->msgs_expired);
+	rc |= one_u64(out, "kafkagate_messages_too_large_total", "counter",
+		      "Messages not sent because they exceed a client's Maximum Packet Size.",
+		      t->msgs_too_large);
 	rc |= prom_family(out, "kafkagate_session_queued_messages", "gauge",
 			     "Messages waiting in session queues (online and offline), all sessions.");
 	rc |= prom_i64(out, "kafkagate_session_queued_messages", NULL, mqueue_total());

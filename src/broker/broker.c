@@ -9,6 +9,7 @@
 #include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
+#include "broker/deliver.h"
 #include "broker/limits.h"
 #include "broker/listener.h"
 #include "broker/retain.h"
@@ -299,38 +300,43 @@ void broker_reclaim(struct broker *br, uint64_t conn_id, struct reclaim_node *n)
 }
 
 int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
-		     uint8_t qos)
+		     uint32_t opts)
 {
 	/* The write lock covers the trie change only. */
 	pthread_rwlock_wrlock(&br->subs_lock);
-	int r = sub_trie_add(br->subs, filter, len, s, qos);
+	int r = sub_trie_add(br->subs, filter, len, s, opts);
 	if (r == 1)
 		session_ref(s);
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r < 0)
 		return -1;
-	if (session_subs_add(&s->subs, filter, len, qos) < 0) {
-		pthread_rwlock_wrlock(&br->subs_lock);
-		r = sub_trie_remove(br->subs, filter, len, s);
-		pthread_rwlock_unlock(&br->subs_lock);
-		if (r == 1)
-			session_unref(s);
+	if (session_subs_add(&s->subs, filter, len, opts) < 0) {
+		/* Only a new entry is taken back: a replaced one keeps the new
+		 * options in the trie, which is what the client asked for. */
+		if (r == 1) {
+			pthread_rwlock_wrlock(&br->subs_lock);
+			int d = sub_trie_remove(br->subs, filter, len, s);
+			pthread_rwlock_unlock(&br->subs_lock);
+			if (d == 1)
+				session_unref(s);
+		}
 		return -1;
 	}
-	return 0;
+	return r;
 }
 
-void broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
+bool broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
 {
 	/* The session's set mirrors its trie entries: a filter it does not
 	 * hold needs neither the lock nor a trie walk. */
 	if (!session_subs_del(&s->subs, filter, len))
-		return;
+		return false;
 	pthread_rwlock_wrlock(&br->subs_lock);
 	int r = sub_trie_remove(br->subs, filter, len, s);
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (r == 1)
 		session_unref(s);
+	return true;
 }
 
 void broker_subs_stats(struct broker *br, size_t *count, size_t *bytes)
@@ -373,14 +379,28 @@ int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 			    void (*fn)(struct msg *m, void *ud), void *ud)
 {
 	struct retained_batch b = { 0 };
+	size_t expired = 0;
 
 	/* Copied out under the lock, delivered outside it. */
 	pthread_mutex_lock(&br->retain_lock);
 	retain_match(br->retained, filter, len, collect_retained, &b);
 	pthread_mutex_unlock(&br->retain_lock);
+	int64_t now = b.n ? util_wall_ms() : 0;
 	for (size_t i = 0; i < b.n; i++) {
+		/* An expired one is still handed to fn, whose send drops and
+		 * counts it [MQTT-3.3.2-5]; it leaves the store below. */
+		if (deliver_expired(b.m[i], now))
+			b.m[expired++] = msg_ref(b.m[i]);
 		fn(b.m[i], ud);
 		msg_unref(b.m[i]);
+	}
+	if (expired) {
+		pthread_mutex_lock(&br->retain_lock);
+		for (size_t i = 0; i < expired; i++)
+			retain_del(br->retained, b.m[i]);
+		pthread_mutex_unlock(&br->retain_lock);
+		for (size_t i = 0; i < expired; i++)
+			msg_unref(b.m[i]);
 	}
 	free(b.m);
 	return b.oom ? -1 : 0;

@@ -4,7 +4,8 @@
  * a lock itself): everything else uses broker.h.
  *
  * Shared, read-mostly state and its guards:
- *   subs      subscription trie (owner = struct session *, data = granted QoS)
+ *   subs      subscription trie (owner = struct session *, data = the options,
+ *             session_subs.h SUBOPT_*: granted QoS, No Local, RAP, sub id)
  *             pthread_rwlock subs_lock: publishers read concurrently
  *   retained  retained store, retain_lock
  *   dir       session directory by client id, dir_lock (connect/disconnect only)
@@ -94,17 +95,22 @@ struct broker {
 
 /*
  * Subscriptions of session s (owner worker thread). broker_subscribe adds
- * or replaces filter at qos in the trie and in the session; returns 0 or -1
- * (ENOMEM). broker_unsubscribe removes it if present (a filter the session
- * does not hold costs no lock). Caps are the caller's (limits.h).
+ * or replaces filter with options opts (session_subs.h SUBOPT_*: the QoS
+ * alone for 3.1.1) in the trie and in the session; returns 1 added, 0
+ * replaced (an existing subscription, now with opts), -1 ENOMEM.
+ * broker_unsubscribe removes it if present and says whether it was (a
+ * filter the session does not hold costs no lock). Caps are the caller's
+ * (limits.h).
  */
 int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
-		     uint8_t qos);
-void broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len);
+		     uint32_t opts);
+bool broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len);
 
 /* Calls fn for every retained message matching filter, outside the lock
- * (the messages are copied out under it first). Returns -1 on ENOMEM (some
- * may be missing), else 0. Any worker. */
+ * (the messages are copied out under it first). Expired ones (MQTT 5
+ * Message Expiry) are passed too, for fn's send to drop and count, and are
+ * then removed from the store. Returns -1 on ENOMEM (some may be missing),
+ * else 0. Any worker. */
 int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 			    void (*fn)(struct msg *m, void *ud), void *ud);
 /* Stores or clears (empty payload) the retained message for m's topic,

@@ -7,6 +7,7 @@
 
 #include "broker/auth.h"
 #include "broker/broker_int.h"
+#include "broker/alias_out.h"
 #include "broker/client.h"
 #include "broker/client_ack.h"
 #include "broker/client_io.h"
@@ -242,6 +243,7 @@ void client_finish(struct client *c)
 	buf_release(&c->obuf);
 	client_acks_free(c->acks);
 	topic_alias_free(c->aliases);
+	alias_out_free(c->alias_out);
 	free(c->id);
 	free(c->username);
 	free(c->cert_user);

@@ -26,6 +26,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 
+struct alias_out;
 struct client_acks;
 struct client_auth;
 struct client_io;
@@ -98,6 +99,7 @@ struct client {
 	uint32_t session_expiry;     /* seconds; 0 = ends at disconnect, UINT32_MAX never */
 	uint32_t will_delay;         /* Will Delay Interval, seconds */
 	struct topic_aliases *aliases; /* inbound alias -> topic; NULL until first used */
+	struct alias_out *alias_out; /* outbound topic -> alias (alias_out.h); NULL until used */
 	uint8_t ip[16];              /* peer address (IPv4 as ::ffff:a.b.c.d) */
 	uint16_t port;               /* peer port */
 };

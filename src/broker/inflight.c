@@ -77,6 +77,8 @@ struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t 
 	e->qos = qos;
 	e->retain = retain;
 	e->owes = owes;
+	e->held = false;
+	e->subid = 0;
 	e->state = qos == 1 ? INFL_WAIT_PUBACK : INFL_WAIT_PUBREC;
 	return e;
 }
@@ -86,6 +88,8 @@ void inflight_remove(struct inflight *f, struct inflight_entry *e)
 	size_t i = (size_t)(e - f->e);
 	settle(e->m, &e->owes);
 	msg_unref(e->m);
+	if (e->held)
+		f->held--;
 	memmove(&f->e[i], &f->e[i + 1], (f->n - i - 1) * sizeof(*e));
 	f->n--;
 }
@@ -167,12 +171,17 @@ int mqueue_push_capped(struct mqueue *q, struct msg *m, uint8_t qos, bool retain
 		q->cap = cap;
 		q->head = 0;
 	}
-	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain, owes };
+	q->e[(q->head + q->n) % q->cap] = (struct mqueue_entry){ m, qos, retain, owes, 0 };
 	q->n++;
 	q->bytes += b;
 	atomic_fetch_add_explicit(&mqueue_count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&mqueue_bytes, (int64_t)b, memory_order_relaxed);
 	return 0;
+}
+
+struct mqueue_entry *mqueue_back(struct mqueue *q)
+{
+	return q->n ? &q->e[(q->head + q->n - 1) % q->cap] : NULL;
 }
 
 bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out)

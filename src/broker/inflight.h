@@ -28,6 +28,9 @@ struct inflight_entry {
 	uint8_t state;
 	bool retain;       /* RETAIN flag to send */
 	bool owes;         /* a msg_track_done() is due when retired */
+	bool held;         /* resumed but not resent yet: the client's Receive
+			      Maximum is smaller than the window (deliver.c) */
+	uint32_t subid;    /* Subscription Identifiers to send (deliver.h) */
 };
 
 /* In insertion order, so redelivery keeps the original order. */
@@ -35,6 +38,7 @@ struct inflight {
 	struct inflight_entry *e;
 	uint16_t n, cap;
 	uint16_t next_pid;
+	uint16_t held;     /* entries with held set */
 };
 
 void inflight_init(struct inflight *f);
@@ -46,12 +50,14 @@ void inflight_settle(struct inflight *f);
 /* Returns a packet id (1..65535) not in use, or 0 if all are. */
 uint16_t inflight_next_pid(struct inflight *f);
 /* Appends an entry (takes the message reference; owes says whether a track
- * completion is still due). Returns the entry or NULL (ENOMEM). */
+ * completion is still due; subid 0, held false). Returns the entry or NULL
+ * (ENOMEM). */
 struct inflight_entry *inflight_add(struct inflight *f, struct msg *m, uint16_t pid,
 				    uint8_t qos, bool retain, bool owes);
 /* Returns the entry with this packet id, or NULL. */
 struct inflight_entry *inflight_find(struct inflight *f, uint16_t pid);
-/* Removes the entry (settles its track, unrefs its message). */
+/* Removes the entry (settles its track, unrefs its message, counts a held
+ * one out of f->held). */
 void inflight_remove(struct inflight *f, struct inflight_entry *e);
 
 struct mqueue_entry {
@@ -59,6 +65,7 @@ struct mqueue_entry {
 	uint8_t qos;
 	bool retain;
 	bool owes;         /* a msg_track_done() is due when retired */
+	uint32_t subid;    /* Subscription Identifiers to send (deliver.h) */
 };
 
 /* A FIFO ring that grows on demand up to the caller's limit. */
@@ -103,6 +110,9 @@ int mqueue_push_capped(struct mqueue *q, struct msg *m, uint8_t qos, bool retain
 /* The bytes a queued copy of m counts for: its topic and payload (a message
  * shared by several queues counts in each). */
 size_t mqueue_msg_bytes(const struct msg *m);
+/* The newest entry (the one the last successful push added), or NULL when
+ * empty: for setting fields the push does not take (subid, 0 after push). */
+struct mqueue_entry *mqueue_back(struct mqueue *q);
 /* Removes the oldest entry into *out (the reference passes to the caller).
  * Returns false when empty. */
 bool mqueue_pop(struct mqueue *q, struct mqueue_entry *out);

@@ -103,6 +103,18 @@ int retain_set_capped(struct retain_store *rs, struct msg *m, size_t max_count,
 	return rc;
 }
 
+void retain_del(struct retain_store *rs, struct msg *m)
+{
+	struct msg *old = NULL;
+
+	sub_trie_match(rs->t, m->topic, m->topic_len, find_cb, &old);
+	if (old != m)
+		return;
+	sub_trie_remove(rs->t, m->topic, m->topic_len, m);
+	rs->bytes -= msg_bytes(m);
+	msg_unref(m);
+}
+
 static void visit_cb(void *owner, uint32_t data, void *ud)
 {
 	const struct retain_visit *v = ud;

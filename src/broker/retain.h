@@ -52,6 +52,10 @@ enum retain_err {
 int retain_set_capped(struct retain_store *rs, struct msg *m, size_t max_count,
 		      size_t max_bytes);
 
+/* Removes m if it is the message stored under its topic (a newer one
+ * stays). For expired messages (MQTT 5 Message Expiry). */
+void retain_del(struct retain_store *rs, struct msg *m);
+
 /*
  * Calls cb(m, ud) for every retained message whose topic matches filter
  * (topic_matches() rules: a filter starting with a wildcard does not match

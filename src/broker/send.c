@@ -1,10 +1,12 @@
 /* send.c - outgoing packets; see send.h. */
+#include "broker/alias_out.h"
 #include "broker/client.h"
 #include "broker/send.h"
 #include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/util.h"
 #include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
@@ -103,15 +105,69 @@ int send_pingresp(struct client *c)
 	return sent(c, MQTT_PINGRESP, mqtt_encode_simple(&c->obuf, c->level, MQTT_PINGRESP));
 }
 
-int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
-		 bool dup)
+/* Room for the per-delivery properties: Message Expiry (5 bytes), Topic
+ * Alias (3) and up to SEND_MAX_SUBIDS Subscription Identifiers (5 bytes
+ * each at most). */
+#define EXTRA_PROPS (5 + 3 + 5 * SEND_MAX_SUBIDS)
+
+/* The Topic Alias for m's topic toward c (0: none): only for a client that
+ * allows aliases (its Topic Alias Maximum > 0). *known: it has the mapping
+ * already, so the topic name can be left out. */
+static uint16_t topic_alias(struct client *c, const struct msg *m, bool *known)
 {
+	if (c->level != 5 || c->alias_max_out == 0)
+		return 0;
+	if (!c->alias_out && !(c->alias_out = alias_out_new(c->alias_max_out)))
+		return 0; /* out of memory: full topic names */
+	return alias_out_pick(c->alias_out, m->topic, m->topic_len, known);
+}
+
+int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
+		 bool dup, const uint32_t *subids, uint16_t n_subids)
+{
+	uint8_t extra[EXTRA_PROPS];
+	struct mqtt_pw pw;
 	struct mqtt_publish p = {
 		.qos = qos, .dup = dup, .retain = retain, .packet_id = pid,
 		.topic = { (const uint8_t *)m->topic, m->topic_len },
 		.payload = m->payload, .payload_len = m->payload_len,
 	};
+
+	mqtt_pw_init(&pw, extra, sizeof(extra));
+	if (m->expires_ms) {
+		int64_t left = m->expires_ms - util_wall_ms();
+		if (left <= 0) {
+			STAT_INC(c->w, msgs_expired);
+			return SEND_DROPPED;
+		}
+		/* Rounded up: a message with time left never goes out as 0. */
+		mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY, (uint32_t)((left + 999) / 1000));
+	}
+	bool known = false;
+	uint16_t alias = topic_alias(c, m, &known);
+	if (c->level == 5) {
+		if (n_subids > SEND_MAX_SUBIDS)
+			n_subids = SEND_MAX_SUBIDS;
+		for (uint16_t i = 0; i < n_subids; i++)
+			mqtt_pw_int(&pw, MQTT_P_SUBSCRIPTION_ID, subids[i]);
+		if (alias) {
+			mqtt_pw_int(&pw, MQTT_P_TOPIC_ALIAS, alias);
+			if (known)
+				p.topic.len = 0;
+		}
+		p.props = (struct mqtt_props){ m->props, m->props_len };
+		p.props_more = mqtt_pw_props(&pw);
+		if (c->max_packet &&
+		    mqtt_publish_size_props(5, p.topic.len, (size_t)m->props_len + pw.len,
+					    m->payload_len, qos) > c->max_packet) {
+			STAT_INC(c->w, msgs_too_large);
+			return SEND_DROPPED;
+		}
+	}
 	int rc = sent(c, MQTT_PUBLISH, mqtt_encode_publish(&c->obuf, c->level, &p));
+	/* The client knows the mapping once this PUBLISH is on its way. */
+	if (rc == 0 && alias && !known)
+		alias_out_commit(c->alias_out, alias, m->topic, m->topic_len);
 	if (rc == 0 && c->up)
 		atomic_fetch_add_explicit(&c->up->st.msgs_out, 1, memory_order_relaxed);
 	return rc;

@@ -38,9 +38,27 @@ int send_unsuback(struct client *c, uint16_t pid);
  * are ignored (3.1.1 has none) and it is send_unsuback(). */
 int send_unsuback_rc(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
 int send_pingresp(struct client *c);
-/* PUBLISH of m at qos (pid 0 for QoS 0) with the given RETAIN and DUP. */
+/* send_publish() did not send: m has expired or does not fit the client. */
+#define SEND_DROPPED 1
+/* Most Subscription Identifiers one PUBLISH carries (send_publish()). */
+#define SEND_MAX_SUBIDS 256
+
+/*
+ * PUBLISH of m at qos (pid 0 for QoS 0) with the given RETAIN and DUP.
+ * Level 5: m's properties as stored (m->props, untouched and in order),
+ * then Message Expiry Interval = the seconds left, rounded up, when m
+ * expires [MQTT-3.3.2-6], and the Subscription Identifiers subids[0..n)
+ * (at most SEND_MAX_SUBIDS) [MQTT-3.3.4-3], and a Topic Alias (with an
+ * empty topic name once the client has the mapping) when the client allows
+ * aliases (alias_out.h). Levels 3/4: no properties.
+ * Returns 0 when encoded, -1 after closing c, or SEND_DROPPED with nothing
+ * sent, counted in the worker's stats: m expired (any level) [MQTT-3.3.2-5],
+ * or the packet is larger than the client's Maximum Packet Size
+ * [MQTT-3.1.2-24]. The caller settles the message as delivered then
+ * [MQTT-3.1.2-25].
+ */
 int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
-		 bool dup);
+		 bool dup, const uint32_t *subids, uint16_t n_subids);
 
 /* The client's side, on an upstream connection (upstream.h). */
 int send_connect(struct client *c, const struct mqtt_connect *k);

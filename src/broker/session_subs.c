@@ -75,14 +75,15 @@ static int resize(struct session_subs *ss, uint32_t cap)
 	return 0;
 }
 
-int session_subs_add(struct session_subs *ss, const char *filter, uint16_t len, uint8_t qos)
+int session_subs_add(struct session_subs *ss, const char *filter, uint16_t len, uint32_t opts)
 {
 	uint32_t h = hash(filter, len);
 
 	if (ss->n > 0) {
 		struct sub_entry *e = ss->slot[probe(ss, h, filter, len)];
 		if (e) {
-			e->qos = qos;
+			e->qos = SUBOPT_QOS(opts);
+			e->opts = opts;
 			return 0;
 		}
 	}
@@ -95,7 +96,8 @@ int session_subs_add(struct session_subs *ss, const char *filter, uint16_t len, 
 		return -1;
 	e->hash = h;
 	e->len = len;
-	e->qos = qos;
+	e->qos = SUBOPT_QOS(opts);
+	e->opts = opts;
 	memcpy(e->filter, filter, len);
 	e->filter[len] = '\0';
 	ss->slot[probe(ss, h, filter, len)] = e;

@@ -35,7 +35,8 @@ STAILQ_HEAD(client_queue, client);
 
 /* Items of a worker's inbox (core/inbox.h carries them by value). */
 enum worker_item {
-	INBOX_DELIVER = 1,     /* p1 = struct session * (ref), p2 = struct msg * (ref), a = qos */
+	INBOX_DELIVER = 1,     /* p1 = struct session * (ref), p2 = struct msg * (ref), a = qos,
+				* b = retain, c = subscription ids (deliver.h) */
 	INBOX_TAKEOVER,        /* p1 = struct session * (ref), a = requesting worker, u = conn id */
 	INBOX_FENCE,           /* a = requesting worker, u = conn id: answer once reached */
 	INBOX_SETTLE,          /* p1 = struct session * (ref): posted to itself by the worker that parked it */
@@ -62,6 +63,8 @@ struct worker_stats {
 	atomic_uint_fast64_t msgs_in[3];
 	atomic_uint_fast64_t qos0_dropped;
 	atomic_uint_fast64_t queue_dropped;
+	atomic_uint_fast64_t msgs_expired;    /* not sent: MQTT 5 Message Expiry passed (send.c) */
+	atomic_uint_fast64_t msgs_too_large;  /* not sent: over the client's Maximum Packet Size */
 	atomic_uint_fast64_t limit_hits[LIMIT_N];  /* by enum limit_kind (limits.h) */
 	atomic_uint_fast64_t malformed;
 	atomic_uint_fast64_t sink_blocked;   /* times a connection waited for the sink */
@@ -90,6 +93,8 @@ struct listener_io {
 struct match {
 	struct session *s;
 	uint8_t qos;
+	bool rap;          /* a matching subscription has Retain As Published */
+	uint32_t subid;    /* Subscription Identifiers (deliver.h DELIVER_SUBIDS_MANY) */
 };
 
 struct worker {

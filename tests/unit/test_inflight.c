@@ -215,6 +215,66 @@ static void test_queue_tracks(void **state)
 	assert_int_equal(track_done, 1);
 }
 
+/* Fields a push does not take (the MQTT 5 subscription id word) are set on
+ * mqueue_back(), which is always the entry the last push added, also
+ * after the ring wrapped and grew; pops hand them back in order. */
+static void test_queue_back_subid(void **state)
+{
+	(void)state;
+	struct mqueue q;
+	struct mqueue_entry e;
+	mqueue_init(&q);
+	assert_null(mqueue_back(&q));
+	uint32_t next = 1, want = 1;
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < 7; i++) {
+			assert_int_equal(mqueue_push(&q, mk("a"), 1, false, false, 100), 0);
+			assert_int_equal(mqueue_back(&q)->subid, 0);
+			mqueue_back(&q)->subid = next++;
+		}
+		for (int i = 0; i < 5; i++) {
+			assert_true(mqueue_pop(&q, &e));
+			assert_int_equal(e.subid, want++);
+			msg_unref(e.m);
+		}
+	}
+	while (mqueue_pop(&q, &e)) {
+		assert_int_equal(e.subid, want++);
+		msg_unref(e.m);
+	}
+	assert_int_equal(want, next);
+	mqueue_release(&q);
+}
+
+/* Held entries (a resumed window larger than the client's Receive
+ * Maximum) are counted in f->held; removing one counts it out; a new
+ * entry starts neither held nor with an id. */
+static void test_window_held(void **state)
+{
+	(void)state;
+	struct inflight f;
+	inflight_init(&f);
+	for (uint16_t pid = 1; pid <= 4; pid++) {
+		struct inflight_entry *e = inflight_add(&f, mk("a"), pid, 1, false, false);
+		assert_non_null(e);
+		assert_false(e->held);
+		assert_int_equal(e->subid, 0);
+		e->subid = pid * 10u;
+	}
+	f.e[2].held = f.e[3].held = true;
+	f.held = 2;
+	inflight_remove(&f, inflight_find(&f, 3));
+	assert_int_equal(f.held, 1);
+	inflight_remove(&f, inflight_find(&f, 1));
+	assert_int_equal(f.held, 1);
+	assert_int_equal(inflight_find(&f, 4)->subid, 40);
+	assert_true(inflight_find(&f, 4)->held);
+	inflight_remove(&f, inflight_find(&f, 4));
+	assert_int_equal(f.held, 0);
+	inflight_release(&f);
+	assert_int_equal(f.held, 0);
+}
+
 static void test_pidset(void **state)
 {
 	(void)state;
@@ -244,6 +304,8 @@ int main(void)
 		cmocka_unit_test(test_queue_fifo_and_limit),
 		cmocka_unit_test(test_queue_caps),
 		cmocka_unit_test(test_queue_tracks),
+		cmocka_unit_test(test_queue_back_subid),
+		cmocka_unit_test(test_window_held),
 		cmocka_unit_test(test_pidset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,6 +56,36 @@ static void test_add_find_del(void **state)
 	session_subs_release(&ss);
 }
 
+/* MQTT 5 options packed in one word (SUBOPT_*): kept per filter, replaced
+ * with it, and the QoS readable on its own. */
+static void test_options(void **state)
+{
+	(void)state;
+	struct session_subs ss;
+	uint32_t o = subopt_make(2, true, false, SUBOPT_ID_MAX);
+
+	assert_int_equal(SUBOPT_QOS(o), 2);
+	assert_true(o & SUBOPT_NO_LOCAL);
+	assert_false(o & SUBOPT_RAP);
+	assert_int_equal(SUBOPT_ID(o), 268435455);
+	/* A 3.1.1 subscription is its QoS alone. */
+	assert_int_equal(subopt_make(1, false, false, 0), 1);
+
+	session_subs_init(&ss);
+	assert_int_equal(session_subs_add(&ss, "x/#", 3, o), 1);
+	struct sub_entry *e = session_subs_find(&ss, "x/#", 3);
+	assert_int_equal(e->qos, 2);
+	assert_int_equal(e->opts, o);
+	uint32_t o2 = subopt_make(0, false, true, 7);
+	assert_int_equal(session_subs_add(&ss, "x/#", 3, o2), 0);
+	e = session_subs_find(&ss, "x/#", 3);
+	assert_int_equal(e->qos, 0);
+	assert_int_equal(SUBOPT_ID(e->opts), 7);
+	assert_true(e->opts & SUBOPT_RAP);
+	assert_false(e->opts & SUBOPT_NO_LOCAL);
+	session_subs_release(&ss);
+}
+
 #define MANY 100000
 
 /* 100,000 filters in and out (the list this replaces needed 18 s in the
@@ -159,6 +189,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_add_find_del),
+		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_random),
 	};
