@@ -28,6 +28,7 @@
 
 struct auth;
 struct msg;
+struct shared_reg;
 struct upstream;
 struct worker;
 
@@ -68,6 +69,7 @@ struct broker {
 	struct broker_sink sink;     /* publish == NULL: acknowledge locally */
 	pthread_rwlock_t subs_lock;
 	struct sub_trie *subs;
+	struct shared_reg *shared;   /* shared subscriptions (shared.h); subs_lock */
 	pthread_mutex_t retain_lock;
 	struct retain_store *retained;
 	pthread_mutex_t dir_lock;

@@ -12,6 +12,7 @@
 #include "broker/handle_subscribe.h"
 #include "broker/limits.h"
 #include "broker/send.h"
+#include "broker/shared.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -44,8 +45,13 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 			codes[i++] = MQTT_SUBACK_FAILURE;
 			continue;
 		}
+		/* "$share/NAME/FILTER" with a bad NAME (shared.h) */
+		if (shared_invalid((const char *)f.p, f.len)) {
+			codes[i++] = MQTT_SUBACK_FAILURE;
+			continue;
+		}
 		/* ACL: a filter that can match nothing readable (auth.h). */
-		if (!auth_may_subscribe(c, (const char *)f.p, f.len)) {
+		if (!shared_may_subscribe(c, (const char *)f.p, f.len)) {
 			codes[i++] = MQTT_SUBACK_FAILURE;
 			continue;
 		}
@@ -61,8 +67,8 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 	mqtt_topics_begin(&p->u.sub, &it);
 	while (mqtt_topics_next(&it, &f, &opts) && c->state == CL_ACTIVE) {
 		uint8_t code = codes[i++];
-		if (code == MQTT_SUBACK_FAILURE)
-			continue;
+		if (code == MQTT_SUBACK_FAILURE || shared_is((const char *)f.p, f.len))
+			continue; /* no retained messages on a shared subscription [MQTT-4.8.2] */
 		log_debug("subscribe client=%s filter=%s qos=%u", log_q(c->id),
 			  log_qn((const char *)f.p, f.len), code);
 		struct retained_ctx r = { c, code };
