@@ -46,11 +46,19 @@ struct shared_group {
 	char key[];                  /* key_len bytes and a NUL */
 };
 
+struct orphan;
+static void orphans_free(struct shared_reg *r);
+static void drain_orphans(struct worker *w);
+
 struct shared_reg {
 	struct sub_trie *trie;       /* FILTER -> group */
 	struct shared_group **b;     /* groups by key */
 	size_t nb, n;
 	atomic_uint n_groups;        /* read without the lock: skip the match when 0 */
+	/* Messages left in the queues of sessions that ended, for their
+	 * groups (shared_session_end), delivered by the next publish. */
+	struct orphan *orphans, **orphans_tail;
+	atomic_uint n_orphans;       /* read without the lock: skip when 0 */
 };
 
 bool shared_is(const char *filter, size_t len)
@@ -150,9 +158,10 @@ static enum shared_state member_state(const void *ud, uint32_t i)
 
 	if (s == ms->exclude || atomic_load_explicit(&s->discarded, memory_order_relaxed))
 		return SHARED_SKIP;
+	/* Offline: its session queues QoS 1/2 (a clean one is discarded as it
+	 * parks, and discarded is checked first). */
 	if (atomic_load_explicit(&s->owner, memory_order_relaxed) < 0)
-		/* A clean session is discarded as it parks: nothing waits for it. */
-		return s->clean ? SHARED_SKIP : SHARED_OFFLINE;
+		return SHARED_OFFLINE;
 	/* The owner writes these plainly; a relaxed read is a hint (see top). */
 	if (__atomic_load_n(&s->queue.n, __ATOMIC_RELAXED) > 0 ||
 	    __atomic_load_n(&s->out.n, __ATOMIC_RELAXED) >= ms->max_inflight)
@@ -187,6 +196,8 @@ struct shared_reg *shared_new(void)
 	r->b = calloc(r->nb, sizeof(*r->b));
 	r->trie = sub_trie_new();
 	atomic_init(&r->n_groups, 0);
+	r->orphans_tail = &r->orphans;
+	atomic_init(&r->n_orphans, 0);
 	if (!r->b || !r->trie) {
 		shared_free(r);
 		return NULL;
@@ -211,6 +222,7 @@ void shared_free(struct shared_reg *r)
 			next = g->next;
 			group_free(g);
 		}
+	orphans_free(r);
 	free(r->b);
 	sub_trie_free(r->trie);
 	free(r);
@@ -387,26 +399,9 @@ void shared_unsubscribe(struct broker *br, struct session *s, const char *filter
 		session_unref(s); /* never the last: the caller holds one */
 }
 
-void shared_session_end(struct broker *br, struct session *s)
+size_t shared_orphans(const struct shared_reg *r)
 {
-	uint32_t pos = 0, unrefs = 0;
-	bool any = false;
-
-	if (!br->shared || atomic_load_explicit(&br->shared->n_groups, memory_order_relaxed) == 0)
-		return;
-	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
-		if (shared_is(e->filter, e->len))
-			any = true;
-	if (!any)
-		return;
-	pos = 0;
-	pthread_rwlock_wrlock(&br->subs_lock);
-	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
-		if (shared_is(e->filter, e->len))
-			unrefs += member_del(br->shared, e->filter, e->len, s);
-	pthread_rwlock_unlock(&br->subs_lock);
-	while (unrefs--)
-		session_unref(s);
+	return r ? atomic_load_explicit(&r->n_orphans, memory_order_relaxed) : 0;
 }
 
 /* ---- publishing ----------------------------------------------------------- */
@@ -458,7 +453,12 @@ void shared_publish(struct worker *w, struct msg *m)
 	struct broker *br = w->br;
 	struct shared_reg *r = br->shared;
 
-	if (!r || atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0)
+	if (!r)
+		return;
+	/* What ended sessions left goes first: it is older. */
+	if (atomic_load_explicit(&r->n_orphans, memory_order_relaxed) > 0)
+		drain_orphans(w);
+	if (atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0)
 		return;
 	struct pick_ctx x = { .cap = PICKS_INLINE, .max_inflight = LIM(br, max_inflight),
 			      .qos = m->qos };
@@ -487,7 +487,7 @@ void shared_publish(struct worker *w, struct msg *m)
 
 /* ---- a member leaving ----------------------------------------------------- */
 
-/* A membership of the session being parked: a filter of its set. */
+/* A membership of the session leaving: a filter of its set. */
 struct ship {
 	const char *key;          /* "$share/NAME/FILTER", in s->subs (stable meanwhile) */
 	uint16_t key_len;
@@ -519,15 +519,51 @@ static bool seen_add(struct seen *t, const void *p)
 	return true;
 }
 
-struct park_ctx {
+struct leave_ctx {
 	struct ship *ship;
 	uint32_t n_ship;
 	const struct sub_entry **own; /* the session's non-shared filters */
 	uint32_t n_own;
 	struct seen seen;
-	uint32_t entries;             /* sizes seen lazily */
+	uint32_t entries;             /* in the window and queue: sizes seen */
 	bool oom;
 };
+
+static void leave_release(struct leave_ctx *x)
+{
+	free(x->seen.slot);
+	free(x->own);
+	free(x->ship);
+}
+
+/* The memberships of s whose group has another member (only those hand
+ * messages on), and s's other filters. Returns 0, or -1 (ENOMEM). Takes
+ * subs_lock for reading. */
+static int leave_collect(struct broker *br, struct session *s, struct leave_ctx *x)
+{
+	uint32_t pos = 0;
+
+	x->ship = malloc(s->subs.n * sizeof(*x->ship));
+	x->own = malloc(s->subs.n * sizeof(*x->own));
+	if (!x->ship || !x->own)
+		return -1;
+	pthread_rwlock_rdlock(&br->subs_lock);
+	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));) {
+		const char *f;
+		size_t flen;
+		if (shared_parse(e->filter, e->len, NULL, NULL, &f, &flen) == 0) {
+			struct shared_group *g = group_find(br->shared, e->filter, e->len,
+							    key_hash(e->filter, e->len));
+			if (g && g->n > 1)
+				x->ship[x->n_ship++] = (struct ship){ e->filter, e->len, f,
+								      (uint16_t)flen };
+		} else if (!shared_is(e->filter, e->len)) {
+			x->own[x->n_own++] = e;
+		}
+	}
+	pthread_rwlock_unlock(&br->subs_lock);
+	return 0;
+}
 
 /*
  * Which of the session's shared subscriptions a copy of m in its window or
@@ -537,7 +573,7 @@ struct park_ctx {
  * non-shared filter matches too, the first copy of m is that one and any
  * later copy a shared one.
  */
-static int64_t attribute(struct park_ctx *x, const struct msg *m)
+static int64_t attribute(struct leave_ctx *x, const struct msg *m)
 {
 	int64_t k = -1;
 
@@ -565,19 +601,19 @@ static int64_t attribute(struct park_ctx *x, const struct msg *m)
 	return seen_add(&x->seen, m) ? -1 : k;
 }
 
-/* Hands one moved message to another member of its group. */
-static void move_one(struct worker *w, struct session *s, const struct ship *sh,
-		     struct moved *mv)
+/* Hands one message to another member (not `exclude`) of the group of
+ * key; dropped (counted) when there is none. Takes mv->m's reference. */
+static void move_one(struct worker *w, const struct session *exclude, const char *key,
+		     uint16_t key_len, struct moved *mv)
 {
 	struct broker *br = w->br;
 	uint8_t granted = 0;
 	struct session *to = NULL;
 
 	pthread_rwlock_rdlock(&br->subs_lock);
-	struct shared_group *g = group_find(br->shared, sh->key, sh->key_len,
-					    key_hash(sh->key, sh->key_len));
+	struct shared_group *g = group_find(br->shared, key, key_len, key_hash(key, key_len));
 	if (g)
-		to = pick(g, s, LIM(br, max_inflight), &granted);
+		to = pick(g, exclude, LIM(br, max_inflight), &granted);
 	pthread_rwlock_unlock(&br->subs_lock);
 
 	struct msg *m = mv->m;
@@ -586,10 +622,9 @@ static void move_one(struct worker *w, struct session *s, const struct ship *sh,
 		 * count against the track again. */
 		m = msg_clone(mv->m, mv->m->qos, mv->m->retain);
 		msg_unref(mv->m);
-		mv->owes = false;
 	}
 	if (!to || !m) {
-		if (mv->owes)
+		if (m && mv->owes)
 			msg_track_done(m);
 		msg_unref(m);
 		session_unref(to);
@@ -606,33 +641,15 @@ void shared_park(struct worker *w, struct session *s)
 {
 	struct broker *br = w->br;
 	struct shared_reg *r = br->shared;
-	struct park_ctx x = { 0 };
+	struct leave_ctx x = { 0 };
 	struct moved *mv = NULL;
-	uint32_t n_mv = 0, pos = 0;
+	uint32_t n_mv = 0;
 
 	if (!r || atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0 || s->subs.n == 0 ||
 	    (s->out.n == 0 && s->queue.n == 0))
 		return;
-	x.ship = malloc(s->subs.n * sizeof(*x.ship));
-	x.own = malloc(s->subs.n * sizeof(*x.own));
-	if (!x.ship || !x.own)
+	if (leave_collect(br, s, &x) < 0)
 		goto out;
-	/* Memberships whose group has another member: only those move. */
-	pthread_rwlock_rdlock(&br->subs_lock);
-	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));) {
-		const char *f;
-		size_t flen;
-		if (shared_parse(e->filter, e->len, NULL, NULL, &f, &flen) == 0) {
-			struct shared_group *g = group_find(r, e->filter, e->len,
-							    key_hash(e->filter, e->len));
-			if (g && g->n > 1)
-				x.ship[x.n_ship++] = (struct ship){ e->filter, e->len, f,
-								    (uint16_t)flen };
-		} else if (!shared_is(e->filter, e->len)) {
-			x.own[x.n_own++] = e;
-		}
-	}
-	pthread_rwlock_unlock(&br->subs_lock);
 	if (x.n_ship == 0)
 		goto out;
 	x.entries = (uint32_t)s->out.n + s->queue.n;
@@ -671,7 +688,7 @@ void shared_park(struct worker *w, struct session *s)
 		}
 	}
 	for (uint32_t i = 0; i < n_mv; i++)
-		move_one(w, s, &x.ship[mv[i].k], &mv[i]);
+		move_one(w, s, x.ship[mv[i].k].key, x.ship[mv[i].k].key_len, &mv[i]);
 	if (n_mv)
 		log_debug("shared subscription messages moved client=%s count=%u", log_q(s->id),
 			  n_mv);
@@ -679,8 +696,144 @@ out:
 	if (!x.ship || !x.own || (x.n_ship && !mv) || x.oom)
 		log_warn_rl("shared subscription messages kept client=%s reason=\"out of memory\"",
 			    log_q(s->id));
-	free(x.seen.slot);
 	free(mv);
-	free(x.own);
-	free(x.ship);
+	leave_release(&x);
+}
+
+/* ---- a session ending: its queue waits in the registry -------------------- */
+
+/* A message from the queue of a session that ended, for its group. */
+struct orphan {
+	struct orphan *next;
+	struct msg *m;            /* one reference */
+	uint8_t qos;
+	bool owes;
+	uint16_t key_len;
+	char key[];
+};
+
+static void orphan_free(struct orphan *o)
+{
+	if (o->owes)
+		msg_track_done(o->m);
+	msg_unref(o->m);
+	free(o);
+}
+
+static void orphans_free(struct shared_reg *r)
+{
+	for (struct orphan *o = r->orphans, *next; o; o = next) {
+		next = o->next;
+		orphan_free(o);
+	}
+	r->orphans = NULL;
+	r->orphans_tail = &r->orphans;
+	atomic_store(&r->n_orphans, 0);
+}
+
+/*
+ * Takes the shared subscriptions' messages out of the queue of s, which is
+ * ending (offline, or owned by the caller), into a list for the caller to
+ * hand to the registry. Worker-less (the caller may hold dir_lock), so they
+ * cannot be delivered here: shared_publish() delivers them with the next
+ * message any client publishes. The rest of the queue is released, as the
+ * session's end would. At most `room` are kept; the others are counted.
+ */
+static uint32_t stash_queue(struct broker *br, struct session *s, struct orphan **list,
+			    uint32_t room, uint32_t *dropped)
+{
+	struct leave_ctx x = { 0 };
+	struct orphan **tail = list;
+	struct mqueue q;
+	struct mqueue_entry e;
+	uint32_t n = 0;
+
+	if (s->queue.n == 0 || leave_collect(br, s, &x) < 0 || x.n_ship == 0) {
+		leave_release(&x);
+		return 0;
+	}
+	/* Offline, other workers append under mu: take the whole queue. */
+	pthread_spin_lock(&s->mu);
+	q = s->queue;
+	mqueue_init(&s->queue);
+	pthread_spin_unlock(&s->mu);
+	x.entries = q.n;
+	while (mqueue_pop(&q, &e)) {
+		int64_t k = e.qos > 0 ? attribute(&x, e.m) : -1;
+		struct orphan *o = NULL;
+		if (k >= 0 && n < room)
+			o = malloc(sizeof(*o) + x.ship[k].key_len);
+		if (!o) {
+			*dropped += k >= 0;
+			if (e.owes)
+				msg_track_done(e.m);
+			msg_unref(e.m);
+			continue;
+		}
+		*o = (struct orphan){ NULL, e.m, e.qos, e.owes, x.ship[k].key_len };
+		memcpy(o->key, x.ship[k].key, x.ship[k].key_len);
+		*tail = o;
+		tail = &o->next;
+		n++;
+	}
+	mqueue_release(&q);
+	leave_release(&x);
+	return n;
+}
+
+void shared_session_end(struct broker *br, struct session *s)
+{
+	struct shared_reg *r = br->shared;
+	struct orphan *list = NULL;
+	uint32_t pos = 0, unrefs = 0, dropped = 0, n = 0;
+	bool any = false;
+
+	if (!r || atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0)
+		return;
+	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
+		if (shared_is(e->filter, e->len))
+			any = true;
+	if (!any)
+		return;
+	/* Bounded like any queue: what all sessions may hold together. */
+	uint32_t held = atomic_load_explicit(&r->n_orphans, memory_order_relaxed);
+	uint32_t cap = LIM(br, max_queued_total_messages);
+	n = stash_queue(br, s, &list, held < cap ? cap - held : 0, &dropped);
+	pos = 0;
+	pthread_rwlock_wrlock(&br->subs_lock);
+	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
+		if (shared_is(e->filter, e->len))
+			unrefs += member_del(r, e->filter, e->len, s);
+	if (list) {
+		*r->orphans_tail = list;
+		while (*r->orphans_tail)
+			r->orphans_tail = &(*r->orphans_tail)->next;
+		atomic_fetch_add_explicit(&r->n_orphans, n, memory_order_relaxed);
+	}
+	pthread_rwlock_unlock(&br->subs_lock);
+	while (unrefs--)
+		session_unref(s);
+	if (dropped)
+		atomic_fetch_add_explicit(&br->limit_hits[LIMIT_QUEUED_TOTAL_MESSAGES], dropped,
+					  memory_order_relaxed);
+}
+
+/* Delivers what ended sessions left (shared_session_end), from worker w. */
+static void drain_orphans(struct worker *w)
+{
+	struct broker *br = w->br;
+	struct shared_reg *r = br->shared;
+
+	pthread_rwlock_wrlock(&br->subs_lock);
+	struct orphan *list = r->orphans;
+	r->orphans = NULL;
+	r->orphans_tail = &r->orphans;
+	atomic_store_explicit(&r->n_orphans, 0, memory_order_relaxed);
+	pthread_rwlock_unlock(&br->subs_lock);
+	for (struct orphan *o = list, *next; o; o = next) {
+		next = o->next;
+		struct moved mv = { o->m, o->qos, o->owes, 0 };
+		move_one(w, NULL, o->key, o->key_len, &mv);
+		free(o);
+	}
 }

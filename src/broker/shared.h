@@ -75,15 +75,24 @@ int shared_subscribe(struct broker *br, struct session *s, const char *filter, u
 void shared_unsubscribe(struct broker *br, struct session *s, const char *filter,
 			uint16_t len);
 /* Removes every membership of s (its session ends; the caller releases
- * s->subs afterwards). s offline, or owned by the caller. Takes subs_lock;
- * may be called with dir_lock and without a worker. */
+ * s->subs and its queue afterwards). The QoS 1/2 messages its queue holds
+ * through shared subscriptions whose group has another member are taken
+ * out and kept in the registry (at most limits.max_queued_total_messages
+ * together; more are dropped and counted as that limit's hits) until the
+ * next shared_publish() hands them to other members. s offline, or owned
+ * by the caller. Takes s->mu, then subs_lock; may be called with dir_lock
+ * and without a worker. */
 void shared_session_end(struct broker *br, struct session *s);
+/* Messages kept by shared_session_end() not yet handed on. Any thread
+ * (a relaxed load). */
+size_t shared_orphans(const struct shared_reg *r);
 
 /*
  * Delivers m, published on worker w, to one member of every group whose
  * filter matches m's topic (QoS min(m->qos, granted), RETAIN 0: retained
- * messages are never sent on a shared subscription [MQTT-4.8.2]). Costs
- * one relaxed load when no group exists. Worker w only.
+ * messages are never sent on a shared subscription [MQTT-4.8.2]); first
+ * hands on what ended sessions left (shared_session_end()). Costs two
+ * relaxed loads when neither exists. Worker w only.
  */
 void shared_publish(struct worker *w, struct msg *m);
 

@@ -387,6 +387,75 @@ static void test_queued_move_on_disconnect(void **state)
 	gw_stop(&g2);
 }
 
+/* Read QoS 1 PUBLISHes of topic (acknowledged) until want distinct ones
+ * arrived or nothing comes for WAIT_MS. Returns how many were new. */
+static int read_some(int fd, bool *got, int n, const char *topic, int want)
+{
+	int count = 0;
+	struct itutil_pkt p;
+
+	while (count < want && itutil_recv_publish(fd, &p, WAIT_MS) == 0) {
+		assert_int_equal(itutil_ack_publish(fd, &p), 0);
+		if (strcmp(p.topic, topic) != 0)
+			continue;
+		int i = atoi(p.payload + 1);
+		assert_true(i >= 0 && i < n);
+		if (got[i])
+			print_error("message %d twice\n", i);
+		assert_false(got[i]);
+		got[i] = true;
+		count++;
+	}
+	return count;
+}
+
+/* Two persistent members, both offline: messages queue in their sessions,
+ * round robin. One comes back and reads its share; the other's session
+ * expires (limits.session_expiry): what waited in it goes to the member
+ * that is back, with the next publish. */
+static void test_expired_member_queue_moves(void **state)
+{
+	enum { N = 10 };
+	(void)state;
+	bool got[N] = { 0 };
+	struct raw_connect ca = { .client_id = "it-shared-ea" }, cb = { .client_id = "it-shared-eb" };
+
+	assert_int_equal(gw_start(&g2, "limits = { session_expiry = 2; };"), 0);
+	int a = itutil_connect_with(g2.port, &ca, NULL);
+	int b = itutil_connect_with(g2.port, &cb, NULL);
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(itutil_subscribe(a, 1, "$share/e/it-shared/e", 1), 0);
+	assert_int_equal(itutil_subscribe(b, 1, "$share/e/it-shared/e", 1), 0);
+	close(a);
+	long long gone = itutil_now_ms();
+	close(b);
+	itutil_sleep_ms(200);
+	publish_n(g2.port, "it-shared/e", N, 1, 0);
+
+	bool present = false;
+	b = itutil_connect_with(g2.port, &cb, &present);
+	assert_true(b >= 0);
+	assert_true(present);
+	int first = read_some(b, got, N, "it-shared/e", N);
+	print_message("back member: %d queued for it\n", first);
+	assert_int_equal(first, N / 2);
+
+	/* a's session expires 2 s after it left (checked every 250 ms). */
+	long long wait = gone + 3000 - itutil_now_ms();
+	if (wait > 0)
+		itutil_sleep_ms((int)wait);
+	int pub = itutil_connect(g2.port, "it-shared-kick", true, 0, NULL);
+	assert_true(pub >= 0);
+	assert_int_equal(raw_mqtt_publish(pub, "it-shared/kick", "k", 1, 0, false, 0), 0);
+	int rest = read_some(b, got, N, "it-shared/e", N - first);
+	print_message("then from the expired one: %d\n", rest);
+	assert_int_equal(first + rest, N);
+	assert_true(itutil_quiet(b, 300));
+	close(pub);
+	close(b);
+	gw_stop(&g2);
+}
+
 /* ---- subscribe and unsubscribe --------------------------------------------- */
 
 /* No retained message on a shared subscription [MQTT-4.8.2]; a plain one
@@ -536,6 +605,7 @@ int main(void)
 		cmocka_unit_test(test_full_window_skipped),
 		cmocka_unit_test(test_unacked_move_on_disconnect),
 		cmocka_unit_test(test_queued_move_on_disconnect),
+		cmocka_unit_test(test_expired_member_queue_moves),
 		cmocka_unit_test(test_no_retained),
 		cmocka_unit_test(test_invalid_names_311),
 		cmocka_unit_test(test_invalid_names_v5),

@@ -18,6 +18,7 @@
 #include "broker/broker_int.h"
 #include "broker/session.h"
 #include "broker/shared.h"
+#include "core/msg.h"
 
 static int parse(const char *s, char *name, char *f)
 {
@@ -157,12 +158,56 @@ static void test_registry(void **state)
 	free_broker(br);
 }
 
+static void push(struct session *s, const char *topic, uint8_t qos)
+{
+	struct msg *m = msg_new(topic, strlen(topic), "x", 1, qos, false);
+	assert_non_null(m);
+	assert_int_equal(mqueue_push(&s->queue, m, qos, false, false, 100), 0);
+}
+
+/* A session ending with messages queued through a shared subscription:
+ * they wait in the registry for another member; the rest is released. */
+static void test_session_end_keeps_queue(void **state)
+{
+	(void)state;
+	struct broker *br = bare_broker();
+	atomic_store(&br->lim.max_queued_total_messages, 100);
+	struct session *a = session_new("a", 1, false), *b = session_new("b", 1, false);
+	struct session *c = session_new("c", 1, false);
+
+	assert_int_equal(SUB(br, a, "$share/g/t/#", 1), 0);
+	assert_int_equal(SUB(br, b, "$share/g/t/#", 1), 0);
+	assert_int_equal(SUB(br, c, "$share/solo/t/#", 1), 0);
+	push(a, "t/1", 1);
+	push(a, "x/1", 1);   /* through no shared subscription */
+	push(a, "t/2", 2);
+	push(c, "t/3", 1);   /* its group has no one else */
+	shared_session_end(br, a);
+	assert_int_equal(shared_orphans(br->shared), 2);
+	assert_int_equal(a->queue.n, 0);
+	assert_int_equal(refs(a), 1);
+	shared_session_end(br, c);
+	assert_int_equal(shared_orphans(br->shared), 2);
+	assert_int_equal(refs(c), 1);
+	mqueue_release(&c->queue);
+	session_subs_release(&a->subs);
+	session_subs_release(&c->subs);
+	shared_session_end(br, b);
+	session_subs_release(&b->subs);
+
+	session_unref(a);
+	session_unref(b);
+	session_unref(c);
+	free_broker(br); /* frees the two kept */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_select),
 		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_session_end_keeps_queue),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
