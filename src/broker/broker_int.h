@@ -10,7 +10,8 @@
  *   dir       session directory by client id, dir_lock (connect/disconnect only)
  *   lim       limits, atomics so a reload can change them in place
  * Lock order: dir_lock, session mu, subs_lock, retain_lock. Every lock is
- * taken in broker.c, takeover.c or deliver.c, never in a handler.
+ * taken in broker.c, takeover.c, deliver.c or shared.c (subs_lock over the
+ * shared subscription registry, br->shared), never in a handler.
  */
 #ifndef KG_BROKER_INT_H
 #define KG_BROKER_INT_H

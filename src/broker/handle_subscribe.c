@@ -67,10 +67,12 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 	mqtt_topics_begin(&p->u.sub, &it);
 	while (mqtt_topics_next(&it, &f, &opts) && c->state == CL_ACTIVE) {
 		uint8_t code = codes[i++];
-		if (code == MQTT_SUBACK_FAILURE || shared_is((const char *)f.p, f.len))
-			continue; /* no retained messages on a shared subscription [MQTT-4.8.2] */
+		if (code == MQTT_SUBACK_FAILURE)
+			continue;
 		log_debug("subscribe client=%s filter=%s qos=%u", log_q(c->id),
 			  log_qn((const char *)f.p, f.len), code);
+		if (shared_is((const char *)f.p, f.len))
+			continue; /* no retained messages on a shared subscription [MQTT-4.8.2] */
 		struct retained_ctx r = { c, code };
 		if (broker_retained_foreach(br, (const char *)f.p, f.len, send_retained, &r) < 0)
 			log_warn_rl("retained messages skipped client=%s reason=\"out of memory\"",

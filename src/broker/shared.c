@@ -32,7 +32,9 @@
 
 struct shared_member {
 	struct session *s;       /* holds a reference */
-	uint32_t data;           /* granted QoS in bits 0-1; the rest kept as given */
+	uint32_t data;           /* the SUBSCRIBE options as given: granted QoS in
+				    bits 0-1, Retain As Published bit 3 (MQTT 5);
+				    the rest kept, unread */
 };
 
 struct shared_group {
@@ -169,10 +171,25 @@ static enum shared_state member_state(const void *ud, uint32_t i)
 	return SHARED_READY;
 }
 
+#define OPT_RAP 0x08 /* Retain As Published, in the options byte's place */
+
+/* QoS and RETAIN for a member with these options: min(published, granted)
+ * [MQTT-4.8.2-3]; RETAIN only with Retain As Published (live messages
+ * only: no retained message is sent at SUBSCRIBE [MQTT-4.8.2]). */
+static uint8_t member_qos(uint32_t data, const struct msg *m)
+{
+	return m->qos < (data & 3) ? m->qos : (uint8_t)(data & 3);
+}
+
+static bool member_retain(uint32_t data, const struct msg *m)
+{
+	return (data & OPT_RAP) && m->retain;
+}
+
 /* Under subs_lock (read or write). Returns a new reference to the chosen
- * member's session and its granted QoS in *granted, or NULL. */
+ * member's session and its options in *data, or NULL. */
 static struct session *pick(struct shared_group *g, const struct session *exclude,
-			    unsigned max_inflight, uint8_t *granted)
+			    unsigned max_inflight, uint32_t *data)
 {
 	if (g->n == 0)
 		return NULL;
@@ -181,7 +198,7 @@ static struct session *pick(struct shared_group *g, const struct session *exclud
 	int i = select_scan(g->n, start % g->n, member_state, &ms);
 	if (i < 0)
 		return NULL;
-	*granted = (uint8_t)(g->m[i].data & 3);
+	*data = g->m[i].data;
 	return session_ref(g->m[i].s);
 }
 
@@ -408,7 +425,7 @@ size_t shared_orphans(const struct shared_reg *r)
 
 struct pick_one {
 	struct session *s;
-	uint8_t qos;
+	uint32_t data;           /* the member's options */
 };
 
 #define PICKS_INLINE 16
@@ -418,14 +435,13 @@ struct pick_ctx {
 	size_t n, cap;
 	bool oom;                /* a match was lost for want of memory */
 	unsigned max_inflight;
-	uint8_t qos;             /* the message's */
 	struct pick_one inline_p[PICKS_INLINE];
 };
 
 static void pick_cb(void *owner, uint32_t data, void *ud)
 {
 	struct pick_ctx *x = ud;
-	uint8_t granted = 0;
+	uint32_t opts = 0;
 	(void)data;
 
 	if (x->n == x->cap) {
@@ -443,9 +459,9 @@ static void pick_cb(void *owner, uint32_t data, void *ud)
 		x->p = p;
 		x->cap = cap;
 	}
-	struct session *s = pick(owner, NULL, x->max_inflight, &granted);
+	struct session *s = pick(owner, NULL, x->max_inflight, &opts);
 	if (s)
-		x->p[x->n++] = (struct pick_one){ s, x->qos < granted ? x->qos : granted };
+		x->p[x->n++] = (struct pick_one){ s, opts };
 }
 
 void shared_publish(struct worker *w, struct msg *m)
@@ -460,8 +476,7 @@ void shared_publish(struct worker *w, struct msg *m)
 		drain_orphans(w);
 	if (atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0)
 		return;
-	struct pick_ctx x = { .cap = PICKS_INLINE, .max_inflight = LIM(br, max_inflight),
-			      .qos = m->qos };
+	struct pick_ctx x = { .cap = PICKS_INLINE, .max_inflight = LIM(br, max_inflight) };
 	x.p = x.inline_p;
 	pthread_rwlock_rdlock(&br->subs_lock);
 	sub_trie_match(r->trie, m->topic, m->topic_len, pick_cb, &x);
@@ -475,10 +490,9 @@ void shared_publish(struct worker *w, struct msg *m)
 	 * before the first delivery cannot race the track's end. */
 	if (m->track)
 		atomic_fetch_add(&m->track->remaining, (int)x.n);
-	/* RETAIN 0: a shared subscription gets no retained messages, and live
-	 * ones are not "retained" to it either [MQTT-4.8.2]. */
 	for (size_t i = 0; i < x.n; i++) {
-		deliver_session(w, x.p[i].s, m, x.p[i].qos, false);
+		deliver_session(w, x.p[i].s, m, member_qos(x.p[i].data, m),
+				member_retain(x.p[i].data, m));
 		session_unref(x.p[i].s);
 	}
 	if (x.p != x.inline_p)
@@ -607,13 +621,13 @@ static void move_one(struct worker *w, const struct session *exclude, const char
 		     uint16_t key_len, struct moved *mv)
 {
 	struct broker *br = w->br;
-	uint8_t granted = 0;
+	uint32_t opts = 0;
 	struct session *to = NULL;
 
 	pthread_rwlock_rdlock(&br->subs_lock);
 	struct shared_group *g = group_find(br->shared, key, key_len, key_hash(key, key_len));
 	if (g)
-		to = pick(g, exclude, LIM(br, max_inflight), &granted);
+		to = pick(g, exclude, LIM(br, max_inflight), &opts);
 	pthread_rwlock_unlock(&br->subs_lock);
 
 	struct msg *m = mv->m;
@@ -632,7 +646,7 @@ static void move_one(struct worker *w, const struct session *exclude, const char
 		return;
 	}
 	/* An owed completion passes to the new delivery, which settles it. */
-	deliver_session(w, to, m, m->qos < granted ? m->qos : granted, false);
+	deliver_session(w, to, m, member_qos(opts, m), member_retain(opts, m));
 	session_unref(to);
 	msg_unref(m);
 }

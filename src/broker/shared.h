@@ -63,9 +63,10 @@ void shared_free(struct shared_reg *r);
 
 /*
  * Adds session s to the group of filter ("$share/NAME/FILTER", checked
- * with shared_parse() by the caller) at the granted QoS in data's low 2 bits
- * (the rest of data is kept with the membership, unread), or updates the
- * membership, and records filter in s->subs. Returns 0, or -1 (ENOMEM or
+ * with shared_parse() by the caller), or updates its membership, and
+ * records filter in s->subs. data is laid out as the SUBSCRIBE options
+ * byte: the granted QoS in bits 0-1, Retain As Published in bit 3 (the
+ * rest is kept with the membership, unread). Returns 0, or -1 (ENOMEM or
  * an invalid filter: nothing changed). The owning worker of s.
  */
 int shared_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
@@ -89,8 +90,8 @@ size_t shared_orphans(const struct shared_reg *r);
 
 /*
  * Delivers m, published on worker w, to one member of every group whose
- * filter matches m's topic (QoS min(m->qos, granted), RETAIN 0: retained
- * messages are never sent on a shared subscription [MQTT-4.8.2]); first
+ * filter matches m's topic (QoS min(m->qos, granted); RETAIN as published
+ * only with Retain As Published, else 0); first
  * hands on what ended sessions left (shared_session_end()). Costs two
  * relaxed loads when neither exists. Worker w only.
  */
