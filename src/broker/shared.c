@@ -9,8 +9,10 @@
  * atomic loads, a hint that may be a little stale (the worst outcome is a
  * message queued at a busy member while another had room). Deliveries
  * happen outside the lock, through deliver_session(), as for any
- * subscription. Lock order: dir_lock, subs_lock (session mu is not taken
- * here; deliver_session() takes it without subs_lock held).
+ * subscription. Lock order (broker_int.h): dir_lock, session mu, subs_lock;
+ * here mu is taken alone, to take an ending session's queue
+ * (stash_queue), and subs_lock is never held while delivering, so
+ * deliver_session() takes mu without it.
  */
 #include <stdlib.h>
 #include <string.h>
