@@ -305,7 +305,7 @@ int broker_subscribe(struct broker *br, struct session *s, const char *filter, u
 		     uint8_t qos)
 {
 	if (shared_is(filter, len))
-		return shared_subscribe(br, s, filter, len, qos);
+		return shared_subscribe(br, s, filter, len, qos) < 0 ? -1 : 0;
 	/* The write lock covers the trie change only. */
 	pthread_rwlock_wrlock(&br->subs_lock);
 	int r = sub_trie_add(br->subs, filter, len, s, qos);

@@ -402,20 +402,21 @@ int shared_subscribe(struct broker *br, struct session *s, const char *filter, u
 		}
 		return -1;
 	}
-	return 0;
+	return added ? 1 : 0;
 }
 
-void shared_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
+bool shared_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
 {
 	/* The session's set mirrors its memberships: no lock for a filter it
 	 * does not hold. */
 	if (!session_subs_del(&s->subs, filter, len))
-		return;
+		return false;
 	pthread_rwlock_wrlock(&br->subs_lock);
 	bool was = member_del(br->shared, filter, len, s);
 	pthread_rwlock_unlock(&br->subs_lock);
 	if (was)
 		session_unref(s); /* never the last: the caller holds one */
+	return true;
 }
 
 size_t shared_orphans(const struct shared_reg *r)

@@ -66,14 +66,16 @@ void shared_free(struct shared_reg *r);
  * with shared_parse() by the caller), or updates its membership, and
  * records filter in s->subs. data is laid out as the SUBSCRIBE options
  * byte: the granted QoS in bits 0-1, Retain As Published in bit 3 (the
- * rest is kept with the membership, unread). Returns 0, or -1 (ENOMEM or
- * an invalid filter: nothing changed). The owning worker of s.
+ * rest is kept with the membership, unread). Returns 1 (a new
+ * membership), 0 (an existing one, now with data), or -1 (ENOMEM or an
+ * invalid filter: nothing changed). The owning worker of s.
  */
 int shared_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
 		     uint32_t data);
 /* Removes s's membership of filter's group, if it has one (a group left
- * without members goes). The owning worker of s. */
-void shared_unsubscribe(struct broker *br, struct session *s, const char *filter,
+ * without members goes). Returns whether it had one. The owning worker
+ * of s. */
+bool shared_unsubscribe(struct broker *br, struct session *s, const char *filter,
 			uint16_t len);
 /* Removes every membership of s (its session ends; the caller releases
  * s->subs and its queue afterwards). The QoS 1/2 messages its queue holds
