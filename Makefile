@@ -46,6 +46,7 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/auth_pool.c src/broker/auth_addrs.c src/broker/upstream.c \
 	src/broker/upstream_connect.c src/broker/upstream_dispatch.c src/broker/topic_alias.c
 BROKER_SRC += src/broker/alias_out.c
+BROKER_SRC += src/broker/shared.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
@@ -70,6 +71,7 @@ UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon htt
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
 UNIT_TESTS_BROKER    := client_ack inflight session_subs
+UNIT_TESTS_BROKER    += shared
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
@@ -79,6 +81,7 @@ IT_TESTS   := connect publish subscribe retain will session limits cli uplink up
 	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
 IT_TESTS   += mqtt5_kafka mqtt5_publish
 IT_TESTS   += mqtt5_subscribe
+IT_TESTS   += shared
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 

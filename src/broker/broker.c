@@ -14,6 +14,7 @@
 #include "broker/listener.h"
 #include "broker/retain.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/cfg.h"
@@ -84,7 +85,8 @@ struct broker *broker_new(const struct cfg *cfg)
 	TAILQ_INIT(&br->parked);
 	br->subs = sub_trie_new();
 	br->retained = retain_new();
-	if (!br->subs || !br->retained || session_dir_init(&br->dir) < 0)
+	br->shared = shared_new();
+	if (!br->subs || !br->retained || !br->shared || session_dir_init(&br->dir) < 0)
 		goto fail;
 
 	int n = cfg->workers;
@@ -168,6 +170,7 @@ void broker_free(struct broker *br)
 		pthread_mutex_unlock(&br->dir_lock);
 		session_dir_release(&br->dir);
 	}
+	shared_free(br->shared);
 	sub_trie_free(br->subs);
 	retain_free(br->retained);
 	listener_free_all(br);
@@ -218,6 +221,7 @@ void broker_discard_session(struct broker *br, struct session *s)
 		TAILQ_REMOVE(&br->parked, s, park_link);
 		s->parked_listed = false;
 	}
+	shared_session_end(br, s);
 	pthread_rwlock_wrlock(&br->subs_lock);
 	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
 		unrefs += sub_trie_remove(br->subs, e->filter, e->len, s) == 1;
@@ -302,6 +306,8 @@ void broker_reclaim(struct broker *br, uint64_t conn_id, struct reclaim_node *n)
 int broker_subscribe(struct broker *br, struct session *s, const char *filter, uint16_t len,
 		     uint32_t opts)
 {
+	if (shared_is(filter, len))
+		return shared_subscribe(br, s, filter, len, opts);
 	/* The write lock covers the trie change only. */
 	pthread_rwlock_wrlock(&br->subs_lock);
 	int r = sub_trie_add(br->subs, filter, len, s, opts);
@@ -327,6 +333,8 @@ int broker_subscribe(struct broker *br, struct session *s, const char *filter, u
 
 bool broker_unsubscribe(struct broker *br, struct session *s, const char *filter, uint16_t len)
 {
+	if (shared_is(filter, len))
+		return shared_unsubscribe(br, s, filter, len);
 	/* The session's set mirrors its trie entries: a filter it does not
 	 * hold needs neither the lock nor a trie walk. */
 	if (!session_subs_del(&s->subs, filter, len))

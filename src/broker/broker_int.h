@@ -11,7 +11,8 @@
  *   dir       session directory by client id, dir_lock (connect/disconnect only)
  *   lim       limits, atomics so a reload can change them in place
  * Lock order: dir_lock, session mu, subs_lock, retain_lock. Every lock is
- * taken in broker.c, takeover.c or deliver.c, never in a handler.
+ * taken in broker.c, takeover.c, deliver.c or shared.c (subs_lock over the
+ * shared subscription registry, br->shared), never in a handler.
  */
 #ifndef KG_BROKER_INT_H
 #define KG_BROKER_INT_H
@@ -29,6 +30,7 @@
 
 struct auth;
 struct msg;
+struct shared_reg;
 struct upstream;
 struct worker;
 
@@ -72,6 +74,7 @@ struct broker {
 	struct broker_sink sink;     /* publish == NULL: acknowledge locally */
 	pthread_rwlock_t subs_lock;
 	struct sub_trie *subs;
+	struct shared_reg *shared;   /* shared subscriptions (shared.h); subs_lock */
 	pthread_mutex_t retain_lock;
 	struct retain_store *retained;
 	pthread_mutex_t dir_lock;

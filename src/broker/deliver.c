@@ -18,6 +18,7 @@
 #include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -111,6 +112,7 @@ void deliver_publish(struct worker *w, struct msg *m)
 		session_unref(mt->s);
 	}
 	w->n_matches = 0;
+	shared_publish(w, m);
 }
 
 void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t qos,

@@ -18,6 +18,7 @@
 #include "broker/handle_subscribe.h"
 #include "broker/limits.h"
 #include "broker/send.h"
+#include "broker/shared.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -66,8 +67,12 @@ static uint8_t subscribe_one(struct client *c, const struct mqtt_str *f, uint8_t
 			     !session_subs_find(&c->s->subs, filter, f->len);
 		return quota ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_TOPIC_FILTER_INVALID;
 	}
-	/* ACL: a filter that can match nothing readable (auth.h). */
-	if (!auth_may_subscribe(c, filter, f->len))
+	/* "$share/NAME/FILTER" with a bad NAME (shared.h) */
+	if (shared_invalid(filter, f->len))
+		return v5 ? MQTT_RC_TOPIC_FILTER_INVALID : MQTT_SUBACK_FAILURE;
+	/* ACL: a filter that can match nothing readable (auth.h; for a shared
+	 * subscription the filter after the share name). */
+	if (!shared_may_subscribe(c, filter, f->len))
 		return v5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_SUBACK_FAILURE;
 	uint32_t o = v5 ? subopt_make(qos, opts & OPT_NO_LOCAL, opts & OPT_RAP, subid) : qos;
 	int r = broker_subscribe(br, c->s, filter, f->len, o);
@@ -117,6 +122,8 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 		uint8_t rh = (uint8_t)(opts >> OPT_RH_SHIFT) & 3;
 		if (rh == 2 || (rh == 1 && !is_new))
 			continue;
+		if (shared_is((const char *)f.p, f.len))
+			continue; /* no retained messages on a shared subscription [MQTT-4.8.2] */
 		struct retained_ctx r = { c, code, subid };
 		if (broker_retained_foreach(br, (const char *)f.p, f.len, send_retained, &r) < 0)
 			log_warn_rl("retained messages skipped client=%s reason=\"out of memory\"",

@@ -35,6 +35,7 @@
 #include "broker/deliver.h"
 #include "broker/send.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/takeover.h"
 #include "broker/worker.h"
 #include "core/log.h"
@@ -161,6 +162,7 @@ void takeover_park(struct client *c)
 	c->s = NULL;
 	if (c->id == s->id)
 		c->id = util_strdup_n(s->id, s->id_len); /* NULL logs as "-" */
+	shared_park(c->w, s);
 	/* Offline now: what waits in the session counts as queued. */
 	inflight_settle(&s->out);
 	mqueue_settle(&s->queue);
