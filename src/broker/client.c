@@ -221,8 +221,13 @@ void client_finish(struct client *c)
 			    "conn close client=%s addr=%s listener=%s reason=%s", log_q(c->id),
 			    client_peer(c), c->up ? "upstream" : w->br->lis[c->lis].name,
 			    log_q(c->close_reason ? c->close_reason : "?"));
-	if (c->publish_will && auth_may_publish_will(c))
+	if (c->publish_will && auth_may_publish_will(c)) {
+		/* MQTT 5: the will's Message Expiry Interval counts from now
+		 * (3.1.3.2.4); c->will is still ours alone. */
+		if (c->m5 & CL5_WILL_EXPIRY)
+			c->will->expires_ms = util_wall_ms() + (int64_t)c->will_expiry * 1000;
 		deliver_publish(w, c->will);
+	}
 	msg_unref(c->will);
 	auth_client_release(c);
 	client_io_free(c);

@@ -30,6 +30,7 @@
  */
 #include <stdlib.h>
 
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/deliver.h"
@@ -38,7 +39,9 @@
 #include "broker/takeover.h"
 #include "broker/worker.h"
 #include "core/log.h"
+#include "core/msg.h"
 #include "core/util.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 /* Takes s out of the directory and discards it. Caller holds dir_lock. */
@@ -48,6 +51,64 @@ static void dir_discard(struct broker *br, struct session *s)
 	session_dir_del(&br->dir, s);
 	broker_discard_session(br, s);
 	session_unref(s);
+}
+
+void takeover_unlist(struct broker *br, struct session *s)
+{
+	if (s->parked_listed) {
+		TAILQ_REMOVE(&br->parked, s, park_link);
+		s->parked_listed = false;
+	}
+	session_heap_del(&br->timers, s);
+	s->expire_ms = 0;
+}
+
+/* The will m ready to publish: its Message Expiry Interval, if it had one,
+ * counts from now (5.0 3.1.3.2.4). Returns m. */
+static struct msg *will_arm(struct msg *m, bool expires, uint32_t expiry_s)
+{
+	if (expires)
+		m->expires_ms = util_wall_ms() + (int64_t)expiry_s * 1000;
+	return m;
+}
+
+/* Parks the MQTT 5 session s of c (dir_lock held, s in the directory and
+ * offline): its own deadline, and the will when it waits for its Will
+ * Delay Interval, which ends early when the session does
+ * [MQTT-3.1.3-9], 5.0 3.1.3.2.2. Both on the timer heap. */
+static void park5(struct broker *br, struct client *c, struct session *s)
+{
+	int64_t now = s->parked_ms;
+	uint32_t exp = c->session_expiry;
+
+	s->expiry_s = exp;
+	s->expire_ms = exp == UINT32_MAX ? 0 : now + (int64_t)exp * 1000;
+	if (c->publish_will && c->will_delay > 0 && c->will) {
+		uint32_t d = c->will_delay < exp ? c->will_delay : exp;
+		/* The ACL is asked now, while the client is at hand. */
+		if (auth_may_publish_will(c)) {
+			s->will = c->will;
+			s->will_expires = c->m5 & CL5_WILL_EXPIRY;
+			s->will_expiry = c->will_expiry;
+			s->will_due_ms = now + (int64_t)d * 1000;
+			c->will = NULL;
+		}
+		c->publish_will = false;
+	}
+	s->due_ms = s->will ? s->will_due_ms : s->expire_ms;
+	if (s->will && s->expire_ms && s->expire_ms < s->due_ms)
+		s->due_ms = s->expire_ms;
+	if (s->due_ms && session_heap_push(&br->timers, s) < 0) {
+		/* Out of memory: the session then lives until its client comes
+		 * back, and a delayed will is published at once instead. */
+		log_warn_rl("session timer lost client=%s reason=\"out of memory\"", log_q(s->id));
+		s->expire_ms = 0;
+		if (s->will) {
+			c->will = s->will;
+			c->publish_will = true;
+			s->will = NULL;
+		}
+	}
 }
 
 int takeover_attach(struct client *c)
@@ -74,7 +135,8 @@ int takeover_attach(struct client *c)
 			pthread_mutex_unlock(&br->dir_lock);
 			log_info_rl("conn takeover client=%s addr=%s old_addr=%s", log_q(c->id), client_peer(c),
 				 client_peer(old));
-			client_close(old, "session taken over", true);
+			/* [MQTT-3.1.4-3]: DISCONNECT 0x8E to an MQTT 5 client. */
+			client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 			continue;
 		}
 		/* Offline and settled, or a clean start that discards it: attach. */
@@ -96,8 +158,20 @@ int takeover_attach(struct client *c)
 
 	/* A clean start discards the old session; so does an expired one that
 	 * the sweep (takeover_expire) has not reached yet. */
-	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000;
-	bool expired = s && s->parked_listed && ttl > 0 && util_now_ms() - s->parked_ms >= ttl;
+	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000, now = util_now_ms();
+	bool expired = s && ((s->parked_listed && ttl > 0 && now - s->parked_ms >= ttl) ||
+			     (s->expire_ms && now >= s->expire_ms));
+	struct msg *late_will = NULL;
+	if (s && s->will) {
+		/* A delayed will: a new connection before its delay passed means
+		 * it is never sent [MQTT-3.1.3-9]; one whose time came before the
+		 * sweep reached it is still owed. */
+		if (now >= s->will_due_ms)
+			late_will = will_arm(s->will, s->will_expires, s->will_expiry);
+		else
+			msg_unref(s->will);
+		s->will = NULL;
+	}
 	if (s && (c->clean || expired)) {
 		if (expired)
 			atomic_fetch_add_explicit(&br->sessions_expired, 1, memory_order_relaxed);
@@ -106,16 +180,16 @@ int takeover_attach(struct client *c)
 	}
 	if (s) {
 		present = true;
-		if (s->parked_listed) {
-			/* Back before session_expiry: it lives on. */
-			TAILQ_REMOVE(&br->parked, s, park_link);
-			s->parked_listed = false;
-		}
+		takeover_unlist(br, s); /* back before it expired: it lives on */
 	} else {
 		s = session_new(c->id, c->id_len, c->clean);
 		if (!s || session_dir_add(&br->dir, s) < 0) {
 			pthread_mutex_unlock(&br->dir_lock);
 			session_unref(s);
+			if (late_will) {
+				deliver_publish(w, late_will);
+				msg_unref(late_will);
+			}
 			send_connack(c, MQTT_CONNACK_UNAVAILABLE, false);
 			client_close(c, "out of memory", false);
 			return -1;
@@ -136,8 +210,13 @@ int takeover_attach(struct client *c)
 	free(c->id);
 	c->id = s->id;
 
+	if (late_will) {
+		deliver_publish(w, late_will);
+		msg_unref(late_will);
+	}
 	c->state = CL_ACTIVE;
-	send_connack(c, MQTT_CONNACK_ACCEPTED, present);
+	if (send_connack(c, MQTT_CONNACK_ACCEPTED, present) < 0)
+		return -1;
 	static struct log_limit lim = LOG_LIMIT("conn open", 200, 2000);
 	log_limited(&lim, LVL_INFO, false,
 		    "conn open client=%s addr=%s proto=%u clean=%d keepalive=%u session_present=%d",
@@ -178,18 +257,25 @@ void takeover_park(struct client *c)
 	if (!s->settling)
 		session_unref(s);
 	atomic_fetch_sub_explicit(&br->sessions_online, 1, memory_order_relaxed);
-	if (!s->clean) {
-		/* session_expiry counts from now (takeover_expire). Since mu was
+	/* MQTT 5: the session lives for its Session Expiry Interval (0: ends
+	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
+	bool ends = c->level == 5 ? c->session_expiry == 0 : c->clean;
+	if (!ends) {
+		/* The expiry counts from now (takeover_expire). Since mu was
 		 * released a clean start may have discarded s, or (only if the
 		 * settle item could not be posted) a client attached it: the
 		 * checks see both. */
 		pthread_mutex_lock(&br->dir_lock);
-		if (!atomic_load(&s->discarded) && !s->parked_listed &&
+		if (!atomic_load(&s->discarded) && !s->parked_listed && !s->heap_idx &&
 		    atomic_load_explicit(&s->owner, memory_order_acquire) < 0 &&
 		    session_dir_find(&br->dir, s->id, s->id_len) == s) {
 			s->parked_ms = util_now_ms();
-			TAILQ_INSERT_TAIL(&br->parked, s, park_link);
-			s->parked_listed = true;
+			if (c->level == 5)
+				park5(br, c, s);
+			else {
+				TAILQ_INSERT_TAIL(&br->parked, s, park_link);
+				s->parked_listed = true;
+			}
 		}
 		pthread_mutex_unlock(&br->dir_lock);
 	} else {
@@ -216,7 +302,7 @@ void takeover_request(struct worker *w, struct session *s, int from, uint64_t co
 	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx && s->client) {
 		struct client *old = s->client;
 		log_info_rl("conn takeover client=%s old_addr=%s", log_q(s->id), client_peer(old));
-		client_close(old, "session taken over", true);
+		client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 	}
 	/* Closing parked s and queued INBOX_SETTLE behind the deliveries still
 	 * in our inbox; a fence posted to ourselves now comes after that, so the
@@ -254,26 +340,72 @@ void takeover_settle(struct worker *w, struct session *s)
  * discard removes up to max_subscriptions trie entries). */
 #define EXPIRE_BATCH 128
 
+/* One session due on the heap (dir_lock held, s at the top): its delayed
+ * will goes out (*will, to publish outside the lock) and/or it expires
+ * (*gone, with a reference). */
+static void heap_due(struct broker *br, struct session *s, int64_t now, struct msg **will,
+		     struct session **gone)
+{
+	if (s->will && now >= s->will_due_ms) {
+		*will = will_arm(s->will, s->will_expires, s->will_expiry);
+		s->will = NULL;
+	}
+	if (s->expire_ms && now >= s->expire_ms) {
+		if (s->will) { /* the session ends first: its will goes now (3.1.3.2.2) */
+			*will = will_arm(s->will, s->will_expires, s->will_expiry);
+			s->will = NULL;
+		}
+		*gone = session_ref(s);
+		session_dir_del(&br->dir, s);
+		broker_discard_session(br, s); /* takes it off the heap */
+		return;
+	}
+	s->due_ms = s->expire_ms; /* only the expiry is left, if any */
+	if (s->due_ms)
+		session_heap_fix(&br->timers, s);
+	else
+		session_heap_del(&br->timers, s);
+}
+
 void takeover_expire(struct worker *w)
 {
 	struct broker *br = w->br;
 	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000, now = util_now_ms();
 	struct session *gone[EXPIRE_BATCH], *s;
+	struct msg *wills[EXPIRE_BATCH];
 	int64_t offline_ms[EXPIRE_BATCH];
-	size_t n = 0;
+	size_t n = 0, nw = 0;
 
-	if (w->idx != 0 || ttl == 0)
+	if (w->idx != 0)
 		return;
-	/* The list is in park order, which is time order (parked_ms is read
-	 * under dir_lock): the expired ones are at its head. */
 	pthread_mutex_lock(&br->dir_lock);
-	while (n < EXPIRE_BATCH && (s = TAILQ_FIRST(&br->parked)) && now - s->parked_ms >= ttl) {
+	/* 3.1.1: the list is in park order, which is time order (parked_ms is
+	 * read under dir_lock): the expired ones are at its head. */
+	while (ttl > 0 && n < EXPIRE_BATCH && (s = TAILQ_FIRST(&br->parked)) &&
+	       now - s->parked_ms >= ttl) {
 		offline_ms[n] = now - s->parked_ms;
 		gone[n++] = session_ref(s);
 		session_dir_del(&br->dir, s);
 		broker_discard_session(br, s); /* takes it off the list */
 	}
+	/* MQTT 5: each session has its deadline; the heap's top is the nearest. */
+	while (n < EXPIRE_BATCH && nw < EXPIRE_BATCH && (s = session_heap_top(&br->timers)) &&
+	       now >= s->due_ms) {
+		struct msg *m = NULL;
+		struct session *g = NULL;
+		heap_due(br, s, now, &m, &g);
+		if (m)
+			wills[nw++] = m;
+		if (g) {
+			offline_ms[n] = now - g->parked_ms;
+			gone[n++] = g;
+		}
+	}
 	pthread_mutex_unlock(&br->dir_lock);
+	for (size_t i = 0; i < nw; i++) {
+		deliver_publish(w, wills[i]); /* outside every lock, as at a close */
+		msg_unref(wills[i]);
+	}
 	if (n == 0)
 		return;
 	atomic_fetch_add_explicit(&br->sessions_expired, n, memory_order_relaxed);
