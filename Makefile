@@ -74,7 +74,7 @@ UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
 	tests/support/itkafka.c tests/support/itcerts.c tests/support/itmosq.c
-IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
+IT_TESTS   := connect mqtt5_connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
 	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
