@@ -79,12 +79,21 @@ static struct msg *will_arm(struct msg *m, bool expires, uint32_t expiry_s)
 static void park5(struct broker *br, struct client *c, struct session *s)
 {
 	int64_t now = s->parked_ms;
-	uint32_t exp = c->session_expiry;
+	uint32_t exp = c->session_expiry, will_exp = exp;
 
 	s->expiry_s = exp;
 	s->expire_ms = exp == UINT32_MAX ? 0 : now + (int64_t)exp * 1000;
+	if (c->m5 & CL5_HANDOVER) {
+		/* Taken over by a connection that resumes it [MQTT-3.1.4-4]: the
+		 * session goes on even with expiry 0; if that connection never
+		 * attaches, it ends after connect_timeout. Its will waits for the
+		 * delay alone (the new connection cancels it). */
+		if (exp == 0)
+			s->expire_ms = now + (int64_t)LIM(br, connect_timeout_ms);
+		will_exp = UINT32_MAX;
+	}
 	if (c->publish_will && c->will_delay > 0 && c->will) {
-		uint32_t d = c->will_delay < exp ? c->will_delay : exp;
+		uint32_t d = c->will_delay < will_exp ? c->will_delay : will_exp;
 		/* The ACL is asked now, while the client is at hand. */
 		if (auth_may_publish_will(c)) {
 			s->will = c->will;
@@ -135,6 +144,8 @@ int takeover_attach(struct client *c)
 			pthread_mutex_unlock(&br->dir_lock);
 			log_info_rl("conn takeover client=%s addr=%s old_addr=%s", log_q(c->id), client_peer(c),
 				 client_peer(old));
+			if (!c->clean)
+				old->m5 |= CL5_HANDOVER;
 			/* [MQTT-3.1.4-3]: DISCONNECT 0x8E to an MQTT 5 client. */
 			client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 			continue;
@@ -143,7 +154,7 @@ int takeover_attach(struct client *c)
 		if (owner < 0 && (!settling || c->clean))
 			break;
 		struct inbox_item it = { .kind = INBOX_TAKEOVER, .a = (uint8_t)w->idx,
-					 .u = c->conn_id, .p1 = session_ref(s) };
+					 .b = !c->clean, .u = c->conn_id, .p1 = session_ref(s) };
 		int target = owner >= 0 ? owner : last;
 		pthread_mutex_unlock(&br->dir_lock);
 		c->state = CL_WAIT_TAKEOVER;
@@ -210,12 +221,14 @@ int takeover_attach(struct client *c)
 	free(c->id);
 	c->id = s->id;
 
+	c->state = CL_ACTIVE;
+	int sent = send_connack(c, MQTT_CONNACK_ACCEPTED, present);
 	if (late_will) {
+		/* After the CONNACK: c may be subscribed to it [MQTT-3.2.0-2]. */
 		deliver_publish(w, late_will);
 		msg_unref(late_will);
 	}
-	c->state = CL_ACTIVE;
-	if (send_connack(c, MQTT_CONNACK_ACCEPTED, present) < 0)
+	if (sent < 0)
 		return -1;
 	static struct log_limit lim = LOG_LIMIT("conn open", 200, 2000);
 	log_limited(&lim, LVL_INFO, false,
@@ -259,7 +272,7 @@ void takeover_park(struct client *c)
 	atomic_fetch_sub_explicit(&br->sessions_online, 1, memory_order_relaxed);
 	/* MQTT 5: the session lives for its Session Expiry Interval (0: ends
 	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
-	bool ends = c->level == 5 ? c->session_expiry == 0 : c->clean;
+	bool ends = c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean;
 	if (!ends) {
 		/* The expiry counts from now (takeover_expire). Since mu was
 		 * released a clean start may have discarded s, or (only if the
@@ -276,6 +289,11 @@ void takeover_park(struct client *c)
 				TAILQ_INSERT_TAIL(&br->parked, s, park_link);
 				s->parked_listed = true;
 			}
+		} else if (c->level == 5 && c->will_delay > 0) {
+			/* A new connection for this id already took or discarded the
+			 * session: within the delay, so the will is never sent
+			 * [MQTT-3.1.2-8]. */
+			c->publish_will = false;
 		}
 		pthread_mutex_unlock(&br->dir_lock);
 	} else {
@@ -297,10 +315,13 @@ void takeover_resume(struct worker *w, uint64_t conn_id)
 	takeover_attach(c);
 }
 
-void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id)
+void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id,
+		      bool resume)
 {
 	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx && s->client) {
 		struct client *old = s->client;
+		if (resume)
+			old->m5 |= CL5_HANDOVER;
 		log_info_rl("conn takeover client=%s old_addr=%s", log_q(s->id), client_peer(old));
 		client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 	}

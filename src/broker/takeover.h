@@ -7,6 +7,7 @@
 #ifndef KG_TAKEOVER_H
 #define KG_TAKEOVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct broker;
@@ -37,9 +38,11 @@ void takeover_unlist(struct broker *br, struct session *s);
 /* Inbox items (worker.h): */
 /* INBOX_TAKEOVER_DONE: the session's previous owner has settled it; retry. */
 void takeover_resume(struct worker *w, uint64_t conn_id);
-/* INBOX_TAKEOVER: worker `from` wants s for conn_id; close our client
- * attached to it and fence our inbox. */
-void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id);
+/* INBOX_TAKEOVER: worker `from` wants s for conn_id (resume: with Clean
+ * Start 0, so s outlives the old connection's Session Expiry 0); close our
+ * client attached to it and fence our inbox. */
+void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id,
+		      bool resume);
 /* INBOX_FENCE: every delivery queued here before the takeover is settled. */
 void takeover_fence(struct worker *w, int from, uint64_t conn_id);
 /* INBOX_SETTLE: the deliveries posted here while s was ours are in its queue. */

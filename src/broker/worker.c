@@ -160,7 +160,7 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		msg_unref(it->p2);
 		break;
 	case INBOX_TAKEOVER:
-		takeover_request(w, it->p1, it->a, it->u);
+		takeover_request(w, it->p1, it->a, it->u, it->b != 0);
 		session_unref(it->p1);
 		break;
 	case INBOX_FENCE:

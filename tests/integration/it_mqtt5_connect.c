@@ -591,7 +591,12 @@ static void test_takeover(void **state)
 	expect_disconnect(a, 0x8e, WAIT_MS); /* [MQTT-3.1.4-3] */
 	assert_int_equal(itutil_ping(b), 0);
 	close(a);
+	/* Taken over with Clean Start 0: the session is resumed even though
+	 * the old connection's expiry was 0 [MQTT-3.1.4-4]. */
+	int c = connect5_ok(&(struct c5){ .id = "m5-to", .clean = false, .keepalive = 10 }, true);
+	expect_disconnect(b, 0x8e, WAIT_MS);
 	close(b);
+	close(c);
 }
 
 static void test_shutdown(void **state)
