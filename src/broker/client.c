@@ -153,7 +153,7 @@ static int client_account_partial(struct client *c)
 		c->partial_held = (uint32_t)held;
 		if (now > (int64_t)LIM(br, max_partial_bytes)) {
 			STAT_INC(c->w, partial_refused);
-			client_close(c, "max_partial_bytes reached", true);
+			client_close_rc(c, "max_partial_bytes reached", true, MQTT_RC_QUOTA_EXCEEDED);
 			return -1;
 		}
 	} else if (held < c->partial_held) {

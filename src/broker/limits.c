@@ -171,7 +171,8 @@ int limits_check_publish(struct client *c, const char *topic, uint16_t len)
 	if (limits_hit(c->w, c->s, topic_kind(r)))
 		limit_log(topic_kind(r), c, "topic=%s len=%u levels=%d", log_qn(topic, len), len,
 			  topic_levels(topic, len));
-	client_close(c, topic_err_str(r), true);
+	/* MQTT 5: "not malformed, but not accepted by this Server". */
+	client_close_rc(c, topic_err_str(r), true, MQTT_RC_TOPIC_NAME_INVALID);
 	return -1;
 }
 
@@ -184,7 +185,7 @@ int limits_check_qos2(struct client *c)
 		return 0;
 	if (limits_hit(c->w, c->s, LIMIT_QOS2_PENDING))
 		limit_log(LIMIT_QOS2_PENDING, c, "pending=%u max=%u", held, max);
-	client_close(c, "too many QoS 2 messages awaiting PUBREL", true);
+	client_close_rc(c, "too many QoS 2 messages awaiting PUBREL", true, MQTT_RC_QUOTA_EXCEEDED);
 	return -1;
 }
 

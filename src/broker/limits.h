@@ -32,10 +32,11 @@ enum limit_kind {
 	LIMIT_CONNECT_SIZE,          /* CONNECT larger than max_connect_size (client.c) */
 	LIMIT_CLIENT_ID_LENGTH,      /* CONNACK 2 */
 	LIMIT_KEEPALIVE,             /* CONNACK 2 (level 5: capped, not refused) */
-	LIMIT_TOPIC_LENGTH,          /* PUBLISH: close; SUBSCRIBE: 0x80; will: close */
+	LIMIT_TOPIC_LENGTH,          /* PUBLISH: close (MQTT 5: DISCONNECT 0x90); SUBSCRIBE: 0x80;
+	                                will: close (MQTT 5: CONNACK 0x90) */
 	LIMIT_TOPIC_LEVELS,          /* the same */
 	LIMIT_SUBSCRIPTIONS,         /* SUBSCRIBE: 0x80 for each filter beyond */
-	LIMIT_QOS2_PENDING,          /* close */
+	LIMIT_QOS2_PENDING,          /* close (MQTT 5: DISCONNECT 0x97) */
 	LIMIT_RETAINED_MESSAGES,     /* not stored */
 	LIMIT_RETAINED_BYTES,        /* not stored */
 	LIMIT_QUEUED_MESSAGES,       /* dropped (also in queue_dropped) */
