@@ -68,7 +68,7 @@ UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon htt
 	offsets downlink log inbox lathist
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
-UNIT_TESTS_BROKER    := client_ack inflight session_subs
+UNIT_TESTS_BROKER    := client_ack inflight session_subs session_heap
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
