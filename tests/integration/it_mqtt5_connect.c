@@ -96,12 +96,14 @@ static int build_connect5(uint8_t *out, const struct c5 *c)
 	body[n++] = (uint8_t)(c->keepalive >> 8);
 	body[n++] = (uint8_t)c->keepalive;
 	n += put_varint(body + n, c->plen);
-	memcpy(body + n, c->props, c->plen);
+	if (c->plen)
+		memcpy(body + n, c->props, c->plen);
 	n += c->plen;
 	n += put_str(body + n, c->id, strlen(c->id));
 	if (c->will_topic) {
 		n += put_varint(body + n, c->wplen);
-		memcpy(body + n, c->wprops, c->wplen);
+		if (c->wplen)
+			memcpy(body + n, c->wprops, c->wplen);
 		n += c->wplen;
 		n += put_str(body + n, c->will_topic, strlen(c->will_topic));
 		n += put_str(body + n, c->will_payload, strlen(c->will_payload));
