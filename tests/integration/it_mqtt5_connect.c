@@ -531,8 +531,15 @@ static void test_will_delay(void **state)
 static void test_disconnect_reason_and_will(void **state)
 {
 	struct itutil_pkt p;
+	/* Will properties of every kind a will may carry, to be taken apart:
+	 * payload format, message expiry, content type, response topic,
+	 * correlation data, a user property. */
+	static const uint8_t wp[] = { 0x01, 1, 0x02, 0, 0, 0, 60, 0x03, 0, 1, 't',
+				      0x08, 0, 3, 'r', '/', 't', 0x09, 0, 2, 0xc0, 0xde,
+				      0x26, 0, 1, 'k', 0, 1, 'v' };
 	struct c5 v = { .id = "m5-dw", .clean = true, .keepalive = 10,
-			.will_topic = "m5/dwill/a", .will_payload = "w" };
+			.will_topic = "m5/dwill/a", .will_payload = "w", .wprops = wp,
+			.wplen = sizeof(wp) };
 	(void)state;
 
 	int obs = observer("m5-dw-obs", "m5/dwill/#");
