@@ -74,9 +74,12 @@ static struct msg *will_arm(struct msg *m, bool expires, uint32_t expiry_s)
 
 /* Parks the MQTT 5 session s of c (dir_lock held, s in the directory and
  * offline): its own deadline, and the will when it waits for its Will
- * Delay Interval, which ends early when the session does
- * [MQTT-3.1.3-9], 5.0 3.1.3.2.2. Both on the timer heap. */
-static void park5(struct broker *br, struct client *c, struct session *s)
+ * Delay Interval (delay_will: the ACL allowed it, asked before the lock),
+ * which ends early when the session does [MQTT-3.1.3-9], 5.0 3.1.3.2.2.
+ * Both on the timer heap. Returns 0, or -1 when the heap could not grow:
+ * the session then lives until its client comes back, and the will is
+ * published at the close instead (the caller logs, outside the lock). */
+static int park5(struct broker *br, struct client *c, struct session *s, bool delay_will)
 {
 	int64_t now = s->parked_ms;
 	uint32_t exp = c->session_expiry, will_exp = exp;
@@ -92,32 +95,28 @@ static void park5(struct broker *br, struct client *c, struct session *s)
 			s->expire_ms = now + (int64_t)LIM(br, connect_timeout_ms);
 		will_exp = UINT32_MAX;
 	}
-	if (c->publish_will && c->will_delay > 0 && c->will) {
+	if (delay_will) {
 		uint32_t d = c->will_delay < will_exp ? c->will_delay : will_exp;
-		/* The ACL is asked now, while the client is at hand. */
-		if (auth_may_publish_will(c)) {
-			s->will = c->will;
-			s->will_expires = c->m5 & CL5_WILL_EXPIRY;
-			s->will_expiry = c->will_expiry;
-			s->will_due_ms = now + (int64_t)d * 1000;
-			c->will = NULL;
-		}
+		s->will = c->will;
+		s->will_expires = c->m5 & CL5_WILL_EXPIRY;
+		s->will_expiry = c->will_expiry;
+		s->will_due_ms = now + (int64_t)d * 1000;
+		c->will = NULL;
 		c->publish_will = false;
 	}
 	s->due_ms = s->will ? s->will_due_ms : s->expire_ms;
 	if (s->will && s->expire_ms && s->expire_ms < s->due_ms)
 		s->due_ms = s->expire_ms;
 	if (s->due_ms && session_heap_push(&br->timers, s) < 0) {
-		/* Out of memory: the session then lives until its client comes
-		 * back, and a delayed will is published at once instead. */
-		log_warn_rl("session timer lost client=%s reason=\"out of memory\"", log_q(s->id));
 		s->expire_ms = 0;
 		if (s->will) {
 			c->will = s->will;
 			c->publish_will = true;
 			s->will = NULL;
 		}
+		return -1;
 	}
+	return 0;
 }
 
 int takeover_attach(struct client *c)
@@ -273,6 +272,15 @@ void takeover_park(struct client *c)
 	/* MQTT 5: the session lives for its Session Expiry Interval (0: ends
 	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
 	bool ends = c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean;
+	bool delay_will = false;
+	if (!ends && c->level == 5 && c->publish_will && c->will_delay > 0 && c->will) {
+		/* The ACL decides now, while the client is at hand, and before
+		 * dir_lock (it may log). A denied will is not published later. */
+		delay_will = auth_may_publish_will(c);
+		if (!delay_will)
+			c->publish_will = false;
+	}
+	int timer_lost = 0;
 	if (!ends) {
 		/* The expiry counts from now (takeover_expire). Since mu was
 		 * released a clean start may have discarded s, or (only if the
@@ -284,7 +292,7 @@ void takeover_park(struct client *c)
 		    session_dir_find(&br->dir, s->id, s->id_len) == s) {
 			s->parked_ms = util_now_ms();
 			if (c->level == 5)
-				park5(br, c, s);
+				timer_lost = park5(br, c, s, delay_will);
 			else {
 				TAILQ_INSERT_TAIL(&br->parked, s, park_link);
 				s->parked_listed = true;
@@ -296,6 +304,9 @@ void takeover_park(struct client *c)
 			c->publish_will = false;
 		}
 		pthread_mutex_unlock(&br->dir_lock);
+		if (timer_lost)
+			log_warn_rl("session timer lost client=%s reason=\"out of memory\"",
+				    log_q(s->id));
 	} else {
 		pthread_mutex_lock(&br->dir_lock);
 		if (session_dir_find(&br->dir, s->id, s->id_len) == s)
