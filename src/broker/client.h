@@ -93,7 +93,7 @@ struct client {
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
 	/* MQTT 5 connection lifecycle (handle_connect.c, send_connack, dispatch.c). */
-	uint8_t m5;                  /* CL5_* below */
+	uint8_t m5;                  /* CL5_* (above) */
 	uint32_t will_expiry;        /* the will's Message Expiry Interval, s (CL5_WILL_EXPIRY) */
 	struct client_acks *acks;    /* NULL until the first publish handed to the sink */
 	struct client_io *x;         /* TLS/WebSocket state; NULL for plain TCP */

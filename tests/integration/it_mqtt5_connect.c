@@ -9,7 +9,7 @@
  * (0x8B); the session test uses paho.mqtt.c's MQTT 5 API.
  *
  *   make build/kafkagate build/tests/it_mqtt5_connect
- *   KG_BIN=build/kafkagate build/tests/it_mqtt5_connect      # ~30 s
+ *   KG_BIN=build/kafkagate build/tests/it_mqtt5_connect      # ~20 s
  */
 #include <setjmp.h>
 #include <stdarg.h>
