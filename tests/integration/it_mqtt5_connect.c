@@ -582,6 +582,31 @@ static void test_auth_packet_refused(void **state)
 	close(fd);
 }
 
+/* Packets only a server sends: a protocol error whatever their body; with
+ * invalid header flags, malformed (5.0 2.1.3); type 0 is forbidden. */
+static void test_server_only_packets(void **state)
+{
+	static const struct { const char *hex; uint8_t rc; } cases[] = {
+		{ "20 03 00 00 00", 0x82 },    /* CONNACK */
+		{ "20 01 00", 0x82 },          /* CONNACK, too short to decode */
+		{ "90 04 00 01 00 00", 0x82 }, /* SUBACK */
+		{ "B0 04 00 01 00 00", 0x82 }, /* UNSUBACK */
+		{ "D0 00", 0x82 },             /* PINGRESP */
+		{ "D1 00", 0x81 },             /* PINGRESP with a reserved flag set */
+		{ "00 00", 0x82 },             /* reserved type 0 */
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		print_message("%s\n", cases[i].hex);
+		int fd = connect5_ok(&(struct c5){ .id = "m5-srv", .clean = true, .keepalive = 10 },
+				     false);
+		assert_int_equal(raw_send_hex(fd, cases[i].hex), 0);
+		expect_disconnect(fd, cases[i].rc, WAIT_MS);
+		close(fd);
+	}
+}
+
 static void test_keepalive_timeout(void **state)
 {
 	(void)state;
@@ -635,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_disconnect_reason_and_will),
 		cmocka_unit_test(test_auth_method_refused),
 		cmocka_unit_test(test_auth_packet_refused),
+		cmocka_unit_test(test_server_only_packets),
 		cmocka_unit_test(test_keepalive_timeout),
 		cmocka_unit_test(test_takeover),
 		cmocka_unit_test(test_shutdown),
