@@ -70,14 +70,14 @@ UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon htt
 	offsets downlink log inbox lathist
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
-UNIT_TESTS_BROKER    := client_ack inflight session_subs
+UNIT_TESTS_BROKER    := client_ack inflight session_subs session_heap
 UNIT_TESTS_BROKER    += shared
 UNIT_TESTS += $(UNIT_TESTS_AUTH) $(UNIT_TESTS_TRANSPORT) $(UNIT_TESTS_BROKER)
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 IT_SUPPORT := tests/support/gw.c tests/support/rawmqtt.c tests/support/itutil.c \
 	tests/support/itkafka.c tests/support/itcerts.c tests/support/itmosq.c
-IT_TESTS   := connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
+IT_TESTS   := connect mqtt5_connect publish subscribe retain will session limits cli uplink uplink_kafka admin \
 	downlink downlink_kafka reload ready lag kafka_secure auth tls ws upstream
 IT_TESTS   += mqtt5_kafka mqtt5_publish
 IT_TESTS   += mqtt5_subscribe

@@ -13,6 +13,7 @@
 #include "broker/takeover.h"
 #include "broker/worker.h"
 #include "core/log.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 static const uint8_t fail_code[AUTH_FAIL_N] = {
@@ -35,15 +36,18 @@ static const char *const fail_close[AUTH_FAIL_N] = {
 
 static struct log_limit lim_failed = LOG_LIMIT("auth failed", 10, 50);
 
-/* CONNACK 3 and close: the gateway cannot check now (queue full, error). */
-static int unavailable(struct client *c, const char *why)
+/* CONNACK 3 and close: the gateway cannot check now (queue full, error).
+ * MQTT 5 tells the two apart: a full queue is 0x89 Server busy (try again
+ * later), anything else 0x88 Server unavailable. */
+static int unavailable(struct client *c, const char *why, bool busy)
 {
 	struct auth *a = c->w->br->auth;
 
 	AUTH_INC(a, c->w, unavailable);
 	log_warn_rl("auth unavailable client=%s user=%s addr=%s reason=\"%s\"", log_q(c->id),
 		    log_q(c->username), client_peer(c), why);
-	send_connack(c, MQTT_CONNACK_UNAVAILABLE, false);
+	send_connack(c, busy && c->level == 5 ? MQTT_RC_SERVER_BUSY : MQTT_CONNACK_UNAVAILABLE,
+		     false);
 	client_close(c, why, false);
 	return -1;
 }
@@ -100,7 +104,7 @@ static int submit(struct client *c, const struct mqtt_connect *k, struct auth_db
 				: NULL;
 	if (!j) {
 		auth_db_put(db);
-		return unavailable(c, "out of memory");
+		return unavailable(c, "out of memory", false);
 	}
 	j->conn_id = c->conn_id;
 	j->deadline_ms = c->accepted_ms + (int64_t)LIM(w->br, connect_timeout_ms);
@@ -111,7 +115,7 @@ static int submit(struct client *c, const struct mqtt_connect *k, struct auth_db
 	if (!a->pool || auth_pool_submit(a->pool, j, low) < 0) {
 		auth_job_free(j);
 		auth_db_put(db);
-		return unavailable(c, "verification queue full");
+		return unavailable(c, "verification queue full", true);
 	}
 	ca->pending = true;
 	c->state = CL_WAIT_AUTH;
@@ -129,7 +133,7 @@ int auth_connect(struct client *c, const struct mqtt_connect *k)
 		struct client_auth *ca = auth_client(c);
 		char *u = ca ? strdup(c->cert_user) : NULL;
 		if (!u)
-			return unavailable(c, "out of memory");
+			return unavailable(c, "out of memory", false);
 		free(c->username);
 		c->username = u;
 		ca->verified = true;
@@ -169,7 +173,7 @@ void auth_connect_verified(struct worker *w, uint64_t conn_id, int result)
 		refuse(c, AUTH_FAIL_UNKNOWN_USER);
 		break;
 	default:
-		unavailable(c, "password check failed");
+		unavailable(c, "password check failed", false);
 		break;
 	}
 }

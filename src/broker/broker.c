@@ -15,6 +15,7 @@
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/shared.h"
+#include "broker/takeover.h"
 #include "broker/upstream.h"
 #include "broker/worker.h"
 #include "core/cfg.h"
@@ -169,6 +170,7 @@ void broker_free(struct broker *br)
 				broker_discard_session(br, s);
 		pthread_mutex_unlock(&br->dir_lock);
 		session_dir_release(&br->dir);
+		session_heap_release(&br->timers);
 	}
 	shared_free(br->shared);
 	sub_trie_free(br->subs);
@@ -217,10 +219,7 @@ void broker_discard_session(struct broker *br, struct session *s)
 	uint32_t unrefs = 0, pos = 0;
 
 	atomic_store(&s->discarded, true);
-	if (s->parked_listed) {
-		TAILQ_REMOVE(&br->parked, s, park_link);
-		s->parked_listed = false;
-	}
+	takeover_unlist(br, s);
 	shared_session_end(br, s);
 	pthread_rwlock_wrlock(&br->subs_lock);
 	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)

@@ -49,6 +49,8 @@ struct broker_limits {
 	atomic_uint max_queued_total_bytes;
 	atomic_uint session_expiry;        /* seconds; 0 = never */
 	atomic_uint max_keepalive;         /* 0 = any */
+	atomic_uint max_session_expiry;    /* MQTT 5 Session Expiry cap, s */
+	atomic_uint topic_alias_maximum;   /* MQTT 5, announced in CONNACK */
 
 	atomic_uint max_connections;
 	atomic_uint max_packet_size;
@@ -80,6 +82,7 @@ struct broker {
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
 	TAILQ_HEAD(, session) parked; /* persistent sessions offline, oldest park first; dir_lock */
+	struct session_heap timers;   /* MQTT 5 parked sessions by deadline (takeover.c); dir_lock */
 	atomic_int_fast64_t sessions_online;   /* attached to a client */
 	atomic_uint_fast64_t sessions_expired; /* discarded by session_expiry */
 	/* Limit hits counted under retain_lock, with no worker at hand. */

@@ -155,7 +155,7 @@ static int client_account_partial(struct client *c)
 		c->partial_held = (uint32_t)held;
 		if (now > (int64_t)LIM(br, max_partial_bytes)) {
 			STAT_INC(c->w, partial_refused);
-			client_close(c, "max_partial_bytes reached", true);
+			client_close_rc(c, "max_partial_bytes reached", true, MQTT_RC_QUOTA_EXCEEDED);
 			return -1;
 		}
 	} else if (held < c->partial_held) {
@@ -223,8 +223,13 @@ void client_finish(struct client *c)
 			    "conn close client=%s addr=%s listener=%s reason=%s", log_q(c->id),
 			    client_peer(c), c->up ? "upstream" : w->br->lis[c->lis].name,
 			    log_q(c->close_reason ? c->close_reason : "?"));
-	if (c->publish_will && auth_may_publish_will(c))
+	if (c->publish_will && auth_may_publish_will(c)) {
+		/* MQTT 5: the will's Message Expiry Interval counts from now
+		 * (3.1.3.2.4); c->will is still ours alone. */
+		if (c->m5 & CL5_WILL_EXPIRY)
+			c->will->expires_ms = util_wall_ms() + (int64_t)c->will_expiry * 1000;
 		deliver_publish(w, c->will);
+	}
 	msg_unref(c->will);
 	auth_client_release(c);
 	client_io_free(c);
@@ -333,6 +338,14 @@ void client_update_read(struct client *c)
 	}
 }
 
+/* CONNACK, SUBACK, UNSUBACK, PINGRESP; and AUTH, as no enhanced
+ * authentication is ever begun. */
+static bool server_never_receives(uint8_t type)
+{
+	return type == MQTT_CONNACK || type == MQTT_SUBACK || type == MQTT_UNSUBACK ||
+	       type == MQTT_PINGRESP || type == MQTT_AUTH;
+}
+
 /* Frames and dispatches whole packets from p[0..n); returns bytes consumed. */
 static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 {
@@ -354,12 +367,28 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 			STAT_INC(w, malformed);
 			if (r == MQTT_ERR_TOO_LARGE && first)
 				limits_hit(w, NULL, LIMIT_CONNECT_SIZE);
+			/* Packet type 0 is forbidden (5.0 2.1.2), not malformed: a
+			 * protocol error. */
+			uint8_t rc = r == MQTT_ERR_TOO_LARGE ? MQTT_RC_PACKET_TOO_LARGE
+				   : (p[off] >> 4) == 0    ? MQTT_RC_PROTOCOL_ERROR
+							   : MQTT_RC_MALFORMED;
 			client_close_rc(c, r == MQTT_ERR_TOO_LARGE ? "packet too large" : "malformed packet",
-					true, r == MQTT_ERR_TOO_LARGE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_MALFORMED);
+					true, rc);
 			break;
 		}
 		off += (size_t)r;
 		STAT_INC(w, pkts_in[f.type & 15]);
+		if (c->level == 5 && c->state == CL_ACTIVE && !c->up && server_never_receives(f.type) &&
+		    f.flags == 0) {
+			/* Wrong for its direction whatever its body: a protocol error
+			 * (DISCONNECT 0x82) before any look at the body, which could
+			 * only add a malformed verdict. AUTH is one too: kafkagate
+			 * never begins enhanced authentication (dispatch.c). Invalid
+			 * header flags stay Malformed (5.0 2.1.3), from the decoder. */
+			client_close_rc(c, "packet type not allowed from a client", true,
+					MQTT_RC_PROTOCOL_ERROR);
+			break;
+		}
 		int d = mqtt_decode(&f, c->level, &pkt);
 		if (d == MQTT_ERR_PROTO_VERSION && f.type == MQTT_CONNECT && c->state == CL_NEW) {
 			c->level = 4;

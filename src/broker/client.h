@@ -46,6 +46,17 @@ enum client_state {
 	CL_CLOSING,
 };
 
+/* struct client m5 bits: what CONNECT asked, for CONNACK and DISCONNECT. */
+enum {
+	CL5_ASSIGNED_ID = 1,     /* empty client id: CONNACK carries Assigned Client Identifier */
+	CL5_EXPIRY_CAPPED = 2,   /* Session Expiry capped: CONNACK carries the granted one */
+	CL5_KEEPALIVE_SET = 4,   /* keepalive capped by max_keepalive: Server Keep Alive */
+	CL5_EXPIRY_ZERO = 8,     /* CONNECT's Session Expiry was 0 (or absent) [MQTT-3.14.2-2] */
+	CL5_WILL_EXPIRY = 16,    /* the will has a Message Expiry Interval */
+	CL5_HANDOVER = 32,       /* closed by a takeover that resumes the session
+	                            (Clean Start 0): it outlives a 0 expiry */
+};
+
 struct client {
 	struct loop_io io;
 	struct worker *w;
@@ -82,6 +93,9 @@ struct client {
 	char *username;              /* NULL if none (owned) */
 	struct msg *will;            /* will message, retain flag inside */
 	const char *close_reason;
+	/* MQTT 5 connection lifecycle (handle_connect.c, send_connack, dispatch.c). */
+	uint8_t m5;                  /* CL5_* (above) */
+	uint32_t will_expiry;        /* the will's Message Expiry Interval, s (CL5_WILL_EXPIRY) */
 	struct client_acks *acks;    /* NULL until the first publish handed to the sink */
 	struct client_io *x;         /* TLS/WebSocket state; NULL for plain TCP */
 	char *cert_user;             /* identity from the client certificate, or NULL */

@@ -11,6 +11,7 @@
 #include "broker/worker.h"
 #include "core/cfg.h"
 #include "core/log.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 #include "mqtt/topic.h"
 
@@ -64,6 +65,8 @@ void limits_apply(struct broker_limits *lim, const struct cfg_limits *l)
 	SET(max_queued_total_bytes, l->max_queued_total_bytes);
 	SET(session_expiry, l->session_expiry);
 	SET(max_keepalive, l->max_keepalive);
+	SET(max_session_expiry, l->max_session_expiry);
+	SET(topic_alias_maximum, l->topic_alias_maximum);
 }
 
 bool limits_hit(struct worker *w, struct session *s, enum limit_kind k)
@@ -126,8 +129,12 @@ int limits_check_connect(struct client *c, const struct mqtt_connect *k)
 		return refuse(c, LIMIT_CLIENT_ID_LENGTH, "client id too long");
 	}
 	/* A 3.1.1 client cannot be told a lower keepalive; 0 (never time out)
-	 * is more than any maximum. */
-	if (max_ka && (k->keepalive == 0 || k->keepalive > max_ka)) {
+	 * is more than any maximum. An MQTT 5 client can: CONNACK carries the
+	 * cap as Server Keep Alive, which it must use [MQTT-3.2.2-21]. */
+	if (max_ka && (k->keepalive == 0 || k->keepalive > max_ka) && k->level == 5) {
+		c->keepalive = (uint16_t)max_ka;
+		c->m5 |= CL5_KEEPALIVE_SET;
+	} else if (max_ka && (k->keepalive == 0 || k->keepalive > max_ka)) {
 		limit_log(LIMIT_KEEPALIVE, c, "client_id=%s keepalive=%u max=%u",
 			  log_qn((const char *)k->client_id.p, k->client_id.len), k->keepalive,
 			  max_ka);
@@ -141,9 +148,14 @@ int limits_check_connect(struct client *c, const struct mqtt_connect *k)
 				  log_qn((const char *)k->client_id.p, k->client_id.len),
 				  log_qn((const char *)k->will_topic.p, k->will_topic.len),
 				  k->will_topic.len);
+			const char *why = r == TOPIC_ERR_TOO_LONG ? "will topic too long"
+								  : "too many will topic levels";
+			/* MQTT 5 has a code for it: 0x90 Topic Name invalid ("not
+			 * malformed, but not accepted by this Server"). */
+			if (k->level == 5)
+				send_connack(c, MQTT_RC_TOPIC_NAME_INVALID, false);
 			/* No 3.1.1 return code fits: close without CONNACK (MQTT-3.2.2-6). */
-			client_close(c, r == TOPIC_ERR_TOO_LONG ? "will topic too long"
-								: "too many will topic levels", false);
+			client_close(c, why, false);
 			return -1;
 		}
 	}
@@ -159,7 +171,8 @@ int limits_check_publish(struct client *c, const char *topic, uint16_t len)
 	if (limits_hit(c->w, c->s, topic_kind(r)))
 		limit_log(topic_kind(r), c, "topic=%s len=%u levels=%d", log_qn(topic, len), len,
 			  topic_levels(topic, len));
-	client_close(c, topic_err_str(r), true);
+	/* MQTT 5: "not malformed, but not accepted by this Server". */
+	client_close_rc(c, topic_err_str(r), true, MQTT_RC_TOPIC_NAME_INVALID);
 	return -1;
 }
 
@@ -172,7 +185,7 @@ int limits_check_qos2(struct client *c)
 		return 0;
 	if (limits_hit(c->w, c->s, LIMIT_QOS2_PENDING))
 		limit_log(LIMIT_QOS2_PENDING, c, "pending=%u max=%u", held, max);
-	client_close(c, "too many QoS 2 messages awaiting PUBREL", true);
+	client_close_rc(c, "too many QoS 2 messages awaiting PUBREL", true, MQTT_RC_QUOTA_EXCEEDED);
 	return -1;
 }
 

@@ -31,11 +31,12 @@ struct worker;
 enum limit_kind {
 	LIMIT_CONNECT_SIZE,          /* CONNECT larger than max_connect_size (client.c) */
 	LIMIT_CLIENT_ID_LENGTH,      /* CONNACK 2 */
-	LIMIT_KEEPALIVE,             /* CONNACK 2 */
-	LIMIT_TOPIC_LENGTH,          /* PUBLISH: close; SUBSCRIBE: 0x80; will: close */
+	LIMIT_KEEPALIVE,             /* CONNACK 2 (level 5: capped, not refused) */
+	LIMIT_TOPIC_LENGTH,          /* PUBLISH: close (MQTT 5: DISCONNECT 0x90); SUBSCRIBE: 0x80;
+	                                will: close (MQTT 5: CONNACK 0x90) */
 	LIMIT_TOPIC_LEVELS,          /* the same */
 	LIMIT_SUBSCRIPTIONS,         /* SUBSCRIBE: 0x80 for each filter beyond */
-	LIMIT_QOS2_PENDING,          /* close */
+	LIMIT_QOS2_PENDING,          /* close (MQTT 5: DISCONNECT 0x97) */
 	LIMIT_RETAINED_MESSAGES,     /* not stored */
 	LIMIT_RETAINED_BYTES,        /* not stored */
 	LIMIT_QUEUED_MESSAGES,       /* dropped (also in queue_dropped) */
@@ -61,9 +62,12 @@ bool limits_hit(struct worker *w, struct session *s, enum limit_kind k);
 /*
  * CONNECT k of c (c->level and c->keepalive set): a client id longer than
  * max_client_id_length, or a keepalive over max_keepalive (or 0 while
- * max_keepalive is set), gets CONNACK 2 and a close; a will topic over
- * max_topic_length / max_topic_levels a close without CONNACK
- * (MQTT-3.2.2-6: no 3.1.1 return code fits). Returns 0, or -1 after closing.
+ * max_keepalive is set), gets CONNACK 2 (0x85 at level 5) and a close; a
+ * will topic over max_topic_length / max_topic_levels a close without
+ * CONNACK (MQTT-3.2.2-6: no 3.1.1 return code fits; level 5: CONNACK 0x90
+ * first). At level 5 a keepalive over max_keepalive (or 0) is not refused
+ * but capped: c->keepalive = max_keepalive and CL5_KEEPALIVE_SET, for the
+ * CONNACK's Server Keep Alive. Returns 0, or -1 after closing.
  */
 int limits_check_connect(struct client *c, const struct mqtt_connect *k);
 

@@ -1,5 +1,6 @@
 /* send.c - outgoing packets; see send.h. */
 #include "broker/alias_out.h"
+#include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/send.h"
 #include "broker/upstream.h"
@@ -24,12 +25,61 @@ static int sent(struct client *c, uint8_t type, int rc)
 	return 0;
 }
 
+/* The Maximum Packet Size that admits exactly the packets whose remaining
+ * length is at most max (limits.max_packet_size counts the remaining
+ * length; MQTT 5 counts the whole packet): a remaining length over max
+ * cannot have a shorter length field than max has. */
+static uint32_t whole_packet_max(uint32_t max)
+{
+	uint32_t n = max < 128 ? 1 : max < 16384 ? 2 : max < 2097152 ? 3 : 4;
+	return max + 1 + n;
+}
+
+/* The properties of a level 5 CONNACK that accepts (5.0 3.2.2.3): what the
+ * server allows and what it changed of the client's request. */
+static void connack_props(struct client *c, struct mqtt_pw *w)
+{
+	struct broker *br = c->w->br;
+
+	if (c->m5 & CL5_EXPIRY_CAPPED)
+		mqtt_pw_int(w, MQTT_P_SESSION_EXPIRY, c->session_expiry);
+	mqtt_pw_int(w, MQTT_P_RECEIVE_MAXIMUM, LIM(br, max_inflight));
+	/* Maximum QoS and Retain Available: both supported, so absent. */
+	mqtt_pw_int(w, MQTT_P_MAXIMUM_PACKET_SIZE, whole_packet_max(LIM(br, max_packet_size)));
+	if (c->m5 & CL5_ASSIGNED_ID)
+		mqtt_pw_str(w, MQTT_P_ASSIGNED_CLIENT_ID, c->id, c->id_len);
+	if (c->alias_max)
+		mqtt_pw_int(w, MQTT_P_TOPIC_ALIAS_MAXIMUM, c->alias_max);
+	mqtt_pw_int(w, MQTT_P_WILDCARD_SUB_AVAILABLE, 1);
+	mqtt_pw_int(w, MQTT_P_SUB_ID_AVAILABLE, 1);
+	mqtt_pw_int(w, MQTT_P_SHARED_SUB_AVAILABLE, 1);
+	if (c->m5 & CL5_KEEPALIVE_SET)
+		mqtt_pw_int(w, MQTT_P_SERVER_KEEP_ALIVE, c->keepalive);
+}
+
 int send_connack(struct client *c, uint8_t rc, bool present)
 {
 	/* MQTT 3.1 has no session-present flag: the byte is reserved, 0. */
 	struct mqtt_connack ca = { .session_present = present && c->level >= 4,
 				   .rc = c->level == 5 ? mqtt5_connack_rc(rc) : rc };
-	return sent(c, MQTT_CONNACK, mqtt_encode_connack(&c->obuf, c->level, &ca));
+	uint8_t pb[128];
+	struct mqtt_pw w;
+
+	mqtt_pw_init(&w, pb, sizeof(pb));
+	if (c->level == 5 && ca.rc == MQTT_RC_SUCCESS) {
+		connack_props(c, &w);
+		ca.props = mqtt_pw_props(&w); /* ids are at most ~30 bytes: no overflow */
+	}
+	size_t before = c->obuf.len;
+	int r = mqtt_encode_connack(&c->obuf, c->level, &ca);
+	if (r == MQTT_OK && c->max_packet && c->obuf.len - before > c->max_packet) {
+		/* Never larger than the client allows [MQTT-3.1.2-24]: then no
+		 * CONNACK at all, only the close. */
+		c->obuf.len = before;
+		client_close(c, "CONNACK larger than the client's Maximum Packet Size", false);
+		return -1;
+	}
+	return sent(c, MQTT_CONNACK, r);
 }
 
 /* PUBACK..PUBCOMP (and 3.1.1 UNSUBACK). A reason code goes out only at

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/msg.h"
 #include "broker/session.h"
 
 struct session *session_new(const char *id, uint16_t id_len, bool clean)
@@ -46,6 +47,7 @@ void session_unref(struct session *s)
 	inflight_release(&s->out);
 	mqueue_release(&s->queue);
 	pidset_release(&s->qos2_in);
+	msg_unref(s->will);
 	pthread_spin_destroy(&s->mu);
 	free(s->id);
 	free(s);
@@ -134,4 +136,88 @@ void session_dir_del(struct session_dir *d, struct session *s)
 			return;
 		}
 	}
+}
+
+/* ---- timer heap ---------------------------------------------------------- */
+
+static void heap_set(struct session_heap *h, uint32_t i, struct session *s)
+{
+	h->v[i] = s;
+	s->heap_idx = i + 1;
+}
+
+static void heap_up(struct session_heap *h, uint32_t i)
+{
+	struct session *s = h->v[i];
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (h->v[p]->due_ms <= s->due_ms)
+			break;
+		heap_set(h, i, h->v[p]);
+		i = p;
+	}
+	heap_set(h, i, s);
+}
+
+static void heap_down(struct session_heap *h, uint32_t i)
+{
+	struct session *s = h->v[i];
+	for (;;) {
+		uint32_t l = 2 * i + 1, m = i;
+		int64_t best = s->due_ms;
+		if (l < h->n && h->v[l]->due_ms < best)
+			m = l, best = h->v[l]->due_ms;
+		if (l + 1 < h->n && h->v[l + 1]->due_ms < best)
+			m = l + 1;
+		if (m == i)
+			break;
+		heap_set(h, i, h->v[m]);
+		i = m;
+	}
+	heap_set(h, i, s);
+}
+
+int session_heap_push(struct session_heap *h, struct session *s)
+{
+	if (h->n == h->cap) {
+		uint32_t cap = h->cap ? h->cap * 2 : 64;
+		struct session **v = realloc(h->v, cap * sizeof(*v));
+		if (!v)
+			return -1;
+		h->v = v;
+		h->cap = cap;
+	}
+	h->v[h->n] = s;
+	heap_up(h, h->n++);
+	return 0;
+}
+
+void session_heap_del(struct session_heap *h, struct session *s)
+{
+	if (!s->heap_idx)
+		return;
+	uint32_t i = s->heap_idx - 1;
+	s->heap_idx = 0;
+	if (i == --h->n)
+		return;
+	h->v[i] = h->v[h->n];
+	heap_up(h, i);
+	heap_down(h, h->v[i]->heap_idx - 1);
+}
+
+void session_heap_fix(struct session_heap *h, struct session *s)
+{
+	if (!s->heap_idx)
+		return;
+	heap_up(h, s->heap_idx - 1);
+	heap_down(h, s->heap_idx - 1);
+}
+
+void session_heap_release(struct session_heap *h)
+{
+	for (uint32_t i = 0; i < h->n; i++)
+		h->v[i]->heap_idx = 0;
+	free(h->v);
+	h->v = NULL;
+	h->n = h->cap = 0;
 }

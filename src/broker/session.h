@@ -26,6 +26,7 @@
 #include "broker/session_subs.h"
 
 struct client;
+struct msg;
 
 struct session {
 	atomic_int refs;
@@ -57,7 +58,39 @@ struct session {
 	 * for session_expiry (takeover.c); dir_lock. */
 	TAILQ_ENTRY(session) park_link;
 	int64_t parked_ms;         /* monotonic, when it was parked */
+	/* A parked MQTT 5 session has its own deadline, and may hold a will
+	 * waiting for its Will Delay Interval: it sits on the broker's timer
+	 * heap (struct session_heap below) keyed by the nearer of the two.
+	 * All dir_lock (takeover.c). */
+	uint32_t heap_idx;         /* 1-based slot on the heap; 0 = not on it */
+	int64_t due_ms;            /* heap key: the nearer of will_due_ms and expire_ms */
+	int64_t expire_ms;         /* monotonic: the session ends; 0 = never */
+	int64_t will_due_ms;       /* monotonic: the delayed will is published */
+	struct msg *will;          /* delayed will (owned), or NULL */
+	uint32_t will_expiry;      /* its Message Expiry Interval, s (will_expires) */
+	bool will_expires;
 };
+
+/* Sessions ordered by due_ms (a binary min-heap): the sweep looks at the
+ * top only, so a tick costs O(expired * log n), never a scan. Holds no
+ * references (a session on it is in the directory). Not thread safe:
+ * broker dir_lock. */
+struct session_heap {
+	struct session **v;
+	uint32_t n, cap;
+};
+
+/* Adds s (s->due_ms set, s not on h). Returns 0 or -1 (ENOMEM). */
+int session_heap_push(struct session_heap *h, struct session *s);
+/* Removes s if it is on h. */
+void session_heap_del(struct session_heap *h, struct session *s);
+/* s->due_ms changed: restores the order. */
+void session_heap_fix(struct session_heap *h, struct session *s);
+static inline struct session *session_heap_top(const struct session_heap *h)
+{
+	return h->n ? h->v[0] : NULL;
+}
+void session_heap_release(struct session_heap *h);
 
 /* Returns a new offline session with one reference, or NULL. */
 struct session *session_new(const char *id, uint16_t id_len, bool clean);

@@ -30,6 +30,7 @@
  */
 #include <stdlib.h>
 
+#include "broker/auth.h"
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/deliver.h"
@@ -39,7 +40,9 @@
 #include "broker/takeover.h"
 #include "broker/worker.h"
 #include "core/log.h"
+#include "core/msg.h"
 #include "core/util.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 /* Takes s out of the directory and discards it. Caller holds dir_lock. */
@@ -49,6 +52,72 @@ static void dir_discard(struct broker *br, struct session *s)
 	session_dir_del(&br->dir, s);
 	broker_discard_session(br, s);
 	session_unref(s);
+}
+
+void takeover_unlist(struct broker *br, struct session *s)
+{
+	if (s->parked_listed) {
+		TAILQ_REMOVE(&br->parked, s, park_link);
+		s->parked_listed = false;
+	}
+	session_heap_del(&br->timers, s);
+	s->expire_ms = 0;
+}
+
+/* The will m ready to publish: its Message Expiry Interval, if it had one,
+ * counts from now (5.0 3.1.3.2.4). Returns m. */
+static struct msg *will_arm(struct msg *m, bool expires, uint32_t expiry_s)
+{
+	if (expires)
+		m->expires_ms = util_wall_ms() + (int64_t)expiry_s * 1000;
+	return m;
+}
+
+/* Parks the MQTT 5 session s of c (dir_lock held, s in the directory and
+ * offline): its own deadline, and the will when it waits for its Will
+ * Delay Interval (delay_will: the ACL allowed it, asked before the lock),
+ * which ends early when the session does [MQTT-3.1.3-9], 5.0 3.1.3.2.2.
+ * Both on the timer heap. Returns 0, or -1 when the heap could not grow:
+ * the session then lives until its client comes back, and the will is
+ * published at the close instead (the caller logs, outside the lock). */
+static int park5(struct broker *br, struct client *c, struct session *s, bool delay_will)
+{
+	int64_t now = s->parked_ms;
+	uint32_t exp = c->session_expiry, will_exp = exp;
+
+	s->expiry_s = exp;
+	s->expire_ms = exp == UINT32_MAX ? 0 : now + (int64_t)exp * 1000;
+	if (c->m5 & CL5_HANDOVER) {
+		/* Taken over by a connection that resumes it [MQTT-3.1.4-4]: the
+		 * session goes on even with expiry 0; if that connection never
+		 * attaches, it ends after connect_timeout. Its will waits for the
+		 * delay alone (the new connection cancels it). */
+		if (exp == 0)
+			s->expire_ms = now + (int64_t)LIM(br, connect_timeout_ms);
+		will_exp = UINT32_MAX;
+	}
+	if (delay_will) {
+		uint32_t d = c->will_delay < will_exp ? c->will_delay : will_exp;
+		s->will = c->will;
+		s->will_expires = c->m5 & CL5_WILL_EXPIRY;
+		s->will_expiry = c->will_expiry;
+		s->will_due_ms = now + (int64_t)d * 1000;
+		c->will = NULL;
+		c->publish_will = false;
+	}
+	s->due_ms = s->will ? s->will_due_ms : s->expire_ms;
+	if (s->will && s->expire_ms && s->expire_ms < s->due_ms)
+		s->due_ms = s->expire_ms;
+	if (s->due_ms && session_heap_push(&br->timers, s) < 0) {
+		s->expire_ms = 0;
+		if (s->will) {
+			c->will = s->will;
+			c->publish_will = true;
+			s->will = NULL;
+		}
+		return -1;
+	}
+	return 0;
 }
 
 int takeover_attach(struct client *c)
@@ -75,14 +144,17 @@ int takeover_attach(struct client *c)
 			pthread_mutex_unlock(&br->dir_lock);
 			log_info_rl("conn takeover client=%s addr=%s old_addr=%s", log_q(c->id), client_peer(c),
 				 client_peer(old));
-			client_close(old, "session taken over", true);
+			if (!c->clean)
+				old->m5 |= CL5_HANDOVER;
+			/* [MQTT-3.1.4-3]: DISCONNECT 0x8E to an MQTT 5 client. */
+			client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 			continue;
 		}
 		/* Offline and settled, or a clean start that discards it: attach. */
 		if (owner < 0 && (!settling || c->clean))
 			break;
 		struct inbox_item it = { .kind = INBOX_TAKEOVER, .a = (uint8_t)w->idx,
-					 .u = c->conn_id, .p1 = session_ref(s) };
+					 .b = !c->clean, .u = c->conn_id, .p1 = session_ref(s) };
 		int target = owner >= 0 ? owner : last;
 		pthread_mutex_unlock(&br->dir_lock);
 		c->state = CL_WAIT_TAKEOVER;
@@ -97,8 +169,20 @@ int takeover_attach(struct client *c)
 
 	/* A clean start discards the old session; so does an expired one that
 	 * the sweep (takeover_expire) has not reached yet. */
-	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000;
-	bool expired = s && s->parked_listed && ttl > 0 && util_now_ms() - s->parked_ms >= ttl;
+	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000, now = util_now_ms();
+	bool expired = s && ((s->parked_listed && ttl > 0 && now - s->parked_ms >= ttl) ||
+			     (s->expire_ms && now >= s->expire_ms));
+	struct msg *late_will = NULL;
+	if (s && s->will) {
+		/* A delayed will: a new connection before its delay passed means
+		 * it is never sent [MQTT-3.1.3-9]; one whose time came before the
+		 * sweep reached it is still owed. */
+		if (now >= s->will_due_ms)
+			late_will = will_arm(s->will, s->will_expires, s->will_expiry);
+		else
+			msg_unref(s->will);
+		s->will = NULL;
+	}
 	if (s && (c->clean || expired)) {
 		if (expired)
 			atomic_fetch_add_explicit(&br->sessions_expired, 1, memory_order_relaxed);
@@ -107,16 +191,16 @@ int takeover_attach(struct client *c)
 	}
 	if (s) {
 		present = true;
-		if (s->parked_listed) {
-			/* Back before session_expiry: it lives on. */
-			TAILQ_REMOVE(&br->parked, s, park_link);
-			s->parked_listed = false;
-		}
+		takeover_unlist(br, s); /* back before it expired: it lives on */
 	} else {
 		s = session_new(c->id, c->id_len, c->clean);
 		if (!s || session_dir_add(&br->dir, s) < 0) {
 			pthread_mutex_unlock(&br->dir_lock);
 			session_unref(s);
+			if (late_will) {
+				deliver_publish(w, late_will);
+				msg_unref(late_will);
+			}
 			send_connack(c, MQTT_CONNACK_UNAVAILABLE, false);
 			client_close(c, "out of memory", false);
 			return -1;
@@ -138,7 +222,14 @@ int takeover_attach(struct client *c)
 	c->id = s->id;
 
 	c->state = CL_ACTIVE;
-	send_connack(c, MQTT_CONNACK_ACCEPTED, present);
+	int sent = send_connack(c, MQTT_CONNACK_ACCEPTED, present);
+	if (late_will) {
+		/* After the CONNACK: c may be subscribed to it [MQTT-3.2.0-2]. */
+		deliver_publish(w, late_will);
+		msg_unref(late_will);
+	}
+	if (sent < 0)
+		return -1;
 	static struct log_limit lim = LOG_LIMIT("conn open", 200, 2000);
 	log_limited(&lim, LVL_INFO, false,
 		    "conn open client=%s addr=%s proto=%u clean=%d keepalive=%u session_present=%d",
@@ -180,20 +271,44 @@ void takeover_park(struct client *c)
 	if (!s->settling)
 		session_unref(s);
 	atomic_fetch_sub_explicit(&br->sessions_online, 1, memory_order_relaxed);
-	if (!s->clean) {
-		/* session_expiry counts from now (takeover_expire). Since mu was
+	/* MQTT 5: the session lives for its Session Expiry Interval (0: ends
+	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
+	bool ends = c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean;
+	bool delay_will = false;
+	if (!ends && c->level == 5 && c->publish_will && c->will_delay > 0 && c->will) {
+		/* The ACL decides now, while the client is at hand, and before
+		 * dir_lock (it may log). A denied will is not published later. */
+		delay_will = auth_may_publish_will(c);
+		if (!delay_will)
+			c->publish_will = false;
+	}
+	int timer_lost = 0;
+	if (!ends) {
+		/* The expiry counts from now (takeover_expire). Since mu was
 		 * released a clean start may have discarded s, or (only if the
 		 * settle item could not be posted) a client attached it: the
 		 * checks see both. */
 		pthread_mutex_lock(&br->dir_lock);
-		if (!atomic_load(&s->discarded) && !s->parked_listed &&
+		if (!atomic_load(&s->discarded) && !s->parked_listed && !s->heap_idx &&
 		    atomic_load_explicit(&s->owner, memory_order_acquire) < 0 &&
 		    session_dir_find(&br->dir, s->id, s->id_len) == s) {
 			s->parked_ms = util_now_ms();
-			TAILQ_INSERT_TAIL(&br->parked, s, park_link);
-			s->parked_listed = true;
+			if (c->level == 5)
+				timer_lost = park5(br, c, s, delay_will);
+			else {
+				TAILQ_INSERT_TAIL(&br->parked, s, park_link);
+				s->parked_listed = true;
+			}
+		} else if (c->level == 5 && c->will_delay > 0) {
+			/* A new connection for this id already took or discarded the
+			 * session: within the delay, so the will is never sent
+			 * [MQTT-3.1.2-8]. */
+			c->publish_will = false;
 		}
 		pthread_mutex_unlock(&br->dir_lock);
+		if (timer_lost)
+			log_warn_rl("session timer lost client=%s reason=\"out of memory\"",
+				    log_q(s->id));
 	} else {
 		pthread_mutex_lock(&br->dir_lock);
 		if (session_dir_find(&br->dir, s->id, s->id_len) == s)
@@ -213,12 +328,15 @@ void takeover_resume(struct worker *w, uint64_t conn_id)
 	takeover_attach(c);
 }
 
-void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id)
+void takeover_request(struct worker *w, struct session *s, int from, uint64_t conn_id,
+		      bool resume)
 {
 	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx && s->client) {
 		struct client *old = s->client;
+		if (resume)
+			old->m5 |= CL5_HANDOVER;
 		log_info_rl("conn takeover client=%s old_addr=%s", log_q(s->id), client_peer(old));
-		client_close(old, "session taken over", true);
+		client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 	}
 	/* Closing parked s and queued INBOX_SETTLE behind the deliveries still
 	 * in our inbox; a fence posted to ourselves now comes after that, so the
@@ -256,26 +374,72 @@ void takeover_settle(struct worker *w, struct session *s)
  * discard removes up to max_subscriptions trie entries). */
 #define EXPIRE_BATCH 128
 
+/* One session due on the heap (dir_lock held, s at the top): its delayed
+ * will goes out (*will, to publish outside the lock) and/or it expires
+ * (*gone, with a reference). */
+static void heap_due(struct broker *br, struct session *s, int64_t now, struct msg **will,
+		     struct session **gone)
+{
+	if (s->will && now >= s->will_due_ms) {
+		*will = will_arm(s->will, s->will_expires, s->will_expiry);
+		s->will = NULL;
+	}
+	if (s->expire_ms && now >= s->expire_ms) {
+		if (s->will) { /* the session ends first: its will goes now (3.1.3.2.2) */
+			*will = will_arm(s->will, s->will_expires, s->will_expiry);
+			s->will = NULL;
+		}
+		*gone = session_ref(s);
+		session_dir_del(&br->dir, s);
+		broker_discard_session(br, s); /* takes it off the heap */
+		return;
+	}
+	s->due_ms = s->expire_ms; /* only the expiry is left, if any */
+	if (s->due_ms)
+		session_heap_fix(&br->timers, s);
+	else
+		session_heap_del(&br->timers, s);
+}
+
 void takeover_expire(struct worker *w)
 {
 	struct broker *br = w->br;
 	int64_t ttl = (int64_t)LIM(br, session_expiry) * 1000, now = util_now_ms();
 	struct session *gone[EXPIRE_BATCH], *s;
+	struct msg *wills[EXPIRE_BATCH];
 	int64_t offline_ms[EXPIRE_BATCH];
-	size_t n = 0;
+	size_t n = 0, nw = 0;
 
-	if (w->idx != 0 || ttl == 0)
+	if (w->idx != 0)
 		return;
-	/* The list is in park order, which is time order (parked_ms is read
-	 * under dir_lock): the expired ones are at its head. */
 	pthread_mutex_lock(&br->dir_lock);
-	while (n < EXPIRE_BATCH && (s = TAILQ_FIRST(&br->parked)) && now - s->parked_ms >= ttl) {
+	/* 3.1.1: the list is in park order, which is time order (parked_ms is
+	 * read under dir_lock): the expired ones are at its head. */
+	while (ttl > 0 && n < EXPIRE_BATCH && (s = TAILQ_FIRST(&br->parked)) &&
+	       now - s->parked_ms >= ttl) {
 		offline_ms[n] = now - s->parked_ms;
 		gone[n++] = session_ref(s);
 		session_dir_del(&br->dir, s);
 		broker_discard_session(br, s); /* takes it off the list */
 	}
+	/* MQTT 5: each session has its deadline; the heap's top is the nearest. */
+	while (n < EXPIRE_BATCH && nw < EXPIRE_BATCH && (s = session_heap_top(&br->timers)) &&
+	       now >= s->due_ms) {
+		struct msg *m = NULL;
+		struct session *g = NULL;
+		heap_due(br, s, now, &m, &g);
+		if (m)
+			wills[nw++] = m;
+		if (g) {
+			offline_ms[n] = now - g->parked_ms;
+			gone[n++] = g;
+		}
+	}
 	pthread_mutex_unlock(&br->dir_lock);
+	for (size_t i = 0; i < nw; i++) {
+		deliver_publish(w, wills[i]); /* outside every lock, as at a close */
+		msg_unref(wills[i]);
+	}
 	if (n == 0)
 		return;
 	atomic_fetch_add_explicit(&br->sessions_expired, n, memory_order_relaxed);

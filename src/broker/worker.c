@@ -23,6 +23,7 @@
 #include "core/msg.h"
 #include "core/net.h"
 #include "core/util.h"
+#include "mqtt/mqtt5.h"
 
 #define WORKER_RBUF (64 * 1024)
 #define WORKER_TICK_MS 250
@@ -159,7 +160,7 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		msg_unref(it->p2);
 		break;
 	case INBOX_TAKEOVER:
-		takeover_request(w, it->p1, it->a, it->u);
+		takeover_request(w, it->p1, it->a, it->u, it->b != 0);
 		session_unref(it->p1);
 		break;
 	case INBOX_FENCE:
@@ -207,8 +208,9 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 	}
 	case INBOX_STOP: {
 		struct client *c;
+		/* MQTT 5 clients are told why (DISCONNECT 0x8B). */
 		LIST_FOREACH(c, &w->clients, link)
-			client_close(c, "shutting down", false);
+			client_close_rc(c, "shutting down", false, MQTT_RC_SERVER_SHUTTING_DOWN);
 		loop_stop(w->loop);
 		break;
 	}
@@ -270,8 +272,9 @@ static void on_tick(void *ud)
 			c->last_rx_ms = now;
 		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
 			   now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
-			/* MQTT-3.1.2-24: one and a half keepalive periods of silence. */
-			client_close(c, "keepalive timeout", true);
+			/* MQTT-3.1.2-24: one and a half keepalive periods of silence;
+			 * MQTT 5 clients get DISCONNECT 0x8D (5.0 3.1.2.10). */
+			client_close_rc(c, "keepalive timeout", true, MQTT_RC_KEEPALIVE_TIMEOUT);
 		}
 	}
 }

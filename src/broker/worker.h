@@ -37,7 +37,8 @@ STAILQ_HEAD(client_queue, client);
 enum worker_item {
 	INBOX_DELIVER = 1,     /* p1 = struct session * (ref), p2 = struct msg * (ref), a = qos,
 				* b = retain, c = subscription ids (deliver.h) */
-	INBOX_TAKEOVER,        /* p1 = struct session * (ref), a = requesting worker, u = conn id */
+	INBOX_TAKEOVER,        /* p1 = struct session * (ref), a = requesting worker, u = conn id,
+	                          b = 1: the new connection resumes it (Clean Start 0) */
 	INBOX_FENCE,           /* a = requesting worker, u = conn id: answer once reached */
 	INBOX_SETTLE,          /* p1 = struct session * (ref): posted to itself by the worker that parked it */
 	INBOX_TAKEOVER_DONE,   /* u = conn id of the waiting client */

@@ -132,11 +132,12 @@ struct cfg_limits {
 	int max_queued_total_messages; /* all session queues together */
 	int max_queued_total_bytes;    /* the same, topic + payload */
 	int session_expiry;       /* seconds a persistent 3.1.1 session lives offline;
-	                             0 = never expires */
+	                             0 = never expires (MQTT 5: the client's own) */
 	int max_connections_per_address; /* 0 = unlimited; loopback peers not counted */
 	int max_connect_rate;     /* accepts per second per listener; 0 = unlimited */
 	int max_keepalive;        /* seconds; 0 = any; else a larger (or 0) keepalive
-	                             is refused with CONNACK 2 */
+	                             is refused with CONNACK 2 (3.1.1), capped with
+	                             Server Keep Alive (MQTT 5) */
 	uint32_t max_session_expiry; /* MQTT 5 Session Expiry Interval cap, seconds */
 	int topic_alias_maximum;  /* MQTT 5, 0..65535 */
 };

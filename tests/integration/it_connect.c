@@ -528,7 +528,6 @@ static void test_refused_connect_ignores_rest(void **state)
 {
 	static const struct { uint8_t level; const char *id; bool clean; uint8_t rc; } cases[] = {
 		{ 6, "it-conn-ref6", true, 1 },
-		{ 5, "it-conn-ref5", true, 1 },
 		{ 4, "", false, 2 },
 		{ 3, "it-conn-ref3-abcdefghijklmnop", true, 2 },
 	};
