@@ -64,7 +64,7 @@ LIB_SRC := $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(AUTH_SRC) $(TRANSPORT_SRC) $(B
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
-UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
+UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox lathist
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
