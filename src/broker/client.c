@@ -356,7 +356,10 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 		}
 		off += (size_t)r;
 		STAT_INC(w, pkts_in[f.type & 15]);
-		int d = mqtt_decode(&f, c->level, &pkt);
+		/* Level 5: a server-only type, or AUTH (no Authentication Method is
+		 * ever accepted, 3.15), is a Protocol Error, 0x82, whatever it holds. */
+		int d = mqtt_decode_refusing(&f, c->level, c->up ? 0 :
+					     MQTT_SERVER_ONLY_TYPES | MQTT_TYPE_BIT(MQTT_AUTH), &pkt);
 		if (d == MQTT_ERR_PROTO_VERSION && f.type == MQTT_CONNECT && c->state == CL_NEW) {
 			c->level = 4;
 			if (send_connack(c, MQTT_CONNACK_BAD_PROTOCOL, false) == 0)
