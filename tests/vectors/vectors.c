@@ -10,11 +10,15 @@
  * The last line is "vectors: N passed, N failed, N skipped"; the exit code is
  * 1 if a test failed or the broker did not stop cleanly, 2 on bad input.
  *
- * OVERRIDES lines: "PATTERN ACTION REASON", ACTION being skip, expect-close or
- * expect-open; PATTERN (a full test name or a substring of one, spaces
- * allowed) is everything before the first ACTION word. '#' starts a comment
- * line. The first matching line wins. expect-close also accepts a close in
- * place of bytes the vector expects (a prefix of them may arrive first).
+ * OVERRIDES lines: "PATTERN ACTION REASON", ACTION being skip, expect-close,
+ * expect-open or "reason XX"; PATTERN (a full test name or a substring of
+ * one, spaces allowed) is everything before the first ACTION word. '#'
+ * starts a comment line. The first matching line wins. expect-close also
+ * accepts a close in place of bytes the vector expects (a prefix of them may
+ * arrive first). "reason XX" (hex) expects DISCONNECT reason code XX wherever
+ * the vector expects a DISCONNECT with another reason code and nothing else
+ * (E0 01 YY): kafkagate's code where the specification names a different one
+ * than mosquitto sends.
  *
  * Tests run on --jobs threads, but only those that cannot disturb each other:
  * a test that subscribes, publishes or sends its own CONNECT (client ids,
@@ -43,11 +47,11 @@
 #include <unistd.h>
 
 enum { STEP_SEND, STEP_RECV, STEP_PUBLISH };
-enum { OV_NONE, OV_SKIP, OV_CLOSE, OV_OPEN };
+enum { OV_NONE, OV_SKIP, OV_CLOSE, OV_OPEN, OV_REASON };
 enum { LANE_PARALLEL, LANE_SERIAL, LANE_LAST };
 enum { V_PASS = 1, V_FAIL, V_SKIP, V_FILTERED };
 
-static const char *const ov_names[] = { "", "skip", "expect-close", "expect-open" };
+static const char *const ov_names[] = { "", "skip", "expect-close", "expect-open", "reason" };
 
 struct vstep {
 	int type;
@@ -61,6 +65,7 @@ struct vstep {
 struct override {
 	char *pattern;
 	int action;
+	uint8_t rc;           /* OV_REASON: the DISCONNECT reason code expected */
 	char *reason;
 	int line;
 	bool used;
@@ -311,24 +316,33 @@ static void load_overrides(struct vrun *r, const char *path)
 			continue;
 		for (tok = p; *tok && action == OV_NONE; tok = end + strspn(end, " \t")) {
 			end = tok + strcspn(tok, " \t");
-			for (int a = OV_SKIP; a <= OV_OPEN; a++)
+			for (int a = OV_SKIP; a <= OV_REASON; a++)
 				if (tok > p && (size_t)(end - tok) == strlen(ov_names[a]) &&
 				    strncmp(tok, ov_names[a], (size_t)(end - tok)) == 0)
 					action = a;
 		}
 		if (action == OV_NONE)
-			die("%s:%d: no skip, expect-close or expect-open", path, lineno);
+			die("%s:%d: no skip, expect-close, expect-open or reason", path, lineno);
 		tok = end - strlen(ov_names[action]);
 		while (tok > p && (tok[-1] == ' ' || tok[-1] == '\t'))
 			tok--;
 		*tok = '\0';
 		end += strspn(end, " \t");
+		unsigned long rc = 0;
+		if (action == OV_REASON) {
+			char *num = end;
+			rc = strtoul(num, &end, 16);
+			if (end == num || rc < 0x80 || rc > 0xff || (*end != ' ' && *end != '\t'))
+				die("%s:%d: reason needs a hex reason code 80..FF", path, lineno);
+			end += strspn(end, " \t");
+		}
 		if (*end == '\0')
 			die("%s:%d: a reviewed override needs a reason", path, lineno);
 		r->ov = realloc(r->ov, (r->nov + 1) * sizeof(*r->ov));
 		if (!r->ov)
 			die("out of memory");
-		r->ov[r->nov++] = (struct override){ xstrdup(p), action, xstrdup(end), lineno, false };
+		r->ov[r->nov++] = (struct override){ xstrdup(p), action, (uint8_t)rc, xstrdup(end),
+						     lineno, false };
 	}
 	fclose(f);
 }
@@ -383,6 +397,18 @@ static int helper_publish(struct vrun *r, size_t idx, const struct vstep *s)
 	return ret;
 }
 
+/* The bytes a recv step expects: the vector's, or under a reason override
+ * a DISCONNECT (E0 01 YY) with the override's reason code. */
+static const uint8_t *expected(const struct vtest *t, const struct vstep *s, uint8_t *tmp)
+{
+	if (!t->ov || t->ov->action != OV_REASON || s->len != 3 || s->bytes[0] != 0xE0 ||
+	    s->bytes[1] != 1)
+		return s->bytes;
+	memcpy(tmp, s->bytes, 3);
+	tmp[2] = t->ov->rc;
+	return tmp;
+}
+
 /* Runs steps; returns 1 if the connection was seen closed (allowed by an
  * expect-close override), 0 to go on with the final check, -1 on failure. */
 static int run_steps(struct vrun *r, struct vtest *t, size_t idx, int fd)
@@ -392,7 +418,8 @@ static int run_steps(struct vrun *r, struct vtest *t, size_t idx, int fd)
 	for (size_t i = 0; i < t->nsteps; i++) {
 		struct vstep *s = &t->steps[i];
 		char want[512], have[512], why[64];
-		uint8_t *got;
+		uint8_t *got, tmp[3];
+		const uint8_t *exp;
 		int n, err;
 
 		if (s->type == STEP_SEND) {
@@ -407,20 +434,21 @@ static int run_steps(struct vrun *r, struct vtest *t, size_t idx, int fd)
 			}
 			continue;
 		}
+		exp = expected(t, s, tmp);
 		got = xcalloc(s->len, 1);
 		n = raw_recv_exact(fd, got, s->len, r->recv_ms);
 		err = errno;
-		if ((size_t)n == s->len && memcmp(got, s->bytes, s->len) == 0) {
+		if ((size_t)n == s->len && memcmp(got, exp, s->len) == 0) {
 			free(got);
 			continue;
 		}
 		if ((size_t)n < s->len && err != ETIMEDOUT && may_close &&
-		    memcmp(got, s->bytes, (size_t)n) == 0) {
+		    memcmp(got, exp, (size_t)n) == 0) {
 			free(got);
 			return 1;
 		}
 		verdict(t, V_FAIL, "step %zu recv: expected %s, got %s%s", i + 1,
-			raw_hex_encode(s->bytes, s->len, want, sizeof(want)),
+			raw_hex_encode(exp, s->len, want, sizeof(want)),
 			n > 0 ? raw_hex_encode(got, (size_t)n, have, sizeof(have)) : "nothing",
 			(size_t)n < s->len ? recv_why(err, r->recv_ms, why, sizeof(why)) : "");
 		free(got);
@@ -466,7 +494,7 @@ static void run_test(struct vrun *r, size_t idx)
 		c.client_id = short_id;
 	}
 
-	if (t->ov && t->ov->action != OV_SKIP)
+	if (t->ov && (t->ov->action == OV_CLOSE || t->ov->action == OV_OPEN))
 		expect_close = t->ov->action == OV_CLOSE;
 	fd = raw_connect_tcp(r->port);
 	if (fd < 0) {
