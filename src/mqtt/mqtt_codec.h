@@ -122,6 +122,11 @@ struct mqtt_publish {
 	struct mqtt_props props;
 	const uint8_t *payload;
 	uint32_t payload_len;
+	/* Encoder only (level 5): properties written after props in the same
+	 * list, so that a broker adds per-delivery ones (Message Expiry,
+	 * Subscription Identifiers) to a message's stored list without copying
+	 * it. The decoder leaves it empty. */
+	struct mqtt_props props_more;
 };
 
 /* PUBACK, PUBREC, PUBREL, PUBCOMP; also UNSUBACK in 3.1.1 (no payload). */
@@ -266,14 +271,11 @@ int mqtt_encode_auth(struct buf *b, const struct mqtt_disconnect *d);
 
 /* Size of the fixed header + remaining length of a PUBLISH with these fields
  * (used to enforce output limits before encoding). Level 5 is counted with
- * an empty property list. */
+ * an empty property list; mqtt_publish_size_props() with props_len bytes of
+ * properties (props and props_more together). */
 size_t mqtt_publish_size(uint8_t level, size_t topic_len, size_t payload_len, uint8_t qos);
-/* The exact size of the PUBLISH mqtt_encode_publish() writes: at level 5
- * with a property list of props_len bytes (its length prefix is counted
- * here); below level 5 props_len is ignored. Compare with a client's Maximum
- * Packet Size [MQTT-3.1.2-24]. */
-size_t mqtt_publish_size_props(uint8_t level, size_t topic_len, size_t payload_len, uint8_t qos,
-			       size_t props_len);
+size_t mqtt_publish_size_props(uint8_t level, size_t topic_len, size_t props_len,
+			       size_t payload_len, uint8_t qos);
 
 /* Human-readable name of a packet type / error, for logs. Never NULL. */
 const char *mqtt_type_name(uint8_t type);

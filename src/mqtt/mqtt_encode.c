@@ -144,8 +144,9 @@ int mqtt_encode_publish(struct buf *b, uint8_t level, const struct mqtt_publish 
 	size_t rem = 2 + (size_t)pub->topic.len + (pub->qos ? 2 : 0) + pub->payload_len;
 	int err;
 
+	size_t plen = (size_t)pub->props.len + pub->props_more.len;
 	if (level == 5)
-		rem += props_size(&pub->props);
+		rem += varint_size(plen) + plen;
 	uint8_t byte0 = (uint8_t)(MQTT_PUBLISH << 4 | pub->dup << 3 | (pub->qos & 3) << 1 |
 				  pub->retain);
 	uint8_t *p = begin(b, byte0, rem, &err);
@@ -154,23 +155,26 @@ int mqtt_encode_publish(struct buf *b, uint8_t level, const struct mqtt_publish 
 	p = put_str(p, &pub->topic);
 	if (pub->qos)
 		p = put_u16(p, pub->packet_id);
-	if (level == 5)
-		p = put_props(p, &pub->props);
+	if (level == 5) {
+		p = put_varint(p, (uint32_t)plen);
+		p = put_bytes(p, pub->props.p, pub->props.len);
+		p = put_bytes(p, pub->props_more.p, pub->props_more.len);
+	}
 	p = put_bytes(p, pub->payload, pub->payload_len);
 	return finish(b, p);
 }
 
 size_t mqtt_publish_size(uint8_t level, size_t topic_len, size_t payload_len, uint8_t qos)
 {
-	return mqtt_publish_size_props(level, topic_len, payload_len, qos, 0);
+	/* Level 5 is counted with an empty property list (one length byte). */
+	return mqtt_publish_size_props(level, topic_len, 0, payload_len, qos);
 }
 
-size_t mqtt_publish_size_props(uint8_t level, size_t topic_len, size_t payload_len, uint8_t qos,
-			       size_t props_len)
+size_t mqtt_publish_size_props(uint8_t level, size_t topic_len, size_t props_len,
+			       size_t payload_len, uint8_t qos)
 {
-	size_t rem = 2 + topic_len + (qos ? 2 : 0) + payload_len;
-	if (level == 5)
-		rem += varint_size(props_len) + props_len;
+	size_t rem = 2 + topic_len + (qos ? 2 : 0) + payload_len +
+		     (level == 5 ? varint_size(props_len) + props_len : 0);
 	return 1 + varint_size(rem) + rem;
 }
 

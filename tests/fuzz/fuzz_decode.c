@@ -273,9 +273,22 @@ static void roundtrip(uint8_t level, const struct mqtt_packet *pkt)
 								pkt->u.publish.qos));
 		if (pkt->type == MQTT_PUBLISH)
 			CHECK(buf_used(&b) == mqtt_publish_size_props(level, pkt->u.publish.topic.len,
+								      pkt->u.publish.props.len,
 								      pkt->u.publish.payload_len,
-								      pkt->u.publish.qos,
-								      pkt->u.publish.props.len));
+								      pkt->u.publish.qos));
+		if (pkt->type == MQTT_PUBLISH && pkt->u.publish.props.len > 0) {
+			/* props_more: the same list split in two encodes the same */
+			struct mqtt_publish split = pkt->u.publish;
+			uint32_t cut = split.props.len / 2;
+			struct buf b2;
+			split.props_more = (struct mqtt_props){ split.props.p + cut,
+								split.props.len - cut };
+			split.props.len = cut;
+			buf_init(&b2);
+			CHECK(mqtt_encode_publish(&b2, level, &split) == MQTT_OK);
+			same_bytes(buf_head(&b), buf_used(&b), buf_head(&b2), buf_used(&b2));
+			buf_release(&b2);
+		}
 	}
 	buf_release(&b);
 }

@@ -828,6 +828,8 @@ static void test_publish_size_props(void **state)
 	assert_non_null(props);
 	/* the encoder copies the list as given: any bytes of that length do
 	 * for sizes (the list is not decoded here) */
+	for (size_t i = 0; i < 16384; i++)
+		props[i] = (uint8_t)(i * 13);
 	for (size_t i = 0; i < sizeof plens / sizeof plens[0]; i++) {
 		size_t len = plens[i];
 		for (uint8_t level = 4; level <= 5; level++)
@@ -839,9 +841,19 @@ static void test_publish_size_props(void **state)
 			buf_init(&b);
 			assert_int_equal(mqtt_encode_publish(&b, level, &p), MQTT_OK);
 			assert_int_equal(buf_used(&b),
-					 mqtt_publish_size_props(level, 3, 3, qos, len));
+					 mqtt_publish_size_props(level, 3, len, 3, qos));
 			if (len == 0)
 				assert_int_equal(buf_used(&b), mqtt_publish_size(level, 3, 3, qos));
+			/* the same list split between props and props_more */
+			size_t cut = len / 3;
+			p.props.len = (uint32_t)cut;
+			p.props_more = (struct mqtt_props){ props + cut, (uint32_t)(len - cut) };
+			struct buf b2;
+			buf_init(&b2);
+			assert_int_equal(mqtt_encode_publish(&b2, level, &p), MQTT_OK);
+			assert_int_equal(buf_used(&b2), buf_used(&b));
+			assert_memory_equal(buf_head(&b2), buf_head(&b), buf_used(&b));
+			buf_release(&b2);
 			buf_release(&b);
 		}
 	}

@@ -519,8 +519,8 @@ static void test_roundtrip_publish(void **state)
 		struct mqtt_packet pkt;
 		buf_init(&b);
 		assert_int_equal(mqtt_encode_publish(&b, 5, &p), MQTT_OK);
-		assert_int_equal(buf_used(&b), mqtt_publish_size_props(5, p.topic.len,
-									p.payload_len, qos, w.len));
+		assert_int_equal(buf_used(&b), mqtt_publish_size_props(5, p.topic.len, w.len,
+									p.payload_len, qos));
 		assert_int_equal(decode5(&b, &pkt), MQTT_OK);
 		const struct mqtt_publish *d = &pkt.u.publish;
 		assert_int_equal(d->qos, qos);
@@ -532,6 +532,53 @@ static void test_roundtrip_publish(void **state)
 		assert_memory_equal(d->payload, p.payload, 8);
 		props_eq(d->props, &w);
 		iter_is(&d->props, props, N(props));
+		buf_release(&b);
+	}
+}
+
+/* A broker's PUBLISH: the message's stored properties in props, the
+ * per-delivery ones (Message Expiry left, Subscription Identifiers) in
+ * props_more; the receiver sees one list, in that order. */
+static void test_roundtrip_publish_more(void **state)
+{
+	static const struct want stored[] = { WI(MQTT_P_PAYLOAD_FORMAT, 1), WP("k", "v"),
+					      WS(MQTT_P_RESPONSE_TOPIC, "r") };
+	static const struct want more[] = { WI(MQTT_P_MESSAGE_EXPIRY, 9),
+					    WI(MQTT_P_SUBSCRIPTION_ID, 5),
+					    WI(MQTT_P_SUBSCRIPTION_ID, 70000) };
+	uint8_t b1[64], b2[64];
+	struct mqtt_pw w1, w2;
+	(void)state;
+	mqtt_pw_init(&w1, b1, sizeof b1);
+	write_all(&w1, stored, N(stored));
+	mqtt_pw_init(&w2, b2, sizeof b2);
+	write_all(&w2, more, N(more));
+	for (int variant = 0; variant < 3; variant++) {
+		struct mqtt_publish p = { .qos = 1, .packet_id = 3, .topic = S("t"),
+					  .payload = (const uint8_t *)"x", .payload_len = 1 };
+		if (variant != 1)
+			p.props = mqtt_pw_props(&w1);
+		if (variant != 2)
+			p.props_more = mqtt_pw_props(&w2);
+		struct buf b;
+		struct mqtt_packet pkt;
+		buf_init(&b);
+		assert_int_equal(mqtt_encode_publish(&b, 5, &p), MQTT_OK);
+		assert_int_equal(buf_used(&b),
+				 mqtt_publish_size_props(5, 1, p.props.len + p.props_more.len, 1, 1));
+		assert_int_equal(decode5(&b, &pkt), MQTT_OK);
+		assert_int_equal(pkt.u.publish.props_more.len, 0);
+		struct want all[N(stored) + N(more)];
+		size_t n = 0;
+		for (size_t i = 0; variant != 1 && i < N(stored); i++)
+			all[n++] = stored[i];
+		for (size_t i = 0; variant != 2 && i < N(more); i++)
+			all[n++] = more[i];
+		iter_is(&pkt.u.publish.props, all, n);
+		/* level 4 writes neither */
+		buf_reset(&b);
+		assert_int_equal(mqtt_encode_publish(&b, 4, &p), MQTT_OK);
+		assert_int_equal(buf_used(&b), mqtt_publish_size(4, 1, 1, 1));
 		buf_release(&b);
 	}
 }
@@ -774,6 +821,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_connect),
 		cmocka_unit_test(test_roundtrip_connack),
 		cmocka_unit_test(test_roundtrip_publish),
+		cmocka_unit_test(test_roundtrip_publish_more),
 		cmocka_unit_test(test_roundtrip_acks),
 		cmocka_unit_test(test_roundtrip_subscribe),
 		cmocka_unit_test(test_roundtrip_suback_unsuback),
