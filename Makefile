@@ -136,8 +136,11 @@ layers:
 integration: $(BIN) $(IT_BINS)
 	@KG_BIN=$(BIN) scripts/run-tests.sh integration $(IT_BINS)
 
+# MQTT 3.1, 3.1.1 and 5.0; VECTOR_FLAGS= runs the 3.1/3.1.1 vectors only.
+VECTOR_FLAGS ?= --mqtt5
 vectors: $(BIN) $(VECTOR_BIN)
-	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt
+	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt \
+		$(VECTOR_FLAGS)
 
 test: deps
 	$(MAKE) layers
