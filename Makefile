@@ -66,7 +66,7 @@ LIB_SRC := $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(AUTH_SRC) $(TRANSPORT_SRC) $(B
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
-UNIT_TESTS := codec topic sub_trie retain cfg template route envelope daemon http_parse \
+UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox lathist
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
@@ -142,8 +142,11 @@ layers:
 integration: $(BIN) $(IT_BINS)
 	@KG_BIN=$(BIN) scripts/run-tests.sh integration $(IT_BINS)
 
+# MQTT 3.1, 3.1.1 and 5.0; VECTOR_FLAGS= runs the 3.1/3.1.1 vectors only.
+VECTOR_FLAGS ?= --mqtt5
 vectors: $(BIN) $(VECTOR_BIN)
-	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt
+	@KG_BIN=$(BIN) $(VECTOR_BIN) ../shared/conformance/mqtt-vectors tests/vectors/overrides.txt \
+		$(VECTOR_FLAGS)
 
 test: deps
 	$(MAKE) layers

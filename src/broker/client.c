@@ -338,14 +338,6 @@ void client_update_read(struct client *c)
 	}
 }
 
-/* CONNACK, SUBACK, UNSUBACK, PINGRESP; and AUTH, as no enhanced
- * authentication is ever begun. */
-static bool server_never_receives(uint8_t type)
-{
-	return type == MQTT_CONNACK || type == MQTT_SUBACK || type == MQTT_UNSUBACK ||
-	       type == MQTT_PINGRESP || type == MQTT_AUTH;
-}
-
 /* Frames and dispatches whole packets from p[0..n); returns bytes consumed. */
 static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 {
@@ -378,18 +370,10 @@ static size_t client_process(struct client *c, const uint8_t *p, size_t n)
 		}
 		off += (size_t)r;
 		STAT_INC(w, pkts_in[f.type & 15]);
-		if (c->level == 5 && c->state == CL_ACTIVE && !c->up && server_never_receives(f.type) &&
-		    f.flags == 0) {
-			/* Wrong for its direction whatever its body: a protocol error
-			 * (DISCONNECT 0x82) before any look at the body, which could
-			 * only add a malformed verdict. AUTH is one too: kafkagate
-			 * never begins enhanced authentication (dispatch.c). Invalid
-			 * header flags stay Malformed (5.0 2.1.3), from the decoder. */
-			client_close_rc(c, "packet type not allowed from a client", true,
-					MQTT_RC_PROTOCOL_ERROR);
-			break;
-		}
-		int d = mqtt_decode(&f, c->level, &pkt);
+		/* Level 5: a server-only type, or AUTH (no Authentication Method is
+		 * ever accepted, 3.15), is a Protocol Error, 0x82, whatever it holds. */
+		int d = mqtt_decode_refusing(&f, c->level, c->up ? 0 :
+					     MQTT_SERVER_ONLY_TYPES | MQTT_TYPE_BIT(MQTT_AUTH), &pkt);
 		if (d == MQTT_ERR_PROTO_VERSION && f.type == MQTT_CONNECT && c->state == CL_NEW) {
 			c->level = 4;
 			if (send_connack(c, MQTT_CONNACK_BAD_PROTOCOL, false) == 0)

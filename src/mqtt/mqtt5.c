@@ -124,11 +124,17 @@ void mqtt_pw_int(struct mqtt_pw *w, uint8_t id, uint32_t v)
 		tmp[n++] = (uint8_t)v;
 		break;
 	case PT_VARINT:
+		/* Four bytes at most [MQTT-1.5.5-1]: a larger value cannot be
+		 * written, and a caller passing one has a bug. */
+		if (v > MQTT_MAX_REMAINING) {
+			w->overflow = true;
+			return;
+		}
 		do {
 			uint8_t c = v & 0x7f;
 			v >>= 7;
 			tmp[n++] = v ? (uint8_t)(c | 0x80) : c;
-		} while (v && n < 4);
+		} while (v);
 		break;
 	default:
 		w->overflow = true; /* not an integer property: a caller bug */

@@ -132,7 +132,9 @@ struct mqtt_pw {
 };
 
 void mqtt_pw_init(struct mqtt_pw *w, uint8_t *buf, uint32_t cap);
-/* Byte, two-byte, four-byte and varint properties: the layout is the id's. */
+/* Byte, two-byte, four-byte and varint properties: the layout is the id's.
+ * An id that is not an integer property, or a varint value above
+ * 268,435,455, sets overflow (a caller bug; nothing is written). */
 void mqtt_pw_int(struct mqtt_pw *w, uint8_t id, uint32_t value);
 /* UTF-8 string or binary data property. */
 void mqtt_pw_str(struct mqtt_pw *w, uint8_t id, const void *s, uint16_t len);

@@ -204,6 +204,25 @@ int mqtt_frame_parse(const uint8_t *buf, size_t len, uint32_t max_remaining,
  */
 int mqtt_decode(const struct mqtt_frame *f, uint8_t level, struct mqtt_packet *pkt);
 
+/* A set of packet types: bit N for type N. */
+#define MQTT_TYPE_BIT(type) (1u << (type))
+/* The types only a server sends: a server never accepts them from a client. */
+#define MQTT_SERVER_ONLY_TYPES                                                        \
+	(MQTT_TYPE_BIT(MQTT_CONNACK) | MQTT_TYPE_BIT(MQTT_SUBACK) |                   \
+	 MQTT_TYPE_BIT(MQTT_UNSUBACK) | MQTT_TYPE_BIT(MQTT_PINGRESP))
+
+/*
+ * mqtt_decode() for a receiver that accepts none of the packet types in
+ * `refused` (a set of MQTT_TYPE_BIT()s) in its current state. At level 5 such
+ * a packet is MQTT_ERR_PROTOCOL whatever its fixed-header flags and body hold
+ * (the type is checked first; 5.0 section 4.13.2 allows any order); pkt->type
+ * is set. Below level 5 `refused` is ignored: 3.1.1 has one answer
+ * (close) for both classes, and decoding stays as it was.
+ * mqtt_decode(f, level, pkt) is mqtt_decode_refusing(f, level, 0, pkt).
+ */
+int mqtt_decode_refusing(const struct mqtt_frame *f, uint8_t level, unsigned refused,
+			 struct mqtt_packet *pkt);
+
 /* Next filter of a SUBSCRIBE/UNSUBSCRIBE. Returns true and fills *filter and
  * *options (0 for UNSUBSCRIBE) while entries remain. The list was validated
  * by mqtt_decode(). */
@@ -235,11 +254,20 @@ int mqtt_encode_ack(struct buf *b, uint8_t level, uint8_t type, const struct mqt
 int mqtt_encode_subscribe(struct buf *b, uint8_t level, uint8_t type, uint16_t packet_id,
 			  const struct mqtt_str *filters, const uint8_t *options,
 			  uint16_t count);
+/* The same with a property list at level 5 (props may be NULL: none; below
+ * level 5 props are not written). */
+int mqtt_encode_subscribe_props(struct buf *b, uint8_t level, uint8_t type, uint16_t packet_id,
+				const struct mqtt_props *props, const struct mqtt_str *filters,
+				const uint8_t *options, uint16_t count);
 /* type is MQTT_SUBACK or (level 5) MQTT_UNSUBACK */
 int mqtt_encode_suback(struct buf *b, uint8_t level, uint8_t type, const struct mqtt_suback *s);
 /* type is MQTT_PINGREQ, MQTT_PINGRESP or MQTT_DISCONNECT (level 3/4: 2 bytes) */
 int mqtt_encode_simple(struct buf *b, uint8_t level, uint8_t type);
 int mqtt_encode_disconnect(struct buf *b, uint8_t level, const struct mqtt_disconnect *d);
+/* AUTH (level 5 only): reason code and properties in a struct mqtt_disconnect,
+ * the shape mqtt_decode() gives an AUTH. Reason 0 with no properties is the
+ * empty short form, like DISCONNECT. */
+int mqtt_encode_auth(struct buf *b, const struct mqtt_disconnect *d);
 
 /* Size of the fixed header + remaining length of a PUBLISH with these fields
  * (used to enforce output limits before encoding). Level 5 is counted with

@@ -33,6 +33,15 @@ static inline bool rc_in(const uint8_t *list, size_t n, uint8_t rc)
 }
 #define RC_IN(list, rc) rc_in((list), sizeof(list), (rc))
 
+/* Packet Identifier 0 where one is required [MQTT-2.2.1-3]. The field is
+ * there and readable, its value is not allowed: at level 5 that is a
+ * Protocol Error by the definition in section 1.2 (and mosquitto's choice);
+ * 3.1.1 has no such distinction and keeps MALFORMED. */
+static inline int bad_packet_id(uint8_t level)
+{
+	return level == 5 ? MQTT_ERR_PROTOCOL : MQTT_ERR_MALFORMED;
+}
+
 /* ---- packets ---------------------------------------------------------- */
 
 static int decode_connect(const struct mqtt_frame *f, struct mqtt_rd *r,
@@ -131,8 +140,10 @@ static int decode_publish(const struct mqtt_frame *f, struct mqtt_rd *r, uint8_t
 	p->retain = f->flags & 0x01;
 	if (p->qos == 3 || !mqtt_rd_bin(r, &p->topic))
 		return MQTT_ERR_MALFORMED;
-	if (p->qos > 0 && (!mqtt_rd_u16(r, &p->packet_id) || p->packet_id == 0))
+	if (p->qos > 0 && !mqtt_rd_u16(r, &p->packet_id))
 		return MQTT_ERR_MALFORMED;
+	if (p->qos > 0 && p->packet_id == 0)
+		return bad_packet_id(level);
 	if (level == 5 &&
 	    (rc = mqtt_props_read(r, MQTT_PROPS_IN(MQTT_PUBLISH), &p->props, &seen)) != MQTT_OK)
 		return rc;
@@ -142,10 +153,13 @@ static int decode_publish(const struct mqtt_frame *f, struct mqtt_rd *r, uint8_t
 		return rc;
 	p->payload = r->p;
 	p->payload_len = (uint32_t)mqtt_rd_left(r);
-	/* [MQTT-3.3.1-2]: kept apart from malformed, with the packet decoded,
-	 * so the dispatcher decides whether to close. */
+	/* [MQTT-3.3.1-2]: reported with the packet decoded, so a caller may
+	 * still log or count it. Below level 5 it is kept apart from
+	 * malformed; at level 5 it is a DUP flag invalid for QoS 0, and
+	 * invalid fixed-header flags are a Malformed Packet (5.0 section
+	 * 2.1.3; mosquitto answers 0x81 too). */
 	if (p->qos == 0 && p->dup)
-		return MQTT_ERR_PROTOCOL;
+		return level == 5 ? MQTT_ERR_MALFORMED : MQTT_ERR_PROTOCOL;
 	return MQTT_OK;
 }
 
@@ -170,8 +184,10 @@ static int decode_ack(uint8_t type, struct mqtt_rd *r, uint8_t level, struct mqt
 {
 	int rc;
 
-	if (!mqtt_rd_u16(r, &a->packet_id) || a->packet_id == 0)
+	if (!mqtt_rd_u16(r, &a->packet_id))
 		return MQTT_ERR_MALFORMED;
+	if (a->packet_id == 0)
+		return bad_packet_id(level);
 	if ((rc = decode_reason_tail(type, r, level, &a->reason, &a->props)) != MQTT_OK)
 		return rc;
 	bool rel = type == MQTT_PUBREL || type == MQTT_PUBCOMP;
@@ -211,8 +227,10 @@ static int decode_sub(uint8_t type, struct mqtt_rd *r, uint8_t level, struct mqt
 	uint32_t count = 0;
 	int rc;
 
-	if (!mqtt_rd_u16(r, &s->packet_id) || s->packet_id == 0)
+	if (!mqtt_rd_u16(r, &s->packet_id))
 		return MQTT_ERR_MALFORMED;
+	if (s->packet_id == 0)
+		return bad_packet_id(level);
 	if (level == 5 &&
 	    (rc = mqtt_props_read(r, MQTT_PROPS_IN(type), &s->props, NULL)) != MQTT_OK)
 		return rc;
@@ -244,8 +262,10 @@ static int decode_suback(uint8_t type, struct mqtt_rd *r, uint8_t level, struct 
 {
 	int rc;
 
-	if (!mqtt_rd_u16(r, &s->packet_id) || s->packet_id == 0)
+	if (!mqtt_rd_u16(r, &s->packet_id))
 		return MQTT_ERR_MALFORMED;
+	if (s->packet_id == 0)
+		return bad_packet_id(level);
 	if (level == 5 &&
 	    (rc = mqtt_props_read(r, MQTT_PROPS_IN(type), &s->props, NULL)) != MQTT_OK)
 		return rc;
@@ -284,11 +304,26 @@ static const uint8_t header_flags[16] = {
 
 int mqtt_decode(const struct mqtt_frame *f, uint8_t level, struct mqtt_packet *pkt)
 {
+	return mqtt_decode_refusing(f, level, 0, pkt);
+}
+
+int mqtt_decode_refusing(const struct mqtt_frame *f, uint8_t level, unsigned refused,
+			 struct mqtt_packet *pkt)
+{
 	struct mqtt_rd r = { f->body, f->body + f->body_len };
 	uint8_t type = f->type & 0x0f;
 
 	memset(pkt, 0, sizeof *pkt);
 	pkt->type = type;
+	/* A packet the receiver never accepts in its state is a Protocol
+	 * Error whatever its header flags and body hold (section 1.2: "data
+	 * ... inconsistent with the state of the Client or Server"). Checked
+	 * first: section 4.13.2 lets a receiver check a packet with several
+	 * errors in any order, and mosquitto does the same for CONNACK,
+	 * PINGRESP and AUTH (not for SUBACK/UNSUBACK: see
+	 * tests/vectors/overrides.txt). */
+	if (level == 5 && (refused & MQTT_TYPE_BIT(type)))
+		return MQTT_ERR_PROTOCOL;
 	/* MQTT 3.1 set DUP and QoS on PUBREL/SUBSCRIBE/UNSUBSCRIBE retries
 	 * and reserved nothing, so level 3 skips this check. */
 	if (type != MQTT_PUBLISH && type != MQTT_CONNECT && level != 3 &&

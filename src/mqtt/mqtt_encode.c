@@ -205,12 +205,23 @@ int mqtt_encode_subscribe(struct buf *b, uint8_t level, uint8_t type, uint16_t p
 			  const struct mqtt_str *filters, const uint8_t *options,
 			  uint16_t count)
 {
+	return mqtt_encode_subscribe_props(b, level, type, packet_id, NULL, filters, options,
+					   count);
+}
+
+int mqtt_encode_subscribe_props(struct buf *b, uint8_t level, uint8_t type, uint16_t packet_id,
+				const struct mqtt_props *props, const struct mqtt_str *filters,
+				const uint8_t *options, uint16_t count)
+{
+	static const struct mqtt_props none = { NULL, 0 };
 	bool sub = type == MQTT_SUBSCRIBE;
 	int err;
 
 	if (!sub && type != MQTT_UNSUBSCRIBE)
 		return MQTT_ERR_PROTOCOL;
-	size_t rem = 2 + (level == 5 ? 1 : 0);
+	if (!props)
+		props = &none;
+	size_t rem = 2 + (level == 5 ? props_size(props) : 0);
 	for (uint16_t i = 0; i < count; i++)
 		rem += 2 + (size_t)filters[i].len + (sub ? 1 : 0);
 
@@ -219,7 +230,7 @@ int mqtt_encode_subscribe(struct buf *b, uint8_t level, uint8_t type, uint16_t p
 		return err;
 	p = put_u16(p, packet_id);
 	if (level == 5)
-		*p++ = 0; /* no properties */
+		p = put_props(p, props);
 	for (uint16_t i = 0; i < count; i++) {
 		p = put_str(p, &filters[i]);
 		if (sub)
@@ -259,15 +270,19 @@ int mqtt_encode_simple(struct buf *b, uint8_t level, uint8_t type)
 	return finish(b, p);
 }
 
-int mqtt_encode_disconnect(struct buf *b, uint8_t level, const struct mqtt_disconnect *d)
+/* DISCONNECT and AUTH: level 5 omits a success reason code, and then empty
+ * properties (3.14.2.1, 3.15.2.1). A DISCONNECT reason alone needs no
+ * property length (3.14.2.2.1); AUTH states no such default, so it always
+ * carries one after its reason. */
+static int encode_reason(struct buf *b, uint8_t type, uint8_t level,
+			 const struct mqtt_disconnect *d)
 {
 	int err;
 
-	/* Level 5 omits a normal reason code, and then empty properties. */
 	size_t rem = 0;
 	if (level == 5 && (d->reason != 0 || d->props.len > 0))
-		rem = 1 + (d->props.len > 0 ? props_size(&d->props) : 0);
-	uint8_t *p = begin(b, MQTT_DISCONNECT << 4, rem, &err);
+		rem = 1 + (d->props.len > 0 || type == MQTT_AUTH ? props_size(&d->props) : 0);
+	uint8_t *p = begin(b, (uint8_t)(type << 4), rem, &err);
 	if (!p)
 		return err;
 	if (rem > 0)
@@ -275,4 +290,14 @@ int mqtt_encode_disconnect(struct buf *b, uint8_t level, const struct mqtt_disco
 	if (rem > 1)
 		p = put_props(p, &d->props);
 	return finish(b, p);
+}
+
+int mqtt_encode_disconnect(struct buf *b, uint8_t level, const struct mqtt_disconnect *d)
+{
+	return encode_reason(b, MQTT_DISCONNECT, level, d);
+}
+
+int mqtt_encode_auth(struct buf *b, const struct mqtt_disconnect *d)
+{
+	return encode_reason(b, MQTT_AUTH, 5, d);
 }

@@ -6,11 +6,19 @@
  * decoded again, and must come back as the same packet. Framing is also
  * checked for consistency: one byte less is "need more", and a lower
  * max_remaining refuses exactly the frames above it.
+ *
+ * MQTT 5: every property list a packet decodes with is walked with the
+ * iterator (mqtt5.h), which must read it to its end, and is rebuilt entry by
+ * entry with the writer: the bytes must come back the same (validated lists
+ * use shortest varints, so the writer's encoding is the only one). The
+ * server's decoding (mqtt_decode_refusing with the server-only types) must
+ * agree with mqtt_decode() on every other type.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
@@ -27,9 +35,83 @@ static void same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t b
 /* A fuzz input is at most a few KB, so this bounds any filter list. */
 static struct mqtt_str filters[8192];
 static uint8_t options[8192];
+static uint8_t rebuilt[1 << 16];
 
-/* Returns 1 if the packet was encoded into b, 0 if this API cannot express
- * it (an AUTH with a body), and aborts if the encoder fails. */
+/* Walks a validated property list and rebuilds it with the writer. */
+static void walk_props(const struct mqtt_props *pr)
+{
+	struct mqtt_prop_iter it;
+	struct mqtt_prop p, first;
+	struct mqtt_pw w;
+	size_t n = 0;
+
+	mqtt_pw_init(&w, rebuilt, sizeof rebuilt);
+	mqtt_props_begin(pr, &it);
+	while (mqtt_props_next(&it, &p)) {
+		CHECK(p.id != 0);
+		if (n++ == 0)
+			first = p;
+		switch (p.id) {
+		case MQTT_P_USER_PROPERTY:
+			mqtt_pw_pair(&w, p.str.p, p.str.len, p.str2.p, p.str2.len);
+			break;
+		case MQTT_P_CONTENT_TYPE: case MQTT_P_RESPONSE_TOPIC:
+		case MQTT_P_CORRELATION_DATA: case MQTT_P_ASSIGNED_CLIENT_ID:
+		case MQTT_P_AUTH_METHOD: case MQTT_P_AUTH_DATA: case MQTT_P_RESPONSE_INFO:
+		case MQTT_P_SERVER_REFERENCE: case MQTT_P_REASON_STRING:
+			CHECK(p.value == 0 && p.str2.len == 0);
+			mqtt_pw_str(&w, p.id, p.str.p, p.str.len);
+			break;
+		default:
+			CHECK(p.str.len == 0 && p.str2.len == 0);
+			mqtt_pw_int(&w, p.id, p.value);
+		}
+	}
+	CHECK(it.p == it.end);
+	CHECK(!w.overflow || pr->len > sizeof rebuilt);
+	if (!w.overflow)
+		same_bytes(pr->p, pr->len, w.p, w.len);
+	if (n > 0) {
+		struct mqtt_prop f;
+		CHECK(mqtt_props_find(pr, first.id, &f));
+		CHECK(f.id == first.id && f.value == first.value && f.str.p == first.str.p &&
+		      f.str.len == first.str.len);
+	}
+}
+
+/* Every property list of a decoded packet. */
+static void walk_packet(uint8_t level, const struct mqtt_packet *pkt)
+{
+	switch (pkt->type) {
+	case MQTT_CONNECT:
+		walk_props(&pkt->u.connect.props);
+		walk_props(&pkt->u.connect.will_props);
+		break;
+	case MQTT_CONNACK:
+		walk_props(&pkt->u.connack.props);
+		break;
+	case MQTT_PUBLISH:
+		walk_props(&pkt->u.publish.props);
+		break;
+	case MQTT_PUBACK: case MQTT_PUBREC: case MQTT_PUBREL: case MQTT_PUBCOMP:
+		walk_props(&pkt->u.ack.props);
+		break;
+	case MQTT_SUBSCRIBE: case MQTT_UNSUBSCRIBE:
+		walk_props(&pkt->u.sub.props);
+		break;
+	case MQTT_SUBACK:
+		walk_props(&pkt->u.suback.props);
+		break;
+	case MQTT_UNSUBACK:
+		walk_props(level == 5 ? &pkt->u.suback.props : &pkt->u.ack.props);
+		break;
+	case MQTT_DISCONNECT: case MQTT_AUTH:
+		walk_props(&pkt->u.disconnect.props);
+		break;
+	}
+}
+
+/* Returns 1 once the packet is encoded into b; aborts if the encoder fails. */
 static int encode(struct buf *b, uint8_t level, const struct mqtt_packet *pkt)
 {
 	int rc;
@@ -58,8 +140,8 @@ static int encode(struct buf *b, uint8_t level, const struct mqtt_packet *pkt)
 		while (mqtt_topics_next(&it, &filters[n], &options[n]))
 			n++;
 		CHECK(n == pkt->u.sub.count);
-		rc = mqtt_encode_subscribe(b, level, pkt->type, pkt->u.sub.packet_id, filters,
-					   options, n);
+		rc = mqtt_encode_subscribe_props(b, level, pkt->type, pkt->u.sub.packet_id,
+						 &pkt->u.sub.props, filters, options, n);
 		break;
 	}
 	case MQTT_SUBACK:
@@ -77,9 +159,7 @@ static int encode(struct buf *b, uint8_t level, const struct mqtt_packet *pkt)
 		rc = mqtt_encode_disconnect(b, level, &pkt->u.disconnect);
 		break;
 	case MQTT_AUTH:
-		if (pkt->u.disconnect.reason != 0 || pkt->u.disconnect.props.len != 0)
-			return 0;
-		rc = mqtt_encode_simple(b, level, pkt->type);
+		rc = mqtt_encode_auth(b, &pkt->u.disconnect);
 		break;
 	default:
 		abort();
@@ -147,8 +227,8 @@ static void compare(uint8_t level, const struct mqtt_packet *a, const struct mqt
 	}
 	case MQTT_SUBSCRIBE:
 	case MQTT_UNSUBSCRIBE:
-		/* the encoder writes no properties */
 		compare_topics(&a->u.sub, &b->u.sub);
+		SAME_PROPS(a->u.sub.props, b->u.sub.props);
 		break;
 	case MQTT_SUBACK:
 	case MQTT_UNSUBACK:
@@ -191,6 +271,24 @@ static void roundtrip(uint8_t level, const struct mqtt_packet *pkt)
 			CHECK(buf_used(&b) == mqtt_publish_size(level, pkt->u.publish.topic.len,
 								pkt->u.publish.payload_len,
 								pkt->u.publish.qos));
+		if (pkt->type == MQTT_PUBLISH)
+			CHECK(buf_used(&b) == mqtt_publish_size_props(level, pkt->u.publish.topic.len,
+								      pkt->u.publish.props.len,
+								      pkt->u.publish.payload_len,
+								      pkt->u.publish.qos));
+		if (pkt->type == MQTT_PUBLISH && pkt->u.publish.props.len > 0) {
+			/* props_more: the same list split in two encodes the same */
+			struct mqtt_publish split = pkt->u.publish;
+			uint32_t cut = split.props.len / 2;
+			struct buf b2;
+			split.props_more = (struct mqtt_props){ split.props.p + cut,
+								split.props.len - cut };
+			split.props.len = cut;
+			buf_init(&b2);
+			CHECK(mqtt_encode_publish(&b2, level, &split) == MQTT_OK);
+			same_bytes(buf_head(&b), buf_used(&b), buf_head(&b2), buf_used(&b2));
+			buf_release(&b2);
+		}
 	}
 	buf_release(&b);
 }
@@ -215,8 +313,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int rc = mqtt_decode(&f, level, &pkt);
 			CHECK(rc <= 0 && rc >= MQTT_ERR_PROTO_VERSION);
 			CHECK(pkt.type == f.type);
-			if (rc == MQTT_OK)
+			if (rc == MQTT_OK) {
+				walk_packet(level, &pkt);
 				roundtrip(level, &pkt);
+			}
+			/* the server's view: refused types are protocol errors at
+			 * level 5, the rest decode as above */
+			struct mqtt_packet srv;
+			unsigned refused = MQTT_SERVER_ONLY_TYPES | MQTT_TYPE_BIT(MQTT_AUTH);
+			int rs = mqtt_decode_refusing(&f, level, refused, &srv);
+			CHECK(srv.type == f.type);
+			if (level == 5 && (refused & MQTT_TYPE_BIT(f.type)))
+				CHECK(rs == MQTT_ERR_PROTOCOL);
+			else
+				CHECK(rs == rc);
 			off += (size_t)n;
 		}
 	}

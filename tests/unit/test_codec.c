@@ -562,6 +562,7 @@ static const struct pcase cases[] = {
 	{ 4, 0x36, BAD, TOPIC " 0001 70", "qos 3" },
 	{ 5, 0x36, BAD, TOPIC " 0001 00 70", "qos 3 at 5" },
 	{ 4, 0x38, PROTO, TOPIC " 70", "dup on qos 0" },
+	{ 5, 0x38, BAD, TOPIC " 00 70", "dup on qos 0 at 5 [MQTT-3.3.1-2], 2.1.3" },
 	{ 4, 0x30, TOPC, "0005 2B6F706963", "+ in topic" },
 	{ 4, 0x30, TOPC, "0005 236F706963", "# in topic" },
 	{ 4, 0x30, TOPC, "0005 612F2B2F62", "a/+/b" },
@@ -580,7 +581,9 @@ static const struct pcase cases[] = {
 	{ 4, 0x30, UTF8, "0001 80", "lone continuation" },
 	{ 4, 0x32, BAD, TOPIC " 0000 70", "qos 1 packet id 0" },
 	{ 4, 0x34, BAD, TOPIC " 0000 70", "qos 2 packet id 0" },
-	{ 5, 0x32, BAD, TOPIC " 0000 00 70", "qos 1 packet id 0 at 5" },
+	{ 5, 0x32, PROTO, TOPIC " 0000 00 70", "qos 1 packet id 0 at 5 [MQTT-2.2.1-3]" },
+	{ 5, 0x34, PROTO, TOPIC " 0000 00 70", "qos 2 packet id 0 at 5" },
+	{ 5, 0x32, BAD, TOPIC " 00", "half packet id at 5" },
 	{ 4, 0x30, BAD, "0005 7461", "topic past end" },
 	{ 4, 0x30, BAD, "00", "half topic length" },
 	{ 4, 0x32, BAD, TOPIC, "no packet id" },
@@ -611,7 +614,11 @@ static const struct pcase cases[] = {
 	{ 4, 0x50, BAD, "0000", "pubrec id 0" },
 	{ 4, 0x62, BAD, "0000", "pubrel id 0" },
 	{ 4, 0x70, BAD, "0000", "pubcomp id 0" },
-	{ 5, 0x40, BAD, "0000 00", "puback id 0 at 5" },
+	{ 5, 0x40, PROTO, "0000 00", "puback id 0 at 5" },
+	{ 5, 0x50, PROTO, "0000", "pubrec id 0 at 5" },
+	{ 5, 0x62, PROTO, "0000 00", "pubrel id 0 at 5" },
+	{ 5, 0x70, PROTO, "0000", "pubcomp id 0 at 5" },
+	{ 5, 0x40, BAD, "00", "half packet id in PUBACK at 5" },
 	{ 4, 0x40, BAD, "0001 00", "3.1.1 ack with a reason" },
 	{ 4, 0x40, BAD, "01", "truncated id" },
 	{ 4, 0x40, BAD, "", "empty ack" },
@@ -643,6 +650,7 @@ static const struct pcase cases[] = {
 	{ 5, 0x82, BAD, "1234 00", "no filters at 5" },
 	{ 4, 0x82, BAD, "12", "truncated id" },
 	{ 4, 0x82, BAD, "0000 0001 70 00", "packet id 0" },
+	{ 5, 0x82, PROTO, "0000 00 0001 70 00", "packet id 0 at 5" },
 	{ 4, 0x82, BAD, "1234 0001 70 03", "qos 3" },
 	{ 4, 0x82, BAD, "1234 0001 70 04", "reserved option bit at 4" },
 	{ 4, 0x82, BAD, "1234 0001 70 80", "option bit 7 at 4" },
@@ -673,6 +681,7 @@ static const struct pcase cases[] = {
 	{ 5, 0xA2, OK, "1234 00 0001 70 0003 612F23", "two filters at 5" },
 	{ 4, 0xA2, BAD, "1234", "no filters" },
 	{ 4, 0xA2, BAD, "0000 0001 70", "packet id 0" },
+	{ 5, 0xA2, PROTO, "0000 00 0001 70", "packet id 0 at 5" },
 	{ 4, 0xA2, TOPC, "1234 0001 71 0000", "empty second filter" },
 	{ 4, 0xA2, TOPC, "1234 0002 2361", "#a" },
 	{ 4, 0xA2, BAD, "1234 0001", "truncated filter" },
@@ -753,6 +762,131 @@ static void test_dup_qos0_decoded(void **state)
 	assert_true(pkt.u.publish.dup);
 	assert_int_equal(pkt.u.publish.payload_len, 2);
 	assert_memory_equal(pkt.u.publish.payload, "pq", 2);
+}
+
+/* mqtt_decode_refusing: at level 5 a refused type is a protocol error
+ * before anything else is looked at; other types, other levels and an empty
+ * set decode exactly as mqtt_decode() does. */
+static void test_decode_refusing(void **state)
+{
+	static const struct {
+		const char *hex;
+		int plain4, plain5; /* mqtt_decode() at level 4 and 5 */
+	} pkts[] = {
+		{ "20 03 00 00 00", BAD, OK },     /* CONNACK, well formed at 5 */
+		{ "20 00", BAD, BAD },             /* CONNACK, short */
+		{ "21 03 00 00 00", BAD, BAD },    /* CONNACK, header flags */
+		{ "90 04 0001 00 00", OK, OK },    /* SUBACK */
+		{ "91 04 0001 00 00", BAD, BAD },  /* SUBACK, header flags */
+		{ "B0 04 0001 00 00", BAD, OK },   /* UNSUBACK */
+		{ "B0 02 0000", BAD, PROTO },      /* UNSUBACK, id 0 */
+		{ "D0 00", OK, OK },               /* PINGRESP */
+		{ "D8 00", BAD, BAD },             /* PINGRESP, header flags */
+		{ "D0 01 00", BAD, BAD },          /* PINGRESP, long */
+		{ "F0 00", BAD, OK },              /* AUTH */
+		{ "F1 00", BAD, BAD },             /* AUTH, header flags */
+	};
+	const unsigned refused = MQTT_SERVER_ONLY_TYPES | MQTT_TYPE_BIT(MQTT_AUTH);
+	(void)state;
+	for (size_t i = 0; i < sizeof pkts / sizeof pkts[0]; i++) {
+		uint8_t b[16];
+		struct mqtt_frame f;
+		struct mqtt_packet pkt;
+		size_t n = unhex(pkts[i].hex, b, sizeof b);
+		assert_int_equal(mqtt_frame_parse(b, n, MQTT_MAX_REMAINING, &f), (int)n);
+		assert_int_equal(mqtt_decode_refusing(&f, 5, refused, &pkt), PROTO);
+		assert_int_equal(pkt.type, b[0] >> 4);
+		assert_int_equal(mqtt_decode_refusing(&f, 4, refused, &pkt), pkts[i].plain4);
+		assert_int_equal(mqtt_decode(&f, 4, &pkt), pkts[i].plain4);
+		assert_int_equal(mqtt_decode_refusing(&f, 5, 0, &pkt), pkts[i].plain5);
+		assert_int_equal(mqtt_decode(&f, 5, &pkt), pkts[i].plain5);
+	}
+
+	/* types a server accepts are not touched by the set */
+	static const char *const client_pkts[] = {
+		"30 06 0001 74 00 6869", "40 02 0001", "62 02 0001", "82 07 0001 00 0001 74 00",
+		"A2 06 0001 00 0001 74", "C0 00", "E0 00", "C1 00", "40 02 0000",
+	};
+	for (size_t i = 0; i < sizeof client_pkts / sizeof client_pkts[0]; i++) {
+		uint8_t b[32];
+		struct mqtt_frame f;
+		struct mqtt_packet p1, p2;
+		size_t n = unhex(client_pkts[i], b, sizeof b);
+		assert_int_equal(mqtt_frame_parse(b, n, MQTT_MAX_REMAINING, &f), (int)n);
+		assert_int_equal(mqtt_decode_refusing(&f, 5, refused, &p1), mqtt_decode(&f, 5, &p2));
+		assert_int_equal(p1.type, p2.type);
+	}
+	assert_int_equal(MQTT_SERVER_ONLY_TYPES,
+			 1u << 2 | 1u << 9 | 1u << 11 | 1u << 13);
+}
+
+static void test_publish_size_props(void **state)
+{
+	static const size_t plens[] = { 0, 1, 126, 127, 128, 16383, 16384 };
+	uint8_t *props = calloc(1, 16384);
+	(void)state;
+	assert_non_null(props);
+	/* the encoder copies the list as given: any bytes of that length do
+	 * for sizes (the list is not decoded here) */
+	for (size_t i = 0; i < 16384; i++)
+		props[i] = (uint8_t)(i * 13);
+	for (size_t i = 0; i < sizeof plens / sizeof plens[0]; i++) {
+		size_t len = plens[i];
+		for (uint8_t level = 4; level <= 5; level++)
+		for (uint8_t qos = 0; qos <= 1; qos++) {
+			struct mqtt_publish p = { .qos = qos, .packet_id = qos, .topic = S("a/b"),
+						  .props = { props, (uint32_t)len },
+						  .payload = (const uint8_t *)"xyz", .payload_len = 3 };
+			struct buf b;
+			buf_init(&b);
+			assert_int_equal(mqtt_encode_publish(&b, level, &p), MQTT_OK);
+			assert_int_equal(buf_used(&b),
+					 mqtt_publish_size_props(level, 3, len, 3, qos));
+			if (len == 0)
+				assert_int_equal(buf_used(&b), mqtt_publish_size(level, 3, 3, qos));
+			/* the same list split between props and props_more */
+			size_t cut = len / 3;
+			p.props.len = (uint32_t)cut;
+			p.props_more = (struct mqtt_props){ props + cut, (uint32_t)(len - cut) };
+			struct buf b2;
+			buf_init(&b2);
+			assert_int_equal(mqtt_encode_publish(&b2, level, &p), MQTT_OK);
+			assert_int_equal(buf_used(&b2), buf_used(&b));
+			assert_memory_equal(buf_head(&b2), buf_head(&b), buf_used(&b));
+			buf_release(&b2);
+			buf_release(&b);
+		}
+	}
+	free(props);
+}
+
+/* AUTH and level-5 SUBSCRIBE with properties: the exact bytes. */
+static void test_encode_bytes5(void **state)
+{
+	static const uint8_t sid[] = { 0x0b, 0x80, 0x01 };
+	static const uint8_t am[] = { 0x15, 0x00, 0x01, 'm' };
+	uint8_t want[64];
+	struct buf b;
+	const struct mqtt_str f = S("a");
+	const uint8_t o = 2;
+	const struct mqtt_props pr = P(sid);
+	(void)state;
+	buf_init(&b);
+	assert_int_equal(mqtt_encode_auth(&b, &(struct mqtt_disconnect){ 0 }), MQTT_OK);
+	assert_int_equal(mqtt_encode_auth(&b, &(struct mqtt_disconnect){ .reason = 0x19 }),
+			 MQTT_OK);
+	assert_int_equal(mqtt_encode_auth(&b, &(struct mqtt_disconnect){ .reason = 0x18,
+									 .props = P(am) }),
+			 MQTT_OK);
+	assert_int_equal(mqtt_encode_subscribe_props(&b, 5, MQTT_SUBSCRIBE, 2, &pr, &f, &o, 1),
+			 MQTT_OK);
+	assert_int_equal(mqtt_encode_disconnect(&b, 5, &(struct mqtt_disconnect){ .props = P(am) }),
+			 MQTT_OK);
+	size_t n = unhex("F0 00  F0 02 19 00  F0 06 18 04 15 0001 6D"
+			 "  82 0A 0002 03 0B8001 0001 61 02  E0 06 00 04 15 0001 6D", want, sizeof want);
+	assert_int_equal(buf_used(&b), n);
+	assert_memory_equal(buf_head(&b), want, n);
+	buf_release(&b);
 }
 
 static void test_connect_errors_fill(void **state)
@@ -868,6 +1002,9 @@ int main(void)
 		cmocka_unit_test(test_cases),
 		cmocka_unit_test(test_dup_qos0_decoded),
 		cmocka_unit_test(test_connect_errors_fill),
+		cmocka_unit_test(test_decode_refusing),
+		cmocka_unit_test(test_publish_size_props),
+		cmocka_unit_test(test_encode_bytes5),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_topic_helpers),
 		cmocka_unit_test(test_names),

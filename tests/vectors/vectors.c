@@ -10,11 +10,20 @@
  * The last line is "vectors: N passed, N failed, N skipped"; the exit code is
  * 1 if a test failed or the broker did not stop cleanly, 2 on bad input.
  *
- * OVERRIDES lines: "PATTERN ACTION REASON", ACTION being skip, expect-close or
- * expect-open; PATTERN (a full test name or a substring of one, spaces
- * allowed) is everything before the first ACTION word. '#' starts a comment
- * line. The first matching line wins. expect-close also accepts a close in
- * place of bytes the vector expects (a prefix of them may arrive first).
+ * OVERRIDES lines: "PATTERN ACTION REASON", ACTION being skip, expect-close,
+ * expect-open, "reason XX", "refuse XX", "recv OLD=NEW" or connack-props;
+ * PATTERN (a full
+ * test name or a substring of one, spaces allowed) is everything before the
+ * first ACTION word. '#' starts a comment line. The first matching line wins.
+ * expect-close also accepts a close in place of bytes the vector expects (a
+ * prefix of them may arrive first). "reason XX" (hex) expects DISCONNECT
+ * reason code XX wherever the vector expects a DISCONNECT with another reason
+ * code (E0 01 YY). "refuse XX": where the vector expects other bytes,
+ * DISCONNECT XX followed by the close ends the test as passed (kafkagate
+ * refuses what mosquitto accepts). "recv OLD=NEW" (hex, no spaces) expects NEW in every recv step
+ * that expects exactly OLD. connack-props accepts any CONNACK with the flags
+ * and reason code the vector expects, whatever its properties (a server
+ * announces its own limits there).
  *
  * Tests run on --jobs threads, but only those that cannot disturb each other:
  * a test that subscribes, publishes or sends its own CONNECT (client ids,
@@ -43,11 +52,12 @@
 #include <unistd.h>
 
 enum { STEP_SEND, STEP_RECV, STEP_PUBLISH };
-enum { OV_NONE, OV_SKIP, OV_CLOSE, OV_OPEN };
+enum { OV_NONE, OV_SKIP, OV_CLOSE, OV_OPEN, OV_REASON, OV_REFUSE, OV_RECV, OV_CONNACK };
 enum { LANE_PARALLEL, LANE_SERIAL, LANE_LAST };
 enum { V_PASS = 1, V_FAIL, V_SKIP, V_FILTERED };
 
-static const char *const ov_names[] = { "", "skip", "expect-close", "expect-open" };
+static const char *const ov_names[] = { "", "skip", "expect-close", "expect-open", "reason",
+					"refuse", "recv", "connack-props" };
 
 struct vstep {
 	int type;
@@ -61,6 +71,9 @@ struct vstep {
 struct override {
 	char *pattern;
 	int action;
+	uint8_t rc;           /* OV_REASON, OV_REFUSE: a DISCONNECT reason code */
+	uint8_t *old, *new;   /* OV_RECV: expected bytes and their replacement */
+	size_t old_len, new_len;
 	char *reason;
 	int line;
 	bool used;
@@ -311,24 +324,59 @@ static void load_overrides(struct vrun *r, const char *path)
 			continue;
 		for (tok = p; *tok && action == OV_NONE; tok = end + strspn(end, " \t")) {
 			end = tok + strcspn(tok, " \t");
-			for (int a = OV_SKIP; a <= OV_OPEN; a++)
+			for (int a = OV_SKIP; a <= OV_CONNACK; a++)
 				if (tok > p && (size_t)(end - tok) == strlen(ov_names[a]) &&
 				    strncmp(tok, ov_names[a], (size_t)(end - tok)) == 0)
 					action = a;
 		}
 		if (action == OV_NONE)
-			die("%s:%d: no skip, expect-close or expect-open", path, lineno);
+			die("%s:%d: no skip, expect-close, expect-open, reason, refuse, recv or "
+			    "connack-props", path, lineno);
 		tok = end - strlen(ov_names[action]);
 		while (tok > p && (tok[-1] == ' ' || tok[-1] == '\t'))
 			tok--;
 		*tok = '\0';
 		end += strspn(end, " \t");
+		unsigned long rc = 0;
+		if (action == OV_REASON || action == OV_REFUSE) {
+			char *num = end;
+			rc = strtoul(num, &end, 16);
+			if (end == num || rc < 0x80 || rc > 0xff || (*end != ' ' && *end != '\t'))
+				die("%s:%d: %s needs a hex reason code 80..FF", path, lineno,
+				    ov_names[action]);
+			end += strspn(end, " \t");
+		}
+		struct override o = { .pattern = xstrdup(p), .action = action, .rc = (uint8_t)rc,
+				      .line = lineno };
+		if (action == OV_RECV) {
+			char *eq, *sp;
+			size_t tl = strcspn(end, " \t");
+			char *tok2 = strndup(end, tl);
+			if (!tok2)
+				die("out of memory");
+			eq = strchr(tok2, '=');
+			if (!eq)
+				die("%s:%d: recv needs OLDHEX=NEWHEX", path, lineno);
+			*eq = '\0';
+			o.old = xcalloc(strlen(tok2) / 2 + 1, 1);
+			o.new = xcalloc(strlen(eq + 1) / 2 + 1, 1);
+			int a = raw_hex_decode(tok2, o.old, strlen(tok2) / 2 + 1);
+			int b = raw_hex_decode(eq + 1, o.new, strlen(eq + 1) / 2 + 1);
+			if (a <= 0 || b <= 0)
+				die("%s:%d: recv needs OLDHEX=NEWHEX", path, lineno);
+			o.old_len = (size_t)a;
+			o.new_len = (size_t)b;
+			free(tok2);
+			sp = end + tl;
+			end = sp + strspn(sp, " \t");
+		}
 		if (*end == '\0')
 			die("%s:%d: a reviewed override needs a reason", path, lineno);
+		o.reason = xstrdup(end);
 		r->ov = realloc(r->ov, (r->nov + 1) * sizeof(*r->ov));
 		if (!r->ov)
 			die("out of memory");
-		r->ov[r->nov++] = (struct override){ xstrdup(p), action, xstrdup(end), lineno, false };
+		r->ov[r->nov++] = o;
 	}
 	fclose(f);
 }
@@ -383,6 +431,46 @@ static int helper_publish(struct vrun *r, size_t idx, const struct vstep *s)
 	return ret;
 }
 
+/* The bytes a recv step expects (*len of them): the vector's; under a
+ * reason override a DISCONNECT (E0 01 YY) with the override's reason code;
+ * under a recv override the replacement of the bytes it names. */
+static const uint8_t *expected(const struct vtest *t, const struct vstep *s, uint8_t *tmp,
+			       size_t *len)
+{
+	const struct override *o = t->ov;
+
+	*len = s->len;
+	if (o && o->action == OV_REASON && s->len == 3 && s->bytes[0] == 0xE0 &&
+	    s->bytes[1] == 1) {
+		memcpy(tmp, s->bytes, 3);
+		tmp[2] = o->rc;
+		return tmp;
+	}
+	if (o && o->action == OV_RECV && s->len == o->old_len &&
+	    memcmp(s->bytes, o->old, s->len) == 0) {
+		*len = o->new_len;
+		return o->new;
+	}
+	return s->bytes;
+}
+
+/* A connack-props recv step: one whole CONNACK with the expected flags and
+ * reason code. Returns 0 if it came, -1 (with the verdict) if not. */
+static int recv_connack(struct vrun *r, struct vtest *t, size_t i, int fd,
+			const struct vstep *s)
+{
+	uint8_t got[512];
+	char want[512], have[512];
+	int n = raw_recv_packet(fd, got, sizeof(got), r->recv_ms);
+
+	if (n >= 4 && got[0] == 0x20 && got[2] == s->bytes[2] && got[3] == s->bytes[3])
+		return 0;
+	verdict(t, V_FAIL, "step %zu recv: expected a CONNACK like %s, got %s", i + 1,
+		raw_hex_encode(s->bytes, s->len, want, sizeof(want)),
+		n > 0 ? raw_hex_encode(got, (size_t)n, have, sizeof(have)) : "nothing");
+	return -1;
+}
+
 /* Runs steps; returns 1 if the connection was seen closed (allowed by an
  * expect-close override), 0 to go on with the final check, -1 on failure. */
 static int run_steps(struct vrun *r, struct vtest *t, size_t idx, int fd)
@@ -392,7 +480,9 @@ static int run_steps(struct vrun *r, struct vtest *t, size_t idx, int fd)
 	for (size_t i = 0; i < t->nsteps; i++) {
 		struct vstep *s = &t->steps[i];
 		char want[512], have[512], why[64];
-		uint8_t *got;
+		uint8_t *got, tmp[3];
+		const uint8_t *exp;
+		size_t len;
 		int n, err;
 
 		if (s->type == STEP_SEND) {
@@ -407,22 +497,35 @@ static int run_steps(struct vrun *r, struct vtest *t, size_t idx, int fd)
 			}
 			continue;
 		}
-		got = xcalloc(s->len, 1);
-		n = raw_recv_exact(fd, got, s->len, r->recv_ms);
+		if (t->ov && t->ov->action == OV_CONNACK && s->len >= 4 && s->bytes[0] == 0x20) {
+			if (recv_connack(r, t, i, fd, s) < 0)
+				return -1;
+			continue;
+		}
+		exp = expected(t, s, tmp, &len);
+		got = xcalloc(len, 1);
+		n = raw_recv_exact(fd, got, len, r->recv_ms);
 		err = errno;
-		if ((size_t)n == s->len && memcmp(got, s->bytes, s->len) == 0) {
+		if ((size_t)n == len && memcmp(got, exp, len) == 0) {
 			free(got);
 			continue;
 		}
-		if ((size_t)n < s->len && err != ETIMEDOUT && may_close &&
-		    memcmp(got, s->bytes, (size_t)n) == 0) {
+		if ((size_t)n < len && err != ETIMEDOUT && may_close &&
+		    memcmp(got, exp, (size_t)n) == 0) {
+			free(got);
+			return 1;
+		}
+		/* refuse XX: DISCONNECT XX and the close in place of these bytes */
+		if (t->ov && t->ov->action == OV_REFUSE && n == 3 && got[0] == 0xE0 &&
+		    got[1] == 1 && got[2] == t->ov->rc &&
+		    ((size_t)n < len ? err == EPIPE : raw_closed_within(fd, r->close_ms))) {
 			free(got);
 			return 1;
 		}
 		verdict(t, V_FAIL, "step %zu recv: expected %s, got %s%s", i + 1,
-			raw_hex_encode(s->bytes, s->len, want, sizeof(want)),
+			raw_hex_encode(exp, len, want, sizeof(want)),
 			n > 0 ? raw_hex_encode(got, (size_t)n, have, sizeof(have)) : "nothing",
-			(size_t)n < s->len ? recv_why(err, r->recv_ms, why, sizeof(why)) : "");
+			(size_t)n < len ? recv_why(err, r->recv_ms, why, sizeof(why)) : "");
 		free(got);
 		return -1;
 	}
@@ -466,7 +569,7 @@ static void run_test(struct vrun *r, size_t idx)
 		c.client_id = short_id;
 	}
 
-	if (t->ov && t->ov->action != OV_SKIP)
+	if (t->ov && (t->ov->action == OV_CLOSE || t->ov->action == OV_OPEN))
 		expect_close = t->ov->action == OV_CLOSE;
 	fd = raw_connect_tcp(r->port);
 	if (fd < 0) {
@@ -592,6 +695,8 @@ static void vrun_release(struct vrun *r)
 	for (size_t o = 0; o < r->nov; o++) {
 		free(r->ov[o].pattern);
 		free(r->ov[o].reason);
+		free(r->ov[o].old);
+		free(r->ov[o].new);
 	}
 	free(r->t);
 	free(r->ov);
