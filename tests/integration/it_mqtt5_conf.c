@@ -8,7 +8,9 @@
  * will's user properties in order [MQTT-3.1.3-10], nothing processed after
  * a refused CONNECT [MQTT-3.1.4-6], no Response Information
  * [MQTT-3.1.2-28], no reason strings when Request Problem Information is 0
- * [MQTT-3.1.2-29], and U+FEFF kept in a topic [MQTT-1.5.4-3].
+ * [MQTT-3.1.2-29], U+FEFF kept in a topic [MQTT-1.5.4-3], and a shared
+ * subscription's message refused by its member not sent to another
+ * [MQTT-4.8.2-6].
  *
  *   make build/kafkagate build/tests/it_mqtt5_conf
  *   KG_BIN=build/kafkagate build/tests/it_mqtt5_conf      # ~5 s
@@ -499,6 +501,45 @@ static void test_bom_kept(void **state)
 	close(sub);
 }
 
+
+/* Shared subscription: the member that gets a message refuses it with
+ * PUBACK 0x80 and leaves; the message is discarded, not sent to the other
+ * member [MQTT-4.8.2-6]. The member's Subscription Identifier comes with
+ * the message [MQTT-3.3.4-3]. */
+static void test_shared_refused_not_redelivered(void **state)
+{
+	(void)state;
+	struct pub5 m;
+	int fd[2];
+	for (int i = 0; i < 2; i++) {
+		fd[i] = connect5_clean(i ? "m5c-sh-b" : "m5c-sh-a");
+		/* SUBSCRIBE $share/g/sh/t QoS 1, Subscription Identifier 9 */
+		assert_int_equal(raw_send_hex(fd[i], "82 15 0001 02 0B09 000D "
+					      "2473686172652F672F73682F74 01"), 0);
+		expect_hex(fd[i], "90 04 0001 00 01");
+	}
+	int pub = connect5_clean("m5c-sh-pub");
+	assert_int_equal(raw_send_hex(pub, "32 0A 0004 73682F74 0001 00 78"), 0); /* sh/t "x" */
+	expect_hex(pub, "40 02 0001");
+	/* One member has it; which one is the server's choice. */
+	int got = recv_pub5(fd[0], &m) == 0 ? 0 : 1;
+	if (got == 1)
+		assert_int_equal(recv_pub5(fd[1], &m), 0);
+	assert_string_equal(m.topic, "sh/t");
+	assert_string_equal(m.payload, "x");
+	assert_int_equal(m.props_len, 2);
+	assert_memory_equal(m.props, "\x0b\x09", 2);
+	char ack[32];
+	snprintf(ack, sizeof(ack), "40 03 %04X 80", m.pid);
+	assert_int_equal(raw_send_hex(fd[got], ack), 0);
+	assert_int_equal(raw_send_hex(fd[got], "C0 00"), 0);
+	expect_hex(fd[got], "D0 00");
+	close(fd[got]);
+	assert_true(itutil_quiet(fd[1 - got], 1000));
+	close(fd[1 - got]);
+	close(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -511,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_no_response_information),
 		cmocka_unit_test(test_problem_information_0),
 		cmocka_unit_test(test_bom_kept),
+		cmocka_unit_test(test_shared_refused_not_redelivered),
 	};
 
 	if (getenv("KG_TEST_FILTER"))
