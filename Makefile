@@ -82,6 +82,7 @@ IT_TESTS   := connect mqtt5_connect publish subscribe retain will session limits
 IT_TESTS   += mqtt5_kafka mqtt5_publish
 IT_TESTS   += mqtt5_subscribe
 IT_TESTS   += shared
+IT_TESTS   += mqtt5_conf
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
