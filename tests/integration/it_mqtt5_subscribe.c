@@ -382,6 +382,19 @@ static struct wb expiry_props(uint32_t s)
 	return p;
 }
 
+/* Waits until the gateway has seen the connection of client id close. A
+ * close(2) here is only noticed when the gateway reads the EOF, on that
+ * connection's worker, unordered with a PUBLISH another worker handles
+ * meanwhile: a message published before then is still sent to the old
+ * connection, so it is in flight, not queued, and comes again with DUP
+ * (as it must, [MQTT-3.3.1-1]). Tests that want it queued wait for this. */
+static void wait_closed(const char *id)
+{
+	char needle[128];
+	snprintf(needle, sizeof(needle), "conn close client=\"%s\" ", id);
+	assert_true(gw_log_wait(&g, needle, WAIT_MS));
+}
+
 /* ---- fixtures -------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -823,6 +836,7 @@ static void test_receive_maximum_resume(void **state)
 		expect_pub5(fd, "rmr/t", payload, &o[i + 1]);
 	}
 	close(fd); /* five unacknowledged */
+	wait_closed(k.id); /* else "queued" may be sent on the old connection */
 	publish5(pub, "rmr/t", "queued", 1, false, 9, NULL);
 	itutil_sleep_ms(1200);
 
@@ -955,7 +969,7 @@ static void test_expiry_offline_queue(void **state)
 	int fd = connect5(&k, NULL);
 	sub1(fd, 1, 0, "exp/t", 1, 1);
 	close(fd);
-	itutil_sleep_ms(200);
+	wait_closed(k.id);
 
 	int pub = connect5_clean("m5-exp-pub");
 	struct wb short_ = expiry_props(1), long_ = expiry_props(100);
