@@ -240,7 +240,9 @@ static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub,
 		return NULL;
 	if (x->has_expiry)
 		m->expires_ms = m->received_ms + (int64_t)x->expiry * 1000;
-	m->origin = c->s; /* compared, for No Local */
+	/* For No Local: the serial, not the address, which a later session
+	 * may get once this one is freed (the message may outlive it). */
+	m->origin = c->s ? c->s->serial : 0;
 	return m;
 }
 

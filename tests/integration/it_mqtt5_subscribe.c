@@ -689,6 +689,20 @@ static void test_no_local(void **state)
 	ack5(other, &o);
 	close(other);
 	close(fd);
+
+	/* The retained messages sent at SUBSCRIBE are not "forwarded" from
+	 * their publisher: a No Local subscription of the session that set one
+	 * still gets it (RETAIN 1), as with mosquitto; a live one it publishes
+	 * afterwards does not come back. docs/mqtt5/subscribe.md */
+	int me = connect5_clean("m5-nl-ret");
+	publish5(me, "nlr/t", "kept", 1, true, 1, NULL);
+	sub1(me, 1, 0, "nlr/t", 0x04 | 1, 1);
+	expect_pub5(me, "nlr/t", "kept", &o);
+	assert_true(o.retain);
+	ack5(me, &o);
+	publish5(me, "nlr/t", "", 1, true, 2, NULL); /* clears it */
+	fence_empty(me);
+	close(me);
 }
 
 /* Retain As Published: RETAIN as published when set, 0 otherwise
