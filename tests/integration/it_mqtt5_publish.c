@@ -654,6 +654,49 @@ static void test_reject_when_busy(void **state)
 	close(fd);
 }
 
+/* ---- ACL ---------------------------------------------------------------------- */
+
+/* An ACL-denied QoS 1/2 PUBLISH: MQTT 5 gets PUBACK/PUBREC 0x87 Not
+ * authorized in its turn and stays connected; the refused QoS 2 id is not
+ * kept (a PUBREC >= 0x80 ends the flow, 5.0 4.3.3), so the same id again is
+ * refused again, with no PUBREL expected. 3.1.1 gets its plain PUBACK, as
+ * before. An allowed topic is acknowledged with success. */
+static void test_acl_denied_not_authorized(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/it-m5pub-XXXXXX", acl[300], cfg[600];
+	assert_non_null(mkdtemp(dir));
+	snprintf(acl, sizeof(acl), "%s/acl", dir);
+	FILE *f = fopen(acl, "w");
+	assert_non_null(f);
+	fputs("topic readwrite ok/#\ntopic read ro/#\n", f);
+	fclose(f);
+	snprintf(cfg, sizeof(cfg), "auth = { acl_file = \"%s\"; allow_anonymous = true; };\n", acl);
+	assert_int_equal(gw_start(&g, cfg), 0);
+
+	int fd = connect5("m5p-acl");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x32, "ro/a", 1, "", 0, "no"), 0);
+	assert_int_equal(send_pub5(fd, 0x34, "ro/a", 2, "", 0, "no"), 0);
+	assert_int_equal(send_pub5(fd, 0x32, "ok/a", 3, "", 0, "yes"), 0);
+	assert_int_equal(send_pub5(fd, 0x30, "ro/a", 0, "", 0, "qos0"), 0);
+	expect_hex(fd, "40 03 0001 87");
+	expect_hex(fd, "50 03 0002 87");
+	expect_hex(fd, "40 02 0003");
+	assert_int_equal(send_pub5(fd, 0x34, "ro/a", 2, "", 0, "again"), 0);
+	expect_hex(fd, "50 03 0002 87");
+	expect_open(fd);
+	close(fd);
+
+	int v4 = itutil_connect(g.port, "m5p-acl-v4", true, 0, NULL);
+	assert_true(v4 >= 0);
+	assert_int_equal(itutil_send_publish(v4, "ro/a", "x", 1, 1, false, 7), 0);
+	expect_hex(v4, "40 02 0007");
+	close(v4);
+	unlink(acl);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -670,6 +713,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_kafka_failure_reason_code, gw_down),
 		cmocka_unit_test_teardown(test_receive_maximum_waiting_for_kafka, gw_down),
 		cmocka_unit_test_teardown(test_reject_when_busy, gw_down),
+		cmocka_unit_test_teardown(test_acl_denied_not_authorized, gw_down),
 	};
 
 	if (getenv("KG_TEST_FILTER"))
