@@ -74,7 +74,7 @@ static void merge_match(struct match *a, const struct match *b)
 		a->subid = DELIVER_SUBIDS_MANY;
 }
 
-void deliver_publish(struct worker *w, struct msg *m)
+size_t deliver_publish(struct worker *w, struct msg *m)
 {
 	struct broker *br = w->br;
 	struct collect ck = { w, m->origin };
@@ -113,7 +113,7 @@ void deliver_publish(struct worker *w, struct msg *m)
 		session_unref(mt->s);
 	}
 	w->n_matches = 0;
-	shared_publish(w, m);
+	return n + shared_publish(w, m);
 }
 
 void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t qos,

@@ -654,6 +654,42 @@ static void test_reject_when_busy(void **state)
 	close(fd);
 }
 
+/* mqtt5.no_match_reason: a QoS 1/2 publish that no route and no subscriber
+ * took gets 0x10 No matching subscribers (QoS 2: a success, the exchange
+ * goes on with PUBREL/PUBCOMP); one a subscriber took, or Kafka took, gets
+ * 0x00; a 3.1.1 client gets its plain PUBACK. (Default off: the other
+ * tests and the vectors see 0x00.) */
+static void test_no_match_reason(void **state)
+{
+	(void)state;
+	kafka_up("(\"message.timeout.ms\", 3000)", "mqtt5 = { no_match_reason = true; };");
+	int fd = connect5("m5p-nomatch");
+	assert_true(fd >= 0);
+	int sub = connect5("m5p-nomatch-sub");
+	assert_true(sub >= 0);
+	assert_int_equal(subscribe5(sub, "taken/#", 0), 0);
+
+	assert_int_equal(send_pub5(fd, 0x32, "none/a", 1, "", 0, "x"), 0);
+	expect_hex(fd, "40 03 0001 10");
+	assert_int_equal(send_pub5(fd, 0x34, "none/a", 2, "", 0, "x"), 0);
+	expect_hex(fd, "50 03 0002 10");
+	assert_int_equal(raw_send_hex(fd, "62 02 0002"), 0);
+	expect_hex(fd, "70 02 0002");
+	assert_int_equal(send_pub5(fd, 0x32, "taken/a", 3, "", 0, "x"), 0);
+	expect_hex(fd, "40 02 0003");
+	assert_int_equal(send_pub5(fd, 0x32, "kf/a", 4, "", 0, "x"), 0);
+	expect_hex(fd, "40 02 0004");
+	expect_open(fd);
+
+	int v4 = itutil_connect(g.port, "m5p-nomatch-v4", true, 0, NULL);
+	assert_true(v4 >= 0);
+	assert_int_equal(itutil_send_publish(v4, "none/a", "x", 1, 1, false, 7), 0);
+	expect_hex(v4, "40 02 0007");
+	close(v4);
+	close(sub);
+	close(fd);
+}
+
 /* ---- ACL ---------------------------------------------------------------------- */
 
 /* An ACL-denied QoS 1/2 PUBLISH: MQTT 5 gets PUBACK/PUBREC 0x87 Not
@@ -713,6 +749,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_kafka_failure_reason_code, gw_down),
 		cmocka_unit_test_teardown(test_receive_maximum_waiting_for_kafka, gw_down),
 		cmocka_unit_test_teardown(test_reject_when_busy, gw_down),
+		cmocka_unit_test_teardown(test_no_match_reason, gw_down),
 		cmocka_unit_test_teardown(test_acl_denied_not_authorized, gw_down),
 	};
 
