@@ -690,6 +690,39 @@ static void test_no_match_reason(void **state)
 	close(fd);
 }
 
+/* ---- topic limits -------------------------------------------------------------- */
+
+/* A PUBLISH topic over limits.max_topic_levels or max_topic_length: MQTT 5
+ * gets DISCONNECT 0x90 Topic Name invalid ("not malformed, but not
+ * accepted by this Server"; docs/mqtt5/errors.md), whatever its QoS; a
+ * topic within the caps is acknowledged. 3.1.1 is closed without a word. */
+static void test_topic_limits(void **state)
+{
+	(void)state;
+	assert_int_equal(gw_start(&g, "limits = { max_topic_levels = 3; max_topic_length = 20; };"), 0);
+	int fd = connect5("m5p-tl-levels");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x32, "a/b/c", 1, "", 0, "ok"), 0);
+	expect_hex(fd, "40 02 0001");
+	assert_int_equal(send_pub5(fd, 0x32, "a/b/c/d", 2, "", 0, "deep"), 0);
+	expect_hex(fd, "E0 01 90");
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+
+	fd = connect5("m5p-tl-length");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x30, "abcdefghijklmnopqrstu", 0, "", 0, "long"), 0);
+	expect_hex(fd, "E0 01 90");
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+
+	int v4 = itutil_connect(g.port, "m5p-tl-v4", true, 0, NULL);
+	assert_true(v4 >= 0);
+	assert_int_equal(itutil_send_publish(v4, "a/b/c/d", "x", 1, 1, false, 1), 0);
+	assert_true(itutil_closed_silently(v4, WAIT_MS));
+	close(v4);
+}
+
 /* ---- ACL ---------------------------------------------------------------------- */
 
 /* An ACL-denied QoS 1/2 PUBLISH: MQTT 5 gets PUBACK/PUBREC 0x87 Not
@@ -751,6 +784,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_reject_when_busy, gw_down),
 		cmocka_unit_test_teardown(test_no_match_reason, gw_down),
 		cmocka_unit_test_teardown(test_acl_denied_not_authorized, gw_down),
+		cmocka_unit_test_teardown(test_topic_limits, gw_down),
 	};
 
 	if (getenv("KG_TEST_FILTER"))
