@@ -20,6 +20,7 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 /* ---- the state in force ------------------------------------------------- */
@@ -353,7 +354,10 @@ int auth_drop_publish(struct client *c, const struct mqtt_publish *pub)
 		client_close(c, "out of memory", true);
 		return -1;
 	}
-	client_ack_complete(c, seq, true);
+	/* MQTT 5 says why: 0x87 Not authorized, in its turn (a PUBREC >= 0x80
+	 * ends that QoS 2 flow, so the id is not kept). 3.1.1 has no way to
+	 * say it: a plain PUBACK/PUBREC, as before. */
+	client_ack_complete_rc(c, seq, c->level == 5 ? MQTT_RC_NOT_AUTHORIZED : MQTT_RC_SUCCESS);
 	return c->state == CL_CLOSING ? -1 : 0;
 }
 

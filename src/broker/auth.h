@@ -157,7 +157,8 @@ void auth_client_release(struct client *c);
  * may not, handle_publish returns auth_drop_publish(c, pub): counted, logged
  * once per client and topic, not delivered, not handed to the sink; QoS 1
  * gets its PUBACK and QoS 2 its PUBREC in arrival order, as mosquitto does
- * for 3.1.1. Returns 0, or -1 after closing c. Owner.
+ * for 3.1.1; at MQTT 5 with reason code 0x87 Not authorized (QoS 0: nothing
+ * to answer). Returns 0, or -1 after closing c. Owner.
  */
 bool auth_may_publish(struct client *c, const struct mqtt_publish *pub);
 int auth_drop_publish(struct client *c, const struct mqtt_publish *pub);

@@ -41,6 +41,7 @@ void broker_set_limits(struct broker *br, const struct cfg *cfg)
 	atomic_store(&br->lim.packet_timeout_ms, (unsigned)l->packet_timeout * 1000u);
 	atomic_store(&br->lim.max_partial_bytes, (unsigned)l->max_partial_bytes);
 	atomic_store(&br->lim.mqtt5_reject_when_busy, cfg->mqtt5.reject_when_busy);
+	atomic_store(&br->lim.mqtt5_no_match_reason, cfg->mqtt5.no_match_reason);
 }
 
 static int broker_init_workers(struct broker *br, const struct cfg *cfg, int n)

@@ -46,6 +46,8 @@ enum sink_result {
 	SINK_PENDING = 1,  /* broker_ack_done(conn_id, seq) will follow, exactly once */
 	SINK_BUSY = -1,    /* full: nothing taken; the broker retries later and stops
 	                      reading from this connection meanwhile */
+	SINK_UNROUTED = 2, /* as SINK_DONE, and no route matched: nothing taken
+	                      (MQTT 5 may say 0x10 No matching subscribers) */
 };
 
 struct broker_sink {

@@ -65,6 +65,7 @@ struct broker_limits {
 
 	/* mqtt5 = { ... } (broker_set_limits()): */
 	atomic_uint mqtt5_reject_when_busy;
+	atomic_uint mqtt5_no_match_reason;
 };
 
 #define LIM(br, f) atomic_load_explicit(&(br)->lim.f, memory_order_relaxed)

@@ -27,7 +27,7 @@
 
 struct collect {
 	struct worker *w;
-	const void *origin;    /* the publishing session, for No Local */
+	uint64_t origin;       /* the publishing session's serial, for No Local */
 };
 
 static void collect_match(void *owner, uint32_t opts, void *ud)
@@ -38,7 +38,8 @@ static void collect_match(void *owner, uint32_t opts, void *ud)
 	/* No Local: never back to the session that published it [MQTT-3.8.3-3].
 	 * Dropped before the merge below: an overlapping subscription without
 	 * No Local still delivers, with its own options only. */
-	if ((opts & SUBOPT_NO_LOCAL) && owner == k->origin)
+	if ((opts & SUBOPT_NO_LOCAL) && k->origin &&
+	    ((const struct session *)owner)->serial == k->origin)
 		return;
 	if (w->n_matches == w->cap_matches) {
 		size_t cap = w->cap_matches ? w->cap_matches * 2 : 64;
@@ -73,7 +74,7 @@ static void merge_match(struct match *a, const struct match *b)
 		a->subid = DELIVER_SUBIDS_MANY;
 }
 
-void deliver_publish(struct worker *w, struct msg *m)
+size_t deliver_publish(struct worker *w, struct msg *m)
 {
 	struct broker *br = w->br;
 	struct collect ck = { w, m->origin };
@@ -112,7 +113,7 @@ void deliver_publish(struct worker *w, struct msg *m)
 		session_unref(mt->s);
 	}
 	w->n_matches = 0;
-	shared_publish(w, m);
+	return n + shared_publish(w, m);
 }
 
 void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
@@ -209,7 +210,8 @@ static uint16_t lookup_subids(const struct client *c, const struct msg *m, uint3
 	uint16_t n = 0;
 
 	for (const struct sub_entry *e; n < SEND_MAX_SUBIDS && (e = session_subs_next(&s->subs, &pos));) {
-		if (!SUBOPT_ID(e->opts) || ((e->opts & SUBOPT_NO_LOCAL) && m->origin == s))
+		if (!SUBOPT_ID(e->opts) || ((e->opts & SUBOPT_NO_LOCAL) && m->origin &&
+							   m->origin == s->serial))
 			continue;
 		if (topic_matches(e->filter, e->len, m->topic, m->topic_len))
 			ids[n++] = SUBOPT_ID(e->opts);

@@ -9,6 +9,7 @@
 #define KG_DELIVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/msg.h"
@@ -44,7 +45,9 @@ static inline bool deliver_expired(const struct msg *m, int64_t now_ms)
  * Published, else 0 [MQTT-3.3.1-12, MQTT-3.3.1-13]. Stores or clears the
  * retained message when m->retain. Borrows m (takes references as needed).
  */
-void deliver_publish(struct worker *w, struct msg *m);
+/* Returns how many sessions it went to (shared subscription members
+ * included; 0: no subscriber took it, MQTT 5 0x10 No matching subscribers). */
+size_t deliver_publish(struct worker *w, struct msg *m);
 
 /*
  * Hands m to session s at `qos` from worker w: sent if the session's client

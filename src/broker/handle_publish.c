@@ -23,7 +23,9 @@
  *    (client_ack_window_full()).
  *  - A failed sink answer is a PUBACK/PUBREC with a reason code
  *    (client_ack.c) instead of a close; with mqtt5.reject_when_busy a full
- *    sink is answered 0x97 Quota exceeded instead of pausing the client.
+ *    sink is answered 0x97 Quota exceeded instead of pausing the client;
+ *    with mqtt5.no_match_reason a message no route (SINK_UNROUTED) and no
+ *    subscriber took gets 0x10 No matching subscribers.
  */
 #include <stdlib.h>
 
@@ -159,8 +161,10 @@ static enum sink_result sink_publish(struct client *c, struct msg *m, uint32_t s
 	return sk->publish(sk->ctx, &p);
 }
 
-/* Hands m to the sink; the acknowledgement follows its answer. */
-static int ack_after_sink(struct client *c, const struct mqtt_publish *pub, struct msg *m)
+/* Hands m to the sink; the acknowledgement follows its answer. matched:
+ * some subscriber took m (deliver_publish()). */
+static int ack_after_sink(struct client *c, const struct mqtt_publish *pub, struct msg *m,
+			  bool matched)
 {
 	uint32_t seq = 0;
 
@@ -181,6 +185,14 @@ static int ack_after_sink(struct client *c, const struct mqtt_publish *pub, stru
 		}
 		worker_mark_blocked(c->w, c);
 		STAT_INC(c->w, sink_blocked);
+	} else if (r == SINK_UNROUTED && seq) {
+		/* mqtt5.no_match_reason: no route and no subscriber took it
+		 * (5.0 3.4.2.1: "the message is accepted but there are no
+		 * subscribers"); a success code, so a QoS 2 id is kept as
+		 * usual. Default: 0x00, as before. */
+		bool say = c->level == 5 && !matched && LIM(c->w->br, mqtt5_no_match_reason);
+		client_ack_complete_rc(c, seq,
+				       say ? MQTT_RC_NO_MATCHING_SUBSCRIBERS : MQTT_RC_SUCCESS);
 	} else if (r == SINK_DONE && seq) {
 		client_ack_complete(c, seq, true);
 	}
@@ -200,7 +212,8 @@ void handle_publish_retry(struct worker *w)
 		c->blocked = false;
 		msg_unref(a->blocked);
 		a->blocked = NULL;
-		if (r == SINK_DONE && a->blocked_seq)
+		/* Unrouted only if the routes were reloaded meanwhile: 0x00. */
+		if ((r == SINK_DONE || r == SINK_UNROUTED) && a->blocked_seq)
 			client_ack_complete(c, a->blocked_seq, true);
 		client_update_read(c);
 	}
@@ -240,7 +253,9 @@ static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub,
 		return NULL;
 	if (x->has_expiry)
 		m->expires_ms = m->received_ms + (int64_t)x->expiry * 1000;
-	m->origin = c->s; /* compared, for No Local */
+	/* For No Local: the serial, not the address, which a later session
+	 * may get once this one is freed (the message may outlive it). */
+	m->origin = c->s ? c->s->serial : 0;
 	return m;
 }
 
@@ -291,10 +306,10 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 	log_debug("publish client=%s topic=%s qos=%u retain=%d bytes=%u", log_q(c->id),
 		  log_q(m->topic),
 		  pub->qos, pub->retain, pub->payload_len);
-	deliver_publish(w, m);
+	bool matched = deliver_publish(w, m) > 0;
 	if (w->backlogged)
 		worker_mark_backlog(w, c);
-	rc = w->br->sink.publish ? ack_after_sink(c, pub, m) : ack_now(c, pub);
+	rc = w->br->sink.publish ? ack_after_sink(c, pub, m, matched) : ack_now(c, pub);
 	msg_unref(m);
 	if (rc == 0)
 		client_update_read(c);

@@ -35,9 +35,21 @@ static uint32_t whole_packet_max(uint32_t max)
 	return max + 1 + n;
 }
 
+/* How much a CONNACK too large for the client's Maximum Packet Size
+ * leaves out, in turn (send_connack()). Only properties whose absence
+ * cannot let the client go past our limits: the "available" flags (absent
+ * means 1, what we send anyway), then Topic Alias Maximum (absent means 0:
+ * the client uses no aliases, and c->alias_max becomes 0 to match). Never
+ * Receive Maximum, Maximum Packet Size or Server Keep Alive (absent, the
+ * client would send more, larger, or less often than we accept), Session
+ * Expiry (it would believe its session lives longer) or the Assigned Client
+ * Identifier. */
+enum connack_trim { TRIM_NONE, TRIM_FLAGS, TRIM_ALIAS, TRIM_LAST = TRIM_ALIAS };
+
 /* The properties of a level 5 CONNACK that accepts (5.0 3.2.2.3): what the
- * server allows and what it changed of the client's request. */
-static void connack_props(struct client *c, struct mqtt_pw *w)
+ * server allows and what it changed of the client's request, less what
+ * trim leaves out. */
+static void connack_props(struct client *c, struct mqtt_pw *w, enum connack_trim trim)
 {
 	struct broker *br = c->w->br;
 
@@ -48,11 +60,15 @@ static void connack_props(struct client *c, struct mqtt_pw *w)
 	mqtt_pw_int(w, MQTT_P_MAXIMUM_PACKET_SIZE, whole_packet_max(LIM(br, max_packet_size)));
 	if (c->m5 & CL5_ASSIGNED_ID)
 		mqtt_pw_str(w, MQTT_P_ASSIGNED_CLIENT_ID, c->id, c->id_len);
+	if (trim >= TRIM_ALIAS)
+		c->alias_max = 0; /* as announced: none (5.0 3.2.2.3.8) */
 	if (c->alias_max)
 		mqtt_pw_int(w, MQTT_P_TOPIC_ALIAS_MAXIMUM, c->alias_max);
-	mqtt_pw_int(w, MQTT_P_WILDCARD_SUB_AVAILABLE, 1);
-	mqtt_pw_int(w, MQTT_P_SUB_ID_AVAILABLE, 1);
-	mqtt_pw_int(w, MQTT_P_SHARED_SUB_AVAILABLE, 1);
+	if (trim < TRIM_FLAGS) {
+		mqtt_pw_int(w, MQTT_P_WILDCARD_SUB_AVAILABLE, 1);
+		mqtt_pw_int(w, MQTT_P_SUB_ID_AVAILABLE, 1);
+		mqtt_pw_int(w, MQTT_P_SHARED_SUB_AVAILABLE, 1);
+	}
 	if (c->m5 & CL5_KEEPALIVE_SET)
 		mqtt_pw_int(w, MQTT_P_SERVER_KEEP_ALIVE, c->keepalive);
 }
@@ -64,22 +80,27 @@ int send_connack(struct client *c, uint8_t rc, bool present)
 				   .rc = c->level == 5 ? mqtt5_connack_rc(rc) : rc };
 	uint8_t pb[128];
 	struct mqtt_pw w;
-
-	mqtt_pw_init(&w, pb, sizeof(pb));
-	if (c->level == 5 && ca.rc == MQTT_RC_SUCCESS) {
-		connack_props(c, &w);
-		ca.props = mqtt_pw_props(&w); /* ids are at most ~30 bytes: no overflow */
-	}
 	size_t before = c->obuf.len;
-	int r = mqtt_encode_connack(&c->obuf, c->level, &ca);
-	if (r == MQTT_OK && c->max_packet && c->obuf.len - before > c->max_packet) {
-		/* Never larger than the client allows [MQTT-3.1.2-24]: then no
-		 * CONNACK at all, only the close. */
+	bool props = c->level == 5 && ca.rc == MQTT_RC_SUCCESS;
+
+	for (enum connack_trim trim = TRIM_NONE;; trim++) {
+		mqtt_pw_init(&w, pb, sizeof(pb));
+		if (props) {
+			connack_props(c, &w, trim);
+			ca.props = mqtt_pw_props(&w); /* ids are at most ~30 bytes: no overflow */
+		}
+		int r = mqtt_encode_connack(&c->obuf, c->level, &ca);
+		if (r != MQTT_OK || !c->max_packet || c->obuf.len - before <= c->max_packet)
+			return sent(c, MQTT_CONNACK, r);
+		/* Never larger than the client allows [MQTT-3.1.2-24]: leave out
+		 * what may be left out; if it still does not fit, no CONNACK at
+		 * all, only the close. */
 		c->obuf.len = before;
-		client_close(c, "CONNACK larger than the client's Maximum Packet Size", false);
-		return -1;
+		if (!props || trim == TRIM_LAST)
+			break;
 	}
-	return sent(c, MQTT_CONNACK, r);
+	client_close(c, "CONNACK larger than the client's Maximum Packet Size", false);
+	return -1;
 }
 
 /* PUBACK..PUBCOMP (and 3.1.1 UNSUBACK). A reason code goes out only at

@@ -6,6 +6,9 @@
 #include "core/msg.h"
 #include "broker/session.h"
 
+/* Session serials: one atomic step per session created, none per message. */
+static atomic_uint_fast64_t next_serial;
+
 struct session *session_new(const char *id, uint16_t id_len, bool clean)
 {
 	struct session *s = calloc(1, sizeof(*s));
@@ -20,6 +23,7 @@ struct session *session_new(const char *id, uint16_t id_len, bool clean)
 	s->id[id_len] = '\0';
 	s->id_len = id_len;
 	s->clean = clean;
+	s->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->owner, -1);
 	s->last_owner = -1;

@@ -40,6 +40,8 @@ struct session {
 	                              nobody attaches until INBOX_SETTLE clears it; mu */
 	uint32_t late;             /* deliveries routed to last_owner while settling,
 	                              behind the pending INBOX_SETTLE; mu */
+	uint64_t serial;           /* unique for the process, never reused (unlike
+	                              the address): a message's origin, No Local */
 	char *id;
 	uint16_t id_len;
 	bool clean;

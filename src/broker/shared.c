@@ -467,18 +467,18 @@ static void pick_cb(void *owner, uint32_t data, void *ud)
 		x->p[x->n++] = (struct pick_one){ s, opts };
 }
 
-void shared_publish(struct worker *w, struct msg *m)
+size_t shared_publish(struct worker *w, struct msg *m)
 {
 	struct broker *br = w->br;
 	struct shared_reg *r = br->shared;
 
 	if (!r)
-		return;
+		return 0;
 	/* What ended sessions left goes first: it is older. */
 	if (atomic_load_explicit(&r->n_orphans, memory_order_relaxed) > 0)
 		drain_orphans(w);
 	if (atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0)
-		return;
+		return 0;
 	struct pick_ctx x = { .cap = PICKS_INLINE, .max_inflight = LIM(br, max_inflight) };
 	x.p = x.inline_p;
 	pthread_rwlock_rdlock(&br->subs_lock);
@@ -488,7 +488,7 @@ void shared_publish(struct worker *w, struct msg *m)
 		log_warn_rl("shared subscription skipped topic=%s reason=\"out of memory\"",
 			    log_q(m->topic));
 	if (x.n == 0)
-		return;
+		return 0;
 	/* The caller still holds the message (and any track's hold): adding
 	 * before the first delivery cannot race the track's end. */
 	if (m->track)
@@ -500,6 +500,7 @@ void shared_publish(struct worker *w, struct msg *m)
 	}
 	if (x.p != x.inline_p)
 		free(x.p);
+	return x.n;
 }
 
 /* ---- a member leaving ----------------------------------------------------- */

@@ -97,7 +97,8 @@ size_t shared_orphans(const struct shared_reg *r);
  * hands on what ended sessions left (shared_session_end()). Costs two
  * relaxed loads when neither exists. Worker w only.
  */
-void shared_publish(struct worker *w, struct msg *m);
+/* Returns how many members it went to. */
+size_t shared_publish(struct worker *w, struct msg *m);
 
 /*
  * s's client is going away (the owning worker, before s is parked or

@@ -116,6 +116,7 @@ const struct opt cfg_opts[] = {
 
 	/* How MQTT 5 acknowledgements tell the truth (docs/mqtt5/publish.md). */
 	BOOL(S_MQTT5, "reject_when_busy", C(mqtt5.reject_when_busy), false, true),
+	BOOL(S_MQTT5, "no_match_reason", C(mqtt5.no_match_reason), false, true),
 
 	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, MAX_STR, false, false),
 	NEST(S_KAFKA, "properties", T_LIST, S_PROPS, load_props, false),

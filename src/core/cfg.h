@@ -146,6 +146,9 @@ struct cfg_limits {
 struct cfg_mqtt5 {
 	bool reject_when_busy;    /* Kafka's queue full: PUBACK/PUBREC 0x97 Quota
 	                             exceeded instead of pausing the connection */
+	bool no_match_reason;     /* no route and no subscriber took a QoS 1/2
+	                             publish: PUBACK/PUBREC 0x10 No matching
+	                             subscribers instead of 0x00 Success */
 };
 
 /* One librdkafka property, as given: not checked against librdkafka here.

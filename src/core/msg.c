@@ -42,7 +42,7 @@ struct msg *msg_new_props(const char *topic, size_t topic_len, const void *paylo
 		memcpy(p, payload, payload_len);
 	m->payload = p;
 	m->expires_ms = 0;
-	m->origin = NULL;
+	m->origin = 0;
 	m->props = NULL;
 	m->props_len = (uint32_t)props_len;
 	if (props_len) {

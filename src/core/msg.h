@@ -37,9 +37,10 @@ struct msg {
 	int64_t received_ms;   /* wall clock at receipt, ms since the epoch */
 	int64_t expires_ms;    /* wall clock ms at which it expires (MQTT 5 Message
 				  Expiry Interval); 0 = never */
-	const void *origin;    /* the publisher's session, compared (never
-				  dereferenced) for MQTT 5 No Local; NULL when
-				  it came from Kafka, an upstream or the broker */
+	uint64_t origin;       /* the publisher's session serial (struct session
+				  serial, never reused), for MQTT 5 No Local; 0
+				  when it came from Kafka, an upstream or the
+				  broker */
 	const uint8_t *props;  /* MQTT 5 properties carried with it, encoded, in
 				  the order received: Payload Format Indicator,
 				  Content Type, Response Topic, Correlation Data,
@@ -55,8 +56,8 @@ struct msg {
 struct msg *msg_new(const char *topic, size_t topic_len, const void *payload,
 		    size_t payload_len, uint8_t qos, bool retain);
 /* As msg_new() with MQTT 5 properties (copied into the same allocation;
- * props may be NULL when props_len is 0). expires_ms and origin start 0 /
- * NULL: the caller sets them before sharing the message. */
+ * props may be NULL when props_len is 0). expires_ms and origin start 0:
+ * the caller sets them before sharing the message. */
 struct msg *msg_new_props(const char *topic, size_t topic_len, const void *payload,
 			  size_t payload_len, uint8_t qos, bool retain, const uint8_t *props,
 			  size_t props_len);

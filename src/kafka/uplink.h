@@ -131,8 +131,9 @@ int uplink_ready(struct uplink *u, char *why, size_t len);
 
 /*
  * The sink function (broker.h): routes p->m through the current routing
- * table. ctx is the struct uplink. SINK_DONE when nothing is to wait for
- * (no route, QoS 0, or dead-lettered at once), SINK_PENDING when records are
+ * table. ctx is the struct uplink. SINK_UNROUTED when no route matched,
+ * SINK_DONE when nothing else is to wait for (QoS 0, expired, or
+ * dead-lettered at once), SINK_PENDING when records are
  * in flight (broker_ack_done follows), SINK_BUSY when the producer queue is
  * full (nothing produced). Worker thread p->worker.
  */

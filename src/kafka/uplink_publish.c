@@ -315,7 +315,7 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	size_t n = route_table_match(g->rt, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
 	if (n == 0) {
 		atomic_fetch_add_explicit(&w->unrouted, 1, memory_order_relaxed);
-		return SINK_DONE;
+		return SINK_UNROUTED;
 	}
 	if (n > MAX_ROUTES_PER_MSG)
 		n = MAX_ROUTES_PER_MSG;

@@ -275,6 +275,60 @@ static int observer(const char *id, const char *filter)
 
 /* ---- tests ---------------------------------------------------------------- */
 
+/* A client's Maximum Packet Size smaller than the full CONNACK (22 bytes
+ * here) [MQTT-3.1.2-24]: the "available" flags go first (absent means 1),
+ * then Topic Alias Maximum (absent means 0, and an alias is then refused,
+ * 0x94); Receive Maximum and Maximum Packet Size always stay. Below that,
+ * no CONNACK: the connection is closed. */
+static void test_connack_trimmed(void **state)
+{
+	struct connack ca;
+	uint32_t v = 0;
+	uint8_t b[16];
+	(void)state;
+	const uint8_t p20[] = { 0x27, 0, 0, 0, 20 }, p13[] = { 0x27, 0, 0, 0, 13 },
+		      p12[] = { 0x27, 0, 0, 0, 12 }, p22[] = { 0x27, 0, 0, 0, 22 };
+
+	int fd = connect5(&(struct c5){ .id = "m5-trim22", .clean = true, .keepalive = 10,
+					.props = p22, .plen = 5 }, &ca);
+	assert_int_equal(ca.len, 22); /* exactly fits: all of it */
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x28, &v, NULL, 0), 1);
+	close(fd);
+
+	fd = connect5(&(struct c5){ .id = "m5-trim20", .clean = true, .keepalive = 10,
+				    .props = p20, .plen = 5 }, &ca);
+	assert_int_equal(ca.len, 16);
+	assert_int_equal(ca.rc, 0);
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x21, &v, NULL, 0), 1);
+	assert_int_equal(v, MAX_INFLIGHT);
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x27, &v, NULL, 0), 1);
+	assert_int_equal(v, MAX_PACKET + 4);
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x22, &v, NULL, 0), 1);
+	assert_int_equal(v, ALIAS_MAX);
+	for (uint8_t id = 0x28; id <= 0x2a; id++)
+		assert_int_equal(prop_find(ca.props, ca.plen, id, NULL, NULL, 0), 0);
+	close(fd);
+
+	fd = connect5(&(struct c5){ .id = "m5-trim13", .clean = true, .keepalive = 10,
+				    .props = p13, .plen = 5 }, &ca);
+	assert_int_equal(ca.len, 13);
+	assert_int_equal(ca.rc, 0);
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x21, &v, NULL, 0), 1);
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x27, &v, NULL, 0), 1);
+	assert_int_equal(prop_find(ca.props, ca.plen, 0x22, NULL, NULL, 0), 0);
+	/* No aliases announced, none accepted: PUBLISH "t" with Topic Alias 1. */
+	assert_int_equal(raw_send_hex(fd, "30 08 0001 74 03 230001 78"), 0);
+	assert_int_equal(raw_recv_packet(fd, b, sizeof(b), WAIT_MS), 3);
+	assert_memory_equal(b, "\xe0\x01\x94", 3);
+	close(fd);
+
+	fd = connect5(&(struct c5){ .id = "m5-trim12", .clean = true, .keepalive = 10,
+				    .props = p12, .plen = 5 }, &ca);
+	assert_true(ca.len <= 0);
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+}
+
 static void test_connack_properties(void **state)
 {
 	struct connack ca;
@@ -653,6 +707,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connack_properties),
+		cmocka_unit_test(test_connack_trimmed),
 		cmocka_unit_test(test_server_keepalive_and_expiry_cap),
 		cmocka_unit_test(test_assigned_client_id),
 		cmocka_unit_test(test_session_expiry_paho),

@@ -654,6 +654,118 @@ static void test_reject_when_busy(void **state)
 	close(fd);
 }
 
+/* mqtt5.no_match_reason: a QoS 1/2 publish that no route and no subscriber
+ * took gets 0x10 No matching subscribers (QoS 2: a success, the exchange
+ * goes on with PUBREL/PUBCOMP); one a subscriber took, or Kafka took, gets
+ * 0x00; a 3.1.1 client gets its plain PUBACK. (Default off: the other
+ * tests and the vectors see 0x00.) */
+static void test_no_match_reason(void **state)
+{
+	(void)state;
+	kafka_up("(\"message.timeout.ms\", 3000)", "mqtt5 = { no_match_reason = true; };");
+	int fd = connect5("m5p-nomatch");
+	assert_true(fd >= 0);
+	int sub = connect5("m5p-nomatch-sub");
+	assert_true(sub >= 0);
+	assert_int_equal(subscribe5(sub, "taken/#", 0), 0);
+
+	assert_int_equal(send_pub5(fd, 0x32, "none/a", 1, "", 0, "x"), 0);
+	expect_hex(fd, "40 03 0001 10");
+	assert_int_equal(send_pub5(fd, 0x34, "none/a", 2, "", 0, "x"), 0);
+	expect_hex(fd, "50 03 0002 10");
+	assert_int_equal(raw_send_hex(fd, "62 02 0002"), 0);
+	expect_hex(fd, "70 02 0002");
+	assert_int_equal(send_pub5(fd, 0x32, "taken/a", 3, "", 0, "x"), 0);
+	expect_hex(fd, "40 02 0003");
+	assert_int_equal(send_pub5(fd, 0x32, "kf/a", 4, "", 0, "x"), 0);
+	expect_hex(fd, "40 02 0004");
+	expect_open(fd);
+
+	int v4 = itutil_connect(g.port, "m5p-nomatch-v4", true, 0, NULL);
+	assert_true(v4 >= 0);
+	assert_int_equal(itutil_send_publish(v4, "none/a", "x", 1, 1, false, 7), 0);
+	expect_hex(v4, "40 02 0007");
+	close(v4);
+	close(sub);
+	close(fd);
+}
+
+/* ---- topic limits -------------------------------------------------------------- */
+
+/* A PUBLISH topic over limits.max_topic_levels or max_topic_length: MQTT 5
+ * gets DISCONNECT 0x90 Topic Name invalid ("not malformed, but not
+ * accepted by this Server"; docs/mqtt5/errors.md), whatever its QoS; a
+ * topic within the caps is acknowledged. 3.1.1 is closed without a word. */
+static void test_topic_limits(void **state)
+{
+	(void)state;
+	assert_int_equal(gw_start(&g, "limits = { max_topic_levels = 3; max_topic_length = 20; };"), 0);
+	int fd = connect5("m5p-tl-levels");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x32, "a/b/c", 1, "", 0, "ok"), 0);
+	expect_hex(fd, "40 02 0001");
+	assert_int_equal(send_pub5(fd, 0x32, "a/b/c/d", 2, "", 0, "deep"), 0);
+	expect_hex(fd, "E0 01 90");
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+
+	fd = connect5("m5p-tl-length");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x30, "abcdefghijklmnopqrstu", 0, "", 0, "long"), 0);
+	expect_hex(fd, "E0 01 90");
+	assert_true(raw_closed_within(fd, WAIT_MS));
+	close(fd);
+
+	int v4 = itutil_connect(g.port, "m5p-tl-v4", true, 0, NULL);
+	assert_true(v4 >= 0);
+	assert_int_equal(itutil_send_publish(v4, "a/b/c/d", "x", 1, 1, false, 1), 0);
+	assert_true(itutil_closed_silently(v4, WAIT_MS));
+	close(v4);
+}
+
+/* ---- ACL ---------------------------------------------------------------------- */
+
+/* An ACL-denied QoS 1/2 PUBLISH: MQTT 5 gets PUBACK/PUBREC 0x87 Not
+ * authorized in its turn and stays connected; the refused QoS 2 id is not
+ * kept (a PUBREC >= 0x80 ends the flow, 5.0 4.3.3), so the same id again is
+ * refused again, with no PUBREL expected. 3.1.1 gets its plain PUBACK, as
+ * before. An allowed topic is acknowledged with success. */
+static void test_acl_denied_not_authorized(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/it-m5pub-XXXXXX", acl[300], cfg[600];
+	assert_non_null(mkdtemp(dir));
+	snprintf(acl, sizeof(acl), "%s/acl", dir);
+	FILE *f = fopen(acl, "w");
+	assert_non_null(f);
+	fputs("topic readwrite ok/#\ntopic read ro/#\n", f);
+	fclose(f);
+	snprintf(cfg, sizeof(cfg), "auth = { acl_file = \"%s\"; allow_anonymous = true; };\n", acl);
+	assert_int_equal(gw_start(&g, cfg), 0);
+
+	int fd = connect5("m5p-acl");
+	assert_true(fd >= 0);
+	assert_int_equal(send_pub5(fd, 0x32, "ro/a", 1, "", 0, "no"), 0);
+	assert_int_equal(send_pub5(fd, 0x34, "ro/a", 2, "", 0, "no"), 0);
+	assert_int_equal(send_pub5(fd, 0x32, "ok/a", 3, "", 0, "yes"), 0);
+	assert_int_equal(send_pub5(fd, 0x30, "ro/a", 0, "", 0, "qos0"), 0);
+	expect_hex(fd, "40 03 0001 87");
+	expect_hex(fd, "50 03 0002 87");
+	expect_hex(fd, "40 02 0003");
+	assert_int_equal(send_pub5(fd, 0x34, "ro/a", 2, "", 0, "again"), 0);
+	expect_hex(fd, "50 03 0002 87");
+	expect_open(fd);
+	close(fd);
+
+	int v4 = itutil_connect(g.port, "m5p-acl-v4", true, 0, NULL);
+	assert_true(v4 >= 0);
+	assert_int_equal(itutil_send_publish(v4, "ro/a", "x", 1, 1, false, 7), 0);
+	expect_hex(v4, "40 02 0007");
+	close(v4);
+	unlink(acl);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -670,6 +782,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_kafka_failure_reason_code, gw_down),
 		cmocka_unit_test_teardown(test_receive_maximum_waiting_for_kafka, gw_down),
 		cmocka_unit_test_teardown(test_reject_when_busy, gw_down),
+		cmocka_unit_test_teardown(test_no_match_reason, gw_down),
+		cmocka_unit_test_teardown(test_acl_denied_not_authorized, gw_down),
+		cmocka_unit_test_teardown(test_topic_limits, gw_down),
 	};
 
 	if (getenv("KG_TEST_FILTER"))
