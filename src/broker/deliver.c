@@ -403,7 +403,7 @@ void deliver_resend(struct client *c)
 			continue;
 		} else {
 			rc = publish(c, e->m, e->qos, e->retain, e->pid, true, e->subid);
-			if (rc == SEND_DROPPED) { /* expired or too large [MQTT-3.3.2-5] */
+			if (rc == SEND_DROPPED) { /* too large for the client now [MQTT-3.1.2-24] */
 				inflight_remove(f, e);
 				i--;
 				continue;
