@@ -51,7 +51,7 @@ enum {
 	CL5_ASSIGNED_ID = 1,     /* empty client id: CONNACK carries Assigned Client Identifier */
 	CL5_EXPIRY_CAPPED = 2,   /* Session Expiry capped: CONNACK carries the granted one */
 	CL5_KEEPALIVE_SET = 4,   /* keepalive capped by max_keepalive: Server Keep Alive */
-	CL5_EXPIRY_ZERO = 8,     /* CONNECT's Session Expiry was 0 (or absent) [MQTT-3.14.2-2] */
+	CL5_EXPIRY_ZERO = 8,     /* CONNECT's Session Expiry was 0 (or absent) (section 3.14.2.2.2) */
 	CL5_WILL_EXPIRY = 16,    /* the will has a Message Expiry Interval */
 	CL5_HANDOVER = 32,       /* closed by a takeover that resumes the session
 	                            (Clean Start 0): it outlives a 0 expiry */

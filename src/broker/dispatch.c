@@ -19,7 +19,7 @@
  * reason 0x00 discards it [MQTT-3.14.4-3]; 0x04 (Disconnect with Will
  * Message) and the error codes keep it (5.0 3.1.2.5), after its Will Delay
  * Interval. A Session Expiry Interval replaces the CONNECT's, unless that
- * was 0 [MQTT-3.14.2-2]: then it is a protocol error. */
+ * was 0 (section 3.14.2.2.2): then it is a protocol error. */
 static int handle_disconnect(struct client *c, const struct mqtt_disconnect *d)
 {
 	struct mqtt_prop pr;

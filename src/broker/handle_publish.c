@@ -118,7 +118,7 @@ static int pub5_topic(struct client *c, const struct mqtt_publish *pub, const st
 	*topic = pub->topic;
 	if (x->alias == 0)
 		return 0;
-	/* [MQTT-3.3.2-9], [MQTT-3.3.2-10]: 1..the maximum we announced. */
+	/* [MQTT-3.3.2-9]: 1..the maximum we announced. */
 	if (x->alias > c->alias_max) {
 		client_close_rc(c, "topic alias over the maximum", true,
 				MQTT_RC_TOPIC_ALIAS_INVALID);

@@ -2,7 +2,7 @@
  * it_mqtt5_connect.c - the MQTT 5 connection lifecycle over real sockets:
  * CONNACK properties (raw bytes, exact values), Assigned Client Identifier,
  * Session Expiry Interval (capped, per session, changed by DISCONNECT, and
- * the protocol error [MQTT-3.14.2-2]), Will Delay Interval [MQTT-3.1.3-9],
+ * the protocol error section 3.14.2.2.2), Will Delay Interval [MQTT-3.1.3-9],
  * DISCONNECT 0x00 / 0x04 and the will, Authentication Method refused
  * (0x8C), AUTH refused (0x82), keepalive timeout (0x8D), takeover (0x8E),
  * Server Keep Alive from limits.max_keepalive [MQTT-3.2.2-21], shutdown
@@ -514,7 +514,7 @@ static void test_disconnect_session_expiry(void **state)
 	int fd = connect5_ok(&(struct c5){ .id = "m5-dse", .clean = true, .keepalive = 10,
 					   .props = pr0, .plen = sizeof(pr0) }, false);
 	send_disconnect5(fd, 0, 5);
-	expect_disconnect(fd, 0x82, WAIT_MS); /* [MQTT-3.14.2-2] */
+	expect_disconnect(fd, 0x82, WAIT_MS); /* 5.0 section 3.14.2.2.2 (unnumbered) */
 	close(fd);
 	/* 1 s at CONNECT, 60 at DISCONNECT: alive after 2 s. */
 	fd = connect5_ok(&(struct c5){ .id = "m5-dse", .clean = true, .keepalive = 10,
