@@ -48,6 +48,9 @@ void model_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
 struct model_limits {
 	uint32_t max_packet_size;
 	uint32_t max_connect_size;
+	uint32_t max_inflight;       /* the Receive Maximum CONNACK announces (level 5) */
+	uint32_t topic_alias_max;    /* the Topic Alias Maximum CONNACK announces */
+	uint32_t max_client_id_length;
 };
 
 enum rec_state { REC_PENDING, REC_OK, REC_FAILED };
@@ -144,6 +147,19 @@ struct dev {
 	size_t n_owed, cap_owed;
 	bool odd_ack;                /* wrote a PUBACK/PUBREC/PUBCOMP nothing asked for:
 	                                the broker may close on a wrong kind */
+	/* MQTT 5 (level 5 only). */
+	uint8_t expect_rc;           /* the CONNACK reason code predicted */
+	uint32_t expiry;             /* CONNECT's Session Expiry Interval */
+	bool has_expiry;
+	char *assigned;              /* Assigned Client Identifier (empty id) */
+	bool disc;                   /* the broker sent DISCONNECT: only the close follows */
+	uint8_t disc_rc;
+	uint32_t q12_pubs;           /* QoS 1/2 PUBLISHes the broker parsed */
+	uint32_t quota_freed;        /* PUBACKs and failed PUBRECs received: each freed
+	                                a place of the Receive Maximum quota */
+	struct alias { uint16_t n; char *t; uint16_t len; } *alias_in, *alias_out;
+	size_t n_alias_in, cap_alias_in, n_alias_out, cap_alias_out;
+	uint32_t alias_out_max;      /* the Topic Alias Maximum we announced */
 };
 
 struct model {
@@ -180,6 +196,12 @@ struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_
 void model_rec_complete(struct model *md, struct rec *r, bool ok);
 /* True if d wrote a PUBLISH with m's QoS, topic and payload. */
 bool model_dev_published(const struct dev *d, const struct msg *m);
+/* The topic a PUBLISH of d (level 5) with this alias would stand for,
+ * NULL if none is set on this connection. */
+const char *model_alias_topic(const struct dev *d, uint16_t alias, uint16_t *len);
+/* Necessary for a DISCONNECT 0x93 (Receive Maximum exceeded): d may have
+ * had max_inflight QoS 1/2 publishes unacknowledged when it sent one more. */
+bool model_quota_may_overflow(const struct model *md, const struct dev *d);
 /* The oldest response d owes and has not written (PUBACK, PUBREC,
  * PUBCOMP); false if none. */
 bool model_owed_next(struct dev *d, struct owed *o);
