@@ -766,9 +766,13 @@ void model_read(struct model *md, struct dev *d, const uint8_t *p, size_t n)
 		MODEL_CHECK(rc == MQTT_OK, "dev %d: the broker sent a %s that does not decode: %s",
 			    d->serial, mqtt_type_name(f.type), mqtt_err_str(rc));
 		if (md->trace)
-			fprintf(stderr, "fuzz_conn: dev %d <- %s id %u\n", d->serial,
+			fprintf(stderr, "fuzz_conn: dev %d <- %s id %u rc 0x%02x\n", d->serial,
 				mqtt_type_name(pkt.type), pkt.type == MQTT_PUBLISH ?
-				pkt.u.publish.packet_id : pkt.u.ack.packet_id);
+				pkt.u.publish.packet_id : pkt.u.ack.packet_id,
+				pkt.type == MQTT_CONNACK ? pkt.u.connack.rc :
+				pkt.type == MQTT_DISCONNECT ? pkt.u.disconnect.reason :
+				pkt.type >= MQTT_PUBACK && pkt.type <= MQTT_PUBCOMP ?
+				pkt.u.ack.reason : 0);
 		received_packet(md, d, &pkt, d->rx_bytes - buf_used(&d->in));
 		buf_consume(&d->in, (size_t)r);
 	}

@@ -27,6 +27,42 @@
  *   - the bytes received are whole, well-formed server packets, and a close
  *     never cuts one.
  *
+ * MQTT 5 (a level-5 CONNECT; docs/mqtt5/*.md). Everything is decoded at the
+ * device's level, and besides the above:
+ *   - CONNECT: accepted with an empty id (either Clean Start), refused with
+ *     0x8C for an Authentication Method, 0x85 for an id over
+ *     max_client_id_length; the CONNACK's reason code is the one predicted;
+ *     a successful one carries Receive Maximum = max_inflight, Topic Alias
+ *     Maximum = topic_alias_maximum, an Assigned Client Identifier ("kg-...")
+ *     exactly when the id was empty (the sink must then see that id), no
+ *     Session Expiry or Server Keep Alive (nothing caps them in the fuzz
+ *     config); Session Present only with Clean Start 0, a client-chosen id
+ *     and another connection that attached that id before;
+ *   - PUBACK/PUBREC: 0x00 for a delivery Kafka took, 0x80 for one it failed,
+ *     both in publish order; the connection stays (3.1.1: closes). A failed
+ *     PUBREC holds no id. PUBCOMP carries 0x00 or 0x92, PUBREL 0x00; SUBACK
+ *     codes may be any failure >= 0x80; UNSUBACK has one code per filter
+ *     (0x00, 0x11 or >= 0x80);
+ *   - DISCONNECT from the broker: reason >= 0x80, nothing after it but the
+ *     close, and a reason explained (fuzz_conn.c check_disconnect()): 0x8E a
+ *     takeover, 0x8D the clock moved past a keep alive, 0x81/0x82/0x90/
+ *     0x94/0x95 a packet of ours the model saw refused (0x82 also an odd
+ *     ack), 0x93 the Receive Maximum could have been exceeded (an upper
+ *     bound on the broker's quota: QoS 1/2 publishes minus PUBACKs and failed
+ *     PUBRECs), 0x97 the partial-bytes cap; any other reason fails;
+ *   - Topic Aliases both ways, per connection: ours (set, used, over the
+ *     maximum or unknown = a close) and the broker's (within the maximum we
+ *     announced, an empty topic only with an alias it set).
+ * Not modelled exactly (accepted instead): which session a Clean Start 0
+ * resumes (the expiry decides; filters are kept per id as a superset), when
+ * the Receive Maximum close comes (the bound above), the client's Receive
+ * Maximum and Maximum Packet Size toward it (they can only hold deliveries
+ * back, which the model never requires), subscription options (No Local,
+ * Retain As Published, Retain Handling only drop or re-flag deliveries),
+ * will delay (a will may arrive any time later), message expiry, and the
+ * properties delivered with a message (not compared). $share/NAME/FILTER
+ * is matched as FILTER.
+ *
  * Single-threaded (the fuzzer's thread).
  */
 #ifndef FUZZ_CONN_MODEL_H
