@@ -27,7 +27,7 @@
  *   - the bytes received are whole, well-formed server packets, and a close
  *     never cuts one.
  *
- * MQTT 5 (a level-5 CONNECT; docs/mqtt5/*.md). Everything is decoded at the
+ * MQTT 5 (a level-5 CONNECT; docs/mqtt5/). Everything is decoded at the
  * device's level, and besides the above:
  *   - CONNECT: accepted with an empty id (either Clean Start), refused with
  *     0x8C for an Authentication Method, 0x85 for an id over
