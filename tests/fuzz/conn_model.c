@@ -263,6 +263,13 @@ bool model_quota_may_overflow(const struct model *md, const struct dev *d)
 	return d->q12_pubs >= d->quota_freed + md->lim.max_inflight + 1;
 }
 
+/* limits.c's topic_check_limits() for PUBLISH and will topics. */
+static bool topic_within_limits(const struct model *md, const uint8_t *t, uint16_t len)
+{
+	return topic_check_limits((const char *)t, len, md->lim.max_topic_length,
+				  md->lim.max_topic_levels) == TOPIC_OK;
+}
+
 /* CONNECT as handle_connect() takes it: returns whether it is accepted
  * (a session is attached and CONNACK 0 follows, possibly after a takeover). */
 static bool sent_connect(struct model *md, struct dev *d, const struct mqtt_connect *k)
@@ -288,6 +295,10 @@ static bool sent_connect(struct model *md, struct dev *d, const struct mqtt_conn
 			d->expect_rc = MQTT_RC_CLIENT_ID_INVALID;
 			return false;
 		}
+		if (k->will && !topic_within_limits(md, k->will_topic.p, k->will_topic.len)) {
+			d->expect_rc = MQTT_RC_TOPIC_NAME_INVALID;
+			return false;
+		}
 		d->has_expiry = mqtt_props_find(&k->props, MQTT_P_SESSION_EXPIRY, &pr);
 		d->expiry = d->has_expiry ? pr.value : 0;
 		if (mqtt_props_find(&k->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr))
@@ -295,6 +306,9 @@ static bool sent_connect(struct model *md, struct dev *d, const struct mqtt_conn
 		d->s = sess_get(md, k->client_id.p, k->client_id.len);
 		return true;
 	}
+	/* A will topic over the limits: closed without CONNACK (MQTT-3.2.2-6). */
+	if (k->will && !topic_within_limits(md, k->will_topic.p, k->will_topic.len))
+		return false;
 	if (k->level == 3 && (k->client_id.len == 0 || k->client_id.len > 23))
 		return false;
 	if (k->client_id.len == 0 && !k->clean)
@@ -387,6 +401,9 @@ static bool sent_frame(struct model *md, struct dev *d, const struct mqtt_frame 
 		struct mqtt_publish pv = p.u.publish;
 		const struct mqtt_publish *pub = &pv;
 		if (d->level == 5 && !sent_publish5(md, d, &pv))
+			return false;
+		/* limits_check_publish(): closes (level 5: DISCONNECT 0x90). */
+		if (!topic_within_limits(md, pv.topic.p, pv.topic.len))
 			return false;
 		if (pub->qos > 0)
 			d->q12_pubs++;

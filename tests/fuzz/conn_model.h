@@ -87,6 +87,8 @@ struct model_limits {
 	uint32_t max_inflight;       /* the Receive Maximum CONNACK announces (level 5) */
 	uint32_t topic_alias_max;    /* the Topic Alias Maximum CONNACK announces */
 	uint32_t max_client_id_length;
+	uint32_t max_topic_length;   /* PUBLISH and will topics (limits.c) */
+	uint32_t max_topic_levels;
 };
 
 enum rec_state { REC_PENDING, REC_OK, REC_FAILED };

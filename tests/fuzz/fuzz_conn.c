@@ -826,6 +826,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.max_inflight = (uint32_t)cfg->limits.max_inflight,
 		.topic_alias_max = (uint32_t)cfg->limits.topic_alias_maximum,
 		.max_client_id_length = (uint32_t)cfg->limits.max_client_id_length,
+		.max_topic_length = (uint32_t)cfg->limits.max_topic_length,
+		.max_topic_levels = (uint32_t)cfg->limits.max_topic_levels,
 	};
 	struct broker_sink sink = { .publish = fake_publish };
 
