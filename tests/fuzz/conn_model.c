@@ -303,6 +303,8 @@ static bool sent_connect(struct model *md, struct dev *d, const struct mqtt_conn
 		d->expiry = d->has_expiry ? pr.value : 0;
 		if (mqtt_props_find(&k->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr))
 			d->alias_out_max = pr.value;
+		if (mqtt_props_find(&k->props, MQTT_P_MAXIMUM_PACKET_SIZE, &pr))
+			d->max_packet = pr.value;
 		d->s = sess_get(md, k->client_id.p, k->client_id.len);
 		return true;
 	}

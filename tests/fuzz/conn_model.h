@@ -198,6 +198,7 @@ struct dev {
 	struct alias { uint16_t n; char *t; uint16_t len; } *alias_in, *alias_out;
 	size_t n_alias_in, cap_alias_in, n_alias_out, cap_alias_out;
 	uint32_t alias_out_max;      /* the Topic Alias Maximum we announced */
+	uint32_t max_packet;         /* the Maximum Packet Size we announced (0: none) */
 };
 
 struct model {
