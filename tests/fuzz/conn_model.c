@@ -253,6 +253,26 @@ const char *model_alias_topic(const struct dev *d, uint16_t alias, uint16_t *len
 	return x->t;
 }
 
+uint32_t model_connack_size(const struct model *md, const struct dev *d)
+{
+	/* 2 fixed header, 2 flags and reason, 1 property length; Receive
+	 * Maximum 3, Maximum Packet Size 5, Topic Alias Maximum 3, the three
+	 * "available" flags 6; an assigned id "kg-<16 hex>-<8 hex>" 3 + 28. */
+	return 2 + 2 + 1 + 3 + 5 + (md->lim.topic_alias_max ? 3 : 0) + 6 +
+	       (d->s && d->s->id_len == 0 ? 31 : 0);
+}
+
+/* The Topic Alias Maximum d's CONNACK announces: a CONNACK over the
+ * client's Maximum Packet Size leaves out the flags (6 bytes), then the
+ * Topic Alias Maximum (absent = 0) (send.c since cd145f8; before it, no
+ * CONNACK at all, and nothing d sends after matters). */
+static uint32_t alias_in_max(const struct model *md, const struct dev *d)
+{
+	if (d->max_packet && d->max_packet < model_connack_size(md, d) - 6)
+		return 0;
+	return md->lim.topic_alias_max;
+}
+
 bool model_quota_may_overflow(const struct model *md, const struct dev *d)
 {
 	/* The broker's quota (client_ack_quota_used()) counts the acks it
@@ -366,7 +386,7 @@ static bool sent_publish5(struct model *md, struct dev *d, struct mqtt_publish *
 		return false;
 	if (mqtt_props_find(&pub->props, MQTT_P_TOPIC_ALIAS, &pr))
 		alias = (uint16_t)pr.value;
-	if (alias > md->lim.topic_alias_max)
+	if (alias > alias_in_max(md, d))
 		return false; /* 0x94 [MQTT-3.3.2-9] */
 	if (pub->topic.len > 0) {
 		if (alias)
@@ -644,10 +664,12 @@ static void received_connack5(struct model *md, struct dev *d, const struct mqtt
 	MODEL_CHECK(mqtt_props_find(&ca->props, MQTT_P_RECEIVE_MAXIMUM, &pr) &&
 		    pr.value == md->lim.max_inflight,
 		    "dev %d: CONNACK Receive Maximum is not max_inflight", d->serial);
-	MODEL_CHECK(mqtt_props_find(&ca->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr) ==
-		    (md->lim.topic_alias_max > 0) && (!md->lim.topic_alias_max ||
-						       pr.value == md->lim.topic_alias_max),
+	uint32_t am = alias_in_max(md, d);
+	MODEL_CHECK(mqtt_props_find(&ca->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr) == (am > 0) &&
+		    (!am || pr.value == am),
 		    "dev %d: CONNACK Topic Alias Maximum is not topic_alias_maximum", d->serial);
+	MODEL_CHECK(!d->max_packet || ca->props.len + 5 <= d->max_packet,
+		    "dev %d: CONNACK over the client's Maximum Packet Size", d->serial);
 	/* max_session_expiry is unlimited and max_keepalive 0 in the fuzz config. */
 	MODEL_CHECK(!mqtt_props_find(&ca->props, MQTT_P_SESSION_EXPIRY, NULL) &&
 		    !mqtt_props_find(&ca->props, MQTT_P_SERVER_KEEP_ALIVE, NULL),

@@ -238,6 +238,8 @@ bool model_dev_published(const struct dev *d, const struct msg *m);
 /* The topic a PUBLISH of d (level 5) with this alias would stand for,
  * NULL if none is set on this connection. */
 const char *model_alias_topic(const struct dev *d, uint16_t alias, uint16_t *len);
+/* The size of the successful level-5 CONNACK d gets before any trimming. */
+uint32_t model_connack_size(const struct model *md, const struct dev *d);
 /* Necessary for a DISCONNECT 0x93 (Receive Maximum exceeded): d may have
  * had max_inflight QoS 1/2 publishes unacknowledged when it sent one more. */
 bool model_quota_may_overflow(const struct model *md, const struct dev *d);

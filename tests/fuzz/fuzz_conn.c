@@ -196,9 +196,10 @@ static void check_close(struct dev *d)
 	if (d->closed_by_us || d->shut_wr || d->out_dead || d->odd_ack)
 		return;
 	/* A CONNACK larger than the client's Maximum Packet Size is not sent,
-	 * only the close [MQTT-3.1.2-24] (send.c); the largest the broker sends
-	 * (every property, an assigned id) is 53 bytes. */
-	if (d->level == 5 && d->connect_ok && !d->connack && d->max_packet && d->max_packet < 60)
+	 * only the close [MQTT-3.1.2-24] (send.c; since cd145f8 only when even
+	 * a trimmed one is too large: either is accepted). */
+	if (d->level == 5 && d->connect_ok && !d->connack && d->max_packet &&
+	    d->max_packet < model_connack_size(&md, d))
 		return;
 	/* 3.1.1: a failed delivery closes; level 5 answers it with 0x80. */
 	for (size_t i = 0; d->level != 5 && i < d->n_recs; i++)
