@@ -224,7 +224,7 @@ build-fuzz/fuzz_conn: $(FUZZ_conn_SRC) tests/fuzz/conn_model.h tests/fuzz/conn_o
 
 # Its seeds are generated (valid flows, packets from the project's encoder).
 build-fuzz/gen_conn_seeds: tests/fuzz/gen_conn_seeds.c tests/fuzz/conn_ops.h $(MQTT_SRC) \
-		src/core/buf.c
+		src/core/buf.c src/core/hash.c
 	@mkdir -p build-fuzz
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^)
 

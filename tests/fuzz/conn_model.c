@@ -7,6 +7,7 @@
 
 #include "conn_model.h"
 #include "core/msg.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 #include "mqtt/topic.h"
 
@@ -111,6 +112,13 @@ static void dev_free(struct dev *d)
 	free(d->q2_in.v);
 	free(d->q2_out.v);
 	free(d->owed);
+	for (size_t i = 0; i < d->n_alias_in; i++)
+		free(d->alias_in[i].t);
+	for (size_t i = 0; i < d->n_alias_out; i++)
+		free(d->alias_out[i].t);
+	free(d->alias_in);
+	free(d->alias_out);
+	free(d->assigned);
 	if (d->s && d->s->id_len == 0)
 		sess_free(d->s); /* a generated client id: the device's own */
 	free(d);
@@ -178,6 +186,14 @@ static struct sess *sess_get(struct model *md, const uint8_t *id, uint16_t len)
 
 static void sess_add_filter(struct sess *s, const uint8_t *f, uint16_t len)
 {
+	/* $share/NAME/FILTER delivers on FILTER (docs/mqtt5/shared.md). */
+	if (len > 7 && memcmp(f, "$share/", 7) == 0) {
+		const uint8_t *slash = memchr(f + 7, '/', len - 7u);
+		if (slash) {
+			len = (uint16_t)(len - (uint16_t)(slash + 1 - f));
+			f = slash + 1;
+		}
+	}
 	for (size_t i = 0; i < s->n_filters; i++)
 		if (s->filters[i].len == len && memcmp(s->filters[i].f, f, len) == 0)
 			return;
@@ -201,6 +217,79 @@ static void published_add(struct model *md, const uint8_t *topic, size_t tlen,
 	PUSH(md->published, md->n_published, md->cap_published, m);
 }
 
+/* Topic aliases [MQTT-3.3.2-7]: per connection and per direction (ours
+ * toward the broker in alias_in, the broker's toward us in alias_out). */
+static struct alias *alias_find(struct alias *v, size_t n, uint16_t a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].n == a)
+			return &v[i];
+	return NULL;
+}
+
+static void alias_set(struct alias **v, size_t *n, size_t *cap, uint16_t a, const uint8_t *t,
+		      uint16_t len)
+{
+	struct alias *x = alias_find(*v, *n, a);
+	if (!x) {
+		struct alias y = { a, NULL, 0 };
+		PUSH(*v, *n, *cap, y);
+		x = &(*v)[*n - 1];
+	}
+	free(x->t);
+	if (!(x->t = malloc((size_t)len + 1)))
+		abort();
+	memcpy(x->t, t, len);
+	x->t[len] = '\0';
+	x->len = len;
+}
+
+const char *model_alias_topic(const struct dev *d, uint16_t alias, uint16_t *len)
+{
+	const struct alias *x = alias_find(d->alias_in, d->n_alias_in, alias);
+	if (!x)
+		return NULL;
+	*len = x->len;
+	return x->t;
+}
+
+uint32_t model_connack_size(const struct model *md, const struct dev *d)
+{
+	/* 2 fixed header, 2 flags and reason, 1 property length; Receive
+	 * Maximum 3, Maximum Packet Size 5, Topic Alias Maximum 3, the three
+	 * "available" flags 6; an assigned id "kg-<16 hex>-<8 hex>" 3 + 28. */
+	return 2 + 2 + 1 + 3 + 5 + (md->lim.topic_alias_max ? 3 : 0) + 6 +
+	       (d->s && d->s->id_len == 0 ? 31 : 0);
+}
+
+/* The Topic Alias Maximum d's CONNACK announces: a CONNACK over the
+ * client's Maximum Packet Size leaves out the flags (6 bytes), then the
+ * Topic Alias Maximum (absent = 0) (send.c since cd145f8; before it, no
+ * CONNACK at all, and nothing d sends after matters). */
+static uint32_t alias_in_max(const struct model *md, const struct dev *d)
+{
+	if (d->max_packet && d->max_packet < model_connack_size(md, d) - 6)
+		return 0;
+	return md->lim.topic_alias_max;
+}
+
+bool model_quota_may_overflow(const struct model *md, const struct dev *d)
+{
+	/* The broker's quota (client_ack_quota_used()) counts the acks it
+	 * has not sent plus the QoS 2 ids it holds until PUBREL: at most the
+	 * QoS 1/2 publishes it parsed minus the PUBACKs and failed PUBRECs it
+	 * sent before its DISCONNECT (all of which we read before it). The
+	 * PUBRELs that free a place are not subtracted: an upper bound. */
+	return d->q12_pubs >= d->quota_freed + md->lim.max_inflight + 1;
+}
+
+/* limits.c's topic_check_limits() for PUBLISH and will topics. */
+static bool topic_within_limits(const struct model *md, const uint8_t *t, uint16_t len)
+{
+	return topic_check_limits((const char *)t, len, md->lim.max_topic_length,
+				  md->lim.max_topic_levels) == TOPIC_OK;
+}
+
 /* CONNECT as handle_connect() takes it: returns whether it is accepted
  * (a session is attached and CONNACK 0 follows, possibly after a takeover). */
 static bool sent_connect(struct model *md, struct dev *d, const struct mqtt_connect *k)
@@ -210,7 +299,37 @@ static bool sent_connect(struct model *md, struct dev *d, const struct mqtt_conn
 	if (k->will)
 		published_add(md, k->will_topic.p, k->will_topic.len, k->will_payload.p,
 			      k->will_payload.len, k->will_qos);
-	if (k->level == 5)
+	if (k->level == 5) {
+		/* docs/mqtt5/connection.md: an Authentication Method is refused
+		 * with 0x8C; an id over max_client_id_length with 0x85; an empty
+		 * id is accepted with either Clean Start and gets an assigned one.
+		 * Session Expiry (absent = 0) decides whether the session outlives
+		 * the connection; the model keeps every session's filters anyway
+		 * (a superset) and checks Session Present against Clean Start. */
+		struct mqtt_prop pr;
+		if (mqtt_props_find(&k->props, MQTT_P_AUTH_METHOD, NULL)) {
+			d->expect_rc = MQTT_RC_BAD_AUTH_METHOD;
+			return false;
+		}
+		if (k->client_id.len > md->lim.max_client_id_length) {
+			d->expect_rc = MQTT_RC_CLIENT_ID_INVALID;
+			return false;
+		}
+		if (k->will && !topic_within_limits(md, k->will_topic.p, k->will_topic.len)) {
+			d->expect_rc = MQTT_RC_TOPIC_NAME_INVALID;
+			return false;
+		}
+		d->has_expiry = mqtt_props_find(&k->props, MQTT_P_SESSION_EXPIRY, &pr);
+		d->expiry = d->has_expiry ? pr.value : 0;
+		if (mqtt_props_find(&k->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr))
+			d->alias_out_max = pr.value;
+		if (mqtt_props_find(&k->props, MQTT_P_MAXIMUM_PACKET_SIZE, &pr))
+			d->max_packet = pr.value;
+		d->s = sess_get(md, k->client_id.p, k->client_id.len);
+		return true;
+	}
+	/* A will topic over the limits: closed without CONNACK (MQTT-3.2.2-6). */
+	if (k->will && !topic_within_limits(md, k->will_topic.p, k->will_topic.len))
 		return false;
 	if (k->level == 3 && (k->client_id.len == 0 || k->client_id.len > 23))
 		return false;
@@ -254,6 +373,34 @@ static void answer(struct dev *d, uint8_t type, uint16_t pid)
 	d->odd_ack = true;
 }
 
+/* A level-5 PUBLISH of ours as handle_publish() takes it (pub5_scan,
+ * pub5_topic): false when the broker closes on it. Resolves a Topic Alias
+ * into pub->topic. */
+static bool sent_publish5(struct model *md, struct dev *d, struct mqtt_publish *pub)
+{
+	struct mqtt_prop pr;
+	uint16_t alias = 0;
+
+	/* [MQTT-3.3.4-6]: a client never sends a Subscription Identifier (0x82). */
+	if (mqtt_props_find(&pub->props, MQTT_P_SUBSCRIPTION_ID, NULL))
+		return false;
+	if (mqtt_props_find(&pub->props, MQTT_P_TOPIC_ALIAS, &pr))
+		alias = (uint16_t)pr.value;
+	if (alias > alias_in_max(md, d))
+		return false; /* 0x94 [MQTT-3.3.2-9] */
+	if (pub->topic.len > 0) {
+		if (alias)
+			alias_set(&d->alias_in, &d->n_alias_in, &d->cap_alias_in, alias,
+				  pub->topic.p, pub->topic.len);
+		return true;
+	}
+	const struct alias *x = alias ? alias_find(d->alias_in, d->n_alias_in, alias) : NULL;
+	if (!x)
+		return false; /* empty topic without a known alias: 0x82 */
+	pub->topic = (struct mqtt_str){ (const uint8_t *)x->t, x->len };
+	return true;
+}
+
 /* One whole frame of ours, as client_process() and dispatch_packet() take it.
  * Returns false when the broker closes on it (nothing after it counts). */
 static bool sent_frame(struct model *md, struct dev *d, const struct mqtt_frame *f)
@@ -273,7 +420,15 @@ static bool sent_frame(struct model *md, struct dev *d, const struct mqtt_frame 
 	case MQTT_CONNECT:
 		return d->connect_ok = sent_connect(md, d, &p.u.connect);
 	case MQTT_PUBLISH: {
-		const struct mqtt_publish *pub = &p.u.publish;
+		struct mqtt_publish pv = p.u.publish;
+		const struct mqtt_publish *pub = &pv;
+		if (d->level == 5 && !sent_publish5(md, d, &pv))
+			return false;
+		/* limits_check_publish(): closes (level 5: DISCONNECT 0x90). */
+		if (!topic_within_limits(md, pv.topic.p, pv.topic.len))
+			return false;
+		if (pub->qos > 0)
+			d->q12_pubs++;
 		struct msg *m = msg_new((const char *)pub->topic.p, pub->topic.len, pub->payload,
 					pub->payload_len, pub->qos, pub->retain);
 		if (!m)
@@ -377,10 +532,32 @@ static const char *rec_state_name(const struct rec *r)
 	return r ? names[r->state] : "none";
 }
 
-/* PUBACK (qos 1) or PUBREC (qos 2) for pid, at byte off of the stream. */
-static void received_ack(struct dev *d, uint8_t qos, uint16_t pid, uint64_t off)
+/* PUBACK (qos 1) or PUBREC (qos 2) for pid, at byte off of the stream,
+ * with reason code rc (0 below level 5). */
+static void received_ack(struct dev *d, uint8_t qos, uint16_t pid, uint8_t rc, uint64_t off)
 {
 	struct rec *r = d->next_rec < d->n_recs ? d->recs[d->next_rec] : NULL;
+
+	/* Level 5 (docs/mqtt5/publish.md, client_ack.c): a delivery Kafka
+	 * failed is answered in its turn with 0x80 and the connection stays;
+	 * a failed PUBREC ends the QoS 2 exchange (no id held, 4.3.3). Any
+	 * other answer below carries 0x00 (0x10 is never sent, 0x97 only with
+	 * mqtt5.reject_when_busy, which the fuzz config leaves off). */
+	if (d->level == 5 && r && r->state == REC_FAILED && r->qos == qos && r->pid == pid &&
+	    off >= r->after) {
+		MODEL_CHECK(rc == MQTT_RC_UNSPECIFIED, "dev %d: %s id %u for a failed delivery "
+			    "carries 0x%02x, not 0x80", d->serial, qos == 1 ? "PUBACK" : "PUBREC",
+			    pid, rc);
+		r->acked = true;
+		d->next_rec++;
+		d->quota_freed++;
+		return;
+	}
+	MODEL_CHECK(rc == MQTT_RC_SUCCESS, "dev %d: %s id %u with reason 0x%02x (next sink "
+		    "record: %s)", d->serial, qos == 1 ? "PUBACK" : "PUBREC", pid, rc,
+		    rec_state_name(r));
+	if (qos == 1)
+		d->quota_freed++;
 
 	/* The session holds pid (we saw its PUBREC, not yet its PUBCOMP): this
 	 * answers a resend. (No publish reaches the sink with an id the session
@@ -410,9 +587,31 @@ static void received_ack(struct dev *d, uint8_t qos, uint16_t pid, uint64_t off)
 		   r ? r->seq : 0);
 }
 
-static void received_publish(struct model *md, struct dev *d, const struct mqtt_publish *pub)
+static void received_publish(struct model *md, struct dev *d, const struct mqtt_publish *in)
 {
 	bool known = false, matched = false;
+	struct mqtt_publish pv = *in;
+	const struct mqtt_publish *pub = &pv;
+	struct mqtt_prop pr;
+
+	/* The broker's Topic Aliases (alias_out.c), within the maximum we
+	 * announced [MQTT-3.3.2-8]; an empty topic uses one it set before. */
+	if (d->level == 5) {
+		MODEL_CHECK(!mqtt_props_find(&in->props, MQTT_P_TOPIC_ALIAS, &pr) ||
+			    (pr.value >= 1 && pr.value <= d->alias_out_max),
+			    "dev %d: PUBLISH with Topic Alias over the client's maximum", d->serial);
+		uint16_t alias = mqtt_props_find(&in->props, MQTT_P_TOPIC_ALIAS, &pr) ?
+				 (uint16_t)pr.value : 0;
+		if (in->topic.len > 0 && alias) {
+			alias_set(&d->alias_out, &d->n_alias_out, &d->cap_alias_out, alias,
+				  in->topic.p, in->topic.len);
+		} else if (in->topic.len == 0) {
+			const struct alias *x = alias_find(d->alias_out, d->n_alias_out, alias);
+			MODEL_CHECK(alias && x, "dev %d: PUBLISH with an empty topic and alias %u "
+				    "never set", d->serial, alias);
+			pv.topic = (struct mqtt_str){ (const uint8_t *)x->t, x->len };
+		}
+	}
 
 	for (size_t i = 0; i < md->n_published && !known; i++)
 		known = same_msg(md->published[i], pub->topic.p, pub->topic.len, pub->payload,
@@ -426,6 +625,55 @@ static void received_publish(struct model *md, struct dev *d, const struct mqtt_
 		    d->serial, (int)pub->topic.len, (const char *)pub->topic.p, d->s->id);
 	if (pub->qos > 0)
 		owe(d, pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pub->packet_id);
+}
+
+/* A level-5 CONNACK: the reason code predicted (sent_connect()) and the
+ * properties docs/mqtt5/connection.md lists. */
+static void received_connack5(struct model *md, struct dev *d, const struct mqtt_connack *ca)
+{
+	struct mqtt_prop pr;
+	bool assigned = mqtt_props_find(&ca->props, MQTT_P_ASSIGNED_CLIENT_ID, &pr);
+
+	if (!d->connect_ok) {
+		MODEL_CHECK(ca->rc == d->expect_rc, "dev %d: CONNACK 0x%02x, the model expects 0x%02x",
+			    d->serial, ca->rc, d->expect_rc);
+		return;
+	}
+	MODEL_CHECK(ca->rc == MQTT_RC_SUCCESS, "dev %d: CONNACK 0x%02x refuses a valid CONNECT",
+		    d->serial, ca->rc);
+	/* A new id has no session [MQTT-3.2.2-2]; nor has one that no other
+	 * connection ever attached. */
+	bool other = false;
+	for (size_t i = 0; i < md->n_devs && !other; i++)
+		other = md->devs[i] != d && md->devs[i]->s == d->s && md->devs[i]->connect_ok;
+	MODEL_CHECK(!ca->session_present || (d->s->id_len > 0 && other),
+		    "dev %d: session present for a session that cannot exist", d->serial);
+	MODEL_CHECK(assigned == (d->s->id_len == 0),
+		    "dev %d: Assigned Client Identifier %s", d->serial,
+		    assigned ? "for a client that sent an id" : "missing for an empty id");
+	if (assigned) {
+		MODEL_CHECK(pr.str.len > 3 && memcmp(pr.str.p, "kg-", 3) == 0,
+			    "dev %d: assigned id \"%.*s\"", d->serial, (int)pr.str.len,
+			    (const char *)pr.str.p);
+		free(d->assigned);
+		if (!(d->assigned = malloc((size_t)pr.str.len + 1)))
+			abort();
+		memcpy(d->assigned, pr.str.p, pr.str.len);
+		d->assigned[pr.str.len] = '\0';
+	}
+	MODEL_CHECK(mqtt_props_find(&ca->props, MQTT_P_RECEIVE_MAXIMUM, &pr) &&
+		    pr.value == md->lim.max_inflight,
+		    "dev %d: CONNACK Receive Maximum is not max_inflight", d->serial);
+	uint32_t am = alias_in_max(md, d);
+	MODEL_CHECK(mqtt_props_find(&ca->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr) == (am > 0) &&
+		    (!am || pr.value == am),
+		    "dev %d: CONNACK Topic Alias Maximum is not topic_alias_maximum", d->serial);
+	MODEL_CHECK(!d->max_packet || ca->props.len + 5 <= d->max_packet,
+		    "dev %d: CONNACK over the client's Maximum Packet Size", d->serial);
+	/* max_session_expiry is unlimited and max_keepalive 0 in the fuzz config. */
+	MODEL_CHECK(!mqtt_props_find(&ca->props, MQTT_P_SESSION_EXPIRY, NULL) &&
+		    !mqtt_props_find(&ca->props, MQTT_P_SERVER_KEEP_ALIVE, NULL),
+		    "dev %d: CONNACK changes a Session Expiry or Keep Alive nothing caps", d->serial);
 }
 
 static void received_packet(struct model *md, struct dev *d, const struct mqtt_packet *p,
@@ -447,6 +695,8 @@ static void received_packet(struct model *md, struct dev *d, const struct mqtt_p
 		} else {
 			MODEL_CHECK(!d->present, "dev %d: session present in a refusal", d->serial);
 		}
+		if (d->level == 5)
+			received_connack5(md, d, &p->u.connack);
 		/* MQTT 3.1 has no session-present flag: a clean session 0 may
 		 * have resumed one. */
 		if (d->level == 3 && !d->clean && d->connack_rc == 0)
@@ -455,25 +705,34 @@ static void received_packet(struct model *md, struct dev *d, const struct mqtt_p
 	}
 	MODEL_CHECK(d->connack_rc == 0, "dev %d: %s after a refusing CONNACK", d->serial,
 		    mqtt_type_name(p->type));
+	/* [MQTT-3.14.4-1]: after a DISCONNECT the server sends nothing. */
+	MODEL_CHECK(!d->disc, "dev %d: %s after the broker's DISCONNECT", d->serial,
+		    mqtt_type_name(p->type));
 	const struct mqtt_ack *a = &p->u.ack;
 	switch (p->type) {
 	case MQTT_PUBLISH:
 		received_publish(md, d, &p->u.publish);
 		break;
 	case MQTT_PUBACK:
-		received_ack(d, 1, a->packet_id, off);
+		received_ack(d, 1, a->packet_id, a->reason, off);
 		break;
 	case MQTT_PUBREC:
-		received_ack(d, 2, a->packet_id, off);
+		received_ack(d, 2, a->packet_id, a->reason, off);
 		break;
 	case MQTT_PUBREL:
 		MODEL_CHECK(pid_has(&d->pubrec_sent, a->packet_id) || d->present,
 			    "dev %d: PUBREL %u for nothing", d->serial, a->packet_id);
+		MODEL_CHECK(a->reason == MQTT_RC_SUCCESS, "dev %d: PUBREL %u with reason 0x%02x",
+			    d->serial, a->packet_id, a->reason);
 		owe(d, MQTT_PUBCOMP, a->packet_id);
 		break;
 	case MQTT_PUBCOMP:
 		MODEL_CHECK(pid_has(&d->pubrel_sent, a->packet_id),
 			    "dev %d: PUBCOMP %u without a PUBREL", d->serial, a->packet_id);
+		/* 0x92: the id was not held (5.0 3.7.2.1). */
+		MODEL_CHECK(a->reason == MQTT_RC_SUCCESS || a->reason == MQTT_RC_PACKET_ID_NOT_FOUND,
+			    "dev %d: PUBCOMP %u with reason 0x%02x", d->serial, a->packet_id,
+			    a->reason);
 		pid_del(&d->q2_in, a->packet_id);
 		pid_add(&d->q2_out, a->packet_id);
 		break;
@@ -484,17 +743,42 @@ static void received_packet(struct model *md, struct dev *d, const struct mqtt_p
 		MODEL_CHECK(sa->packet_id == s->pid && sa->count == s->count,
 			    "dev %d: SUBACK %u (%u codes) answers SUBSCRIBE %u (%u filters)",
 			    d->serial, sa->packet_id, sa->count, s->pid, s->count);
+		/* Level 5: any failure reason (>= 0x80: 0x87, 0x8F, 0x9E, ...). */
 		for (uint32_t i = 0; i < sa->count; i++)
-			MODEL_CHECK(sa->codes[i] == MQTT_SUBACK_FAILURE || sa->codes[i] == s->qos[i],
+			MODEL_CHECK(sa->codes[i] == MQTT_SUBACK_FAILURE || sa->codes[i] == s->qos[i] ||
+				    (d->level == 5 && sa->codes[i] >= 0x80),
 				    "dev %d: SUBACK grants %u for %u", d->serial, sa->codes[i],
 				    s->qos[i]);
 		break;
 	}
-	case MQTT_UNSUBACK:
-		MODEL_CHECK(d->unsubacks < d->n_unsubs &&
-			    d->unsubs[d->unsubacks].pid == a->packet_id,
-			    "dev %d: UNSUBACK %u answers no UNSUBSCRIBE", d->serial, a->packet_id);
+	case MQTT_UNSUBACK: {
+		uint16_t pid = d->level == 5 ? p->u.suback.packet_id : a->packet_id;
+		MODEL_CHECK(d->unsubacks < d->n_unsubs && d->unsubs[d->unsubacks].pid == pid,
+			    "dev %d: UNSUBACK %u answers no UNSUBSCRIBE", d->serial, pid);
+		if (d->level == 5) {
+			const struct mqtt_suback *sa = &p->u.suback;
+			MODEL_CHECK(sa->count == d->unsubs[d->unsubacks].count,
+				    "dev %d: UNSUBACK %u with %u codes for %u filters", d->serial,
+				    pid, sa->count, d->unsubs[d->unsubacks].count);
+			for (uint32_t i = 0; i < sa->count; i++)
+				MODEL_CHECK(sa->codes[i] == MQTT_RC_SUCCESS ||
+					    sa->codes[i] == MQTT_RC_NO_SUBSCRIPTION_EXISTED ||
+					    sa->codes[i] >= 0x80,
+					    "dev %d: UNSUBACK %u code 0x%02x", d->serial, pid,
+					    sa->codes[i]);
+		}
 		d->unsubacks++;
+		break;
+	}
+	case MQTT_DISCONNECT:
+		/* Level 5, after CONNACK only; the reason is checked against
+		 * the close it announces (fuzz_conn.c's check_close()). */
+		MODEL_CHECK(d->level == 5, "dev %d: DISCONNECT at level %u", d->serial, d->level);
+		MODEL_CHECK(p->u.disconnect.reason >= 0x80,
+			    "dev %d: server DISCONNECT with reason 0x%02x", d->serial,
+			    p->u.disconnect.reason);
+		d->disc = true;
+		d->disc_rc = p->u.disconnect.reason;
 		break;
 	case MQTT_PINGRESP:
 		MODEL_CHECK(++d->pingresps <= d->pingreqs, "dev %d: PINGRESP without PINGREQ",
@@ -517,13 +801,19 @@ void model_read(struct model *md, struct dev *d, const uint8_t *p, size_t n)
 		if (r == 0)
 			break;
 		MODEL_CHECK(r > 0, "dev %d: the broker sent a malformed frame", d->serial);
-		int rc = mqtt_decode(&f, d->level == 3 ? 3 : 4, &pkt);
+		/* At the device's level: 5.0 packets carry reason codes and
+		 * properties that the 3.1.1 decoder would refuse. */
+		int rc = mqtt_decode(&f, d->level == 5 ? 5 : d->level == 3 ? 3 : 4, &pkt);
 		MODEL_CHECK(rc == MQTT_OK, "dev %d: the broker sent a %s that does not decode: %s",
 			    d->serial, mqtt_type_name(f.type), mqtt_err_str(rc));
 		if (md->trace)
-			fprintf(stderr, "fuzz_conn: dev %d <- %s id %u\n", d->serial,
+			fprintf(stderr, "fuzz_conn: dev %d <- %s id %u rc 0x%02x\n", d->serial,
 				mqtt_type_name(pkt.type), pkt.type == MQTT_PUBLISH ?
-				pkt.u.publish.packet_id : pkt.u.ack.packet_id);
+				pkt.u.publish.packet_id : pkt.u.ack.packet_id,
+				pkt.type == MQTT_CONNACK ? pkt.u.connack.rc :
+				pkt.type == MQTT_DISCONNECT ? pkt.u.disconnect.reason :
+				pkt.type >= MQTT_PUBACK && pkt.type <= MQTT_PUBCOMP ?
+				pkt.u.ack.reason : 0);
 		received_packet(md, d, &pkt, d->rx_bytes - buf_used(&d->in));
 		buf_consume(&d->in, (size_t)r);
 	}

@@ -27,6 +27,42 @@
  *   - the bytes received are whole, well-formed server packets, and a close
  *     never cuts one.
  *
+ * MQTT 5 (a level-5 CONNECT; docs/mqtt5/). Everything is decoded at the
+ * device's level, and besides the above:
+ *   - CONNECT: accepted with an empty id (either Clean Start), refused with
+ *     0x8C for an Authentication Method, 0x85 for an id over
+ *     max_client_id_length; the CONNACK's reason code is the one predicted;
+ *     a successful one carries Receive Maximum = max_inflight, Topic Alias
+ *     Maximum = topic_alias_maximum, an Assigned Client Identifier ("kg-...")
+ *     exactly when the id was empty (the sink must then see that id), no
+ *     Session Expiry or Server Keep Alive (nothing caps them in the fuzz
+ *     config); Session Present only with Clean Start 0, a client-chosen id
+ *     and another connection that attached that id before;
+ *   - PUBACK/PUBREC: 0x00 for a delivery Kafka took, 0x80 for one it failed,
+ *     both in publish order; the connection stays (3.1.1: closes). A failed
+ *     PUBREC holds no id. PUBCOMP carries 0x00 or 0x92, PUBREL 0x00; SUBACK
+ *     codes may be any failure >= 0x80; UNSUBACK has one code per filter
+ *     (0x00, 0x11 or >= 0x80);
+ *   - DISCONNECT from the broker: reason >= 0x80, nothing after it but the
+ *     close, and a reason explained (fuzz_conn.c check_disconnect()): 0x8E a
+ *     takeover, 0x8D the clock moved past a keep alive, 0x81/0x82/0x90/
+ *     0x94/0x95 a packet of ours the model saw refused (0x82 also an odd
+ *     ack), 0x93 the Receive Maximum could have been exceeded (an upper
+ *     bound on the broker's quota: QoS 1/2 publishes minus PUBACKs and failed
+ *     PUBRECs), 0x97 the partial-bytes cap; any other reason fails;
+ *   - Topic Aliases both ways, per connection: ours (set, used, over the
+ *     maximum or unknown = a close) and the broker's (within the maximum we
+ *     announced, an empty topic only with an alias it set).
+ * Not modelled exactly (accepted instead): which session a Clean Start 0
+ * resumes (the expiry decides; filters are kept per id as a superset), when
+ * the Receive Maximum close comes (the bound above), the client's Receive
+ * Maximum and Maximum Packet Size toward it (they can only hold deliveries
+ * back, which the model never requires), subscription options (No Local,
+ * Retain As Published, Retain Handling only drop or re-flag deliveries),
+ * will delay (a will may arrive any time later), message expiry, and the
+ * properties delivered with a message (not compared). $share/NAME/FILTER
+ * is matched as FILTER.
+ *
  * Single-threaded (the fuzzer's thread).
  */
 #ifndef FUZZ_CONN_MODEL_H
@@ -48,6 +84,11 @@ void model_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
 struct model_limits {
 	uint32_t max_packet_size;
 	uint32_t max_connect_size;
+	uint32_t max_inflight;       /* the Receive Maximum CONNACK announces (level 5) */
+	uint32_t topic_alias_max;    /* the Topic Alias Maximum CONNACK announces */
+	uint32_t max_client_id_length;
+	uint32_t max_topic_length;   /* PUBLISH and will topics (limits.c) */
+	uint32_t max_topic_levels;
 };
 
 enum rec_state { REC_PENDING, REC_OK, REC_FAILED };
@@ -144,6 +185,20 @@ struct dev {
 	size_t n_owed, cap_owed;
 	bool odd_ack;                /* wrote a PUBACK/PUBREC/PUBCOMP nothing asked for:
 	                                the broker may close on a wrong kind */
+	/* MQTT 5 (level 5 only). */
+	uint8_t expect_rc;           /* the CONNACK reason code predicted */
+	uint32_t expiry;             /* CONNECT's Session Expiry Interval */
+	bool has_expiry;
+	char *assigned;              /* Assigned Client Identifier (empty id) */
+	bool disc;                   /* the broker sent DISCONNECT: only the close follows */
+	uint8_t disc_rc;
+	uint32_t q12_pubs;           /* QoS 1/2 PUBLISHes the broker parsed */
+	uint32_t quota_freed;        /* PUBACKs and failed PUBRECs received: each freed
+	                                a place of the Receive Maximum quota */
+	struct alias { uint16_t n; char *t; uint16_t len; } *alias_in, *alias_out;
+	size_t n_alias_in, cap_alias_in, n_alias_out, cap_alias_out;
+	uint32_t alias_out_max;      /* the Topic Alias Maximum we announced */
+	uint32_t max_packet;         /* the Maximum Packet Size we announced (0: none) */
 };
 
 struct model {
@@ -180,6 +235,14 @@ struct rec *model_rec_new(struct model *md, struct dev *d, uint32_t seq, uint16_
 void model_rec_complete(struct model *md, struct rec *r, bool ok);
 /* True if d wrote a PUBLISH with m's QoS, topic and payload. */
 bool model_dev_published(const struct dev *d, const struct msg *m);
+/* The topic a PUBLISH of d (level 5) with this alias would stand for,
+ * NULL if none is set on this connection. */
+const char *model_alias_topic(const struct dev *d, uint16_t alias, uint16_t *len);
+/* The size of the successful level-5 CONNACK d gets before any trimming. */
+uint32_t model_connack_size(const struct model *md, const struct dev *d);
+/* Necessary for a DISCONNECT 0x93 (Receive Maximum exceeded): d may have
+ * had max_inflight QoS 1/2 publishes unacknowledged when it sent one more. */
+bool model_quota_may_overflow(const struct model *md, const struct dev *d);
 /* The oldest response d owes and has not written (PUBACK, PUBREC,
  * PUBCOMP); false if none. */
 bool model_owed_next(struct dev *d, struct owed *o);

@@ -11,15 +11,24 @@
  *   OP_CONNECT    a, b: id (a & 3: "A" "A" "B" empty), clean (a & 4),
  *                 keepalive (a >> 3 & 3: 0 1 5 60 s), will (a & 32), level
  *                 (a >> 6: 4 4 3 5); will QoS (b & 3), retain (b & 4), will
- *                 topic (b >> 3 & 7)
+ *                 topic (b >> 3 & 7); level 5 only, one more byte c of
+ *                 properties: Session Expiry (c & 3: absent 0 10 0xFFFFFFFF),
+ *                 Receive Maximum 2 (c & 4), a user property (c & 8), Request
+ *                 Problem Information 0 (c & 16), will's Will Delay 1 s and
+ *                 Message Expiry 60 s (c & 32), Maximum Packet Size 64
+ *                 (c & 64), Topic Alias Maximum 3 (c & 128)
  *   OP_PUBLISH    a, b, then the payload: QoS (a & 3), retain (a & 4), dup
  *                 (a & 8), topic (a >> 4 & 7); packet id (b & 7), payload
- *                 length (b >> 3)
+ *                 length (b >> 3); level 5 and x & 1: Topic Alias (topic % 3
+ *                 + 1; the topic left out when the alias already stands for
+ *                 it on this connection), Message Expiry 60, a user property
  *   OP_ACK        a: x == 0: type (a & 3: PUBACK PUBREC PUBREL PUBCOMP), id
  *                 (a >> 2 & 7); x != 0: the oldest response the device owes
  *                 for what it received (no byte read)
  *   OP_SUBSCRIBE  a, then one byte per filter: id (a & 7), filters (1 + (a >> 3
- *                 & 1)); filter (f & 7), QoS (f >> 3 & 3)
+ *                 & 1)); filter (f & 7), QoS (f >> 3 & 3); level 5 and x & 1:
+ *                 No Local (f >> 5 & 1), Retain As Published (f >> 6 & 1),
+ *                 Retain Handling 1 (f >> 7)
  *   OP_UNSUBSCRIBE a: id (a & 7), filter (a >> 3 & 7)
  *   OP_PING       x & 1: DISCONNECT instead of PINGREQ
  *   OP_STEP       k: 0 worker 0, 1 worker 1, else one round of both
@@ -32,7 +41,7 @@
  *   OP_BIG        a, b: a PUBLISH of b * 8 bytes of payload: QoS (a & 3),
  *                 topic (a >> 4 & 7), packet id 1
  * The structured packets (CONNECT ... BIG) are built with the project's
- * encoder; with x & 2 (CONNECT, PUBLISH, SUBSCRIBE, BIG) only the first half
+ * encoder, at the level of the device's CONNECT (5 or else 4); with x & 2 (CONNECT, PUBLISH, SUBSCRIBE, BIG) only the first half
  * is written now and the rest before the device's next write.
  */
 #ifndef FUZZ_CONN_OPS_H

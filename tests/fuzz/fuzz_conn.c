@@ -63,6 +63,7 @@
 #include "core/msg.h"
 #include "core/net.h"
 #include "core/util.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 
 #define N_SLOTS 4
@@ -134,6 +135,53 @@ static uint64_t stat_sum_partial_refused(void)
 	return n;
 }
 
+static bool taken_over(const struct dev *d)
+{
+	if (d->s)
+		for (size_t i = 0; i < md.n_devs; i++) {
+			struct dev *e = md.devs[i];
+			if (e != d && e->s == d->s && e->connect_ok)
+				return true;
+		}
+	return false;
+}
+
+/* A level-5 device got a DISCONNECT before the close: its reason must be
+ * one the model can explain (docs/mqtt5/connection.md, "Server DISCONNECT
+ * reason codes"). */
+static void check_disconnect(const struct dev *d)
+{
+	bool ok;
+
+	switch (d->disc_rc) {
+	case MQTT_RC_SESSION_TAKEN_OVER:
+		ok = taken_over(d);
+		break;
+	case MQTT_RC_KEEPALIVE_TIMEOUT: /* the shortest keep alive is 1 s (1.5 s) */
+		ok = fake_now - d->opened_ms >= 1000;
+		break;
+	case MQTT_RC_MALFORMED:
+	case MQTT_RC_PACKET_TOO_LARGE:
+	case MQTT_RC_TOPIC_NAME_INVALID:
+	case MQTT_RC_TOPIC_ALIAS_INVALID:
+		ok = d->out_dead; /* a packet of ours the model saw refused */
+		break;
+	case MQTT_RC_PROTOCOL_ERROR: /* also an ack of the wrong kind */
+		ok = d->out_dead || d->odd_ack;
+		break;
+	case MQTT_RC_RECEIVE_MAX_EXCEEDED:
+		ok = model_quota_may_overflow(&md, d);
+		break;
+	case MQTT_RC_QUOTA_EXCEEDED: /* max_partial_bytes (max_qos2_pending is 1000) */
+		ok = stat_sum_partial_refused() > 0;
+		break;
+	default:
+		ok = false;
+	}
+	MODEL_CHECK(ok, "dev %d: DISCONNECT 0x%02x, for no reason the model knows", d->serial,
+		    d->disc_rc);
+}
+
 /* The broker closed d: after it decided to, only the output it held then
  * may have followed; and it must have had a reason the model knows. */
 static void check_close(struct dev *d)
@@ -141,19 +189,26 @@ static void check_close(struct dev *d)
 	MODEL_CHECK(!d->closing_seen || d->rx_bytes - d->closing_rx == d->closing_obuf,
 		    "dev %d: %llu bytes sent after the close, %zu were waiting", d->serial,
 		    (unsigned long long)(d->rx_bytes - d->closing_rx), d->closing_obuf);
+	if (d->disc) {
+		check_disconnect(d);
+		return;
+	}
 	if (d->closed_by_us || d->shut_wr || d->out_dead || d->odd_ack)
 		return;
-	for (size_t i = 0; i < d->n_recs; i++)
+	/* A CONNACK larger than the client's Maximum Packet Size is not sent,
+	 * only the close [MQTT-3.1.2-24] (send.c; since cd145f8 only when even
+	 * a trimmed one is too large: either is accepted). */
+	if (d->level == 5 && d->connect_ok && !d->connack && d->max_packet &&
+	    d->max_packet < model_connack_size(&md, d))
+		return;
+	/* 3.1.1: a failed delivery closes; level 5 answers it with 0x80. */
+	for (size_t i = 0; d->level != 5 && i < d->n_recs; i++)
 		if (d->recs[i]->state == REC_FAILED)
 			return;
 	if (fake_now - d->opened_ms >= 1000)
 		return; /* connect, packet or keepalive timeout: none is shorter */
-	if (d->s)
-		for (size_t i = 0; i < md.n_devs; i++) {
-			struct dev *e = md.devs[i];
-			if (e != d && e->s == d->s && e->connect_ok)
-				return; /* taken over */
-		}
+	if (taken_over(d))
+		return;
 	if (stat_sum_partial_refused() > 0)
 		return;
 	model_fail("dev %d: the broker closed it for no reason the model knows", d->serial);
@@ -412,7 +467,9 @@ static enum sink_result fake_publish(void *ctx, const struct sink_publish *p)
 	struct client *c = worker_client(&br->workers[p->worker], p->conn_id);
 	MODEL_CHECK(c && c->state == CL_ACTIVE, "dev %d: sink called for an inactive connection",
 		    d->serial);
-	MODEL_CHECK(d->s && (d->s->id_len == 0 ? p->clientid_len > 0
+	MODEL_CHECK(d->s && (d->s->id_len == 0 ? p->clientid_len > 0 &&
+			     (!d->assigned || (p->clientid_len == strlen(d->assigned) &&
+					       memcmp(p->clientid, d->assigned, p->clientid_len) == 0))
 			     : p->clientid_len == d->s->id_len &&
 			       memcmp(p->clientid, d->s->id, d->s->id_len) == 0),
 		    "dev %d: sink given client id \"%.*s\"", d->serial, (int)p->clientid_len,
@@ -517,11 +574,46 @@ static void op_connect(struct input *in, int k, bool split, struct buf *b)
 	};
 	if (!c.will)
 		c.will_topic = c.will_payload = (struct mqtt_str){ 0 };
+	/* Level 5: one more byte chooses the properties (conn_ops.h). */
+	uint8_t pb[64], wb[32];
+	struct mqtt_pw pw, ww;
+	mqtt_pw_init(&pw, pb, sizeof(pb));
+	mqtt_pw_init(&ww, wb, sizeof(wb));
+	if (c.level == 5) {
+		static const uint32_t expiries[4] = { 0, 0, 10, 0xffffffffu };
+		uint8_t v = in_u8(in);
+		if (v & 3)
+			mqtt_pw_int(&pw, MQTT_P_SESSION_EXPIRY, expiries[v & 3]);
+		if (v & 4)
+			mqtt_pw_int(&pw, MQTT_P_RECEIVE_MAXIMUM, 2);
+		if (v & 8)
+			mqtt_pw_pair(&pw, "k", 1, "v", 1);
+		if (v & 16)
+			mqtt_pw_int(&pw, MQTT_P_REQUEST_PROBLEM_INFO, 0);
+		if (v & 32) {
+			mqtt_pw_int(&ww, MQTT_P_WILL_DELAY, 1);
+			mqtt_pw_int(&ww, MQTT_P_MESSAGE_EXPIRY, 60);
+		}
+		if (v & 64)
+			mqtt_pw_int(&pw, MQTT_P_MAXIMUM_PACKET_SIZE, 64);
+		if (v & 128)
+			mqtt_pw_int(&pw, MQTT_P_TOPIC_ALIAS_MAXIMUM, 3);
+		c.props = mqtt_pw_props(&pw);
+		if (c.will)
+			c.will_props = mqtt_pw_props(&ww);
+	}
 	if (mqtt_encode_connect(b, &c) == MQTT_OK)
 		write_packet(k, b, split);
 }
 
-static void op_publish(struct input *in, int k, bool split, struct buf *b, bool big)
+/* The level device k's packets are encoded at: its CONNECT's (as far as
+ * the model parsed it), 4 before. */
+static uint8_t dev_level(int k)
+{
+	return slot[k] && slot[k]->level == 5 ? 5 : 4;
+}
+
+static void op_publish(struct input *in, int k, bool split, struct buf *b, bool big, bool v5)
 {
 	uint8_t a = in_u8(in), x = in_u8(in);
 	const char *t = conn_topics[a >> 4 & 7];
@@ -543,7 +635,23 @@ static void op_publish(struct input *in, int k, bool split, struct buf *b, bool 
 	}
 	if (p.qos == 0)
 		p.packet_id = 0;
-	if (mqtt_encode_publish(b, 4, &p) == MQTT_OK)
+	/* Level 5 with x & 1: a Topic Alias (1..3) for the topic, the topic
+	 * left out when the alias already stands for it on this connection;
+	 * plus a Message Expiry and a user property that travel with it. */
+	uint8_t pb[32];
+	struct mqtt_pw pw;
+	mqtt_pw_init(&pw, pb, sizeof(pb));
+	if (dev_level(k) == 5 && v5 && !big) {
+		uint16_t alias = (uint16_t)((a >> 4 & 7) % 3 + 1), len = 0;
+		const char *at = model_alias_topic(slot[k], alias, &len);
+		mqtt_pw_int(&pw, MQTT_P_TOPIC_ALIAS, alias);
+		mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY, 60);
+		mqtt_pw_pair(&pw, "u", 1, "1", 1);
+		if (at && len == p.topic.len && memcmp(at, p.topic.p, len) == 0)
+			p.topic.len = 0;
+		p.props = mqtt_pw_props(&pw);
+	}
+	if (mqtt_encode_publish(b, dev_level(k), &p) == MQTT_OK)
 		write_packet(k, b, split);
 }
 
@@ -563,11 +671,12 @@ static void op_ack(struct input *in, int k, int x, struct buf *b)
 		type = o.type;
 		a.packet_id = o.pid;
 	}
-	if (mqtt_encode_ack(b, 4, type, &a) == MQTT_OK)
+	if (mqtt_encode_ack(b, dev_level(k), type, &a) == MQTT_OK)
 		write_packet(k, b, false);
 }
 
-static void op_subscribe(struct input *in, int k, bool split, struct buf *b, bool unsub)
+static void op_subscribe(struct input *in, int k, bool split, struct buf *b, bool unsub,
+			 bool v5)
 {
 	struct mqtt_str f[2];
 	uint8_t opts[2] = { 0, 0 };
@@ -579,8 +688,13 @@ static void op_subscribe(struct input *in, int k, bool split, struct buf *b, boo
 		const char *s = conn_filters[v & 7];
 		f[i] = (struct mqtt_str){ (const uint8_t *)s, (uint16_t)strlen(s) };
 		opts[i] = v >> 3 & 3;
+		/* Level 5 with x & 1: No Local, Retain As Published, Retain
+		 * Handling 1 from v's high bits (the model checks only what
+		 * is delivered, which these can only reduce or re-flag). */
+		if (v5 && dev_level(k) == 5)
+			opts[i] |= (uint8_t)((v >> 5 & 1) << 2 | (v >> 6 & 1) << 3 | (v >> 7 & 1) << 4);
 	}
-	if (mqtt_encode_subscribe(b, 4, unsub ? MQTT_UNSUBSCRIBE : MQTT_SUBSCRIBE, a & 7, f, opts,
+	if (mqtt_encode_subscribe(b, dev_level(k), unsub ? MQTT_UNSUBSCRIBE : MQTT_SUBSCRIBE, a & 7, f, opts,
 				  n) == MQTT_OK)
 		write_packet(k, b, split);
 }
@@ -624,22 +738,23 @@ static void run_op(struct input *in)
 		op_connect(in, k, split, &b);
 		break;
 	case OP_PUBLISH:
-		op_publish(in, k, split, &b, false);
+		op_publish(in, k, split, &b, false, x & 1);
 		break;
 	case OP_BIG:
-		op_publish(in, k, split, &b, true);
+		op_publish(in, k, split, &b, true, false);
 		break;
 	case OP_ACK:
 		op_ack(in, k, x, &b);
 		break;
 	case OP_SUBSCRIBE:
-		op_subscribe(in, k, split, &b, false);
+		op_subscribe(in, k, split, &b, false, x & 1);
 		break;
 	case OP_UNSUBSCRIBE:
-		op_subscribe(in, k, false, &b, true);
+		op_subscribe(in, k, false, &b, true, false);
 		break;
 	case OP_PING:
-		if (mqtt_encode_simple(&b, 4, x & 1 ? MQTT_DISCONNECT : MQTT_PINGREQ) == MQTT_OK)
+		if (mqtt_encode_simple(&b, dev_level(k), x & 1 ? MQTT_DISCONNECT : MQTT_PINGREQ) ==
+		    MQTT_OK)
 			write_packet(k, &b, false);
 		break;
 	case OP_STEP:
@@ -714,6 +829,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct model_limits lim = {
 		.max_packet_size = (uint32_t)cfg->limits.max_packet_size,
 		.max_connect_size = (uint32_t)cfg->limits.max_connect_size,
+		.max_inflight = (uint32_t)cfg->limits.max_inflight,
+		.topic_alias_max = (uint32_t)cfg->limits.topic_alias_maximum,
+		.max_client_id_length = (uint32_t)cfg->limits.max_client_id_length,
+		.max_topic_length = (uint32_t)cfg->limits.max_topic_length,
+		.max_topic_levels = (uint32_t)cfg->limits.max_topic_levels,
 	};
 	struct broker_sink sink = { .publish = fake_publish };
 

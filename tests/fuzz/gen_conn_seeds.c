@@ -36,6 +36,31 @@ static void connect(struct seed *s, int k, int id, int clean, int ka, int will)
 	put(s, (unsigned char)(1 | 2 << 3)); /* will QoS 1 on "a/c" */
 }
 
+/* A level-5 CONNECT; props is the properties byte (conn_ops.h): expiry
+ * index (props & 3), Receive Maximum 2 (4), user property (8), Request
+ * Problem Information 0 (16), will delay (32), Maximum Packet Size 64 (64),
+ * Topic Alias Maximum 3 (128). */
+static void connect5(struct seed *s, int k, int id, int clean, int ka, int will, int props)
+{
+	op(s, OP_CONNECT, k, 0);
+	put(s, (unsigned char)(id | (clean ? 4 : 0) | ka << 3 | (will ? 32 : 0) | 3 << 6));
+	put(s, (unsigned char)(1 | 2 << 3));
+	put(s, (unsigned char)props);
+}
+
+/* x = 1: at level 5, with a Topic Alias (and the topic left out when the
+ * alias already stands for it). */
+static void publish_x(struct seed *s, int k, int qos, int topic, int pid, const char *payload,
+		      int x)
+{
+	size_t n = strlen(payload);
+	op(s, OP_PUBLISH, k, x);
+	put(s, (unsigned char)(qos | topic << 4));
+	put(s, (unsigned char)(pid | n << 3));
+	for (size_t i = 0; i < n; i++)
+		put(s, (unsigned char)payload[i]);
+}
+
 static void publish(struct seed *s, int k, int qos, int topic, int pid, const char *payload)
 {
 	size_t n = strlen(payload);
@@ -302,6 +327,92 @@ static void seed_split_and_big(struct seed *s)
 	settle(s);
 }
 
+/* Level 5: an empty id gets an assigned one; properties on CONNECT. */
+static void seed_v5_connect(struct seed *s)
+{
+	connect5(s, 0, 3, 0, 3, 1, 1 | 4 | 8 | 32);
+	settle(s);
+	op(s, OP_PING, 0, 0);
+	subscribe(s, 0, 2, 0, 1);
+	settle(s);
+	op(s, OP_PING, 0, 1);
+	settle(s);
+}
+
+/* Level 5: a failed delivery is PUBACK/PUBREC 0x80 in its turn, the
+ * connection stays; a failed PUBREC frees the id (PUBREL gets 0x92). */
+static void seed_v5_fail(struct seed *s)
+{
+	connect5(s, 0, 0, 1, 0, 0, 0);
+	settle(s);
+	publish(s, 0, 1, 1, 1, "one");
+	publish(s, 0, 2, 1, 2, "two");
+	publish(s, 0, 1, 2, 3, "three");
+	settle(s);
+	complete(s, 2, true);
+	complete(s, 0, false);
+	settle(s);
+	complete(s, 0, false);
+	settle(s);
+	ack(s, 0, 2, 2); /* PUBREL for the failed QoS 2 id */
+	publish(s, 0, 2, 1, 2, "two");
+	settle(s);
+	complete(s, 0, true);
+	settle(s);
+	ack(s, 0, 2, 2);
+	settle(s);
+}
+
+/* Level 5: Session Expiry 10 keeps the session and its queue; 0 ends it. */
+static void seed_v5_expiry(struct seed *s)
+{
+	connect5(s, 0, 0, 0, 0, 0, 2);
+	subscribe(s, 0, 1, 0, 1);
+	connect5(s, 1, 2, 1, 0, 0, 128);
+	subscribe(s, 1, 1, 1, 2);
+	settle(s);
+	op(s, OP_CLOSE, 0, 0);
+	settle(s);
+	op(s, OP_SINK, 1, 0);
+	publish_x(s, 1, 1, 1, 1, "q1", 1);
+	publish_x(s, 1, 1, 1, 2, "q2", 1);
+	publish_x(s, 1, 0, 6, 0, "q3", 1);
+	settle(s);
+	op(s, OP_OPEN, 0, 0);
+	connect5(s, 0, 0, 0, 0, 0, 0);
+	settle(s);
+	op(s, OP_ACK, 0, 1);
+	op(s, OP_ACK, 0, 1);
+	op(s, OP_ACK, 1, 1);
+	op(s, OP_ACK, 1, 1);
+	op(s, OP_CLOSE, 0, 0);
+	settle(s);
+	op(s, OP_OPEN, 0, 0);
+	connect5(s, 0, 0, 0, 0, 0, 0);
+	settle(s);
+}
+
+/* Level 5: taken over (DISCONNECT 0x8E), then a keep-alive timeout (0x8D)
+ * and Receive Maximum exceeded (0x93). */
+static void seed_v5_disconnects(struct seed *s)
+{
+	connect5(s, 0, 0, 0, 1, 1, 0);
+	settle(s);
+	op(s, OP_OPEN, 2, 0);
+	connect(s, 2, 0, 0, 0, 0);
+	settle(s);
+	connect5(s, 1, 2, 1, 1, 0, 0);
+	settle(s);
+	op(s, OP_CLOCK, 0, 0);
+	put(s, 40);
+	settle(s);
+	op(s, OP_OPEN, 3, 1);
+	connect5(s, 3, 2, 1, 0, 0, 0);
+	for (int i = 0; i < 5; i++)
+		publish(s, 3, 1 + (i & 1), 3, 1 + i, "rm");
+	settle(s);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct seed *s);
@@ -319,6 +430,10 @@ static const struct {
 	{ "timeouts", seed_timeouts },
 	{ "raw_flow", seed_raw_flow },
 	{ "split_and_big", seed_split_and_big },
+	{ "v5_connect", seed_v5_connect },
+	{ "v5_fail", seed_v5_fail },
+	{ "v5_expiry", seed_v5_expiry },
+	{ "v5_disconnects", seed_v5_disconnects },
 };
 
 int main(int argc, char **argv)
