@@ -235,6 +235,10 @@ bool mqtt_topics_next(struct mqtt_topic_iter *it, struct mqtt_str *filter,
  * where section 1.5.3 says SHOULD NOT (unnumbered), without the control characters
  * U+0001..U+001F and U+007F..U+009F. */
 bool mqtt_utf8_valid(const uint8_t *s, size_t len);
+/* The length (2..4) of the well-formed RFC 3629 sequence starting at s (a
+ * byte >= 0x80; s < end), or 0 when it is not one: overlong, a surrogate,
+ * above U+10FFFF or truncated. The one UTF-8 decoder step of the tree. */
+size_t mqtt_utf8_seq_len(const uint8_t *s, const uint8_t *end);
 bool mqtt_topic_name_valid(const uint8_t *s, size_t len);   /* PUBLISH topic */
 bool mqtt_topic_filter_valid(const uint8_t *s, size_t len); /* SUBSCRIBE filter */
 

@@ -243,35 +243,10 @@ bool envelope_text_valid(const uint8_t *s, size_t len)
 			s++;
 			continue;
 		}
-		/* RFC 3629 section 4: the second byte's range excludes overlong
-		 * forms, surrogates (ED A0..BF) and values over U+10FFFF. */
-		size_t n;
-		uint8_t lo = 0x80, hi = 0xbf;
-		if (c < 0xc2) {
+		size_t n = mqtt_utf8_seq_len(s, end);
+		if (n == 0)
 			return false;
-		} else if (c < 0xe0) {
-			n = 1;
-		} else if (c < 0xf0) {
-			n = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c < 0xf5) {
-			n = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
-			return false;
-		}
-		if ((size_t)(end - s) <= n || s[1] < lo || s[1] > hi)
-			return false;
-		for (size_t i = 2; i <= n; i++)
-			if ((s[i] & 0xc0) != 0x80)
-				return false;
-		s += n + 1;
+		s += n;
 	}
 	return true;
 }
