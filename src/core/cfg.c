@@ -120,7 +120,7 @@ const struct opt cfg_opts[] = {
 
 	STR(S_KAFKA, "brokers", C(kafka.brokers), "embedded", 1, MAX_STR, false, false),
 	NEST(S_KAFKA, "properties", T_LIST, S_PROPS, load_props, false),
-	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, MAX_STR, false, true),
+	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, MAX_STR, false, false),
 	STR(S_KAFKA, "instance_id", C(kafka.instance_id), NULL, 1, 249, false, false),
 	INT(S_KAFKA, "flush_timeout", C(kafka.flush_timeout), 10, 0, 600, true),
 

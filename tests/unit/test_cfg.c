@@ -580,10 +580,10 @@ static void test_reload_diff(void **state)
 	assert_string_equal(msg, "");
 	cfg_free(b);
 
-	/* Reloadable: limits, log, routes, flush_timeout, dead_letter_topic. */
+	/* Reloadable: limits, log, routes, flush_timeout. */
 	b = load_ok("listeners = ( { address = \"0.0.0.0\"; port = 1884; }, { address = \"::1\"; port = 0; } );\n"
 		    "workers = 16; metrics = { address = \"::\"; port = 0; };\n"
-		    "kafka = { brokers = \"127.0.0.1:9092\"; properties = ( (\"linger.ms\", \"5\"),\n"
+		    "kafka = { brokers = \"127.0.0.1:9092\"; dead_letter_topic = \"dlq\"; properties = ( (\"linger.ms\", \"5\"),\n"
 		    "  (\"compression.type\", \"lz4\"), (\"enable.idempotence\", true),\n"
 		    "  (\"message.max.bytes\", 5000000000L) ); };\n"
 		    "downlink = (\n"
@@ -600,6 +600,8 @@ static void test_reload_diff(void **state)
 		{ "workers = 16", "workers = 15", "workers" },
 		{ "metrics = { address = \"::\"; port = 0; };", "", "metrics" },
 		{ "brokers = \"127.0.0.1:9092\"", "brokers = \"embedded\"", "kafka.brokers" },
+		/* The producer took it at start (docs/uplink.md): restart-only. */
+		{ "dead_letter_topic = \"dlq\"", "dead_letter_topic = \"dlq2\"", "kafka.dead_letter_topic" },
 		{ "(\"linger.ms\", 5)", "(\"linger.ms\", 6)", "kafka.properties" },
 		{ "[\"a\", \"b\"]", "[\"a\", \"c\"]", "downlink" },
 		{ "qos = 2", "qos = 1", "downlink" },
@@ -621,9 +623,10 @@ static void test_reload_diff(void **state)
 
 	/* All at once, also into a buffer too small for the list. */
 	struct cfg *d = load_ok("listeners = ( { } );\nworkers = 3;\nkafka = { flush_timeout = 1; };\n");
-	assert_int_equal(cfg_reload_diff(a, d, msg, sizeof(msg)), 6);
-	assert_string_equal(msg, "listeners, workers, metrics, downlink, kafka.brokers, kafka.properties");
-	assert_int_equal(cfg_reload_diff(a, d, tiny, sizeof(tiny)), 6);
+	assert_int_equal(cfg_reload_diff(a, d, msg, sizeof(msg)), 7);
+	assert_string_equal(msg, "listeners, workers, metrics, downlink, kafka.brokers, kafka.properties, "
+				 "kafka.dead_letter_topic");
+	assert_int_equal(cfg_reload_diff(a, d, tiny, sizeof(tiny)), 7);
 	assert_string_equal(tiny, "listene");
 	cfg_free(d);
 	cfg_free(b);
