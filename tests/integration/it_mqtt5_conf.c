@@ -10,7 +10,11 @@
  * [MQTT-3.1.2-28], no reason strings when Request Problem Information is 0
  * [MQTT-3.1.2-29], U+FEFF kept in a topic [MQTT-1.5.4-3], and a shared
  * subscription's message refused by its member not sent to another
- * [MQTT-4.8.2-6].
+ * [MQTT-4.8.2-6], ill-formed UTF-8 in a User Property, Response Topic or
+ * Content Type [MQTT-1.5.7-1] [MQTT-3.3.2-13] [MQTT-3.3.2-19], two copies
+ * each with its own Subscription Identifier [MQTT-3.3.4-5], a QoS 1 id
+ * reused after its PUBACK [MQTT-4.3.2-5], and a shared member's granted
+ * QoS [MQTT-4.8.2-3].
  *
  *   make build/kafkagate build/tests/it_mqtt5_conf
  *   KG_BIN=build/kafkagate build/tests/it_mqtt5_conf      # ~5 s
@@ -540,6 +544,190 @@ static void test_shared_refused_not_redelivered(void **state)
 	close(pub);
 }
 
+/* A PUBLISH on "u/t" (QoS 0, payload "x") with property list props. */
+static struct wb publish_with(const struct wb *props)
+{
+	struct wb b = { .n = 0 };
+	w_str(&b, "u/t");
+	w_props(&b, props);
+	w_u8(&b, 'x');
+	return packet(0x30, &b);
+}
+
+/* The next packet must be DISCONNECT 0x81 (its properties, a Reason
+ * String, are the server's business), then the close. */
+static void expect_disconnect_81(int fd)
+{
+	uint8_t in[512];
+	char h[200];
+	int n = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
+	if (n < 3 || in[0] != 0xE0 || in[2] != 0x81) {
+		fprintf(stderr, "expected DISCONNECT 0x81, got %s\n",
+			n > 0 ? raw_hex_encode(in, (size_t)n, h, sizeof(h)) : "nothing");
+		fail();
+	}
+	assert_true(raw_closed_within(fd, WAIT_MS));
+}
+
+/* Ill-formed UTF-8 in either string of a User Property [MQTT-1.5.7-1], in
+ * a Response Topic [MQTT-3.3.2-13] or in a Content Type [MQTT-3.3.2-19]:
+ * the PUBLISH is malformed, DISCONNECT 0x81 (docs/mqtt5/errors.md), and the
+ * message goes nowhere. A well-formed one of each passes first. */
+static void test_ill_formed_utf8_properties(void **state)
+{
+	(void)state;
+	/* C3 28: a lead byte without its continuation; ED A0 80: a surrogate
+	 * (U+D800); C0 AF: an overlong "/". */
+	static const struct {
+		uint8_t id;
+		const char *name, *value; /* value NULL: a single string */
+	} bad[] = {
+		{ 0x26, "k\xC3\x28", "v" },
+		{ 0x26, "k", "\xED\xA0\x80" },
+		{ 0x08, "r\xC0\xAF" "t", NULL },
+		{ 0x03, "text\xC3\x28", NULL },
+	};
+	struct pub5 m;
+	int sub = connect5_clean("m5c-utf-sub");
+	subscribe5(sub, 1, "u/t", 0);
+	int pub = connect5_clean("m5c-utf-ok");
+	struct wb good = { .n = 0 };
+	w_u8(&good, 0x26); w_str(&good, "k"); w_str(&good, "\xC3\xA9");
+	w_u8(&good, 0x08); w_str(&good, "r/t");
+	w_u8(&good, 0x03); w_str(&good, "text/plain");
+	struct wb p = publish_with(&good);
+	assert_int_equal(raw_send(pub, p.b, p.n), 0);
+	assert_int_equal(recv_pub5(sub, &m), 0);
+	assert_string_equal(m.topic, "u/t");
+	assert_int_equal(m.props_len, good.n);
+	close(pub);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct wb props = { .n = 0 };
+		w_u8(&props, bad[i].id);
+		w_str(&props, bad[i].name);
+		if (bad[i].value)
+			w_str(&props, bad[i].value);
+		pub = connect5_clean("m5c-utf-bad");
+		p = publish_with(&props);
+		assert_int_equal(raw_send(pub, p.b, p.n), 0);
+		expect_disconnect_81(pub);
+		close(pub);
+	}
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	close(sub);
+}
+
+/* SUBSCRIBE filter at QoS 1 with Subscription Identifier id; SUBACK 1. */
+static void subscribe5_id(int fd, uint16_t pid, const char *filter, uint8_t id)
+{
+	struct wb b = { .n = 0 }, props = { .n = 0 };
+	uint8_t in[64];
+	w_u8(&props, 0x0B);
+	w_u8(&props, id);
+	w_u16(&b, pid);
+	w_props(&b, &props);
+	w_str(&b, filter);
+	w_u8(&b, 1);
+	struct wb p = packet(0x82, &b);
+	assert_int_equal(raw_send(fd, p.b, p.n), 0);
+	int n = raw_recv_packet(fd, in, sizeof(in), WAIT_MS);
+	assert_int_equal(n, 6);
+	assert_int_equal(in[0], 0x90);
+	assert_int_equal(in[5], 1);
+}
+
+/* A session with an ordinary subscription and a $share membership that
+ * both match gets two copies (MQTT 5.0 section 4.8.2 allows it), each with
+ * the identifier of the subscription it came through [MQTT-3.3.4-5]: one
+ * with 3 only, one with 7 only. */
+static void test_two_copies_own_identifiers(void **state)
+{
+	(void)state;
+	struct pub5 m[2];
+	int sub = connect5_clean("m5c-2c-sub");
+	subscribe5_id(sub, 1, "tc/t", 3);
+	subscribe5_id(sub, 2, "$share/g/tc/t", 7);
+	int pub = connect5_clean("m5c-2c-pub");
+	assert_int_equal(raw_send_hex(pub, "32 0A 0004 74632F74 0001 00 79"), 0); /* tc/t "y" */
+	expect_hex(pub, "40 02 0001");
+	bool seen3 = false, seen7 = false;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(recv_pub5(sub, &m[i]), 0);
+		assert_int_equal(m[i].first & 0x06, 0x02);
+		assert_string_equal(m[i].topic, "tc/t");
+		assert_string_equal(m[i].payload, "y");
+		assert_int_equal(m[i].props_len, 2);
+		assert_int_equal(m[i].props[0], 0x0B);
+		seen3 |= m[i].props[1] == 3;
+		seen7 |= m[i].props[1] == 7;
+		char ack[32];
+		snprintf(ack, sizeof(ack), "40 02 %04X", m[i].pid);
+		assert_int_equal(raw_send_hex(sub, ack), 0);
+	}
+	assert_true(seen3 && seen7);
+	assert_int_not_equal(m[0].pid, m[1].pid);
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	close(pub);
+	close(sub);
+}
+
+/* After its PUBACK, a QoS 1 Packet Identifier used again is a new message,
+ * DUP set or not [MQTT-4.3.2-5]: all three are delivered, in order. */
+static void test_qos1_id_reused_after_puback(void **state)
+{
+	(void)state;
+	struct pub5 m;
+	int sub = connect5_clean("m5c-reuse-sub");
+	subscribe5(sub, 1, "ru/t", 0);
+	int pub = connect5_clean("m5c-reuse-pub");
+	assert_int_equal(raw_send_hex(pub, "32 0A 0004 72752F74 0005 00 61"), 0); /* "a" */
+	expect_hex(pub, "40 02 0005");
+	assert_int_equal(raw_send_hex(pub, "3A 0A 0004 72752F74 0005 00 62"), 0); /* DUP, "b" */
+	expect_hex(pub, "40 02 0005");
+	assert_int_equal(raw_send_hex(pub, "3A 0A 0004 72752F74 0005 00 61"), 0); /* DUP, "a" */
+	expect_hex(pub, "40 02 0005");
+	static const char *const want[] = { "a", "b", "a" };
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(recv_pub5(sub, &m), 0);
+		assert_int_equal(m.first, 0x30);
+		assert_string_equal(m.payload, want[i]);
+	}
+	assert_true(itutil_quiet(sub, QUIET_MS));
+	close(pub);
+	close(sub);
+}
+
+/* A QoS 2 message to shared members granted QoS 0 and QoS 1 (two groups):
+ * each gets it at its granted QoS [MQTT-4.8.2-3]. */
+static void test_shared_member_granted_qos(void **state)
+{
+	(void)state;
+	struct pub5 m;
+	int m0 = connect5_clean("m5c-gq-0");
+	subscribe5(m0, 1, "$share/g0/gq/t", 0);
+	int m1 = connect5_clean("m5c-gq-1");
+	subscribe5(m1, 1, "$share/g1/gq/t", 1);
+	int pub = connect5_clean("m5c-gq-pub");
+	assert_int_equal(raw_send_hex(pub, "34 0A 0004 67712F74 0002 00 71"), 0); /* gq/t "q" */
+	expect_hex(pub, "50 02 0002");
+	assert_int_equal(raw_send_hex(pub, "62 02 0002"), 0);
+	expect_hex(pub, "70 02 0002");
+	assert_int_equal(recv_pub5(m0, &m), 0);
+	assert_int_equal(m.first, 0x30);
+	assert_string_equal(m.payload, "q");
+	assert_int_equal(recv_pub5(m1, &m), 0);
+	assert_int_equal(m.first, 0x32);
+	assert_string_equal(m.payload, "q");
+	char ack[32];
+	snprintf(ack, sizeof(ack), "40 02 %04X", m.pid);
+	assert_int_equal(raw_send_hex(m1, ack), 0);
+	assert_int_equal(itutil_ping(m1), 0);
+	assert_true(itutil_quiet(m0, QUIET_MS));
+	close(pub);
+	close(m0);
+	close(m1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -553,6 +741,10 @@ int main(void)
 		cmocka_unit_test(test_problem_information_0),
 		cmocka_unit_test(test_bom_kept),
 		cmocka_unit_test(test_shared_refused_not_redelivered),
+		cmocka_unit_test(test_ill_formed_utf8_properties),
+		cmocka_unit_test(test_two_copies_own_identifiers),
+		cmocka_unit_test(test_qos1_id_reused_after_puback),
+		cmocka_unit_test(test_shared_member_granted_qos),
 	};
 
 	if (getenv("KG_TEST_FILTER"))

@@ -11,6 +11,7 @@
  *    message as base64 on a route with payload_text = "base64";
  *  - a message whose Message Expiry has passed is acknowledged (PUBACK
  *    0x00), not produced, and counted in kafkagate_uplink_expired_total;
+ *    at QoS 2 its PUBREC/PUBREL/PUBCOMP flow completes [MQTT-4.3.3-13];
  *  - downlink: a record's headers become a level-5 subscriber's user
  *    properties (the configured names, in record order), response topic,
  *    correlation data, content type, payload format and message expiry; a
@@ -358,6 +359,62 @@ static void test_uplink_expired(void **state)
 	close(fd);
 }
 
+/* One QoS 2 publication with id `id`: PUBREC (no error reason), PUBREL,
+ * PUBCOMP (success). */
+static void qos2_flow(int fd, uint16_t id, const char *publish_hex)
+{
+	uint8_t pkt[64];
+	char rel[16];
+
+	assert_int_equal(raw_send_hex(fd, publish_hex), 0);
+	int n = raw_recv_packet(fd, pkt, sizeof(pkt), WAIT_MS);
+	assert_true(n >= 4);
+	assert_int_equal(pkt[0], 0x50);
+	assert_int_equal(pkt[2] << 8 | pkt[3], id);
+	if (n > 4) /* reason code present: not an error */
+		assert_true(pkt[4] < 0x80);
+	snprintf(rel, sizeof(rel), "62 02 %04x", id);
+	assert_int_equal(raw_send_hex(fd, rel), 0);
+	n = raw_recv_packet(fd, pkt, sizeof(pkt), WAIT_MS);
+	assert_true(n >= 4);
+	assert_int_equal(pkt[0], 0x70);
+	assert_int_equal(pkt[2] << 8 | pkt[3], id);
+	if (n > 4)
+		assert_int_equal(pkt[4], 0x00);
+}
+
+/* The QoS 2 flow goes on when the message expired before Kafka took it
+ * [MQTT-4.3.3-13]: PUBREC, PUBREL, PUBCOMP complete, nothing is produced,
+ * and the next, fresh message is. */
+static void test_uplink_expired_qos2(void **state)
+{
+	uint8_t pkt[64];
+	struct itkafka_rec r[1];
+	(void)state;
+
+	fx_up("routes = ( { filter = \"m5/#\"; topic = \"m5-exp2\"; } );");
+	int fd = raw_connect_tcp(F.g.port);
+	assert_true(fd >= 0);
+	/* CONNECT level 5, clean start, keepalive 60, no properties, id "x6". */
+	assert_int_equal(raw_send_hex(fd, "10 0f 0004 4d515454 05 02 003c 00 0002 7836"), 0);
+	int n = raw_recv_packet(fd, pkt, sizeof(pkt), WAIT_MS);
+	assert_true(n >= 4);
+	assert_int_equal(pkt[0], 0x20);
+	assert_int_equal(pkt[3], 0x00);
+	/* PUBLISH QoS 2 id 1 "m5/exp", expiry 0; payload "stale". */
+	qos2_flow(fd, 1, "34 15 0006 6d352f657870 0001 05 02 00000000 7374616c65");
+	/* PUBLISH QoS 2 id 2, expiry 60; payload "fresh". */
+	qos2_flow(fd, 2, "34 15 0006 6d352f657870 0002 05 02 0000003c 6672657368");
+	assert_int_equal(itkafka_count(F.k.bootstrap, "m5-exp2", 5000), 1);
+	memset(r, 0, sizeof(r));
+	assert_int_equal(itkafka_read(F.k.bootstrap, "m5-exp2", 1, WAIT_MS, r), 1);
+	assert_int_equal(r[0].vlen, 5);
+	assert_memory_equal(r[0].val, "fresh", 5);
+	itkafka_recs_free(r, 1);
+	assert_int_equal(metric("kafkagate_uplink_expired_total"), 1);
+	close(fd);
+}
+
 /* ---- downlink, and the reply ---------------------------------------------------------- */
 
 static const MQTTProperty *find_prop(MQTTProperties *ps, enum MQTTPropertyCodes id)
@@ -495,6 +552,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_uplink_headers, fx_down),
 		cmocka_unit_test_teardown(test_uplink_json, fx_down),
 		cmocka_unit_test_teardown(test_uplink_expired, fx_down),
+		cmocka_unit_test_teardown(test_uplink_expired_qos2, fx_down),
 		cmocka_unit_test_teardown(test_downlink_command_and_reply, fx_down),
 	};
 	if (getenv("KG_TEST_FILTER"))
