@@ -494,7 +494,7 @@ size_t shared_publish(struct worker *w, struct msg *m)
 	if (m->track)
 		atomic_fetch_add(&m->track->remaining, (int)x.n);
 	for (size_t i = 0; i < x.n; i++) {
-		deliver_session_sub(w, x.p[i].s, m, member_qos(x.p[i].data, m),
+		deliver_session(w, x.p[i].s, m, member_qos(x.p[i].data, m),
 				    member_retain(x.p[i].data, m), SUBOPT_ID(x.p[i].data));
 		session_unref(x.p[i].s);
 	}
@@ -650,7 +650,7 @@ static void move_one(struct worker *w, const struct session *exclude, const char
 		return;
 	}
 	/* An owed completion passes to the new delivery, which settles it. */
-	deliver_session_sub(w, to, m, member_qos(opts, m), member_retain(opts, m),
+	deliver_session(w, to, m, member_qos(opts, m), member_retain(opts, m),
 			    SUBOPT_ID(opts));
 	session_unref(to);
 	msg_unref(m);
