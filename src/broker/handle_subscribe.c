@@ -147,5 +147,5 @@ int handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
 		codes[i++] = broker_unsubscribe(c->w->br, c->s, (const char *)f.p, f.len)
 				     ? MQTT_RC_SUCCESS
 				     : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
-	return send_unsuback_rc(c, p->u.sub.packet_id, codes, i);
+	return send_unsuback(c, p->u.sub.packet_id, codes, i);
 }

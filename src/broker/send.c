@@ -127,11 +127,6 @@ int send_pubrel(struct client *c, uint16_t pid)
 	return send_ack(c, MQTT_PUBREL, pid, MQTT_RC_SUCCESS);
 }
 
-int send_pubcomp(struct client *c, uint16_t pid)
-{
-	return send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_SUCCESS);
-}
-
 int send_puback_rc(struct client *c, uint16_t pid, uint8_t rc)
 {
 	return send_ack(c, MQTT_PUBACK, pid, rc);
@@ -142,25 +137,15 @@ int send_pubrec_rc(struct client *c, uint16_t pid, uint8_t rc)
 	return send_ack(c, MQTT_PUBREC, pid, rc);
 }
 
-int send_pubrel_rc(struct client *c, uint16_t pid, uint8_t rc)
-{
-	return send_ack(c, MQTT_PUBREL, pid, rc);
-}
-
 int send_pubcomp_rc(struct client *c, uint16_t pid, uint8_t rc)
 {
 	return send_ack(c, MQTT_PUBCOMP, pid, rc);
 }
 
-int send_unsuback(struct client *c, uint16_t pid)
-{
-	return send_ack(c, MQTT_UNSUBACK, pid, MQTT_RC_SUCCESS);
-}
-
-int send_unsuback_rc(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+int send_unsuback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
 {
 	if (c->level != 5)
-		return send_unsuback(c, pid);
+		return send_ack(c, MQTT_UNSUBACK, pid, MQTT_RC_SUCCESS);
 	struct mqtt_suback sa = { .packet_id = pid, .codes = codes, .count = n };
 	return sent(c, MQTT_UNSUBACK, mqtt_encode_suback(&c->obuf, 5, MQTT_UNSUBACK, &sa));
 }
