@@ -59,13 +59,6 @@ struct pub5 {
 	bool filter;            /* some property is not carried on: copy the rest */
 };
 
-static bool prop_forwarded(uint8_t id)
-{
-	return id == MQTT_P_PAYLOAD_FORMAT || id == MQTT_P_CONTENT_TYPE ||
-	       id == MQTT_P_RESPONSE_TOPIC || id == MQTT_P_CORRELATION_DATA ||
-	       id == MQTT_P_USER_PROPERTY;
-}
-
 /* Sorts out the properties (validated by the decoder). Returns 0, or -1
  * after closing c. */
 static int pub5_scan(struct client *c, const struct mqtt_publish *pub, struct pub5 *x)
@@ -76,7 +69,7 @@ static int pub5_scan(struct client *c, const struct mqtt_publish *pub, struct pu
 	*x = (struct pub5){ 0 };
 	mqtt_props_begin(&pub->props, &it);
 	for (const uint8_t *at = it.p; mqtt_props_next(&it, &pr); at = it.p) {
-		if (prop_forwarded(pr.id)) {
+		if (mqtt_prop_forwarded(pr.id)) {
 			x->keep_len += (uint32_t)(it.p - at);
 			continue;
 		}
@@ -106,7 +99,7 @@ static void pub5_filter(const struct mqtt_publish *pub, uint8_t *buf, uint32_t c
 	mqtt_pw_init(&pw, buf, cap);
 	mqtt_props_begin(&pub->props, &it);
 	for (const uint8_t *at = it.p; mqtt_props_next(&it, &pr); at = it.p)
-		if (prop_forwarded(pr.id))
+		if (mqtt_prop_forwarded(pr.id))
 			mqtt_pw_raw(&pw, at, (uint32_t)(it.p - at));
 }
 

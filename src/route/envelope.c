@@ -345,9 +345,7 @@ static int append_properties(struct buf *out, const struct envelope_in *in)
 
 	mqtt_props_begin(&pr, &it);
 	while (!any && mqtt_props_next(&it, &p))
-		any = p.id == MQTT_P_PAYLOAD_FORMAT || p.id == MQTT_P_CONTENT_TYPE ||
-		      p.id == MQTT_P_RESPONSE_TOPIC || p.id == MQTT_P_CORRELATION_DATA ||
-		      p.id == MQTT_P_USER_PROPERTY;
+		any = mqtt_prop_forwarded(p.id);
 	if (!any)
 		return 0;
 	if ((rc = append_str(out, ",\"properties\":{")) < 0)
