@@ -173,19 +173,17 @@ static enum shared_state member_state(const void *ud, uint32_t i)
 	return SHARED_READY;
 }
 
-#define OPT_RAP 0x08 /* Retain As Published, in the options byte's place */
-
 /* QoS and RETAIN for a member with these options: min(published, granted)
  * [MQTT-4.8.2-3]; RETAIN only with Retain As Published (live messages
  * only: no retained message is sent at SUBSCRIBE [MQTT-4.8.2]). */
 static uint8_t member_qos(uint32_t data, const struct msg *m)
 {
-	return m->qos < (data & 3) ? m->qos : (uint8_t)(data & 3);
+	return m->qos < SUBOPT_QOS(data) ? m->qos : SUBOPT_QOS(data);
 }
 
 static bool member_retain(uint32_t data, const struct msg *m)
 {
-	return (data & OPT_RAP) && m->retain;
+	return (data & SUBOPT_RAP) && m->retain;
 }
 
 /* Under subs_lock (read or write). Returns a new reference to the chosen
