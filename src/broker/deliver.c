@@ -108,7 +108,7 @@ size_t deliver_publish(struct worker *w, struct msg *m)
 		struct match *mt = &w->matches[i];
 		/* The one place a match becomes a delivery. RETAIN: as published
 		 * with Retain As Published, else 0 [MQTT-3.3.1-12, MQTT-3.3.1-13]. */
-		deliver_session_sub(w, mt->s, m, m->qos < mt->qos ? m->qos : mt->qos,
+		deliver_session(w, mt->s, m, m->qos < mt->qos ? m->qos : mt->qos,
 				    mt->rap && m->retain, mt->subid);
 		session_unref(mt->s);
 	}
@@ -117,19 +117,13 @@ size_t deliver_publish(struct worker *w, struct msg *m)
 }
 
 void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
-		     bool retain)
-{
-	deliver_session_sub(w, s, m, qos, retain, 0);
-}
-
-void deliver_session_sub(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
-			 bool retain, uint32_t subid)
+		     bool retain, uint32_t subid)
 {
 	struct broker *br = w->br;
 
 	/* Only this worker can move a session away from itself: no lock. */
 	if (atomic_load_explicit(&s->owner, memory_order_acquire) == w->idx) {
-		deliver_client_sub(s->client, m, qos, retain, subid);
+		deliver_client(s->client, m, qos, retain, subid);
 		return;
 	}
 	/* Reading the owner and posting to its inbox happen under mu, so a
@@ -279,13 +273,7 @@ static void queue_or_drop(struct client *c, struct msg *m, uint8_t qos, bool ret
 			    why > 0 ? limits_name(why) : "out of memory");
 }
 
-void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain)
-{
-	deliver_client_sub(c, m, qos, retain, 0);
-}
-
-void deliver_client_sub(struct client *c, struct msg *m, uint8_t qos, bool retain,
-			uint32_t subid)
+void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain, uint32_t subid)
 {
 	struct broker *br = c->w->br;
 	struct session *s = c->s;

@@ -52,14 +52,12 @@ size_t deliver_publish(struct worker *w, struct msg *m);
 /*
  * Hands m to session s at `qos` from worker w: sent if the session's client
  * is attached to w, posted to the owning worker's inbox if attached elsewhere,
- * queued (QoS > 0) if offline. `retain` is the RETAIN flag to send.
+ * queued (QoS > 0) if offline. `retain` is the RETAIN flag to send;
+ * subid the Subscription Identifiers word (0: none).
  * Borrows s and m.
  */
 void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
-		     bool retain);
-/* As deliver_session(), carrying the Subscription Identifiers word subid. */
-void deliver_session_sub(struct worker *w, struct session *s, struct msg *m, uint8_t qos,
-			 bool retain, uint32_t subid);
+		     bool retain, uint32_t subid);
 
 /*
  * Sends m to the attached client at qos (already min(published, granted))
@@ -67,18 +65,14 @@ void deliver_session_sub(struct worker *w, struct session *s, struct msg *m, uin
  * window is full or the output is over its limit. QoS 0 over the output
  * limit is dropped and counted. A message the client may not read (ACL,
  * auth.h) is dropped, as are queued and resent ones when they leave.
+ * subid: the Subscription Identifiers word (0: none). The window is
+ * min(limits.max_inflight, the client's Receive Maximum) unacknowledged
+ * QoS 1/2 PUBLISHes [MQTT-3.3.4-9]. A message that has expired or does not
+ * fit the client's Maximum Packet Size is not sent and counts as delivered
+ * (send_publish()).
  * Borrows m.
  */
-void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain);
-/*
- * As deliver_client(), carrying the Subscription Identifiers word subid.
- * The window is min(limits.max_inflight, the client's Receive Maximum)
- * unacknowledged QoS 1/2 PUBLISHes [MQTT-3.3.4-9]. A message that has
- * expired or does not fit the client's Maximum Packet Size is not sent and
- * counts as delivered (send_publish()).
- */
-void deliver_client_sub(struct client *c, struct msg *m, uint8_t qos, bool retain,
-			uint32_t subid);
+void deliver_client(struct client *c, struct msg *m, uint8_t qos, bool retain, uint32_t subid);
 /* Moves queued messages into the window while there is room (first the
  * in-flight ones a resume held back, below). */
 void deliver_pump(struct client *c);

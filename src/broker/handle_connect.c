@@ -13,6 +13,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker/auth_connect.h"
 #include "broker/broker_int.h"
@@ -92,24 +93,14 @@ static struct msg *will_new5(struct client *c, const struct mqtt_connect *k)
 		return NULL;
 	mqtt_props_begin(&k->will_props, &it);
 	for (const uint8_t *start = it.p; mqtt_props_next(&it, &p); start = it.p) {
-		switch (p.id) {
-		case MQTT_P_WILL_DELAY:
+		if (mqtt_prop_forwarded(p.id)) {
+			memcpy(fwd + n, start, (size_t)(it.p - start)); /* the entry as it came */
+			n += (uint32_t)(it.p - start);
+		} else if (p.id == MQTT_P_WILL_DELAY) {
 			c->will_delay = p.value;
-			break;
-		case MQTT_P_MESSAGE_EXPIRY:
+		} else if (p.id == MQTT_P_MESSAGE_EXPIRY) {
 			c->will_expiry = p.value;
 			c->m5 |= CL5_WILL_EXPIRY;
-			break;
-		case MQTT_P_PAYLOAD_FORMAT:
-		case MQTT_P_CONTENT_TYPE:
-		case MQTT_P_RESPONSE_TOPIC:
-		case MQTT_P_CORRELATION_DATA:
-		case MQTT_P_USER_PROPERTY:
-			for (const uint8_t *q = start; q < it.p; q++)
-				fwd[n++] = *q; /* the entry as it came */
-			break;
-		default:
-			break;
 		}
 	}
 	struct msg *m = msg_new_props((const char *)k->will_topic.p, k->will_topic.len,

@@ -59,13 +59,6 @@ struct pub5 {
 	bool filter;            /* some property is not carried on: copy the rest */
 };
 
-static bool prop_forwarded(uint8_t id)
-{
-	return id == MQTT_P_PAYLOAD_FORMAT || id == MQTT_P_CONTENT_TYPE ||
-	       id == MQTT_P_RESPONSE_TOPIC || id == MQTT_P_CORRELATION_DATA ||
-	       id == MQTT_P_USER_PROPERTY;
-}
-
 /* Sorts out the properties (validated by the decoder). Returns 0, or -1
  * after closing c. */
 static int pub5_scan(struct client *c, const struct mqtt_publish *pub, struct pub5 *x)
@@ -76,7 +69,7 @@ static int pub5_scan(struct client *c, const struct mqtt_publish *pub, struct pu
 	*x = (struct pub5){ 0 };
 	mqtt_props_begin(&pub->props, &it);
 	for (const uint8_t *at = it.p; mqtt_props_next(&it, &pr); at = it.p) {
-		if (prop_forwarded(pr.id)) {
+		if (mqtt_prop_forwarded(pr.id)) {
 			x->keep_len += (uint32_t)(it.p - at);
 			continue;
 		}
@@ -106,7 +99,7 @@ static void pub5_filter(const struct mqtt_publish *pub, uint8_t *buf, uint32_t c
 	mqtt_pw_init(&pw, buf, cap);
 	mqtt_props_begin(&pub->props, &it);
 	for (const uint8_t *at = it.p; mqtt_props_next(&it, &pr); at = it.p)
-		if (prop_forwarded(pr.id))
+		if (mqtt_prop_forwarded(pr.id))
 			mqtt_pw_raw(&pw, at, (uint32_t)(it.p - at));
 }
 
@@ -219,17 +212,24 @@ void handle_publish_retry(struct worker *w)
 	}
 }
 
-/* A QoS 2 PUBLISH whose id is already being handled: not a new message. */
-static bool qos2_resend(const struct client *c, const struct mqtt_publish *pub)
+/* Where the id of a QoS 2 PUBLISH stands: new, or a resend of one accepted
+ * (in qos2_in until PUBREL) or still waiting for the sink's answer. */
+enum qos2_dup { QOS2_NEW, QOS2_ACCEPTED, QOS2_PENDING };
+
+/* Looked up once per PUBLISH: the Receive Maximum count and the duplicate
+ * suppression both need it. */
+static enum qos2_dup qos2_dup(const struct client *c, const struct mqtt_publish *pub)
 {
-	return pub->qos == 2 &&
-	       (pidset_has(&c->s->qos2_in, pub->packet_id) || client_ack_pending(c, pub->packet_id));
+	if (pub->qos != 2)
+		return QOS2_NEW;
+	if (pidset_has(&c->s->qos2_in, pub->packet_id))
+		return QOS2_ACCEPTED;
+	return client_ack_pending(c, pub->packet_id) ? QOS2_PENDING : QOS2_NEW;
 }
 
-/* The message for pub under topic, with the MQTT 5 properties of x. NULL on
- * ENOMEM. */
-static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub,
-			    const struct mqtt_str *topic, const struct pub5 *x)
+/* The message for pub (its topic resolved from any alias), with the MQTT 5
+ * properties of x. NULL on ENOMEM. */
+static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub, const struct pub5 *x)
 {
 	uint8_t sbuf[PROPS_STACK], *heap = NULL;
 	const uint8_t *props = pub->props.p;
@@ -245,7 +245,7 @@ static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub,
 		if (props_len)
 			pub5_filter(pub, (uint8_t *)props, props_len);
 	}
-	struct msg *m = msg_new_props((const char *)topic->p, topic->len, pub->payload,
+	struct msg *m = msg_new_props((const char *)pub->topic.p, pub->topic.len, pub->payload,
 				      pub->payload_len, pub->qos, pub->retain,
 				      props_len ? props : NULL, props_len);
 	free(heap);
@@ -280,8 +280,9 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 		client_close(c, "out of memory", true);
 		return -1;
 	}
+	enum qos2_dup dup = qos2_dup(c, pub);
 	/* Receive Maximum [MQTT-3.3.4-9]: a resent QoS 2 id is not a new one. */
-	if (c->level == 5 && pub->qos > 0 && !qos2_resend(c, pub) &&
+	if (c->level == 5 && pub->qos > 0 && dup == QOS2_NEW &&
 	    client_ack_quota_used(c) >= LIM(w->br, max_inflight)) {
 		client_close_rc(c, "receive maximum exceeded", true, MQTT_RC_RECEIVE_MAX_EXCEEDED);
 		return -1;
@@ -289,15 +290,13 @@ int handle_publish(struct client *c, const struct mqtt_packet *p)
 	/* ACL: a denied publish is acknowledged and dropped (auth.h). */
 	if (!auth_may_publish(c, pub))
 		return auth_drop_publish(c, pub);
-	if (pub->qos == 2) {
-		if (pidset_has(&c->s->qos2_in, pub->packet_id))
-			return send_pubrec(c, pub->packet_id);
-		if (client_ack_pending(c, pub->packet_id))
-			return 0; /* a resend while the sink has not answered: PUBREC will follow */
-		if (limits_check_qos2(c) < 0)
-			return -1;
-	}
-	struct msg *m = make_msg(c, pub, &pub->topic, &x);
+	if (dup == QOS2_ACCEPTED)
+		return send_pubrec(c, pub->packet_id);
+	if (dup == QOS2_PENDING)
+		return 0; /* a resend while the sink has not answered: PUBREC will follow */
+	if (pub->qos == 2 && limits_check_qos2(c) < 0)
+		return -1;
+	struct msg *m = make_msg(c, pub, &x);
 	if (!m) {
 		client_close(c, "out of memory", true);
 		return -1;

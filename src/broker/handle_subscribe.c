@@ -41,7 +41,7 @@ static void send_retained(struct msg *m, void *ud)
 	struct retained_ctx *r = ud;
 	/* RETAIN 1 whatever Retain As Published says (5.0 section 3.3.1.3);
 	 * the identifier of the subscription that asked for it [MQTT-3.3.4-3]. */
-	deliver_client_sub(r->c, m, m->qos < r->granted ? m->qos : r->granted, true, r->subid);
+	deliver_client(r->c, m, m->qos < r->granted ? m->qos : r->granted, true, r->subid);
 }
 
 /*
@@ -147,5 +147,5 @@ int handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
 		codes[i++] = broker_unsubscribe(c->w->br, c->s, (const char *)f.p, f.len)
 				     ? MQTT_RC_SUCCESS
 				     : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
-	return send_unsuback_rc(c, p->u.sub.packet_id, codes, i);
+	return send_unsuback(c, p->u.sub.packet_id, codes, i);
 }

@@ -127,11 +127,6 @@ int send_pubrel(struct client *c, uint16_t pid)
 	return send_ack(c, MQTT_PUBREL, pid, MQTT_RC_SUCCESS);
 }
 
-int send_pubcomp(struct client *c, uint16_t pid)
-{
-	return send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_SUCCESS);
-}
-
 int send_puback_rc(struct client *c, uint16_t pid, uint8_t rc)
 {
 	return send_ack(c, MQTT_PUBACK, pid, rc);
@@ -142,25 +137,15 @@ int send_pubrec_rc(struct client *c, uint16_t pid, uint8_t rc)
 	return send_ack(c, MQTT_PUBREC, pid, rc);
 }
 
-int send_pubrel_rc(struct client *c, uint16_t pid, uint8_t rc)
-{
-	return send_ack(c, MQTT_PUBREL, pid, rc);
-}
-
 int send_pubcomp_rc(struct client *c, uint16_t pid, uint8_t rc)
 {
 	return send_ack(c, MQTT_PUBCOMP, pid, rc);
 }
 
-int send_unsuback(struct client *c, uint16_t pid)
-{
-	return send_ack(c, MQTT_UNSUBACK, pid, MQTT_RC_SUCCESS);
-}
-
-int send_unsuback_rc(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+int send_unsuback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n)
 {
 	if (c->level != 5)
-		return send_unsuback(c, pid);
+		return send_ack(c, MQTT_UNSUBACK, pid, MQTT_RC_SUCCESS);
 	struct mqtt_suback sa = { .packet_id = pid, .codes = codes, .count = n };
 	return sent(c, MQTT_UNSUBACK, mqtt_encode_suback(&c->obuf, 5, MQTT_UNSUBACK, &sa));
 }
@@ -205,18 +190,16 @@ int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain
 	};
 
 	mqtt_pw_init(&pw, extra, sizeof(extra));
-	if (m->expires_ms) {
-		int64_t left = m->expires_ms - util_wall_ms();
+	uint32_t left;
+	if (m->expires_ms && msg_expiry_left(m, util_wall_ms(), &left)) {
 		/* A copy whose onward delivery has started (a resend: dup) is
 		 * completed whatever its expiry [MQTT-4.3.3-7, MQTT-4.4.0-1]: only
 		 * a copy not yet sent is deleted [MQTT-3.3.2-5]. */
-		if (left <= 0 && !dup) {
+		if (left == 0 && !dup) {
 			STAT_INC(c->w, msgs_expired);
 			return SEND_DROPPED;
 		}
-		/* Rounded up: a message with time left never goes out as 0. */
-		mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY,
-			    left > 0 ? (uint32_t)((left + 999) / 1000) : 0);
+		mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY, left);
 	}
 	bool known = false;
 	uint16_t alias = topic_alias(c, m, &known);

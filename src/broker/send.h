@@ -23,20 +23,17 @@ int send_connack(struct client *c, uint8_t rc, bool present);
 int send_puback(struct client *c, uint16_t pid);
 int send_pubrec(struct client *c, uint16_t pid);
 int send_pubrel(struct client *c, uint16_t pid);
-int send_pubcomp(struct client *c, uint16_t pid);
 /* The same with an MQTT 5 reason code (enum mqtt_rc): sent to a level 5
  * client (omitted when 0, as the spec allows), ignored for 3.1/3.1.1. */
 int send_puback_rc(struct client *c, uint16_t pid, uint8_t rc);
 int send_pubrec_rc(struct client *c, uint16_t pid, uint8_t rc);
-int send_pubrel_rc(struct client *c, uint16_t pid, uint8_t rc);
 int send_pubcomp_rc(struct client *c, uint16_t pid, uint8_t rc);
 /* SUBACK with one return code per filter. */
 int send_suback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
-int send_unsuback(struct client *c, uint16_t pid);
 /* UNSUBACK with one reason code per filter (0x00 success, 0x11 no
  * subscription existed, ...) for a level 5 client; below level 5 the codes
- * are ignored (3.1.1 has none) and it is send_unsuback(). */
-int send_unsuback_rc(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
+ * are ignored (3.1.1 has none: packet id only). */
+int send_unsuback(struct client *c, uint16_t pid, const uint8_t *codes, uint32_t n);
 int send_pingresp(struct client *c);
 /* send_publish() did not send: m has expired or does not fit the client. */
 #define SEND_DROPPED 1

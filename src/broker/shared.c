@@ -173,19 +173,17 @@ static enum shared_state member_state(const void *ud, uint32_t i)
 	return SHARED_READY;
 }
 
-#define OPT_RAP 0x08 /* Retain As Published, in the options byte's place */
-
 /* QoS and RETAIN for a member with these options: min(published, granted)
  * [MQTT-4.8.2-3]; RETAIN only with Retain As Published (live messages
  * only: no retained message is sent at SUBSCRIBE [MQTT-4.8.2]). */
 static uint8_t member_qos(uint32_t data, const struct msg *m)
 {
-	return m->qos < (data & 3) ? m->qos : (uint8_t)(data & 3);
+	return m->qos < SUBOPT_QOS(data) ? m->qos : SUBOPT_QOS(data);
 }
 
 static bool member_retain(uint32_t data, const struct msg *m)
 {
-	return (data & OPT_RAP) && m->retain;
+	return (data & SUBOPT_RAP) && m->retain;
 }
 
 /* Under subs_lock (read or write). Returns a new reference to the chosen
@@ -494,7 +492,7 @@ size_t shared_publish(struct worker *w, struct msg *m)
 	if (m->track)
 		atomic_fetch_add(&m->track->remaining, (int)x.n);
 	for (size_t i = 0; i < x.n; i++) {
-		deliver_session_sub(w, x.p[i].s, m, member_qos(x.p[i].data, m),
+		deliver_session(w, x.p[i].s, m, member_qos(x.p[i].data, m),
 				    member_retain(x.p[i].data, m), SUBOPT_ID(x.p[i].data));
 		session_unref(x.p[i].s);
 	}
@@ -650,7 +648,7 @@ static void move_one(struct worker *w, const struct session *exclude, const char
 		return;
 	}
 	/* An owed completion passes to the new delivery, which settles it. */
-	deliver_session_sub(w, to, m, member_qos(opts, m), member_retain(opts, m),
+	deliver_session(w, to, m, member_qos(opts, m), member_retain(opts, m),
 			    SUBOPT_ID(opts));
 	session_unref(to);
 	msg_unref(m);

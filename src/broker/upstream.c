@@ -358,7 +358,7 @@ void upstream_inject(struct worker *w, int idx, struct msg *m)
 	if (owes)
 		atomic_fetch_add(&m->track->remaining, 1);
 	if (c && c->state == CL_ACTIVE) {
-		deliver_client(c, m, m->qos, m->retain);
+		deliver_client(c, m, m->qos, m->retain, 0);
 		return;
 	}
 	/* Down: QoS 1/2 waits in the session, its track still owed until the

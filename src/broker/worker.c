@@ -155,7 +155,7 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 {
 	switch (it->kind) {
 	case INBOX_DELIVER:
-		deliver_session_sub(w, it->p1, it->p2, it->a, it->b != 0, it->c);
+		deliver_session(w, it->p1, it->p2, it->a, it->b != 0, it->c);
 		session_unref(it->p1);
 		msg_unref(it->p2);
 		break;

@@ -71,6 +71,23 @@ static inline struct msg *msg_ref(struct msg *m)
 	return m;
 }
 
+/*
+ * What is left of m's MQTT 5 Message Expiry Interval at now_ms (wall
+ * clock), in seconds rounded up: a live message never shows 0, 0 means
+ * expired; the value a server forwarding m sends [MQTT-3.3.2-6]. Returns
+ * false when m has no expiry (callers test m->expires_ms first to skip the
+ * clock read for the common message without one). Any thread.
+ */
+static inline bool msg_expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs)
+{
+	if (m->expires_ms == 0)
+		return false;
+	int64_t left = m->expires_ms - now_ms;
+	int64_t s = left <= 0 ? 0 : (left + 999) / 1000;
+	*secs = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+	return true;
+}
+
 /* One delivery of m is accounted for (no-op for untracked messages). */
 static inline void msg_track_done(struct msg *m)
 {

@@ -102,12 +102,6 @@ void uplink_permanent_failure(struct uplink *u, struct ticket *t, const char *kt
 /* Errors that retrying cannot fix (too large, invalid topic, ...). */
 bool uplink_err_is_permanent(rd_kafka_resp_err_t err);
 
-/* What is left of m's MQTT 5 Message Expiry Interval at now_ms (wall
- * clock), in seconds rounded up (a live message never shows 0; 0 means
- * expired), as an MQTT server forwarding it would send it [MQTT-3.3.2-6].
- * Returns false when m has no expiry. Any thread. */
-bool uplink_expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs);
-
 /*
  * The headers of a raw record of m (new; producev takes them): mqtt.topic,
  * mqtt.clientid, mqtt.qos, mqtt.retain, mqtt.username (when username is not

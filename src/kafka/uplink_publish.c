@@ -19,17 +19,6 @@
 
 #define MAX_ROUTES_PER_MSG 64
 
-/* See uplink_int.h. */
-bool uplink_expiry_left(const struct msg *m, int64_t now_ms, uint32_t *secs)
-{
-	if (m->expires_ms == 0)
-		return false;
-	int64_t left = m->expires_ms - now_ms;
-	int64_t s = left <= 0 ? 0 : (left + 999) / 1000;
-	*secs = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
-	return true;
-}
-
 void uplink_ticket_free(struct ticket *t)
 {
 	msg_unref(t->m);
@@ -89,7 +78,7 @@ static int dead_letter(struct uplink *u, struct ticket *t, const char *error)
 		.payload = m->payload, .payload_len = m->payload_len, .error = error,
 		.props = m->props, .props_len = m->props_len,
 	};
-	in.has_expiry = uplink_expiry_left(m, util_wall_ms(), &in.expiry_s);
+	in.has_expiry = msg_expiry_left(m, util_wall_ms(), &in.expiry_s);
 	if (envelope_encode(&b, &in) < 0) {
 		buf_release(&b);
 		return -1;
@@ -326,7 +315,7 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	 * only make a device resend something already stale. */
 	uint32_t expiry_s = 0;
 	/* No clock read for the common message without an expiry. */
-	bool has_expiry = m->expires_ms && uplink_expiry_left(m, util_wall_ms(), &expiry_s);
+	bool has_expiry = m->expires_ms && msg_expiry_left(m, util_wall_ms(), &expiry_s);
 	if (has_expiry && expiry_s == 0) {
 		atomic_fetch_add_explicit(&w->expired, 1, memory_order_relaxed);
 		return SINK_DONE;

@@ -98,6 +98,19 @@ enum mqtt_rc {
  * values pass through (already level 5 codes). */
 uint8_t mqtt5_connack_rc(uint8_t rc311);
 
+/* The properties an application message carries unchanged from its
+ * publisher (or will) to its receivers (5.0 3.3.2.3): Payload Format
+ * Indicator, Content Type, Response Topic, Correlation Data, User Property;
+ * what struct msg's props hold. Not Message Expiry (rewritten on the way),
+ * Topic Alias (per connection) or Subscription Identifier (per
+ * subscription). */
+static inline bool mqtt_prop_forwarded(uint8_t id)
+{
+	return id == MQTT_P_PAYLOAD_FORMAT || id == MQTT_P_CONTENT_TYPE ||
+	       id == MQTT_P_RESPONSE_TOPIC || id == MQTT_P_CORRELATION_DATA ||
+	       id == MQTT_P_USER_PROPERTY;
+}
+
 /* One property. Integers (byte, two/four-byte, varint) are in value;
  * strings and binary data in str; a user property is str = name,
  * str2 = value. Borrowed from the list. */

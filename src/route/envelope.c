@@ -339,26 +339,34 @@ static int append_properties(struct buf *out, const struct envelope_in *in)
 	struct mqtt_prop_iter it;
 	struct mqtt_prop p;
 	const char *sep = "";
-	bool any = in->has_expiry, users = false;
+	bool any = in->has_expiry, users = false, has_users = false;
 	char num[40];
 	int rc = 0;
+	/* The single-valued properties, in the order envelope.h gives: the
+	 * first of each, found in one pass, written before the user ones. */
+	static const uint8_t order[] = { MQTT_P_PAYLOAD_FORMAT, MQTT_P_CONTENT_TYPE,
+					 MQTT_P_RESPONSE_TOPIC, MQTT_P_CORRELATION_DATA };
+	struct mqtt_prop one[sizeof order];
+	bool seen[sizeof order] = { false };
 
 	mqtt_props_begin(&pr, &it);
-	while (!any && mqtt_props_next(&it, &p))
-		any = p.id == MQTT_P_PAYLOAD_FORMAT || p.id == MQTT_P_CONTENT_TYPE ||
-		      p.id == MQTT_P_RESPONSE_TOPIC || p.id == MQTT_P_CORRELATION_DATA ||
-		      p.id == MQTT_P_USER_PROPERTY;
-	if (!any)
+	while (mqtt_props_next(&it, &p)) {
+		has_users |= p.id == MQTT_P_USER_PROPERTY;
+		for (size_t k = 0; k < sizeof order; k++) {
+			if (p.id == order[k] && !seen[k]) {
+				one[k] = p;
+				seen[k] = any = true;
+			}
+		}
+	}
+	if (!any && !has_users)
 		return 0;
 	if ((rc = append_str(out, ",\"properties\":{")) < 0)
 		return rc;
-	/* The single-valued properties first, in the order envelope.h gives
-	 * (one pass each: the list is short), then the user properties. */
-	static const uint8_t order[] = { MQTT_P_PAYLOAD_FORMAT, MQTT_P_CONTENT_TYPE,
-					 MQTT_P_RESPONSE_TOPIC, MQTT_P_CORRELATION_DATA };
 	for (size_t k = 0; k < sizeof order && rc == 0; k++) {
-		if (!mqtt_props_find(&pr, order[k], &p))
+		if (!seen[k])
 			continue;
+		p = one[k];
 		switch (p.id) {
 		case MQTT_P_PAYLOAD_FORMAT:
 			snprintf(num, sizeof num, "%s\"payload_format\":%u", sep, (unsigned)p.value);
@@ -390,7 +398,7 @@ static int append_properties(struct buf *out, const struct envelope_in *in)
 		sep = ",";
 	}
 	mqtt_props_begin(&pr, &it);
-	while (rc == 0 && mqtt_props_next(&it, &p)) {
+	while (rc == 0 && has_users && mqtt_props_next(&it, &p)) {
 		if (p.id != MQTT_P_USER_PROPERTY)
 			continue;
 		if (!users) {

@@ -455,15 +455,15 @@ static void test_uplink_headers(void **state)
 
 	/* Expiry: seconds left rounded up; 0 once passed; none without one. */
 	uint32_t secs = 7;
-	assert_false(uplink_expiry_left(plain, 1000, &secs));
+	assert_false(msg_expiry_left(plain, 1000, &secs));
 	plain->expires_ms = 100000;
-	assert_true(uplink_expiry_left(plain, 40001, &secs));
+	assert_true(msg_expiry_left(plain, 40001, &secs));
 	assert_int_equal(secs, 60);
-	assert_true(uplink_expiry_left(plain, 99999, &secs));
+	assert_true(msg_expiry_left(plain, 99999, &secs));
 	assert_int_equal(secs, 1);
-	assert_true(uplink_expiry_left(plain, 100000, &secs));
+	assert_true(msg_expiry_left(plain, 100000, &secs));
 	assert_int_equal(secs, 0);
-	assert_true(uplink_expiry_left(plain, 200000, &secs));
+	assert_true(msg_expiry_left(plain, 200000, &secs));
 	assert_int_equal(secs, 0);
 	msg_unref(plain);
 	msg_unref(m);
