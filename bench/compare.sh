@@ -29,6 +29,7 @@ KG_BIN_OLD=${KG_BIN_OLD:-}      # another build: "kafkagate before" rows at 3.1.
 MQTT5=${MQTT5:-1}               # 1: MQTT 5 rows for kafkagate's plain scenarios
 MQTT5_MOSQ=${MQTT5_MOSQ:-0}     # 1: and for mosquitto's
 TOPIC_ALIAS=${TOPIC_ALIAS:-64}  # Topic Alias Maximum of the MQTT 5 alias rows
+ROUNDS=${ROUNDS:-1}             # runs of every row; figures are their medians
 KG_CONF=${KG_CONF:-}            # config template; @PORT@ is replaced
 MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
 LOADGEN_GIVEN=${LOADGEN:+1}
@@ -349,16 +350,54 @@ kinds() {
 	echo "${k[@]}"
 }
 
+FIELDS="rate p50 p99 p999 cpu rss"
+
+# median ID KIND: with ROUNDS > 1, each figure of a row becomes the median
+# of its rounds that succeeded (the mean of the middle two for an even
+# count); the row fails only if every round did.
+median() {
+	local id=$1 b=$2 f r v vals
+	R[$id|$b|err]=
+	for f in $FIELDS; do
+		vals=""
+		for ((r = 1; r <= ROUNDS; r++)); do
+			v=${R[$id|$b#$r|$f]:-}
+			[ -n "$v" ] && [ "$v" != - ] && [ -z "${R[$id|$b#$r|err]:-}" ] && vals="$vals $v"
+		done
+		# Printed as run_traffic and run_idle print them.
+		R[$id|$b|$f]=$(echo "$vals" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk -v f="$f" '
+			{ v[NR] = $1 } END {
+				if (NR == 0) exit
+				m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+				fmt = f == "rate" ? "%.0f" : f == "cpu" ? "%.3f" : f == "rss" ? "%.2f" : "%.1f"
+				printf fmt, m }')
+	done
+	if [ -z "${R[$id|$b|rate]:-}${R[$id|$b|rss]:-}" ]; then
+		R[$id|$b|err]=${R[$id|$b#$ROUNDS|err]:-failed}
+	fi
+}
+
 for id in "${SCEN_IDS[@]}"; do
 	say "scenario: ${SCEN_NAME[$id]}"
-	for b in $(kinds "$id"); do
-		if [ "${b%%_*}" = kafkagate ] && [ "$HAVE_KG" = 0 ]; then
-			R[$id|$b|err]="not built"
-			continue
-		fi
-		say " row: ${KIND_NAME[$b]}, MQTT ${KIND_PROTO[$b]}"
-		if [ "$id" = s4 ]; then run_idle "$b"; else run_traffic "$id" "$b"; fi
+	# ROUNDS > 1: the rows of a scenario in turn, again and again, so
+	# that drifting load on the machine spreads over all of them.
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for b in $(kinds "$id"); do
+			if [ "${b%%_*}" = kafkagate ] && [ "$HAVE_KG" = 0 ]; then
+				R[$id|$b|err]="not built"
+				continue
+			fi
+			say " row: ${KIND_NAME[$b]}, MQTT ${KIND_PROTO[$b]}$([ "$ROUNDS" -gt 1 ] && echo ", round $round of $ROUNDS")"
+			for f in $FIELDS line err; do unset "R[$id|$b|$f]"; done
+			if [ "$id" = s4 ]; then run_idle "$b"; else run_traffic "$id" "$b"; fi
+			for f in $FIELDS line err; do R[$id|$b#$round|$f]=${R[$id|$b|$f]:-}; done
+		done
 	done
+	if [ "$ROUNDS" -gt 1 ]; then
+		for b in $(kinds "$id"); do
+			[ "${R[$id|$b|err]:-}" = "not built" ] || median "$id" "$b"
+		done
+	fi
 done
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.3f", u / 1000 }'; }
@@ -567,6 +606,7 @@ mkdir -p "$OUT"
 	echo "- mosquitto: $("$MOSQ_BIN" -h 2>&1 | sed -n 's/^mosquitto version //p' | head -n 1)"
 	echo "- kafkagate: $([ "$HAVE_KG" = 1 ] && echo "$KG_BIN" || echo "not measured ($KG_BIN missing)")${KG_BIN_OLD:+; before: $KG_BIN_OLD}"
 	echo "- parameters: DURATION=${DURATION}s RATE=$RATE E2E_WINDOW=$E2E_WINDOW SIZE=${SIZE}B PUBS=$PUBS FANOUT=$FANOUT IDLE=$IDLE (x$IDLE_PROCS processes)"
+	[ "$ROUNDS" -gt 1 ] && echo "- ROUNDS=$ROUNDS: every row ran $ROUNDS times (a scenario's rows in turn); each figure is the median of its rounds (for 2: their mean)"
 	echo
 	[ ${#PLAIN_IDS[@]} -eq 0 ] || plain_report
 	[ ${#XPORT_IDS[@]} -eq 0 ] || xport_report
@@ -576,7 +616,14 @@ mkdir -p "$OUT"
 	echo
 	for id in "${SCEN_IDS[@]}"; do
 		for b in $(kinds "$id"); do
-			[ -n "${R[$id|$b|line]:-}" ] && echo "    $id $b: ${R[$id|$b|line]}"
+			if [ "$ROUNDS" -gt 1 ]; then
+				for ((round = 1; round <= ROUNDS; round++)); do
+					[ -n "${R[$id|$b#$round|line]:-}" ] &&
+						echo "    $id $b round $round: ${R[$id|$b#$round|line]}"
+				done
+			elif [ -n "${R[$id|$b|line]:-}" ]; then
+				echo "    $id $b: ${R[$id|$b|line]}"
+			fi
 		done
 	done
 	echo
