@@ -289,7 +289,7 @@ static void connack_props(const uint8_t *p, const uint8_t *end)
 {
 	while (p < end) {
 		uint8_t id = *p++;
-		size_t n;
+		size_t n = 0;
 		switch (id) {
 		case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29:
 		case 0x2a:
