@@ -90,7 +90,7 @@ enum lg_role { ROLE_SUB, ROLE_PUB, ROLE_IDLE };
 /* ST_TLS: handshaking (--tls); ST_UPGRADE: waiting for the 101 (--ws). */
 enum lg_state { ST_NEW, ST_CONNECTING, ST_TLS, ST_UPGRADE, ST_CONNACK, ST_SUBACK, ST_READY,
 		ST_DONE };
-enum lg_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_HOLD, PH_END };
+enum lg_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_HOLD, PH_END, PH_SETTLE };
 
 /* Client end of a WebSocket, allocated per connection with --ws only. Our
  * frames are masked (RFC 6455 5.3), the broker's are not. */
@@ -144,6 +144,7 @@ struct lg {
 	size_t size;
 	double rate;            /* msgs/s for the whole process; 0 = flat out */
 	double duration, hold, drain, connect_timeout;
+	double settle, linger;  /* pub/run: quiet seconds before and after the traffic */
 	unsigned window, conn_window;
 	uint64_t expect;
 	uint64_t e2e_window;     /* run mode: deliveries in transit at most */
@@ -1131,6 +1132,11 @@ static void lg_tick(struct lg *g, uint64_t now)
 		if (g->mode == MODE_IDLE && g->ready > 0) {
 			g->t_hold_end = now + (uint64_t)(g->hold * NS);
 			lg_set_phase(g, PH_HOLD, now);
+		} else if (g->settle > 0 && g->ready) {
+			/* --settle: connected and quiet, so that a profiler
+			 * started now sees only the traffic. */
+			g->t_hold_end = now + (uint64_t)(g->settle * NS);
+			lg_set_phase(g, PH_SETTLE, now);
 		} else {
 			lg_set_phase(g, g->ready ? PH_RUN : PH_END, now);
 		}
@@ -1174,10 +1180,25 @@ static void lg_tick(struct lg *g, uint64_t now)
 			lg_set_phase(g, PH_DRAIN, now);
 		}
 		return;
+	case PH_SETTLE:
+		if (now >= g->t_hold_end) {
+			g->t_start = now;
+			lg_set_phase(g, PH_RUN, now);
+		}
+		return;
 	case PH_DRAIN:
-		if (lg_drained(g) || now - g->t_progress > LG_QUIET_NS ||
-		    now - g->t_pub_end > (uint64_t)(g->drain * NS))
-			g->phase = PH_END;
+		if (!(lg_drained(g) || now - g->t_progress > LG_QUIET_NS ||
+		      now - g->t_pub_end > (uint64_t)(g->drain * NS)))
+			return;
+		g->phase = PH_END;
+		if (g->linger > 0) {
+			/* --linger: the traffic is over, the connections stay
+			 * (a profiler stopped now leaves the teardown out). */
+			printf("DRAINED sent=%" PRIu64 " received=%" PRIu64 "\n", g->sent, g->received);
+			fflush(stdout);
+			g->t_hold_end = now + (uint64_t)(g->linger * NS);
+			g->phase = PH_HOLD;
+		}
 		return;
 	case PH_HOLD:
 		if (now >= g->t_hold_end)
@@ -1238,6 +1259,9 @@ static void usage(void)
 	      "  --expect N         messages to receive before stopping (default sent x subs)\n"
 	      "  --drain S (10)     longest wait for acks/deliveries after publishing\n"
 	      "  --hold S (10)      idle mode: how long to hold the connections\n"
+	      "  --settle S (0)     pub/run: wait S s after CONNECTED before publishing\n"
+	      "  --linger S (0)     pub/run: after the drain print DRAINED, keep the\n"
+	      "                     connections S s, then disconnect\n"
 	      "  --connect-window N (100)  connection attempts in progress at once\n"
 	      "  --connect-timeout S (60)  --id-prefix STR (lg)\n"
 	      "  --e2e-window N (0 = off)  run mode: at most N deliveries in transit\n"
@@ -1290,6 +1314,7 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		{ "connect-timeout", 1, 0, 'T' }, { "id-prefix", 1, 0, 'i' },
 		{ "e2e-window", 1, 0, 'W' }, { "tls", 1, 0, 'L' }, { "ws", 1, 0, 'B' },
 		{ "mqtt5", 0, 0, '5' }, { "topic-alias", 1, 0, 'A' },
+		{ "settle", 1, 0, 'Z' }, { "linger", 1, 0, 'Y' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *host = "127.0.0.1", *cafile = NULL;
@@ -1323,6 +1348,8 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		case 'L': cafile = optarg; break;
 		case 'B': g->ws_path = optarg; break;
 		case '5': g->level = 5; break;
+		case 'Z': g->settle = opt_num(name, optarg, 0, 1e6); break;
+		case 'Y': g->linger = opt_num(name, optarg, 0, 1e6); break;
 		case 'A':
 			g->alias_max = (uint16_t)opt_num(name, optarg, 1, 65535);
 			g->level = 5;
