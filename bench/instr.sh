@@ -184,7 +184,7 @@ mkdir -p "$(dirname "$OUT")"
 	done
 	echo
 	if [ "$TOP" -gt 0 ]; then
-		echo "Functions whose instructions grew most (round 1, per message):"
+		echo "Functions whose own instructions per message grew and shrank most (round 1):"
 		echo
 		for id in $SCENARIOS; do
 			cmp=()
@@ -201,10 +201,15 @@ mkdir -p "$(dirname "$OUT")"
 				fi
 				[ -n "$a" ] && [ -n "$b" ] || continue
 				rx=$(field received "${R[new|$id|3.1.1|1|line]}")
-				echo "- ${SCEN_NAME[$id]}, $what:" \
-				     "$(LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 <(self_costs "$a") <(self_costs "$b") |
-					awk -v n="$rx" '{ d = ($3 - $2) / n; if (d >= 1) print d, $1 }' | sort -rn |
-					head -n "$TOP" | awk '{ printf "%s%s +%.0f", (NR > 1 ? "," : ""), $2, $1 }')"
+				# Both ends: a renamed function shows as one
+				# that grew and one that shrank.
+				LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 <(self_costs "$a") <(self_costs "$b") |
+					awk -v n="$rx" '{ printf "%.1f %s\n", ($3 - $2) / n, $1 }' >"$WORK/diff"
+				echo "- ${SCEN_NAME[$id]}, $what: grew" \
+				     "$(sort -rn "$WORK/diff" | head -n "$TOP" |
+					awk '$1 >= 1 { printf "%s%s +%.0f", (NR > 1 ? ", " : ""), $2, $1 }');" \
+				     "shrank $(sort -n "$WORK/diff" | head -n "$TOP" |
+					awk '$1 <= -1 { printf "%s%s %.0f", (NR > 1 ? ", " : ""), $2, $1 }')"
 			done
 		done
 		echo
