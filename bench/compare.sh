@@ -9,6 +9,10 @@
 # The TLS and WebSocket rows (TLS=0 leaves them out) come after the four
 # plain ones, which run exactly as without them, and are compared with the
 # same broker's plain row of the same run.
+# MQTT 5 rows (MQTT5=1, the default): each plain scenario is run again with
+# MQTT 5.0 clients, without and with topic aliases, right after kafkagate's
+# 3.1.1 row, and compared with it in a table of their own. KG_BIN_OLD
+# (another build) adds "kafkagate before" rows at 3.1.1 beside kafkagate's.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,6 +25,11 @@ FANOUT=${FANOUT:-100}           # scenario 3 subscribers
 IDLE=${IDLE:-15000}             # scenario 4 connections in total
 IDLE_PROCS=${IDLE_PROCS:-3}     # ... spread over this many loadgen processes
 KG_BIN=${KG_BIN:-build/kafkagate}
+KG_BIN_OLD=${KG_BIN_OLD:-}      # another build: "kafkagate before" rows at 3.1.1
+MQTT5=${MQTT5:-1}               # 1: MQTT 5 rows for kafkagate's plain scenarios
+MQTT5_MOSQ=${MQTT5_MOSQ:-0}     # 1: and for mosquitto's
+TOPIC_ALIAS=${TOPIC_ALIAS:-64}  # Topic Alias Maximum of the MQTT 5 alias rows
+ROUNDS=${ROUNDS:-1}             # runs of every row; figures are their medians
 KG_CONF=${KG_CONF:-}            # config template; @PORT@ is replaced
 MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
 LOADGEN_GIVEN=${LOADGEN:+1}
@@ -61,7 +70,7 @@ build_loadgen() {
 	say "compare: 'make bench' failed (see below); compiling loadgen from the codec sources"
 	tail -n 5 "$WORK/make.log" >&2 || true
 	local srcs=() f
-	for f in src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c src/mqtt/mqtt_encode.c src/mqtt_props.c src/core/buf.c \
+	for f in src/mqtt/mqtt_codec.c src/mqtt/mqtt_frame.c src/mqtt/mqtt_decode.c src/mqtt/mqtt_encode.c src/mqtt/mqtt5.c src/mqtt_props.c src/core/buf.c \
 		src/transport/ws.c src/transport/ws_handshake.c src/core/http_parse.c; do
 		[ -f "$f" ] && srcs+=("$f")
 	done
@@ -95,10 +104,23 @@ rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-# start_broker NAME [TRANSPORT]: sets BROKER_PID and PORT, or returns 1 (and
+# Row kinds: a broker (the part before "_") and how it is driven. kafkagate
+# and mosquitto are the 3.1.1 rows as before; _m5: MQTT 5.0 clients; _m5a:
+# MQTT 5.0 with topic aliases both ways; kafkagate_old: KG_BIN_OLD at 3.1.1.
+declare -A KIND_ARGS=([kafkagate_m5]="--mqtt5" [kafkagate_m5a]="--topic-alias $TOPIC_ALIAS"
+	[mosquitto_m5]="--mqtt5" [mosquitto_m5a]="--topic-alias $TOPIC_ALIAS")
+declare -A KIND_NAME=([kafkagate]="kafkagate" [mosquitto]="mosquitto"
+	[kafkagate_old]="kafkagate before" [kafkagate_m5]="kafkagate" [kafkagate_m5a]="kafkagate"
+	[mosquitto_m5]="mosquitto" [mosquitto_m5a]="mosquitto")
+declare -A KIND_PROTO=([kafkagate]="3.1.1" [mosquitto]="3.1.1" [kafkagate_old]="3.1.1"
+	[kafkagate_m5]="5.0" [kafkagate_m5a]="5.0, topic aliases"
+	[mosquitto_m5]="5.0" [mosquitto_m5a]="5.0, topic aliases")
+
+# start_broker KIND [TRANSPORT]: sets BROKER_PID and PORT, or returns 1 (and
 # BROKER_ERR). TRANSPORT: tcp (default), tls, ws or wss.
 start_broker() {
-	local name=$1 tr=${2:-tcp} conf log=$WORK/$1.log lis targs port2
+	local name=${1%%_*} tr=${2:-tcp} conf log=$WORK/$1.log lis targs port2 bin=$KG_BIN
+	[ "$1" = kafkagate_old ] && bin=$KG_BIN_OLD
 	PORT=$(free_port)
 	BROKER_ERR="did not start"
 	targs=$(transport_args "$tr")
@@ -158,7 +180,7 @@ keyfile $CERTS/server.key"
 			log = { level = "warn"; };
 			EOF
 		fi
-		"$KG_BIN" --config "$conf" >>"$log" 2>&1 &
+		"$bin" --config "$conf" >>"$log" 2>&1 &
 	fi
 	BROKER_PID=$!
 	PIDS+=("$BROKER_PID")
@@ -215,7 +237,7 @@ for id in t1 t2 w1 w2 x1; do
 done
 
 
-# run_traffic ID BROKER: one throughput scenario on a fresh broker.
+# run_traffic ID KIND: one throughput scenario on a fresh broker.
 run_traffic() {
 	local id=$1 b=$2 c0 c1 line lg out=$WORK/$1-$2.out tr=${SCEN_TRANSPORT[$1]:-tcp}
 	start_broker "$b" "$tr" || { R[$id|$b|err]=$BROKER_ERR; return 0; }
@@ -224,7 +246,7 @@ run_traffic() {
 	# defers traps while a foreground command runs).
 	# shellcheck disable=SC2086
 	timeout -k 5 $((DURATION + 90)) "$LOADGEN" run --port "$PORT" ${SCEN_ARGS[$id]} \
-		$(transport_args "$tr") \
+		$(transport_args "$tr") ${KIND_ARGS[$b]:-} \
 		--size "$SIZE" --rate "$RATE" --e2e-window "$E2E_WINDOW" \
 		--duration "$DURATION" --drain 20 \
 		>"$out" 2>"$WORK/$id-$b.err" &
@@ -250,7 +272,7 @@ run_traffic() {
 		'BEGIN { if (n > 0) printf "%.3f", t / hz / (n / 1e6); else print "-" }')
 }
 
-# run_idle BROKER: IDLE connections from IDLE_PROCS processes.
+# run_idle KIND: IDLE connections from IDLE_PROCS processes.
 run_idle() {
 	local b=$1 per=$(( (IDLE + IDLE_PROCS - 1) / IDLE_PROCS )) left=$IDLE i n
 	local rss0 rss1 ok=0 lg=() deadline
@@ -261,8 +283,9 @@ run_idle() {
 		n=$((left < per ? left : per))
 		left=$((left - n))
 		[ "$n" -gt 0 ] || continue
+		# shellcheck disable=SC2086
 		timeout -k 5 300 "$LOADGEN" idle --port "$PORT" --clients "$n" --hold 240 \
-			--connect-timeout 120 --id-prefix "idle$i-" \
+			--connect-timeout 120 --id-prefix "idle$i-" ${KIND_ARGS[$b]:-} \
 			>"$WORK/idle-$b-$i.out" 2>"$WORK/idle-$b-$i.err" &
 		lg+=($!)
 		PIDS+=($!)
@@ -298,17 +321,83 @@ if [ ! -x "$KG_BIN" ]; then
 	say "compare: kafkagate binary '$KG_BIN' not found or not executable: only mosquitto rows will be measured"
 	HAVE_KG=0
 fi
+if [ -n "$KG_BIN_OLD" ] && [ ! -x "$KG_BIN_OLD" ]; then
+	say "compare: KG_BIN_OLD '$KG_BIN_OLD' not found or not executable: no 'kafkagate before' rows"
+	KG_BIN_OLD=
+fi
 BROKERS=(kafkagate mosquitto)
+
+# kinds ID: the rows of scenario ID, in the order they run: each variant of
+# a broker right after its 3.1.1 row, so that they share the machine's
+# state. MQTT 5 rows for the plain scenarios only; s4 (idle) without the
+# alias variant, which only changes PUBLISH.
+kinds() {
+	local k=(kafkagate)
+	[ -n "$KG_BIN_OLD" ] && k+=(kafkagate_old)
+	case $1 in s[1-4])
+		if [ "$MQTT5" = 1 ]; then
+			k+=(kafkagate_m5)
+			[ "$1" = s4 ] || k+=(kafkagate_m5a)
+		fi ;;
+	esac
+	k+=(mosquitto)
+	case $1 in s[1-4])
+		if [ "$MQTT5_MOSQ" = 1 ]; then
+			k+=(mosquitto_m5)
+			[ "$1" = s4 ] || k+=(mosquitto_m5a)
+		fi ;;
+	esac
+	echo "${k[@]}"
+}
+
+FIELDS="rate p50 p99 p999 cpu rss"
+
+# median ID KIND: with ROUNDS > 1, each figure of a row becomes the median
+# of its rounds that succeeded (the mean of the middle two for an even
+# count); the row fails only if every round did.
+median() {
+	local id=$1 b=$2 f r v vals
+	R[$id|$b|err]=
+	for f in $FIELDS; do
+		vals=""
+		for ((r = 1; r <= ROUNDS; r++)); do
+			v=${R[$id|$b#$r|$f]:-}
+			[ -n "$v" ] && [ "$v" != - ] && [ -z "${R[$id|$b#$r|err]:-}" ] && vals="$vals $v"
+		done
+		# Printed as run_traffic and run_idle print them.
+		R[$id|$b|$f]=$(echo "$vals" | tr ' ' '\n' | sed '/^$/d' | sort -g | awk -v f="$f" '
+			{ v[NR] = $1 } END {
+				if (NR == 0) exit
+				m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+				fmt = f == "rate" ? "%.0f" : f == "cpu" ? "%.3f" : f == "rss" ? "%.2f" : "%.1f"
+				printf fmt, m }')
+	done
+	if [ -z "${R[$id|$b|rate]:-}${R[$id|$b|rss]:-}" ]; then
+		R[$id|$b|err]=${R[$id|$b#$ROUNDS|err]:-failed}
+	fi
+}
 
 for id in "${SCEN_IDS[@]}"; do
 	say "scenario: ${SCEN_NAME[$id]}"
-	for b in "${BROKERS[@]}"; do
-		if [ "$b" = kafkagate ] && [ "$HAVE_KG" = 0 ]; then
-			R[$id|$b|err]="not built"
-			continue
-		fi
-		if [ "$id" = s4 ]; then run_idle "$b"; else run_traffic "$id" "$b"; fi
+	# ROUNDS > 1: the rows of a scenario in turn, again and again, so
+	# that drifting load on the machine spreads over all of them.
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for b in $(kinds "$id"); do
+			if [ "${b%%_*}" = kafkagate ] && [ "$HAVE_KG" = 0 ]; then
+				R[$id|$b|err]="not built"
+				continue
+			fi
+			say " row: ${KIND_NAME[$b]}, MQTT ${KIND_PROTO[$b]}$([ "$ROUNDS" -gt 1 ] && echo ", round $round of $ROUNDS")"
+			for f in $FIELDS line err; do unset "R[$id|$b|$f]"; done
+			if [ "$id" = s4 ]; then run_idle "$b"; else run_traffic "$id" "$b"; fi
+			for f in $FIELDS line err; do R[$id|$b#$round|$f]=${R[$id|$b|$f]:-}; done
+		done
 	done
+	if [ "$ROUNDS" -gt 1 ]; then
+		for b in $(kinds "$id"); do
+			[ "${R[$id|$b|err]:-}" = "not built" ] || median "$id" "$b"
+		done
+	fi
 done
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.3f", u / 1000 }'; }
@@ -407,6 +496,106 @@ plain_report() {
 	echo
 }
 
+# The cell of a row in the MQTT 5 and before/after tables.
+row_cells() {
+	local id=$1 b=$2
+	if [ -n "${R[$id|$b|err]:-}" ]; then
+		echo "${R[$id|$b|err]} | - | - | - | - | -"
+	elif [ "$id" = s4 ]; then
+		echo "- | - | - | - | - | $(val "s4|$b|rss")"
+	else
+		echo "$(val "$id|$b|rate") | $(ms "${R[$id|$b|p50]:-}") | $(ms "${R[$id|$b|p99]:-}") |" \
+		     "$(ms "${R[$id|$b|p999]:-}") | $(val "$id|$b|cpu") | -"
+	fi
+}
+
+# within10 KIND ID BASE: whether row KIND of scenario ID is within 10% of
+# row BASE: msgs/s at least 0.90x, CPU per message and RSS per connection
+# at most 1.10x.
+within10() {
+	local b=$1 id=$2 base=$3
+	if [ "$id" = s4 ]; then
+		awk -v r="$(ratio "${R[$id|$b|rss]:-}" "${R[$id|$base|rss]:-}")" 'BEGIN {
+			if (r == "n/a") print "RSS/conn n/a: not measured";
+			else printf "RSS/conn %.2fx: %s\n", r, (r <= 1.10 ? "met" : "NOT met") }'
+		return
+	fi
+	awk -v r="$(ratio "${R[$id|$b|rate]:-}" "${R[$id|$base|rate]:-}")" \
+	    -v c="$(ratio "${R[$id|$b|cpu]:-}" "${R[$id|$base|cpu]:-}")" \
+	    -v p="$(ratio "${R[$id|$b|p99]:-}" "${R[$id|$base|p99]:-}")" 'BEGIN {
+		if (r == "n/a" || c == "n/a") { print "not measured"; exit }
+		printf "msgs/s %.2fx (%s), CPU per message %.2fx (%s), p99 %s\n", r,
+			(r >= 0.90 ? "met" : "NOT met"), c, (c <= 1.10 ? "met" : "NOT met"),
+			(p == "n/a" ? "n/a" : sprintf("%.2fx", p)) }'
+}
+
+# MQTT 5 rows beside the same broker's 3.1.1 row of this run.
+m5_report() {
+	local id b base ks
+	echo "## MQTT 5"
+	echo
+	echo "The plain scenarios with MQTT 5.0 clients (loadgen --mqtt5), and with topic aliases" \
+	     "both ways (--topic-alias $TOPIC_ALIAS: each publisher aliases its topic; subscribers" \
+	     "announce Topic Alias Maximum $TOPIC_ALIAS, so a broker may alias toward them), each" \
+	     "right after the same broker's 3.1.1 row of this run. Target: within 10% of 3.1.1."
+	echo
+	echo "| scenario | broker | MQTT | msgs/s | p50 ms | p99 ms | p999 ms | CPU s per 1M msgs | RSS/conn KiB |"
+	echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+	for id in "${PLAIN_IDS[@]}"; do
+		ks=" $(kinds "$id") "
+		for b in $ks; do
+			# A broker's 3.1.1 row when it has MQTT 5 rows, then those.
+			case $b in
+			kafkagate_old) continue ;;
+			*_m5*) ;;
+			*) [[ $ks == *" ${b}_m5 "* ]] || continue ;;
+			esac
+			echo "| ${SCEN_NAME[$id]} | ${KIND_NAME[$b]} | ${KIND_PROTO[$b]} | $(row_cells "$id" "$b") |"
+		done
+	done
+	echo
+	echo "Against the same broker's 3.1.1 row (target: msgs/s >= 0.90x, CPU per message and RSS per connection <= 1.10x):"
+	echo
+	for id in "${PLAIN_IDS[@]}"; do
+		for b in $(kinds "$id"); do
+			case $b in *_m5*) ;; *) continue ;; esac
+			base=${b%%_*}
+			echo "- ${SCEN_NAME[$id]}, ${KIND_NAME[$b]} MQTT ${KIND_PROTO[$b]}: $(within10 "$b" "$id" "$base")"
+		done
+	done
+	echo
+}
+
+# KG_BIN against KG_BIN_OLD, both at 3.1.1.
+old_report() {
+	local id b
+	echo "## kafkagate before and after"
+	echo
+	echo "\"kafkagate\": $KG_BIN; \"kafkagate before\": $KG_BIN_OLD; both with 3.1.1 clients," \
+	     "each scenario on the two builds one after the other."
+	echo
+	echo "| scenario | build | msgs/s | p50 ms | p99 ms | p999 ms | CPU s per 1M msgs | RSS/conn KiB |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	for id in "${SCEN_IDS[@]}"; do
+		for b in kafkagate kafkagate_old; do
+			echo "| ${SCEN_NAME[$id]} | ${KIND_NAME[$b]} | $(row_cells "$id" "$b") |"
+		done
+	done
+	echo
+	echo "After / before (msgs/s: higher is better; p99, CPU, RSS: lower is better):"
+	echo
+	for id in "${SCEN_IDS[@]}"; do
+		if [ "$id" = s4 ]; then
+			echo "- ${SCEN_NAME[$id]}: RSS/conn $(ratio "${R[s4|kafkagate|rss]:-}" "${R[s4|kafkagate_old|rss]:-}")"
+		else
+			echo "- ${SCEN_NAME[$id]}: msgs/s $(ratio "${R[$id|kafkagate|rate]:-}" "${R[$id|kafkagate_old|rate]:-}")," \
+			     "p99 $(ratio "${R[$id|kafkagate|p99]:-}" "${R[$id|kafkagate_old|p99]:-}")," \
+			     "CPU per 1M $(ratio "${R[$id|kafkagate|cpu]:-}" "${R[$id|kafkagate_old|cpu]:-}")"
+		fi
+	done
+	echo
+}
+
 mkdir -p "$OUT"
 {
 	echo "# kafkagate vs mosquitto"
@@ -415,16 +604,26 @@ mkdir -p "$OUT"
 	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r)"
 	echo "- load average before the run: $LOAD0 (other work on the machine skews every row)"
 	echo "- mosquitto: $("$MOSQ_BIN" -h 2>&1 | sed -n 's/^mosquitto version //p' | head -n 1)"
-	echo "- kafkagate: $([ "$HAVE_KG" = 1 ] && echo "$KG_BIN" || echo "not measured ($KG_BIN missing)")"
+	echo "- kafkagate: $([ "$HAVE_KG" = 1 ] && echo "$KG_BIN" || echo "not measured ($KG_BIN missing)")${KG_BIN_OLD:+; before: $KG_BIN_OLD}"
 	echo "- parameters: DURATION=${DURATION}s RATE=$RATE E2E_WINDOW=$E2E_WINDOW SIZE=${SIZE}B PUBS=$PUBS FANOUT=$FANOUT IDLE=$IDLE (x$IDLE_PROCS processes)"
+	[ "$ROUNDS" -gt 1 ] && echo "- ROUNDS=$ROUNDS: every row ran $ROUNDS times (a scenario's rows in turn); each figure is the median of its rounds (for 2: their mean)"
 	echo
 	[ ${#PLAIN_IDS[@]} -eq 0 ] || plain_report
 	[ ${#XPORT_IDS[@]} -eq 0 ] || xport_report
+	{ [ "$MQTT5" = 1 ] || [ "$MQTT5_MOSQ" = 1 ]; } && [ ${#PLAIN_IDS[@]} -gt 0 ] && m5_report
+	[ -n "$KG_BIN_OLD" ] && old_report
 	echo "Raw loadgen results:"
 	echo
 	for id in "${SCEN_IDS[@]}"; do
-		for b in "${BROKERS[@]}"; do
-			[ -n "${R[$id|$b|line]:-}" ] && echo "    $id $b: ${R[$id|$b|line]}"
+		for b in $(kinds "$id"); do
+			if [ "$ROUNDS" -gt 1 ]; then
+				for ((round = 1; round <= ROUNDS; round++)); do
+					[ -n "${R[$id|$b#$round|line]:-}" ] &&
+						echo "    $id $b round $round: ${R[$id|$b#$round|line]}"
+				done
+			elif [ -n "${R[$id|$b|line]:-}" ]; then
+				echo "    $id $b: ${R[$id|$b|line]}"
+			fi
 		done
 	done
 	echo

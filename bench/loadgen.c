@@ -20,6 +20,15 @@
  * the MQTT parser whatever their boundaries), over TLS with both. Plain
  * connections keep no transport state and take no extra copy.
  *
+ * Protocol: MQTT 3.1.1 by default, byte for byte as before MQTT 5 existed.
+ * --mqtt5 speaks 5.0 (CONNECT level 5; the broker's packets decoded at level
+ * 5: CONNACK and SUBACK with properties, acks with optional reason codes,
+ * PUBLISH with a property list). --topic-alias N adds topic aliases both
+ * ways: each publisher has one topic, so it sends it once with alias 1 and
+ * then an empty topic with the alias (when the broker's CONNACK allows one);
+ * every connection announces Topic Alias Maximum N, and subscribers resolve
+ * the aliases the broker sends them (an unknown alias ends the connection).
+ *
  * Modes: pub, sub, idle, run (pubs and subs in one process). bench/README.md
  * documents the options and the RESULT line.
  */
@@ -46,10 +55,11 @@
 #include <openssl/x509v3.h>
 
 #include "core/buf.h"
+#include "mqtt/mqtt5.h"
 #include "mqtt/mqtt_codec.h"
 #include "transport/ws.h"
 
-#define LG_LEVEL 4              /* MQTT 3.1.1 */
+#define LG_LEVEL 4              /* MQTT 3.1.1, the default; --mqtt5: 5 */
 #define LG_OUT_HIGH 16384       /* publishers stop encoding above this */
 #define LG_READ_CHUNK 65536
 #define LG_READS 16             /* reads per connection per wake-up */
@@ -80,7 +90,7 @@ enum lg_role { ROLE_SUB, ROLE_PUB, ROLE_IDLE };
 /* ST_TLS: handshaking (--tls); ST_UPGRADE: waiting for the 101 (--ws). */
 enum lg_state { ST_NEW, ST_CONNECTING, ST_TLS, ST_UPGRADE, ST_CONNACK, ST_SUBACK, ST_READY,
 		ST_DONE };
-enum lg_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_HOLD, PH_END };
+enum lg_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_HOLD, PH_END, PH_SETTLE };
 
 /* Client end of a WebSocket, allocated per connection with --ws only. Our
  * frames are masked (RFC 6455 5.3), the broker's are not. */
@@ -106,11 +116,24 @@ struct conn {
 	uint32_t index;         /* among its role: names its topic and client id */
 	uint32_t inflight;      /* QoS 1/2 publishes not yet completed */
 	uint8_t tls_want;       /* the last handshake or read step needs EPOLLOUT */
+	uint8_t alias_set;      /* --topic-alias publisher: alias 1 names its topic */
 	uint64_t sent;
 	struct buf in;
 	struct buf out;         /* MQTT bytes; with --ws framed into ws->wire */
 	SSL *ssl;               /* --tls, once connected; NULL otherwise */
 	struct wsc *ws;         /* --ws, once connected (and through TLS) */
+};
+
+/* The aliases a broker set toward one subscriber: topic per alias, grown
+ * to the highest alias seen (a broker uses few; kafkagate at most 64). */
+struct lg_alias {
+	char *topic;
+	uint16_t len;
+};
+
+struct lg_aliases {
+	struct lg_alias *v;
+	uint32_t cap;
 };
 
 struct lg {
@@ -121,6 +144,7 @@ struct lg {
 	size_t size;
 	double rate;            /* msgs/s for the whole process; 0 = flat out */
 	double duration, hold, drain, connect_timeout;
+	double settle, linger;  /* pub/run: quiet seconds before and after the traffic */
 	unsigned window, conn_window;
 	uint64_t expect;
 	uint64_t e2e_window;     /* run mode: deliveries in transit at most */
@@ -129,6 +153,8 @@ struct lg {
 	SSL_CTX *tls;           /* --tls; NULL: plain TCP */
 	const char *ws_path;    /* --ws; NULL: raw MQTT */
 	char tls_desc[80];      /* version and cipher of the first handshake */
+	uint8_t level;          /* 4 (MQTT 3.1.1) or 5 (--mqtt5) */
+	uint16_t alias_max;     /* --topic-alias: the Topic Alias Maximum we announce */
 	unsigned n_sub, n_pub, n_idle;
 	/* state */
 	int ep;
@@ -140,6 +166,15 @@ struct lg {
 	uint64_t t_progress, t_ping;
 	uint64_t sent, acked, received;
 	uint64_t written_off, stalls;  /* deliveries presumed dropped by the broker */
+	/* Level 5: what the broker's first CONNACK announced (0 / 65535 when
+	 * absent), and how often aliases were used. */
+	uint16_t srv_alias_max;
+	uint32_t srv_recv_max;
+	bool srv_seen;
+	uint64_t alias_pub;     /* PUBLISHes sent with an empty topic and an alias */
+	uint64_t alias_rx;      /* deliveries that came that way, resolved */
+	uint64_t refused;       /* acks with a reason code >= 0x80 */
+	struct lg_aliases *atab; /* --topic-alias: per subscriber, the broker's aliases */
 	uint8_t *payload;
 	struct hist lat;
 	uint8_t scratch[LG_READ_CHUNK];
@@ -466,10 +501,12 @@ static uint16_t conn_next_id(struct conn *c)
 	return c->next_id;
 }
 
-static int send_ack(struct conn *c, uint8_t type, uint16_t id)
+static int send_ack(const struct lg *g, struct conn *c, uint8_t type, uint16_t id)
 {
+	/* Level 5: reason 0 and no properties, so the encoder writes the same
+	 * four bytes as 3.1.1 (3.4.2.1). */
 	struct mqtt_ack a = { .packet_id = id };
-	return mqtt_encode_ack(&c->out, LG_LEVEL, type, &a);
+	return mqtt_encode_ack(&c->out, g->level, type, &a);
 }
 
 /* Encodes up to `budget` publishes, bounded by the output high-water mark
@@ -486,12 +523,27 @@ static void pub_fill(struct lg *g, struct conn *c, uint64_t budget)
 		.payload = g->payload,
 		.payload_len = (uint32_t)g->size,
 	};
+	/* Topic Alias 1 (0x23, two bytes): a publisher has one topic. Only
+	 * when the broker's CONNACK allows aliases (5.0 section 3.2.2.3.8). */
+	static const uint8_t alias1[] = { MQTT_P_TOPIC_ALIAS, 0, 1 };
+	bool alias = g->alias_max > 0 && g->srv_alias_max >= 1;
+	if (alias)
+		p.props = (struct mqtt_props){ alias1, sizeof alias1 };
 	while (budget-- > 0 && buf_used(&c->out) < LG_OUT_HIGH && pub_can_send(g, c)) {
 		uint64_t ts = now_ns();
 		memcpy(g->payload, &ts, sizeof ts);
 		p.packet_id = g->qos ? conn_next_id(c) : 0;
-		if (mqtt_encode_publish(&c->out, LG_LEVEL, &p) != MQTT_OK)
+		/* The first PUBLISH sets the alias with the topic; later ones
+		 * leave the topic empty. They leave in this order on one
+		 * connection, so the broker always knows the alias first. */
+		if (alias && c->alias_set)
+			p.topic.len = 0;
+		if (mqtt_encode_publish(&c->out, g->level, &p) != MQTT_OK)
 			break;
+		if (alias) {
+			g->alias_pub += c->alias_set;
+			c->alias_set = 1;
+		}
 		if (g->qos)
 			c->inflight++;
 		c->sent++;
@@ -507,9 +559,54 @@ static void pub_complete(struct lg *g, struct conn *c)
 	g->t_progress = now_ns();
 }
 
+/* Level 5: the Topic Alias of a delivery to subscriber c, set or used.
+ * Returns 0, or -1 for an alias the broker may not send: 0 or over the
+ * maximum we announced, or used before it was set (5.0 section 3.3.2.3.4:
+ * both are protocol errors for the receiver). */
+static int sub_alias(struct lg *g, struct conn *c, const struct mqtt_publish *p)
+{
+	struct mqtt_prop pr;
+	if (!mqtt_props_find(&p->props, MQTT_P_TOPIC_ALIAS, &pr))
+		return 0;  /* decoder: an empty topic always comes with an alias */
+	if (pr.value == 0 || pr.value > g->alias_max || !g->atab) {
+		complain(g, c, "topic alias over the maximum we announced", 0);
+		return -1;
+	}
+	struct lg_aliases *t = &g->atab[c->index];
+	if (p->topic.len == 0) {
+		if (pr.value >= t->cap || !t->v[pr.value].topic) {
+			complain(g, c, "PUBLISH with an alias that was never set", 0);
+			return -1;
+		}
+		g->alias_rx++;
+		return 0;
+	}
+	if (pr.value >= t->cap) {
+		uint32_t cap = pr.value + 1;
+		struct lg_alias *v = realloc(t->v, cap * sizeof *v);
+		if (!v)
+			return -1;
+		memset(v + t->cap, 0, (cap - t->cap) * sizeof *v);
+		t->v = v;
+		t->cap = cap;
+	}
+	struct lg_alias *a = &t->v[pr.value];
+	if (a->len != p->topic.len || !a->topic) {
+		char *n = realloc(a->topic, p->topic.len);
+		if (!n)
+			return -1;
+		a->topic = n;
+		a->len = p->topic.len;
+	}
+	memcpy(a->topic, p->topic.p, p->topic.len);
+	return 0;
+}
+
 static int on_publish(struct lg *g, struct conn *c, const struct mqtt_publish *p)
 {
 	uint64_t now = now_ns();
+	if (g->level == 5 && c->role == ROLE_SUB && sub_alias(g, c, p) < 0)
+		return -1;
 	if (p->payload_len >= 8) {
 		uint64_t ts;
 		memcpy(&ts, p->payload, sizeof ts);
@@ -521,9 +618,9 @@ static int on_publish(struct lg *g, struct conn *c, const struct mqtt_publish *p
 		g->t_first_rx = now;
 	g->t_last_rx = g->t_progress = now;
 	if (p->qos == 1)
-		return send_ack(c, MQTT_PUBACK, p->packet_id);
+		return send_ack(g, c, MQTT_PUBACK, p->packet_id);
 	if (p->qos == 2)
-		return send_ack(c, MQTT_PUBREC, p->packet_id);
+		return send_ack(g, c, MQTT_PUBREC, p->packet_id);
 	return 0;
 }
 
@@ -531,15 +628,38 @@ static int send_subscribe(struct lg *g, struct conn *c)
 {
 	struct mqtt_str f = { (const uint8_t *)g->filter, (uint16_t)strlen(g->filter) };
 	uint8_t opt = (uint8_t)g->qos;
-	return mqtt_encode_subscribe(&c->out, LG_LEVEL, MQTT_SUBSCRIBE, conn_next_id(c),
+	/* Level 5: the options byte holds the maximum QoS in its low bits,
+	 * the rest 0 (No Local off, Retain As Published off, Retain Handling
+	 * 0); no properties. */
+	return mqtt_encode_subscribe(&c->out, g->level, MQTT_SUBSCRIBE, conn_next_id(c),
 				     &f, &opt, 1);
+}
+
+/* Level 5: what the broker's first CONNACK announced. A QoS 1/2 window
+ * larger than its Receive Maximum would be a protocol error (5.0 section
+ * 4.9, flow control), so the window shrinks to it. */
+static void on_connack5(struct lg *g, const struct mqtt_connack *ca)
+{
+	struct mqtt_prop pr;
+	if (g->srv_seen)
+		return;
+	g->srv_seen = true;
+	g->srv_alias_max = mqtt_props_find(&ca->props, MQTT_P_TOPIC_ALIAS_MAXIMUM, &pr)
+				   ? (uint16_t)pr.value : 0;
+	g->srv_recv_max = mqtt_props_find(&ca->props, MQTT_P_RECEIVE_MAXIMUM, &pr)
+				  ? pr.value : 65535;
+	if (g->srv_recv_max < g->window)
+		g->window = g->srv_recv_max;
+	if (g->alias_max && g->srv_alias_max == 0)
+		fprintf(stderr, "loadgen: the broker allows no topic aliases: "
+			"publishers send full topics\n");
 }
 
 /* Handles one framed packet. Returns 0, or -1 to drop the connection. */
 static int conn_packet(struct lg *g, struct conn *c, const struct mqtt_frame *f)
 {
 	struct mqtt_packet pkt;
-	int rc = mqtt_decode(f, LG_LEVEL, &pkt);
+	int rc = mqtt_decode(f, g->level, &pkt);
 	if (rc != MQTT_OK) {
 		complain(g, c, mqtt_err_str(rc), 0);
 		return -1;
@@ -550,6 +670,8 @@ static int conn_packet(struct lg *g, struct conn *c, const struct mqtt_frame *f)
 			complain(g, c, "CONNACK refused or unexpected", 0);
 			return -1;
 		}
+		if (g->level == 5)
+			on_connack5(g, &pkt.u.connack);
 		if (c->role != ROLE_SUB) {
 			conn_ready(g, c);
 			return 0;
@@ -557,8 +679,10 @@ static int conn_packet(struct lg *g, struct conn *c, const struct mqtt_frame *f)
 		c->state = ST_SUBACK;
 		return send_subscribe(g, c);
 	case MQTT_SUBACK:
+		/* Level 5: every code from 0x80 up is a refusal. */
 		if (c->state != ST_SUBACK || pkt.u.suback.count < 1 ||
-		    pkt.u.suback.codes[0] == MQTT_SUBACK_FAILURE) {
+		    pkt.u.suback.codes[0] == MQTT_SUBACK_FAILURE ||
+		    (g->level == 5 && pkt.u.suback.codes[0] >= 0x80)) {
 			complain(g, c, "SUBACK refused or unexpected", 0);
 			return -1;
 		}
@@ -568,14 +692,29 @@ static int conn_packet(struct lg *g, struct conn *c, const struct mqtt_frame *f)
 		return on_publish(g, c, &pkt.u.publish);
 	case MQTT_PUBACK:
 	case MQTT_PUBCOMP:
+		/* Level 5: a failure code still ends the exchange; counted. */
+		g->refused += pkt.u.ack.reason >= 0x80;
 		pub_complete(g, c);
 		return 0;
 	case MQTT_PUBREC:
-		return send_ack(c, MQTT_PUBREL, pkt.u.ack.packet_id);
+		/* Level 5: PUBREC >= 0x80 ends the QoS 2 exchange, no PUBREL. */
+		if (pkt.u.ack.reason >= 0x80) {
+			g->refused++;
+			pub_complete(g, c);
+			return 0;
+		}
+		return send_ack(g, c, MQTT_PUBREL, pkt.u.ack.packet_id);
 	case MQTT_PUBREL:
-		return send_ack(c, MQTT_PUBCOMP, pkt.u.ack.packet_id);
+		return send_ack(g, c, MQTT_PUBCOMP, pkt.u.ack.packet_id);
 	case MQTT_PINGRESP:
 		return 0;
+	case MQTT_DISCONNECT: {
+		char why[48];
+		snprintf(why, sizeof why, "DISCONNECT from broker, reason 0x%02x",
+			 pkt.u.disconnect.reason);
+		complain(g, c, why, 0);
+		return -1;
+	}
 	default:
 		complain(g, c, mqtt_type_name(f->type), 0);
 		return -1;
@@ -710,11 +849,17 @@ static int conn_send_connect(struct lg *g, struct conn *c)
 	int idlen = snprintf(id, sizeof id, "%s%d-%c%u", g->id_prefix, (int)getpid(),
 			     "spi"[c->role], c->index);
 	struct mqtt_connect cn = {
-		.level = LG_LEVEL,
+		.level = g->level,
 		.clean = true,
 		.keepalive = LG_KEEPALIVE,
 		.client_id = { (const uint8_t *)id, (uint16_t)idlen },
 	};
+	/* Level 5: no properties, or Topic Alias Maximum (0x22, two bytes)
+	 * with --topic-alias, so that the broker may alias toward us. */
+	uint8_t props[3] = { MQTT_P_TOPIC_ALIAS_MAXIMUM, (uint8_t)(g->alias_max >> 8),
+			     (uint8_t)g->alias_max };
+	if (g->alias_max)
+		cn.props = (struct mqtt_props){ props, sizeof props };
 	c->state = ST_CONNACK;
 	return mqtt_encode_connect(&c->out, &cn) == MQTT_OK ? 0 : -1;
 }
@@ -926,7 +1071,9 @@ static void lg_broadcast(struct lg *g, uint8_t type)
 		struct conn *c = &g->conns[i];
 		if (c->state != ST_READY)
 			continue;
-		if (mqtt_encode_simple(&c->out, LG_LEVEL, type) != MQTT_OK)
+		/* Level 5: PINGREQ is the same; DISCONNECT leaves out reason 0
+		 * (Normal disconnection), the same two bytes too. */
+		if (mqtt_encode_simple(&c->out, g->level, type) != MQTT_OK)
 			conn_fail(g, c, "encode", ENOMEM);
 		else if (conn_flush(g, c) == 0)
 			conn_watch(g, c);
@@ -985,6 +1132,11 @@ static void lg_tick(struct lg *g, uint64_t now)
 		if (g->mode == MODE_IDLE && g->ready > 0) {
 			g->t_hold_end = now + (uint64_t)(g->hold * NS);
 			lg_set_phase(g, PH_HOLD, now);
+		} else if (g->settle > 0 && g->ready) {
+			/* --settle: connected and quiet, so that a profiler
+			 * started now sees only the traffic. */
+			g->t_hold_end = now + (uint64_t)(g->settle * NS);
+			lg_set_phase(g, PH_SETTLE, now);
 		} else {
 			lg_set_phase(g, g->ready ? PH_RUN : PH_END, now);
 		}
@@ -1028,10 +1180,25 @@ static void lg_tick(struct lg *g, uint64_t now)
 			lg_set_phase(g, PH_DRAIN, now);
 		}
 		return;
+	case PH_SETTLE:
+		if (now >= g->t_hold_end) {
+			g->t_start = now;
+			lg_set_phase(g, PH_RUN, now);
+		}
+		return;
 	case PH_DRAIN:
-		if (lg_drained(g) || now - g->t_progress > LG_QUIET_NS ||
-		    now - g->t_pub_end > (uint64_t)(g->drain * NS))
-			g->phase = PH_END;
+		if (!(lg_drained(g) || now - g->t_progress > LG_QUIET_NS ||
+		      now - g->t_pub_end > (uint64_t)(g->drain * NS)))
+			return;
+		g->phase = PH_END;
+		if (g->linger > 0) {
+			/* --linger: the traffic is over, the connections stay
+			 * (a profiler stopped now leaves the teardown out). */
+			printf("DRAINED sent=%" PRIu64 " received=%" PRIu64 "\n", g->sent, g->received);
+			fflush(stdout);
+			g->t_hold_end = now + (uint64_t)(g->linger * NS);
+			g->phase = PH_HOLD;
+		}
 		return;
 	case PH_HOLD:
 		if (now >= g->t_hold_end)
@@ -1064,6 +1231,12 @@ static void lg_report(struct lg *g, uint64_t now)
 	       (double)hist_percentile(&g->lat, 0.99) / 1e3,
 	       (double)hist_percentile(&g->lat, 0.999) / 1e3, (double)g->lat.max / 1e3,
 	       g->written_off, g->stalls, cpu);
+	/* Only at level 5, so that 3.1.1 runs print the line as before. */
+	if (g->level == 5)
+		printf(" mqtt=5 topic_alias=%u srv_alias_max=%u srv_recv_max=%u alias_pub=%" PRIu64
+		       " alias_rx=%" PRIu64 " refused=%" PRIu64,
+		       (unsigned)g->alias_max, (unsigned)g->srv_alias_max, g->srv_recv_max,
+		       g->alias_pub, g->alias_rx, g->refused);
 	/* Only with a transport, so that plain runs print the line as before. */
 	if (g->tls || g->ws_path)
 		printf(" transport=%s%s%s", g->ws_path ? (g->tls ? "wss" : "ws") : "tls",
@@ -1086,12 +1259,18 @@ static void usage(void)
 	      "  --expect N         messages to receive before stopping (default sent x subs)\n"
 	      "  --drain S (10)     longest wait for acks/deliveries after publishing\n"
 	      "  --hold S (10)      idle mode: how long to hold the connections\n"
+	      "  --settle S (0)     pub/run: wait S s after CONNECTED before publishing\n"
+	      "  --linger S (0)     pub/run: after the drain print DRAINED, keep the\n"
+	      "                     connections S s, then disconnect\n"
 	      "  --connect-window N (100)  connection attempts in progress at once\n"
 	      "  --connect-timeout S (60)  --id-prefix STR (lg)\n"
 	      "  --e2e-window N (0 = off)  run mode: at most N deliveries in transit\n"
 	      "  --tls CAFILE       TLS (1.2 or 1.3, the broker's choice), broker verified\n"
 	      "                     against CAFILE for the --host address\n"
-	      "  --ws PATH          MQTT over WebSocket, upgrading at PATH (e.g. /mqtt)\n",
+	      "  --ws PATH          MQTT over WebSocket, upgrading at PATH (e.g. /mqtt)\n"
+	      "  --mqtt5            MQTT 5.0 (protocol level 5) instead of 3.1.1\n"
+	      "  --topic-alias N    MQTT 5 with topic aliases: publishers alias their topic,\n"
+	      "                     every connection announces Topic Alias Maximum N\n",
 	      stderr);
 	exit(2);
 }
@@ -1134,6 +1313,8 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		{ "hold", 1, 0, 'H' }, { "connect-window", 1, 0, 'w' },
 		{ "connect-timeout", 1, 0, 'T' }, { "id-prefix", 1, 0, 'i' },
 		{ "e2e-window", 1, 0, 'W' }, { "tls", 1, 0, 'L' }, { "ws", 1, 0, 'B' },
+		{ "mqtt5", 0, 0, '5' }, { "topic-alias", 1, 0, 'A' },
+		{ "settle", 1, 0, 'Z' }, { "linger", 1, 0, 'Y' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *host = "127.0.0.1", *cafile = NULL;
@@ -1166,6 +1347,13 @@ static void lg_options(struct lg *g, int argc, char **argv)
 		case 'W': g->e2e_window = (uint64_t)opt_num(name, optarg, 0, 1e12); break;
 		case 'L': cafile = optarg; break;
 		case 'B': g->ws_path = optarg; break;
+		case '5': g->level = 5; break;
+		case 'Z': g->settle = opt_num(name, optarg, 0, 1e6); break;
+		case 'Y': g->linger = opt_num(name, optarg, 0, 1e6); break;
+		case 'A':
+			g->alias_max = (uint16_t)opt_num(name, optarg, 1, 65535);
+			g->level = 5;
+			break;
 		default: usage();
 		}
 	}
@@ -1231,6 +1419,7 @@ int main(int argc, char **argv)
 	g->conn_window = 100;
 	g->prefix = "bench/t";
 	g->id_prefix = "lg";
+	g->level = LG_LEVEL;
 	lg_options(g, argc - 1, argv + 1);
 
 	char filter[256];
@@ -1252,7 +1441,9 @@ int main(int argc, char **argv)
 	g->conns = calloc(g->n, sizeof *g->conns);
 	g->payload = calloc(1, g->size);
 	g->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (!g->conns || !g->payload || g->ep < 0) {
+	if (g->alias_max && g->n_sub)
+		g->atab = calloc(g->n_sub, sizeof *g->atab);
+	if (!g->conns || !g->payload || g->ep < 0 || (g->alias_max && g->n_sub && !g->atab)) {
 		perror("loadgen: setup");
 		goto cleanup;
 	}
@@ -1289,6 +1480,12 @@ cleanup:
 		conn_close(&g->conns[i]);
 	if (g->ep >= 0)
 		close(g->ep);
+	for (unsigned i = 0; g->atab && i < g->n_sub; i++) {
+		for (uint32_t k = 0; k < g->atab[i].cap; k++)
+			free(g->atab[i].v[k].topic);
+		free(g->atab[i].v);
+	}
+	free(g->atab);
 	free(g->conns);
 	free(g->payload);
 	SSL_CTX_free(g->tls);

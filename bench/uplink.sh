@@ -11,6 +11,9 @@
 #                that reached Kafka during the run / its duration.
 #   kafkagate 1  PUBS publishers at QoS 1, INFLIGHT unacknowledged each;
 #                msgs/s = PUBACKs per second; latency = publish -> PUBACK.
+#   kafkagate 1, MQTT 5 (MQTT5=1, the default): the same QoS 1 load from
+#                MQTT 5.0 publishers, without and with topic aliases,
+#                right after the 3.1.1 row so that they share the load.
 #   mosquitto    the same QoS 0 load into mosquitto, bridged by
 #                `mosquitto_sub -t '#' | kcat -P`; lossy: "in Kafka" shows
 #                how much arrived.
@@ -22,8 +25,8 @@
 # Environment: DURATION (10 s per row), SIZES ("64 1024"), PUBS (100),
 # INFLIGHT (10), CLUSTERS ("mock kafka"), KG_BIN, KG_BIN_OLD (another build,
 # e.g. from a branch point: its QoS 0 and QoS 1 rows are run right after
-# KG_BIN's, "kafkagate before"), UB (uplink_bench binary), MOSQ_BIN, OUT
-# (bench/results/uplink.md).
+# KG_BIN's, "kafkagate before"), MQTT5 (1: the MQTT 5 QoS 1 rows; 0: none),
+# UB (uplink_bench binary), MOSQ_BIN, OUT (bench/results/uplink.md).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,6 +37,7 @@ INFLIGHT=${INFLIGHT:-10}
 CLUSTERS=${CLUSTERS:-"mock kafka"}
 KG_BIN=${KG_BIN:-build/kafkagate}
 KG_BIN_OLD=${KG_BIN_OLD:-}
+MQTT5=${MQTT5:-1}
 UB=${UB:-build/bench/uplink_bench}
 MOSQ_BIN=${MOSQ_BIN:-/usr/sbin/mosquitto}
 OUT=${OUT:-bench/results/uplink.md}
@@ -64,6 +68,9 @@ run_producer() {
 	R[$c|$s|prod|cpu]=$(field cpu_s "$line")
 }
 
+# uplink_bench options of a row kind: the MQTT 5 rows' protocol level.
+declare -A KIND_ARGS=([kg1m5]="--mqtt5" [kg1m5a]="--topic-alias")
+
 # run_mqtt CLUSTER SIZE KIND QOS PORT TOPIC PID...: the publishers against
 # PORT, watching TOPIC; CPU is summed over the PIDs.
 run_mqtt() {
@@ -71,9 +78,10 @@ run_mqtt() {
 	shift 6
 	local pid t0=0 t1=0 line
 	for pid in "$@"; do t0=$((t0 + $(cpu_ticks "$pid"))); done
+	# shellcheck disable=SC2086
 	line=$(timeout $((DURATION + 120)) "$UB" mqtt --port "$port" --clients "$PUBS" \
 		--qos "$q" --size "$s" --inflight "$INFLIGHT" --duration "$DURATION" --drain 30 \
-		--prefix bench --bootstrap "$BOOT" --topic "$topic" 2>>"$WORK/ub.err" |
+		--prefix bench --bootstrap "$BOOT" --topic "$topic" ${KIND_ARGS[$k]:-} 2>>"$WORK/ub.err" |
 		grep '^RESULT' || true)
 	for pid in "$@"; do t1=$((t1 + $(cpu_ticks "$pid"))); done
 	say "  $k $c $s: $line"
@@ -156,6 +164,10 @@ for c in $CLUSTERS; do
 		run_gateway "$c" "$s" 0 kg0 "$KG_BIN"
 		[ -n "$KG_BIN_OLD" ] && run_gateway "$c" "$s" 0 old0 "$KG_BIN_OLD"
 		run_gateway "$c" "$s" 1 kg1 "$KG_BIN"
+		if [ "$MQTT5" = 1 ]; then
+			run_gateway "$c" "$s" 1 kg1m5 "$KG_BIN"
+			run_gateway "$c" "$s" 1 kg1m5a "$KG_BIN"
+		fi
 		[ -n "$KG_BIN_OLD" ] && run_gateway "$c" "$s" 1 old1 "$KG_BIN_OLD"
 		run_mosquitto "$c" "$s"
 	done
@@ -182,7 +194,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo "- DURATION=${DURATION}s per row, PUBS=$PUBS publishers, INFLIGHT=$INFLIGHT per QoS 1" \
 		"publisher, topics with 4 partitions, librdkafka $(pkg-config --modversion rdkafka)"
 	echo "- command: DURATION=$DURATION SIZES=\"$SIZES\" PUBS=$PUBS INFLIGHT=$INFLIGHT" \
-		"CLUSTERS=\"$CLUSTERS\"${KG_BIN_OLD:+ KG_BIN_OLD=$KG_BIN_OLD} bench/uplink.sh"
+		"CLUSTERS=\"$CLUSTERS\" MQTT5=$MQTT5${KG_BIN_OLD:+ KG_BIN_OLD=$KG_BIN_OLD} bench/uplink.sh"
 	echo
 	echo "| cluster | payload B | pipeline | msgs/s | p50 ms | p99 ms | sent | in Kafka | CPU s | CPU s per 1M |"
 	echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -192,17 +204,21 @@ mkdir -p "$(dirname "$OUT")"
 			continue
 		fi
 		for s in $SIZES; do
-			for k in prod kg0 old0 kg1 old1 mosq; do
+			for k in prod kg0 old0 kg1 kg1m5 kg1m5a old1 mosq; do
 				case $k in
 				prod) name="bare librdkafka producer" ;;
 				kg0) name="kafkagate QoS 0" ;;
 				old0) name="kafkagate before, QoS 0" ;;
 				kg1) name="kafkagate QoS 1" ;;
+				kg1m5) name="kafkagate QoS 1, MQTT 5" ;;
+				kg1m5a) name="kafkagate QoS 1, MQTT 5, topic aliases" ;;
 				old1) name="kafkagate before, QoS 1" ;;
 				mosq) name="mosquitto + mosquitto_sub \\| kcat (QoS 0)" ;;
 				esac
+				# Rows that were run show even when they failed.
 				[ -z "${R[$c|$s|$k|line]:-}" ] && [ "$k" != prod ] && [ "$k" != mosq ] &&
-					[ "$k" != kg0 ] && [ "$k" != kg1 ] && continue
+					[ "$k" != kg0 ] && [ "$k" != kg1 ] &&
+					{ [ "$MQTT5" != 1 ] || [ "${k#kg1m5}" = "$k" ]; } && continue
 				echo "| $c | $s | $name | $(val "$c|$s|$k|rate") | $(val "$c|$s|$k|p50") |" \
 				     "$(val "$c|$s|$k|p99") | $(val "$c|$s|$k|sent") | $(val "$c|$s|$k|kafka") |" \
 				     "$(val "$c|$s|$k|cpu") | $(per_m "${R[$c|$s|$k|cpu]:-}" "${R[$c|$s|$k|kafka]:-}") |"
@@ -224,6 +240,18 @@ mkdir -p "$(dirname "$OUT")"
 				"QoS 1: $(val "$c|$s|kg1|rate") msgs/s, p99 $(val "$c|$s|kg1|p99") ms" \
 				"(target on mock: ≥ 50000 msgs/s, p99 < 50 ms); mosquitto pipeline delivered" \
 				"$(pct "${R[$c|$s|mosq|kafka]:-}" "${R[$c|$s|mosq|sent]:-}") of what was published"
+			if [ "$MQTT5" = 1 ]; then
+				echo "  - QoS 1 MQTT 5 / MQTT 3.1.1 msgs/s:" \
+					"$(pct "${R[$c|$s|kg1m5|rate]:-}" "${R[$c|$s|kg1|rate]:-}")," \
+					"with topic aliases $(pct "${R[$c|$s|kg1m5a|rate]:-}" "${R[$c|$s|kg1|rate]:-}")" \
+					"(target ≥ 90%); CPU per 1M" \
+					"$(pct "$(per_m "${R[$c|$s|kg1m5|cpu]:-}" "${R[$c|$s|kg1m5|kafka]:-}")" \
+						"$(per_m "${R[$c|$s|kg1|cpu]:-}" "${R[$c|$s|kg1|kafka]:-}")")," \
+					"$(pct "$(per_m "${R[$c|$s|kg1m5a|cpu]:-}" "${R[$c|$s|kg1m5a|kafka]:-}")" \
+						"$(per_m "${R[$c|$s|kg1|cpu]:-}" "${R[$c|$s|kg1|kafka]:-}")");" \
+					"p99 $(val "$c|$s|kg1m5|p99"), $(val "$c|$s|kg1m5a|p99") ms" \
+					"against $(val "$c|$s|kg1|p99") ms"
+			fi
 			[ -z "$KG_BIN_OLD" ] && continue
 			echo "  - against kafkagate before: QoS 0 msgs/s" \
 				"$(pct "${R[$c|$s|kg0|rate]:-}" "${R[$c|$s|old0|rate]:-}")," \
@@ -239,7 +267,7 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	for c in "${RAN[@]}"; do
 		for s in $SIZES; do
-			for k in prod kg0 old0 kg1 old1 mosq; do
+			for k in prod kg0 old0 kg1 kg1m5 kg1m5a old1 mosq; do
 				[ -n "${R[$c|$s|$k|line]:-}" ] && echo "    $c $s $k: ${R[$c|$s|$k|line]}"
 			done
 		done

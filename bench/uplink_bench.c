@@ -8,7 +8,11 @@
  *            a publish-to-PUBACK latency. With --bootstrap and --topic, a
  *            second thread watches the topic's watermarks, so the rate of
  *            records that reached Kafka is measured too (for QoS 0 that is
- *            the only honest throughput).
+ *            the only honest throughput). --mqtt5: the same at protocol
+ *            level 5 (empty property lists; PUBACKs may carry a reason
+ *            code, counted in refused= when >= 0x80); --topic-alias also:
+ *            each publisher sends its topic once with Topic Alias 1, then
+ *            an empty topic with the alias (when CONNACK allows aliases).
  *   produce  a bare librdkafka producer writing what the gateway would write
  *            for the same load: same properties as kafkagate's producer
  *            defaults (--prop NAME=VALUE changes one), key = one of --clients
@@ -60,6 +64,8 @@
 struct opts {
 	const char *mode, *host, *bootstrap, *topic, *prefix;
 	int port, clients, qos, size, inflight, brokers;
+	int level;                       /* 4 (MQTT 3.1.1) or 5 (--mqtt5) */
+	bool alias;                      /* --topic-alias (level 5) */
 	double duration, drain, gaps;
 	const char *props[MAX_PROPS][2]; /* --prop name=value: producer overrides */
 	int nprops;
@@ -67,8 +73,13 @@ struct opts {
 
 static struct opts o = {
 	.host = "127.0.0.1", .prefix = "bench", .port = 1883, .clients = 100, .qos = 0,
-	.size = 64, .inflight = -1, .brokers = 1, .duration = 10, .drain = 15,
+	.size = 64, .inflight = -1, .brokers = 1, .duration = 10, .drain = 15, .level = 4,
 };
+
+/* Level 5: what the broker's CONNACK announced (the first one; every
+ * connection talks to the same broker). */
+static int srv_alias_max = -1, srv_recv_max = 65535;
+static uint64_t refused;         /* PUBACKs with a reason code >= 0x80 */
 
 static char pool[POOL_SIZE];
 
@@ -217,6 +228,7 @@ static void *watch_main(void *arg)
 struct conn {
 	int fd;
 	char topic[32];
+	bool alias_set;              /* --topic-alias: alias 1 names the topic */
 	uint16_t next_pid;
 	uint32_t events;
 	char *out;
@@ -258,6 +270,104 @@ static double pct_ms(double p)
 	return lat_us[i] / 1000.0;
 }
 
+/* Reads a variable byte integer at p (at most 4 bytes, not past end).
+ * Returns the bytes it took, or 0 if incomplete or malformed. */
+static int varint(const uint8_t *p, const uint8_t *end, uint32_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < 4 && p + i < end; i++) {
+		*v |= (uint32_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80))
+			return i + 1;
+	}
+	return 0;
+}
+
+/* Level 5: the Topic Alias Maximum (0x22) and Receive Maximum (0x21) of a
+ * CONNACK's property list; dies on a list it cannot walk. */
+static void connack_props(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end) {
+		uint8_t id = *p++;
+		size_t n = 0;
+		switch (id) {
+		case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29:
+		case 0x2a:
+			n = 1;
+			break;
+		case 0x13: case 0x21: case 0x22: case 0x23:
+			n = 2;
+			break;
+		case 0x02: case 0x11: case 0x18: case 0x27:
+			n = 4;
+			break;
+		case 0x03: case 0x08: case 0x09: case 0x12: case 0x15: case 0x16: case 0x1a:
+		case 0x1c: case 0x1f:
+			if (end - p < 2)
+				die("bad CONNACK properties");
+			n = 2 + (size_t)(p[0] << 8 | p[1]);
+			break;
+		case 0x26:
+			if (end - p < 2 || (size_t)(end - p) < 4 + (size_t)(p[0] << 8 | p[1]))
+				die("bad CONNACK properties");
+			n = 2 + (size_t)(p[0] << 8 | p[1]);
+			n += 2 + (size_t)(p[n] << 8 | p[n + 1]);
+			break;
+		default:
+			die("unknown CONNACK property");
+		}
+		if ((size_t)(end - p) < n)
+			die("bad CONNACK properties");
+		if (id == 0x22 && srv_alias_max < 0)
+			srv_alias_max = p[0] << 8 | p[1];
+		if (id == 0x21)
+			srv_recv_max = p[0] << 8 | p[1];
+		p += n;
+	}
+}
+
+/* Blocking: the rest of a CONNACK whose first two bytes are in ack. */
+static void read_connack5(int fd, const uint8_t *first)
+{
+	uint8_t buf[512];
+	size_t got = 2;
+	uint32_t rem;
+	int vl;
+
+	memcpy(buf, first, 2);
+	while (!(vl = varint(buf + 1, buf + got, &rem))) {
+		if (got == 5)
+			die("bad CONNACK length");
+		if (read(fd, buf + got, 1) != 1)
+			die("no CONNACK");
+		got++;
+	}
+	size_t total = 1 + (size_t)vl + rem;
+	if (buf[0] != 0x20 || rem < 2 || total > sizeof(buf))
+		die("unexpected CONNACK");
+	while (got < total) {
+		ssize_t r = read(fd, buf + got, total - got);
+		if (r <= 0)
+			die("no CONNACK");
+		got += (size_t)r;
+	}
+	const uint8_t *p = buf + 1 + vl, *end = buf + total;
+	if (p[1] != 0) {
+		fprintf(stderr, "uplink_bench: CONNACK reason 0x%02x\n", p[1]);
+		exit(1);
+	}
+	if (end > p + 2) {
+		uint32_t plen;
+		int pl = varint(p + 2, end, &plen);
+		if (!pl || plen != (size_t)(end - (p + 2 + pl)))
+			die("bad CONNACK properties");
+		if (srv_alias_max < 0)
+			connack_props(p + 2 + pl, end);
+	}
+	if (srv_alias_max < 0)
+		srv_alias_max = 0;
+}
+
 /* Blocking connect, CONNECT, CONNACK; then non-blocking. */
 static int mqtt_open(int i)
 {
@@ -265,6 +375,7 @@ static int mqtt_open(int i)
 	char id[32];
 	uint8_t pkt[64], ack[4];
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool v5 = o.level == 5;
 
 	inet_pton(AF_INET, o.host, &sa.sin_addr);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
@@ -277,9 +388,13 @@ static int mqtt_open(int i)
 	size_t idlen = (size_t)snprintf(id, sizeof(id), "%s-p%d", o.prefix, i);
 	size_t n = 0;
 	pkt[n++] = 0x10;
-	pkt[n++] = (uint8_t)(10 + 2 + idlen);
+	pkt[n++] = (uint8_t)(10 + v5 + 2 + idlen);
 	memcpy(pkt + n, "\0\4MQTT\4\2\0\0", 10); /* level 4, clean, keepalive 0 */
+	if (v5)
+		pkt[n + 6] = 5;  /* level 5, and an empty property list */
 	n += 10;
+	if (v5)
+		pkt[n++] = 0;
 	pkt[n++] = 0;
 	pkt[n++] = (uint8_t)idlen;
 	memcpy(pkt + n, id, idlen);
@@ -287,13 +402,15 @@ static int mqtt_open(int i)
 	if (write(fd, pkt, n) != (ssize_t)n)
 		die("CONNECT write failed");
 	size_t got = 0;
-	while (got < 4) {
-		ssize_t r = read(fd, ack + got, 4 - got);
+	while (got < (v5 ? 2u : 4u)) {
+		ssize_t r = read(fd, ack + got, (v5 ? 2 : 4) - got);
 		if (r <= 0)
 			die("no CONNACK");
 		got += (size_t)r;
 	}
-	if (ack[0] != 0x20 || ack[3] != 0)
+	if (v5)
+		read_connack5(fd, ack);  /* properties: its length varies */
+	else if (ack[0] != 0x20 || ack[3] != 0)
 		die("CONNECT refused");
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	return fd;
@@ -301,8 +418,14 @@ static int mqtt_open(int i)
 
 static void encode_publish(struct conn *c, uint64_t seq)
 {
-	size_t tlen = strlen(c->topic);
-	size_t rem = 2 + tlen + (o.qos ? 2 : 0) + (size_t)o.size;
+	/* Level 5 with --topic-alias (and a broker that allows one): the
+	 * first PUBLISH sets alias 1 with the topic, later ones leave the
+	 * topic empty. The property list is 0 or 3 bytes long. */
+	bool alias = o.alias && srv_alias_max >= 1;
+	size_t tlen = alias && c->alias_set ? 0 : strlen(c->topic);
+	size_t plen = alias ? 3 : 0;
+	size_t rem = 2 + tlen + (o.qos ? 2 : 0) + (size_t)o.size +
+		     (o.level == 5 ? 1 + plen : 0);
 	char *p = c->out + c->out_len;
 
 	*p++ = (char)(0x30 | o.qos << 1);
@@ -324,6 +447,15 @@ static void encode_publish(struct conn *c, uint64_t seq)
 		c->fifo_pid[slot] = c->next_pid;
 		c->fifo_ns[slot] = now_ns();
 		c->n++;
+	}
+	if (o.level == 5) {
+		*p++ = (char)plen;
+		if (alias) {
+			*p++ = 0x23;  /* Topic Alias 1 */
+			*p++ = 0;
+			*p++ = 1;
+			c->alias_set = true;
+		}
 	}
 	memcpy(p, payload_at(seq), (size_t)o.size);
 	p += o.size;
@@ -358,8 +490,31 @@ static int read_acks(struct conn *c, uint64_t *lost)
 		c->in_len += (size_t)r;
 		size_t off = 0;
 		while (c->in_len - off >= 4) {
-			if (c->in[off] != 0x40 || c->in[off + 1] != 2)
+			size_t len = 4;
+			if (o.level == 5) {
+				/* 40 02 id, or 40 03+ id reason [properties]; a
+				 * DISCONNECT says why the broker gave up. */
+				uint32_t rem;
+				int vl = varint(c->in + off + 1, c->in + c->in_len, &rem);
+				if (!vl && c->in_len - off < 5)
+					break;
+				if (!vl || 1 + (size_t)vl + rem > sizeof(c->in))
+					die("unexpected packet from the broker");
+				len = 1 + (size_t)vl + rem;
+				if (c->in_len - off < len)
+					break;
+				if (c->in[off] == 0xe0) {
+					fprintf(stderr, "uplink_bench: DISCONNECT reason 0x%02x\n",
+						rem ? c->in[off + 2] : 0);
+					exit(1);
+				}
+				if (c->in[off] != 0x40 || rem < 2 || vl != 1)
+					die("unexpected packet from the broker");
+				if (rem > 2 && c->in[off + 4] >= 0x80)
+					refused++;
+			} else if (c->in[off] != 0x40 || c->in[off + 1] != 2) {
 				die("unexpected packet from the broker");
+			}
 			uint16_t pid = (uint16_t)(c->in[off + 2] << 8 | c->in[off + 3]);
 			if (c->n == 0 || c->fifo_pid[c->head] != pid)
 				die("PUBACK out of order");
@@ -369,7 +524,7 @@ static int read_acks(struct conn *c, uint64_t *lost)
 			c->head = (c->head + 1) % o.inflight;
 			c->n--;
 			acks++;
-			off += 4;
+			off += len;
 		}
 		memmove(c->in, c->in + off, c->in_len - off);
 		c->in_len -= off;
@@ -399,6 +554,10 @@ static int run_mqtt(void)
 		struct conn *c = &cs[i];
 
 		c->fd = mqtt_open(i);
+		/* Level 5: never more unacknowledged than the broker's Receive
+		 * Maximum (a protocol error otherwise). */
+		if (i == 0 && o.level == 5 && o.inflight > srv_recv_max)
+			o.inflight = srv_recv_max;
 		snprintf(c->topic, sizeof(c->topic), "%s/%d", o.prefix, i);
 		c->out = malloc(out_cap);
 		c->events = EPOLLIN;
@@ -477,12 +636,17 @@ static int run_mqtt(void)
 	       " acked=%" PRIu64 " lost_conns=%" PRIu64 " send_secs=%.3f sent_per_s=%.0f"
 	       " acked_per_s=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f kafka_in_window=%ld"
 	       " kafka_window_per_s=%.0f kafka_records=%ld kafka_per_s=%.0f cpu_s=%.2f"
-	       " max_gap_ms=%.0f\n",
+	       " max_gap_ms=%.0f",
 	       o.qos, o.size, o.clients, o.inflight, sent, acked, lost, send_secs,
 	       (double)sent / send_secs, o.qos && ack_secs > 0 ? (double)acked / ack_secs : 0,
 	       pct_ms(0.50), pct_ms(0.99), lat_n ? lat_us[lat_n - 1] / 1000.0 : 0, in_window,
 	       in_window > 0 ? (double)in_window / o.duration : 0, records, krate, cpu,
 	       (double)max_gap_ns / 1e6);
+	/* Only at level 5, so that 3.1.1 runs print the line as before. */
+	if (o.level == 5)
+		printf(" mqtt=5 topic_alias=%d srv_alias_max=%d srv_recv_max=%d refused=%" PRIu64,
+		       o.alias, srv_alias_max, srv_recv_max, refused);
+	putchar('\n');
 	return lost ? 3 : 0;
 }
 
@@ -647,6 +811,7 @@ static void usage(void)
 		"usage: uplink_bench mqtt    --port P [--clients N] [--qos 0|1] [--size B]\n"
 		"                            [--inflight K] [--duration S] [--drain S]\n"
 		"                            [--prefix T] [--bootstrap B --topic T] [--gaps MS]\n"
+		"                            [--mqtt5] [--topic-alias]\n"
 		"       uplink_bench produce --bootstrap B --topic T [--clients N] [--size B]\n"
 		"                            [--duration S] [--inflight K] [--prop NAME=VALUE]...\n"
 		"                            [--gaps MS]\n"
@@ -662,7 +827,8 @@ int main(int argc, char **argv)
 		{ "qos", 1, NULL, 'q' }, { "size", 1, NULL, 's' }, { "inflight", 1, NULL, 'i' },
 		{ "duration", 1, NULL, 'd' }, { "drain", 1, NULL, 'D' }, { "prefix", 1, NULL, 'P' },
 		{ "bootstrap", 1, NULL, 'b' }, { "topic", 1, NULL, 't' }, { "brokers", 1, NULL, 'B' },
-		{ "prop", 1, NULL, 'X' }, { "gaps", 1, NULL, 'G' }, { NULL, 0, NULL, 0 },
+		{ "prop", 1, NULL, 'X' }, { "gaps", 1, NULL, 'G' }, { "mqtt5", 0, NULL, '5' },
+		{ "topic-alias", 0, NULL, 'A' }, { NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -685,6 +851,8 @@ int main(int argc, char **argv)
 		case 't': o.topic = optarg; break;
 		case 'B': o.brokers = atoi(optarg); break;
 		case 'G': o.gaps = atof(optarg); break;
+		case '5': o.level = 5; break;
+		case 'A': o.alias = true; o.level = 5; break;
 		case 'X': {
 			char *eq = strchr(optarg, '=');
 			if (!eq || o.nprops == MAX_PROPS)
