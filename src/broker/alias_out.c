@@ -12,11 +12,24 @@ struct alias_slot {
 	uint64_t used;      /* last use, for the least recently used choice */
 };
 
+/* A direct-mapped hint from a topic's hash to the slot that last held it
+ * (slot + 1; 0 none). Only a hint, checked against the slot: a wrong or
+ * stale one costs the full scan, never a wrong alias. Twice ALIAS_OUT_MAX,
+ * so that most topics of a full table hit at once. */
+#define HINTS (2 * ALIAS_OUT_MAX)
+_Static_assert((HINTS & (HINTS - 1)) == 0 && ALIAS_OUT_MAX < 256, "hint table layout");
+
 struct alias_out {
 	uint16_t cap;
 	uint64_t tick;
+	uint8_t hint[HINTS];
 	struct alias_slot s[];  /* alias i + 1 */
 };
+
+static bool slot_is(const struct alias_slot *s, uint32_t h, const char *topic, uint16_t len)
+{
+	return s->topic && s->hash == h && s->len == len && memcmp(s->topic, topic, len) == 0;
+}
 
 struct alias_out *alias_out_new(uint16_t cap)
 {
@@ -42,13 +55,22 @@ void alias_out_free(struct alias_out *a)
 uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, bool *known)
 {
 	uint32_t h = hash_bytes(hash_process_seed(), topic, len);
+	uint8_t *hint = &a->hint[h & (HINTS - 1)];
 	uint16_t victim = 0;
 
-	/* At most ALIAS_OUT_MAX slots: a scan comparing stored hashes first. */
+	/* The hint: one compare for a topic seen before (the common case). */
+	if (*hint && slot_is(&a->s[*hint - 1], h, topic, len)) {
+		a->s[*hint - 1].used = ++a->tick;
+		*known = true;
+		return *hint;
+	}
+	/* Else at most ALIAS_OUT_MAX slots: a scan comparing stored hashes
+	 * first, choosing the least recently used slot on the way. */
 	for (uint16_t i = 0; i < a->cap; i++) {
 		struct alias_slot *s = &a->s[i];
-		if (s->topic && s->hash == h && s->len == len && memcmp(s->topic, topic, len) == 0) {
+		if (slot_is(s, h, topic, len)) {
 			s->used = ++a->tick;
+			*hint = (uint8_t)(i + 1);
 			*known = true;
 			return (uint16_t)(i + 1);
 		}
@@ -75,4 +97,5 @@ void alias_out_commit(struct alias_out *a, uint16_t alias, const char *topic, ui
 	s->len = len;
 	s->hash = hash_bytes(hash_process_seed(), topic, len);
 	s->used = ++a->tick;
+	a->hint[s->hash & (HINTS - 1)] = (uint8_t)alias;
 }

@@ -248,7 +248,8 @@ static struct msg *make_msg(struct client *c, const struct mqtt_publish *pub, co
 	struct msg *m = msg_new_props((const char *)pub->topic.p, pub->topic.len, pub->payload,
 				      pub->payload_len, pub->qos, pub->retain,
 				      props_len ? props : NULL, props_len);
-	free(heap);
+	if (heap) /* rare: over PROPS_STACK bytes kept; free(NULL) is not free */
+		free(heap);
 	if (!m)
 		return NULL;
 	if (x->has_expiry)
