@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "broker/alias_out.h"
-#include "core/hash.h"
 
 struct alias_slot {
 	uint32_t hash;
@@ -12,10 +11,11 @@ struct alias_slot {
 	uint64_t used;      /* last use, for the least recently used choice */
 };
 
-/* A direct-mapped hint from a topic's hash to the slot that last held it
- * (slot + 1; 0 none). Only a hint, checked against the slot: a wrong or
- * stale one costs the full scan, never a wrong alias. Twice ALIAS_OUT_MAX,
- * so that most topics of a full table hit at once. */
+/* Hints from a topic's hash to the slot that holds it (slot + 1; 0 none),
+ * two places per hash (its low bits and bits 16..22) so that two topics
+ * sharing one place do not evict each other on every delivery. Only hints,
+ * checked against the slot: a wrong or stale one costs the full scan,
+ * never a wrong alias. Twice ALIAS_OUT_MAX places. */
 #define HINTS (2 * ALIAS_OUT_MAX)
 _Static_assert((HINTS & (HINTS - 1)) == 0 && ALIAS_OUT_MAX < 256, "hint table layout");
 
@@ -29,6 +29,22 @@ struct alias_out {
 static bool slot_is(const struct alias_slot *s, uint32_t h, const char *topic, uint16_t len)
 {
 	return s->topic && s->hash == h && s->len == len && memcmp(s->topic, topic, len) == 0;
+}
+
+#define HINT1(h) ((h) & (HINTS - 1))
+#define HINT2(h) (((h) >> 16) & (HINTS - 1))
+
+/* Points a hint of h at slot i: the first place unless it holds a live
+ * hint of its own (a slot whose topic hashes there), else the second. */
+static void hint_set(struct alias_out *a, uint32_t h, uint16_t i)
+{
+	uint8_t *p = &a->hint[HINT1(h)];
+	if (*p && *p != i + 1) {
+		const struct alias_slot *o = &a->s[*p - 1];
+		if (o->topic && HINT1(o->hash) == HINT1(h))
+			p = &a->hint[HINT2(h)];
+	}
+	*p = (uint8_t)(i + 1);
 }
 
 struct alias_out *alias_out_new(uint16_t cap)
@@ -52,17 +68,23 @@ void alias_out_free(struct alias_out *a)
 	free(a);
 }
 
-uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, bool *known)
+uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, uint32_t h,
+			bool *known)
 {
-	uint32_t h = hash_bytes(hash_process_seed(), topic, len);
-	uint8_t *hint = &a->hint[h & (HINTS - 1)];
 	uint16_t victim = 0;
 
-	/* The hint: one compare for a topic seen before (the common case). */
-	if (*hint && slot_is(&a->s[*hint - 1], h, topic, len)) {
-		a->s[*hint - 1].used = ++a->tick;
+	/* The hints: one or two compares for a topic seen before (the common
+	 * case). */
+	uint8_t k = a->hint[HINT1(h)];
+	if (!k || !slot_is(&a->s[k - 1], h, topic, len)) {
+		k = a->hint[HINT2(h)];
+		if (k && !slot_is(&a->s[k - 1], h, topic, len))
+			k = 0;
+	}
+	if (k) {
+		a->s[k - 1].used = ++a->tick;
 		*known = true;
-		return *hint;
+		return k;
 	}
 	/* Else at most ALIAS_OUT_MAX slots: a scan comparing stored hashes
 	 * first, choosing the least recently used slot on the way. */
@@ -70,7 +92,7 @@ uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, bo
 		struct alias_slot *s = &a->s[i];
 		if (slot_is(s, h, topic, len)) {
 			s->used = ++a->tick;
-			*hint = (uint8_t)(i + 1);
+			hint_set(a, h, i);
 			*known = true;
 			return (uint16_t)(i + 1);
 		}
@@ -83,7 +105,8 @@ uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, bo
 	return (uint16_t)(victim + 1);
 }
 
-void alias_out_commit(struct alias_out *a, uint16_t alias, const char *topic, uint16_t len)
+void alias_out_commit(struct alias_out *a, uint16_t alias, const char *topic, uint16_t len,
+		      uint32_t h)
 {
 	struct alias_slot *s = &a->s[alias - 1];
 	char *t = malloc((size_t)len + 1);
@@ -95,7 +118,7 @@ void alias_out_commit(struct alias_out *a, uint16_t alias, const char *topic, ui
 	memcpy(t, topic, len);
 	t[len] = '\0';
 	s->len = len;
-	s->hash = hash_bytes(hash_process_seed(), topic, len);
+	s->hash = h;
 	s->used = ++a->tick;
-	a->hint[s->hash & (HINTS - 1)] = (uint8_t)alias;
+	hint_set(a, h, (uint16_t)(alias - 1));
 }

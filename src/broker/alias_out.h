@@ -38,9 +38,13 @@ void alias_out_free(struct alias_out *a);
  * mapping (send the alias and an empty topic); false when the alias is
  * (re)assigned now (send the topic and the alias, then alias_out_commit()).
  */
-uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, bool *known);
-/* Records that the PUBLISH mapping alias to topic was written. On ENOMEM
- * the alias is left unmapped (the topic is sent in full next time). */
-void alias_out_commit(struct alias_out *a, uint16_t alias, const char *topic, uint16_t len);
+/* h is the topic's hash, the same for the same topic in every call (the
+ * message's msg_topic_hash()). */
+uint16_t alias_out_pick(struct alias_out *a, const char *topic, uint16_t len, uint32_t h,
+			bool *known);
+/* Records that the PUBLISH mapping alias to topic (hash h) was written. On
+ * ENOMEM the alias is left unmapped (the topic is sent in full next time). */
+void alias_out_commit(struct alias_out *a, uint16_t alias, const char *topic, uint16_t len,
+		      uint32_t h);
 
 #endif

@@ -175,7 +175,7 @@ static uint16_t topic_alias(struct client *c, const struct msg *m, bool *known)
 		return 0;
 	if (!c->alias_out && !(c->alias_out = alias_out_new(c->alias_max_out)))
 		return 0; /* out of memory: full topic names */
-	return alias_out_pick(c->alias_out, m->topic, m->topic_len, known);
+	return alias_out_pick(c->alias_out, m->topic, m->topic_len, msg_topic_hash(m), known);
 }
 
 int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain, uint16_t pid,
@@ -209,7 +209,7 @@ int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain
 		for (uint16_t i = 0; i < n_subids; i++)
 			mqtt_pw_int(&pw, MQTT_P_SUBSCRIPTION_ID, subids[i]);
 		if (alias) {
-			mqtt_pw_int(&pw, MQTT_P_TOPIC_ALIAS, alias);
+			mqtt_pw_u16(&pw, MQTT_P_TOPIC_ALIAS, alias);
 			if (known)
 				p.topic.len = 0;
 		}
@@ -225,7 +225,7 @@ int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain
 	int rc = sent(c, MQTT_PUBLISH, mqtt_encode_publish(&c->obuf, c->level, &p));
 	/* The client knows the mapping once this PUBLISH is on its way. */
 	if (rc == 0 && alias && !known)
-		alias_out_commit(c->alias_out, alias, m->topic, m->topic_len);
+		alias_out_commit(c->alias_out, alias, m->topic, m->topic_len, msg_topic_hash(m));
 	if (rc == 0 && c->up)
 		atomic_fetch_add_explicit(&c->up->st.msgs_out, 1, memory_order_relaxed);
 	return rc;

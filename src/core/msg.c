@@ -45,6 +45,7 @@ struct msg *msg_new_props(const char *topic, size_t topic_len, const void *paylo
 	m->origin = 0;
 	m->props = NULL;
 	m->props_len = (uint32_t)props_len;
+	atomic_init(&m->topic_hash, 0);
 	if (props_len) {
 		memcpy(p + payload_len, props, props_len);
 		m->props = p + payload_len;

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/hash.h"
+
 /*
  * Delivery tracking for messages that must be accounted for (downlink
  * records whose Kafka offset is committed only once delivered). Each live
@@ -48,6 +50,10 @@ struct msg {
 				  expires_ms), Topic Alias or Subscription
 				  Identifier (per delivery). NULL when none. */
 	uint32_t props_len;
+	atomic_uint topic_hash; /* hash_bytes(hash_process_seed(), topic) | 1, or 0
+				   until msg_topic_hash() first asks: a cache any
+				   holder may fill (every thread computes the
+				   same value), so per delivery it is one load */
 	const uint8_t *payload;
 	char topic[];          /* topic_len bytes + NUL, then the payload */
 };
@@ -86,6 +92,19 @@ static inline bool msg_expiry_left(const struct msg *m, int64_t now_ms, uint32_t
 	int64_t s = left <= 0 ? 0 : (left + 999) / 1000;
 	*secs = s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 	return true;
+}
+
+/* The topic's hash (core/hash.h, process seed; never 0), computed once per
+ * message whichever thread asks first. */
+static inline uint32_t msg_topic_hash(const struct msg *m)
+{
+	atomic_uint *c = (atomic_uint *)&m->topic_hash; /* a cache: see the field */
+	uint32_t h = atomic_load_explicit(c, memory_order_relaxed);
+	if (h == 0) {
+		h = hash_bytes(hash_process_seed(), m->topic, m->topic_len) | 1;
+		atomic_store_explicit(c, h, memory_order_relaxed);
+	}
+	return h;
 }
 
 /* One delivery of m is accounted for (no-op for untracked messages). */

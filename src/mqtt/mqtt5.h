@@ -157,6 +157,22 @@ void mqtt_pw_pair(struct mqtt_pw *w, const void *k, uint16_t klen, const void *v
 /* Already-encoded properties appended as they are. */
 void mqtt_pw_raw(struct mqtt_pw *w, const uint8_t *p, uint32_t len);
 
+/* A two-byte integer property (Topic Alias, Receive Maximum, Server Keep
+ * Alive, Topic Alias Maximum) without mqtt_pw_int()'s lookup of the
+ * layout: written once per delivery for an aliased topic. */
+static inline void mqtt_pw_u16(struct mqtt_pw *w, uint8_t id, uint16_t v)
+{
+	if (w->overflow || w->cap - w->len < 3) {
+		w->overflow = true;
+		return;
+	}
+	uint8_t *p = w->p + w->len;
+	p[0] = id;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)v;
+	w->len += 3;
+}
+
 static inline struct mqtt_props mqtt_pw_props(const struct mqtt_pw *w)
 {
 	struct mqtt_props pr = { w->p, w->len };
