@@ -166,12 +166,12 @@ int send_pingresp(struct client *c)
  * each at most). */
 #define EXTRA_PROPS (5 + 3 + 5 * SEND_MAX_SUBIDS)
 
-/* The Topic Alias for m's topic toward c (0: none): only for a client that
+/* The Topic Alias for m's topic toward a level-5 c (0: none): only for a client that
  * allows aliases (its Topic Alias Maximum > 0). *known: it has the mapping
  * already, so the topic name can be left out. */
 static uint16_t topic_alias(struct client *c, const struct msg *m, bool *known)
 {
-	if (c->level != 5 || c->alias_max_out == 0)
+	if (c->alias_max_out == 0)
 		return 0;
 	if (!c->alias_out && !(c->alias_out = alias_out_new(c->alias_max_out)))
 		return 0; /* out of memory: full topic names */
@@ -199,11 +199,13 @@ int send_publish(struct client *c, const struct msg *m, uint8_t qos, bool retain
 			STAT_INC(c->w, msgs_expired);
 			return SEND_DROPPED;
 		}
-		mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY, left);
+		if (c->level == 5)
+			mqtt_pw_int(&pw, MQTT_P_MESSAGE_EXPIRY, left);
 	}
 	bool known = false;
-	uint16_t alias = topic_alias(c, m, &known);
+	uint16_t alias = 0;
 	if (c->level == 5) {
+		alias = topic_alias(c, m, &known);
 		if (n_subids > SEND_MAX_SUBIDS)
 			n_subids = SEND_MAX_SUBIDS;
 		for (uint16_t i = 0; i < n_subids; i++)
