@@ -50,6 +50,8 @@ BROKER_SRC += src/broker/shared.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
 	src/kafka/uplink_stats.c src/kafka/offsets.c src/kafka/consumer.c src/kafka/consumer_lag.c \
 	src/kafka/downlink.c
+# state: sessions, retained messages and wills in Kafka (docs/scaling.md).
+STATE_SRC  := $(sort $(wildcard src/state/*.c))
 ADMIN_SRC  := src/admin/http.c src/admin/http_auth.c src/admin/http_route.c \
 	src/admin/metrics.c src/admin/status.c
 APP_SRC    := src/app/reload.c src/app/passwd_cmd.c
@@ -61,7 +63,7 @@ TRANSPORT_SRC := src/transport/tls.c src/transport/ws.c src/transport/ws_handsha
 # Everything but main.c goes into a static library so that tests link the
 # same objects as the daemon. Layers and what each may include:
 # docs/architecture.md, checked by scripts/check-layers.sh.
-LIB_SRC := $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(AUTH_SRC) $(TRANSPORT_SRC) $(BROKER_SRC) $(KAFKA_SRC) $(ADMIN_SRC) $(APP_SRC)
+LIB_SRC := $(CORE_SRC) $(MQTT_SRC) $(ROUTE_SRC) $(AUTH_SRC) $(TRANSPORT_SRC) $(BROKER_SRC) $(KAFKA_SRC) $(STATE_SRC) $(ADMIN_SRC) $(APP_SRC)
 
 LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate

@@ -137,6 +137,124 @@ int broker_upstream_find(const struct broker *br, const char *name);
  */
 int broker_inject_upstream(struct broker *br, int idx, struct msg *m);
 
+/*
+ * State in Kafka (state.store = "kafka", docs/scaling.md). The broker keeps
+ * its sessions and retained messages in memory as always; the state layer
+ * (src/state/) mirrors them to Kafka through these hooks, and feeds back
+ * what other instances (or this one before a restart) wrote. Without
+ * broker_set_state() (state.store = "memory") nothing here is called.
+ */
+
+/* One subscription of a session: its filter (len bytes, not necessarily
+ * NUL-terminated) and its options packed as the session keeps them (bits
+ * 0-1 granted QoS, bit 2 No Local, bit 3 Retain As Published, bits 4-31
+ * the Subscription Identifier; broker/session_subs.h SUBOPT_*). */
+struct broker_sub {
+	const char *filter;
+	uint16_t len;
+	uint32_t opts;
+};
+
+/* A session as the state topics know it. */
+struct broker_session_image {
+	uint8_t level;              /* protocol level of its last connection: 3, 4 or 5 */
+	uint32_t expiry_s;          /* how long it outlives its connection (0 = never expires
+	                               for 3.1.1, whose limit is limits.session_expiry) */
+	int64_t parked_at_ms;       /* wall clock it went offline; 0 = unknown (now) */
+	const struct broker_sub *subs;
+	size_t nsubs;
+};
+
+/* A CONNECT that passed authentication, asking to own its client id. */
+struct broker_claim {
+	uint64_t conn_id;
+	int worker;
+	const char *id;             /* id_len bytes */
+	uint16_t id_len;
+	uint8_t level;
+	bool clean;                 /* clean session / Clean Start: any old session ends */
+	bool persistent;            /* the session outlives the connection (3.1.1 clean 0;
+	                               MQTT 5 Session Expiry Interval > 0) */
+	uint32_t expiry_s;          /* MQTT 5 Session Expiry Interval (3.1.1: 0) */
+	const struct msg *will;     /* the connection's will (borrowed), or NULL */
+	uint32_t will_delay_s;      /* MQTT 5 Will Delay Interval */
+};
+
+enum broker_claim_result {
+	BROKER_CLAIM_OK = 0,        /* this instance owns the id now */
+	BROKER_CLAIM_UNAVAILABLE,   /* Kafka could not say: CONNACK 3 / 0x88 */
+};
+
+struct broker_state_ops {
+	/* A CONNECT wants client id c->id (worker thread). Returns 0: the
+	 * connection waits (not reading) until broker_state_claimed() answers,
+	 * exactly once, from any thread; -1: refused now (Server unavailable). */
+	int (*claim)(void *ctx, const struct broker_claim *c);
+	/* The session's subscriptions changed (after a SUBSCRIBE or
+	 * UNSUBSCRIBE took effect; all of them, for clean sessions too, so that
+	 * other instances can route to them). Owner worker thread. */
+	void (*subs_changed)(void *ctx, const char *id, uint16_t id_len,
+			     const struct broker_sub *subs, size_t n);
+	/* A persistent session went offline (the connection closed): it lives
+	 * expiry_s (3.1.1: limits.session_expiry) from now; will (borrowed,
+	 * NULL = none or already published) is due after will_delay_s. Worker
+	 * thread. */
+	void (*parked)(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
+		       const struct msg *will, uint32_t will_delay_s);
+	/* The session ended here (clean disconnect, expiry, a clean start).
+	 * Not called for a session another instance took (broker_state_kick).
+	 * Any broker thread. */
+	void (*ended)(void *ctx, const char *id, uint16_t id_len);
+	/* A retained message was stored here from a publish (payload_len 0:
+	 * the topic was cleared). Not called for broker_retained_apply().
+	 * Worker thread; m borrowed (msg_ref() to keep it). */
+	void (*retained)(void *ctx, struct msg *m);
+	void *ctx;
+};
+
+/* Main thread, before broker_start(); copied. */
+void broker_set_state(struct broker *br, const struct broker_state_ops *ops);
+/*
+ * The answer to ops->claim for conn_id. With BROKER_CLAIM_OK, img (NULL =
+ * no session known to Kafka, or the claim was clean) is the session the
+ * connection resumes when it asked for one (session present = 1): the
+ * broker creates it from img when it has none of its own for the id
+ * (the one it has is newer when it has one: this instance owned it last).
+ * img is copied before the call returns. A connection gone meanwhile is
+ * ignored. Any thread.
+ */
+void broker_state_claimed(struct broker *br, uint64_t conn_id, enum broker_claim_result r,
+			  const struct broker_session_image *img);
+/* Another instance owns id now: close the connection attached to it here
+ * (MQTT 5: DISCONNECT 0x8E Session taken over; its will published as for
+ * any takeover) and discard the session here, without calling ops->parked
+ * or ops->ended. Any thread. */
+void broker_state_kick(struct broker *br, const char *id, uint16_t id_len);
+/* Creates an offline session for id from img unless one exists here (at
+ * start, for the sessions this instance owned before a restart, so that
+ * what arrives for them before they reconnect is queued). Returns 0, 1 if
+ * one existed, -1 ENOMEM. Any thread. */
+int broker_state_restore(struct broker *br, const char *id, uint16_t id_len,
+			 const struct broker_session_image *img);
+/* Stores (or, payload_len 0, clears) m in the retained store as another
+ * instance published it; delivers nothing and calls no hook. m borrowed.
+ * Returns 0 or -1. Any thread. */
+int broker_retained_apply(struct broker *br, struct msg *m);
+/* As broker_inject(), to this instance's subscribers only and never to the
+ * sink or the state hooks: a message another instance received (to_id
+ * NULL: every matching local session; else only the session to_id, through
+ * its own subscriptions). The retain flag is delivered as for any publish
+ * (Retain As Published) but nothing is stored. Takes the caller's
+ * reference; track as for broker_inject(). Any thread. */
+int broker_inject_local(struct broker *br, struct msg *m, const char *to_id, uint16_t to_len);
+
+/* Closes every client connection here (MQTT 5: DISCONNECT 0x88 Server
+ * unavailable; wills are not published: the instance cannot tell whether
+ * another owns the sessions now), for the state layer when its view of
+ * Kafka is older than state.lease_ms. Persistent sessions stay parked.
+ * Any thread. */
+void broker_close_all(struct broker *br, const char *reason);
+
 /* Counts a configuration reload for /metrics. Any thread. */
 void broker_count_reload(struct broker *br, bool applied);
 

@@ -28,6 +28,7 @@ static const char *const levels[] = { "error", "warn", "info", "debug", NULL }; 
 static const char *const formats[] = { "raw", "json", NULL };
 static const char *const payload_texts[] = { "utf8", "base64", NULL }; /* enum cfg_payload_text */
 static const char *const modes[] = { "group", "broadcast", NULL };
+static const char *const stores[] = { "memory", "kafka", NULL }; /* enum cfg_store */
 static const char *const protocols[] = { "mqtt", "websocket", NULL };
 static const char *const identities[] = { "none", "cn", "san", NULL };
 
@@ -71,6 +72,7 @@ const struct opt cfg_opts[] = {
 	NEST(S_TOP, "metrics", T_GROUP, S_METRICS, load_metrics, false),
 	NEST(S_TOP, "mqtt5", T_GROUP, S_MQTT5, NULL, true),
 	NEST(S_TOP, "kafka", T_GROUP, S_KAFKA, NULL, true),
+	NEST(S_TOP, "state", T_GROUP, S_STATE, NULL, false),
 	NEST(S_TOP, "routes", T_LIST, S_ROUTE, NULL, true),
 	NEST(S_TOP, "downlink", T_LIST, S_DOWNLINK, NULL, false),
 	NEST(S_TOP, "upstreams", T_LIST, S_UPSTREAM, NULL, false),
@@ -123,6 +125,18 @@ const struct opt cfg_opts[] = {
 	STR(S_KAFKA, "dead_letter_topic", C(kafka.dead_letter_topic), NULL, 1, MAX_STR, false, false),
 	STR(S_KAFKA, "instance_id", C(kafka.instance_id), NULL, 1, 249, false, false),
 	INT(S_KAFKA, "flush_timeout", C(kafka.flush_timeout), 10, 0, 600, true),
+
+	/* State in Kafka (docs/scaling.md); every setting restart-only. */
+	ENUM(S_STATE, "store", C(state.store), CFG_STORE_MEMORY, stores, false),
+	STR(S_STATE, "instance_id", C(state.instance_id), NULL, 1, 200, false, false),
+	STR(S_STATE, "topic_prefix", C(state.topic_prefix), "kafkagate", 1, 180, false, false),
+	INT(S_STATE, "partitions", C(state.partitions), 12, 1, 10000, false),
+	INT(S_STATE, "replication_factor", C(state.replication_factor), -1, -1, 32, false),
+	INT(S_STATE, "min_compaction_lag_ms", C(state.min_compaction_lag_ms), 3600000, 0, INT32_MAX, false),
+	INT(S_STATE, "inbox_retention_ms", C(state.inbox_retention_ms), 604800000, 60000, INT32_MAX, false),
+	INT(S_STATE, "heartbeat_ms", C(state.heartbeat_ms), 1000, 100, 60000, false),
+	INT(S_STATE, "lease_ms", C(state.lease_ms), 10000, 1000, 600000, false),
+	INT(S_STATE, "claim_timeout_ms", C(state.claim_timeout_ms), 5000, 100, 60000, false),
 
 	ADDR(S_LISTENER, "address", L(address), "127.0.0.1"),
 	INT(S_LISTENER, "port", L(port), 1883, 0, 65535, false),
@@ -199,6 +213,7 @@ const struct list_info cfg_lists[S_PROPS + 1] = {
 /* Enum members are written through int *. */
 _Static_assert(sizeof(enum cfg_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_store) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_payload_text) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_protocol) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_identity) == sizeof(int), "enum size");
@@ -861,6 +876,7 @@ static int parse(const char *name, const char *text, size_t len, struct cfg **ou
 	if (check_text(&x, text))
 		goto cleanup;
 	x.c->kafka.line = line_of(config_lookup(&lc, "kafka"));
+	x.c->state.line = line_of(config_lookup(&lc, "state"));
 	x.c->kafka.brokers_line = line_of(config_lookup(&lc, "kafka.brokers"));
 	rc = load_section(&x, config_root_setting(&lc), S_TOP, x.c, "");
 	if (rc == 0)
@@ -923,6 +939,8 @@ void cfg_free(struct cfg *c)
 	free(c->kafka.props);
 	free(c->kafka.dead_letter_topic);
 	free(c->kafka.instance_id);
+	free(c->state.instance_id);
+	free(c->state.topic_prefix);
 	for (size_t i = 0; i < c->nroutes; i++) {
 		free(c->routes[i].filter);
 		free(c->routes[i].topic);

@@ -30,6 +30,7 @@ enum cfg_format { CFG_FORMAT_RAW, CFG_FORMAT_JSON };
  * JSON is carried in the envelope (route/envelope.h). */
 enum cfg_payload_text { CFG_TEXT_UTF8, CFG_TEXT_BASE64 };
 enum cfg_mode { CFG_MODE_GROUP, CFG_MODE_BROADCAST };
+enum cfg_store { CFG_STORE_MEMORY, CFG_STORE_KAFKA };
 enum cfg_protocol { CFG_PROTO_MQTT, CFG_PROTO_WEBSOCKET };
 /* The user name of a client with a verified certificate: NONE = the one in
  * CONNECT; CN = the certificate's subject common name; SAN = its first
@@ -175,6 +176,24 @@ struct cfg_kafka {
 	int line;                 /* of the kafka group */
 };
 
+/* Where sessions, retained messages and wills live (docs/scaling.md):
+ * `state = { store = "kafka"; instance_id = "gw-1"; topic_prefix = "kafkagate"; }`.
+ * Restart-only. */
+struct cfg_state {
+	enum cfg_store store;     /* memory (default): this process only */
+	char *instance_id;        /* NULL = the host name */
+	char *topic_prefix;       /* "<prefix>.sessions", ".retained", ".instances", ".inbox.<id>" */
+	int partitions;           /* of the sessions and retained topics it creates */
+	int replication_factor;   /* of the topics it creates; -1 = the brokers' default */
+	int min_compaction_lag_ms;/* of the compacted topics it creates */
+	int inbox_retention_ms;   /* of the inbox topics it creates */
+	int heartbeat_ms;         /* an instance record every ... */
+	int lease_ms;             /* an instance silent this long is dead; an instance whose
+	                             view of the state topics lags this long closes its clients */
+	int claim_timeout_ms;     /* a CONNECT waits this long for its claim; then CONNACK 3 */
+	int line;                 /* of the state group; 0 = absent */
+};
+
 /* Uplink: MQTT filter -> Kafka topic. Filter and templates are checked by
  * the routing module, not here. */
 struct cfg_route {
@@ -265,6 +284,7 @@ struct cfg {
 	bool has_metrics;               /* false: no admin endpoint */
 	struct cfg_metrics metrics;     /* zeroed unless has_metrics */
 	struct cfg_kafka kafka;
+	struct cfg_state state;
 	struct cfg_route *routes;
 	size_t nroutes;
 	struct cfg_downlink *downlinks;

@@ -53,6 +53,8 @@ static bool same_nested(const struct opt *o, const struct cfg *a, const struct c
 	const struct list_info *li = &cfg_lists[o->sub];
 	size_t n = *CAT(a, li->count, size_t);
 
+	if (o->sub == S_STATE)
+		return same_keys(S_STATE, a, b);
 	if (o->sub == S_METRICS)
 		return a->has_metrics == b->has_metrics && same_keys(S_METRICS, &a->metrics, &b->metrics);
 	if (o->sub == S_PROPS) {

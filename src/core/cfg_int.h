@@ -25,7 +25,7 @@ struct config_setting_t;   /* libconfig's */
  * cfg_metrics, cfg_route, cfg_downlink, cfg_upstream for S_UPSTREAM and
  * S_UPSTREAM_TLS, cfg_upstream_sub) and are compared with their parent.
  * S_PROPS holds no keys: it marks kafka.properties, read by its own loader. */
-enum sect { S_TOP, S_LIMITS, S_LOG, S_AUTH, S_MQTT5, S_KAFKA, S_LISTENER, S_TLS, S_METRICS, S_ROUTE,
+enum sect { S_TOP, S_LIMITS, S_LOG, S_AUTH, S_MQTT5, S_KAFKA, S_STATE, S_LISTENER, S_TLS, S_METRICS, S_ROUTE,
 	    S_DOWNLINK, S_UPSTREAM, S_UPSTREAM_TLS, S_UPSTREAM_SUB, S_PROPS };
 
 /* T_OTHER keys are known but read by their section's own code. T_PATH is a

@@ -1,0 +1,111 @@
+/*
+ * state_int.h - what the files of src/state/ share. Not for other layers.
+ *
+ * Files and what each owns (docs/scaling.md is the design):
+ *   state.c           struct state: start/stop, the topics (created or
+ *                     checked), the producer, the reader thread that reads
+ *                     <prefix>.sessions, .retained and .instances from the
+ *                     beginning and hands each record to its module below,
+ *                     readiness (caught up), heartbeats and the lease.
+ *   state_retained.c  retained messages <-> <prefix>.retained.
+ *   state_sessions.c  the sessions view (<prefix>.sessions), claims and
+ *                     epochs, the broker's state hooks, kicks, restores.
+ *   state_bus.c       cross-instance delivery: the remote subscriptions and
+ *                     the per-instance inbox topics <prefix>.inbox.<id>.
+ *   state_owner.c     wills and expiry of sessions whose instance died.
+ *   state_rec.c       the record formats (encode/decode), pure.
+ */
+#ifndef KG_STATE_INT_H
+#define KG_STATE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <librdkafka/rdkafka.h>
+
+#include "state/state.h"
+
+#define STATE_ID_MAX 200
+#define STATE_TOPIC_MAX 249
+
+struct state_sessions;
+struct state_retained;
+struct state_bus;
+struct state_owner;
+
+struct state {
+	const struct cfg *cfg;
+	struct broker *br;
+	char instance_id[STATE_ID_MAX + 1];
+	char t_sessions[STATE_TOPIC_MAX + 1];   /* <prefix>.sessions */
+	char t_retained[STATE_TOPIC_MAX + 1];   /* <prefix>.retained */
+	char t_instances[STATE_TOPIC_MAX + 1];  /* <prefix>.instances */
+	char t_inbox[STATE_TOPIC_MAX + 1];      /* <prefix>.inbox.<instance_id> */
+	char bootstrap[1024];
+	int64_t started_ms;                     /* wall clock */
+	/* One idempotent producer (acks=all, murmur2_random) for every state
+	 * record; its delivery reports run on its own poll thread. */
+	rd_kafka_t *prod;
+	atomic_bool stopping;
+	atomic_bool caught_up;      /* the reader reached the ends seen at start */
+	atomic_bool kafka_ok;       /* the producer and reader hear from Kafka */
+	atomic_llong last_heard_ms; /* monotonic: last record or partition EOF read */
+	struct state_sessions *sessions;
+	struct state_retained *retained;
+	struct state_bus *bus;
+	struct state_owner *owner;
+};
+
+/* Producing a state record: value NULL = tombstone. key is copied. The
+ * delivery report calls done(ud, err, partition, offset) on the producer's
+ * poll thread (done NULL: fire and forget, failures logged). Returns 0 or
+ * -1 (queue full or stopping; done is then not called). */
+typedef void (*state_dr_fn)(void *ud, rd_kafka_resp_err_t err, int32_t partition,
+			    int64_t offset);
+int state_produce(struct state *st, const char *topic, const void *key, size_t keylen,
+		  const void *value, size_t vlen, rd_kafka_headers_t *hdrs /* taken, NULL ok */,
+		  state_dr_fn done, void *ud);
+
+/* Monotonic ms. */
+int64_t state_now_ms(void);
+/* Wall clock ms. */
+int64_t state_wall_ms(void);
+
+/* Each module: created by state_new() after the topics exist, records
+ * handed over by the reader thread in partition order, a tick every 100 ms
+ * on the reader thread, freed after the reader stopped. *_caught_up is
+ * called once when the reader reached the ends seen at start (before
+ * readiness). */
+struct state_sessions *state_sessions_new(struct state *st);
+void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *rec);
+void state_sessions_caught_up(struct state_sessions *ss);
+void state_sessions_tick(struct state_sessions *ss);
+/* The offset the reader reached in partition p of <prefix>.sessions (the
+ * next it will read): claims wait until it passes their own. */
+void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next_offset);
+void state_sessions_free(struct state_sessions *ss);
+
+struct state_retained *state_retained_new(struct state *st);
+void state_retained_record(struct state_retained *sr, const rd_kafka_message_t *rec);
+void state_retained_free(struct state_retained *sr);
+
+/* Instances: heartbeats read from <prefix>.instances (state.c keeps them);
+ * true when id wrote a heartbeat within lease_ms and has not said "down". */
+bool state_instance_alive(struct state *st, const char *id);
+
+struct state_bus *state_bus_new(struct state *st);
+int state_bus_start(struct state_bus *sb);
+/* A session's subscriptions as read from <prefix>.sessions (n = 0, owner
+ * NULL: it ended). owner is the instance it is online on or parked at. */
+struct broker_sub;
+void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const char *owner,
+		    const struct broker_sub *subs, size_t n);
+void state_bus_stop(struct state_bus *sb);
+void state_bus_free(struct state_bus *sb);
+
+struct state_owner *state_owner_new(struct state *st);
+void state_owner_tick(struct state_owner *so);
+void state_owner_free(struct state_owner *so);
+
+#endif
