@@ -241,17 +241,44 @@ static rd_kafka_resp_err_t produce_one(rd_kafka_t *rk, const char *topic, int32_
 
 /* ---- tests ---------------------------------------------------------------------- */
 
-/* Three brokers, every address on the loopback interface. */
+/* The local address of the IPv4 listening socket on port, from
+ * /proc/net/tcp ("0100007F" is 127.0.0.1), or "" when there is none. */
+static void listen_addr(int port, char *out, size_t cap)
+{
+	char line[512];
+	FILE *f = fopen("/proc/net/tcp", "r");
+
+	snprintf(out, cap, "%s", "");
+	while (f && fgets(line, sizeof(line), f)) {
+		char local[64], remote[64], st[8];
+		unsigned int addr, p;
+
+		if (sscanf(line, " %*d: %63s %63s %7s", local, remote, st) != 3 ||
+		    sscanf(local, "%8X:%4X", &addr, &p) != 2)
+			continue;
+		if ((int)p == port && strcmp(st, "0A") == 0) /* TCP_LISTEN */
+			snprintf(out, cap, "%.8s", local);
+	}
+	if (f)
+		fclose(f);
+}
+
+/* Three brokers, every address on the loopback interface: advertised so,
+ * and the listening sockets bound to 127.0.0.1 (not 0.0.0.0). */
 static void test_bootstrap(void **state)
 {
-	char copy[sizeof(mp.bootstrap)], *save = NULL;
+	char copy[sizeof(mp.bootstrap)], *save = NULL, addr[16];
 	int n = 0;
 	(void)state;
 
 	snprintf(copy, sizeof(copy), "%s", mp.bootstrap);
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save), n++)
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save), n++) {
 		if (strncmp(t, "127.0.0.1:", 10) != 0)
 			fail_msg("broker address '%s' is not on 127.0.0.1", t);
+		listen_addr(atoi(t + 10), addr, sizeof(addr));
+		if (strcmp(addr, "0100007F") != 0)
+			fail_msg("port %s: listening on '%s' (hex), not 127.0.0.1", t + 10, addr);
+	}
 	assert_int_equal(n, 3);
 }
 
