@@ -579,6 +579,20 @@ static void test_kick(void **state)
 	fd4 = connect4_ok("kk-4", false, false);
 	disconnect4(fd4);
 	disconnect4(watcher);
+	/* A kick right behind the answer to a claim of ours (another instance
+	 * claimed just after us): the connection attaches, then is closed. */
+	fake_reset(ANSWER_HOLD, NULL);
+	for (int i = 0; i < 20; i++) {
+		fd4 = connect4_send("kk-r", false, NULL);
+		uint64_t conn = wait_held();
+		assert_true(conn != 0);
+		broker_state_claimed(br, conn, BROKER_CLAIM_OK, NULL);
+		broker_state_kick(br, "kk-r", 4);
+		assert_int_equal(read_connack(fd4, NULL, WAIT_MS), 0);
+		assert_true(raw_closed_within(fd4, WAIT_MS));
+		close(fd4);
+	}
+	assert_int_equal(count_events("parked id=kk-r"), 0);
 }
 
 /* subs_changed lists the whole set after SUBSCRIBE and UNSUBSCRIBE. */
