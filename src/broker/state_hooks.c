@@ -48,6 +48,13 @@ void broker_set_state(struct broker *br, const struct broker_state_ops *ops)
 	}
 }
 
+void broker_state_stats(const struct broker *br, struct broker_state_stats *out)
+{
+	out->claims_waiting = atomic_load_explicit(&br->claims_waiting, memory_order_relaxed);
+	out->claims_refused = atomic_load_explicit(&br->claims_refused, memory_order_relaxed);
+	out->kicks = atomic_load_explicit(&br->kicks, memory_order_relaxed);
+}
+
 /* ---- sessions from images ------------------------------------------------ */
 
 /* A session for id from img (NULL: empty) in the directory, offline, not

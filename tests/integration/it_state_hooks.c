@@ -538,6 +538,9 @@ static void test_unavailable(void **state)
 	assert_true(raw_closed_within(fd, WAIT_MS));
 	close(fd);
 	EXPECT_EVENT("claim id=un-2");
+	struct broker_state_stats st;
+	broker_state_stats(br, &st);
+	assert_true(st.claims_refused >= 3);
 	/* No session was made for any of them: nothing parked or ended. */
 	assert_int_equal(count_events("parked"), 0);
 	assert_int_equal(count_events("ended"), 0);
@@ -593,6 +596,10 @@ static void test_kick(void **state)
 		close(fd4);
 	}
 	assert_int_equal(count_events("parked id=kk-r"), 0);
+	struct broker_state_stats st;
+	broker_state_stats(br, &st);
+	assert_true(st.kicks >= 23);
+	assert_int_equal(st.claims_waiting, 0);
 }
 
 /* subs_changed lists the whole set after SUBSCRIBE and UNSUBSCRIBE. */
