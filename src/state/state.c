@@ -371,6 +371,9 @@ static const char *topic_of(const struct state *st, int k)
 
 static bool wanted_compact(int k) { return k != K_INBOX; }
 
+static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err,
+				 size_t errlen);
+
 static int wanted_partitions(const struct state *st, int k)
 {
 	return k == K_SESSIONS || k == K_RETAINED ? st->cfg->state.partitions : 1;
@@ -498,10 +501,14 @@ static int create_topics(struct state *st, const int parts[K_N])
 static void auto_create(struct state *st, const int parts[K_N])
 {
 	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", st->bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e));
-	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	/* kafka.properties too (security), with auto-creation allowed. */
+	rd_kafka_conf_t *conf = conf_for(st, KAFKA_PRODUCER, e, sizeof(e));
+	if (!conf || rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e)) !=
+			     RD_KAFKA_CONF_OK) {
+		if (conf)
+			rd_kafka_conf_destroy(conf);
+		return;
+	}
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
 	if (!rk) {
 		rd_kafka_conf_destroy(conf);
@@ -942,6 +949,8 @@ static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *e
 		/* A partition whose leader moved is fetched again soon (500 ms
 		 * by default): catching up and the lease both wait on it. */
 		{ "fetch.error.backoff.ms", "100" },
+		/* Bounds what the reader prefetches (64 MB by default). */
+		{ "queued.max.messages.kbytes", "16384" },
 		{ "auto.offset.reset", "earliest" },
 		{ "statistics.interval.ms", "0" },
 	};
