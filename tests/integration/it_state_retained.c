@@ -133,7 +133,7 @@ static long long wait_retained(int port, const char *topic, const char *want, lo
 {
 	char got[256];
 	for (;;) {
-		int n = retained_on(port, topic, got, sizeof(got), want[0] ? 300 : 200);
+		int n = retained_on(port, topic, got, sizeof(got), want[0] ? 50 : 200);
 		if ((want[0] && n == 1 && strcmp(got, want) == 0) || (!want[0] && n == 0))
 			return itutil_now_ms() - t0;
 		if (itutil_now_ms() - t0 > deadline_ms)
