@@ -1207,21 +1207,25 @@ int state_metrics_render(struct buf *out, void *ud)
 {
 	struct state *st = ud;
 	struct state_core *c = st->core;
-	const char *const inst[] = { "instance", st->instance_id, NULL };
+	/* Not "instance": Prometheus gives every target that label itself. */
+	const char *const info[] = { "instance_id", st->instance_id, "sessions_topic",
+				     st->t_sessions, NULL };
 	int rc = 0;
 
 #define LD(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+	rc |= one(out, "kafkagate_state_info", "gauge",
+		  "Always 1; the labels name this instance and its state topics.", info, 1);
 	rc |= one(out, "kafkagate_state_ready", "gauge",
-		  "1 when the state topics were read to their end and the lease holds.", inst,
+		  "1 when the state topics were read to their end and the lease holds.", NULL,
 		  state_ready(st, NULL, 0));
 	rc |= one(out, "kafkagate_state_caught_up", "gauge",
-		  "1 once the state topics were read up to the ends seen at start.", inst,
+		  "1 once the state topics were read up to the ends seen at start.", NULL,
 		  atomic_load(&st->caught_up));
 	rc |= one(out, "kafkagate_state_catchup_seconds", "gauge",
-		  "How long reading the state topics to their start ends took; -1 before.", inst,
+		  "How long reading the state topics to their start ends took; -1 before.", NULL,
 		  atomic_load(&c->catchup_ms) < 0 ? -1.0 : (double)atomic_load(&c->catchup_ms) / 1e3);
 	rc |= one(out, "kafkagate_state_catchup_records", "gauge",
-		  "Records in the state topics when the reader started.", inst,
+		  "Records in the state topics when the reader started.", NULL,
 		  LD(c->start_records));
 	rc |= prom_family(out, "kafkagate_state_records_read_total", "counter",
 			  "State records read back, per topic.");
