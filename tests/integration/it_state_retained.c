@@ -294,6 +294,40 @@ static void test_mqtt5_properties(void **state)
 	assert_int_equal(retained5_on(G[1].port, "st5/short", &m, 500), -1);
 }
 
+/* The gateway's log (both runs after a restart) declares itself ready only
+ * after the state reader caught up, and the last run read records that
+ * were there at its start (at least want). */
+static void assert_ready_after_catchup(struct gw *g, long want)
+{
+	static char text[1 << 20];
+	const char *last_start = NULL, *last_caught = NULL, *last_ready = NULL, *p;
+	/* main logs "ready" on its next round (500 ms) after /readyz said 200. */
+	for (int tries = 0; tries < 30; tries++) {
+		FILE *f = fopen(g->log_path, "r");
+		assert_non_null(f);
+		size_t n = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+		text[n] = '\0';
+		last_start = last_caught = last_ready = NULL;
+		for (p = text; (p = strstr(p, "state catching up ")); p++)
+			last_start = p;
+		for (p = text; (p = strstr(p, "state caught up ")); p++)
+			last_caught = p;
+		for (p = text; (p = strstr(p, "thread=main ready\n")); p++)
+			last_ready = p;
+		if (last_ready && last_caught && last_ready > last_caught)
+			break;
+		itutil_sleep_ms(100);
+	}
+	assert_non_null(last_start);
+	assert_non_null(last_caught);
+	assert_non_null(last_ready);
+	assert_true(last_start < last_caught && last_caught < last_ready);
+	const char *r = strstr(last_start, "records=");
+	assert_non_null(r);
+	assert_true(atol(r + 8) >= want);
+}
+
 /* Partitions of topic (0: absent), from a metadata request of every topic
  * (one naming it could auto-create it). */
 static int partitions_of(const char *bootstrap, const char *topic)
@@ -378,6 +412,10 @@ static void test_three_gateways(void **state)
 		assert_int_equal(gw_restart(&G[i]), 0);
 	for (int i = 0; i < N_GW; i++)
 		assert_ready(&G[i]);
+	/* Each read what was there (3 retained records at least, heartbeats)
+	 * before it said ready. */
+	for (int i = 0; i < N_GW; i++)
+		assert_ready_after_catchup(&G[i], 4);
 	for (int i = 0; i < N_GW; i++) {
 		assert_int_equal(retained_on(G[i].port, "st/door", got, sizeof(got), 1000), 1);
 		assert_string_equal(got, "closed");
