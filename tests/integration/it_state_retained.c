@@ -19,7 +19,8 @@
  *   through the embedded cluster;
  * - MQTT 5: the properties and the expiry of a retained message reach the
  *   other gateway; one that expired while a gateway was down (SIGKILL) is
- *   not delivered once it is back.
+ *   not delivered once it is back;
+ * - store = "kafka" without kafka.brokers fails --check.
  * Real Kafka (scripts/kafka-local; skipped politely without java or mvn):
  * the topics are created compacted (DescribeConfigs from here) with the
  * configured partitions, retained survives a gateway restart, and a topic
@@ -33,6 +34,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,6 +516,31 @@ static void test_embedded(void **state)
 	assert_true(itkafka_metric(r.body, "kafkagate_state_retained_applied_total") >= 1);
 }
 
+/* store = "kafka" without kafka.brokers is refused (the embedded cluster
+ * keeps nothing: it is used only when written). */
+static void test_needs_brokers(void **state)
+{
+	char path[] = "/tmp/it-st-cfg-XXXXXX", cmd[512], out[1024] = "";
+	(void)state;
+
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	static const char cfg[] = "listeners = ( { address = \"127.0.0.1\"; port = 0; } );\n"
+				  "state = { store = \"kafka\"; };\n";
+	assert_int_equal(write(fd, cfg, sizeof(cfg) - 1), (ssize_t)(sizeof(cfg) - 1));
+	close(fd);
+	const char *bin = getenv("KG_BIN") ? getenv("KG_BIN") : "build/kafkagate";
+	snprintf(cmd, sizeof(cmd), "%s --check --config %s 2>&1", bin, path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int rc = pclose(p);
+	unlink(path);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+	assert_non_null(strstr(out, ":2: state.store = \"kafka\" needs kafka.brokers"));
+}
+
 static int mock_setup(void **state)
 {
 	(void)state;
@@ -662,6 +689,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_no_kafka_never_ready, teardown_all),
 		cmocka_unit_test_teardown(test_embedded, teardown_all),
 		cmocka_unit_test_teardown(test_mqtt5_properties, teardown_all),
+		cmocka_unit_test(test_needs_brokers),
 	};
 	const struct CMUnitTest real[] = {
 		cmocka_unit_test_teardown(test_real_kafka, teardown_all),
