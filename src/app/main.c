@@ -244,17 +244,19 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 		log_error("metrics endpoint failed reason=\"%s\"", err);
 		goto out;
 	}
-	/* The reader runs before the workers: it fills the retained store
-	 * and the sessions view while the listeners come up; readiness waits
-	 * for it. */
-	if (st && state_start(st) < 0) {
-		log_error("state start failed reason=\"thread\"");
-		goto out;
-	}
 	if (broker_start(br) < 0)
 		goto out;
 	/* Consumers inject into the workers: only once those run. */
 	if (dl && downlink_start(dl) < 0) {
+		broker_stop(br);
+		goto out;
+	}
+	/* Likewise the state's reader (kicks, restores) and inbox consumer
+	 * (injects). Devices may connect before it caught up: readiness says
+	 * not yet, and the sessions module holds or refuses their claims. */
+	if (st && state_start(st) < 0) {
+		log_error("state start failed reason=\"thread\"");
+		downlink_stop(dl);
 		broker_stop(br);
 		goto out;
 	}
