@@ -434,6 +434,8 @@ static void test_three_gateways(void **state)
 					   "sessions_topic=\"kafkagate.sessions\"}") == 1);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_records_read_total{topic=\"retained\"}") >= 3);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_instances_alive") == N_GW);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_claims_refused_total") == 0);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_kicks_total") == 0);
 }
 
 /* The lease: Kafka gone for longer than state.lease_ms closes the devices. */
