@@ -47,8 +47,6 @@ struct sess {
 	bool dirty;               /* mine_rec waits for my_epoch to be written */
 	int64_t will_due_ms;      /* wall: an adopted will waits for its delay; 0 none */
 	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
-	bool skip_end;            /* a clean start here: the next ended() is the
-	                             replaced session's, not this connection's */
 };
 
 /* A claim written, not yet read back. */
@@ -277,7 +275,6 @@ static void mine_drop(struct sess *s)
 	s->conn_id = 0;
 	s->my_epoch = -1;
 	s->will_due_ms = 0;
-	s->skip_end = false;
 }
 
 static struct pend *pend_find_conn(struct state_sessions *ss, uint64_t conn_id, struct pend ***pp)
@@ -505,7 +502,6 @@ static int op_claim(void *ctx, const struct broker_claim *c)
 	}
 	p->s = s;
 	p->prev_epoch = s->mine ? s->my_epoch : -1;
-	bool had_mine = s->mine;
 	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, w) < 0) {
 		ss->stats.claims_refused += wait;
 		pthread_mutex_unlock(&ss->lock);
@@ -533,10 +529,6 @@ static int op_claim(void *ctx, const struct broker_claim *c)
 	s->my_epoch = -1;
 	s->dirty = false;
 	s->will_due_ms = 0;
-	/* The broker ends the session it held here for a clean start when the
-	 * claim is answered; that ended() is not this connection's end (the
-	 * claim record already says the old session is gone). */
-	s->skip_end = c->clean && had_mine;
 	if (!wait)
 		ss->stats.claims_ok++;
 	pthread_mutex_unlock(&ss->lock);
@@ -605,8 +597,6 @@ static void op_subs_changed(void *ctx, const char *id, uint16_t id_len,
 	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
-	if (s)
-		s->skip_end = false;
 	if (s && state_rec_set_subs(s->mine_rec, subs, n) == 0) {
 		s->mine_rec->state = SREC_ONLINE;
 		s->mine_rec->parked_at = 0;
@@ -623,7 +613,6 @@ static void op_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expir
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s) {
 		struct state_rec *r = s->mine_rec;
-		s->skip_end = false;
 		r->state = SREC_PARKED;
 		r->parked_at = state_wall_ms();
 		r->expiry_s = expiry_s;
@@ -642,9 +631,7 @@ static void op_ended(void *ctx, const char *id, uint16_t id_len)
 	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
-	if (s && s->skip_end) {
-		s->skip_end = false;
-	} else if (s) {
+	if (s) {
 		struct state_rec *r = s->mine_rec;
 		r->state = SREC_ENDED;
 		r->parked_at = 0;
