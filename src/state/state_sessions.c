@@ -459,9 +459,8 @@ static void will_of(const struct msg *m, uint32_t delay, struct state_rec_will *
 	};
 }
 
-static int op_claim(void *ctx, const struct broker_claim *c)
+int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c)
 {
-	struct state_sessions *ss = ctx;
 	bool wait = c->persistent || !c->clean;
 	if (wait && lease_lost(ss)) {
 		pthread_mutex_lock(&ss->lock);
@@ -591,10 +590,9 @@ static struct sess *mine_get(struct state_sessions *ss, const char *id, uint16_t
 	return s && s->mine && s->mine_rec ? s : NULL;
 }
 
-static void op_subs_changed(void *ctx, const char *id, uint16_t id_len,
-			    const struct broker_sub *subs, size_t n)
+void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
+				 const struct broker_sub *subs, size_t n)
 {
-	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s && state_rec_set_subs(s->mine_rec, subs, n) == 0) {
@@ -605,10 +603,9 @@ static void op_subs_changed(void *ctx, const char *id, uint16_t id_len,
 	pthread_mutex_unlock(&ss->lock);
 }
 
-static void op_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
-		      const struct msg *will, uint32_t will_delay_s)
+void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
+			   uint32_t expiry_s, const struct msg *will, uint32_t will_delay_s)
 {
-	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s) {
@@ -626,9 +623,8 @@ static void op_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expir
 	pthread_mutex_unlock(&ss->lock);
 }
 
-static void op_ended(void *ctx, const char *id, uint16_t id_len)
+void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id_len)
 {
-	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s) {
@@ -643,15 +639,6 @@ static void op_ended(void *ctx, const char *id, uint16_t id_len)
 			mine_write(ss, s, SREC_END);
 	}
 	pthread_mutex_unlock(&ss->lock);
-}
-
-void state_sessions_ops(struct state_sessions *ss, struct broker_state_ops *ops)
-{
-	ops->claim = op_claim;
-	ops->subs_changed = op_subs_changed;
-	ops->parked = op_parked;
-	ops->ended = op_ended;
-	ops->ctx = ss;
 }
 
 /* ---- reading ---- */
