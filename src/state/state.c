@@ -37,6 +37,9 @@
 #include "state/state_int.h"
 
 #define TICK_MS 100
+/* Setup retries back off from SETUP_RETRY_MIN_MS (a topic just created may
+ * lack a leader for a moment) to SETUP_RETRY_MS (Kafka away). */
+#define SETUP_RETRY_MIN_MS 200
 #define SETUP_RETRY_MS 2000
 #define META_TIMEOUT_MS 5000
 #define ADMIN_TIMEOUT_MS 10000
@@ -827,6 +830,7 @@ static void *reader_main(void *arg)
 	struct state *st = arg;
 	struct state_core *c = st->core;
 	int64_t next_setup = 0, next_tick = state_now_ms();
+	int backoff = SETUP_RETRY_MIN_MS;
 
 	log_set_thread("state");
 	c->setup_at = state_now_ms();
@@ -850,9 +854,9 @@ static void *reader_main(void *arg)
 				pthread_mutex_lock(&c->why_mu);
 				snprintf(why, sizeof(why), "%s", c->why);
 				pthread_mutex_unlock(&c->why_mu);
-				log_warn_rl("state setup failed reason=\"%s\" retry_ms=%d", why,
-					    SETUP_RETRY_MS);
-				next_setup = state_now_ms() + SETUP_RETRY_MS;
+				log_warn_rl("state setup failed reason=\"%s\" retry_ms=%d", why, backoff);
+				next_setup = state_now_ms() + backoff;
+				backoff = backoff * 2 > SETUP_RETRY_MS ? SETUP_RETRY_MS : backoff * 2;
 			}
 			now = state_now_ms();
 		}
@@ -935,8 +939,10 @@ static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *e
 		{ "enable.auto.commit", "false" },
 		{ "enable.partition.eof", "true" },
 		{ "fetch.wait.max.ms", "10" },
+		/* A partition whose leader moved is fetched again soon (500 ms
+		 * by default): catching up and the lease both wait on it. */
+		{ "fetch.error.backoff.ms", "100" },
 		{ "auto.offset.reset", "earliest" },
-		{ "allow.auto.create.topics", "false" },
 		{ "statistics.interval.ms", "0" },
 	};
 	const char *const(*kv)[2] = role == KAFKA_PRODUCER ? prod : cons;
@@ -977,11 +983,16 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 	snprintf(c->why, sizeof(c->why), "state topics not read yet");
 	st->started_ms = state_wall_ms();
 
-	if (cs->instance_id) {
-		snprintf(st->instance_id, sizeof(st->instance_id), "%s", cs->instance_id);
-		if (!topic_chars_ok(st->instance_id)) {
-			snprintf(err, errlen, "%s:%d: state.instance_id: only letters, digits, '.', '_' and "
-				 "'-' (it names the topic <prefix>.inbox.<id>)", cfg->path, cs->line);
+	/* One name per gateway: kafka.instance_id (the downlink's static
+	 * membership) when state.instance_id is not set. */
+	const char *iid = cs->instance_id ? cs->instance_id : cfg->kafka.instance_id;
+	if (iid) {
+		int w = snprintf(st->instance_id, sizeof(st->instance_id), "%s", iid);
+		if (w < 0 || (size_t)w >= sizeof(st->instance_id) || !topic_chars_ok(st->instance_id)) {
+			snprintf(err, errlen, "%s:%d: %s.instance_id: at most %d of letters, digits, '.', "
+				 "'_' and '-' (it names the topic <prefix>.inbox.<id>)", cfg->path,
+				 cs->instance_id ? cs->line : cfg->kafka.line,
+				 cs->instance_id ? "state" : "kafka", STATE_ID_MAX);
 			goto fail;
 		}
 	} else {
@@ -1022,6 +1033,15 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 	}
 	if (!(conf = conf_for(st, KAFKA_CONSUMER, err, errlen)))
 		goto fail;
+	/* rd_kafka_assign() wants a group; this one never joins (no
+	 * subscription) and never commits: the reader always starts over. */
+	char gid[STATE_TOPIC_MAX + 16];
+	snprintf(gid, sizeof(gid), "%s.reader", st->t_inbox);
+	if (rd_kafka_conf_set(conf, "group.id", gid, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "state kafka reader: %s", e);
+		goto fail;
+	}
 	if (!(c->reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e)))) {
 		rd_kafka_conf_destroy(conf);
 		snprintf(err, errlen, "state kafka reader: %s", e);
