@@ -371,6 +371,9 @@ static const char *topic_of(const struct state *st, int k)
 
 static bool wanted_compact(int k) { return k != K_INBOX; }
 
+static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err,
+				 size_t errlen);
+
 static int wanted_partitions(const struct state *st, int k)
 {
 	return k == K_SESSIONS || k == K_RETAINED ? st->cfg->state.partitions : 1;
@@ -498,10 +501,14 @@ static int create_topics(struct state *st, const int parts[K_N])
 static void auto_create(struct state *st, const int parts[K_N])
 {
 	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", st->bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e));
-	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	/* kafka.properties too (security), with auto-creation allowed. */
+	rd_kafka_conf_t *conf = conf_for(st, KAFKA_PRODUCER, e, sizeof(e));
+	if (!conf || rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e)) !=
+			     RD_KAFKA_CONF_OK) {
+		if (conf)
+			rd_kafka_conf_destroy(conf);
+		return;
+	}
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
 	if (!rk) {
 		rd_kafka_conf_destroy(conf);
@@ -942,6 +949,8 @@ static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *e
 		/* A partition whose leader moved is fetched again soon (500 ms
 		 * by default): catching up and the lease both wait on it. */
 		{ "fetch.error.backoff.ms", "100" },
+		/* Bounds what the reader prefetches (64 MB by default). */
+		{ "queued.max.messages.kbytes", "16384" },
 		{ "auto.offset.reset", "earliest" },
 		{ "statistics.interval.ms", "0" },
 	};
@@ -1198,21 +1207,25 @@ int state_metrics_render(struct buf *out, void *ud)
 {
 	struct state *st = ud;
 	struct state_core *c = st->core;
-	const char *const inst[] = { "instance", st->instance_id, NULL };
+	/* Not "instance": Prometheus gives every target that label itself. */
+	const char *const info[] = { "instance_id", st->instance_id, "sessions_topic",
+				     st->t_sessions, NULL };
 	int rc = 0;
 
 #define LD(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+	rc |= one(out, "kafkagate_state_info", "gauge",
+		  "Always 1; the labels name this instance and its state topics.", info, 1);
 	rc |= one(out, "kafkagate_state_ready", "gauge",
-		  "1 when the state topics were read to their end and the lease holds.", inst,
+		  "1 when the state topics were read to their end and the lease holds.", NULL,
 		  state_ready(st, NULL, 0));
 	rc |= one(out, "kafkagate_state_caught_up", "gauge",
-		  "1 once the state topics were read up to the ends seen at start.", inst,
+		  "1 once the state topics were read up to the ends seen at start.", NULL,
 		  atomic_load(&st->caught_up));
 	rc |= one(out, "kafkagate_state_catchup_seconds", "gauge",
-		  "How long reading the state topics to their start ends took; -1 before.", inst,
+		  "How long reading the state topics to their start ends took; -1 before.", NULL,
 		  atomic_load(&c->catchup_ms) < 0 ? -1.0 : (double)atomic_load(&c->catchup_ms) / 1e3);
 	rc |= one(out, "kafkagate_state_catchup_records", "gauge",
-		  "Records in the state topics when the reader started.", inst,
+		  "Records in the state topics when the reader started.", NULL,
 		  LD(c->start_records));
 	rc |= prom_family(out, "kafkagate_state_records_read_total", "counter",
 			  "State records read back, per topic.");
