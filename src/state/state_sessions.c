@@ -15,6 +15,7 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/prom.h"
 #include "state/state_int.h"
 #include "state/state_rec.h"
 
@@ -90,6 +92,7 @@ struct state_sessions {
 	uint64_t seed;
 	bool caught_up;
 	bool any_due;             /* some will_due_ms is set: the tick looks */
+	uint64_t live;            /* ids known and not ended */
 	int64_t next_sweep;       /* monotonic: the next pruning of ended ids */
 	struct state_sessions_stats stats;
 };
@@ -840,6 +843,8 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 	}
 	struct state_rec prev = s->rec;   /* moved out: freed below */
 	bool had = s->known;
+	ss->live -= had && prev.state != SREC_ENDED;
+	ss->live += r.state != SREC_ENDED;
 	s->rec = r;
 	s->known = true;
 	s->epoch = e == INT64_MAX ? s->epoch : e;
@@ -1070,12 +1075,48 @@ void state_sessions_stats(struct state_sessions *ss, struct state_sessions_stats
 {
 	pthread_mutex_lock(&ss->lock);
 	*out = ss->stats;
-	uint64_t known = 0;
-	for (size_t i = 0; i < ss->nbuckets; i++)
-		for (struct sess *s = ss->tab[i]; s; s = s->next)
-			known += s->known && s->rec.state != SREC_ENDED;
-	out->known = known;
+	out->known = ss->live;
 	pthread_mutex_unlock(&ss->lock);
+}
+
+int state_sessions_metrics_render(struct buf *out, struct state_sessions *ss)
+{
+	struct state_sessions_stats s;
+	state_sessions_stats(ss, &s);
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} f[] = {
+#define F(n, t, h, m) { "kafkagate_state_" n, t, h, offsetof(struct state_sessions_stats, m) }
+		F("sessions_known", "gauge", "Client ids the sessions topic knows, not ended.", known),
+		F("claims_ok_total", "counter", "Claims answered: this instance owns the id.",
+		  claims_ok),
+		F("claims_refused_total", "counter",
+		  "Persistent claims refused: lease lost or the claim not written.", claims_refused),
+		F("claims_timed_out_total", "counter",
+		  "Persistent claims not read back within state.claim_timeout_ms.", claims_timed_out),
+		F("kicks_total", "counter", "Sessions here closed because another instance claimed them.",
+		  kicks),
+		F("session_records_written_total", "counter", "Session records handed to the producer.",
+		  written),
+		F("session_records_failed_total", "counter",
+		  "Session records not handed to the producer.", write_failed),
+		F("session_records_stale_total", "counter",
+		  "Session records ignored for an epoch below the current one.", stale),
+		F("session_records_malformed_total", "counter",
+		  "Session records that did not decode.", malformed),
+		F("sessions_adopted_total", "counter",
+		  "Sessions taken over after a restart or from a dead instance.", adopted),
+		F("wills_published_total", "counter",
+		  "Wills of connections that died with an instance, published once.", wills),
+#undef F
+	};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		rc |= prom_family(out, f[i].name, f[i].type, f[i].help);
+		rc |= prom_u64(out, f[i].name, NULL, *(const uint64_t *)((const char *)&s + f[i].off));
+	}
+	return rc ? -1 : 0;
 }
 
 /* ---- life ---- */
