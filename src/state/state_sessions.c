@@ -758,15 +758,30 @@ static void claim_orphan(struct state_sessions *ss, struct sess *s, const struct
 	mine_write(ss, s, SREC_PARK);
 }
 
-/* Our own adopt read back: restore the session, publish its will once. */
+/* Our own adopt read back: restore the session, publish its will once.
+ * take false: a claim of ours for the id is on its way (the client came
+ * back meanwhile): that claim holds the session; only an immediate will of
+ * the connection that died goes out. */
 static void adopt_done(struct state_sessions *ss, struct sess *s, const struct state_rec *prev,
-		       int64_t off, struct acts *a)
+		       int64_t off, bool take, struct acts *a)
 {
+	ss->stats.adopted++;
+	s->busy_until = 0;
+	/* The will the session had before this adopt (a "will" record read
+	 * since the adopt was written means it went out already). */
+	const struct state_rec_will *w = prev && prev->has_will ? &prev->will : NULL;
+	int64_t due = w ? s->rec.parked_at + (int64_t)w->delay_s * 1000 : 0;
+	if (!take) {
+		if (w && due <= state_wall_ms())
+			will_start(ss, s, &s->rec, w, off, false);
+		return;
+	}
 	struct state_rec *m = calloc(1, sizeof(*m));
 	if (!m || state_rec_copy(m, &s->rec) < 0) {
 		free(m);
 		return;
 	}
+	m->t = SREC_PARK; /* what a re-write of it is */
 	if (s->mine_rec) {
 		state_rec_clear(s->mine_rec);
 		free(s->mine_rec);
@@ -776,22 +791,20 @@ static void adopt_done(struct state_sessions *ss, struct sess *s, const struct s
 	s->conn_id = 0;
 	s->my_epoch = off;
 	s->dirty = false;
-	s->busy_until = 0;
-	ss->stats.adopted++;
+	state_rec_set_will(m, w);
 	restore_act(a, s, m);
-	/* The will the session had before this adopt (a "will" record read
-	 * since the adopt was written means it went out already). */
-	if (prev && prev->has_will) {
-		int64_t due = m->parked_at + (int64_t)prev->will.delay_s * 1000;
-		state_rec_set_will(m, &prev->will);
-		if (due <= state_wall_ms())
-			will_start(ss, s, m, &prev->will, off, false);
-		else
-			s->will_due_ms = due;
+	if (w && due <= state_wall_ms()) {
+		will_start(ss, s, m, w, off, false);
+	} else if (w) {
+		s->will_due_ms = due;
 		ss->any_due = true;
-	} else {
-		state_rec_set_will(m, NULL);
 	}
+}
+
+/* The type a re-write of what we hold goes as. */
+static enum state_rec_type snapshot_type(const struct state_rec *r)
+{
+	return r->state == SREC_PARKED ? SREC_PARK : r->state == SREC_ENDED ? SREC_END : SREC_SUBS;
 }
 
 void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *rec)
@@ -836,7 +849,7 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 		 * last (min.compaction.lag.ms leaves the time). */
 		ss->stats.stale++;
 		if (s->mine && s->my_epoch == s->epoch && !s->dirty && s->mine_rec)
-			mine_write(ss, s, s->mine_rec->t == SREC_CLAIM ? SREC_SUBS : s->mine_rec->t);
+			mine_write(ss, s, snapshot_type(s->mine_rec));
 		pthread_mutex_unlock(&ss->lock);
 		state_rec_clear(&r);
 		return;
@@ -870,7 +883,7 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 			claim_answer(ss, s, p, had ? &prev : NULL, &r, off, &a);
 			free(p);
 		} else if (own && r.t == SREC_ADOPT) {
-			adopt_done(ss, s, had ? &prev : NULL, off, &a);
+			adopt_done(ss, s, had ? &prev : NULL, off, !pend_for(ss, s), &a);
 		} else if (own) {
 			claim_orphan(ss, s, &r, off, &a);
 		} else if (s->mine && !pend_for(ss, s) &&

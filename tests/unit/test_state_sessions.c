@@ -524,6 +524,42 @@ static void test_restart_adoption(void **state)
 	assert_int_equal(count("kick"), 0);
 }
 
+/* The client comes back here while the adopt of its session is on its way:
+ * its claim holds the session (its epoch, no restore), and the will of the
+ * connection that died still goes out once. */
+static void test_claim_during_adopt(void **state)
+{
+	struct state_sessions *ss = *state;
+	put("q", SREC_CLAIM, "gw-1", 500, -1, SREC_ONLINE, true, NULL, NULL);     /* 0 */
+	put("q", SREC_SUBS, "gw-1", 500, 0, SREC_ONLINE, true, "q/#", "will/q");  /* 1 */
+	pump(ss);
+	state_sessions_caught_up(ss);                                              /* 2: adopt */
+	assert_int_equal(NLOG, 3);
+	struct broker_claim c = claim_of("q", 41, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c), 0);                         /* 3: claim */
+	pump(ss);
+	assert_int_equal(count("restore"), 0);
+	assert_int_equal(count("publish"), 1);
+	struct call *k = last("claimed");
+	assert_non_null(k);
+	assert_true(k->has_img);
+	assert_string_equal(k->sub0, "q/#");
+	struct broker_sub sb = { "q/2", 3, 1 };
+	state_sessions_subs_changed(ss, "q", 1, &sb, 1);
+	struct state_rec r;
+	decode(NLOG - 1, &r);
+	assert_int_equal(r.t, SREC_SUBS);
+	assert_int_equal(r.epoch, 3);
+	state_rec_clear(&r);
+	pump(ss);
+	/* The "will" record carried the adopt's epoch and came after our
+	 * claim: stale, ignored (the claim, with the new will, stands). */
+	struct state_sessions_stats st;
+	state_sessions_stats(ss, &st);
+	assert_int_equal(st.stale, 1);
+	assert_int_equal(count("publish"), 1);
+}
+
 struct seen {
 	int n;
 	char ids[8][16];
@@ -603,6 +639,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_claim_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error_and_lease, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_adoption, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_claim_during_adopt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_and_adopt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_and_tombstone, setup, teardown),
 	};
