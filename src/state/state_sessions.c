@@ -868,27 +868,30 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 		state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
 	}
 	s->ended_mono = s->rec.state == SREC_ENDED ? state_now_ms() : 0;
-	bool own = is_me(ss, &r);
-	if (r.t == SREC_CLAIM || r.t == SREC_ADOPT) {
+	/* r now belongs to s->rec (its subscriptions may have been replaced):
+	 * read it through cur only. */
+	const struct state_rec *cur = &s->rec;
+	bool own = is_me(ss, cur);
+	if (cur->t == SREC_CLAIM || cur->t == SREC_ADOPT) {
 		s->will_due_ms = s->mine ? s->will_due_ms : 0;
 		struct pend **pp = NULL, *p = NULL;
-		if (own && r.t == SREC_CLAIM) {
+		if (own && cur->t == SREC_CLAIM) {
 			for (pp = &ss->pends; *pp; pp = &(*pp)->next)
-				if ((*pp)->s == s && strcmp((*pp)->conn, r.conn) == 0)
+				if ((*pp)->s == s && strcmp((*pp)->conn, cur->conn) == 0)
 					break;
 			p = *pp;
 		}
 		if (p) {
 			*pp = p->next;
-			claim_answer(ss, s, p, had ? &prev : NULL, &r, off, &a);
+			claim_answer(ss, s, p, had ? &prev : NULL, cur, off, &a);
 			free(p);
-		} else if (own && r.t == SREC_ADOPT) {
+		} else if (own && cur->t == SREC_ADOPT) {
 			adopt_done(ss, s, had ? &prev : NULL, off, !pend_for(ss, s), &a);
 		} else if (own) {
-			claim_orphan(ss, s, &r, off, &a);
+			claim_orphan(ss, s, cur, off, &a);
 		} else if (s->mine && !pend_for(ss, s) &&
-			   (strcmp(r.owner, ss->st->instance_id) != 0 ||
-			    r.boot != ss->st->started_ms)) {
+			   (strcmp(cur->owner, ss->st->instance_id) != 0 ||
+			    cur->boot != ss->st->started_ms)) {
 			/* Another instance (or a previous life of this one)
 			 * owns the id now. A claim of ours still on its way
 			 * will take it back: no kick then. */
