@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "broker/broker.h"
 #include "core/cfg.h"
@@ -50,11 +51,17 @@ struct sess {
 	int64_t will_due_ms;      /* wall: an adopted will waits for its delay; 0 none */
 	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
 	int64_t ended_mono;       /* monotonic: when it was read ended; 0 = not ended */
+	LIST_HEAD(, pend) pends;  /* this id's claims on their way (usually 0 or 1) */
 };
 
-/* A claim written, not yet read back. */
+/* A claim written, not yet read back. It is its record's delivery-report
+ * context too: freed once both happened (resolved: read back, timed out or
+ * failed, and out of the lists; reported: the delivery report came). */
 struct pend {
-	struct pend *next;
+	TAILQ_ENTRY(pend) link;   /* ss->pends: every claim waiting, oldest first */
+	LIST_ENTRY(pend) slink;   /* s->pends: this id's */
+	struct state_sessions *ss;
+	bool resolved, reported;
 	uint64_t conn_id;
 	char conn[24];            /* conn_id in decimal, as in the record */
 	struct sess *s;
@@ -87,7 +94,7 @@ struct state_sessions {
 	pthread_mutex_t lock;
 	struct sess **tab;
 	size_t nbuckets, n;
-	struct pend *pends;
+	TAILQ_HEAD(, pend) pends; /* in deadline order (one claim timeout for all) */
 	int64_t reader_at[256];   /* per partition, for the first 256 */
 	uint64_t seed;
 	bool caught_up;
@@ -290,23 +297,19 @@ static void mine_drop(struct sess *s)
 	s->will_due_ms = 0;
 }
 
-static struct pend *pend_find_conn(struct state_sessions *ss, uint64_t conn_id, struct pend ***pp)
+static bool pend_for(const struct sess *s)
 {
-	for (struct pend **p = &ss->pends; *p; p = &(*p)->next)
-		if ((*p)->conn_id == conn_id) {
-			if (pp)
-				*pp = p;
-			return *p;
-		}
-	return NULL;
+	return !LIST_EMPTY(&s->pends);
 }
 
-static bool pend_for(struct state_sessions *ss, const struct sess *s)
+/* Takes p out of the lists: its claim is settled. Lock held. */
+static void pend_resolve(struct pend *p)
 {
-	for (struct pend *p = ss->pends; p; p = p->next)
-		if (p->s == s)
-			return true;
-	return false;
+	TAILQ_REMOVE(&p->ss->pends, p, link);
+	LIST_REMOVE(p, slink);
+	p->resolved = true;
+	if (p->reported)
+		free(p);
 }
 
 /* ---- writing ---- */
@@ -483,8 +486,7 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	}
 	struct state_rec *r = calloc(1, sizeof(*r));
 	struct pend *p = calloc(1, sizeof(*p));
-	struct wctx *w = calloc(1, sizeof(*w));
-	if (!r || !p || !w)
+	if (!r || !p)
 		goto fail;
 	r->conn[0] = '\0';
 	snprintf(r->conn, sizeof(r->conn), "%" PRIu64, c->conn_id);
@@ -503,8 +505,7 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	snprintf(p->conn, sizeof(p->conn), "%" PRIu64, c->conn_id);
 	p->wait = wait;
 	p->deadline = state_now_ms() + claim_timeout(ss);
-	w->ss = ss;
-	w->conn_id = c->conn_id;
+	p->ss = ss;
 
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = sess_get(ss, c->id, c->id_len);
@@ -514,11 +515,10 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	}
 	p->s = s;
 	p->prev_epoch = s->mine ? s->my_epoch : -1;
-	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, w) < 0) {
+	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, p) < 0) {
 		ss->stats.claims_refused += wait;
 		pthread_mutex_unlock(&ss->lock);
 		free(p);
-		free(w);
 		state_rec_clear(r);
 		free(r);
 		if (wait)
@@ -527,8 +527,8 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 		broker_state_claimed(ss->st->br, c->conn_id, BROKER_CLAIM_OK, NULL);
 		return 0;
 	}
-	p->next = ss->pends;
-	ss->pends = p;
+	TAILQ_INSERT_TAIL(&ss->pends, p, link);
+	LIST_INSERT_HEAD(&s->pends, p, slink);
 	/* What this instance now holds: later hooks write on top of this
 	 * snapshot, once the claim's offset (the epoch) is known. */
 	if (s->mine_rec) {
@@ -552,49 +552,52 @@ fail:
 		state_rec_clear(r);
 	free(r);
 	free(p);
-	free(w);
 	return -1;
 }
 
 static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
 {
-	struct wctx *w = ud;
-	struct state_sessions *ss = w->ss;
+	struct pend *p = ud;
+	struct state_sessions *ss = p->ss;
+	uint64_t conn_id = p->conn_id;
 	struct acts a = { 0 };
 	pthread_mutex_lock(&ss->lock);
-	struct pend **pp;
-	struct pend *p = pend_find_conn(ss, w->conn_id, &pp);
-	struct sess *s = p ? p->s : NULL;
-	if (err) {
-		if (p) {
-			*pp = p->next;
-			if (p->wait) {
-				ss->stats.claims_refused++;
-				struct act *x = act_add(&a, ACT_CLAIMED);
-				if (x) {
-					x->conn_id = p->conn_id;
-					x->r = BROKER_CLAIM_UNAVAILABLE;
-				}
+	p->reported = true;
+	if (p->resolved) {
+		/* Read back (or given up) first: nothing left to do. */
+		free(p);
+		p = NULL;
+	} else if (err) {
+		struct sess *s = p->s;
+		if (p->wait) {
+			ss->stats.claims_refused++;
+			struct act *x = act_add(&a, ACT_CLAIMED);
+			if (x) {
+				x->conn_id = p->conn_id;
+				x->r = BROKER_CLAIM_UNAVAILABLE;
 			}
-			if (s->mine && s->conn_id == p->conn_id) {
-				if (p->prev_epoch >= 0 && !p->wait)
-					s->my_epoch = p->prev_epoch;
-				else if (p->wait)
-					mine_drop(s);
-			}
-			free(p);
 		}
-		actf(&a, "claim of connection %" PRIu64 " not written: %s", w->conn_id,
-		     rd_kafka_err2str(err));
-	} else if (s && s->mine && s->conn_id == w->conn_id && s->my_epoch < 0) {
-		s->my_epoch = offset;
-		if (s->partition < 0)
-			s->partition = partition;
-		mine_flush(ss, s);
+		if (s->mine && s->conn_id == p->conn_id) {
+			if (p->prev_epoch >= 0 && !p->wait)
+				s->my_epoch = p->prev_epoch;
+			else if (p->wait)
+				mine_drop(s);
+		}
+		pend_resolve(p);
+	} else {
+		struct sess *s = p->s;
+		if (s->mine && s->conn_id == p->conn_id && s->my_epoch < 0) {
+			s->my_epoch = offset;
+			if (s->partition < 0)
+				s->partition = partition;
+			mine_flush(ss, s);
+		}
 	}
 	pthread_mutex_unlock(&ss->lock);
+	if (err)
+		actf(&a, "claim of connection %" PRIu64 " not written: %s", conn_id,
+		     rd_kafka_err2str(err));
 	acts_run(ss, &a);
-	free(w);
 }
 
 static struct sess *mine_get(struct state_sessions *ss, const char *id, uint16_t len)
@@ -646,7 +649,7 @@ void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id
 		r->parked_at = 0;
 		state_rec_set_subs(r, NULL, 0);
 		state_rec_set_will(r, NULL);
-		if (s->my_epoch < 0 && !pend_for(ss, s))
+		if (s->my_epoch < 0 && !pend_for(s))
 			mine_drop(s); /* its claim never made it: nothing to end */
 		else
 			mine_write(ss, s, SREC_END);
@@ -874,22 +877,19 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 	bool own = is_me(ss, cur);
 	if (cur->t == SREC_CLAIM || cur->t == SREC_ADOPT) {
 		s->will_due_ms = s->mine ? s->will_due_ms : 0;
-		struct pend **pp = NULL, *p = NULL;
-		if (own && cur->t == SREC_CLAIM) {
-			for (pp = &ss->pends; *pp; pp = &(*pp)->next)
-				if ((*pp)->s == s && strcmp((*pp)->conn, cur->conn) == 0)
+		struct pend *p = NULL;
+		if (own && cur->t == SREC_CLAIM)
+			LIST_FOREACH(p, &s->pends, slink)
+				if (strcmp(p->conn, cur->conn) == 0)
 					break;
-			p = *pp;
-		}
 		if (p) {
-			*pp = p->next;
 			claim_answer(ss, s, p, had ? &prev : NULL, cur, off, &a);
-			free(p);
+			pend_resolve(p);
 		} else if (own && cur->t == SREC_ADOPT) {
-			adopt_done(ss, s, had ? &prev : NULL, off, !pend_for(ss, s), &a);
+			adopt_done(ss, s, had ? &prev : NULL, off, !pend_for(s), &a);
 		} else if (own) {
 			claim_orphan(ss, s, cur, off, &a);
-		} else if (s->mine && !pend_for(ss, s) &&
+		} else if (s->mine && !pend_for(s) &&
 			   (strcmp(cur->owner, ss->st->instance_id) != 0 ||
 			    cur->boot != ss->st->started_ms)) {
 			/* Another instance (or a previous life of this one)
@@ -922,7 +922,7 @@ void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next
 /* Lock held. */
 static int adopt_locked(struct state_sessions *ss, struct sess *s)
 {
-	if (!s->known || s->rec.state == SREC_ENDED || s->mine || pend_for(ss, s))
+	if (!s->known || s->rec.state == SREC_ENDED || s->mine || pend_for(s))
 		return 1;
 	if (s->busy_until > state_now_ms())
 		return 1;
@@ -993,13 +993,16 @@ void state_sessions_tick(struct state_sessions *ss)
 	int64_t now = state_now_ms(), wall = state_wall_ms();
 	bool lost = lease_lost(ss);
 	pthread_mutex_lock(&ss->lock);
-	for (struct pend **pp = &ss->pends; *pp;) {
-		struct pend *p = *pp;
-		if (p->deadline > now && !(lost && p->wait)) {
-			pp = &p->next;
-			continue;
+	/* Oldest first: the first one not due ends the walk (the whole list
+	 * only while the lease is lost). */
+	for (struct pend *p = TAILQ_FIRST(&ss->pends), *nx; p; p = nx) {
+		nx = TAILQ_NEXT(p, link);
+		if (p->deadline > now) {
+			if (!lost)
+				break;
+			if (!p->wait)
+				continue;
 		}
-		*pp = p->next;
 		if (p->wait) {
 			ss->stats.claims_timed_out++;
 			struct act *x = act_add(&a, ACT_CLAIMED);
@@ -1010,7 +1013,7 @@ void state_sessions_tick(struct state_sessions *ss)
 			if (p->s->mine && p->s->conn_id == p->conn_id)
 				mine_drop(p->s);
 		}
-		free(p);
+		pend_resolve(p);
 	}
 	bool sweep = now >= ss->next_sweep;
 	if (ss->any_due || sweep) {
@@ -1025,7 +1028,7 @@ void state_sessions_tick(struct state_sessions *ss)
 					will_start(ss, s, s->mine_rec, &s->rec.will, s->my_epoch, false);
 				due |= s->will_due_ms != 0;
 				if (sweep && s->ended_mono && now - s->ended_mono > ENDED_KEEP_MS &&
-				    !s->mine && s->busy_until <= now && !pend_for(ss, s)) {
+				    !s->mine && s->busy_until <= now && !pend_for(s)) {
 					*sp = s->next;
 					state_rec_clear(&s->rec);
 					free(s->id);
@@ -1144,6 +1147,7 @@ struct state_sessions *state_sessions_new(struct state *st)
 		return NULL;
 	ss->st = st;
 	ss->nbuckets = 1024;
+	TAILQ_INIT(&ss->pends);
 	ss->tab = calloc(ss->nbuckets, sizeof(*ss->tab));
 	if (!ss->tab || pthread_mutex_init(&ss->lock, NULL) != 0) {
 		free(ss->tab);
@@ -1167,8 +1171,10 @@ void state_sessions_free(struct state_sessions *ss)
 			free(s);
 		}
 	}
-	for (struct pend *p = ss->pends, *nx; p; p = nx) {
-		nx = p->next;
+	/* The producer is gone (every delivery report ran): what is left
+	 * was never read back. */
+	for (struct pend *p; (p = TAILQ_FIRST(&ss->pends));) {
+		TAILQ_REMOVE(&ss->pends, p, link);
 		free(p);
 	}
 	free(ss->tab);
