@@ -645,6 +645,10 @@ void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s) {
 		struct state_rec *r = s->mine_rec;
+		/* An adopted session's delayed will is due at the latest when
+		 * the session ends [MQTT-3.1.3-9]. */
+		if (s->will_due_ms && r->has_will && s->my_epoch >= 0)
+			will_start(ss, s, r, &r->will, s->my_epoch, false);
 		r->state = SREC_ENDED;
 		r->parked_at = 0;
 		state_rec_set_subs(r, NULL, 0);
@@ -1024,8 +1028,9 @@ void state_sessions_tick(struct state_sessions *ss)
 			for (struct sess **sp = &ss->tab[i]; *sp;) {
 				struct sess *s = *sp;
 				if (s->mine && s->will_due_ms && s->will_due_ms <= wall && s->mine_rec &&
-				    s->rec.has_will && s->my_epoch >= 0)
-					will_start(ss, s, s->mine_rec, &s->rec.will, s->my_epoch, false);
+				    s->mine_rec->has_will && s->my_epoch >= 0)
+					will_start(ss, s, s->mine_rec, &s->mine_rec->will, s->my_epoch,
+						   false);
 				due |= s->will_due_ms != 0;
 				if (sweep && s->ended_mono && now - s->ended_mono > ENDED_KEEP_MS &&
 				    !s->mine && s->busy_until <= now && !pend_for(s)) {

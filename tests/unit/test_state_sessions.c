@@ -188,6 +188,7 @@ static void report_all(void)
 }
 
 static int READ; /* the reader's position */
+static uint32_t PUT_DELAY; /* Will Delay Interval of the wills put() writes */
 
 /* Reports and reads everything written so far, as Kafka and the reader. */
 static void pump(struct state_sessions *ss)
@@ -237,7 +238,8 @@ static void put(const char *key, enum state_rec_type t, const char *owner, int64
 	if (will_topic) {
 		struct state_rec_will w = { .topic = (char *)will_topic,
 					    .topic_len = (uint16_t)strlen(will_topic),
-					    .payload = (uint8_t *)"bye", .payload_len = 3, .qos = 1 };
+					    .payload = (uint8_t *)"bye", .payload_len = 3, .qos = 1,
+					    .delay_s = PUT_DELAY };
 		assert_int_equal(state_rec_set_will(&r, &w), 0);
 	}
 	char *js;
@@ -260,6 +262,7 @@ static int setup(void **state)
 		free(LOG[i].val);
 	memset(LOG, 0, sizeof(LOG));
 	NLOG = READ = NCALLS = 0;
+	PUT_DELAY = 0;
 	NOW = 100000;
 	WALL = 1700000000000;
 	memset(&CFG, 0, sizeof(CFG));
@@ -560,6 +563,48 @@ static void test_claim_during_adopt(void **state)
 	assert_int_equal(count("publish"), 1);
 }
 
+/* A delayed will of an adopted session goes out after its delay, or when
+ * the session ends first; the client back first cancels it. */
+static void test_delayed_will(void **state)
+{
+	struct state_sessions *ss = *state;
+	PUT_DELAY = 60;
+	/* parked 1 s ago by our previous run */
+	put("w1", SREC_PARK, "gw-1", 500, 0, SREC_PARKED, true, "w/1", "will/w1");
+	put("w2", SREC_PARK, "gw-1", 500, 0, SREC_PARKED, true, "w/2", "will/w2");
+	put("w3", SREC_PARK, "gw-1", 500, 0, SREC_PARKED, true, "w/3", "will/w3");
+	pump(ss);
+	state_sessions_caught_up(ss);
+	pump(ss);
+	assert_int_equal(count("restore"), 3);
+	assert_int_equal(count("publish"), 0);
+	WALL += 30000;
+	NOW += 30000;
+	state_sessions_tick(ss);
+	pump(ss);
+	assert_int_equal(count("publish"), 0);
+	/* w2's session ends (the broker expired it): its will now. */
+	state_sessions_ended(ss, "w2", 2);
+	pump(ss);
+	assert_int_equal(count("publish"), 1);
+	assert_string_equal(last("publish")->topic, "will/w2");
+	/* w3's client is back: no will. */
+	struct broker_claim c = claim_of("w3", 51, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c), 0);
+	pump(ss);
+	WALL += 31000;
+	NOW += 31000;
+	state_sessions_tick(ss);
+	pump(ss);
+	assert_int_equal(count("publish"), 2);
+	assert_string_equal(last("publish")->topic, "will/w1");
+	WALL += 60000;
+	NOW += 60000;
+	state_sessions_tick(ss);
+	pump(ss);
+	assert_int_equal(count("publish"), 2);
+}
+
 struct seen {
 	int n;
 	char ids[8][16];
@@ -640,6 +685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_error_and_lease, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_adoption, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_during_adopt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_and_adopt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_and_tombstone, setup, teardown),
 	};
