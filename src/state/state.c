@@ -1012,7 +1012,8 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 		for (char *p = h; *p; p++)
 			if (!topic_chars_ok((char[]){ *p, 0 }))
 				*p = '-';
-		snprintf(st->instance_id, sizeof(st->instance_id), "%s", h);
+		h[STATE_ID_MAX] = '\0'; /* host names are at most 64 bytes anyway */
+		memcpy(st->instance_id, h, strlen(h) + 1);
 	}
 	const char *pfx = cs->topic_prefix ? cs->topic_prefix : "kafkagate";
 	if (!topic_chars_ok(pfx)) {
@@ -1252,6 +1253,17 @@ int state_metrics_render(struct buf *out, void *ud)
 	rc |= one(out, "kafkagate_state_instances_alive", "gauge",
 		  "Instances whose latest heartbeat is up and within state.lease_ms.", NULL,
 		  (double)instances_alive(st));
+	struct broker_state_stats bs;
+	broker_state_stats(st->br, &bs);
+	rc |= one(out, "kafkagate_state_claims_waiting", "gauge",
+		  "Connections waiting for their claim to come back from Kafka.", NULL,
+		  (double)bs.claims_waiting);
+	rc |= one(out, "kafkagate_state_claims_refused_total", "counter",
+		  "CONNECTs answered server unavailable because the state could not say.", NULL,
+		  (double)bs.claims_refused);
+	rc |= one(out, "kafkagate_state_kicks_total", "counter",
+		  "Sessions closed here because another instance took their client id.", NULL,
+		  (double)bs.kicks);
 	uint64_t rw = 0, ra = 0, rcl = 0;
 	state_retained_counts(st->retained, &rw, &ra, &rcl);
 	rc |= one(out, "kafkagate_state_retained_written_total", "counter",
