@@ -95,7 +95,8 @@ struct state_sessions {
 	struct sess **tab;
 	size_t nbuckets, n;
 	TAILQ_HEAD(, pend) pends; /* in deadline order (one claim timeout for all) */
-	int64_t reader_at[256];   /* per partition, for the first 256 */
+	int64_t reader_at[256];   /* per partition (the first 256): where the reader is;
+	                             kept for diagnostics, claims match by read-back */
 	uint64_t seed;
 	bool caught_up;
 	bool any_due;             /* some will_due_ms is set: the tick looks */
