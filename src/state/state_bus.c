@@ -432,6 +432,40 @@ static void bus_down_send(void *ctx, struct msg *m, const void *key, size_t keyl
 	}
 }
 
+static void send_done(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	(void)partition;
+	(void)offset;
+	if (err)
+		count_failure(err, "state");
+	msg_unref(ud);
+}
+
+size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, size_t from_len)
+{
+	if (!sb || atomic_load_explicit(&sb->entries, memory_order_relaxed) == 0)
+		return 0;
+	struct match_ctx mc = { .from = from, .from_len = from_len };
+	targets(sb, m, &mc);
+	if (mc.n == 0)
+		return 0;
+	size_t sent = 0;
+	rd_kafka_headers_t *h = inbox_headers(sb, m, from, from_len);
+	for (size_t i = 0; i < mc.n; i++) {
+		rd_kafka_headers_t *hi = i + 1 < mc.n ? rd_kafka_headers_copy(h) : h;
+		msg_ref(m);
+		if (state_produce(sb->st, mc.t[i]->topic, from, from ? from_len : 0, m->payload,
+				  m->payload_len, hi, send_done, m) < 0) {
+			count_failure(0, "state");
+			msg_unref(m);
+			continue;
+		}
+		sent++;
+		atomic_fetch_add_explicit(&sb->sent_up, 1, memory_order_relaxed);
+	}
+	return sent;
+}
+
 /* --- receiving ---------------------------------------------------------- */
 
 struct inbox_rec {

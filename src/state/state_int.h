@@ -108,6 +108,13 @@ void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const
 struct uplink;
 struct downlink;
 void state_bus_attach(struct state_bus *sb, struct uplink *up, struct downlink *dl);
+/* Sends m (borrowed) to the other instances whose sessions subscribe to
+ * its topic, as a publish of client `from` (NULL ok) made here, fire and
+ * forget (failures counted and logged): for state_publish() (wills of
+ * connections that died with an instance). Returns the number of inbox
+ * records produced. Any thread. */
+struct msg;
+size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, size_t from_len);
 /* Stops the inbox consumer (waits up to its grace for the devices' acks,
  * commits): before broker_stop(), like downlink_stop(). The state
  * producer must be flushed before uplink_free() (inbox records hold the
