@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -94,7 +95,11 @@ struct state_bus {
 	struct bus_inst *insts;
 	uint64_t seed;
 	struct consumer *inbox;
+	pthread_t starter;                   /* starts the inbox once caught up */
+	bool starter_on;
+	pthread_mutex_t start_mu;            /* started */
 	bool started;
+	atomic_bool stop;
 	/* Counters (relaxed). */
 	atomic_uint_fast64_t sent_up, sent_down, send_failed, received, skipped;
 };
@@ -564,6 +569,7 @@ struct state_bus *state_bus_new(struct state *st)
 		free(sb);
 		return NULL;
 	}
+	pthread_mutex_init(&sb->start_mu, NULL);
 	if (!(sb->trie = sub_trie_new()) || tab_grow(sb) < 0) {
 		state_bus_free(sb);
 		return NULL;
@@ -577,7 +583,7 @@ struct state_bus *state_bus_new(struct state *st)
 		.group_id = st->t_inbox, .topics = topics, .ntopics = 1,
 		.on_record = inbox_record, .ud = sb,
 		.timeout_ms = BUS_INBOX_TIMEOUT_MS, .max_in_flight = BUS_INBOX_MAX_IN_FLIGHT,
-		.stop_grace_ms = DOWNLINK_STOP_GRACE_MS, .start_grace_ms = 0,
+		.stop_grace_ms = DOWNLINK_STOP_GRACE_MS, .start_grace_ms = DOWNLINK_START_GRACE_MS,
 		.instance_id = st->instance_id,
 	};
 	if (!(sb->inbox = consumer_new(st->cfg, st->bootstrap, &o, err, sizeof(err)))) {
@@ -589,12 +595,36 @@ struct state_bus *state_bus_new(struct state *st)
 	return sb;
 }
 
+/* The inbox is read only once the state reader caught up (and the
+ * consumer's start grace passed): records for sessions this instance owned
+ * before a restart must find them restored, not be injected into nothing. */
+static void *starter_main(void *arg)
+{
+	struct state_bus *sb = arg;
+	log_set_thread("state-bus");
+	while (!atomic_load(&sb->st->caught_up) && !atomic_load(&sb->stop)) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&sb->start_mu);
+	if (!atomic_load(&sb->stop)) {
+		if (consumer_start(sb->inbox) == 0) {
+			sb->started = true;
+			log_info("state bus inbox consumer started group=%s", sb->st->t_inbox);
+		} else {
+			log_error("state bus: inbox consumer did not start: nothing from other "
+				  "instances is delivered here");
+		}
+	}
+	pthread_mutex_unlock(&sb->start_mu);
+	return NULL;
+}
+
 int state_bus_start(struct state_bus *sb)
 {
-	if (consumer_start(sb->inbox) < 0)
+	if (pthread_create(&sb->starter, NULL, starter_main, sb) != 0)
 		return -1;
-	sb->started = true;
-	log_info("state bus started inbox=%s", sb->st->t_inbox);
+	sb->starter_on = true;
 	return 0;
 }
 
@@ -608,14 +638,30 @@ void state_bus_attach(struct state_bus *sb, struct uplink *up, struct downlink *
 		downlink_set_fanout(dl, &(struct downlink_fanout){ bus_down_send, sb });
 }
 
+void state_attach(struct state *st, struct uplink *up, struct downlink *dl)
+{
+	if (st)
+		state_bus_attach(st->bus, up, dl);
+}
+
 void state_bus_stop(struct state_bus *sb)
 {
-	if (!sb || !sb->inbox || !sb->started)
+	if (!sb)
 		return;
-	/* Stops reading, waits for the devices' acks (grace), commits. */
-	consumer_stop(sb->inbox);
-	consumer_join(sb->inbox);
+	atomic_store(&sb->stop, true);
+	if (sb->starter_on) {
+		pthread_join(sb->starter, NULL);
+		sb->starter_on = false;
+	}
+	pthread_mutex_lock(&sb->start_mu);
+	bool started = sb->started;
 	sb->started = false;
+	pthread_mutex_unlock(&sb->start_mu);
+	if (started) {
+		/* Stops reading, waits for the devices' acks (grace), commits. */
+		consumer_stop(sb->inbox);
+		consumer_join(sb->inbox);
+	}
 }
 
 void state_bus_free(struct state_bus *sb)
@@ -641,6 +687,7 @@ void state_bus_free(struct state_bus *sb)
 	}
 	sub_trie_free(sb->trie);
 	pthread_rwlock_destroy(&sb->mu);
+	pthread_mutex_destroy(&sb->start_mu);
 	free(sb);
 }
 
