@@ -86,12 +86,6 @@ void state_sessions_tick(struct state_sessions *ss);
  * next it will read): claims wait until it passes their own. */
 void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next_offset);
 void state_sessions_free(struct state_sessions *ss);
-/* Fills ops with the broker's session hooks (claim, subs_changed, parked,
- * ended; ctx = ss; retained left as it is) for broker_set_state(). Main
- * thread, before broker_start(). */
-struct broker_state_ops;
-void state_sessions_ops(struct state_sessions *ss, struct broker_state_ops *ops);
-
 /* One session as <prefix>.sessions says it (state_sessions_foreach()). */
 struct state_session_info {
 	const char *id;           /* id_len bytes, NUL-terminated */

@@ -47,8 +47,6 @@ struct sess {
 	bool dirty;               /* mine_rec waits for my_epoch to be written */
 	int64_t will_due_ms;      /* wall: an adopted will waits for its delay; 0 none */
 	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
-	bool skip_end;            /* a clean start here: the next ended() is the
-	                             replaced session's, not this connection's */
 };
 
 /* A claim written, not yet read back. */
@@ -277,7 +275,6 @@ static void mine_drop(struct sess *s)
 	s->conn_id = 0;
 	s->my_epoch = -1;
 	s->will_due_ms = 0;
-	s->skip_end = false;
 }
 
 static struct pend *pend_find_conn(struct state_sessions *ss, uint64_t conn_id, struct pend ***pp)
@@ -462,9 +459,8 @@ static void will_of(const struct msg *m, uint32_t delay, struct state_rec_will *
 	};
 }
 
-static int op_claim(void *ctx, const struct broker_claim *c)
+int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c)
 {
-	struct state_sessions *ss = ctx;
 	bool wait = c->persistent || !c->clean;
 	if (wait && lease_lost(ss)) {
 		pthread_mutex_lock(&ss->lock);
@@ -505,7 +501,6 @@ static int op_claim(void *ctx, const struct broker_claim *c)
 	}
 	p->s = s;
 	p->prev_epoch = s->mine ? s->my_epoch : -1;
-	bool had_mine = s->mine;
 	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, w) < 0) {
 		ss->stats.claims_refused += wait;
 		pthread_mutex_unlock(&ss->lock);
@@ -533,10 +528,6 @@ static int op_claim(void *ctx, const struct broker_claim *c)
 	s->my_epoch = -1;
 	s->dirty = false;
 	s->will_due_ms = 0;
-	/* The broker ends the session it held here for a clean start when the
-	 * claim is answered; that ended() is not this connection's end (the
-	 * claim record already says the old session is gone). */
-	s->skip_end = c->clean && had_mine;
 	if (!wait)
 		ss->stats.claims_ok++;
 	pthread_mutex_unlock(&ss->lock);
@@ -599,14 +590,11 @@ static struct sess *mine_get(struct state_sessions *ss, const char *id, uint16_t
 	return s && s->mine && s->mine_rec ? s : NULL;
 }
 
-static void op_subs_changed(void *ctx, const char *id, uint16_t id_len,
-			    const struct broker_sub *subs, size_t n)
+void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
+				 const struct broker_sub *subs, size_t n)
 {
-	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
-	if (s)
-		s->skip_end = false;
 	if (s && state_rec_set_subs(s->mine_rec, subs, n) == 0) {
 		s->mine_rec->state = SREC_ONLINE;
 		s->mine_rec->parked_at = 0;
@@ -615,15 +603,13 @@ static void op_subs_changed(void *ctx, const char *id, uint16_t id_len,
 	pthread_mutex_unlock(&ss->lock);
 }
 
-static void op_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
-		      const struct msg *will, uint32_t will_delay_s)
+void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
+			   uint32_t expiry_s, const struct msg *will, uint32_t will_delay_s)
 {
-	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s) {
 		struct state_rec *r = s->mine_rec;
-		s->skip_end = false;
 		r->state = SREC_PARKED;
 		r->parked_at = state_wall_ms();
 		r->expiry_s = expiry_s;
@@ -637,14 +623,11 @@ static void op_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expir
 	pthread_mutex_unlock(&ss->lock);
 }
 
-static void op_ended(void *ctx, const char *id, uint16_t id_len)
+void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id_len)
 {
-	struct state_sessions *ss = ctx;
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
-	if (s && s->skip_end) {
-		s->skip_end = false;
-	} else if (s) {
+	if (s) {
 		struct state_rec *r = s->mine_rec;
 		r->state = SREC_ENDED;
 		r->parked_at = 0;
@@ -656,15 +639,6 @@ static void op_ended(void *ctx, const char *id, uint16_t id_len)
 			mine_write(ss, s, SREC_END);
 	}
 	pthread_mutex_unlock(&ss->lock);
-}
-
-void state_sessions_ops(struct state_sessions *ss, struct broker_state_ops *ops)
-{
-	ops->claim = op_claim;
-	ops->subs_changed = op_subs_changed;
-	ops->parked = op_parked;
-	ops->ended = op_ended;
-	ops->ctx = ss;
 }
 
 /* ---- reading ---- */
