@@ -936,7 +936,6 @@ static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *e
 		{ "enable.partition.eof", "true" },
 		{ "fetch.wait.max.ms", "10" },
 		{ "auto.offset.reset", "earliest" },
-		{ "allow.auto.create.topics", "false" },
 		{ "statistics.interval.ms", "0" },
 	};
 	const char *const(*kv)[2] = role == KAFKA_PRODUCER ? prod : cons;
@@ -1022,6 +1021,15 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 	}
 	if (!(conf = conf_for(st, KAFKA_CONSUMER, err, errlen)))
 		goto fail;
+	/* rd_kafka_assign() wants a group; this one never joins (no
+	 * subscription) and never commits: the reader always starts over. */
+	char gid[STATE_TOPIC_MAX + 16];
+	snprintf(gid, sizeof(gid), "%s.reader", st->t_inbox);
+	if (rd_kafka_conf_set(conf, "group.id", gid, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "state kafka reader: %s", e);
+		goto fail;
+	}
 	if (!(c->reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e)))) {
 		rd_kafka_conf_destroy(conf);
 		snprintf(err, errlen, "state kafka reader: %s", e);
