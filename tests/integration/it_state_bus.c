@@ -14,6 +14,7 @@
  *    and topic, at min(publish QoS, granted QoS); the topics have no Kafka
  *    route (unrouted publishes still cross);
  *  - a publish nobody elsewhere subscribed to writes no inbox record;
+ *  - QoS 2 across (exactly once to the subscriber on the other gateway);
  *  - a downlink command (one consumer group across the three gateways,
  *    one partition: whichever gateway reads it forwards) reaches devices on
  *    the two other gateways; the inbox offset of a forwarded command is
@@ -352,6 +353,28 @@ static void test_no_remote_no_inbox(void **state)
 	assert_int_equal(inbox_count(2), c3);
 }
 
+/* QoS 2 across: the PUBREC waits for the inbox record, the subscriber on
+ * gw-3 gets it at QoS 2 exactly once; a QoS 2 subscriber gets a QoS 1
+ * publish at 1. */
+static void test_qos2_across(void **state)
+{
+	(void)state;
+	int s = dev(2, "bus-s4", "q2/#", 2);
+	wait_routed(0, s, "q2/probe");
+	int p = dev(0, "bus-p4", NULL, 0);
+	assert_int_equal(raw_mqtt_publish(p, "q2/a", "two", 3, 2, false, 7), 0);
+	assert_int_equal(raw_mqtt_publish(p, "q2/a", "one", 3, 1, false, 8), 0);
+	struct itutil_pkt pk;
+	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+	assert_string_equal(pk.topic, "q2/a");
+	assert_string_equal(pk.payload, "two");
+	assert_int_equal(pk.qos, 2);
+	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+	assert_string_equal(pk.payload, "one");
+	assert_int_equal(pk.qos, 1);
+	assert_true(itutil_quiet(s, 500));
+}
+
 static void test_downlink_forwarded(void **state)
 {
 	(void)state;
@@ -429,6 +452,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_pubsub_across, test_teardown),
 		cmocka_unit_test_teardown(test_no_remote_no_inbox, test_teardown),
+		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
