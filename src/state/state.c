@@ -37,6 +37,9 @@
 #include "state/state_int.h"
 
 #define TICK_MS 100
+/* Setup retries back off from SETUP_RETRY_MIN_MS (a topic just created may
+ * lack a leader for a moment) to SETUP_RETRY_MS (Kafka away). */
+#define SETUP_RETRY_MIN_MS 200
 #define SETUP_RETRY_MS 2000
 #define META_TIMEOUT_MS 5000
 #define ADMIN_TIMEOUT_MS 10000
@@ -368,6 +371,9 @@ static const char *topic_of(const struct state *st, int k)
 
 static bool wanted_compact(int k) { return k != K_INBOX; }
 
+static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err,
+				 size_t errlen);
+
 static int wanted_partitions(const struct state *st, int k)
 {
 	return k == K_SESSIONS || k == K_RETAINED ? st->cfg->state.partitions : 1;
@@ -495,10 +501,14 @@ static int create_topics(struct state *st, const int parts[K_N])
 static void auto_create(struct state *st, const int parts[K_N])
 {
 	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", st->bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e));
-	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	/* kafka.properties too (security), with auto-creation allowed. */
+	rd_kafka_conf_t *conf = conf_for(st, KAFKA_PRODUCER, e, sizeof(e));
+	if (!conf || rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e)) !=
+			     RD_KAFKA_CONF_OK) {
+		if (conf)
+			rd_kafka_conf_destroy(conf);
+		return;
+	}
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
 	if (!rk) {
 		rd_kafka_conf_destroy(conf);
@@ -827,6 +837,7 @@ static void *reader_main(void *arg)
 	struct state *st = arg;
 	struct state_core *c = st->core;
 	int64_t next_setup = 0, next_tick = state_now_ms();
+	int backoff = SETUP_RETRY_MIN_MS;
 
 	log_set_thread("state");
 	c->setup_at = state_now_ms();
@@ -850,9 +861,9 @@ static void *reader_main(void *arg)
 				pthread_mutex_lock(&c->why_mu);
 				snprintf(why, sizeof(why), "%s", c->why);
 				pthread_mutex_unlock(&c->why_mu);
-				log_warn_rl("state setup failed reason=\"%s\" retry_ms=%d", why,
-					    SETUP_RETRY_MS);
-				next_setup = state_now_ms() + SETUP_RETRY_MS;
+				log_warn_rl("state setup failed reason=\"%s\" retry_ms=%d", why, backoff);
+				next_setup = state_now_ms() + backoff;
+				backoff = backoff * 2 > SETUP_RETRY_MS ? SETUP_RETRY_MS : backoff * 2;
 			}
 			now = state_now_ms();
 		}
@@ -935,6 +946,11 @@ static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *e
 		{ "enable.auto.commit", "false" },
 		{ "enable.partition.eof", "true" },
 		{ "fetch.wait.max.ms", "10" },
+		/* A partition whose leader moved is fetched again soon (500 ms
+		 * by default): catching up and the lease both wait on it. */
+		{ "fetch.error.backoff.ms", "100" },
+		/* Bounds what the reader prefetches (64 MB by default). */
+		{ "queued.max.messages.kbytes", "16384" },
 		{ "auto.offset.reset", "earliest" },
 		{ "statistics.interval.ms", "0" },
 	};
@@ -976,11 +992,16 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 	snprintf(c->why, sizeof(c->why), "state topics not read yet");
 	st->started_ms = state_wall_ms();
 
-	if (cs->instance_id) {
-		snprintf(st->instance_id, sizeof(st->instance_id), "%s", cs->instance_id);
-		if (!topic_chars_ok(st->instance_id)) {
-			snprintf(err, errlen, "%s:%d: state.instance_id: only letters, digits, '.', '_' and "
-				 "'-' (it names the topic <prefix>.inbox.<id>)", cfg->path, cs->line);
+	/* One name per gateway: kafka.instance_id (the downlink's static
+	 * membership) when state.instance_id is not set. */
+	const char *iid = cs->instance_id ? cs->instance_id : cfg->kafka.instance_id;
+	if (iid) {
+		int w = snprintf(st->instance_id, sizeof(st->instance_id), "%s", iid);
+		if (w < 0 || (size_t)w >= sizeof(st->instance_id) || !topic_chars_ok(st->instance_id)) {
+			snprintf(err, errlen, "%s:%d: %s.instance_id: at most %d of letters, digits, '.', "
+				 "'_' and '-' (it names the topic <prefix>.inbox.<id>)", cfg->path,
+				 cs->instance_id ? cs->line : cfg->kafka.line,
+				 cs->instance_id ? "state" : "kafka", STATE_ID_MAX);
 			goto fail;
 		}
 	} else {
@@ -1186,21 +1207,25 @@ int state_metrics_render(struct buf *out, void *ud)
 {
 	struct state *st = ud;
 	struct state_core *c = st->core;
-	const char *const inst[] = { "instance", st->instance_id, NULL };
+	/* Not "instance": Prometheus gives every target that label itself. */
+	const char *const info[] = { "instance_id", st->instance_id, "sessions_topic",
+				     st->t_sessions, NULL };
 	int rc = 0;
 
 #define LD(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+	rc |= one(out, "kafkagate_state_info", "gauge",
+		  "Always 1; the labels name this instance and its state topics.", info, 1);
 	rc |= one(out, "kafkagate_state_ready", "gauge",
-		  "1 when the state topics were read to their end and the lease holds.", inst,
+		  "1 when the state topics were read to their end and the lease holds.", NULL,
 		  state_ready(st, NULL, 0));
 	rc |= one(out, "kafkagate_state_caught_up", "gauge",
-		  "1 once the state topics were read up to the ends seen at start.", inst,
+		  "1 once the state topics were read up to the ends seen at start.", NULL,
 		  atomic_load(&st->caught_up));
 	rc |= one(out, "kafkagate_state_catchup_seconds", "gauge",
-		  "How long reading the state topics to their start ends took; -1 before.", inst,
+		  "How long reading the state topics to their start ends took; -1 before.", NULL,
 		  atomic_load(&c->catchup_ms) < 0 ? -1.0 : (double)atomic_load(&c->catchup_ms) / 1e3);
 	rc |= one(out, "kafkagate_state_catchup_records", "gauge",
-		  "Records in the state topics when the reader started.", inst,
+		  "Records in the state topics when the reader started.", NULL,
 		  LD(c->start_records));
 	rc |= prom_family(out, "kafkagate_state_records_read_total", "counter",
 			  "State records read back, per topic.");

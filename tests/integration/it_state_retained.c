@@ -16,7 +16,10 @@
  *   /readyz says 503; the cluster back, /readyz 200 again;
  * - a gateway whose Kafka is not there never becomes ready;
  * - brokers = "embedded" with store = "kafka": retained set and read back
- *   through the embedded cluster.
+ *   through the embedded cluster;
+ * - MQTT 5: the properties and the expiry of a retained message reach the
+ *   other gateway; one that expired while a gateway was down (SIGKILL) is
+ *   not delivered once it is back.
  * Real Kafka (scripts/kafka-local; skipped politely without java or mvn):
  * the topics are created compacted (DescribeConfigs from here) with the
  * configured partitions, retained survives a gateway restart, and a topic
@@ -130,12 +133,165 @@ static long long wait_retained(int port, const char *topic, const char *want, lo
 {
 	char got[256];
 	for (;;) {
-		int n = retained_on(port, topic, got, sizeof(got), want[0] ? 300 : 200);
+		int n = retained_on(port, topic, got, sizeof(got), want[0] ? 50 : 200);
 		if ((want[0] && n == 1 && strcmp(got, want) == 0) || (!want[0] && n == 0))
 			return itutil_now_ms() - t0;
 		if (itutil_now_ms() - t0 > deadline_ms)
 			return -1;
 	}
+}
+
+/* ---- raw MQTT 5 (as in it_mqtt5_publish.c) ------------------------------------ */
+
+static size_t put_varint(uint8_t *p, uint32_t v)
+{
+	size_t n = 0;
+	do {
+		uint8_t b = v & 0x7f;
+		v >>= 7;
+		p[n++] = v ? (uint8_t)(b | 0x80) : b;
+	} while (v);
+	return n;
+}
+
+static uint32_t get_varint(const uint8_t **p)
+{
+	uint32_t v = 0;
+	for (int s = 0; s < 28; s += 7) {
+		uint8_t b = *(*p)++;
+		v |= (uint32_t)(b & 0x7f) << s;
+		if (!(b & 0x80))
+			break;
+	}
+	return v;
+}
+
+static int connect5(int port, const char *id)
+{
+	struct raw_connect c = { .level = 5, .client_id = id, .clean = true };
+	uint8_t rc = 0xff;
+	int fd = raw_connect_tcp(port);
+	if (fd < 0)
+		return -1;
+	if (raw_mqtt_handshake(fd, &c, &rc, NULL, HTTP_MS) < 0 || rc != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A level 5 QoS 1 retained PUBLISH with these property bytes; waits for
+ * its PUBACK. */
+static void pub5_retained(int fd, const char *topic, uint16_t pid, const uint8_t *props,
+			  size_t plen, const char *payload)
+{
+	uint8_t body[1024], pkt[1100];
+	size_t n = 0, tl = strlen(topic), pl = strlen(payload);
+	body[n++] = (uint8_t)(tl >> 8);
+	body[n++] = (uint8_t)tl;
+	memcpy(body + n, topic, tl);
+	n += tl;
+	body[n++] = (uint8_t)(pid >> 8);
+	body[n++] = (uint8_t)pid;
+	n += put_varint(body + n, (uint32_t)plen);
+	memcpy(body + n, props, plen);
+	n += plen;
+	memcpy(body + n, payload, pl);
+	n += pl;
+	pkt[0] = 0x33;
+	size_t h = 1 + put_varint(pkt + 1, (uint32_t)n);
+	memcpy(pkt + h, body, n);
+	assert_int_equal(raw_send(fd, pkt, h + n), 0);
+	uint8_t ack[16];
+	int an = raw_recv_packet(fd, ack, sizeof(ack), HTTP_MS);
+	assert_true(an >= 4 && ack[0] == 0x40);
+}
+
+struct pub5 {
+	uint8_t first;
+	char topic[256];
+	uint8_t props[512];
+	uint32_t plen;
+	char payload[512];
+};
+
+/* A new level 5 subscriber to topic on port: 0 and the retained PUBLISH in
+ * *o when one arrives within wait_ms, -1 otherwise. */
+static int retained5_on(int port, const char *topic, struct pub5 *o, int wait_ms)
+{
+	char id[32];
+	uint8_t b[2048];
+	snprintf(id, sizeof(id), "it-st5-sub-%d", ++conn_seq);
+	int fd = connect5(port, id);
+	assert_true(fd >= 0);
+	int n = raw_build_subscribe(b, sizeof(b), 5, 1, topic, 1);
+	assert_true(n > 0 && raw_send(fd, b, (size_t)n) == 0);
+	n = raw_recv_packet(fd, b, sizeof(b), HTTP_MS);
+	assert_true(n > 0 && b[0] == 0x90);
+	n = raw_recv_packet(fd, b, sizeof(b), wait_ms);
+	close(fd);
+	if (n <= 0 || (b[0] & 0xf0) != 0x30)
+		return -1;
+	const uint8_t *p = b + 1, *end = b + n;
+	get_varint(&p);
+	uint16_t tl = (uint16_t)(p[0] << 8 | p[1]);
+	p += 2;
+	memset(o, 0, sizeof(*o));
+	o->first = b[0];
+	memcpy(o->topic, p, tl);
+	p += tl;
+	if (b[0] & 0x06)
+		p += 2;
+	o->plen = get_varint(&p);
+	memcpy(o->props, p, o->plen);
+	p += o->plen;
+	memcpy(o->payload, p, (size_t)(end - p));
+	return 0;
+}
+
+/* MQTT 5: the properties and the expiry travel with the retained message
+ * (kg.props, kg.expires); one that expired while the gateway was away is
+ * not delivered after a restart. */
+static void test_mqtt5_properties(void **state)
+{
+	struct pub5 m;
+	(void)state;
+
+	gw_up(&G[0], K.bootstrap, "gw-5a", NULL);
+	gw_up(&G[1], K.bootstrap, "gw-5b", NULL);
+	assert_ready(&G[0]);
+	assert_ready(&G[1]);
+	/* User Property ("k", "v"), Content Type "t/x", Message Expiry 600 s. */
+	static const uint8_t props[] = { 0x26, 0, 1, 'k', 0, 1, 'v', 0x03, 0, 3, 't', '/', 'x',
+					 0x02, 0, 0, 0x02, 0x58 };
+	static const uint8_t short_exp[] = { 0x02, 0, 0, 0, 2 };
+	int fd = connect5(G[0].port, "it-st5-pub");
+	assert_true(fd >= 0);
+	pub5_retained(fd, "st5/p", 1, props, sizeof(props), "with-props");
+	pub5_retained(fd, "st5/short", 2, short_exp, sizeof(short_exp), "brief");
+	close(fd);
+
+	long long t0 = itutil_now_ms();
+	int r = -1;
+	while (r < 0 && itutil_now_ms() - t0 < 2000)
+		r = retained5_on(G[1].port, "st5/p", &m, 300);
+	assert_int_equal(r, 0);
+	assert_true(m.first & 1); /* retain */
+	assert_string_equal(m.payload, "with-props");
+	assert_non_null(memmem(m.props, m.plen, props, 13)); /* user property, content type */
+	const uint8_t *x = memchr(m.props, 0x02, m.plen);
+	assert_non_null(x);
+	uint32_t left = (uint32_t)x[1] << 24 | (uint32_t)x[2] << 16 | (uint32_t)x[3] << 8 | x[4];
+	assert_true(left <= 600 && left >= 590);
+
+	/* Gateway b away while st5/short expires: not delivered when back. */
+	gw_kill(&G[1], SIGKILL);
+	itutil_sleep_ms(2500);
+	assert_int_equal(gw_restart(&G[1]), 0);
+	assert_ready(&G[1]);
+	assert_int_equal(retained5_on(G[1].port, "st5/p", &m, 1000), 0);
+	assert_string_equal(m.payload, "with-props");
+	assert_int_equal(retained5_on(G[1].port, "st5/short", &m, 500), -1);
 }
 
 /* Partitions of topic (0: absent), from a metadata request of every topic
@@ -233,7 +389,9 @@ static void test_three_gateways(void **state)
 	/* The metrics say what happened. */
 	static struct itkafka_resp r;
 	assert_int_equal(itkafka_http_get(G[2].metrics_port, "/metrics", &r, HTTP_MS), 200);
-	assert_true(itkafka_metric(r.body, "kafkagate_state_ready{instance=\"gw-3\"}") == 1);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_ready") == 1);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_info{instance_id=\"gw-3\","
+					   "sessions_topic=\"kafkagate.sessions\"}") == 1);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_records_read_total{topic=\"retained\"}") >= 3);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_instances_alive") == N_GW);
 }
@@ -285,8 +443,8 @@ static void test_no_kafka_never_ready(void **state)
 	}
 	assert_non_null(strstr(r.body, "not ready: "));
 	itkafka_http_get(G[0].metrics_port, "/metrics", &r, HTTP_MS);
-	assert_true(itkafka_metric(r.body, "kafkagate_state_ready{instance=\"gw-nokafka\"}") == 0);
-	assert_true(itkafka_metric(r.body, "kafkagate_state_caught_up{instance=\"gw-nokafka\"}") == 0);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_ready") == 0);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_caught_up") == 0);
 	/* A clean device still gets in: the state lacks Kafka, MQTT does not. */
 	int fd = itutil_connect(G[0].port, "it-st-nok", true, 0, NULL);
 	assert_true(fd >= 0);
@@ -465,6 +623,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_lease, teardown_all),
 		cmocka_unit_test_teardown(test_no_kafka_never_ready, teardown_all),
 		cmocka_unit_test_teardown(test_embedded, teardown_all),
+		cmocka_unit_test_teardown(test_mqtt5_properties, teardown_all),
 	};
 	const struct CMUnitTest real[] = {
 		cmocka_unit_test_teardown(test_real_kafka, teardown_all),
