@@ -29,7 +29,12 @@ struct hooks_abandoned {
 	bool clean;
 	bool persistent;
 	uint32_t expiry_s;          /* MQTT 5 Session Expiry Interval */
+	uint32_t tries;             /* answers deferred while the session settles */
 };
+
+/* Bounds the re-posts of a settled claim waiting for a session to settle
+ * (each is one pass of the worker's inbox; settling takes a few). */
+#define SETTLE_TRIES 10000
 
 /* broker_state_claimed()'s image, copied into one block the inbox item
  * owns: the array of subscriptions, then their filters. */
@@ -46,6 +51,13 @@ void broker_set_state(struct broker *br, const struct broker_state_ops *ops)
 	} else {
 		br->st = NULL;
 	}
+}
+
+void broker_state_stats(const struct broker *br, struct broker_state_stats *out)
+{
+	out->claims_waiting = atomic_load_explicit(&br->claims_waiting, memory_order_relaxed);
+	out->claims_refused = atomic_load_explicit(&br->claims_refused, memory_order_relaxed);
+	out->kicks = atomic_load_explicit(&br->kicks, memory_order_relaxed);
 }
 
 /* ---- sessions from images ------------------------------------------------ */
@@ -229,9 +241,19 @@ void broker_state_claimed(struct broker *br, uint64_t conn_id, enum broker_claim
 	}
 }
 
+/* Posts OK for conn_id to w itself: a claim accepted whose connection is
+ * gone (settled by hooks_claimed()). Returns 0 or -1. */
+static int post_settle(struct worker *w, uint64_t conn_id)
+{
+	struct inbox_item it = { .kind = INBOX_CLAIMED, .a = BROKER_CLAIM_OK, .u = conn_id };
+	return worker_post(w, &it);
+}
+
 /* The answer to a claim whose connection is gone: settle the session as if
- * it had attached and closed at once (state_hooks.h). */
-static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int result,
+ * it had attached and closed at once (state_hooks.h). Returns false when
+ * the session is still settling from an older connection's close: the
+ * caller asks again later. */
+static bool settle_abandoned(struct worker *w, struct hooks_abandoned *a, int result,
 			     const struct broker_session_image *img)
 {
 	struct broker *br = w->br;
@@ -239,13 +261,22 @@ static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int re
 	uint32_t expiry = 0;
 
 	if (result != BROKER_CLAIM_OK)
-		return;
+		return true;
 	pthread_mutex_lock(&br->dir_lock);
 	struct session *s = session_dir_find(&br->dir, a->id, a->id_len);
-	if (s && (atomic_load_explicit(&s->owner, memory_order_acquire) >= 0 || s->settling)) {
-		/* Another connection has it here: its close tells Kafka. */
+	bool online = false, settling = false;
+	if (s) {
+		pthread_spin_lock(&s->mu);
+		online = atomic_load_explicit(&s->owner, memory_order_acquire) >= 0;
+		settling = s->settling;
+		pthread_spin_unlock(&s->mu);
+	}
+	if (online || settling) {
+		/* Online: another connection has it here, and its close tells
+		 * Kafka. Settling: an older connection's close (a takeover for
+		 * ours) is not finished; whether s parks or ends is not known. */
 		pthread_mutex_unlock(&br->dir_lock);
-		return;
+		return online;
 	}
 	if (s && (a->clean || !a->persistent)) {
 		discard_offline(br, s);
@@ -272,6 +303,7 @@ static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int re
 		br->st->parked(br->st->ctx, a->id, a->id_len, expiry, NULL, 0);
 	else if (tell == ENDED && br->st->ended)
 		br->st->ended(br->st->ctx, a->id, a->id_len);
+	return true;
 }
 
 void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
@@ -285,7 +317,9 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
 			struct hooks_abandoned *a = &w->st_gone[i];
 			if (a->conn_id != conn_id)
 				continue;
-			settle_abandoned(w, a, result, ci ? &ci->img : NULL);
+			if (!settle_abandoned(w, a, result, ci ? &ci->img : NULL) &&
+			    ++a->tries < SETTLE_TRIES && post_settle(w, conn_id) == 0)
+				break; /* again after this pass of the inbox */
 			free(a->id);
 			w->st_gone[i] = w->st_gone[--w->n_st_gone];
 			break;
@@ -311,6 +345,7 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
 		pthread_mutex_unlock(&br->dir_lock);
 	}
 	free(ci);
+	c->st |= CLST_CLAIMED;
 	c->state = CL_NEW;
 	takeover_attach(c);
 }
@@ -318,9 +353,13 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
 void hooks_abandon(struct client *c)
 {
 	struct worker *w = c->w;
+	/* Accepted, but closed in a local takeover's wait: the answer is ours
+	 * to give, once the older connection's session settled. */
+	bool accepted = !(c->st & CLST_WAIT);
 
-	c->st &= (uint8_t)~CLST_WAIT;
-	atomic_fetch_sub_explicit(&w->br->claims_waiting, 1, memory_order_relaxed);
+	if (!accepted)
+		atomic_fetch_sub_explicit(&w->br->claims_waiting, 1, memory_order_relaxed);
+	c->st &= (uint8_t)~(CLST_WAIT | CLST_CLAIMED);
 	if (w->n_st_gone == w->cap_st_gone) {
 		size_t cap = w->cap_st_gone ? w->cap_st_gone * 2 : 16;
 		struct hooks_abandoned *v = realloc(w->st_gone, cap * sizeof(*v));
@@ -338,6 +377,11 @@ void hooks_abandon(struct client *c)
 		.persistent = c->level == 5 ? c->session_expiry > 0 : !c->clean,
 		.expiry_s = c->session_expiry,
 	};
+	if (accepted && post_settle(w, c->conn_id) < 0) {
+		free(id);
+		w->n_st_gone--;
+		goto lost;
+	}
 	return;
 lost:
 	log_warn_rl("claim left unsettled client=%s reason=\"out of memory\"", log_q(c->id));
@@ -405,24 +449,50 @@ void hooks_worker_release(struct worker *w)
 
 /* ---- kicks ---------------------------------------------------------------- */
 
-/* Kicks id from worker w (or, w NULL, from any thread): an offline session
- * is discarded here; an attached one is posted to its owner, which closes
- * the client. */
-static void kick(struct broker *br, struct worker *w, char *id, uint16_t id_len)
+/*
+ * A kick goes to every worker's inbox, behind what the state layer posted
+ * there before it: a claim it answered OK just before (INBOX_CLAIMED, on
+ * the worker of that connection) is attached by the time the kick is
+ * handled there, and then closed, rather than attached after the kick
+ * looked. Each worker closes the client if it owns the session, discards
+ * the session if it is offline (the first to look), and forwards the kick
+ * once to the owner if another worker owns it (the session moved between
+ * the two looks).
+ */
+static void kick_post(struct broker *br, int w, const char *id, uint16_t id_len, bool forwarded)
 {
+	char *copy = malloc((size_t)id_len + 1);
+	struct inbox_item it = { .kind = INBOX_KICK, .a = forwarded, .b = id_len, .p1 = copy };
+
+	if (copy) {
+		memcpy(copy, id, id_len);
+		copy[id_len] = '\0';
+	}
+	if (!copy || worker_post(&br->workers[w], &it) < 0) {
+		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
+		free(copy);
+	}
+}
+
+void broker_state_kick(struct broker *br, const char *id, uint16_t id_len)
+{
+	atomic_fetch_add_explicit(&br->kicks, 1, memory_order_relaxed);
+	for (int i = 0; i < br->n_workers; i++)
+		kick_post(br, i, id, id_len, false);
+}
+
+void hooks_kick(struct worker *w, char *id, uint16_t id_len, bool forwarded)
+{
+	struct broker *br = w->br;
+
 	pthread_mutex_lock(&br->dir_lock);
 	struct session *s = session_dir_find(&br->dir, id, id_len);
 	int owner = s ? atomic_load_explicit(&s->owner, memory_order_acquire) : -1;
 	if (s && owner < 0) {
 		discard_offline(br, s);
-		s = NULL;
-	}
-	if (!s) {
-		pthread_mutex_unlock(&br->dir_lock);
-		free(id);
-		return;
-	}
-	if (w && owner == w->idx) {
+		log_info_rl("session discarded client=%s reason=\"another instance owns it\"",
+			    log_qn(id, id_len));
+	} else if (s && owner == w->idx) {
 		struct client *c = s->client;
 		pthread_mutex_unlock(&br->dir_lock);
 		c->st |= CLST_KICKED | CLST_QUIET;
@@ -433,32 +503,14 @@ static void kick(struct broker *br, struct worker *w, char *id, uint16_t id_len)
 				MQTT_RC_SESSION_TAKEN_OVER);
 		free(id);
 		return;
-	}
-	pthread_mutex_unlock(&br->dir_lock);
-	struct inbox_item it = { .kind = INBOX_KICK, .p1 = id, .b = id_len };
-	if (worker_post(&br->workers[owner], &it) < 0) {
-		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
+	} else if (s && !forwarded) {
+		pthread_mutex_unlock(&br->dir_lock);
+		kick_post(br, owner, id, id_len, true);
 		free(id);
-	}
-}
-
-void broker_state_kick(struct broker *br, const char *id, uint16_t id_len)
-{
-	char *copy = malloc((size_t)id_len + 1);
-
-	atomic_fetch_add_explicit(&br->kicks, 1, memory_order_relaxed);
-	if (!copy) {
-		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
 		return;
 	}
-	memcpy(copy, id, id_len);
-	copy[id_len] = '\0';
-	kick(br, NULL, copy, id_len);
-}
-
-void hooks_kick(struct worker *w, char *id, uint16_t id_len)
-{
-	kick(w->br, w, id, id_len);
+	pthread_mutex_unlock(&br->dir_lock);
+	free(id);
 }
 
 /* ---- messages from other instances ---------------------------------------- */
