@@ -15,6 +15,8 @@
  *    route (unrouted publishes still cross);
  *  - a publish nobody elsewhere subscribed to writes no inbox record;
  *  - QoS 2 across (exactly once to the subscriber on the other gateway);
+ *  - MQTT 5 across: properties, the rest of the Message Expiry Interval,
+ *    RETAIN as published (Retain As Published);
  *  - a downlink command (one consumer group across the three gateways,
  *    one partition: whichever gateway reads it forwards) reaches devices on
  *    the two other gateways; the inbox offset of a forwarded command is
@@ -32,6 +34,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <MQTTClient.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +53,7 @@ static struct itkafka_mock K;
 static rd_kafka_t *prod;
 static struct gw G[3];
 static int open_fd[16];
+static MQTTClient open_cl[4];
 
 static void fd_track(int fd)
 {
@@ -111,6 +115,11 @@ static int group_teardown(void **state)
 static int test_teardown(void **state)
 {
 	(void)state;
+	for (size_t i = 0; i < 4; i++)
+		if (open_cl[i]) {
+			MQTTClient_disconnect(open_cl[i], 500);
+			MQTTClient_destroy(&open_cl[i]);
+		}
 	for (size_t i = 0; i < 16; i++)
 		if (open_fd[i] >= 0)
 			fd_close(open_fd[i]);
@@ -376,6 +385,154 @@ static void test_qos2_across(void **state)
 	assert_true(itutil_quiet(s, 500));
 }
 
+/* ---- MQTT 5 (paho) ---- */
+
+static MQTTClient c5_connect(int g, int slot, const char *id)
+{
+	MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
+	MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer5;
+	char uri[64];
+	co.MQTTVersion = MQTTVERSION_5;
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", G[g].port);
+	assert_int_equal(MQTTClient_createWithOptions(&open_cl[slot], uri, id,
+						      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co),
+			 MQTTCLIENT_SUCCESS);
+	o.cleanstart = 1;
+	o.keepAliveInterval = 30;
+	o.connectTimeout = 5;
+	MQTTResponse r = MQTTClient_connect5(open_cl[slot], &o, NULL, NULL);
+	assert_int_equal(r.reasonCode, MQTTREASONCODE_SUCCESS);
+	MQTTResponse_free(r);
+	return open_cl[slot];
+}
+
+/* The next message on cl that is not a probe, within timeout_ms (NULL if
+ * none came); free with MQTTClient_freeMessage. */
+static MQTTClient_message *c5_recv(MQTTClient cl, int timeout_ms, char *topic, size_t cap)
+{
+	long long end = itutil_now_ms() + timeout_ms;
+	while (itutil_now_ms() < end) {
+		char *t = NULL;
+		int tl = 0;
+		MQTTClient_message *m = NULL;
+		int rc = MQTTClient_receive(cl, &t, &tl, &m, 200);
+		if (rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED)
+			return NULL;
+		if (!m)
+			continue;
+		snprintf(topic, cap, "%.*s", tl ? tl : (int)strlen(t), t);
+		MQTTClient_free(t);
+		if (strstr(topic, "probe")) {
+			MQTTClient_freeMessage(&m);
+			continue;
+		}
+		return m;
+	}
+	return NULL;
+}
+
+/* MQTT 5 across: properties (content type, user properties, correlation
+ * data), what is left of the Message Expiry Interval, and RETAIN as
+ * published for a Retain As Published subscription. */
+static void test_mqtt5_across(void **state)
+{
+	(void)state;
+	MQTTClient s = c5_connect(1, 0, "bus-m5s");
+	MQTTSubscribe_options so = MQTTSubscribe_options_initializer;
+	so.retainAsPublished = 1;
+	MQTTResponse r = MQTTClient_subscribe5(s, "m5/#", 1, &so, NULL);
+	assert_int_equal(r.reasonCode, 1);
+	MQTTResponse_free(r);
+	/* Known on gw-1 once a probe gets through. */
+	int pr = dev(0, "bus-m5-prober", NULL, 0);
+	long long end = itutil_now_ms() + WAIT_MS;
+	bool got = false;
+	while (!got && itutil_now_ms() < end) {
+		assert_int_equal(itutil_send_publish(pr, "m5/probe", "p", 1, 0, false, 0), 0);
+		char *t = NULL;
+		int tl = 0;
+		MQTTClient_message *m = NULL;
+		if (MQTTClient_receive(s, &t, &tl, &m, 200) == MQTTCLIENT_SUCCESS && m) {
+			got = true;
+			MQTTClient_freeMessage(&m);
+			MQTTClient_free(t);
+		}
+	}
+	assert_true(got);
+
+	MQTTClient p = c5_connect(0, 1, "bus-m5p");
+	MQTTProperties ps = MQTTProperties_initializer;
+	MQTTProperty pp = { .identifier = MQTTPROPERTY_CODE_CONTENT_TYPE };
+	pp.value.data.data = "text/plain";
+	pp.value.data.len = 10;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	pp = (MQTTProperty){ .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
+	pp.value.data.data = "\x00\x01";
+	pp.value.data.len = 2;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	pp = (MQTTProperty){ .identifier = MQTTPROPERTY_CODE_USER_PROPERTY };
+	pp.value.data.data = "k";
+	pp.value.data.len = 1;
+	pp.value.value.data = "v";
+	pp.value.value.len = 1;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	pp = (MQTTProperty){ .identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL };
+	pp.value.integer4 = 120;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	MQTTClient_message m = MQTTClient_message_initializer;
+	MQTTClient_deliveryToken dt;
+	m.payload = "hello";
+	m.payloadlen = 5;
+	m.qos = 1;
+	m.retained = 1;
+	m.properties = ps;
+	r = MQTTClient_publishMessage5(p, "m5/x", &m, &dt);
+	assert_int_equal(r.reasonCode, MQTTREASONCODE_SUCCESS);
+	MQTTResponse_free(r);
+	assert_int_equal(MQTTClient_waitForCompletion(p, dt, WAIT_MS), MQTTCLIENT_SUCCESS);
+	MQTTProperties_free(&ps);
+
+	char topic[64];
+	MQTTClient_message *g = c5_recv(s, WAIT_MS, topic, sizeof(topic));
+	assert_non_null(g);
+	assert_string_equal(topic, "m5/x");
+	assert_int_equal(g->payloadlen, 5);
+	assert_memory_equal(g->payload, "hello", 5);
+	assert_int_equal(g->qos, 1);
+	assert_int_equal(g->retained, 1);
+	MQTTProperty *x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_CONTENT_TYPE);
+	assert_non_null(x);
+	assert_int_equal(x->value.data.len, 10);
+	assert_memory_equal(x->value.data.data, "text/plain", 10);
+	x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_CORRELATION_DATA);
+	assert_non_null(x);
+	assert_int_equal(x->value.data.len, 2);
+	assert_memory_equal(x->value.data.data, "\x00\x01", 2);
+	x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_USER_PROPERTY);
+	assert_non_null(x);
+	assert_memory_equal(x->value.data.data, "k", 1);
+	assert_memory_equal(x->value.value.data, "v", 1);
+	x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL);
+	assert_non_null(x);
+	assert_true(x->value.integer4 > 100 && x->value.integer4 <= 120);
+	MQTTClient_freeMessage(&g);
+
+	/* Clear the retained message again (it is <prefix>.retained's, not
+	 * the bus's: nothing of it stays here). */
+	m = (MQTTClient_message)MQTTClient_message_initializer;
+	m.payload = "";
+	m.payloadlen = 0;
+	m.qos = 1;
+	m.retained = 1;
+	r = MQTTClient_publishMessage5(p, "m5/x", &m, &dt);
+	MQTTResponse_free(r);
+	assert_int_equal(MQTTClient_waitForCompletion(p, dt, WAIT_MS), MQTTCLIENT_SUCCESS);
+	g = c5_recv(s, WAIT_MS, topic, sizeof(topic));
+	assert_non_null(g);
+	assert_int_equal(g->payloadlen, 0);
+	MQTTClient_freeMessage(&g);
+}
+
 static void test_downlink_forwarded(void **state)
 {
 	(void)state;
@@ -454,6 +611,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_pubsub_across, test_teardown),
 		cmocka_unit_test_teardown(test_no_remote_no_inbox, test_teardown),
 		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
+		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
