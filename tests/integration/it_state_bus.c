@@ -25,6 +25,10 @@
  *    the downlink offset of a forwarded one once it is in the target's
  *    inbox (the design's hand-over: docs/scaling/bus.md).
  *
+ * On the real Kafka of scripts/kafka-local (skipped without Java, or with
+ * KG_SKIP_REAL_KAFKA): cross-instance QoS 1 in order, with the publish ->
+ * delivery latency printed.
+ *
  *   make build/kafkagate build/tests/it_state_bus
  *   KG_BIN=build/kafkagate build/tests/it_state_bus
  */
@@ -39,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "gw.h"
@@ -74,6 +79,33 @@ static void fd_close(int fd)
 
 /* The three gateways share the cluster, the state topics and one
  * downlink group; each test uses its own MQTT topics. */
+/* Starts gw-1..3 on bootstrap with topic prefix pfx; downlink: the mock
+ * cluster's case, with the downlink mapping and short group sessions. */
+static int gws_start(const char *bootstrap, const char *pfx, bool downlink)
+{
+	for (int i = 0; i < 3; i++) {
+		char cfg[2048];
+		snprintf(cfg, sizeof(cfg),
+			 "kafka = { brokers = \"%s\"; flush_timeout = 2; instance_id = \"gw-%d\";\n"
+			 "  properties = ( %s(\"statistics.interval.ms\", 500) ); };\n"
+			 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"%s\";\n"
+			 "  partitions = 3; replication_factor = 1; heartbeat_ms = 500; lease_ms = 5000; };\n"
+			 "%s\n",
+			 bootstrap, i + 1,
+			 /* A real broker refuses sessions under its
+			  * group.min.session.timeout.ms (6 s). */
+			 downlink ? "(\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500), "
+				  : "",
+			 i + 1, pfx,
+			 downlink ? "downlink = ( { topic = \"bus-cmd\"; group = \"it-bus-dl\"; "
+				    "mode = \"group\";\n  mqtt_topic = \"cmd/${key}\"; qos = 1; } );"
+				  : "");
+		if (gw_start(&G[i], cfg) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -84,21 +116,7 @@ static int group_setup(void **state)
 	rd_kafka_mock_topic_create(K.mc, "bus-cmd", 1, 1);
 	if (!(prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL)))
 		return -1;
-	for (int i = 0; i < 3; i++) {
-		char cfg[2048];
-		snprintf(cfg, sizeof(cfg),
-			 "kafka = { brokers = \"%s\"; flush_timeout = 2; instance_id = \"gw-%d\";\n"
-			 "  properties = ( (\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500),\n"
-			 "                 (\"statistics.interval.ms\", 500) ); };\n"
-			 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"%s\";\n"
-			 "  partitions = 3; heartbeat_ms = 500; lease_ms = 5000; };\n"
-			 "downlink = ( { topic = \"bus-cmd\"; group = \"it-bus-dl\"; mode = \"group\";\n"
-			 "  mqtt_topic = \"cmd/${key}\"; qos = 1; } );\n",
-			 K.bootstrap, i + 1, i + 1, PREFIX);
-		if (gw_start(&G[i], cfg) < 0)
-			return -1;
-	}
-	return 0;
+	return gws_start(K.bootstrap, PREFIX, true);
 }
 
 static int group_teardown(void **state)
@@ -138,6 +156,18 @@ static int dev(int g, const char *id, const char *filter, uint8_t qos)
 	return fd;
 }
 
+/* The next packet if one starts within ms: waits for the first byte
+ * only, then reads the whole packet with a generous timeout, so that a
+ * short wait never leaves a packet half read (the stream would be out of
+ * step). Returns itutil_recv()'s result, or -1 when none started. */
+static int recv_within(int fd, struct itutil_pkt *p, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	if (poll(&pfd, 1, ms) <= 0)
+		return -1;
+	return itutil_recv(fd, p, WAIT_MS);
+}
+
 /* Publishes probe on gateway `from` (QoS 0) every 200 ms until the device
  * fd (on another gateway) gets it: the other gateway's subscriptions are
  * known there. Other publishes that arrive meanwhile fail the test. */
@@ -156,7 +186,7 @@ static void wait_routed(int from, int fd, const char *probe)
 		struct itutil_pkt p;
 		long long until = itutil_now_ms() + 200;
 		while (!got && itutil_now_ms() < until) {
-			if (itutil_recv(fd, &p, 50) <= 0)
+			if (recv_within(fd, &p, 50) <= 0)
 				continue;
 			assert_int_equal(p.first & 0xF0, 0x30);
 			assert_string_equal(p.topic, probe);
@@ -169,7 +199,7 @@ static void wait_routed(int from, int fd, const char *probe)
 		fail_msg("%s never reached the other gateway", probe);
 	/* Probes still on their way. */
 	struct itutil_pkt p;
-	while (itutil_recv(fd, &p, 500) > 0) {
+	while (recv_within(fd, &p, 500) > 0) {
 		assert_string_equal(p.topic, probe);
 		assert_int_equal(itutil_ack_publish(fd, &p), 0);
 	}
@@ -271,7 +301,7 @@ static void test_pubsub_across(void **state)
 		while (!got && itutil_now_ms() < end) {
 			assert_int_equal(itutil_send_publish(p0, "bus/q1", "probe", 5, 0, false, 0), 0);
 			struct itutil_pkt p;
-			if (itutil_recv(s2, &p, 200) > 0)
+			if (recv_within(s2, &p, 200) > 0)
 				got = true;
 		}
 		assert_true(got);
@@ -298,7 +328,7 @@ static void test_pubsub_across(void **state)
 	long long end = itutil_now_ms() + 30000;
 	while ((n0 < NMSG || n1 < NMSG) && itutil_now_ms() < end) {
 		struct itutil_pkt p;
-		if (itutil_recv(s1, &p, 1000) <= 0)
+		if (recv_within(s1, &p, 1000) <= 0)
 			continue;
 		assert_int_equal(p.first & 0xF0, 0x30);
 		assert_int_equal(itutil_ack_publish(s1, &p), 0);
@@ -322,7 +352,7 @@ static void test_pubsub_across(void **state)
 	end = itutil_now_ms() + 30000;
 	while (n1 < NMSG && itutil_now_ms() < end) {
 		struct itutil_pkt p;
-		if (itutil_recv(s2, &p, 1000) <= 0)
+		if (recv_within(s2, &p, 1000) <= 0)
 			continue;
 		if (strcmp(p.payload, "probe") == 0)
 			continue;
@@ -605,6 +635,80 @@ static void test_downlink_forwarded(void **state)
 			wait_inbox_committed(i, in0[i] + 1);
 }
 
+/* ---- the real Kafka (scripts/kafka-local) ---- */
+
+static struct itkafka_local KL;
+
+static int real_setup(void **state)
+{
+	(void)state;
+	char pfx[32];
+	for (size_t i = 0; i < 16; i++)
+		open_fd[i] = -1;
+	if (itkafka_local_start(&KL) < 0)
+		return -1;
+	if (KL.skip_reason) {
+		printf("skipping the real-Kafka case: %s\n", KL.skip_reason);
+		return 0;
+	}
+	snprintf(pfx, sizeof(pfx), "itbusr%d", (int)getpid());
+	return gws_start(KL.bootstrap, pfx, false);
+}
+
+static int real_teardown(void **state)
+{
+	(void)state;
+	for (int i = 2; i >= 0; i--)
+		gw_stop(&G[i]);
+	itkafka_local_stop(&KL);
+	return 0;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* On a real broker: 200 QoS 1 publishes on gw-1, one at a time, to a
+ * subscriber on gw-2: all in order; the publish -> delivery latency across
+ * instances is printed (p50/p99/max) and bounded loosely. */
+static void test_real_latency(void **state)
+{
+	(void)state;
+	if (KL.skip_reason)
+		skip();
+	enum { N = 200 };
+	static long long lat[N];
+	int s = dev(1, "bus-r-s", "lat/#", 1);
+	wait_routed(0, s, "lat/probe");
+	char inbox[64];
+	snprintf(inbox, sizeof(inbox), "itbusr%d.inbox.gw-2", (int)getpid());
+	long before = itkafka_count(KL.bootstrap, inbox, 5000);
+	assert_true(before >= 0);
+	int p = dev(0, "bus-r-p", NULL, 0);
+	char pl[16];
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(pl, sizeof(pl), "%d", i);
+		long long t0 = itutil_now_ms();
+		assert_int_equal(itutil_send_publish(p, "lat/a", pl, (size_t)n, 1, false,
+						     (uint16_t)(i + 1)), 0);
+		struct itutil_pkt pk;
+		assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+		lat[i] = itutil_now_ms() - t0;
+		assert_string_equal(pk.payload, pl);
+		assert_int_equal(pk.qos, 1);
+		assert_int_equal(itutil_expect_ack(p, 0x40, (uint16_t)(i + 1), WAIT_MS), 0);
+	}
+	/* Each went through gw-2's inbox (the real topic, one partition). */
+	assert_int_equal(itkafka_count(KL.bootstrap, inbox, 5000) - before, N);
+	qsort(lat, N, sizeof(lat[0]), cmp_ll);
+	printf("cross-instance publish -> delivery on the real Kafka: p50 %lld ms, p99 %lld ms, "
+	       "max %lld ms (%d QoS 1 messages, one at a time)\n", lat[N / 2], lat[N * 99 / 100],
+	       lat[N - 1], N);
+	assert_true(lat[N * 99 / 100] < 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -614,5 +718,15 @@ int main(void)
 		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	const struct CMUnitTest real[] = {
+		cmocka_unit_test_teardown(test_real_latency, test_teardown),
+	};
+	if (getenv("KG_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("KG_TEST_FILTER"));
+	int rc = cmocka_run_group_tests_name("it_state_bus (mock cluster)", tests, group_setup,
+					     group_teardown);
+	if (!getenv("KG_SKIP_REAL_KAFKA"))
+		rc |= cmocka_run_group_tests_name("it_state_bus (real Kafka)", real, real_setup,
+						  real_teardown);
+	return rc;
 }
