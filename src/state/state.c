@@ -1012,7 +1012,8 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 		for (char *p = h; *p; p++)
 			if (!topic_chars_ok((char[]){ *p, 0 }))
 				*p = '-';
-		snprintf(st->instance_id, sizeof(st->instance_id), "%s", h);
+		h[STATE_ID_MAX] = '\0'; /* host names are at most 64 bytes anyway */
+		memcpy(st->instance_id, h, strlen(h) + 1);
 	}
 	const char *pfx = cs->topic_prefix ? cs->topic_prefix : "kafkagate";
 	if (!topic_chars_ok(pfx)) {
