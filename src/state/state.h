@@ -32,6 +32,10 @@ struct state;
  * broker_start(). */
 struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
 			char *err, size_t errlen);
+/* Hooks the cross-instance bus into the uplink's publishes and the
+ * downlink's records (either NULL ok; state_bus.c). Main thread, after
+ * state_new() and uplink_new()/downlink_new(), before broker_start(). */
+void state_attach(struct state *st, struct uplink *up, struct downlink *dl);
 /* Starts the reader (topics, records, heartbeats, lease), the producer's
  * poll thread and the bus. Returns 0 or -1 (state_free() still needed). */
 int state_start(struct state *st);

@@ -14,35 +14,9 @@
 #include "broker/broker.h"
 #include "state/state_int.h"
 
-struct state_bus {
-	int unused;
-};
 struct state_owner {
 	int unused;
 };
-
-struct state_bus *state_bus_new(struct state *st)
-{
-	(void)st;
-	return calloc(1, sizeof(struct state_bus));
-}
-int state_bus_start(struct state_bus *sb)
-{
-	(void)sb;
-	return 0;
-}
-void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const char *owner,
-		    const struct broker_sub *subs, size_t n)
-{
-	(void)sb;
-	(void)id;
-	(void)id_len;
-	(void)owner;
-	(void)subs;
-	(void)n;
-}
-void state_bus_stop(struct state_bus *sb) { (void)sb; }
-void state_bus_free(struct state_bus *sb) { free(sb); }
 
 struct state_owner *state_owner_new(struct state *st)
 {
