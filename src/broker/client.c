@@ -9,6 +9,7 @@
 #include "broker/broker_int.h"
 #include "broker/alias_out.h"
 #include "broker/client.h"
+#include "broker/state_hooks.h"
 #include "broker/client_ack.h"
 #include "broker/client_io.h"
 #include "broker/limits.h"
@@ -228,7 +229,7 @@ void client_finish(struct client *c)
 		 * (3.1.3.2.4); c->will is still ours alone. */
 		if (c->m5 & CL5_WILL_EXPIRY)
 			c->will->expires_ms = util_wall_ms() + (int64_t)c->will_expiry * 1000;
-		deliver_publish(w, c->will);
+		hooks_will(w, c->will, c->id, c->id_len);
 	}
 	msg_unref(c->will);
 	auth_client_release(c);

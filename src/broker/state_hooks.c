@@ -587,3 +587,12 @@ void broker_close_all(struct broker *br, const char *reason)
 		if (worker_post(&br->workers[i], &it) < 0)
 			log_error("close_all lost worker=%d reason=\"out of memory\"", i);
 }
+
+void hooks_will(struct worker *w, struct msg *m, const char *id, uint16_t id_len)
+{
+	struct broker *br = w->br;
+
+	deliver_publish(w, m);
+	if (br->st && br->st->will)
+		br->st->will(br->st->ctx, m, id, id_len);
+}

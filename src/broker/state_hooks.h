@@ -61,5 +61,8 @@ void hooks_ended(struct broker *br, const struct session *s);
 
 /* Frees the worker's hook buffers and the claims left behind. */
 void hooks_worker_release(struct worker *w);
+/* A will published here: deliver_publish() to this instance, and the
+ * state layer's will hook for the others. Worker thread; m borrowed. */
+void hooks_will(struct worker *w, struct msg *m, const char *id, uint16_t id_len);
 
 #endif

@@ -200,7 +200,7 @@ int takeover_attach(struct client *c)
 			pthread_mutex_unlock(&br->dir_lock);
 			session_unref(s);
 			if (late_will) {
-				deliver_publish(w, late_will);
+				hooks_will(w, late_will, c->id, c->id_len);
 				msg_unref(late_will);
 			}
 			send_connack(c, MQTT_CONNACK_UNAVAILABLE, false);
@@ -227,7 +227,7 @@ int takeover_attach(struct client *c)
 	int sent = send_connack(c, MQTT_CONNACK_ACCEPTED, present);
 	if (late_will) {
 		/* After the CONNACK: c may be subscribed to it [MQTT-3.2.0-2]. */
-		deliver_publish(w, late_will);
+		hooks_will(w, late_will, c->id, c->id_len);
 		msg_unref(late_will);
 	}
 	if (sent < 0)
@@ -476,7 +476,7 @@ void takeover_expire(struct worker *w)
 	}
 	pthread_mutex_unlock(&br->dir_lock);
 	for (size_t i = 0; i < nw; i++) {
-		deliver_publish(w, wills[i]); /* outside every lock, as at a close */
+		hooks_will(w, wills[i], NULL, 0); /* outside every lock, as at a close */
 		msg_unref(wills[i]);
 	}
 	if (n == 0)

@@ -926,6 +926,14 @@ static void hook_retained(void *ctx, struct msg *m)
 {
 	state_retained_hook(((struct state *)ctx)->retained, m);
 }
+/* A will published here reaches this instance's subscribers through the
+ * broker; the other instances' through their inboxes. */
+static void hook_will(void *ctx, struct msg *m, const char *id, uint16_t id_len)
+{
+	struct state *st = ctx;
+
+	state_bus_send(st->bus, m, id, id ? id_len : 0);
+}
 
 static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err, size_t errlen)
 {
@@ -1070,6 +1078,7 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 				     .parked = hook_parked,
 				     .ended = hook_ended,
 				     .retained = hook_retained,
+				     .will = hook_will,
 				     .ctx = st,
 			     });
 	log_info("state store=kafka instance=%s prefix=%s bootstrap=%s", st->instance_id, pfx,
@@ -1274,6 +1283,7 @@ int state_metrics_render(struct buf *out, void *ud)
 		  "Retained clears (tombstones, empty or expired messages) read and applied.", NULL,
 		  (double)rcl);
 	rc |= state_sessions_metrics_render(out, st->sessions); /* state_sessions.c */
+	rc |= state_bus_metrics_render(out, st->bus);          /* state_bus.c */
 #undef LD
 	return rc ? -1 : 0;
 }

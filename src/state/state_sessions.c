@@ -1188,19 +1188,13 @@ void state_sessions_free(struct state_sessions *ss)
 	free(ss);
 }
 
-/* The bus's sender (state_bus.c, on its own branch until the merge): a weak
- * reference, NULL while state_bus.c does not define it. */
-size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, size_t from_len)
-	__attribute__((weak));
-
-/* Until state.c defines state_publish(), a will goes where a will of a
- * connection closing here goes (client_finish(): this instance's
- * subscribers and retained store, broker_inject()) and, once the bus is
- * there, to the subscribers on other instances (state_bus_send()). */
-__attribute__((weak)) int state_publish(struct state *st, const char *id, uint16_t id_len,
-					struct msg *m)
+/* A will published on behalf of a connection that died with its instance
+ * goes where a will of a connection closing here goes (client_finish():
+ * this instance's subscribers and retained store, broker_inject()) and to
+ * the subscribers on other instances (state_bus_send()). */
+int state_publish(struct state *st, const char *id, uint16_t id_len, struct msg *m)
 {
-	if (state_bus_send && st->bus)
+	if (st->bus)
 		state_bus_send(st->bus, m, id, id_len); /* borrows m */
 	return broker_inject(st->br, m);
 }
