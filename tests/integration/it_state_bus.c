@@ -419,6 +419,29 @@ static void test_qos2_across(void **state)
 	assert_true(itutil_quiet(s, 500));
 }
 
+/* A will published by gateway 1 when its device's connection drops
+ * without DISCONNECT reaches a subscriber on gateway 3 (the broker's will
+ * hook, state_bus_send()), once. */
+static void test_will_across(void **state)
+{
+	(void)state;
+	int s = dev(2, "bus-w-sub", "wills/#", 1);
+	wait_routed(0, s, "wills/probe");
+	struct raw_connect rc = { .level = 4, .client_id = "bus-w-dev", .clean = true,
+				  .keepalive = 60, .will_topic = "wills/bus-w-dev",
+				  .will_payload = "gone", .will_payload_len = 4, .will_qos = 1 };
+	int d = itutil_connect_with(G[0].port, &rc, NULL);
+	assert_true(d >= 0);
+	/* Dropped without DISCONNECT: the will is due. */
+	close(d);
+	struct itutil_pkt pk;
+	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+	assert_string_equal(pk.topic, "wills/bus-w-dev");
+	assert_string_equal(pk.payload, "gone");
+	assert_int_equal(pk.qos, 1);
+	assert_true(itutil_quiet(s, 500));
+}
+
 /* ---- MQTT 5 (paho) ---- */
 
 static MQTTClient c5_connect(int g, int slot, const char *id)
@@ -744,6 +767,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_pubsub_across, test_teardown),
 		cmocka_unit_test_teardown(test_no_remote_no_inbox, test_teardown),
 		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
+		cmocka_unit_test_teardown(test_will_across, test_teardown),
 		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_broadcast_not_forwarded, test_teardown),
