@@ -216,6 +216,13 @@ struct broker_state_ops {
 	 * the hook takes it to the other instances'. id (NULL when unknown) is
 	 * the client whose will it is. Worker thread; m borrowed. */
 	void (*will)(void *ctx, struct msg *m, const char *id, uint16_t id_len);
+	/* broker_state_kick() is discarding session id, which still holds m
+	 * (queued, or sent and not acknowledged) for its client at qos: the
+	 * hook carries it to the instance that owns the id now. Called once
+	 * per message, in the session's order (unacknowledged first), before
+	 * the session goes. Any broker thread; m borrowed. */
+	void (*handover)(void *ctx, const char *id, uint16_t id_len, struct msg *m, uint8_t qos,
+			 bool retain);
 	void *ctx;
 };
 

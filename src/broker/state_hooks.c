@@ -124,6 +124,22 @@ static void park_image(struct broker *br, struct session *s, int64_t age_ms)
 
 /* Discards offline s without a will (another instance, or Kafka, has the
  * say now). dir_lock held. */
+void hooks_handover(struct broker *br, struct session *s)
+{
+	if (!br->st || !br->st->handover)
+		return;
+	for (uint16_t i = 0; i < s->out.n; i++) {
+		struct inflight_entry *e = &s->out.e[i];
+		/* After PUBREC the client has the message: nothing to carry. */
+		if (e->state == INFL_WAIT_PUBACK || e->state == INFL_WAIT_PUBREC)
+			br->st->handover(br->st->ctx, s->id, s->id_len, e->m, e->qos, e->retain);
+	}
+	for (uint32_t i = 0; i < s->queue.n; i++) {
+		struct mqueue_entry *e = &s->queue.e[(s->queue.head + i) % s->queue.cap];
+		br->st->handover(br->st->ctx, s->id, s->id_len, e->m, e->qos, e->retain);
+	}
+}
+
 static void discard_offline(struct broker *br, struct session *s)
 {
 	msg_unref(s->will);
@@ -489,6 +505,11 @@ void hooks_kick(struct worker *w, char *id, uint16_t id_len, bool forwarded)
 	struct session *s = session_dir_find(&br->dir, id, id_len);
 	int owner = s ? atomic_load_explicit(&s->owner, memory_order_acquire) : -1;
 	if (s && owner < 0) {
+		/* Offline enqueues hold s->mu (deliver.c); the hook only
+		 * produces (no I/O, no broker lock). */
+		pthread_spin_lock(&s->mu);
+		hooks_handover(br, s);
+		pthread_spin_unlock(&s->mu);
 		discard_offline(br, s);
 		log_info_rl("session discarded client=%s reason=\"another instance owns it\"",
 			    log_qn(id, id_len));

@@ -64,5 +64,10 @@ void hooks_worker_release(struct worker *w);
 /* A will published here: deliver_publish() to this instance, and the
  * state layer's will hook for the others. Worker thread; m borrowed. */
 void hooks_will(struct worker *w, struct msg *m, const char *id, uint16_t id_len);
+/* s is being discarded because another instance owns its id: what it
+ * still holds for its client (in flight before PUBREC, then the queue)
+ * goes to the state layer's handover hook. The caller owns s's queue and
+ * window (its owner worker, or dir_lock and s->mu for an offline one). */
+void hooks_handover(struct broker *br, struct session *s);
 
 #endif

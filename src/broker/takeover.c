@@ -260,6 +260,8 @@ void takeover_park(struct client *c)
 	if (c->id == s->id)
 		c->id = util_strdup_n(s->id, s->id_len); /* NULL logs as "-" */
 	shared_park(c->w, s);
+	if (c->st & CLST_KICKED)
+		hooks_handover(c->w->br, s); /* the new owner gets what s holds */
 	/* Offline now: what waits in the session counts as queued. */
 	inflight_settle(&s->out);
 	mqueue_settle(&s->queue);

@@ -31,6 +31,7 @@
 #include "core/buf.h"
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/msg.h"
 #include "core/prom.h"
 #include "core/util.h"
 #include "kafka/kafka_conf.h"
@@ -934,6 +935,20 @@ static void hook_will(void *ctx, struct msg *m, const char *id, uint16_t id_len)
 
 	state_bus_send(st->bus, m, id, id ? id_len : 0);
 }
+/* A session another instance took still held m here: to the new owner's
+ * inbox, for that session. */
+static void hook_handover(void *ctx, const char *id, uint16_t id_len, struct msg *m, uint8_t qos,
+			  bool retain)
+{
+	struct state *st = ctx;
+	char owner[STATE_ID_MAX + 1];
+	(void)qos;
+	(void)retain;
+	if (state_sessions_owner(st->sessions, id, id_len, owner, sizeof(owner)) < 0 ||
+	    state_bus_send_to(st->bus, owner, id, id_len, m) < 0)
+		log_warn_rl("state handover lost client=%s topic=%s", log_qn(id, id_len),
+			    log_q(m->topic));
+}
 
 static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err, size_t errlen)
 {
@@ -1079,6 +1094,7 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 				     .ended = hook_ended,
 				     .retained = hook_retained,
 				     .will = hook_will,
+				     .handover = hook_handover,
 				     .ctx = st,
 			     });
 	log_info("state store=kafka instance=%s prefix=%s bootstrap=%s", st->instance_id, pfx,

@@ -471,6 +471,28 @@ size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, siz
 	return sent;
 }
 
+int state_bus_send_to(struct state_bus *sb, const char *owner, const char *to, size_t to_len,
+		      struct msg *m)
+{
+	char topic[STATE_TOPIC_MAX + 1];
+	if (!sb || !owner || strcmp(owner, sb->st->instance_id) == 0 ||
+	    snprintf(topic, sizeof(topic), "%s.inbox.%s", sb->st->cfg->state.topic_prefix, owner) >=
+		    (int)sizeof(topic))
+		return -1;
+	rd_kafka_headers_t *h = inbox_headers(sb, m, NULL, 0);
+	rd_kafka_header_add(h, "kg.to", -1, to, (ssize_t)to_len);
+	msg_ref(m);
+	/* Keyed by the client: its messages keep their order in the inbox. */
+	if (state_produce(sb->st, topic, to, to_len, m->payload, m->payload_len, h, send_done, m) <
+	    0) {
+		count_failure(0, "handover");
+		msg_unref(m);
+		return -1;
+	}
+	atomic_fetch_add_explicit(&sb->sent_up, 1, memory_order_relaxed);
+	return 0;
+}
+
 /* --- receiving ---------------------------------------------------------- */
 
 struct inbox_rec {
@@ -551,8 +573,14 @@ static unsigned inbox_record(void *ud, const rd_kafka_message_t *rkm,
 	r->t = *t;
 	m->track = &r->track;
 	atomic_fetch_add_explicit(&sb->received, 1, memory_order_relaxed);
-	/* On failure the broker settles the track itself, as broker_inject. */
-	broker_inject_local(sb->st->br, m, NULL, 0);
+	/* On failure the broker settles the track itself, as broker_inject.
+	 * kg.to: a message a session held on the instance that lost it
+	 * (state_bus_send_to()), for that session only. */
+	const void *to = NULL;
+	size_t to_len = 0;
+	if (!hdr(h, "kg.to", &to, &to_len) || to_len == 0 || to_len > UINT16_MAX)
+		to = NULL;
+	broker_inject_local(sb->st->br, m, to, (uint16_t)to_len);
 	return 1;
 }
 

@@ -189,6 +189,17 @@ void state_bus_attach(struct state_bus *sb, struct uplink *up, struct downlink *
  * records produced. Any thread. */
 struct msg;
 size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, size_t from_len);
+/* Sends m (borrowed) to instance owner's inbox for the session of client
+ * `to` only (header kg.to): what a session taken by owner still held here
+ * (the broker's handover hook). Fire and forget. Returns 0 or -1. Any
+ * thread. */
+int state_bus_send_to(struct state_bus *sb, const char *owner, const char *to, size_t to_len,
+		      struct msg *m);
+/* The instance that owns client id's session in the view (online or
+ * parked), copied to out. Returns 0, or -1 when unknown or ended. Any
+ * thread. */
+int state_sessions_owner(struct state_sessions *ss, const char *id, uint16_t id_len, char *out,
+			 size_t cap);
 /* Stops the inbox consumer (waits up to its grace for the devices' acks,
  * commits): before broker_stop(), like downlink_stop(). The state
  * producer must be flushed before uplink_free() (inbox records hold the

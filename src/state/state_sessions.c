@@ -963,6 +963,20 @@ static int adopt_locked(struct state_sessions *ss, struct sess *s)
 	return rc;
 }
 
+int state_sessions_owner(struct state_sessions *ss, const char *id, uint16_t id_len, char *out,
+			 size_t cap)
+{
+	int rc = -1;
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = sess_find(ss, id, id_len, NULL);
+	if (s && s->known && s->rec.state != SREC_ENDED && strlen(s->rec.owner) < cap) {
+		memcpy(out, s->rec.owner, strlen(s->rec.owner) + 1);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	return rc;
+}
+
 int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_len)
 {
 	pthread_mutex_lock(&ss->lock);

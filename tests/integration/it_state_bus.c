@@ -442,6 +442,50 @@ static void test_will_across(void **state)
 	assert_true(itutil_quiet(s, 500));
 }
 
+/* A persistent session parked on gateway 1 holds three QoS 1 messages
+ * published on gateway 2 (they reached gateway 1 through its inbox); the
+ * device comes back on gateway 3: session present, and the three messages
+ * in order, carried over by gateway 1 when gateway 3's claim took the
+ * session (the broker's handover hook, state_bus_send_to()). */
+static void test_queued_move_with_session(void **state)
+{
+	(void)state;
+	bool present = true;
+	int d = itutil_connect(G[0].port, "bus-q-dev", false, 60, &present);
+	assert_true(d >= 0);
+	assert_false(present);
+	assert_int_equal(itutil_subscribe(d, 1, "hq/bus-q-dev/#", 1), 0);
+	/* Seen by gateway 2 while online, then parked there (DISCONNECT). */
+	wait_routed(1, d, "hq/bus-q-dev/probe");
+	const uint8_t disc[2] = { 0xE0, 0x00 };
+	assert_int_equal(write(d, disc, 2), 2);
+	close(d);
+	usleep(500 * 1000); /* the park record is read everywhere */
+	int p = dev(1, "bus-q-pub", NULL, 0);
+	for (int i = 0; i < 3; i++) {
+		char pl[8];
+		snprintf(pl, sizeof(pl), "c%d", i);
+		assert_int_equal(itutil_send_publish(p, "hq/bus-q-dev/cmd", pl, 2, 1, false,
+						     (uint16_t)(10 + i)),
+				 0);
+		assert_int_equal(itutil_expect_ack(p, 0x40, (uint16_t)(10 + i), WAIT_MS), 0);
+	}
+	usleep(1000 * 1000); /* queued in the parked session on gateway 1 */
+	d = itutil_connect(G[2].port, "bus-q-dev", false, 60, &present);
+	assert_true(d >= 0);
+	fd_track(d);
+	assert_true(present);
+	for (int i = 0; i < 3; i++) {
+		struct itutil_pkt pk;
+		char want[8];
+		snprintf(want, sizeof(want), "c%d", i);
+		assert_int_equal(itutil_recv_acked(d, &pk, WAIT_MS), 0);
+		assert_string_equal(pk.topic, "hq/bus-q-dev/cmd");
+		assert_string_equal(pk.payload, want);
+	}
+	assert_true(itutil_quiet(d, 500));
+}
+
 /* ---- MQTT 5 (paho) ---- */
 
 static MQTTClient c5_connect(int g, int slot, const char *id)
@@ -768,6 +812,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_no_remote_no_inbox, test_teardown),
 		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
 		cmocka_unit_test_teardown(test_will_across, test_teardown),
+		cmocka_unit_test_teardown(test_queued_move_with_session, test_teardown),
 		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_broadcast_not_forwarded, test_teardown),
