@@ -70,6 +70,7 @@ BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox lathist
+UNIT_TESTS += state_owner
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
 UNIT_TESTS_BROKER    := client_ack inflight session_subs session_heap

@@ -104,8 +104,32 @@ void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const
 void state_bus_stop(struct state_bus *sb);
 void state_bus_free(struct state_bus *sb);
 
+/* PROVISIONAL (s13-owner, until s13-sess and s13-core declare theirs; on a
+ * merge their declarations win and state_owner.c follows them).
+ * What state_owner.c needs from the sessions view and the instances table:
+ * one session as the view holds it (borrowed for the callback), each
+ * session of sessions partition p (reader thread), adopting one (the
+ * restart path for one id: adopt record, restore here, will once; 0 or -1),
+ * and the boot of an instance's latest heartbeat (0 = none seen). */
+enum state_sess_state { STATE_SESS_ONLINE, STATE_SESS_PARKED, STATE_SESS_ENDED };
+struct state_session_info {
+	const char *id;
+	uint16_t id_len;
+	const char *owner;
+	int64_t boot;
+	enum state_sess_state state;
+};
+typedef void (*state_sessions_each_fn)(void *ud, const struct state_session_info *s);
+void state_sessions_foreach(struct state_sessions *ss, int32_t p, state_sessions_each_fn cb,
+			    void *ud);
+int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t len);
+int64_t state_instance_boot(struct state *st, const char *id);
+
 struct state_owner *state_owner_new(struct state *st);
 void state_owner_tick(struct state_owner *so);
 void state_owner_free(struct state_owner *so);
+/* The sessions partitions this instance watches now (up to max written to
+ * parts); returns how many. Any thread (metrics, tests). */
+size_t state_owner_watched(struct state_owner *so, int32_t *parts, size_t max);
 
 #endif
