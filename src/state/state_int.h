@@ -104,25 +104,29 @@ void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const
 void state_bus_stop(struct state_bus *sb);
 void state_bus_free(struct state_bus *sb);
 
-/* PROVISIONAL (s13-owner, until s13-sess and s13-core declare theirs; on a
- * merge their declarations win and state_owner.c follows them).
- * What state_owner.c needs from the sessions view and the instances table:
- * one session as the view holds it (borrowed for the callback), each
- * session of sessions partition p (reader thread), adopting one (the
- * restart path for one id: adopt record, restore here, will once; 0 or -1),
- * and the boot of an instance's latest heartbeat (0 = none seen). */
-enum state_sess_state { STATE_SESS_ONLINE, STATE_SESS_PARKED, STATE_SESS_ENDED };
+/* PROVISIONAL (s13-owner): copies of what s13-sess (sessions) and s13-core
+ * (instances) declare on their branches, so that state_owner.c builds before
+ * they land; on a merge their text wins. */
+/* One session as <prefix>.sessions says it (state_sessions_foreach()). */
 struct state_session_info {
-	const char *id;
+	const char *id;           /* id_len bytes, NUL-terminated */
 	uint16_t id_len;
-	const char *owner;
-	int64_t boot;
-	enum state_sess_state state;
+	int32_t partition;        /* of <prefix>.sessions */
+	const char *owner;        /* the instance it is online on or parked at */
+	int64_t boot;             /* the owner's boot (wall ms) when it wrote */
+	int state;                /* enum state_rec_state: online, parked, ended */
+	bool persistent;
+	uint8_t level;
+	uint32_t expiry_s;
+	int64_t parked_at;        /* wall ms; 0 = online */
+	int64_t at;               /* wall ms of its last record */
+	bool has_will;            /* a will not yet published */
+	uint32_t will_delay_s;
 };
-typedef void (*state_sessions_each_fn)(void *ud, const struct state_session_info *s);
-void state_sessions_foreach(struct state_sessions *ss, int32_t p, state_sessions_each_fn cb,
+typedef void (*state_sessions_cb)(void *ud, const struct state_session_info *si);
+void state_sessions_foreach(struct state_sessions *ss, int32_t partition, state_sessions_cb cb,
 			    void *ud);
-int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t len);
+int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_len);
 int64_t state_instance_boot(struct state *st, const char *id);
 
 struct state_owner *state_owner_new(struct state *st);

@@ -286,8 +286,8 @@ static void on_session(void *ud, const struct state_session_info *s)
 	struct state_owner *so = ud;
 	struct state *st = so->st;
 
-	if (s->state != STATE_SESS_ONLINE && s->state != STATE_SESS_PARKED)
-		return;
+	/* Ended sessions are left out by state_sessions_foreach(); an adopt
+	 * of one would answer "nothing to do" anyway. */
 	if (!s->owner || !s->owner[0])
 		return;
 	/* Ours: either live here, or from our own earlier boot, which the
@@ -325,12 +325,15 @@ static void on_session(void *ud, const struct state_session_info *s)
 	}
 	log_info("state owner adopting session client=%s owner=%s reason=%s",
 		 log_qn(s->id, s->id_len), log_q(s->owner), restarted ? "restarted" : "dead");
-	if (state_sessions_adopt(st->sessions, s->id, s->id_len) == 0) {
+	/* 0: started; 1: nothing to do (in progress, already ours, ended);
+	 * -1: failed (queue full, stopping): tried again after the pause. */
+	int rc = state_sessions_adopt(st->sessions, s->id, s->id_len);
+	if (rc == 0) {
 		so->adopts_this_scan++;
 		so->adopts_total++;
-		if (t)
-			t->adopted_ms = so->now_ms;
 	}
+	if (t)
+		t->adopted_ms = so->now_ms;
 }
 
 void state_owner_tick(struct state_owner *so)

@@ -26,6 +26,9 @@
 #include "state/state_int.h"
 
 #define NPARTS 6
+
+/* enum state_rec_state (state_rec.h) */
+enum state_sess_state { STATE_SESS_ONLINE, STATE_SESS_PARKED, STATE_SESS_ENDED };
 #define NSESS 60
 
 /* ---- stubs: the sessions view, the instances table, readiness ------------ */
@@ -100,8 +103,8 @@ int64_t state_instance_boot(struct state *st, const char *id)
 }
 
 /* The "sessions" of each fake state are the index, as a pointer. */
-void state_sessions_foreach(struct state_sessions *ss, int32_t p, state_sessions_each_fn cb,
-			    void *ud)
+/* As the sessions module: ended ones left out. */
+void state_sessions_foreach(struct state_sessions *ss, int32_t p, state_sessions_cb cb, void *ud)
 {
 	(void)ss;
 	struct fake_sess copy[NSESS];
@@ -111,14 +114,15 @@ void state_sessions_foreach(struct state_sessions *ss, int32_t p, state_sessions
 	n = nsess;
 	pthread_mutex_unlock(&mu);
 	for (size_t i = 0; i < n; i++) {
-		if (copy[i].p != p)
+		if (copy[i].p != p || copy[i].state == STATE_SESS_ENDED)
 			continue;
 		struct state_session_info s = {
 			.id = copy[i].id,
 			.id_len = (uint16_t)strlen(copy[i].id),
 			.owner = copy[i].owner,
 			.boot = copy[i].boot,
-			.state = copy[i].state,
+			.partition = copy[i].p,
+			.state = (int)copy[i].state,
 		};
 		cb(ud, &s);
 	}
@@ -133,6 +137,8 @@ int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t len
 			continue;
 		sess[i].adopts++;
 		snprintf(sess[i].adopter, sizeof(sess[i].adopter), "%s", sts[who].instance_id);
+		if (sess[i].state == STATE_SESS_ENDED)
+			continue;
 		if (!fail_adopt) { /* read back: now ours, with our boot */
 			snprintf(sess[i].owner, sizeof(sess[i].owner), "%s", sts[who].instance_id);
 			sess[i].boot = 1000 + who;
