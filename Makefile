@@ -86,6 +86,7 @@ IT_TESTS   += mqtt5_kafka mqtt5_publish
 IT_TESTS   += mqtt5_subscribe
 IT_TESTS   += shared
 IT_TESTS   += mqtt5_conf
+IT_TESTS   += state_owner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
