@@ -176,7 +176,12 @@ sanitize: deps
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" IT_TESTS="$(SAN_IT_TESTS)" \
 		all unit integration
 
-bench: $(B)/bench/loadgen $(B)/bench/downlink_bench $(B)/bench/uplink_bench
+bench: $(B)/bench/loadgen $(B)/bench/downlink_bench $(B)/bench/uplink_bench $(B)/bench/state_storm
+
+# The reconnect storm of bench/state_bench.sh: stands alone (no library).
+$(B)/bench/state_storm: bench/state_storm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(B)/bench/loadgen: bench/loadgen.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
