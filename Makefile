@@ -45,6 +45,7 @@ BROKER_SRC := src/broker/broker.c src/broker/worker.c src/broker/client.c src/br
 	src/broker/limits.c src/broker/session_subs.c src/broker/auth.c src/broker/auth_connect.c \
 	src/broker/auth_pool.c src/broker/auth_addrs.c src/broker/upstream.c \
 	src/broker/upstream_connect.c src/broker/upstream_dispatch.c src/broker/topic_alias.c
+BROKER_SRC += src/broker/state_hooks.c
 BROKER_SRC += src/broker/alias_out.c
 BROKER_SRC += src/broker/shared.c
 KAFKA_SRC  := src/kafka/kafka_conf.c src/kafka/uplink.c src/kafka/uplink_publish.c \
@@ -86,6 +87,7 @@ IT_TESTS   += mqtt5_kafka mqtt5_publish
 IT_TESTS   += mqtt5_subscribe
 IT_TESTS   += shared
 IT_TESTS   += mqtt5_conf
+IT_TESTS   += state_retained
 IT_TESTS   += state_owner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors

@@ -439,11 +439,13 @@ fail:
 void http_server_set_hooks(struct http_server *hs, const struct metrics_hook *mh,
 			   const struct status_hook *sh)
 {
-	if (mh)
-		hs->env.mh = *mh;
+	if (mh && hs->env.n_mh < HTTP_METRICS_HOOKS)
+		hs->env.mh[hs->env.n_mh++] = *mh;
 	if (sh)
 		hs->env.sh = *sh;
 }
+
+void http_server_set_state(struct http_server *hs, struct state *st) { hs->env.st = st; }
 
 static void *http_main(void *arg)
 {

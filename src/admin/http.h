@@ -55,6 +55,7 @@
 #define HTTP_WRITE_TIMEOUT_MS 5000
 #define HTTP_CALL_TIMEOUT_MS 1000
 #define HTTP_TOKEN_FILE_MAX 4096
+#define HTTP_METRICS_HOOKS 4
 
 struct broker;
 struct cfg;
@@ -62,6 +63,7 @@ struct uplink;
 struct http_server;
 struct metrics_hook;
 struct status_hook;
+struct state;
 
 /*
  * Reads cfg's metrics.token_file, if any, as http_server_new() would: the
@@ -90,11 +92,17 @@ struct http_server *http_server_new(const struct cfg *cfg, struct broker *br, st
  */
 int http_server_reload(struct http_server *hs, const struct cfg *cfg, char *err, size_t errlen);
 /*
- * Sections that the downlink module adds to /metrics and to the status
- * document; copied. Either may be NULL. Call before http_server_start().
+ * Sections that the downlink module (and the state layer) add to /metrics
+ * and to the status document; copied. Either may be NULL. Each call adds
+ * its metrics hook after those of earlier calls (HTTP_METRICS_HOOKS at
+ * most; more are ignored) and replaces the status hook. Call before
+ * http_server_start().
  */
 void http_server_set_hooks(struct http_server *hs, const struct metrics_hook *mh,
 			   const struct status_hook *sh);
+/* /readyz also waits for state_ready(st) (state in Kafka). Before
+ * http_server_start(); st must outlive the server. */
+void http_server_set_state(struct http_server *hs, struct state *st);
 /* Starts the admin thread. Returns 0 or -1 (logged). */
 int http_server_start(struct http_server *hs);
 /* The port actually bound (useful when 0 was configured). */

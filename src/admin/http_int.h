@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admin/http.h"
 #include "admin/metrics.h"
 #include "admin/status.h"
 
@@ -39,8 +40,10 @@ struct http_route_env {
 	struct broker *br;
 	struct uplink *up;            /* NULL: no Kafka producer */
 	int64_t start_wall_ms, start_mono_ms;
-	struct metrics_hook mh;
+	struct metrics_hook mh[HTTP_METRICS_HOOKS]; /* n_mh of them, in order */
+	int n_mh;
 	struct status_hook sh;
+	struct state *st;             /* NULL: state.store = "memory" */
 };
 
 /*

@@ -14,6 +14,7 @@
 #include "admin/metrics.h"
 #include "admin/status.h"
 #include "kafka/uplink.h"
+#include "state/state.h"
 #include "broker/upstream.h"
 #include "broker/worker.h"
 
@@ -39,8 +40,10 @@ static void upstreams_down(struct broker *br, char *out, size_t len, bool *requi
 	}
 }
 
-static void serve_ready(struct hconn *c, struct broker *br, struct uplink *up, bool head_only)
+static void serve_ready(struct hconn *c, const struct http_route_env *env, bool head_only)
 {
+	struct broker *br = env->br;
+	struct uplink *up = env->up;
 	int n_lis = br->n_workers > 0 ? br->workers[0].n_lis : 0;
 	char why[256] = "", body[2400], ups[2048];
 	bool required;
@@ -54,6 +57,9 @@ static void serve_ready(struct hconn *c, struct broker *br, struct uplink *up, b
 		snprintf(why, sizeof(why), "a network worker stopped (see the log)");
 	if (!why[0] && up && uplink_ready(up, why, sizeof(why)) < 0 && !why[0])
 		snprintf(why, sizeof(why), "kafka not reachable");
+	/* State in Kafka: the state topics read to their end, the lease held. */
+	if (!why[0] && env->st && !state_ready(env->st, why, sizeof(why)) && !why[0])
+		snprintf(why, sizeof(why), "state not ready");
 	/* Upstreams that are down are listed; they fail the probe only when
 	 * the config says they are required. */
 	upstreams_down(br, ups, sizeof(ups), &required);
@@ -138,11 +144,14 @@ void http_route_serve(struct hconn *c, const struct http_route_env *env,
 		http_respond_text(c, 200, "ok\n", head);
 		break;
 	case EP_READYZ:
-		serve_ready(c, env->br, env->up, head);
+		serve_ready(c, env, head);
 		break;
 	case EP_METRICS: {
 		struct buf b = { 0 };
-		if (metrics_render(&b, env->br, env->up, env->start_wall_ms, &env->mh) < 0)
+		int r = metrics_render(&b, env->br, env->up, env->start_wall_ms, NULL);
+		for (int i = 0; i < env->n_mh; i++)
+			r |= env->mh[i].render(&b, env->mh[i].ud);
+		if (r < 0)
 			http_respond_text(c, 500, "out of memory\n", head);
 		else
 			http_respond(c, 200, METRICS_CONTENT_TYPE, (const char *)buf_head(&b),

@@ -17,6 +17,7 @@
 #include "app/reload.h"
 #include "app/passwd_cmd.h"
 #include "route/route.h"
+#include "state/state.h"
 #include "admin/status.h"
 #include "kafka/uplink.h"
 #include "core/util.h"
@@ -40,19 +41,22 @@ static void usage(FILE *f)
 		"configuration (routes, limits, log level) without closing connections.\n");
 }
 
-/* Kafka is started when the config has a kafka group, routes or downlinks. */
+/* Kafka is started when the config has a kafka group, routes or downlinks,
+ * or keeps its state there. */
 static bool kafka_wanted(const struct cfg *cfg)
 {
-	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0;
+	return cfg->kafka.line > 0 || cfg->nroutes > 0 || cfg->ndownlinks > 0 ||
+	       cfg->state.store == CFG_STORE_KAFKA;
 }
 
 /* Serves SIGHUP reloads until SIGTERM or SIGINT; tells systemd when the
- * gateway is ready (listeners bound, Kafka metadata reachable) and pings its
- * watchdog while the workers are alive. */
-static void wait_for_stop(struct reload_ctx *rl)
+ * gateway is ready (listeners bound, Kafka metadata reachable, the state
+ * topics read: state_ready()) and pings its watchdog while the workers are
+ * alive. */
+static void wait_for_stop(struct reload_ctx *rl, struct state *st)
 {
 	sigset_t set;
-	bool ready = false;
+	bool ready = false, ready_logged = false;
 	int wd = daemon_watchdog_interval_ms();
 	char why[256];
 
@@ -68,13 +72,19 @@ static void wait_for_stop(struct reload_ctx *rl)
 		int sig = sigtimedwait(&set, NULL, &ts);
 
 		if (!ready) {
-			if (!rl->up || uplink_ready(rl->up, why, sizeof(why)) == 0) {
+			if ((!rl->up || uplink_ready(rl->up, why, sizeof(why)) == 0) &&
+			    (!st || state_ready(st, why, sizeof(why)))) {
 				ready = true;
 				daemon_notify_ready();
 				daemon_notify_status("serving");
 				log_info("ready");
 			} else {
 				daemon_notify_status("waiting for Kafka: %s", why);
+				if (st && !ready_logged) {
+					/* Once: a gateway waiting for its state says why. */
+					ready_logged = true;
+					log_info("not ready yet reason=\"%s\"", why);
+				}
 			}
 		}
 		/* The watchdog vouches for the network threads, not just for this one. */
@@ -162,6 +172,7 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 	struct broker *br = NULL;
 	struct http_server *http = NULL;
 	struct downlink *dl = NULL;
+	struct state *st = NULL;
 	int rc = 1;
 
 	log_set_level(cfg->log_level);
@@ -203,11 +214,25 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			log_error("kafka start failed reason=\"%s\"", err);
 			goto out;
 		}
+		/* The same bootstrap (the embedded cluster's too); sets the
+		 * broker's state hooks, so before broker_start(). */
+		if (cfg->state.store == CFG_STORE_KAFKA &&
+		    !(st = state_new(cfg, br, bootstrap, err, sizeof(err)))) {
+			log_error("state start failed reason=\"%s\"", err);
+			goto out;
+		}
 	}
 	/* Bound before the workers start so that a bad address fails cleanly. */
 	if (cfg->has_metrics &&
 	    !(http = http_server_new(cfg, br, up, err, sizeof(err)))) {
 		log_error("metrics endpoint failed reason=\"%s\"", err);
+		goto out;
+	}
+	/* The reader runs before the workers: it fills the retained store
+	 * and the sessions view while the listeners come up; readiness waits
+	 * for it. */
+	if (st && state_start(st) < 0) {
+		log_error("state start failed reason=\"thread\"");
 		goto out;
 	}
 	if (broker_start(br) < 0)
@@ -220,6 +245,10 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 	if (http && dl)
 		http_server_set_hooks(http, &(struct metrics_hook){ downlink_metrics_render, dl },
 				      &(struct status_hook){ downlink_status_json, dl });
+	if (http && st) {
+		http_server_set_hooks(http, &(struct metrics_hook){ state_metrics_render, st }, NULL);
+		http_server_set_state(http, st);
+	}
 	if (http && http_server_start(http) == 0)
 		log_info("metrics listening address=%s port=%d", cfg->metrics.address,
 			 http_server_port(http));
@@ -230,10 +259,14 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 
 	struct reload_ctx rl = { .path = path, .br = br, .up = up, .http = http, .boot = cfg,
 				 .cur = cfg };
-	wait_for_stop(&rl);
+	wait_for_stop(&rl, st);
 	/* First, while the workers still read the devices' acks that its grace
 	 * period waits for; nothing is injected into stopped workers. */
 	downlink_stop(dl);
+	/* Likewise the state reader and inbox consumer (they apply retained
+	 * messages, kick, restore and inject); the state producer stays: the
+	 * broker's hooks still write while it parks its sessions below. */
+	state_stop(st);
 	http_server_free(http); /* its requests may wait for the workers: before they stop */
 	http = NULL;
 	if (up) {
@@ -245,12 +278,19 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			log_warn("kafka flush timed out records=%d", left);
 	}
 	broker_stop(br);
+	/* Every session parked (records queued): "down", flush, close. */
+	state_free(st);
+	st = NULL;
 	reload_release(&rl, cfg);
 	rc = 0;
 out:
 	if (br && rc != 0)
 		log_error("start-up failed");
 	http_server_free(http);
+	if (st) {
+		/* Start-up failed after state_new: its threads may run. */
+		state_free(st);
+	}
 	uplink_free(up);
 	broker_free(br);
 	downlink_free(dl); /* after the workers settled every tracked message */

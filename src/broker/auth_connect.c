@@ -10,7 +10,7 @@
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/send.h"
-#include "broker/takeover.h"
+#include "broker/state_hooks.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "mqtt/mqtt5.h"
@@ -138,7 +138,7 @@ int auth_connect(struct client *c, const struct mqtt_connect *k)
 		c->username = u;
 		ca->verified = true;
 		AUTH_INC(a, c->w, success);
-		return takeover_attach(c);
+		return hooks_connect(c);
 	}
 	struct auth_db *db = auth_db_get(a);
 	if (db->pw && k->has_username)
@@ -148,7 +148,7 @@ int auth_connect(struct client *c, const struct mqtt_connect *k)
 	auth_db_put(db);
 	if (!allowed)
 		return refuse(c, AUTH_FAIL_ANONYMOUS);
-	return takeover_attach(c);
+	return hooks_connect(c);
 }
 
 void auth_connect_verified(struct worker *w, uint64_t conn_id, int result)
@@ -164,7 +164,7 @@ void auth_connect_verified(struct worker *w, uint64_t conn_id, int result)
 		AUTH_INC(a, w, success);
 		c->auth->verified = true;
 		c->state = CL_NEW;
-		takeover_attach(c);
+		hooks_connect(c);
 		break;
 	case PASSWD_WRONG:
 		refuse(c, AUTH_FAIL_WRONG_PASSWORD);

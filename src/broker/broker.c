@@ -422,7 +422,7 @@ static void retain_refused(struct broker *br, const struct msg *m, enum limit_ki
 		    m->payload_len, limits_name(k));
 }
 
-void broker_retain(struct broker *br, struct msg *m)
+int broker_retain(struct broker *br, struct msg *m, bool hook)
 {
 	/* Client topics were checked on arrival; downlink topics come from
 	 * templates and are checked here. */
@@ -431,7 +431,7 @@ void broker_retain(struct broker *br, struct msg *m)
 	if (t != TOPIC_OK && m->payload_len > 0) {
 		retain_refused(br, m, t == TOPIC_ERR_TOO_LONG ? LIMIT_TOPIC_LENGTH
 							       : LIMIT_TOPIC_LEVELS);
-		return;
+		return -1;
 	}
 	/* The store keeps an untracked copy: deliveries from it owe nothing. */
 	struct msg *rm = m->track ? msg_clone(m, m->qos, true) : msg_ref(m);
@@ -441,6 +441,10 @@ void broker_retain(struct broker *br, struct msg *m)
 		r = retain_set_capped(br->retained, rm, LIM(br, max_retained_messages),
 				      LIM(br, max_retained_bytes));
 		pthread_mutex_unlock(&br->retain_lock);
+		/* Outside the lock; the untracked copy, so that what the state
+		 * layer keeps holds no downlink commit back. */
+		if (r == 0 && hook && br->st && br->st->retained)
+			br->st->retained(br->st->ctx, rm);
 		msg_unref(rm);
 	}
 	if (r == RETAIN_FULL_COUNT)
@@ -449,6 +453,7 @@ void broker_retain(struct broker *br, struct msg *m)
 		retain_refused(br, m, LIMIT_RETAINED_BYTES);
 	else if (r < 0)
 		log_warn_rl("retain failed topic=%s reason=\"out of memory\"", log_q(m->topic));
+	return r == 0 ? 0 : -1;
 }
 
 void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes)

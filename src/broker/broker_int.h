@@ -11,7 +11,7 @@
  *   dir       session directory by client id, dir_lock (connect/disconnect only)
  *   lim       limits, atomics so a reload can change them in place
  * Lock order: dir_lock, session mu, subs_lock, retain_lock. Every lock is
- * taken in broker.c, takeover.c, deliver.c or shared.c (subs_lock over the
+ * taken in broker.c, takeover.c, deliver.c, shared.c or state_hooks.c (subs_lock over the
  * shared subscription registry, br->shared), never in a handler.
  */
 #ifndef KG_BROKER_INT_H
@@ -82,7 +82,7 @@ struct broker {
 	struct retain_store *retained;
 	pthread_mutex_t dir_lock;
 	struct session_dir dir;
-	TAILQ_HEAD(, session) parked; /* persistent sessions offline, oldest park first; dir_lock */
+	TAILQ_HEAD(session_park_list, session) parked; /* persistent sessions offline, oldest park first; dir_lock */
 	struct session_heap timers;   /* MQTT 5 parked sessions by deadline (takeover.c); dir_lock */
 	atomic_int_fast64_t sessions_online;   /* attached to a client */
 	atomic_uint_fast64_t sessions_expired; /* discarded by session_expiry */
@@ -98,6 +98,13 @@ struct broker {
 	atomic_bool failed;          /* a worker loop ended on an error */
 	atomic_uint_fast64_t reloads;         /* SIGHUP reloads applied */
 	atomic_uint_fast64_t reload_failures; /* rejected */
+	/* State in Kafka (broker_set_state(), state_hooks.h): NULL for
+	 * state.store = "memory", the only check the other paths pay. */
+	const struct broker_state_ops *st;
+	struct broker_state_ops st_ops;       /* st points here when set */
+	atomic_int_fast64_t claims_waiting;    /* connections waiting for a claim's answer */
+	atomic_uint_fast64_t claims_refused;   /* CONNACK 3 / 0x88: the state layer said no */
+	atomic_uint_fast64_t kicks;            /* sessions another instance took */
 };
 
 /*
@@ -123,8 +130,11 @@ int broker_retained_foreach(struct broker *br, const char *filter, uint16_t len,
 /* Stores or clears (empty payload) the retained message for m's topic,
  * within max_retained_messages, max_retained_bytes and the topic caps: a
  * new topic beyond them is not stored, a replacement that does not fit
- * clears the topic (its old message is stale); counted and logged here. */
-void broker_retain(struct broker *br, struct msg *m);
+ * clears the topic (its old message is stale); counted and logged here.
+ * hook: a publish made here (a client's, a will, broker_inject()): once
+ * stored or cleared, the state layer's retained hook hears of it (when one
+ * is set). Returns 0 (stored or cleared) or -1. */
+int broker_retain(struct broker *br, struct msg *m, bool hook);
 /* Retained messages and their bytes (topic + payload). Any thread. */
 void broker_retained_stats(struct broker *br, size_t *count, size_t *bytes);
 /* Entries in the subscription trie and the heap it holds. Any thread. */

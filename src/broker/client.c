@@ -315,7 +315,7 @@ void client_update_read(struct client *c)
 	if (c->state == CL_CLOSING)
 		return;
 	bool pause = c->w->draining || c->state == CL_WAIT_TAKEOVER ||
-		     c->state == CL_WAIT_AUTH || client_held(c) ||
+		     c->state == CL_WAIT_AUTH || c->state == CL_WAIT_CLAIM || client_held(c) ||
 		     client_outq(c) >= LIM(c->w->br, max_output_bytes);
 	if (pause == c->read_paused)
 		return;

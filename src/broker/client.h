@@ -42,6 +42,8 @@ enum client_state {
 	CL_WAIT_TAKEOVER,  /* CONNECT received; an older connection is being closed */
 	CL_WAIT_AUTH,      /* CONNECT received; its password is being checked, or its
 	                      refusal waits for fail_delay_ms (auth_connect.h) */
+	CL_WAIT_CLAIM,     /* CONNECT authenticated; the state layer is asked whether
+	                      this instance may own the client id (state_hooks.h) */
 	CL_ACTIVE,         /* CONNACK sent */
 	CL_CLOSING,
 };
@@ -55,6 +57,14 @@ enum {
 	CL5_WILL_EXPIRY = 16,    /* the will has a Message Expiry Interval */
 	CL5_HANDOVER = 32,       /* closed by a takeover that resumes the session
 	                            (Clean Start 0): it outlives a 0 expiry */
+};
+
+/* struct client st bits: the state hooks (state_hooks.h). */
+enum {
+	CLST_WAIT = 1,    /* a claim was made and not answered yet */
+	CLST_QUIET = 2,   /* closed for a newer connection here, or kicked: its session
+	                     parks or ends without the parked/ended hook */
+	CLST_KICKED = 4,  /* another instance owns the id: the session is discarded */
 };
 
 struct client {
@@ -95,6 +105,7 @@ struct client {
 	const char *close_reason;
 	/* MQTT 5 connection lifecycle (handle_connect.c, send_connack, dispatch.c). */
 	uint8_t m5;                  /* CL5_* (above) */
+	uint8_t st;                  /* CLST_* (above) */
 	uint32_t will_expiry;        /* the will's Message Expiry Interval, s (CL5_WILL_EXPIRY) */
 	struct client_acks *acks;    /* NULL until the first publish handed to the sink */
 	struct client_io *x;         /* TLS/WebSocket state; NULL for plain TCP */

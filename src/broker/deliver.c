@@ -28,12 +28,16 @@
 struct collect {
 	struct worker *w;
 	uint64_t origin;       /* the publishing session's serial, for No Local */
+	const struct session *only; /* NULL, or the one session to deliver to */
 };
 
 static void collect_match(void *owner, uint32_t opts, void *ud)
 {
 	struct collect *k = ud;
 	struct worker *w = k->w;
+
+	if (k->only && owner != k->only)
+		return;
 
 	/* No Local: never back to the session that published it [MQTT-3.8.3-3].
 	 * Dropped before the merge below: an overlapping subscription without
@@ -74,13 +78,12 @@ static void merge_match(struct match *a, const struct match *b)
 		a->subid = DELIVER_SUBIDS_MANY;
 }
 
-size_t deliver_publish(struct worker *w, struct msg *m)
+/* deliver_publish() without the retained store: to every matching
+ * subscription, or only to those of session only. */
+static size_t publish_to(struct worker *w, struct msg *m, const struct session *only)
 {
 	struct broker *br = w->br;
-	struct collect ck = { w, m->origin };
-
-	if (m->retain)
-		broker_retain(br, m);
+	struct collect ck = { w, m->origin, only };
 
 	w->n_matches = 0;
 	pthread_rwlock_rdlock(&br->subs_lock);
@@ -113,7 +116,19 @@ size_t deliver_publish(struct worker *w, struct msg *m)
 		session_unref(mt->s);
 	}
 	w->n_matches = 0;
-	return n + shared_publish(w, m);
+	return n + (only ? shared_publish_to(w, m, only) : shared_publish(w, m));
+}
+
+size_t deliver_publish(struct worker *w, struct msg *m)
+{
+	if (m->retain)
+		broker_retain(w->br, m, true);
+	return publish_to(w, m, NULL);
+}
+
+size_t deliver_publish_local(struct worker *w, struct msg *m, const struct session *only)
+{
+	return publish_to(w, m, only);
 }
 
 void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t qos,

@@ -48,6 +48,11 @@ static inline bool deliver_expired(const struct msg *m, int64_t now_ms)
 /* Returns how many sessions it went to (shared subscription members
  * included; 0: no subscriber took it, MQTT 5 0x10 No matching subscribers). */
 size_t deliver_publish(struct worker *w, struct msg *m);
+/* As deliver_publish(), for a message another instance received
+ * (broker_inject_local()): nothing is stored as retained and no state hook
+ * is called; only (NULL: every session) limits it to the subscriptions of
+ * that one session, shared ones included. */
+size_t deliver_publish_local(struct worker *w, struct msg *m, const struct session *only);
 
 /*
  * Hands m to session s at `qos` from worker w: sent if the session's client

@@ -19,6 +19,7 @@
 #include "broker/limits.h"
 #include "broker/send.h"
 #include "broker/shared.h"
+#include "broker/state_hooks.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -106,6 +107,13 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 	}
 	if (send_suback(c, p->u.sub.packet_id, codes, i) < 0)
 		return -1;
+	/* The state layer mirrors the whole set (after the SUBACK: the write
+	 * is not waited for). */
+	for (uint32_t k = 0; k < i; k++)
+		if (codes[k] < 0x80) {
+			hooks_subs_changed(c);
+			break;
+		}
 
 	i = 0;
 	mqtt_topics_begin(&p->u.sub, &it);
@@ -139,13 +147,18 @@ int handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
 	uint8_t opts;
 	uint8_t codes[p->u.sub.count];
 	uint32_t i = 0;
+	bool changed = false;
 
 	/* Always allowed: the ACL file has no unsubscribe right, and giving
 	 * up a subscription only narrows what the client reads. */
 	mqtt_topics_begin(&p->u.sub, &it);
-	while (mqtt_topics_next(&it, &f, &opts))
-		codes[i++] = broker_unsubscribe(c->w->br, c->s, (const char *)f.p, f.len)
-				     ? MQTT_RC_SUCCESS
-				     : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
-	return send_unsuback(c, p->u.sub.packet_id, codes, i);
+	while (mqtt_topics_next(&it, &f, &opts)) {
+		bool was = broker_unsubscribe(c->w->br, c->s, (const char *)f.p, f.len);
+		codes[i++] = was ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+		changed |= was;
+	}
+	int r = send_unsuback(c, p->u.sub.packet_id, codes, i);
+	if (r == 0 && changed)
+		hooks_subs_changed(c);
+	return r;
 }

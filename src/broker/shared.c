@@ -501,6 +501,48 @@ size_t shared_publish(struct worker *w, struct msg *m)
 	return x.n;
 }
 
+/* Groups of one topic that have the session as a member (under subs_lock). */
+struct to_ctx {
+	const struct session *s;
+	uint32_t n;
+	uint32_t data[PICKS_INLINE];  /* the member's options in each */
+};
+
+static void to_cb(void *owner, uint32_t data, void *ud)
+{
+	struct to_ctx *x = ud;
+	struct shared_group *g = owner;
+	(void)data;
+
+	int i = member_find(g, x->s);
+	/* More than PICKS_INLINE groups of one session matching one topic:
+	 * the rest are not delivered (one copy per group is what is owed;
+	 * this many overlapping groups is not a real setup). */
+	if (i >= 0 && x->n < PICKS_INLINE)
+		x->data[x->n++] = g->m[i].data;
+}
+
+size_t shared_publish_to(struct worker *w, struct msg *m, const struct session *s)
+{
+	struct broker *br = w->br;
+	struct shared_reg *r = br->shared;
+
+	if (!r || atomic_load_explicit(&r->n_groups, memory_order_relaxed) == 0)
+		return 0;
+	struct to_ctx x = { .s = s };
+	pthread_rwlock_rdlock(&br->subs_lock);
+	sub_trie_match(r->trie, m->topic, m->topic_len, to_cb, &x);
+	pthread_rwlock_unlock(&br->subs_lock);
+	if (x.n == 0)
+		return 0;
+	if (m->track)
+		atomic_fetch_add(&m->track->remaining, (int)x.n);
+	for (uint32_t i = 0; i < x.n; i++)
+		deliver_session(w, (struct session *)s, m, member_qos(x.data[i], m),
+				member_retain(x.data[i], m), SUBOPT_ID(x.data[i]));
+	return x.n;
+}
+
 /* ---- a member leaving ----------------------------------------------------- */
 
 /* A membership of the session leaving: a filter of its set. */

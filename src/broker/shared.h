@@ -100,6 +100,12 @@ size_t shared_orphans(const struct shared_reg *r);
 /* Returns how many members it went to. */
 size_t shared_publish(struct worker *w, struct msg *m);
 
+/* shared_publish() to session s alone: m goes to s through every group
+ * that matches m's topic and has s as a member, whoever the round robin
+ * would pick (another instance picked s). Returns how many groups. Worker w
+ * only. */
+size_t shared_publish_to(struct worker *w, struct msg *m, const struct session *s);
+
 /*
  * s's client is going away (the owning worker, before s is parked or
  * discarded): hands the QoS 1 messages s received through its shared

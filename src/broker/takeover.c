@@ -37,6 +37,7 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/shared.h"
+#include "broker/state_hooks.h"
 #include "broker/takeover.h"
 #include "broker/worker.h"
 #include "core/log.h"
@@ -146,6 +147,7 @@ int takeover_attach(struct client *c)
 				 client_peer(old));
 			if (!c->clean)
 				old->m5 |= CL5_HANDOVER;
+			old->st |= CLST_QUIET; /* c's claim told the state layer */
 			/* [MQTT-3.1.4-3]: DISCONNECT 0x8E to an MQTT 5 client. */
 			client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 			continue;
@@ -248,8 +250,11 @@ void takeover_park(struct client *c)
 	struct session *s = c->s;
 	struct broker *br = c->w->br;
 
-	if (!s)
+	if (!s) {
+		if (c->st & CLST_WAIT)
+			hooks_abandon(c); /* closed before its claim was answered */
 		return;
+	}
 	c->s = NULL;
 	if (c->id == s->id)
 		c->id = util_strdup_n(s->id, s->id_len); /* NULL logs as "-" */
@@ -275,6 +280,20 @@ void takeover_park(struct client *c)
 	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
 	bool ends = c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean;
 	bool delay_will = false;
+	if (c->st & CLST_KICKED) {
+		/* Another instance owns the id: the session goes, and a delayed
+		 * will is never sent, as when a new connection comes within the
+		 * delay [MQTT-3.1.3-9]; an immediate one goes out at the close. */
+		ends = true;
+		if (c->level == 5 && c->will_delay > 0)
+			c->publish_will = false;
+	}
+	/* The state layer hears of it unless a newer connection's claim (or
+	 * the kick) already said so. */
+	bool tell = c->w->br->st && !(c->st & CLST_QUIET);
+	bool told_park = false, told_end = false;
+	struct msg *park_will = NULL;
+	uint32_t park_expiry = 0, park_delay = 0;
 	if (!ends && c->level == 5 && c->publish_will && c->will_delay > 0 && c->will) {
 		/* The ACL decides now, while the client is at hand, and before
 		 * dir_lock (it may log). A denied will is not published later. */
@@ -299,6 +318,16 @@ void takeover_park(struct client *c)
 				TAILQ_INSERT_TAIL(&br->parked, s, park_link);
 				s->parked_listed = true;
 			}
+			if (tell) {
+				/* Read under the lock: the sweep may take s->will. */
+				told_park = true;
+				park_expiry = c->level == 5 ? c->session_expiry
+							    : LIM(br, session_expiry);
+				if (s->will) {
+					park_will = msg_ref(s->will);
+					park_delay = (uint32_t)((s->will_due_ms - s->parked_ms) / 1000);
+				}
+			}
 		} else if (c->level == 5 && c->will_delay > 0) {
 			/* A new connection for this id already took or discarded the
 			 * session: within the delay, so the will is never sent
@@ -311,9 +340,17 @@ void takeover_park(struct client *c)
 				    log_q(s->id));
 	} else {
 		pthread_mutex_lock(&br->dir_lock);
-		if (session_dir_find(&br->dir, s->id, s->id_len) == s)
+		if (session_dir_find(&br->dir, s->id, s->id_len) == s) {
 			dir_discard(br, s);
+			told_end = tell;
+		}
 		pthread_mutex_unlock(&br->dir_lock);
+	}
+	if (told_park) {
+		hooks_parked(br, s, park_expiry, park_will, park_delay);
+		msg_unref(park_will);
+	} else if (told_end) {
+		hooks_ended(br, s);
 	}
 	session_unref(s);
 }
@@ -335,6 +372,7 @@ void takeover_request(struct worker *w, struct session *s, int from, uint64_t co
 		struct client *old = s->client;
 		if (resume)
 			old->m5 |= CL5_HANDOVER;
+		old->st |= CLST_QUIET; /* the new connection's claim told the state layer */
 		log_info_rl("conn takeover client=%s old_addr=%s", log_q(s->id), client_peer(old));
 		client_close_rc(old, "session taken over", true, MQTT_RC_SESSION_TAKEN_OVER);
 	}
@@ -446,6 +484,7 @@ void takeover_expire(struct worker *w)
 	for (size_t i = 0; i < n; i++) {
 		log_info_rl("session expired client=%s offline_s=%lld", log_q(gone[i]->id),
 			    (long long)(offline_ms[i] / 1000));
+		hooks_ended(br, gone[i]);
 		session_unref(gone[i]);
 	}
 }

@@ -16,6 +16,7 @@
 #include "broker/handle_publish.h"
 #include "broker/listener.h"
 #include "broker/session.h"
+#include "broker/state_hooks.h"
 #include "broker/takeover.h"
 #include "broker/upstream.h"
 #include "broker/worker.h"
@@ -201,6 +202,15 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 	case INBOX_AUTH:
 		auth_connect_verified(w, it->u, it->a);
 		break;
+	case INBOX_CLAIMED:
+		hooks_claimed(w, it->u, it->a, it->p1); /* frees p1 */
+		break;
+	case INBOX_KICK:
+		hooks_kick(w, it->p1, it->b); /* frees p1 */
+		break;
+	case INBOX_INJECT_LOCAL:
+		hooks_inject_local(w, it->p1, it->p2, it->b); /* takes p1, frees p2 */
+		break;
 	case INBOX_CALL: {
 		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
 		fn(it->p2, w);
@@ -255,7 +265,11 @@ static void on_tick(void *ud)
 		 * connection); a busy one reuses its buffer between ticks. */
 		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
 			buf_release(&c->obuf);
-		if ((c->state == CL_NEW || c->state == CL_WAIT_AUTH) &&
+		if (c->state == CL_WAIT_CLAIM && now - c->accepted_ms > connect_timeout) {
+			/* The state layer did not answer in time: the same as its
+			 * "unavailable" (CONNACK 3 / 0x88). */
+			hooks_claim_timeout(c);
+		} else if ((c->state == CL_NEW || c->state == CL_WAIT_AUTH) &&
 		    now - c->accepted_ms > connect_timeout) {
 			/* The TLS and WebSocket handshakes count here too, and so
 			 * does the password check. */
@@ -484,6 +498,12 @@ void worker_release(struct worker *w)
 			} else if (b->items[i].kind == INBOX_ACK && b->items[i].p1) {
 				struct reclaim_node *n = b->items[i].p1;
 				n->free(n);
+			} else if (b->items[i].kind == INBOX_CLAIMED || b->items[i].kind == INBOX_KICK) {
+				free(b->items[i].p1);
+			} else if (b->items[i].kind == INBOX_INJECT_LOCAL) {
+				msg_track_done(b->items[i].p1);
+				msg_unref(b->items[i].p1);
+				free(b->items[i].p2);
 			}
 		}
 	}
@@ -499,6 +519,7 @@ void worker_release(struct worker *w)
 	free(w->matches);
 	free(w->slots);
 	free(w->free_slots);
+	hooks_worker_release(w);
 }
 
 static void *worker_main(void *arg)

@@ -25,7 +25,9 @@
 #include "core/reclaim.h"
 
 struct broker;
+struct broker_sub;
 struct client;
+struct hooks_abandoned;
 struct session;
 
 /* Lists of connections, linked through fields of struct client (client.h). */
@@ -49,6 +51,12 @@ enum worker_item {
 				* the sink's answer */
 	INBOX_CALL,            /* p1 = void (*)(void *arg, struct worker *), p2 = arg */
 	INBOX_AUTH,            /* u = conn id, a = enum passwd_result: a password checked */
+	/* The state hooks (state_hooks.h): */
+	INBOX_CLAIMED,         /* u = conn id, a = enum broker_claim_result, p1 = the session
+	                          image copied (owned; NULL = none) */
+	INBOX_KICK,            /* p1 = client id copied (owned), b = its length */
+	INBOX_INJECT_LOCAL,    /* p1 = struct msg * (ref), p2 = client id copied (owned) or
+	                          NULL, b = its length: broker_inject_local() */
 	INBOX_STOP,
 };
 
@@ -133,6 +141,13 @@ struct worker {
 	bool backlogged;             /* a peer's inbox is over INBOX_SOFT_CAP */
 	uint64_t drained_ns;         /* when this iteration's inbox drain met its first ACK */
 	uint32_t acks_unflushed;     /* ACKs handled since the last flush */
+	/* State hooks (state_hooks.c): the subscription list handed to
+	 * subs_changed, reused; claims whose connection closed before the
+	 * answer came (one each, until answered). */
+	struct broker_sub *st_subs;
+	size_t st_subs_cap;
+	struct hooks_abandoned *st_gone;
+	size_t n_st_gone, cap_st_gone;
 	struct worker_stats st;
 };
 

@@ -55,6 +55,7 @@ struct state {
 	struct state_retained *retained;
 	struct state_bus *bus;
 	struct state_owner *owner;
+	struct state_core *core;    /* state.c's own: threads, instances, counters */
 };
 
 /* Producing a state record: value NULL = tombstone. key is copied. The
@@ -90,9 +91,29 @@ struct state_retained *state_retained_new(struct state *st);
 void state_retained_record(struct state_retained *sr, const rd_kafka_message_t *rec);
 void state_retained_free(struct state_retained *sr);
 
+/* The broker's hooks (struct broker_state_ops): state_new() sets them with
+ * broker_set_state(), ctx = the struct state, and each calls the module's
+ * function below with the same arguments (broker/broker.h says the threads). */
+struct broker_claim;
+struct broker_sub;
+struct msg;
+int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c);
+void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
+				 const struct broker_sub *subs, size_t n);
+void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
+			   uint32_t expiry_s, const struct msg *will, uint32_t will_delay_s);
+void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id_len);
+void state_retained_hook(struct state_retained *sr, struct msg *m);
+/* Counters of state_retained.c for /metrics (relaxed loads). */
+void state_retained_counts(const struct state_retained *sr, uint64_t *written,
+			   uint64_t *applied, uint64_t *cleared);
+
 /* Instances: heartbeats read from <prefix>.instances (state.c keeps them);
  * true when id wrote a heartbeat within lease_ms and has not said "down". */
 bool state_instance_alive(struct state *st, const char *id);
+/* The "boot" of id's latest heartbeat (its start, wall ms), or -1 when none
+ * was read. Any thread. */
+int64_t state_instance_boot(struct state *st, const char *id);
 
 struct state_bus *state_bus_new(struct state *st);
 int state_bus_start(struct state_bus *sb);
@@ -104,8 +125,7 @@ void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const
 void state_bus_stop(struct state_bus *sb);
 void state_bus_free(struct state_bus *sb);
 
-/* PROVISIONAL (s13-owner): copies of what s13-sess (sessions) and s13-core
- * (instances) declare on their branches, so that state_owner.c builds before
+/* PROVISIONAL (s13-owner): a copy of what s13-sess declares on its branch, so that state_owner.c builds before
  * they land; on a merge their text wins. */
 /* One session as <prefix>.sessions says it (state_sessions_foreach()). */
 struct state_session_info {
@@ -127,7 +147,6 @@ typedef void (*state_sessions_cb)(void *ud, const struct state_session_info *si)
 void state_sessions_foreach(struct state_sessions *ss, int32_t partition, state_sessions_cb cb,
 			    void *ud);
 int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_len);
-int64_t state_instance_boot(struct state *st, const char *id);
 
 struct state_owner *state_owner_new(struct state *st);
 void state_owner_tick(struct state_owner *so);

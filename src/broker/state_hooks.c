@@ -1,0 +1,537 @@
+/* state_hooks.c - the broker's side of State in Kafka; see state_hooks.h
+ * and broker.h. Takes dir_lock (and, through broker_subscribe(),
+ * subs_lock) in the order broker_int.h gives. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_int.h"
+#include "broker/client.h"
+#include "broker/deliver.h"
+#include "broker/send.h"
+#include "broker/session.h"
+#include "broker/shared.h"
+#include "broker/state_hooks.h"
+#include "broker/takeover.h"
+#include "broker/worker.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "core/util.h"
+#include "mqtt/mqtt5.h"
+#include "mqtt/mqtt_codec.h"
+
+/* A claim whose connection closed before the answer (state_hooks.h). */
+struct hooks_abandoned {
+	uint64_t conn_id;
+	char *id;
+	uint16_t id_len;
+	uint8_t level;
+	bool clean;
+	bool persistent;
+	uint32_t expiry_s;          /* MQTT 5 Session Expiry Interval */
+};
+
+/* broker_state_claimed()'s image, copied into one block the inbox item
+ * owns: the array of subscriptions, then their filters. */
+struct claim_img {
+	struct broker_session_image img;  /* img.subs points into subs[] */
+	struct broker_sub subs[];
+};
+
+void broker_set_state(struct broker *br, const struct broker_state_ops *ops)
+{
+	if (ops) {
+		br->st_ops = *ops;
+		br->st = &br->st_ops;
+	} else {
+		br->st = NULL;
+	}
+}
+
+/* ---- sessions from images ------------------------------------------------ */
+
+/* A session for id from img (NULL: empty) in the directory, offline, not
+ * parked. dir_lock held; the directory has none for id. Subscriptions go
+ * into the session and the trie (shared ones into their groups) as a
+ * SUBSCRIBE would put them; a filter that is not valid is skipped (it came
+ * from Kafka, written by any version). Returns the session (borrowed: the
+ * directory's reference) or NULL (ENOMEM). */
+static struct session *session_from_image(struct broker *br, const char *id, uint16_t id_len,
+					  const struct broker_session_image *img, uint8_t level)
+{
+	struct session *s = session_new(id, id_len, false);
+	size_t skipped = 0;
+
+	if (!s)
+		return NULL;
+	s->level = img && img->level ? img->level : level;
+	s->expiry_s = img ? img->expiry_s : 0;
+	for (size_t i = 0; img && i < img->nsubs; i++) {
+		const struct broker_sub *b = &img->subs[i];
+		if (!mqtt_topic_filter_valid((const uint8_t *)b->filter, b->len) ||
+		    shared_invalid(b->filter, b->len) || SUBOPT_QOS(b->opts) > 2 ||
+		    broker_subscribe(br, s, b->filter, b->len, b->opts) < 0)
+			skipped++;
+	}
+	if (session_dir_add(&br->dir, s) < 0) {
+		broker_discard_session(br, s);
+		session_unref(s);
+		return NULL;
+	}
+	session_unref(s); /* the directory holds it now */
+	if (skipped)
+		log_warn_rl("session restore skipped subscriptions client=%s skipped=%zu",
+			    log_q(s->id), skipped);
+	return s;
+}
+
+/* Parks s (offline, in the directory, not parked) as takeover_park() would
+ * have age_ms ago: 3.1.1 on the parked list for limits.session_expiry (kept
+ * in time order: never before the list's last), MQTT 5 on the timer heap
+ * for its own expiry_s. dir_lock held. */
+static void park_image(struct broker *br, struct session *s, int64_t age_ms)
+{
+	int64_t now = util_now_ms();
+
+	if (age_ms < 0)
+		age_ms = 0;
+	s->parked_ms = now - age_ms;
+	if (s->level == 5) {
+		s->expire_ms = s->expiry_s == UINT32_MAX ? 0 : s->parked_ms + (int64_t)s->expiry_s * 1000;
+		s->due_ms = s->expire_ms;
+		if (s->due_ms && session_heap_push(&br->timers, s) < 0)
+			s->expire_ms = 0; /* lives until its client comes back */
+		return;
+	}
+	struct session *last = TAILQ_LAST(&br->parked, session_park_list);
+	if (last && last->parked_ms > s->parked_ms)
+		s->parked_ms = last->parked_ms;
+	TAILQ_INSERT_TAIL(&br->parked, s, park_link);
+	s->parked_listed = true;
+}
+
+/* Discards offline s without a will (another instance, or Kafka, has the
+ * say now). dir_lock held. */
+static void discard_offline(struct broker *br, struct session *s)
+{
+	msg_unref(s->will);
+	s->will = NULL;
+	session_ref(s);
+	session_dir_del(&br->dir, s);
+	broker_discard_session(br, s);
+	session_unref(s);
+}
+
+int broker_state_restore(struct broker *br, const char *id, uint16_t id_len,
+			 const struct broker_session_image *img)
+{
+	int64_t age = img && img->parked_at_ms > 0 ? util_wall_ms() - img->parked_at_ms : 0;
+	int r = 0;
+
+	pthread_mutex_lock(&br->dir_lock);
+	if (session_dir_find(&br->dir, id, id_len)) {
+		r = 1;
+	} else {
+		struct session *s = session_from_image(br, id, id_len, img, img ? img->level : 4);
+		if (s)
+			park_image(br, s, age);
+		else
+			r = -1;
+	}
+	pthread_mutex_unlock(&br->dir_lock);
+	if (r < 0)
+		log_warn_rl("session restore failed client=%s reason=\"out of memory\"",
+			    log_qn(id, id_len));
+	return r;
+}
+
+/* ---- claims --------------------------------------------------------------- */
+
+static void refuse(struct client *c, const char *why)
+{
+	atomic_fetch_add_explicit(&c->w->br->claims_refused, 1, memory_order_relaxed);
+	log_warn_rl("conn refused client=%s addr=%s reason=\"%s\"", log_q(c->id), client_peer(c),
+		    why);
+	/* 3 for 3.1/3.1.1, 0x88 Server unavailable for MQTT 5 (send_connack). */
+	if (send_connack(c, MQTT_CONNACK_UNAVAILABLE, false) == 0)
+		client_close(c, why, false);
+}
+
+int hooks_connect(struct client *c)
+{
+	struct broker *br = c->w->br;
+
+	if (!br->st || !br->st->claim)
+		return takeover_attach(c);
+	bool v5 = c->level == 5;
+	struct broker_claim k = {
+		.conn_id = c->conn_id, .worker = c->w->idx, .id = c->id, .id_len = c->id_len,
+		.level = c->level, .clean = c->clean,
+		.persistent = v5 ? c->session_expiry > 0 : !c->clean,
+		.expiry_s = v5 ? c->session_expiry : 0,
+		.will = c->will, .will_delay_s = v5 ? c->will_delay : 0,
+	};
+	if (br->st->claim(br->st->ctx, &k) < 0) {
+		refuse(c, "state store unavailable");
+		return -1;
+	}
+	/* The answer comes through our inbox, never before this returns. */
+	c->state = CL_WAIT_CLAIM;
+	c->st |= CLST_WAIT;
+	atomic_fetch_add_explicit(&br->claims_waiting, 1, memory_order_relaxed);
+	client_update_read(c);
+	return 0;
+}
+
+void hooks_claim_timeout(struct client *c)
+{
+	/* The claim stays pending (CLST_WAIT): its answer, when it comes, is
+	 * settled as an abandoned one. */
+	refuse(c, "state store did not answer the claim in time");
+}
+
+void broker_state_claimed(struct broker *br, uint64_t conn_id, enum broker_claim_result r,
+			  const struct broker_session_image *img)
+{
+	struct claim_img *ci = NULL;
+	int w = conn_worker(conn_id);
+
+	if (w >= br->n_workers)
+		return;
+	if (r == BROKER_CLAIM_OK && img) {
+		size_t bytes = sizeof(*ci) + img->nsubs * sizeof(struct broker_sub);
+		for (size_t i = 0; i < img->nsubs; i++)
+			bytes += img->subs[i].len;
+		ci = malloc(bytes);
+		if (!ci) {
+			/* Without the image the session cannot be resumed as Kafka
+			 * has it: refuse rather than start it empty. */
+			log_error_rl("claim answer lost conn=%llx reason=\"out of memory\"",
+				     (unsigned long long)conn_id);
+			r = BROKER_CLAIM_UNAVAILABLE;
+		} else {
+			char *f = (char *)&ci->subs[img->nsubs];
+			ci->img = *img;
+			ci->img.subs = ci->subs;
+			for (size_t i = 0; i < img->nsubs; i++) {
+				memcpy(f, img->subs[i].filter, img->subs[i].len);
+				ci->subs[i] = (struct broker_sub){ f, img->subs[i].len, img->subs[i].opts };
+				f += img->subs[i].len;
+			}
+		}
+	}
+	struct inbox_item it = { .kind = INBOX_CLAIMED, .a = (uint8_t)r, .u = conn_id, .p1 = ci };
+	if (worker_post(&br->workers[w], &it) < 0) {
+		/* The connection then meets its connect timeout (CONNACK 3). */
+		log_error_rl("claim answer lost conn=%llx reason=\"out of memory\"",
+			     (unsigned long long)conn_id);
+		free(ci);
+	}
+}
+
+/* The answer to a claim whose connection is gone: settle the session as if
+ * it had attached and closed at once (state_hooks.h). */
+static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int result,
+			     const struct broker_session_image *img)
+{
+	struct broker *br = w->br;
+	enum { NOTHING, PARKED, ENDED } tell = NOTHING;
+	uint32_t expiry = 0;
+
+	if (result != BROKER_CLAIM_OK)
+		return;
+	pthread_mutex_lock(&br->dir_lock);
+	struct session *s = session_dir_find(&br->dir, a->id, a->id_len);
+	if (s && (atomic_load_explicit(&s->owner, memory_order_acquire) >= 0 || s->settling)) {
+		/* Another connection has it here: its close tells Kafka. */
+		pthread_mutex_unlock(&br->dir_lock);
+		return;
+	}
+	if (s && (a->clean || !a->persistent)) {
+		discard_offline(br, s);
+		s = NULL;
+	}
+	if (a->persistent) {
+		if (!s) {
+			s = session_from_image(br, a->id, a->id_len, a->clean ? NULL : img, a->level);
+			if (s) {
+				s->level = a->level;
+				s->expiry_s = a->level == 5 ? a->expiry_s : 0;
+				park_image(br, s, 0);
+			}
+		}
+		if (s) {
+			tell = PARKED;
+			expiry = s->level == 5 ? s->expiry_s : LIM(br, session_expiry);
+		}
+	} else {
+		tell = ENDED;
+	}
+	pthread_mutex_unlock(&br->dir_lock);
+	if (tell == PARKED && br->st->parked)
+		br->st->parked(br->st->ctx, a->id, a->id_len, expiry, NULL, 0);
+	else if (tell == ENDED && br->st->ended)
+		br->st->ended(br->st->ctx, a->id, a->id_len);
+}
+
+void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
+{
+	struct broker *br = w->br;
+	struct claim_img *ci = img;
+	struct client *c = worker_client(w, conn_id);
+
+	if (!c || c->state != CL_WAIT_CLAIM || !(c->st & CLST_WAIT)) {
+		for (size_t i = 0; i < w->n_st_gone; i++) {
+			struct hooks_abandoned *a = &w->st_gone[i];
+			if (a->conn_id != conn_id)
+				continue;
+			settle_abandoned(w, a, result, ci ? &ci->img : NULL);
+			free(a->id);
+			w->st_gone[i] = w->st_gone[--w->n_st_gone];
+			break;
+		}
+		free(ci);
+		return;
+	}
+	c->st &= (uint8_t)~CLST_WAIT;
+	atomic_fetch_sub_explicit(&br->claims_waiting, 1, memory_order_relaxed);
+	if (result != BROKER_CLAIM_OK) {
+		free(ci);
+		refuse(c, "state store unavailable");
+		return;
+	}
+	if (ci && !c->clean) {
+		/* Kafka's session, unless we have one: ours is newer then (this
+		 * instance owned the id last). */
+		pthread_mutex_lock(&br->dir_lock);
+		if (!session_dir_find(&br->dir, c->id, c->id_len) &&
+		    !session_from_image(br, c->id, c->id_len, &ci->img, c->level))
+			log_warn_rl("session resume failed client=%s reason=\"out of memory\"",
+				    log_q(c->id));
+		pthread_mutex_unlock(&br->dir_lock);
+	}
+	free(ci);
+	c->state = CL_NEW;
+	takeover_attach(c);
+}
+
+void hooks_abandon(struct client *c)
+{
+	struct worker *w = c->w;
+
+	c->st &= (uint8_t)~CLST_WAIT;
+	atomic_fetch_sub_explicit(&w->br->claims_waiting, 1, memory_order_relaxed);
+	if (w->n_st_gone == w->cap_st_gone) {
+		size_t cap = w->cap_st_gone ? w->cap_st_gone * 2 : 16;
+		struct hooks_abandoned *v = realloc(w->st_gone, cap * sizeof(*v));
+		if (!v)
+			goto lost;
+		w->st_gone = v;
+		w->cap_st_gone = cap;
+	}
+	char *id = util_strdup_n(c->id, c->id_len);
+	if (!id)
+		goto lost;
+	w->st_gone[w->n_st_gone++] = (struct hooks_abandoned){
+		.conn_id = c->conn_id, .id = id, .id_len = c->id_len, .level = c->level,
+		.clean = c->clean,
+		.persistent = c->level == 5 ? c->session_expiry > 0 : !c->clean,
+		.expiry_s = c->session_expiry,
+	};
+	return;
+lost:
+	log_warn_rl("claim left unsettled client=%s reason=\"out of memory\"", log_q(c->id));
+}
+
+/* ---- hooks ---------------------------------------------------------------- */
+
+void hooks_subs_changed(struct client *c)
+{
+	struct worker *w = c->w;
+	struct broker *br = w->br;
+	struct session *s = c->s;
+
+	if (!br->st || !br->st->subs_changed || !s)
+		return;
+	if (s->subs.n > w->st_subs_cap) {
+		size_t cap = w->st_subs_cap ? w->st_subs_cap : 16;
+		while (cap < s->subs.n)
+			cap *= 2;
+		struct broker_sub *v = realloc(w->st_subs, cap * sizeof(*v));
+		if (!v) {
+			log_error_rl("subscriptions not recorded client=%s reason=\"out of memory\"",
+				     log_q(s->id));
+			return;
+		}
+		w->st_subs = v;
+		w->st_subs_cap = cap;
+	}
+	size_t n = 0;
+	uint32_t pos = 0;
+	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
+		w->st_subs[n++] = (struct broker_sub){ e->filter, e->len, e->opts };
+	br->st->subs_changed(br->st->ctx, s->id, s->id_len, w->st_subs, n);
+	/* A large list is not kept for the next small one. */
+	if (w->st_subs_cap > 1024 && n < w->st_subs_cap / 8) {
+		free(w->st_subs);
+		w->st_subs = NULL;
+		w->st_subs_cap = 0;
+	}
+}
+
+void hooks_parked(struct broker *br, const struct session *s, uint32_t expiry_s,
+		  const struct msg *will, uint32_t will_delay_s)
+{
+	if (br->st && br->st->parked)
+		br->st->parked(br->st->ctx, s->id, s->id_len, expiry_s, will, will_delay_s);
+}
+
+void hooks_ended(struct broker *br, const struct session *s)
+{
+	if (br->st && br->st->ended)
+		br->st->ended(br->st->ctx, s->id, s->id_len);
+}
+
+void hooks_worker_release(struct worker *w)
+{
+	for (size_t i = 0; i < w->n_st_gone; i++)
+		free(w->st_gone[i].id);
+	free(w->st_gone);
+	free(w->st_subs);
+	w->st_gone = NULL;
+	w->st_subs = NULL;
+	w->n_st_gone = w->cap_st_gone = w->st_subs_cap = 0;
+}
+
+/* ---- kicks ---------------------------------------------------------------- */
+
+/* Kicks id from worker w (or, w NULL, from any thread): an offline session
+ * is discarded here; an attached one is posted to its owner, which closes
+ * the client. */
+static void kick(struct broker *br, struct worker *w, char *id, uint16_t id_len)
+{
+	pthread_mutex_lock(&br->dir_lock);
+	struct session *s = session_dir_find(&br->dir, id, id_len);
+	int owner = s ? atomic_load_explicit(&s->owner, memory_order_acquire) : -1;
+	if (s && owner < 0) {
+		discard_offline(br, s);
+		s = NULL;
+	}
+	if (!s) {
+		pthread_mutex_unlock(&br->dir_lock);
+		free(id);
+		return;
+	}
+	if (w && owner == w->idx) {
+		struct client *c = s->client;
+		pthread_mutex_unlock(&br->dir_lock);
+		c->st |= CLST_KICKED | CLST_QUIET;
+		log_info_rl("conn takeover client=%s addr=%s reason=\"another instance owns it\"",
+			    log_q(c->id), client_peer(c));
+		/* MQTT 5: DISCONNECT 0x8E; its will as in any takeover. */
+		client_close_rc(c, "session taken over by another instance", true,
+				MQTT_RC_SESSION_TAKEN_OVER);
+		free(id);
+		return;
+	}
+	pthread_mutex_unlock(&br->dir_lock);
+	struct inbox_item it = { .kind = INBOX_KICK, .p1 = id, .b = id_len };
+	if (worker_post(&br->workers[owner], &it) < 0) {
+		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
+		free(id);
+	}
+}
+
+void broker_state_kick(struct broker *br, const char *id, uint16_t id_len)
+{
+	char *copy = malloc((size_t)id_len + 1);
+
+	atomic_fetch_add_explicit(&br->kicks, 1, memory_order_relaxed);
+	if (!copy) {
+		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
+		return;
+	}
+	memcpy(copy, id, id_len);
+	copy[id_len] = '\0';
+	kick(br, NULL, copy, id_len);
+}
+
+void hooks_kick(struct worker *w, char *id, uint16_t id_len)
+{
+	kick(w->br, w, id, id_len);
+}
+
+/* ---- messages from other instances ---------------------------------------- */
+
+int broker_retained_apply(struct broker *br, struct msg *m)
+{
+	return broker_retain(br, m, false);
+}
+
+int broker_inject_local(struct broker *br, struct msg *m, const char *to_id, uint16_t to_len)
+{
+	char *to = NULL;
+
+	if (to_id && !(to = util_strdup_n(to_id, to_len))) {
+		msg_track_done(m);
+		msg_unref(m);
+		return -1;
+	}
+	/* The worker of the topic, as broker_inject(): one topic keeps its order. */
+	uint32_t h = hash_bytes(hash_process_seed(), m->topic, m->topic_len);
+	struct inbox_item it = { .kind = INBOX_INJECT_LOCAL, .p1 = m, .p2 = to, .b = to_len };
+	if (worker_post(&br->workers[h % (uint32_t)br->n_workers], &it) < 0) {
+		free(to);
+		msg_track_done(m);
+		msg_unref(m);
+		return -1;
+	}
+	return 0;
+}
+
+void hooks_inject_local(struct worker *w, struct msg *m, char *to_id, uint16_t to_len)
+{
+	struct broker *br = w->br;
+
+	if (to_id) {
+		pthread_mutex_lock(&br->dir_lock);
+		struct session *s = session_dir_find(&br->dir, to_id, to_len);
+		if (s)
+			session_ref(s);
+		pthread_mutex_unlock(&br->dir_lock);
+		if (s) {
+			deliver_publish_local(w, m, s);
+			session_unref(s);
+		}
+		free(to_id);
+	} else {
+		deliver_publish_local(w, m, NULL);
+	}
+	msg_track_done(m); /* the injector's hold */
+	msg_unref(m);
+}
+
+/* ---- the lease ------------------------------------------------------------ */
+
+static void close_all_worker(void *arg, struct worker *w)
+{
+	struct client *c;
+	(void)arg;
+
+	/* As INBOX_STOP: client_close() leaves c on the list until the safe
+	 * point. Our own connections to upstream brokers stay. */
+	LIST_FOREACH(c, &w->clients, link)
+		if (!c->up)
+			client_close_rc(c, "state store lease lost", false,
+					MQTT_RC_SERVER_UNAVAILABLE);
+}
+
+void broker_close_all(struct broker *br, const char *reason)
+{
+	struct inbox_item it = { .kind = INBOX_CALL, .p1 = (void *)close_all_worker };
+
+	log_warn("closing every connection reason=%s", log_q(reason ? reason : "-"));
+	for (int i = 0; i < br->n_workers; i++)
+		if (worker_post(&br->workers[i], &it) < 0)
+			log_error("close_all lost worker=%d reason=\"out of memory\"", i);
+}

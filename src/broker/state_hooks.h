@@ -1,0 +1,65 @@
+/*
+ * state_hooks.h - the broker's side of "State in Kafka" (broker.h, the
+ * block after broker_inject_upstream()): where the broker calls the state
+ * layer's hooks (struct broker_state_ops) and how the state layer's calls
+ * back (broker_state_claimed, _kick, _restore, broker_retained_apply,
+ * broker_inject_local, broker_close_all) reach the workers.
+ *
+ * Without broker_set_state() (state.store = "memory") br->st is NULL and
+ * every function here that a connection's path calls returns after that
+ * one check (hooks_connect() goes straight to takeover_attach()).
+ *
+ * A CONNECT that passed authentication is a claim of its client id
+ * (hooks_connect): the connection waits in CL_WAIT_CLAIM, reading nothing,
+ * until INBOX_CLAIMED brings the answer to its worker; the connect timeout
+ * still runs (then CONNACK 3 / 0x88). A connection that closes first leaves
+ * its claim behind (struct hooks_abandoned, one per claim, until answered):
+ * the answer then settles the session as if the connection had attached
+ * and closed at once, so that Kafka's view (which recorded the claim) and
+ * ours agree.
+ *
+ * A session closed for a newer connection here (a local takeover) or kicked
+ * (another instance owns it) parks or ends without the parked/ended hook
+ * (client CLST_QUIET): the newer connection's claim already told Kafka.
+ *
+ * Thread: the worker named or owning the client, except where said.
+ */
+#ifndef KG_STATE_HOOKS_H
+#define KG_STATE_HOOKS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct broker;
+struct client;
+struct msg;
+struct session;
+struct worker;
+
+/* An authenticated CONNECT: claims c's id from the state layer (c then
+ * waits, paused) or, without one, attaches at once. Returns as
+ * takeover_attach(): 0 (attached or waiting) or -1 (c closed). */
+int hooks_connect(struct client *c);
+/* The connect timeout passed while c waited for its claim. */
+void hooks_claim_timeout(struct client *c);
+/* c closes while its claim is unanswered (takeover_park()). */
+void hooks_abandon(struct client *c);
+
+/* Inbox items (worker.h). Each frees what its item owns. */
+void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img);
+void hooks_kick(struct worker *w, char *id, uint16_t id_len);
+void hooks_inject_local(struct worker *w, struct msg *m, char *to_id, uint16_t to_len);
+
+/* c's session changed its subscriptions (after SUBSCRIBE or UNSUBSCRIBE). */
+void hooks_subs_changed(struct client *c);
+/* Session s parked (persistent, offline now) or ended here. expiry_s as
+ * ops->parked() says; will borrowed (NULL ok). Any broker thread, no lock
+ * held. */
+void hooks_parked(struct broker *br, const struct session *s, uint32_t expiry_s,
+		  const struct msg *will, uint32_t will_delay_s);
+void hooks_ended(struct broker *br, const struct session *s);
+
+/* Frees the worker's hook buffers and the claims left behind. */
+void hooks_worker_release(struct worker *w);
+
+#endif
