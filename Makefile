@@ -70,7 +70,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
-	offsets downlink log inbox lathist
+	offsets downlink log inbox lathist state_rec
 UNIT_TESTS += state_owner
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
@@ -88,6 +88,7 @@ IT_TESTS   += mqtt5_subscribe
 IT_TESTS   += shared
 IT_TESTS   += mqtt5_conf
 IT_TESTS   += state_retained
+IT_TESTS   += state_sessions
 IT_TESTS   += state_owner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
@@ -202,7 +203,7 @@ $(B)/bench/downlink_bench: bench/downlink_bench.c $(IT_SUPPORT) $(B)/libkafkagat
 # tests/fuzz/corpus_NAME/ (the decoder's are in tests/fuzz/corpus/).
 # `make fuzz` runs each for FUZZ_SECONDS; `make fuzz-smoke` (part of
 # `make test`) runs each for FUZZ_SMOKE_SECONDS and fails on a crash.
-FUZZ_TARGETS     := decode http passwd acl cfg ws topic conn
+FUZZ_TARGETS     := decode http passwd acl cfg ws topic conn state_rec
 FUZZ_decode_SRC  := $(MQTT_SRC) src/core/buf.c src/core/hash.c
 FUZZ_http_SRC    := src/core/http_parse.c
 FUZZ_topic_SRC   := src/mqtt/topic.c src/mqtt/sub_trie.c src/mqtt/sub_trie_kids.c \
@@ -220,6 +221,9 @@ FUZZ_acl_SRC     := src/auth/acl.c src/auth/acl_client.c src/core/util.c src/mqt
 FUZZ_conn_SRC    := tests/fuzz/conn_model.c $(CORE_SRC) $(MQTT_SRC) $(AUTH_SRC) \
 	$(TRANSPORT_SRC) $(BROKER_SRC)
 FUZZ_conn_LIBS   := -lssl -lcrypto -lconfig -ljansson -lpthread -lm
+# The session record read from <prefix>.sessions (state/state_rec.c).
+FUZZ_state_rec_SRC  := src/state/state_rec.c src/route/envelope.c src/core/buf.c $(MQTT_SRC) src/core/hash.c
+FUZZ_state_rec_LIBS := -ljansson
 FUZZ_SECONDS     ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_CC          ?= clang

@@ -86,6 +86,54 @@ void state_sessions_tick(struct state_sessions *ss);
  * next it will read): claims wait until it passes their own. */
 void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next_offset);
 void state_sessions_free(struct state_sessions *ss);
+/* One session as <prefix>.sessions says it (state_sessions_foreach()). */
+struct state_session_info {
+	const char *id;           /* id_len bytes, NUL-terminated */
+	uint16_t id_len;
+	int32_t partition;        /* of <prefix>.sessions */
+	const char *owner;        /* the instance it is online on or parked at */
+	int64_t boot;             /* the owner's boot (wall ms) when it wrote */
+	int state;                /* enum state_rec_state: online, parked, ended */
+	bool persistent;
+	uint8_t level;
+	uint32_t expiry_s;
+	int64_t parked_at;        /* wall ms; 0 = online */
+	int64_t at;               /* wall ms of its last record */
+	bool has_will;            /* a will not yet published */
+	uint32_t will_delay_s;
+};
+typedef void (*state_sessions_cb)(void *ud, const struct state_session_info *si);
+/* Calls cb for every session known in partition p of <prefix>.sessions (-1:
+ * every partition), ended ones left out, on a copy taken under the lock:
+ * cb may call state_sessions_adopt(). Any thread. */
+void state_sessions_foreach(struct state_sessions *ss, int32_t partition, state_sessions_cb cb,
+			    void *ud);
+/* Takes the session id over from a dead owner (state_owner.c), as at a
+ * restart for this instance's own: a persistent session that has not
+ * expired is adopted (an "adopt" record; once read back it is restored
+ * here, parked) and its will published once its delay passed; an expired
+ * or non-persistent one gets an "end" record; either way a will not yet
+ * published is published once, after a "will" record said so. Returns 0
+ * (started), 1 (nothing to do: unknown, ended, already ours or in
+ * progress) or -1. Any thread. */
+int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_len);
+
+/* Counters for /metrics. Any thread. */
+struct state_sessions_stats {
+	uint64_t known;           /* sessions in the view (not ended) */
+	uint64_t claims_ok, claims_refused, claims_timed_out;
+	uint64_t kicks, written, write_failed, stale, malformed, adopted, wills;
+};
+void state_sessions_stats(struct state_sessions *ss, struct state_sessions_stats *out);
+
+/* Publishes m (the caller's reference taken) as client id published it: to
+ * the Kafka routes, this instance's subscribers and retained store, and the
+ * subscribers on other instances. For wills whose connection died with an
+ * instance (state_sessions.c). state.c holds the uplink and the bus; until
+ * it defines this, state_sessions.c has a weak fallback that delivers to
+ * this instance only (broker_inject()). Returns 0 or -1. Any thread. */
+struct msg;
+int state_publish(struct state *st, const char *id, uint16_t id_len, struct msg *m);
 
 struct state_retained *state_retained_new(struct state *st);
 void state_retained_record(struct state_retained *sr, const rd_kafka_message_t *rec);
@@ -124,29 +172,6 @@ void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const
 		    const struct broker_sub *subs, size_t n);
 void state_bus_stop(struct state_bus *sb);
 void state_bus_free(struct state_bus *sb);
-
-/* PROVISIONAL (s13-owner): a copy of what s13-sess declares on its branch, so that state_owner.c builds before
- * they land; on a merge their text wins. */
-/* One session as <prefix>.sessions says it (state_sessions_foreach()). */
-struct state_session_info {
-	const char *id;           /* id_len bytes, NUL-terminated */
-	uint16_t id_len;
-	int32_t partition;        /* of <prefix>.sessions */
-	const char *owner;        /* the instance it is online on or parked at */
-	int64_t boot;             /* the owner's boot (wall ms) when it wrote */
-	int state;                /* enum state_rec_state: online, parked, ended */
-	bool persistent;
-	uint8_t level;
-	uint32_t expiry_s;
-	int64_t parked_at;        /* wall ms; 0 = online */
-	int64_t at;               /* wall ms of its last record */
-	bool has_will;            /* a will not yet published */
-	uint32_t will_delay_s;
-};
-typedef void (*state_sessions_cb)(void *ud, const struct state_session_info *si);
-void state_sessions_foreach(struct state_sessions *ss, int32_t partition, state_sessions_cb cb,
-			    void *ud);
-int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_len);
 
 struct state_owner *state_owner_new(struct state *st);
 void state_owner_tick(struct state_owner *so);

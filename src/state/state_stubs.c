@@ -14,68 +14,12 @@
 #include "broker/broker.h"
 #include "state/state_int.h"
 
-struct state_sessions {
-	struct state *st;
-};
 struct state_bus {
 	int unused;
 };
 struct state_owner {
 	int unused;
 };
-
-struct state_sessions *state_sessions_new(struct state *st)
-{
-	struct state_sessions *ss = calloc(1, sizeof(*ss));
-	if (ss)
-		ss->st = st;
-	return ss;
-}
-void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *rec)
-{
-	(void)ss;
-	(void)rec;
-}
-void state_sessions_caught_up(struct state_sessions *ss) { (void)ss; }
-void state_sessions_tick(struct state_sessions *ss) { (void)ss; }
-void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next_offset)
-{
-	(void)ss;
-	(void)p;
-	(void)next_offset;
-}
-void state_sessions_free(struct state_sessions *ss) { free(ss); }
-
-int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c)
-{
-	broker_state_claimed(ss->st->br, c->conn_id, BROKER_CLAIM_OK, NULL);
-	return 0;
-}
-void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
-				 const struct broker_sub *subs, size_t n)
-{
-	(void)ss;
-	(void)id;
-	(void)id_len;
-	(void)subs;
-	(void)n;
-}
-void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
-			   uint32_t expiry_s, const struct msg *will, uint32_t will_delay_s)
-{
-	(void)ss;
-	(void)id;
-	(void)id_len;
-	(void)expiry_s;
-	(void)will;
-	(void)will_delay_s;
-}
-void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id_len)
-{
-	(void)ss;
-	(void)id;
-	(void)id_len;
-}
 
 struct state_bus *state_bus_new(struct state *st)
 {

@@ -1,0 +1,1097 @@
+/*
+ * state_sessions.c - the sessions view of <prefix>.sessions, claims and
+ * epochs, the broker's session hooks, kicks, restores and the wills of
+ * sessions whose connection died with an instance (docs/scaling/sessions.md).
+ *
+ * Threads: the hooks run on broker workers; records, ticks and caught_up on
+ * the state reader thread; delivery reports on the producer's poll thread;
+ * foreach/adopt on any. One mutex (ss->lock) guards the view, the pending
+ * claims and what this instance holds. Records are produced under it: a
+ * produce only enqueues (never waits: a full queue is an error), and doing
+ * it under the lock keeps the snapshots of one id in the order they were
+ * made whichever thread made them (the last one wins after compaction).
+ * Broker calls, the bus and logging happen after the lock is dropped (an
+ * action list), since the broker may call a hook back.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "core/cfg.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/msg.h"
+#include "state/state_int.h"
+#include "state/state_rec.h"
+
+/* One client id. The view part is what Kafka says (the last accepted
+ * record); `mine` is set while this instance holds the session (claimed or
+ * adopted here) and then mine_rec is the snapshot it writes. */
+struct sess {
+	struct sess *next;        /* hash chain */
+	char *id;
+	uint16_t id_len;
+	uint32_t hash;
+	int32_t partition;        /* -1 until a record was read */
+	int64_t epoch;            /* current epoch, -1 = none yet */
+	bool known;               /* a record was accepted */
+	struct state_rec rec;     /* the last accepted record */
+
+	bool mine;
+	uint64_t conn_id;         /* our connection's claim (0: adopted) */
+	int64_t my_epoch;         /* -1 until our claim's/adopt's offset is known */
+	struct state_rec *mine_rec;
+	bool dirty;               /* mine_rec waits for my_epoch to be written */
+	int64_t will_due_ms;      /* wall: an adopted will waits for its delay; 0 none */
+	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
+};
+
+/* A claim written, not yet read back. */
+struct pend {
+	struct pend *next;
+	uint64_t conn_id;
+	char conn[24];            /* conn_id in decimal, as in the record */
+	struct sess *s;
+	bool wait;                /* the broker waits for the answer */
+	int64_t deadline;         /* monotonic */
+	int64_t prev_epoch;       /* s->my_epoch before this claim */
+};
+
+enum act_kind { ACT_CLAIMED, ACT_KICK, ACT_RESTORE, ACT_BUS, ACT_LOG };
+
+struct act {
+	enum act_kind k;
+	uint64_t conn_id;
+	enum broker_claim_result r;
+	char *id;
+	uint16_t id_len;
+	bool has_img;
+	struct state_rec img;     /* CLAIMED/RESTORE: the image; BUS: owner + subs */
+	bool ended;               /* BUS: the session ended */
+	char msg[160];            /* LOG */
+};
+
+struct acts {
+	struct act *v;
+	size_t n, cap;
+};
+
+struct state_sessions {
+	struct state *st;
+	pthread_mutex_t lock;
+	struct sess **tab;
+	size_t nbuckets, n;
+	struct pend *pends;
+	int64_t reader_at[256];   /* per partition, for the first 256 */
+	uint64_t seed;
+	bool caught_up;
+	struct state_sessions_stats stats;
+};
+
+/* ---- small helpers ---- */
+
+static int64_t claim_timeout(const struct state_sessions *ss)
+{
+	int t = ss->st->cfg ? ss->st->cfg->state.claim_timeout_ms : 0;
+	return t > 0 ? t : 5000;
+}
+
+static bool lease_lost(const struct state_sessions *ss)
+{
+	int lease = ss->st->cfg ? ss->st->cfg->state.lease_ms : 0;
+	int64_t heard = atomic_load(&ss->st->last_heard_ms);
+	return lease > 0 && heard > 0 && state_now_ms() - heard > lease;
+}
+
+static bool is_me(const struct state_sessions *ss, const struct state_rec *r)
+{
+	return strcmp(r->owner, ss->st->instance_id) == 0 && r->boot == ss->st->started_ms;
+}
+
+static struct act *act_add(struct acts *a, enum act_kind k)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 4;
+		struct act *v = realloc(a->v, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		a->v = v;
+		a->cap = cap;
+	}
+	struct act *x = &a->v[a->n++];
+	memset(x, 0, sizeof(*x));
+	x->k = k;
+	return x;
+}
+
+static int act_set_id(struct act *x, const struct sess *s)
+{
+	x->id = malloc((size_t)s->id_len + 1);
+	if (!x->id)
+		return -1;
+	memcpy(x->id, s->id, s->id_len);
+	x->id[s->id_len] = '\0';
+	x->id_len = s->id_len;
+	return 0;
+}
+
+static void actf(struct acts *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void actf(struct acts *a, const char *fmt, ...)
+{
+	struct act *x = act_add(a, ACT_LOG);
+	if (!x)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(x->msg, sizeof(x->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* Image of rec for the broker. */
+static void img_of(const struct state_rec *r, struct broker_session_image *img)
+{
+	*img = (struct broker_session_image){
+		.level = r->level,
+		.expiry_s = r->expiry_s,
+		.parked_at_ms = r->parked_at,
+		.subs = r->subs,
+		.nsubs = r->nsubs,
+	};
+}
+
+/* Runs the actions (no lock held) and frees them. */
+static void acts_run(struct state_sessions *ss, struct acts *a)
+{
+	struct broker *br = ss->st->br;
+	for (size_t i = 0; i < a->n; i++) {
+		struct act *x = &a->v[i];
+		struct broker_session_image img;
+		switch (x->k) {
+		case ACT_CLAIMED:
+			img_of(&x->img, &img);
+			broker_state_claimed(br, x->conn_id, x->r, x->has_img ? &img : NULL);
+			break;
+		case ACT_KICK:
+			log_info("state: client=%.*s claimed by another instance: closing it here",
+				 (int)x->id_len, x->id);
+			broker_state_kick(br, x->id, x->id_len);
+			break;
+		case ACT_RESTORE:
+			img_of(&x->img, &img);
+			if (broker_state_restore(br, x->id, x->id_len, &img) < 0)
+				log_warn("state: client=%.*s: no memory to restore its session",
+					 (int)x->id_len, x->id);
+			break;
+		case ACT_BUS:
+			if (ss->st->bus)
+				state_bus_subs(ss->st->bus, x->id, x->id_len,
+					       x->ended ? NULL : x->img.owner, x->img.subs,
+					       x->ended ? 0 : x->img.nsubs);
+			break;
+		case ACT_LOG:
+			log_warn("state: %s", x->msg);
+			break;
+		}
+		free(x->id);
+		state_rec_clear(&x->img);
+	}
+	free(a->v);
+	a->v = NULL;
+	a->n = a->cap = 0;
+}
+
+/* ---- the table ---- */
+
+static struct sess *sess_find(struct state_sessions *ss, const char *id, uint16_t len,
+			      uint32_t *hp)
+{
+	uint32_t h = hash_bytes(ss->seed, id, len);
+	if (hp)
+		*hp = h;
+	for (struct sess *s = ss->tab[h & (ss->nbuckets - 1)]; s; s = s->next)
+		if (s->hash == h && s->id_len == len && memcmp(s->id, id, len) == 0)
+			return s;
+	return NULL;
+}
+
+static void tab_grow(struct state_sessions *ss)
+{
+	size_t nb = ss->nbuckets * 2;
+	struct sess **t = calloc(nb, sizeof(*t));
+	if (!t)
+		return; /* longer chains, still correct */
+	for (size_t i = 0; i < ss->nbuckets; i++) {
+		for (struct sess *s = ss->tab[i], *nx; s; s = nx) {
+			nx = s->next;
+			s->next = t[s->hash & (nb - 1)];
+			t[s->hash & (nb - 1)] = s;
+		}
+	}
+	free(ss->tab);
+	ss->tab = t;
+	ss->nbuckets = nb;
+}
+
+static struct sess *sess_get(struct state_sessions *ss, const char *id, uint16_t len)
+{
+	uint32_t h;
+	struct sess *s = sess_find(ss, id, len, &h);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->id = malloc((size_t)len + 1);
+	if (!s->id) {
+		free(s);
+		return NULL;
+	}
+	memcpy(s->id, id, len);
+	s->id[len] = '\0';
+	s->id_len = len;
+	s->hash = h;
+	s->partition = -1;
+	s->epoch = -1;
+	s->my_epoch = -1;
+	s->next = ss->tab[h & (ss->nbuckets - 1)];
+	ss->tab[h & (ss->nbuckets - 1)] = s;
+	if (++ss->n > ss->nbuckets)
+		tab_grow(ss);
+	return s;
+}
+
+static void mine_drop(struct sess *s)
+{
+	if (s->mine_rec) {
+		state_rec_clear(s->mine_rec);
+		free(s->mine_rec);
+		s->mine_rec = NULL;
+	}
+	s->mine = false;
+	s->dirty = false;
+	s->conn_id = 0;
+	s->my_epoch = -1;
+	s->will_due_ms = 0;
+}
+
+static struct pend *pend_find_conn(struct state_sessions *ss, uint64_t conn_id, struct pend ***pp)
+{
+	for (struct pend **p = &ss->pends; *p; p = &(*p)->next)
+		if ((*p)->conn_id == conn_id) {
+			if (pp)
+				*pp = p;
+			return *p;
+		}
+	return NULL;
+}
+
+static bool pend_for(struct state_sessions *ss, const struct sess *s)
+{
+	for (struct pend *p = ss->pends; p; p = p->next)
+		if (p->s == s)
+			return true;
+	return false;
+}
+
+/* ---- writing ---- */
+
+struct wctx {                 /* delivery report context of a record */
+	struct state_sessions *ss;
+	uint64_t conn_id;         /* a claim's connection, else 0 */
+	char *id;                 /* will records: the id whose will is published */
+	uint16_t id_len;
+	struct state_rec_will will;
+	bool then_end;            /* after the will: the session ends */
+	int64_t epoch;
+};
+
+static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+static void will_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+
+/* Writes r (type t, epoch e) for s. Lock held. Returns 0 or -1. */
+static int write_rec(struct state_sessions *ss, struct sess *s, struct state_rec *r,
+		     enum state_rec_type t, int64_t e, state_dr_fn done, void *ud)
+{
+	r->t = t;
+	r->epoch = e;
+	snprintf(r->owner, sizeof(r->owner), "%s", ss->st->instance_id);
+	r->boot = ss->st->started_ms;
+	r->at = state_wall_ms();
+	char *js;
+	size_t jl;
+	if (state_rec_encode(r, &js, &jl) < 0) {
+		ss->stats.write_failed++;
+		return -1;
+	}
+	int rc = state_produce(ss->st, ss->st->t_sessions, s->id, s->id_len, js, jl, NULL, done,
+			       ud);
+	free(js);
+	if (rc < 0)
+		ss->stats.write_failed++;
+	else
+		ss->stats.written++;
+	return rc;
+}
+
+/* Writes what this instance holds for s, or keeps it for later while the
+ * epoch is unknown (its claim's delivery report has not come). */
+static void mine_write(struct state_sessions *ss, struct sess *s, enum state_rec_type t)
+{
+	if (!s->mine || !s->mine_rec)
+		return;
+	s->mine_rec->t = t;
+	if (s->my_epoch < 0) {
+		s->dirty = true;
+		return;
+	}
+	s->dirty = false;
+	write_rec(ss, s, s->mine_rec, t, s->my_epoch, NULL, NULL);
+	if (t == SREC_END)
+		mine_drop(s);
+}
+
+static void mine_flush(struct state_sessions *ss, struct sess *s)
+{
+	if (s->mine && s->dirty && s->my_epoch >= 0)
+		mine_write(ss, s, s->mine_rec->t);
+}
+
+/* Writes a "will" record for s (its will gone from the snapshot) and, once
+ * Kafka has it, publishes the will w (will_dr). then_end: an "end" record
+ * follows (the session does not outlive its connection, or expired).
+ * Lock held. */
+static void will_start(struct state_sessions *ss, struct sess *s, const struct state_rec *base,
+		       const struct state_rec_will *w, int64_t epoch, bool then_end)
+{
+	struct wctx *c = calloc(1, sizeof(*c));
+	struct state_rec r;
+	if (!c || state_rec_copy(&r, base) < 0) {
+		free(c);
+		return;
+	}
+	c->ss = ss;
+	c->id = malloc((size_t)s->id_len + 1);
+	struct state_rec tmp = { 0 };
+	if (!c->id || state_rec_set_will(&tmp, w) < 0) {
+		free(c->id);
+		free(c);
+		state_rec_clear(&r);
+		state_rec_clear(&tmp);
+		return;
+	}
+	memcpy(c->id, s->id, s->id_len);
+	c->id[s->id_len] = '\0';
+	c->id_len = s->id_len;
+	c->will = tmp.will; /* moved */
+	c->then_end = then_end;
+	c->epoch = epoch;
+	state_rec_set_will(&r, NULL);
+	if (write_rec(ss, s, &r, SREC_WILL, epoch, will_dr, c) < 0) {
+		state_rec_will_clear(&c->will);
+		free(c->id);
+		free(c);
+	} else {
+		s->busy_until = state_now_ms() + claim_timeout(ss);
+		if (s->mine && s->mine_rec)
+			state_rec_set_will(s->mine_rec, NULL);
+		s->will_due_ms = 0;
+	}
+	state_rec_clear(&r);
+}
+
+/* The will record is in Kafka: publish the will, then maybe the end. */
+static void will_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	struct wctx *c = ud;
+	struct state_sessions *ss = c->ss;
+	(void)partition;
+	(void)offset;
+	if (err) {
+		/* Not published: the view still has the will, so the next
+		 * adoption (restart or the partition's watcher) tries again. */
+		log_warn("state: client=%s: will record not written: %s", c->id,
+			 rd_kafka_err2str(err));
+	} else {
+		struct state_rec_will *w = &c->will;
+		struct msg *m = msg_new_props(w->topic, w->topic_len, w->payload, w->payload_len,
+					      w->qos, w->retain, w->props, w->props_len);
+		if (m) {
+			m->received_ms = state_wall_ms();
+			if (state_publish(ss->st, c->id, c->id_len, m) < 0)
+				log_warn("state: client=%s: will not published", c->id);
+		}
+		pthread_mutex_lock(&ss->lock);
+		ss->stats.wills++;
+		if (c->then_end) {
+			struct sess *s = sess_find(ss, c->id, c->id_len, NULL);
+			if (s && !s->mine) {
+				struct state_rec r = { 0 };
+				r.state = SREC_ENDED;
+				r.level = s->known ? s->rec.level : 4;
+				write_rec(ss, s, &r, SREC_END, c->epoch, NULL, NULL);
+				state_rec_clear(&r);
+			}
+		}
+		pthread_mutex_unlock(&ss->lock);
+	}
+	state_rec_will_clear(&c->will);
+	free(c->id);
+	free(c);
+}
+
+/* ---- the hooks (broker threads) ---- */
+
+static void will_of(const struct msg *m, uint32_t delay, struct state_rec_will *w)
+{
+	*w = (struct state_rec_will){
+		.topic = (char *)m->topic,
+		.topic_len = m->topic_len,
+		.payload = (uint8_t *)m->payload,
+		.payload_len = m->payload_len,
+		.qos = m->qos,
+		.retain = m->retain,
+		.props = (uint8_t *)m->props,
+		.props_len = m->props_len,
+		.delay_s = delay,
+	};
+}
+
+int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c)
+{
+	bool wait = c->persistent || !c->clean;
+	if (wait && lease_lost(ss)) {
+		pthread_mutex_lock(&ss->lock);
+		ss->stats.claims_refused++;
+		pthread_mutex_unlock(&ss->lock);
+		return -1;
+	}
+	struct state_rec *r = calloc(1, sizeof(*r));
+	struct pend *p = calloc(1, sizeof(*p));
+	struct wctx *w = calloc(1, sizeof(*w));
+	if (!r || !p || !w)
+		goto fail;
+	r->conn[0] = '\0';
+	snprintf(r->conn, sizeof(r->conn), "%" PRIu64, c->conn_id);
+	r->resume = !c->clean;
+	r->persistent = c->persistent;
+	r->state = SREC_ONLINE;
+	r->level = c->level;
+	r->expiry_s = c->expiry_s;
+	if (c->will) {
+		struct state_rec_will wl;
+		will_of(c->will, c->will_delay_s, &wl);
+		if (state_rec_set_will(r, &wl) < 0)
+			goto fail;
+	}
+	p->conn_id = c->conn_id;
+	snprintf(p->conn, sizeof(p->conn), "%" PRIu64, c->conn_id);
+	p->wait = wait;
+	p->deadline = state_now_ms() + claim_timeout(ss);
+	w->ss = ss;
+	w->conn_id = c->conn_id;
+
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = sess_get(ss, c->id, c->id_len);
+	if (!s) {
+		pthread_mutex_unlock(&ss->lock);
+		goto fail;
+	}
+	p->s = s;
+	p->prev_epoch = s->mine ? s->my_epoch : -1;
+	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, w) < 0) {
+		ss->stats.claims_refused += wait;
+		pthread_mutex_unlock(&ss->lock);
+		free(p);
+		free(w);
+		state_rec_clear(r);
+		free(r);
+		if (wait)
+			return -1;
+		/* Kafka must not stop clean sessions: accepted, not mirrored. */
+		broker_state_claimed(ss->st->br, c->conn_id, BROKER_CLAIM_OK, NULL);
+		return 0;
+	}
+	p->next = ss->pends;
+	ss->pends = p;
+	/* What this instance now holds: later hooks write on top of this
+	 * snapshot, once the claim's offset (the epoch) is known. */
+	if (s->mine_rec) {
+		state_rec_clear(s->mine_rec);
+		free(s->mine_rec);
+	}
+	s->mine = true;
+	s->mine_rec = r;
+	s->conn_id = c->conn_id;
+	s->my_epoch = -1;
+	s->dirty = false;
+	s->will_due_ms = 0;
+	if (!wait)
+		ss->stats.claims_ok++;
+	pthread_mutex_unlock(&ss->lock);
+	if (!wait) /* clean, non-persistent: nothing to inherit, answer now */
+		broker_state_claimed(ss->st->br, c->conn_id, BROKER_CLAIM_OK, NULL);
+	return 0;
+fail:
+	if (r)
+		state_rec_clear(r);
+	free(r);
+	free(p);
+	free(w);
+	return -1;
+}
+
+static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	struct wctx *w = ud;
+	struct state_sessions *ss = w->ss;
+	struct acts a = { 0 };
+	pthread_mutex_lock(&ss->lock);
+	struct pend **pp;
+	struct pend *p = pend_find_conn(ss, w->conn_id, &pp);
+	struct sess *s = p ? p->s : NULL;
+	if (err) {
+		if (p) {
+			*pp = p->next;
+			if (p->wait) {
+				ss->stats.claims_refused++;
+				struct act *x = act_add(&a, ACT_CLAIMED);
+				if (x) {
+					x->conn_id = p->conn_id;
+					x->r = BROKER_CLAIM_UNAVAILABLE;
+				}
+			}
+			if (s->mine && s->conn_id == p->conn_id) {
+				if (p->prev_epoch >= 0 && !p->wait)
+					s->my_epoch = p->prev_epoch;
+				else if (p->wait)
+					mine_drop(s);
+			}
+			free(p);
+		}
+		actf(&a, "claim of connection %" PRIu64 " not written: %s", w->conn_id,
+		     rd_kafka_err2str(err));
+	} else if (s && s->mine && s->conn_id == w->conn_id && s->my_epoch < 0) {
+		s->my_epoch = offset;
+		if (s->partition < 0)
+			s->partition = partition;
+		mine_flush(ss, s);
+	}
+	pthread_mutex_unlock(&ss->lock);
+	acts_run(ss, &a);
+	free(w);
+}
+
+static struct sess *mine_get(struct state_sessions *ss, const char *id, uint16_t len)
+{
+	struct sess *s = sess_find(ss, id, len, NULL);
+	return s && s->mine && s->mine_rec ? s : NULL;
+}
+
+void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
+				 const struct broker_sub *subs, size_t n)
+{
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = mine_get(ss, id, id_len);
+	if (s && state_rec_set_subs(s->mine_rec, subs, n) == 0) {
+		s->mine_rec->state = SREC_ONLINE;
+		s->mine_rec->parked_at = 0;
+		mine_write(ss, s, SREC_SUBS);
+	}
+	pthread_mutex_unlock(&ss->lock);
+}
+
+void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
+			   uint32_t expiry_s, const struct msg *will, uint32_t will_delay_s)
+{
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = mine_get(ss, id, id_len);
+	if (s) {
+		struct state_rec *r = s->mine_rec;
+		r->state = SREC_PARKED;
+		r->parked_at = state_wall_ms();
+		r->expiry_s = expiry_s;
+		r->persistent = true;
+		struct state_rec_will wl;
+		if (will)
+			will_of(will, will_delay_s, &wl);
+		state_rec_set_will(r, will ? &wl : NULL);
+		mine_write(ss, s, SREC_PARK);
+	}
+	pthread_mutex_unlock(&ss->lock);
+}
+
+void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id_len)
+{
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = mine_get(ss, id, id_len);
+	if (s) {
+		struct state_rec *r = s->mine_rec;
+		r->state = SREC_ENDED;
+		r->parked_at = 0;
+		state_rec_set_subs(r, NULL, 0);
+		state_rec_set_will(r, NULL);
+		if (s->my_epoch < 0 && !pend_for(ss, s))
+			mine_drop(s); /* its claim never made it: nothing to end */
+		else
+			mine_write(ss, s, SREC_END);
+	}
+	pthread_mutex_unlock(&ss->lock);
+}
+
+/* ---- reading ---- */
+
+/* True when the session of rec (the view before a claim made at at_ms) is
+ * one a resuming claim inherits. */
+static bool resumable(const struct state_rec *r, int64_t at_ms)
+{
+	if (r->state == SREC_ENDED || !r->persistent)
+		return false;
+	/* MQTT 5 sessions expire expiry_s after they went offline; 3.1.1's
+	 * expiry 0 is "limits.session_expiry", applied by the broker. */
+	if (r->state == SREC_PARKED && r->parked_at > 0 && (r->level == 5 || r->expiry_s > 0) &&
+	    r->expiry_s != UINT32_MAX && r->parked_at + (int64_t)r->expiry_s * 1000 <= at_ms)
+		return false;
+	return true;
+}
+
+static void bus_act(struct acts *a, const struct sess *s)
+{
+	struct act *x = act_add(a, ACT_BUS);
+	if (!x)
+		return;
+	if (act_set_id(x, s) < 0 || state_rec_copy(&x->img, &s->rec) < 0) {
+		free(x->id);
+		a->n--;
+		return;
+	}
+	x->ended = s->rec.state == SREC_ENDED;
+}
+
+static void claimed_act(struct acts *a, uint64_t conn_id, const struct state_rec *img)
+{
+	struct act *x = act_add(a, ACT_CLAIMED);
+	if (!x)
+		return;
+	x->conn_id = conn_id;
+	x->r = BROKER_CLAIM_OK;
+	if (img && state_rec_copy(&x->img, img) == 0)
+		x->has_img = true;
+}
+
+static void restore_act(struct acts *a, const struct sess *s, const struct state_rec *img)
+{
+	struct act *x = act_add(a, ACT_RESTORE);
+	if (!x)
+		return;
+	if (act_set_id(x, s) < 0 || state_rec_copy(&x->img, img) < 0) {
+		free(x->id);
+		a->n--;
+	}
+}
+
+/* Our own claim read back: answer it. prev = the view before the claim. */
+static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend *p,
+			 const struct state_rec *prev, const struct state_rec *r, int64_t off,
+			 struct acts *a)
+{
+	bool inherit = r->resume && prev && resumable(prev, r->at);
+	if (s->mine && s->conn_id == p->conn_id) {
+		s->my_epoch = off;
+		if (inherit && s->mine_rec->nsubs == 0)
+			state_rec_set_subs(s->mine_rec, prev->subs, prev->nsubs);
+		/* The inherited subscriptions again under this epoch, so that
+		 * compaction of the records before the claim cannot lose them. */
+		if (inherit && prev->nsubs > 0 && !s->dirty)
+			mine_write(ss, s, SREC_SUBS);
+		mine_flush(ss, s);
+	}
+	if (p->wait) {
+		ss->stats.claims_ok++;
+		claimed_act(a, p->conn_id, inherit ? prev : NULL);
+	}
+}
+
+/* Our own claim read back after it was given up (timed out): the client was
+ * refused, so nothing holds the session here. Keep a persistent one parked
+ * here (restored), end a clean one. */
+static void claim_orphan(struct state_sessions *ss, struct sess *s, const struct state_rec *r,
+			 int64_t off, struct acts *a)
+{
+	if (s->mine)
+		return; /* a newer claim here: it writes over this one */
+	if (!r->persistent) {
+		struct state_rec e = { 0 };
+		e.state = SREC_ENDED;
+		e.level = r->level;
+		write_rec(ss, s, &e, SREC_END, off, NULL, NULL);
+		state_rec_clear(&e);
+		return;
+	}
+	struct state_rec *m = calloc(1, sizeof(*m));
+	if (!m || state_rec_copy(m, &s->rec) < 0) {
+		free(m);
+		return;
+	}
+	m->state = SREC_PARKED;
+	m->parked_at = state_wall_ms();
+	s->mine = true;
+	s->mine_rec = m;
+	s->conn_id = 0;
+	s->my_epoch = off;
+	restore_act(a, s, m);
+	mine_write(ss, s, SREC_PARK);
+}
+
+/* Our own adopt read back: restore the session, publish its will once. */
+static void adopt_done(struct state_sessions *ss, struct sess *s, const struct state_rec *prev,
+		       int64_t off, struct acts *a)
+{
+	struct state_rec *m = calloc(1, sizeof(*m));
+	if (!m || state_rec_copy(m, &s->rec) < 0) {
+		free(m);
+		return;
+	}
+	if (s->mine_rec) {
+		state_rec_clear(s->mine_rec);
+		free(s->mine_rec);
+	}
+	s->mine = true;
+	s->mine_rec = m;
+	s->conn_id = 0;
+	s->my_epoch = off;
+	s->dirty = false;
+	s->busy_until = 0;
+	ss->stats.adopted++;
+	restore_act(a, s, m);
+	/* The will the session had before this adopt (a "will" record read
+	 * since the adopt was written means it went out already). */
+	if (prev && prev->has_will) {
+		int64_t due = m->parked_at + (int64_t)prev->will.delay_s * 1000;
+		state_rec_set_will(m, &prev->will);
+		if (due <= state_wall_ms())
+			will_start(ss, s, m, &prev->will, off, false);
+		else
+			s->will_due_ms = due;
+	} else {
+		state_rec_set_will(m, NULL);
+	}
+}
+
+void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *rec)
+{
+	if (!rec->key || rec->key_len == 0 || rec->key_len > UINT16_MAX)
+		return;
+	const char *id = rec->key;
+	uint16_t id_len = (uint16_t)rec->key_len;
+	struct state_rec r;
+	char err[96];
+	if (state_rec_decode(&r, rec->payload, rec->len, err, sizeof(err)) < 0) {
+		state_rec_clear(&r);
+		pthread_mutex_lock(&ss->lock);
+		ss->stats.malformed++;
+		pthread_mutex_unlock(&ss->lock);
+		/* A tombstone (no value) is an id an operator deleted: as "end". */
+		if (rec->len == 0)
+			r = (struct state_rec){ .t = SREC_END, .state = SREC_ENDED, .level = 4 };
+		else {
+			log_debug("state: sessions record at %" PRId32 "/%" PRId64 " ignored: %s",
+				  rec->partition, rec->offset, err);
+			return;
+		}
+		snprintf(r.owner, sizeof(r.owner), "?");
+		r.epoch = INT64_MAX;
+	}
+	int64_t off = rec->offset;
+	int64_t e = (r.t == SREC_CLAIM || r.t == SREC_ADOPT) ? off : r.epoch;
+	struct acts a = { 0 };
+
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = sess_get(ss, id, id_len);
+	if (!s) {
+		pthread_mutex_unlock(&ss->lock);
+		state_rec_clear(&r);
+		return;
+	}
+	s->partition = rec->partition;
+	if (e < s->epoch) {
+		/* A displaced owner wrote late: ignored. If we own the id, our
+		 * snapshot goes again so compaction cannot keep the stale one
+		 * last (min.compaction.lag.ms leaves the time). */
+		ss->stats.stale++;
+		if (s->mine && s->my_epoch == s->epoch && !s->dirty && s->mine_rec)
+			mine_write(ss, s, s->mine_rec->t == SREC_CLAIM ? SREC_SUBS : s->mine_rec->t);
+		pthread_mutex_unlock(&ss->lock);
+		state_rec_clear(&r);
+		return;
+	}
+	struct state_rec prev = s->rec;   /* moved out: freed below */
+	bool had = s->known;
+	s->rec = r;
+	s->known = true;
+	s->epoch = e == INT64_MAX ? s->epoch : e;
+	if (r.t == SREC_CLAIM && r.resume && had && resumable(&prev, r.at)) {
+		/* Every reader applies the same rule: a resuming claim inherits
+		 * the subscriptions before it (the snapshot its owner writes
+		 * next may land after another instance's next claim). */
+		state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
+	}
+	bool own = is_me(ss, &r);
+	if (r.t == SREC_CLAIM || r.t == SREC_ADOPT) {
+		s->will_due_ms = s->mine ? s->will_due_ms : 0;
+		struct pend **pp = NULL, *p = NULL;
+		if (own && r.t == SREC_CLAIM) {
+			for (pp = &ss->pends; *pp; pp = &(*pp)->next)
+				if ((*pp)->s == s && strcmp((*pp)->conn, r.conn) == 0)
+					break;
+			p = *pp;
+		}
+		if (p) {
+			*pp = p->next;
+			claim_answer(ss, s, p, had ? &prev : NULL, &r, off, &a);
+			free(p);
+		} else if (own && r.t == SREC_ADOPT) {
+			adopt_done(ss, s, had ? &prev : NULL, off, &a);
+		} else if (own) {
+			claim_orphan(ss, s, &r, off, &a);
+		} else if (s->mine && !pend_for(ss, s) &&
+			   (strcmp(r.owner, ss->st->instance_id) != 0 ||
+			    r.boot != ss->st->started_ms)) {
+			/* Another instance (or a previous life of this one)
+			 * owns the id now. A claim of ours still on its way
+			 * will take it back: no kick then. */
+			struct act *x = act_add(&a, ACT_KICK);
+			if (x && act_set_id(x, s) < 0)
+				a.n--;
+			ss->stats.kicks++;
+			mine_drop(s);
+		}
+	}
+	bus_act(&a, s);
+	pthread_mutex_unlock(&ss->lock);
+	state_rec_clear(&prev);
+	acts_run(ss, &a);
+}
+
+void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next_offset)
+{
+	if (p < 0 || p >= 256)
+		return;
+	pthread_mutex_lock(&ss->lock);
+	ss->reader_at[p] = next_offset;
+	pthread_mutex_unlock(&ss->lock);
+}
+
+/* ---- adoption ---- */
+
+/* Lock held. */
+static int adopt_locked(struct state_sessions *ss, struct sess *s)
+{
+	if (!s->known || s->rec.state == SREC_ENDED || s->mine || pend_for(ss, s))
+		return 1;
+	if (s->busy_until > state_now_ms())
+		return 1;
+	const struct state_rec *v = &s->rec;
+	int64_t now = state_wall_ms();
+	int64_t parked_at = v->parked_at > 0 ? v->parked_at : now;
+	bool expired = !v->persistent || !resumable(v, now);
+	if (expired) {
+		/* Its connection died with its instance and nothing outlives
+		 * it: the will (if any) once, then the end. */
+		if (v->has_will) {
+			will_start(ss, s, v, &v->will, s->epoch, true);
+		} else {
+			struct state_rec e = { 0 };
+			e.state = SREC_ENDED;
+			e.level = v->level;
+			write_rec(ss, s, &e, SREC_END, s->epoch, NULL, NULL);
+			state_rec_clear(&e);
+			s->busy_until = state_now_ms() + claim_timeout(ss);
+		}
+		return 0;
+	}
+	struct state_rec r;
+	if (state_rec_copy(&r, v) < 0)
+		return -1;
+	r.state = SREC_PARKED;
+	r.parked_at = parked_at;
+	r.conn[0] = '\0';
+	int rc = write_rec(ss, s, &r, SREC_ADOPT, -1, NULL, NULL);
+	state_rec_clear(&r);
+	if (rc == 0)
+		s->busy_until = state_now_ms() + claim_timeout(ss);
+	return rc;
+}
+
+int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_len)
+{
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = sess_find(ss, id, id_len, NULL);
+	int rc = s ? adopt_locked(ss, s) : 1;
+	pthread_mutex_unlock(&ss->lock);
+	return rc;
+}
+
+void state_sessions_caught_up(struct state_sessions *ss)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&ss->lock);
+	ss->caught_up = true;
+	/* The sessions this instance held before a restart: same instance
+	 * id, another boot. Their connections died with the process. */
+	for (size_t i = 0; i < ss->nbuckets; i++)
+		for (struct sess *s = ss->tab[i]; s; s = s->next)
+			if (s->known && s->rec.state != SREC_ENDED &&
+			    strcmp(s->rec.owner, ss->st->instance_id) == 0 &&
+			    s->rec.boot != ss->st->started_ms && adopt_locked(ss, s) == 0)
+				n++;
+	pthread_mutex_unlock(&ss->lock);
+	if (n)
+		log_info("state: %zu sessions of this instance's previous run taken back", n);
+}
+
+/* ---- tick ---- */
+
+void state_sessions_tick(struct state_sessions *ss)
+{
+	struct acts a = { 0 };
+	int64_t now = state_now_ms(), wall = state_wall_ms();
+	bool lost = lease_lost(ss);
+	pthread_mutex_lock(&ss->lock);
+	for (struct pend **pp = &ss->pends; *pp;) {
+		struct pend *p = *pp;
+		if (p->deadline > now && !(lost && p->wait)) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		if (p->wait) {
+			ss->stats.claims_timed_out++;
+			struct act *x = act_add(&a, ACT_CLAIMED);
+			if (x) {
+				x->conn_id = p->conn_id;
+				x->r = BROKER_CLAIM_UNAVAILABLE;
+			}
+			if (p->s->mine && p->s->conn_id == p->conn_id)
+				mine_drop(p->s);
+		}
+		free(p);
+	}
+	for (size_t i = 0; i < ss->nbuckets; i++)
+		for (struct sess *s = ss->tab[i]; s; s = s->next)
+			if (s->mine && s->will_due_ms && s->will_due_ms <= wall && s->mine_rec &&
+			    s->rec.has_will && s->my_epoch >= 0)
+				will_start(ss, s, s->mine_rec, &s->rec.will, s->my_epoch, false);
+	pthread_mutex_unlock(&ss->lock);
+	acts_run(ss, &a);
+}
+
+/* ---- foreach, stats ---- */
+
+void state_sessions_foreach(struct state_sessions *ss, int32_t partition, state_sessions_cb cb,
+			    void *ud)
+{
+	struct state_session_info *v = NULL;
+	size_t n = 0, cap = 0;
+	pthread_mutex_lock(&ss->lock);
+	for (size_t i = 0; i < ss->nbuckets; i++) {
+		for (struct sess *s = ss->tab[i]; s; s = s->next) {
+			if (!s->known || s->rec.state == SREC_ENDED ||
+			    (partition >= 0 && s->partition != partition))
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct state_session_info *nv = realloc(v, nc * sizeof(*nv));
+				if (!nv)
+					goto out;
+				v = nv;
+				cap = nc;
+			}
+			char *blob = malloc((size_t)s->id_len + 1 + strlen(s->rec.owner) + 1);
+			if (!blob)
+				goto out;
+			memcpy(blob, s->id, (size_t)s->id_len + 1);
+			strcpy(blob + s->id_len + 1, s->rec.owner);
+			v[n++] = (struct state_session_info){
+				.id = blob, .id_len = s->id_len, .partition = s->partition,
+				.owner = blob + s->id_len + 1, .boot = s->rec.boot,
+				.state = (int)s->rec.state, .persistent = s->rec.persistent,
+				.level = s->rec.level, .expiry_s = s->rec.expiry_s,
+				.parked_at = s->rec.parked_at, .at = s->rec.at,
+				.has_will = s->rec.has_will, .will_delay_s = s->rec.will.delay_s,
+			};
+		}
+	}
+out:
+	pthread_mutex_unlock(&ss->lock);
+	for (size_t i = 0; i < n; i++) {
+		cb(ud, &v[i]);
+		free((char *)v[i].id);
+	}
+	free(v);
+}
+
+void state_sessions_stats(struct state_sessions *ss, struct state_sessions_stats *out)
+{
+	pthread_mutex_lock(&ss->lock);
+	*out = ss->stats;
+	uint64_t known = 0;
+	for (size_t i = 0; i < ss->nbuckets; i++)
+		for (struct sess *s = ss->tab[i]; s; s = s->next)
+			known += s->known && s->rec.state != SREC_ENDED;
+	out->known = known;
+	pthread_mutex_unlock(&ss->lock);
+}
+
+/* ---- life ---- */
+
+struct state_sessions *state_sessions_new(struct state *st)
+{
+	struct state_sessions *ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return NULL;
+	ss->st = st;
+	ss->nbuckets = 1024;
+	ss->tab = calloc(ss->nbuckets, sizeof(*ss->tab));
+	if (!ss->tab || pthread_mutex_init(&ss->lock, NULL) != 0) {
+		free(ss->tab);
+		free(ss);
+		return NULL;
+	}
+	ss->seed = hash_seed(ss);
+	return ss;
+}
+
+void state_sessions_free(struct state_sessions *ss)
+{
+	if (!ss)
+		return;
+	for (size_t i = 0; i < ss->nbuckets; i++) {
+		for (struct sess *s = ss->tab[i], *nx; s; s = nx) {
+			nx = s->next;
+			mine_drop(s);
+			state_rec_clear(&s->rec);
+			free(s->id);
+			free(s);
+		}
+	}
+	for (struct pend *p = ss->pends, *nx; p; p = nx) {
+		nx = p->next;
+		free(p);
+	}
+	free(ss->tab);
+	pthread_mutex_destroy(&ss->lock);
+	free(ss);
+}
+
+/* Until state.c defines state_publish() (it holds the uplink and the bus),
+ * a will reaches this instance's subscribers and retained store. */
+__attribute__((weak)) int state_publish(struct state *st, const char *id, uint16_t id_len,
+					struct msg *m)
+{
+	(void)id;
+	(void)id_len;
+	return broker_inject(st->br, m);
+}
