@@ -201,9 +201,11 @@ struct broker_state_ops {
 	 * thread. */
 	void (*parked)(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
 		       const struct msg *will, uint32_t will_delay_s);
-	/* The session ended here (clean disconnect, expiry, a clean start).
-	 * Not called for a session another instance took (broker_state_kick).
-	 * Any broker thread. */
+	/* The session ended here (clean disconnect, expiry, the close of a
+	 * session that does not outlive its connection). Not called for a
+	 * session another instance took (broker_state_kick), nor for one that
+	 * a newer connection here replaced or discarded (its claim said so
+	 * already; the same holds for parked). Any broker thread. */
 	void (*ended)(void *ctx, const char *id, uint16_t id_len);
 	/* A retained message was stored here from a publish (payload_len 0:
 	 * the topic was cleared). Not called for broker_retained_apply().
@@ -254,6 +256,17 @@ int broker_inject_local(struct broker *br, struct msg *m, const char *to_id, uin
  * Kafka is older than state.lease_ms. Persistent sessions stay parked.
  * Any thread. */
 void broker_close_all(struct broker *br, const char *reason);
+
+/* The broker's side of the state counters, for the state layer's
+ * /metrics: connections waiting for a claim's answer now, claims refused
+ * (CONNACK 3 / 0x88: claim() said -1, the answer was UNAVAILABLE, or none
+ * came within limits.connect_timeout), kicks received. Any thread. */
+struct broker_state_stats {
+	int64_t claims_waiting;
+	uint64_t claims_refused;
+	uint64_t kicks;
+};
+void broker_state_stats(const struct broker *br, struct broker_state_stats *out);
 
 /* Counts a configuration reload for /metrics. Any thread. */
 void broker_count_reload(struct broker *br, bool applied);

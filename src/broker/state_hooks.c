@@ -48,6 +48,13 @@ void broker_set_state(struct broker *br, const struct broker_state_ops *ops)
 	}
 }
 
+void broker_state_stats(const struct broker *br, struct broker_state_stats *out)
+{
+	out->claims_waiting = atomic_load_explicit(&br->claims_waiting, memory_order_relaxed);
+	out->claims_refused = atomic_load_explicit(&br->claims_refused, memory_order_relaxed);
+	out->kicks = atomic_load_explicit(&br->kicks, memory_order_relaxed);
+}
+
 /* ---- sessions from images ------------------------------------------------ */
 
 /* A session for id from img (NULL: empty) in the directory, offline, not
@@ -405,24 +412,50 @@ void hooks_worker_release(struct worker *w)
 
 /* ---- kicks ---------------------------------------------------------------- */
 
-/* Kicks id from worker w (or, w NULL, from any thread): an offline session
- * is discarded here; an attached one is posted to its owner, which closes
- * the client. */
-static void kick(struct broker *br, struct worker *w, char *id, uint16_t id_len)
+/*
+ * A kick goes to every worker's inbox, behind what the state layer posted
+ * there before it: a claim it answered OK just before (INBOX_CLAIMED, on
+ * the worker of that connection) is attached by the time the kick is
+ * handled there, and then closed, rather than attached after the kick
+ * looked. Each worker closes the client if it owns the session, discards
+ * the session if it is offline (the first to look), and forwards the kick
+ * once to the owner if another worker owns it (the session moved between
+ * the two looks).
+ */
+static void kick_post(struct broker *br, int w, const char *id, uint16_t id_len, bool forwarded)
 {
+	char *copy = malloc((size_t)id_len + 1);
+	struct inbox_item it = { .kind = INBOX_KICK, .a = forwarded, .b = id_len, .p1 = copy };
+
+	if (copy) {
+		memcpy(copy, id, id_len);
+		copy[id_len] = '\0';
+	}
+	if (!copy || worker_post(&br->workers[w], &it) < 0) {
+		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
+		free(copy);
+	}
+}
+
+void broker_state_kick(struct broker *br, const char *id, uint16_t id_len)
+{
+	atomic_fetch_add_explicit(&br->kicks, 1, memory_order_relaxed);
+	for (int i = 0; i < br->n_workers; i++)
+		kick_post(br, i, id, id_len, false);
+}
+
+void hooks_kick(struct worker *w, char *id, uint16_t id_len, bool forwarded)
+{
+	struct broker *br = w->br;
+
 	pthread_mutex_lock(&br->dir_lock);
 	struct session *s = session_dir_find(&br->dir, id, id_len);
 	int owner = s ? atomic_load_explicit(&s->owner, memory_order_acquire) : -1;
 	if (s && owner < 0) {
 		discard_offline(br, s);
-		s = NULL;
-	}
-	if (!s) {
-		pthread_mutex_unlock(&br->dir_lock);
-		free(id);
-		return;
-	}
-	if (w && owner == w->idx) {
+		log_info_rl("session discarded client=%s reason=\"another instance owns it\"",
+			    log_qn(id, id_len));
+	} else if (s && owner == w->idx) {
 		struct client *c = s->client;
 		pthread_mutex_unlock(&br->dir_lock);
 		c->st |= CLST_KICKED | CLST_QUIET;
@@ -433,32 +466,14 @@ static void kick(struct broker *br, struct worker *w, char *id, uint16_t id_len)
 				MQTT_RC_SESSION_TAKEN_OVER);
 		free(id);
 		return;
-	}
-	pthread_mutex_unlock(&br->dir_lock);
-	struct inbox_item it = { .kind = INBOX_KICK, .p1 = id, .b = id_len };
-	if (worker_post(&br->workers[owner], &it) < 0) {
-		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
+	} else if (s && !forwarded) {
+		pthread_mutex_unlock(&br->dir_lock);
+		kick_post(br, owner, id, id_len, true);
 		free(id);
-	}
-}
-
-void broker_state_kick(struct broker *br, const char *id, uint16_t id_len)
-{
-	char *copy = malloc((size_t)id_len + 1);
-
-	atomic_fetch_add_explicit(&br->kicks, 1, memory_order_relaxed);
-	if (!copy) {
-		log_error_rl("kick lost client=%s reason=\"out of memory\"", log_qn(id, id_len));
 		return;
 	}
-	memcpy(copy, id, id_len);
-	copy[id_len] = '\0';
-	kick(br, NULL, copy, id_len);
-}
-
-void hooks_kick(struct worker *w, char *id, uint16_t id_len)
-{
-	kick(w->br, w, id, id_len);
+	pthread_mutex_unlock(&br->dir_lock);
+	free(id);
 }
 
 /* ---- messages from other instances ---------------------------------------- */

@@ -47,7 +47,7 @@ void hooks_abandon(struct client *c);
 
 /* Inbox items (worker.h). Each frees what its item owns. */
 void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img);
-void hooks_kick(struct worker *w, char *id, uint16_t id_len);
+void hooks_kick(struct worker *w, char *id, uint16_t id_len, bool forwarded);
 void hooks_inject_local(struct worker *w, struct msg *m, char *to_id, uint16_t to_len);
 
 /* c's session changed its subscriptions (after SUBSCRIBE or UNSUBSCRIBE). */

@@ -206,7 +206,7 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 		hooks_claimed(w, it->u, it->a, it->p1); /* frees p1 */
 		break;
 	case INBOX_KICK:
-		hooks_kick(w, it->p1, it->b); /* frees p1 */
+		hooks_kick(w, it->p1, it->b, it->a != 0); /* frees p1 */
 		break;
 	case INBOX_INJECT_LOCAL:
 		hooks_inject_local(w, it->p1, it->p2, it->b); /* takes p1, frees p2 */

@@ -54,7 +54,8 @@ enum worker_item {
 	/* The state hooks (state_hooks.h): */
 	INBOX_CLAIMED,         /* u = conn id, a = enum broker_claim_result, p1 = the session
 	                          image copied (owned; NULL = none) */
-	INBOX_KICK,            /* p1 = client id copied (owned), b = its length */
+	INBOX_KICK,            /* p1 = client id copied (owned), b = its length, a = 1:
+	                          forwarded by another worker (state_hooks.c) */
 	INBOX_INJECT_LOCAL,    /* p1 = struct msg * (ref), p2 = client id copied (owned) or
 	                          NULL, b = its length: broker_inject_local() */
 	INBOX_STOP,
