@@ -17,9 +17,6 @@
 struct state_bus {
 	int unused;
 };
-struct state_owner {
-	int unused;
-};
 
 struct state_bus *state_bus_new(struct state *st)
 {
@@ -43,11 +40,3 @@ void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const
 }
 void state_bus_stop(struct state_bus *sb) { (void)sb; }
 void state_bus_free(struct state_bus *sb) { free(sb); }
-
-struct state_owner *state_owner_new(struct state *st)
-{
-	(void)st;
-	return calloc(1, sizeof(struct state_owner));
-}
-void state_owner_tick(struct state_owner *so) { (void)so; }
-void state_owner_free(struct state_owner *so) { free(so); }
