@@ -486,9 +486,15 @@ void state_owner_free(struct state_owner *so)
 	if (so->started)
 		pthread_join(so->thread, NULL);
 	if (so->rk) {
-		/* Leaves the group, so the others take our partitions now. */
-		rd_kafka_consumer_close(so->rk);
-		rd_kafka_destroy(so->rk);
+		/* Leaves the group, so the others take our partitions now; cut
+		 * off from Kafka, the close would wait for a coordinator that
+		 * does not answer: the session timeout moves them instead. */
+		if (atomic_load(&so->st->kafka_ok)) {
+			rd_kafka_consumer_close(so->rk);
+			rd_kafka_destroy(so->rk);
+		} else {
+			rd_kafka_destroy_flags(so->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+		}
 	}
 	pthread_mutex_destroy(&so->mu);
 	free(so->watched);
