@@ -90,6 +90,7 @@ IT_TESTS   += mqtt5_conf
 IT_TESTS   += state_retained
 IT_TESTS   += state_sessions
 IT_TESTS   += state_hooks
+IT_TESTS   += state_bus
 IT_TESTS   += state_owner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors

@@ -221,6 +221,9 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			log_error("state start failed reason=\"%s\"", err);
 			goto out;
 		}
+		/* Cross-instance delivery: publishes and downlink records for
+		 * devices on other instances (state_bus.c). */
+		state_attach(st, up, dl);
 	}
 	/* Bound before the workers start so that a bad address fails cleanly. */
 	if (cfg->has_metrics &&

@@ -57,6 +57,7 @@ struct downlink {
 	size_t ngroups;
 	bool stopped;
 	char member[256];              /* group.instance.id of the consumers, "" = none */
+	struct downlink_fanout fanout; /* set before start; never changed */
 };
 
 /* The track of one injected message: done() frees it. */
@@ -265,13 +266,23 @@ static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct 
 		msg->track = &r_tr->track;
 		owed++;
 		/* On failure the broker completes the track itself: counted as done. */
-		if (mp->upstream >= 0)
+		if (mp->upstream >= 0) {
 			broker_inject_upstream(g->d->br, mp->upstream, msg);
-		else
+		} else {
+			/* Other instances' devices first: their holds are on the
+			 * track before the local deliveries can settle it. */
+			if (g->d->fanout.send)
+				g->d->fanout.send(g->d->fanout.ctx, msg, rkm->key, rkm->key_len);
 			broker_inject(g->d->br, msg);
+		}
 	}
 	template_ctx_release(&ctx);
 	return owed;
+}
+
+void downlink_set_fanout(struct downlink *d, const struct downlink_fanout *f)
+{
+	d->fanout = f ? *f : (struct downlink_fanout){ 0 };
 }
 
 int downlink_group_id(const struct cfg_downlink *cd, const char *instance_id, char *out,

@@ -102,6 +102,26 @@ struct downlink_uprops {
 int downlink_props(const struct downlink_uprops *up, rd_kafka_headers_t *h, int64_t record_ts,
 		   const void *payload, size_t payload_len, struct buf *out, int64_t *expires_ms);
 
+/*
+ * Cross-instance fan-out (state.store = "kafka": the state layer's bus,
+ * docs/scaling/bus.md): send is called on the consumer thread for each
+ * message about to go to the local broker (not for target = "upstream:"),
+ * with the record's key. When devices on other instances subscribe to
+ * m's topic it produces their records, each holding one more delivery of
+ * m's track (atomic_fetch_add on m->track->remaining, before producing)
+ * and settling it (msg_track_done) once Kafka acknowledged the record, so
+ * the record's offset is committed only after that. Cheap when nobody
+ * elsewhere subscribes. Main thread, before downlink_start(); copied. The
+ * kafka layer never includes the state layer: this is its only link.
+ */
+struct downlink;
+struct msg;
+struct downlink_fanout {
+	void (*send)(void *ctx, struct msg *m, const void *key, size_t keylen);
+	void *ctx;
+};
+void downlink_set_fanout(struct downlink *d, const struct downlink_fanout *f);
+
 /* Latest lag of one assigned partition, from librdkafka's statistics. */
 struct downlink_lag {
 	char group[256];          /* effective group id (truncated if longer) */

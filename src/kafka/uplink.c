@@ -143,11 +143,13 @@ int uplink_flush(struct uplink *u, int timeout_ms)
 {
 	int64_t end = util_now_ms() + timeout_ms;
 	/* The poll thread serves the delivery reports; we only wait. */
-	while (rd_kafka_outq_len(u->rk) > 0 && util_now_ms() < end) {
+	/* Fan-out records (uplink_fanout_hold) hold publishes' answers too. */
+	while ((rd_kafka_outq_len(u->rk) > 0 || atomic_load(&u->fanout_out) > 0) &&
+	       util_now_ms() < end) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	return rd_kafka_outq_len(u->rk);
+	return rd_kafka_outq_len(u->rk) + (int)atomic_load(&u->fanout_out);
 }
 
 void uplink_free(struct uplink *u)

@@ -130,8 +130,39 @@ bool uplink_broker_is_up(const struct uplink_broker_state *b);
 int uplink_ready(struct uplink *u, char *why, size_t len);
 
 /*
+ * Cross-instance fan-out (state.store = "kafka": the state layer's bus,
+ * docs/scaling/bus.md). The kafka layer knows nothing of the state layer:
+ * it calls these for every publish, Kafka route or not, so that a publish
+ * with subscribers on other instances also becomes records for them, and
+ * its PUBACK/PUBREC waits for those records like for its routed ones.
+ *  - wanted: worker thread, every publish: true when m's topic has
+ *    subscribers elsewhere. Must be cheap (one lookup) and allocate
+ *    nothing: it is the whole cost of a publish nobody elsewhere wants.
+ *  - send: worker thread, after wanted() said true, with the publish's
+ *    token: before producing each record it calls uplink_fanout_hold(tok),
+ *    and for each hold exactly one uplink_fanout_done(tok, ok) follows, on
+ *    any thread (ok = false: the publish is answered as failed, the device
+ *    resends). m and clientid are valid until the last done().
+ * Every done() must have come before uplink_free() (the state layer flushes
+ * its producer in state_stop(), before). fn NULL: none (the default).
+ */
+struct uplink_fanout_tok;
+struct uplink_fanout {
+	bool (*wanted)(void *ctx, const struct msg *m, const char *clientid,
+		       size_t clientid_len);
+	void (*send)(void *ctx, struct msg *m, const char *clientid, size_t clientid_len,
+		     struct uplink_fanout_tok *tok);
+	void *ctx;
+};
+/* Main thread, before broker_start(); copied. */
+void uplink_set_fanout(struct uplink *u, const struct uplink_fanout *f);
+void uplink_fanout_hold(struct uplink_fanout_tok *tok);
+void uplink_fanout_done(struct uplink_fanout_tok *tok, bool ok);
+
+/*
  * The sink function (broker.h): routes p->m through the current routing
- * table. ctx is the struct uplink. SINK_UNROUTED when no route matched,
+ * table. ctx is the struct uplink. SINK_UNROUTED when no route matched
+ * (and no other instance wanted it: struct uplink_fanout),
  * SINK_DONE when nothing else is to wait for (QoS 0, expired, or
  * dead-lettered at once), SINK_PENDING when records are
  * in flight (broker_ack_done follows), SINK_BUSY when the producer queue is

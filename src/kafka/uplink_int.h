@@ -52,6 +52,8 @@ struct uplink {
 	pthread_mutex_t bk_mu;       /* guards brokers, n_brokers */
 	struct uplink_broker_state brokers[UPLINK_MAX_BROKERS];
 	size_t n_brokers;
+	struct uplink_fanout fanout; /* set before the workers start; never changed */
+	atomic_int_fast64_t fanout_out; /* fan-out records held, not yet done */
 };
 
 /* A routing table with its counters. Never freed before the uplink, so a

@@ -302,9 +302,15 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 
 	const struct uplink_routes *g = atomic_load_explicit(&u->cur, memory_order_acquire);
 	size_t n = route_table_match(g->rt, m->topic, m->topic_len, routes, MAX_ROUTES_PER_MSG);
+	/* Subscribers on other instances (state.store = "kafka"): one test of
+	 * a pointer without, one lookup with; nothing allocated for a topic
+	 * nobody elsewhere subscribed to. */
+	bool fan = u->fanout.wanted &&
+		   u->fanout.wanted(u->fanout.ctx, m, p->clientid, p->clientid_len);
 	if (n == 0) {
 		atomic_fetch_add_explicit(&w->unrouted, 1, memory_order_relaxed);
-		return SINK_UNROUTED;
+		if (!fan)
+			return SINK_UNROUTED;
 	}
 	if (n > MAX_ROUTES_PER_MSG)
 		n = MAX_ROUTES_PER_MSG;
@@ -339,6 +345,11 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 		produce_route(w, t, routes[i], &tc, &t->recs[i], has_expiry, expiry_s);
 	}
 	template_ctx_release(&tc);
+	/* After the routes, so a device's retry after a failure is seen by the
+	 * routes first; the same ticket: the answer waits for both. */
+	if (fan)
+		u->fanout.send(u->fanout.ctx, m, t->clientid, t->clientid_len,
+			       (struct uplink_fanout_tok *)t);
 	/* Drop our hold. If every record already failed or none was produced,
 	 * this completes the ticket like any report would. */
 	if (atomic_load(&t->remaining) == 1 && !atomic_load(&t->failed)) {
@@ -347,4 +358,30 @@ enum sink_result uplink_publish(void *ctx, const struct sink_publish *p)
 	}
 	uplink_ticket_release(u, t);
 	return SINK_PENDING;
+}
+
+void uplink_set_fanout(struct uplink *u, const struct uplink_fanout *f)
+{
+	u->fanout = f ? *f : (struct uplink_fanout){ 0 };
+}
+
+/* The token is the publish's ticket: a fan-out record holds it as a routed
+ * record does, and uplink_flush() waits for it too (fanout_out). */
+void uplink_fanout_hold(struct uplink_fanout_tok *tok)
+{
+	struct ticket *t = (struct ticket *)tok;
+	atomic_fetch_add(&t->remaining, 1);
+	atomic_fetch_add(&t->u->fanout_out, 1);
+}
+
+void uplink_fanout_done(struct uplink_fanout_tok *tok, bool ok)
+{
+	struct ticket *t = (struct ticket *)tok;
+	struct uplink *u = t->u;
+	if (!ok && t->seq != 0) {
+		atomic_fetch_add(&u->st.failed, 1);
+		atomic_store(&t->failed, true);
+	}
+	atomic_fetch_sub(&u->fanout_out, 1);
+	uplink_ticket_release(u, t);
 }

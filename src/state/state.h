@@ -29,6 +29,10 @@ struct state;
  * the broker's state hooks. Main thread, before broker_start(). */
 struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bootstrap,
 			char *err, size_t errlen);
+/* Hooks the cross-instance bus into the uplink's publishes and the
+ * downlink's records (either NULL ok; state_bus.c). Main thread, after
+ * state_new() and uplink_new()/downlink_new(), before broker_start(). */
+void state_attach(struct state *st, struct uplink *up, struct downlink *dl);
 /* Starts the reader, heartbeat and inbox threads. Returns 0 or -1. */
 int state_start(struct state *st);
 /* True once the state topics were read to the end seen at start and this

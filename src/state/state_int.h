@@ -170,8 +170,31 @@ int state_bus_start(struct state_bus *sb);
 struct broker_sub;
 void state_bus_subs(struct state_bus *sb, const char *id, uint16_t id_len, const char *owner,
 		    const struct broker_sub *subs, size_t n);
+/* Hooks the bus into the uplink's publishes and the downlink's records
+ * (uplink_set_fanout, downlink_set_fanout; either NULL ok). Main thread,
+ * after state_bus_new() and uplink_new()/downlink_new(), before
+ * broker_start(). */
+struct uplink;
+struct downlink;
+void state_bus_attach(struct state_bus *sb, struct uplink *up, struct downlink *dl);
+/* Sends m (borrowed) to the other instances whose sessions subscribe to
+ * its topic, as a publish of client `from` (NULL ok) made here, fire and
+ * forget (failures counted and logged): for state_publish() (wills of
+ * connections that died with an instance). Returns the number of inbox
+ * records produced. Any thread. */
+struct msg;
+size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, size_t from_len);
+/* Stops the inbox consumer (waits up to its grace for the devices' acks,
+ * commits): before broker_stop(), like downlink_stop(). The state
+ * producer must be flushed before uplink_free() (inbox records hold the
+ * uplink's publishes). */
 void state_bus_stop(struct state_bus *sb);
 void state_bus_free(struct state_bus *sb);
+/* Appends the bus families (kafkagate_state_bus_*: remote sessions and
+ * filters, records sent/failed/received/skipped, inbox lag) to a /metrics
+ * scrape; for state_metrics_render(). Returns 0 or -1. Any thread. */
+struct buf;
+int state_bus_metrics_render(struct buf *out, struct state_bus *sb);
 
 struct state_owner *state_owner_new(struct state *st);
 void state_owner_tick(struct state_owner *so);

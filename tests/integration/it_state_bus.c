@@ -1,0 +1,459 @@
+/*
+ * it_state_bus.c - cross-instance delivery (state.store = "kafka",
+ * docs/scaling/bus.md): three gateways on one librdkafka mock cluster
+ * hosted in this process.
+ *
+ * Devices are raw level-4 clients (itutil.h) so that a test can withhold
+ * a PUBACK. The gateways learn each other's subscriptions from
+ * <prefix>.sessions; before a case relies on that it waits until a probe
+ * published on one gateway reaches the device on another.
+ *
+ * Covered:
+ *  - pub/sub across instances: QoS 0 and QoS 1 publishes made on gw-1
+ *    reach subscribers on gw-2 and gw-3, 500 each, in order per publisher
+ *    and topic, at min(publish QoS, granted QoS); the topics have no Kafka
+ *    route (unrouted publishes still cross);
+ *  - a publish nobody elsewhere subscribed to writes no inbox record;
+ *  - QoS 2 across (exactly once to the subscriber on the other gateway);
+ *  - a downlink command (one consumer group across the three gateways,
+ *    one partition: whichever gateway reads it forwards) reaches devices on
+ *    the two other gateways; the inbox offset of a forwarded command is
+ *    committed only after its device's PUBACK, the downlink offset of the
+ *    reader's own device's command only after that device's PUBACK, and
+ *    the downlink offset of a forwarded one once it is in the target's
+ *    inbox (the design's hand-over: docs/scaling/bus.md).
+ *
+ *   make build/kafkagate build/tests/it_state_bus
+ *   KG_BIN=build/kafkagate build/tests/it_state_bus
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw.h"
+#include "itkafka.h"
+#include "itutil.h"
+
+#define WAIT_MS 15000
+#define PREFIX "itbus"
+#define NMSG 500
+
+static struct itkafka_mock K;
+static rd_kafka_t *prod;
+static struct gw G[3];
+static int open_fd[16];
+
+static void fd_track(int fd)
+{
+	for (size_t i = 0; i < 16; i++)
+		if (open_fd[i] < 0) {
+			open_fd[i] = fd;
+			return;
+		}
+}
+
+static void fd_close(int fd)
+{
+	for (size_t i = 0; i < 16; i++)
+		if (open_fd[i] == fd)
+			open_fd[i] = -1;
+	close(fd);
+}
+
+/* The three gateways share the cluster, the state topics and one
+ * downlink group; each test uses its own MQTT topics. */
+static int group_setup(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < 16; i++)
+		open_fd[i] = -1;
+	if (itkafka_mock_init(&K, 1) < 0)
+		return -1;
+	rd_kafka_mock_topic_create(K.mc, "bus-cmd", 1, 1);
+	if (!(prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL)))
+		return -1;
+	for (int i = 0; i < 3; i++) {
+		char cfg[2048];
+		snprintf(cfg, sizeof(cfg),
+			 "kafka = { brokers = \"%s\"; flush_timeout = 2; instance_id = \"gw-%d\";\n"
+			 "  properties = ( (\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500),\n"
+			 "                 (\"statistics.interval.ms\", 500) ); };\n"
+			 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"%s\";\n"
+			 "  partitions = 3; heartbeat_ms = 500; lease_ms = 5000; };\n"
+			 "downlink = ( { topic = \"bus-cmd\"; group = \"it-bus-dl\"; mode = \"group\";\n"
+			 "  mqtt_topic = \"cmd/${key}\"; qos = 1; } );\n",
+			 K.bootstrap, i + 1, i + 1, PREFIX);
+		if (gw_start(&G[i], cfg) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	for (int i = 2; i >= 0; i--)
+		gw_stop(&G[i]);
+	if (prod)
+		rd_kafka_destroy(prod);
+	itkafka_mock_release(&K);
+	return 0;
+}
+
+static int test_teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < 16; i++)
+		if (open_fd[i] >= 0)
+			fd_close(open_fd[i]);
+	return 0;
+}
+
+/* A clean level-4 client on gateway g, subscribed to filter at qos
+ * (filter NULL: none). */
+static int dev(int g, const char *id, const char *filter, uint8_t qos)
+{
+	int fd = itutil_connect(G[g].port, id, true, 0, NULL);
+	assert_true(fd >= 0);
+	fd_track(fd);
+	if (filter)
+		assert_int_equal(itutil_subscribe(fd, 1, filter, qos), 0);
+	return fd;
+}
+
+/* Publishes probe on gateway `from` (QoS 0) every 200 ms until the device
+ * fd (on another gateway) gets it: the other gateway's subscriptions are
+ * known there. Other publishes that arrive meanwhile fail the test. */
+static void wait_routed(int from, int fd, const char *probe)
+{
+	/* A fresh client id each time: one id on two gateways in a row would
+	 * be a cross-instance takeover, not what this waits for. */
+	static int seq;
+	char id[32];
+	snprintf(id, sizeof(id), "bus-prober-%d", ++seq);
+	int pub = dev(from, id, NULL, 0);
+	long long end = itutil_now_ms() + WAIT_MS;
+	bool got = false;
+	while (!got && itutil_now_ms() < end) {
+		assert_int_equal(itutil_send_publish(pub, probe, "p", 1, 0, false, 0), 0);
+		struct itutil_pkt p;
+		long long until = itutil_now_ms() + 200;
+		while (!got && itutil_now_ms() < until) {
+			if (itutil_recv(fd, &p, 50) <= 0)
+				continue;
+			assert_int_equal(p.first & 0xF0, 0x30);
+			assert_string_equal(p.topic, probe);
+			assert_int_equal(itutil_ack_publish(fd, &p), 0);
+			got = true;
+		}
+	}
+	fd_close(pub);
+	if (!got)
+		fail_msg("%s never reached the other gateway", probe);
+	/* Probes still on their way. */
+	struct itutil_pkt p;
+	while (itutil_recv(fd, &p, 500) > 0) {
+		assert_string_equal(p.topic, probe);
+		assert_int_equal(itutil_ack_publish(fd, &p), 0);
+	}
+}
+
+static long inbox_count(int g)
+{
+	char t[64];
+	snprintf(t, sizeof(t), PREFIX ".inbox.gw-%d", g + 1);
+	long n = itkafka_count(K.bootstrap, t, 5000);
+	return n == -1 ? 0 : n; /* -1: the topic does not exist: nothing sent */
+}
+
+static int64_t committed(const char *group, const char *topic, int32_t part)
+{
+	rd_kafka_t *rk = itkafka_client_new(K.bootstrap, RD_KAFKA_CONSUMER, group, NULL);
+	assert_non_null(rk);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, topic, part);
+	int64_t off = -1;
+	if (rd_kafka_committed(rk, l, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && !l->elems[0].err)
+		off = l->elems[0].offset;
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_destroy(rk);
+	return off;
+}
+
+/* The inbox group's committed offsets of gateway g summed over the
+ * partitions of its inbox (the mock cluster auto-creates it with several;
+ * a partition without a commit counts 0): equal to inbox_count(g) when
+ * every record was delivered. */
+static long inbox_committed(int g)
+{
+	char t[64];
+	snprintf(t, sizeof(t), PREFIX ".inbox.gw-%d", g + 1);
+	rd_kafka_t *rk = itkafka_client_new(K.bootstrap, RD_KAFKA_CONSUMER, t, NULL);
+	assert_non_null(rk);
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, t, NULL);
+	const struct rd_kafka_metadata *md = NULL;
+	long sum = -1;
+	if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    md->topic_cnt == 1 && !md->topics[0].err) {
+		int np = md->topics[0].partition_cnt;
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(np);
+		for (int i = 0; i < np; i++)
+			rd_kafka_topic_partition_list_add(l, t, i);
+		if (rd_kafka_committed(rk, l, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			sum = 0;
+			for (int i = 0; i < np; i++)
+				if (!l->elems[i].err && l->elems[i].offset > 0)
+					sum += (long)l->elems[i].offset;
+		}
+		rd_kafka_topic_partition_list_destroy(l);
+	}
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	rd_kafka_destroy(rk);
+	return sum;
+}
+
+static void wait_inbox_committed(int g, long want)
+{
+	long long end = itutil_now_ms() + WAIT_MS;
+	long got = -1;
+	while (itutil_now_ms() < end && (got = inbox_committed(g)) != want)
+		itutil_sleep_ms(100);
+	if (got != want)
+		fail_msg("inbox of gw-%d: committed %ld in all, want %ld", g + 1, got, want);
+}
+
+static void wait_committed(const char *group, const char *topic, int32_t part, int64_t want)
+{
+	long long end = itutil_now_ms() + WAIT_MS;
+	int64_t got = -1;
+	while (itutil_now_ms() < end && (got = committed(group, topic, part)) != want)
+		itutil_sleep_ms(100);
+	if (got != want)
+		fail_msg("group %s %s[%d]: committed %lld, want %lld", group, topic, (int)part,
+			 (long long)got, (long long)want);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_pubsub_across(void **state)
+{
+	(void)state;
+	int s1 = dev(1, "bus-s1", "bus/#", 1);    /* gw-2: QoS 1 granted */
+	int s2 = dev(2, "bus-s2", "bus/q1", 0);   /* gw-3: QoS 0 granted */
+	wait_routed(0, s1, "bus/probe");
+	/* s2's filter is not the probe's: its own probe topic is bus/q1 itself,
+	 * so its probes are skipped below by payload. */
+	int p1 = dev(0, "bus-p1", NULL, 0);       /* QoS 1 publisher */
+	int p0 = dev(0, "bus-p0", NULL, 0);       /* QoS 0 publisher */
+	{
+		/* gw-1 knows s2 once a QoS 0 probe on bus/q1 reaches it. */
+		long long end = itutil_now_ms() + WAIT_MS;
+		bool got = false;
+		while (!got && itutil_now_ms() < end) {
+			assert_int_equal(itutil_send_publish(p0, "bus/q1", "probe", 5, 0, false, 0), 0);
+			struct itutil_pkt p;
+			if (itutil_recv(s2, &p, 200) > 0)
+				got = true;
+		}
+		assert_true(got);
+	}
+	long before2 = inbox_count(1), before3 = inbox_count(2);
+
+	char pl[32];
+	for (int i = 0; i < NMSG; i++) {
+		int n = snprintf(pl, sizeof(pl), "q0-%d", i);
+		assert_int_equal(itutil_send_publish(p0, "bus/q0", pl, (size_t)n, 0, false, 0), 0);
+		n = snprintf(pl, sizeof(pl), "q1-%d", i);
+		assert_int_equal(itutil_send_publish(p1, "bus/q1", pl, (size_t)n, 1, false,
+						     (uint16_t)(i % 20 + 1)), 0);
+		/* Windows of 20 (limits.max_inflight is 32): the PUBACKs, in order,
+		 * come once the inbox records are in Kafka. */
+		if (i % 20 == 19)
+			for (int k = 0; k < 20; k++)
+				assert_int_equal(itutil_expect_ack(p1, 0x40, (uint16_t)(k + 1), WAIT_MS),
+						 0);
+	}
+
+	/* s1 (bus/#, QoS 1): every QoS 1 at 1, every QoS 0 at 0, in order. */
+	int n0 = 0, n1 = 0;
+	long long end = itutil_now_ms() + 30000;
+	while ((n0 < NMSG || n1 < NMSG) && itutil_now_ms() < end) {
+		struct itutil_pkt p;
+		if (itutil_recv(s1, &p, 1000) <= 0)
+			continue;
+		assert_int_equal(p.first & 0xF0, 0x30);
+		assert_int_equal(itutil_ack_publish(s1, &p), 0);
+		if (strcmp(p.topic, "bus/probe") == 0 || strcmp(p.payload, "probe") == 0)
+			continue;
+		if (strcmp(p.topic, "bus/q0") == 0) {
+			snprintf(pl, sizeof(pl), "q0-%d", n0++);
+			assert_string_equal(p.payload, pl);
+			assert_int_equal(p.qos, 0);
+		} else {
+			assert_string_equal(p.topic, "bus/q1");
+			snprintf(pl, sizeof(pl), "q1-%d", n1++);
+			assert_string_equal(p.payload, pl);
+			assert_int_equal(p.qos, 1);
+		}
+	}
+	assert_int_equal(n0, NMSG);
+	assert_int_equal(n1, NMSG);
+	/* s2 (bus/q1 granted QoS 0): the QoS 1 messages at 0, in order. */
+	n1 = 0;
+	end = itutil_now_ms() + 30000;
+	while (n1 < NMSG && itutil_now_ms() < end) {
+		struct itutil_pkt p;
+		if (itutil_recv(s2, &p, 1000) <= 0)
+			continue;
+		if (strcmp(p.payload, "probe") == 0)
+			continue;
+		snprintf(pl, sizeof(pl), "q1-%d", n1++);
+		assert_string_equal(p.payload, pl);
+		assert_int_equal(p.qos, 0);
+	}
+	assert_int_equal(n1, NMSG);
+	/* One record per message per target instance: gw-2 got both topics,
+	 * gw-3 the QoS 1 one only. */
+	assert_int_equal(inbox_count(1) - before2, 2 * NMSG);
+	assert_int_equal(inbox_count(2) - before3, NMSG);
+}
+
+static void test_no_remote_no_inbox(void **state)
+{
+	(void)state;
+	int s = dev(1, "bus-s3", "only/here", 1);
+	wait_routed(0, s, "only/here");
+	long c1 = inbox_count(0), c2 = inbox_count(1), c3 = inbox_count(2);
+	int p = dev(0, "bus-p3", NULL, 0);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(itutil_send_publish(p, "nobody/else", "x", 1, 1, false,
+						     (uint16_t)(i + 1)), 0);
+		assert_int_equal(itutil_expect_ack(p, 0x40, (uint16_t)(i + 1), WAIT_MS), 0);
+	}
+	/* A local subscriber on gw-1 is the local broker's: no inbox either. */
+	int l = dev(0, "bus-l3", "local/only", 1);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(itutil_send_publish(p, "local/only", "y", 1, 0, false, 0), 0);
+	struct itutil_pkt pk;
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(itutil_recv_acked(l, &pk, WAIT_MS), 0);
+	itutil_sleep_ms(500);
+	assert_int_equal(inbox_count(0), c1);
+	assert_int_equal(inbox_count(1), c2);
+	assert_int_equal(inbox_count(2), c3);
+}
+
+/* QoS 2 across: the PUBREC waits for the inbox record, the subscriber on
+ * gw-3 gets it at QoS 2 exactly once; a QoS 2 subscriber gets a QoS 1
+ * publish at 1. */
+static void test_qos2_across(void **state)
+{
+	(void)state;
+	int s = dev(2, "bus-s4", "q2/#", 2);
+	wait_routed(0, s, "q2/probe");
+	int p = dev(0, "bus-p4", NULL, 0);
+	assert_int_equal(raw_mqtt_publish(p, "q2/a", "two", 3, 2, false, 7), 0);
+	assert_int_equal(raw_mqtt_publish(p, "q2/a", "one", 3, 1, false, 8), 0);
+	struct itutil_pkt pk;
+	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+	assert_string_equal(pk.topic, "q2/a");
+	assert_string_equal(pk.payload, "two");
+	assert_int_equal(pk.qos, 2);
+	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+	assert_string_equal(pk.payload, "one");
+	assert_int_equal(pk.qos, 1);
+	assert_true(itutil_quiet(s, 500));
+}
+
+static void test_downlink_forwarded(void **state)
+{
+	(void)state;
+	char t[64], f[32];
+	int d[3];
+	for (int i = 0; i < 3; i++) {
+		snprintf(t, sizeof(t), "bus-d%d", i + 1);
+		snprintf(f, sizeof(f), "cmd/d%d", i + 1);
+		d[i] = dev(i, t, f, 1);
+	}
+	/* Every gateway knows the two other devices. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(f, sizeof(f), "probe/d%d", i + 1);
+		assert_int_equal(itutil_subscribe(d[i], 2, f, 1), 0);
+		wait_routed((i + 1) % 3, d[i], f);
+		wait_routed((i + 2) % 3, d[i], f);
+	}
+	long in0[3];
+	for (int i = 0; i < 3; i++)
+		in0[i] = inbox_count(i);
+
+	for (int i = 0; i < 3; i++) {
+		char key[8], val[16];
+		snprintf(key, sizeof(key), "d%d", i + 1);
+		snprintf(val, sizeof(val), "go-%d", i + 1);
+		assert_int_equal(itkafka_produce(prod, "bus-cmd", 0, key, val, NULL), 0);
+	}
+	assert_int_equal(rd_kafka_flush(prod, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+	/* Every device gets its command, whichever gateway read the partition;
+	 * nobody acknowledges yet. */
+	struct itutil_pkt p[3];
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(itutil_recv_publish(d[i], &p[i], WAIT_MS), 0);
+		snprintf(f, sizeof(f), "cmd/d%d", i + 1);
+		assert_string_equal(p[i].topic, f);
+		assert_int_equal(p[i].qos, 1);
+	}
+	/* The reader forwarded to the two others: one record in each of their
+	 * inboxes, none in its own. */
+	int reader = -1;
+	for (int i = 0; i < 3; i++) {
+		long n = inbox_count(i) - in0[i];
+		assert_true(n == 0 || n == 1);
+		if (n == 0) {
+			assert_int_equal(reader, -1);
+			reader = i;
+		}
+	}
+	assert_true(reader >= 0);
+	/* Forwarded commands completed on the reader once in the inboxes; its
+	 * own device's command (offset `reader`) holds the downlink commit. */
+	itutil_sleep_ms(1000);
+	int64_t c = committed("it-bus-dl", "bus-cmd", 0);
+	assert_true(c <= reader);
+	if (reader > 0)
+		assert_int_equal(c, reader);
+	for (int i = 0; i < 3; i++) {
+		if (i == reader)
+			continue;
+		/* Not past the unacknowledged command. */
+		assert_true(inbox_committed(i) <= in0[i]);
+	}
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(itutil_ack_publish(d[i], &p[i]), 0);
+	wait_committed("it-bus-dl", "bus-cmd", 0, 3);
+	for (int i = 0; i < 3; i++)
+		if (i != reader)
+			wait_inbox_committed(i, in0[i] + 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_pubsub_across, test_teardown),
+		cmocka_unit_test_teardown(test_no_remote_no_inbox, test_teardown),
+		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
+		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
