@@ -33,9 +33,11 @@
  * OWNER_SCAN_MS) adopts. So max(lease_ms, 6 s) + about a second.
  *
  * Safety: nothing is adopted while this instance is not ready (state_ready:
- * caught up, and our own view of the state topics within the lease): an
- * instance cut off from Kafka would otherwise see every other instance as
- * dead. Two watchers for one partition for a short while (a rebalance in
+ * caught up, and our own view of the state topics within the lease), nor
+ * during the first lease_ms after it became ready: an instance cut off
+ * from Kafka would otherwise see every other instance as dead, and after an
+ * outage all lived through, the first one back would take the sessions of
+ * the others before their heartbeats are back. Two watchers for one partition for a short while (a rebalance in
  * flight, a watcher cut off) both adopting is harmless for the session:
  * Kafka orders the adopt records and the later one's epoch wins; the will
  * is written as a "will" record before it is published, and the sessions
@@ -97,6 +99,7 @@ struct state_owner {
 	/* The tick's own state (reader thread only). */
 	bool *scan_parts;        /* copy of watched for one scan */
 	int64_t next_scan_ms;
+	int64_t ready_since_ms;  /* monotonic; 0 = not ready at the last tick */
 	struct track *tab, *tab_new;
 	size_t tab_cap, tab_len, new_cap, new_len;
 	/* One scan's context. */
@@ -345,8 +348,18 @@ void state_owner_tick(struct state_owner *so)
 		return;
 	so->next_scan_ms = now + OWNER_SCAN_MS;
 	/* Cut off from Kafka (or not caught up), every other instance looks
-	 * dead: adopt nothing then. */
-	if (!state_ready(so->st, NULL, 0) || !so->st->sessions)
+	 * dead: adopt nothing then. And not before a whole lease after
+	 * becoming ready: after an outage that every instance lived through,
+	 * the others' heartbeats are all older than the lease until they
+	 * too are back; the first one back must not take their sessions
+	 * (and publish their devices' wills) for that. */
+	if (!state_ready(so->st, NULL, 0) || !so->st->sessions) {
+		so->ready_since_ms = 0;
+		return;
+	}
+	if (!so->ready_since_ms)
+		so->ready_since_ms = now;
+	if (now - so->ready_since_ms < so->st->cfg->state.lease_ms)
 		return;
 
 	pthread_mutex_lock(&so->mu);

@@ -310,7 +310,8 @@ static void test_dead_adopted_once(void **state)
 	assert_int_equal(find("own-1")->adopts, 0);
 }
 
-/* Not ready (cut off from Kafka): everyone looks dead, nothing is adopted. */
+/* Not ready (cut off from Kafka): everyone looks dead, nothing is adopted;
+ * nor during the first lease after it is ready again. */
 static void test_not_ready(void **state)
 {
 	(void)state;
@@ -323,7 +324,11 @@ static void test_not_ready(void **state)
 	assert_int_equal(find("nr-2")->adopts, 0);
 	for (int i = 0; i < 3; i++)
 		ready[i] = true;
-	tick_all_for(1500);
+	/* Ready again: a whole lease (1 s) before anything is adopted. */
+	tick_all_for(700);
+	assert_int_equal(find("nr-1")->adopts, 0);
+	assert_int_equal(find("nr-2")->adopts, 0);
+	tick_all_for(2000);
 	assert_int_equal(find("nr-1")->adopts, 1);
 	assert_int_equal(find("nr-2")->adopts, 1);
 }
