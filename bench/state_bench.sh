@@ -8,7 +8,8 @@
 #   2. cross-instance publish -> deliver latency: three instances on one
 #      Kafka; a loadgen subscriber on instance 2, loadgen publishers on
 #      instance 1 at LAT_RATE msgs/s, QoS 1; p50/p99 from the payload's
-#      timestamp (every process on this machine, one clock).
+#      timestamp (every process on this machine, one clock), after a 2 s
+#      warm-up round that is not counted.
 #   3. reconnect storm: STORM_N persistent-session devices (Clean Session 0,
 #      one subscription each) on instance 1, spread over STORM_PROCS
 #      build/bench/state_storm processes (each may hold at most 20,000 fds);
@@ -159,10 +160,14 @@ median() {
 
 # ---- 2. cross-instance latency ---------------------------------------------
 
-latency() {
-	local c=$1 expect=$((LAT_RATE * LAT_DURATION)) subpid line
+# lat_round DURATION: one subscriber on instance 2, LAT_PUBS publishers on
+# instance 1 for DURATION s; the subscriber's RESULT line in LAT_LINE and
+# the publishers' in LAT_PUB.
+lat_round() {
+	local d=$1 expect=$((LAT_RATE * $1)) subpid
+	: >"$WORK/lat-sub.out"
 	"$LOADGEN" sub --port "${GP[g2]}" --clients 1 --qos 1 --topic 'bench/x/#' \
-		--expect "$expect" --duration $((LAT_DURATION + 15)) --id-prefix lat-sub \
+		--expect "$expect" --duration $((d + 15)) --id-prefix lat-sub \
 		>"$WORK/lat-sub.out" 2>>"$WORK/lat.err" &
 	subpid=$!
 	PIDS+=("$subpid")
@@ -170,13 +175,24 @@ latency() {
 	# The subscription travels to instance 1 through <prefix>.sessions.
 	sleep 2
 	"$LOADGEN" pub --port "${GP[g1]}" --clients "$LAT_PUBS" --qos 1 --rate "$LAT_RATE" \
-		--duration "$LAT_DURATION" --topic-prefix bench/x --id-prefix lat-pub \
+		--duration "$d" --topic-prefix bench/x --id-prefix lat-pub \
 		>"$WORK/lat-pub.out" 2>>"$WORK/lat.err" || true
 	for _ in $(seq 600); do alive "$subpid" || break; sleep 0.1; done
 	stop_pid "$subpid"
-	line=$(grep '^RESULT' "$WORK/lat-sub.out" || true)
+	LAT_LINE=$(grep '^RESULT' "$WORK/lat-sub.out" || true)
+	LAT_PUB=$(grep '^RESULT' "$WORK/lat-pub.out" || true)
+}
+
+latency() {
+	local c=$1 line
+	# A warm-up round, not counted: the first record to another
+	# instance's inbox waits for that topic's metadata in the producer.
+	lat_round 2
+	say "  latency $c warm-up: $LAT_LINE"
+	lat_round "$LAT_DURATION"
+	line=$LAT_LINE
 	say "  latency $c: $line"
-	R[$c|lat|sent]=$(field sent "$(grep '^RESULT' "$WORK/lat-pub.out" || true)")
+	R[$c|lat|sent]=$(field sent "$LAT_PUB")
 	R[$c|lat|recv]=$(field received "$line")
 	# No delivery, no latency (loadgen prints 0 then).
 	if [ "${R[$c|lat|recv]:-0}" -gt 0 ]; then
