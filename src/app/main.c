@@ -49,6 +49,21 @@ static bool kafka_wanted(const struct cfg *cfg)
 	       cfg->state.store == CFG_STORE_KAFKA;
 }
 
+/* State in Kafka names its Kafka: the embedded mock cluster keeps nothing
+ * across restarts, so it is used only when written (kafka_conf.h: never a
+ * fallback). Returns 0 or -1 with "FILE:LINE: ..." in err. */
+static int state_check(const struct cfg *cfg, char *err, size_t errlen)
+{
+	if (cfg->state.store == CFG_STORE_KAFKA && !cfg->kafka.brokers_line) {
+		snprintf(err, errlen,
+			 "%s:%d: state.store = \"kafka\" needs kafka.brokers: set it to the Kafka "
+			 "bootstrap servers (\"host:port,...\"), or \"embedded\" for a throwaway "
+			 "in-process cluster", cfg->path, cfg->state.line);
+		return -1;
+	}
+	return 0;
+}
+
 /* Serves SIGHUP reloads until SIGTERM or SIGINT; tells systemd when the
  * gateway is ready (listeners bound, Kafka metadata reachable, the state
  * topics read: state_ready()) and pings its watchdog while the workers are
@@ -145,6 +160,7 @@ int main(int argc, char **argv)
 	    kafka_conf_check(cfg, err, sizeof(err)) < 0 ||
 	    downlink_check(cfg, err, sizeof(err)) < 0 ||
 	    broker_check(cfg, err, sizeof(err)) < 0 ||
+	    state_check(cfg, err, sizeof(err)) < 0 ||
 	    http_server_check(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		route_table_unref(rt); /* NULL ok */
@@ -231,17 +247,19 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 		log_error("metrics endpoint failed reason=\"%s\"", err);
 		goto out;
 	}
-	/* The reader runs before the workers: it fills the retained store
-	 * and the sessions view while the listeners come up; readiness waits
-	 * for it. */
-	if (st && state_start(st) < 0) {
-		log_error("state start failed reason=\"thread\"");
-		goto out;
-	}
 	if (broker_start(br) < 0)
 		goto out;
 	/* Consumers inject into the workers: only once those run. */
 	if (dl && downlink_start(dl) < 0) {
+		broker_stop(br);
+		goto out;
+	}
+	/* Likewise the state's reader (kicks, restores) and inbox consumer
+	 * (injects). Devices may connect before it caught up: readiness says
+	 * not yet, and the sessions module holds or refuses their claims. */
+	if (st && state_start(st) < 0) {
+		log_error("state start failed reason=\"thread\"");
+		downlink_stop(dl);
 		broker_stop(br);
 		goto out;
 	}

@@ -65,6 +65,8 @@ enum {
 	CLST_QUIET = 2,   /* closed for a newer connection here, or kicked: its session
 	                     parks or ends without the parked/ended hook */
 	CLST_KICKED = 4,  /* another instance owns the id: the session is discarded */
+	CLST_CLAIMED = 8, /* the claim was accepted (the session may not be attached yet:
+	                     a local takeover is in progress) */
 };
 
 struct client {

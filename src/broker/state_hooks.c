@@ -29,7 +29,12 @@ struct hooks_abandoned {
 	bool clean;
 	bool persistent;
 	uint32_t expiry_s;          /* MQTT 5 Session Expiry Interval */
+	uint32_t tries;             /* answers deferred while the session settles */
 };
+
+/* Bounds the re-posts of a settled claim waiting for a session to settle
+ * (each is one pass of the worker's inbox; settling takes a few). */
+#define SETTLE_TRIES 10000
 
 /* broker_state_claimed()'s image, copied into one block the inbox item
  * owns: the array of subscriptions, then their filters. */
@@ -236,9 +241,19 @@ void broker_state_claimed(struct broker *br, uint64_t conn_id, enum broker_claim
 	}
 }
 
+/* Posts OK for conn_id to w itself: a claim accepted whose connection is
+ * gone (settled by hooks_claimed()). Returns 0 or -1. */
+static int post_settle(struct worker *w, uint64_t conn_id)
+{
+	struct inbox_item it = { .kind = INBOX_CLAIMED, .a = BROKER_CLAIM_OK, .u = conn_id };
+	return worker_post(w, &it);
+}
+
 /* The answer to a claim whose connection is gone: settle the session as if
- * it had attached and closed at once (state_hooks.h). */
-static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int result,
+ * it had attached and closed at once (state_hooks.h). Returns false when
+ * the session is still settling from an older connection's close: the
+ * caller asks again later. */
+static bool settle_abandoned(struct worker *w, struct hooks_abandoned *a, int result,
 			     const struct broker_session_image *img)
 {
 	struct broker *br = w->br;
@@ -246,13 +261,22 @@ static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int re
 	uint32_t expiry = 0;
 
 	if (result != BROKER_CLAIM_OK)
-		return;
+		return true;
 	pthread_mutex_lock(&br->dir_lock);
 	struct session *s = session_dir_find(&br->dir, a->id, a->id_len);
-	if (s && (atomic_load_explicit(&s->owner, memory_order_acquire) >= 0 || s->settling)) {
-		/* Another connection has it here: its close tells Kafka. */
+	bool online = false, settling = false;
+	if (s) {
+		pthread_spin_lock(&s->mu);
+		online = atomic_load_explicit(&s->owner, memory_order_acquire) >= 0;
+		settling = s->settling;
+		pthread_spin_unlock(&s->mu);
+	}
+	if (online || settling) {
+		/* Online: another connection has it here, and its close tells
+		 * Kafka. Settling: an older connection's close (a takeover for
+		 * ours) is not finished; whether s parks or ends is not known. */
 		pthread_mutex_unlock(&br->dir_lock);
-		return;
+		return online;
 	}
 	if (s && (a->clean || !a->persistent)) {
 		discard_offline(br, s);
@@ -279,6 +303,7 @@ static void settle_abandoned(struct worker *w, struct hooks_abandoned *a, int re
 		br->st->parked(br->st->ctx, a->id, a->id_len, expiry, NULL, 0);
 	else if (tell == ENDED && br->st->ended)
 		br->st->ended(br->st->ctx, a->id, a->id_len);
+	return true;
 }
 
 void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
@@ -292,7 +317,9 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
 			struct hooks_abandoned *a = &w->st_gone[i];
 			if (a->conn_id != conn_id)
 				continue;
-			settle_abandoned(w, a, result, ci ? &ci->img : NULL);
+			if (!settle_abandoned(w, a, result, ci ? &ci->img : NULL) &&
+			    ++a->tries < SETTLE_TRIES && post_settle(w, conn_id) == 0)
+				break; /* again after this pass of the inbox */
 			free(a->id);
 			w->st_gone[i] = w->st_gone[--w->n_st_gone];
 			break;
@@ -318,6 +345,7 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
 		pthread_mutex_unlock(&br->dir_lock);
 	}
 	free(ci);
+	c->st |= CLST_CLAIMED;
 	c->state = CL_NEW;
 	takeover_attach(c);
 }
@@ -325,9 +353,13 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img)
 void hooks_abandon(struct client *c)
 {
 	struct worker *w = c->w;
+	/* Accepted, but closed in a local takeover's wait: the answer is ours
+	 * to give, once the older connection's session settled. */
+	bool accepted = !(c->st & CLST_WAIT);
 
-	c->st &= (uint8_t)~CLST_WAIT;
-	atomic_fetch_sub_explicit(&w->br->claims_waiting, 1, memory_order_relaxed);
+	if (!accepted)
+		atomic_fetch_sub_explicit(&w->br->claims_waiting, 1, memory_order_relaxed);
+	c->st &= (uint8_t)~(CLST_WAIT | CLST_CLAIMED);
 	if (w->n_st_gone == w->cap_st_gone) {
 		size_t cap = w->cap_st_gone ? w->cap_st_gone * 2 : 16;
 		struct hooks_abandoned *v = realloc(w->st_gone, cap * sizeof(*v));
@@ -345,6 +377,11 @@ void hooks_abandon(struct client *c)
 		.persistent = c->level == 5 ? c->session_expiry > 0 : !c->clean,
 		.expiry_s = c->session_expiry,
 	};
+	if (accepted && post_settle(w, c->conn_id) < 0) {
+		free(id);
+		w->n_st_gone--;
+		goto lost;
+	}
 	return;
 lost:
 	log_warn_rl("claim left unsettled client=%s reason=\"out of memory\"", log_q(c->id));

@@ -251,8 +251,9 @@ void takeover_park(struct client *c)
 	struct broker *br = c->w->br;
 
 	if (!s) {
-		if (c->st & CLST_WAIT)
-			hooks_abandon(c); /* closed before its claim was answered */
+		if (c->st & (CLST_WAIT | CLST_CLAIMED))
+			hooks_abandon(c); /* closed before its claim was answered or
+					     before it attached */
 		return;
 	}
 	c->s = NULL;

@@ -371,6 +371,9 @@ static const char *topic_of(const struct state *st, int k)
 
 static bool wanted_compact(int k) { return k != K_INBOX; }
 
+static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err,
+				 size_t errlen);
+
 static int wanted_partitions(const struct state *st, int k)
 {
 	return k == K_SESSIONS || k == K_RETAINED ? st->cfg->state.partitions : 1;
@@ -498,10 +501,14 @@ static int create_topics(struct state *st, const int parts[K_N])
 static void auto_create(struct state *st, const int parts[K_N])
 {
 	char e[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", st->bootstrap, e, sizeof(e));
-	rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e));
-	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	/* kafka.properties too (security), with auto-creation allowed. */
+	rd_kafka_conf_t *conf = conf_for(st, KAFKA_PRODUCER, e, sizeof(e));
+	if (!conf || rd_kafka_conf_set(conf, "allow.auto.create.topics", "true", e, sizeof(e)) !=
+			     RD_KAFKA_CONF_OK) {
+		if (conf)
+			rd_kafka_conf_destroy(conf);
+		return;
+	}
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
 	if (!rk) {
 		rd_kafka_conf_destroy(conf);
@@ -942,6 +949,8 @@ static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *e
 		/* A partition whose leader moved is fetched again soon (500 ms
 		 * by default): catching up and the lease both wait on it. */
 		{ "fetch.error.backoff.ms", "100" },
+		/* Bounds what the reader prefetches (64 MB by default). */
+		{ "queued.max.messages.kbytes", "16384" },
 		{ "auto.offset.reset", "earliest" },
 		{ "statistics.interval.ms", "0" },
 	};
@@ -1003,7 +1012,8 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 		for (char *p = h; *p; p++)
 			if (!topic_chars_ok((char[]){ *p, 0 }))
 				*p = '-';
-		snprintf(st->instance_id, sizeof(st->instance_id), "%s", h);
+		h[STATE_ID_MAX] = '\0'; /* host names are at most 64 bytes anyway */
+		memcpy(st->instance_id, h, strlen(h) + 1);
 	}
 	const char *pfx = cs->topic_prefix ? cs->topic_prefix : "kafkagate";
 	if (!topic_chars_ok(pfx)) {
@@ -1198,21 +1208,25 @@ int state_metrics_render(struct buf *out, void *ud)
 {
 	struct state *st = ud;
 	struct state_core *c = st->core;
-	const char *const inst[] = { "instance", st->instance_id, NULL };
+	/* Not "instance": Prometheus gives every target that label itself. */
+	const char *const info[] = { "instance_id", st->instance_id, "sessions_topic",
+				     st->t_sessions, NULL };
 	int rc = 0;
 
 #define LD(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+	rc |= one(out, "kafkagate_state_info", "gauge",
+		  "Always 1; the labels name this instance and its state topics.", info, 1);
 	rc |= one(out, "kafkagate_state_ready", "gauge",
-		  "1 when the state topics were read to their end and the lease holds.", inst,
+		  "1 when the state topics were read to their end and the lease holds.", NULL,
 		  state_ready(st, NULL, 0));
 	rc |= one(out, "kafkagate_state_caught_up", "gauge",
-		  "1 once the state topics were read up to the ends seen at start.", inst,
+		  "1 once the state topics were read up to the ends seen at start.", NULL,
 		  atomic_load(&st->caught_up));
 	rc |= one(out, "kafkagate_state_catchup_seconds", "gauge",
-		  "How long reading the state topics to their start ends took; -1 before.", inst,
+		  "How long reading the state topics to their start ends took; -1 before.", NULL,
 		  atomic_load(&c->catchup_ms) < 0 ? -1.0 : (double)atomic_load(&c->catchup_ms) / 1e3);
 	rc |= one(out, "kafkagate_state_catchup_records", "gauge",
-		  "Records in the state topics when the reader started.", inst,
+		  "Records in the state topics when the reader started.", NULL,
 		  LD(c->start_records));
 	rc |= prom_family(out, "kafkagate_state_records_read_total", "counter",
 			  "State records read back, per topic.");
@@ -1239,6 +1253,17 @@ int state_metrics_render(struct buf *out, void *ud)
 	rc |= one(out, "kafkagate_state_instances_alive", "gauge",
 		  "Instances whose latest heartbeat is up and within state.lease_ms.", NULL,
 		  (double)instances_alive(st));
+	struct broker_state_stats bs;
+	broker_state_stats(st->br, &bs);
+	rc |= one(out, "kafkagate_state_claims_waiting", "gauge",
+		  "Connections waiting for their claim to come back from Kafka.", NULL,
+		  (double)bs.claims_waiting);
+	rc |= one(out, "kafkagate_state_claims_refused_total", "counter",
+		  "CONNECTs answered server unavailable because the state could not say.", NULL,
+		  (double)bs.claims_refused);
+	rc |= one(out, "kafkagate_state_kicks_total", "counter",
+		  "Sessions closed here because another instance took their client id.", NULL,
+		  (double)bs.kicks);
 	uint64_t rw = 0, ra = 0, rcl = 0;
 	state_retained_counts(st->retained, &rw, &ra, &rcl);
 	rc |= one(out, "kafkagate_state_retained_written_total", "counter",

@@ -458,11 +458,15 @@ static void test_claim_waits(void **state)
 	uint64_t conn = wait_held();
 	assert_true(conn != 0);
 	EXPECT_EVENT("claim id=cw-1 level=4 clean=0 persistent=1 expiry=0 will=w/cw-1 delay=0");
-	/* No CONNACK before the answer. */
+	/* No CONNACK before the answer; a PINGREQ sent meanwhile waits. */
+	assert_int_equal(raw_send_hex(fd, "C0 00"), 0);
 	assert_true(itutil_quiet(fd, QUIET_MS));
 	broker_state_claimed(br, conn, BROKER_CLAIM_OK, NULL);
 	assert_int_equal(read_connack(fd, &present, WAIT_MS), 0);
 	assert_false(present);
+	struct itutil_pkt p;
+	assert_int_equal(itutil_recv(fd, &p, WAIT_MS), 2);
+	assert_int_equal(p.first, 0xd0);
 	close(fd);
 
 	/* MQTT 5: expiry and will delay; clean start with expiry 0 is not

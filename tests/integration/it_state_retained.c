@@ -19,7 +19,8 @@
  *   through the embedded cluster;
  * - MQTT 5: the properties and the expiry of a retained message reach the
  *   other gateway; one that expired while a gateway was down (SIGKILL) is
- *   not delivered once it is back.
+ *   not delivered once it is back;
+ * - store = "kafka" without kafka.brokers fails --check.
  * Real Kafka (scripts/kafka-local; skipped politely without java or mvn):
  * the topics are created compacted (DescribeConfigs from here) with the
  * configured partitions, retained survives a gateway restart, and a topic
@@ -33,6 +34,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,7 +135,7 @@ static long long wait_retained(int port, const char *topic, const char *want, lo
 {
 	char got[256];
 	for (;;) {
-		int n = retained_on(port, topic, got, sizeof(got), want[0] ? 300 : 200);
+		int n = retained_on(port, topic, got, sizeof(got), want[0] ? 50 : 200);
 		if ((want[0] && n == 1 && strcmp(got, want) == 0) || (!want[0] && n == 0))
 			return itutil_now_ms() - t0;
 		if (itutil_now_ms() - t0 > deadline_ms)
@@ -294,6 +296,40 @@ static void test_mqtt5_properties(void **state)
 	assert_int_equal(retained5_on(G[1].port, "st5/short", &m, 500), -1);
 }
 
+/* The gateway's log (both runs after a restart) declares itself ready only
+ * after the state reader caught up, and the last run read records that
+ * were there at its start (at least want). */
+static void assert_ready_after_catchup(struct gw *g, long want)
+{
+	static char text[1 << 20];
+	const char *last_start = NULL, *last_caught = NULL, *last_ready = NULL, *p;
+	/* main logs "ready" on its next round (500 ms) after /readyz said 200. */
+	for (int tries = 0; tries < 30; tries++) {
+		FILE *f = fopen(g->log_path, "r");
+		assert_non_null(f);
+		size_t n = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+		text[n] = '\0';
+		last_start = last_caught = last_ready = NULL;
+		for (p = text; (p = strstr(p, "state catching up ")); p++)
+			last_start = p;
+		for (p = text; (p = strstr(p, "state caught up ")); p++)
+			last_caught = p;
+		for (p = text; (p = strstr(p, "thread=main ready\n")); p++)
+			last_ready = p;
+		if (last_ready && last_caught && last_ready > last_caught)
+			break;
+		itutil_sleep_ms(100);
+	}
+	assert_non_null(last_start);
+	assert_non_null(last_caught);
+	assert_non_null(last_ready);
+	assert_true(last_start < last_caught && last_caught < last_ready);
+	const char *r = strstr(last_start, "records=");
+	assert_non_null(r);
+	assert_true(atol(r + 8) >= want);
+}
+
 /* Partitions of topic (0: absent), from a metadata request of every topic
  * (one naming it could auto-create it). */
 static int partitions_of(const char *bootstrap, const char *topic)
@@ -378,6 +414,10 @@ static void test_three_gateways(void **state)
 		assert_int_equal(gw_restart(&G[i]), 0);
 	for (int i = 0; i < N_GW; i++)
 		assert_ready(&G[i]);
+	/* Each read what was there (3 retained records at least, heartbeats)
+	 * before it said ready. */
+	for (int i = 0; i < N_GW; i++)
+		assert_ready_after_catchup(&G[i], 4);
 	for (int i = 0; i < N_GW; i++) {
 		assert_int_equal(retained_on(G[i].port, "st/door", got, sizeof(got), 1000), 1);
 		assert_string_equal(got, "closed");
@@ -389,9 +429,13 @@ static void test_three_gateways(void **state)
 	/* The metrics say what happened. */
 	static struct itkafka_resp r;
 	assert_int_equal(itkafka_http_get(G[2].metrics_port, "/metrics", &r, HTTP_MS), 200);
-	assert_true(itkafka_metric(r.body, "kafkagate_state_ready{instance=\"gw-3\"}") == 1);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_ready") == 1);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_info{instance_id=\"gw-3\","
+					   "sessions_topic=\"kafkagate.sessions\"}") == 1);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_records_read_total{topic=\"retained\"}") >= 3);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_instances_alive") == N_GW);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_claims_refused_total") == 0);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_kicks_total") == 0);
 }
 
 /* The lease: Kafka gone for longer than state.lease_ms closes the devices. */
@@ -441,8 +485,8 @@ static void test_no_kafka_never_ready(void **state)
 	}
 	assert_non_null(strstr(r.body, "not ready: "));
 	itkafka_http_get(G[0].metrics_port, "/metrics", &r, HTTP_MS);
-	assert_true(itkafka_metric(r.body, "kafkagate_state_ready{instance=\"gw-nokafka\"}") == 0);
-	assert_true(itkafka_metric(r.body, "kafkagate_state_caught_up{instance=\"gw-nokafka\"}") == 0);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_ready") == 0);
+	assert_true(itkafka_metric(r.body, "kafkagate_state_caught_up") == 0);
 	/* A clean device still gets in: the state lacks Kafka, MQTT does not. */
 	int fd = itutil_connect(G[0].port, "it-st-nok", true, 0, NULL);
 	assert_true(fd >= 0);
@@ -472,6 +516,31 @@ static void test_embedded(void **state)
 	}
 	assert_true(itkafka_metric(r.body, "kafkagate_state_retained_written_total") >= 1);
 	assert_true(itkafka_metric(r.body, "kafkagate_state_retained_applied_total") >= 1);
+}
+
+/* store = "kafka" without kafka.brokers is refused (the embedded cluster
+ * keeps nothing: it is used only when written). */
+static void test_needs_brokers(void **state)
+{
+	char path[] = "/tmp/it-st-cfg-XXXXXX", cmd[512], out[1024] = "";
+	(void)state;
+
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	static const char cfg[] = "listeners = ( { address = \"127.0.0.1\"; port = 0; } );\n"
+				  "state = { store = \"kafka\"; };\n";
+	assert_int_equal(write(fd, cfg, sizeof(cfg) - 1), (ssize_t)(sizeof(cfg) - 1));
+	close(fd);
+	const char *bin = getenv("KG_BIN") ? getenv("KG_BIN") : "build/kafkagate";
+	snprintf(cmd, sizeof(cmd), "%s --check --config %s 2>&1", bin, path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int rc = pclose(p);
+	unlink(path);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+	assert_non_null(strstr(out, ":2: state.store = \"kafka\" needs kafka.brokers"));
 }
 
 static int mock_setup(void **state)
@@ -622,6 +691,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_no_kafka_never_ready, teardown_all),
 		cmocka_unit_test_teardown(test_embedded, teardown_all),
 		cmocka_unit_test_teardown(test_mqtt5_properties, teardown_all),
+		cmocka_unit_test(test_needs_brokers),
 	};
 	const struct CMUnitTest real[] = {
 		cmocka_unit_test_teardown(test_real_kafka, teardown_all),
