@@ -70,7 +70,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
-	offsets downlink log inbox lathist state_rec
+	offsets downlink log inbox lathist state_rec state_sessions
 UNIT_TESTS += state_owner
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls

@@ -134,6 +134,7 @@ struct derr {
 	size_t errlen;
 };
 
+static int bad(struct derr *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bad(struct derr *d, const char *fmt, ...)
 {
 	if (d->err && d->errlen) {

@@ -47,6 +47,7 @@ struct sess {
 	bool dirty;               /* mine_rec waits for my_epoch to be written */
 	int64_t will_due_ms;      /* wall: an adopted will waits for its delay; 0 none */
 	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
+	int64_t ended_mono;       /* monotonic: when it was read ended; 0 = not ended */
 };
 
 /* A claim written, not yet read back. */
@@ -88,8 +89,17 @@ struct state_sessions {
 	int64_t reader_at[256];   /* per partition, for the first 256 */
 	uint64_t seed;
 	bool caught_up;
+	bool any_due;             /* some will_due_ms is set: the tick looks */
+	int64_t next_sweep;       /* monotonic: the next pruning of ended ids */
 	struct state_sessions_stats stats;
 };
+
+/* An ended id is forgotten this long after its end was read: long enough
+ * for any record a displaced owner still had on its way (they are ignored
+ * by epoch while the id is known); then the table does not grow with every
+ * client id ever seen. */
+#define ENDED_KEEP_MS (10 * 60 * 1000)
+#define SWEEP_EVERY_MS 10000
 
 /* ---- small helpers ---- */
 
@@ -775,6 +785,7 @@ static void adopt_done(struct state_sessions *ss, struct sess *s, const struct s
 			will_start(ss, s, m, &prev->will, off, false);
 		else
 			s->will_due_ms = due;
+		ss->any_due = true;
 	} else {
 		state_rec_set_will(m, NULL);
 	}
@@ -838,6 +849,7 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 		 * next may land after another instance's next claim). */
 		state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
 	}
+	s->ended_mono = s->rec.state == SREC_ENDED ? state_now_ms() : 0;
 	bool own = is_me(ss, &r);
 	if (r.t == SREC_CLAIM || r.t == SREC_ADOPT) {
 		s->will_due_ms = s->mine ? s->will_due_ms : 0;
@@ -979,11 +991,32 @@ void state_sessions_tick(struct state_sessions *ss)
 		}
 		free(p);
 	}
-	for (size_t i = 0; i < ss->nbuckets; i++)
-		for (struct sess *s = ss->tab[i]; s; s = s->next)
-			if (s->mine && s->will_due_ms && s->will_due_ms <= wall && s->mine_rec &&
-			    s->rec.has_will && s->my_epoch >= 0)
-				will_start(ss, s, s->mine_rec, &s->rec.will, s->my_epoch, false);
+	bool sweep = now >= ss->next_sweep;
+	if (ss->any_due || sweep) {
+		bool due = false;
+		if (sweep)
+			ss->next_sweep = now + SWEEP_EVERY_MS;
+		for (size_t i = 0; i < ss->nbuckets; i++) {
+			for (struct sess **sp = &ss->tab[i]; *sp;) {
+				struct sess *s = *sp;
+				if (s->mine && s->will_due_ms && s->will_due_ms <= wall && s->mine_rec &&
+				    s->rec.has_will && s->my_epoch >= 0)
+					will_start(ss, s, s->mine_rec, &s->rec.will, s->my_epoch, false);
+				due |= s->will_due_ms != 0;
+				if (sweep && s->ended_mono && now - s->ended_mono > ENDED_KEEP_MS &&
+				    !s->mine && s->busy_until <= now && !pend_for(ss, s)) {
+					*sp = s->next;
+					state_rec_clear(&s->rec);
+					free(s->id);
+					free(s);
+					ss->n--;
+					continue;
+				}
+				sp = &s->next;
+			}
+		}
+		ss->any_due = due;
+	}
 	pthread_mutex_unlock(&ss->lock);
 	acts_run(ss, &a);
 }
@@ -1086,12 +1119,19 @@ void state_sessions_free(struct state_sessions *ss)
 	free(ss);
 }
 
-/* Until state.c defines state_publish() (it holds the uplink and the bus),
- * a will reaches this instance's subscribers and retained store. */
+/* The bus's sender (state_bus.c, on its own branch until the merge): a weak
+ * reference, NULL while state_bus.c does not define it. */
+size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, size_t from_len)
+	__attribute__((weak));
+
+/* Until state.c defines state_publish(), a will goes where a will of a
+ * connection closing here goes (client_finish(): this instance's
+ * subscribers and retained store, broker_inject()) and, once the bus is
+ * there, to the subscribers on other instances (state_bus_send()). */
 __attribute__((weak)) int state_publish(struct state *st, const char *id, uint16_t id_len,
 					struct msg *m)
 {
-	(void)id;
-	(void)id_len;
+	if (state_bus_send && st->bus)
+		state_bus_send(st->bus, m, id, id_len); /* borrows m */
 	return broker_inject(st->br, m);
 }
