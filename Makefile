@@ -71,6 +71,7 @@ BIN     := $(B)/kafkagate
 
 UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox lathist state_rec state_sessions
+UNIT_TESTS += state_bus
 UNIT_TESTS += state_owner
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
@@ -88,9 +89,9 @@ IT_TESTS   += mqtt5_subscribe
 IT_TESTS   += shared
 IT_TESTS   += mqtt5_conf
 IT_TESTS   += state_retained
+IT_TESTS   += state_bus
 IT_TESTS   += state_sessions
 IT_TESTS   += state_hooks
-IT_TESTS   += state_bus
 IT_TESTS   += state_owner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors

@@ -15,6 +15,8 @@
  *    route (unrouted publishes still cross);
  *  - a publish nobody elsewhere subscribed to writes no inbox record;
  *  - QoS 2 across (exactly once to the subscriber on the other gateway);
+ *  - MQTT 5 across: properties, the rest of the Message Expiry Interval,
+ *    RETAIN as published (Retain As Published);
  *  - a downlink command (one consumer group across the three gateways,
  *    one partition: whichever gateway reads it forwards) reaches devices on
  *    the two other gateways; the inbox offset of a forwarded command is
@@ -22,6 +24,10 @@
  *    reader's own device's command only after that device's PUBACK, and
  *    the downlink offset of a forwarded one once it is in the target's
  *    inbox (the design's hand-over: docs/scaling/bus.md).
+ *
+ * On the real Kafka of scripts/kafka-local (skipped without Java, or with
+ * KG_SKIP_REAL_KAFKA): cross-instance QoS 1 in order, with the publish ->
+ * delivery latency printed.
  *
  *   make build/kafkagate build/tests/it_state_bus
  *   KG_BIN=build/kafkagate build/tests/it_state_bus
@@ -32,10 +38,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <MQTTClient.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "gw.h"
@@ -50,6 +58,7 @@ static struct itkafka_mock K;
 static rd_kafka_t *prod;
 static struct gw G[3];
 static int open_fd[16];
+static MQTTClient open_cl[4];
 
 static void fd_track(int fd)
 {
@@ -70,6 +79,33 @@ static void fd_close(int fd)
 
 /* The three gateways share the cluster, the state topics and one
  * downlink group; each test uses its own MQTT topics. */
+/* Starts gw-1..3 on bootstrap with topic prefix pfx; downlink: the mock
+ * cluster's case, with the downlink mapping and short group sessions. */
+static int gws_start(const char *bootstrap, const char *pfx, bool downlink)
+{
+	for (int i = 0; i < 3; i++) {
+		char cfg[2048];
+		snprintf(cfg, sizeof(cfg),
+			 "kafka = { brokers = \"%s\"; flush_timeout = 2; instance_id = \"gw-%d\";\n"
+			 "  properties = ( %s(\"statistics.interval.ms\", 500) ); };\n"
+			 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"%s\";\n"
+			 "  partitions = 3; replication_factor = 1; heartbeat_ms = 500; lease_ms = 5000; };\n"
+			 "%s\n",
+			 bootstrap, i + 1,
+			 /* A real broker refuses sessions under its
+			  * group.min.session.timeout.ms (6 s). */
+			 downlink ? "(\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500), "
+				  : "",
+			 i + 1, pfx,
+			 downlink ? "downlink = ( { topic = \"bus-cmd\"; group = \"it-bus-dl\"; "
+				    "mode = \"group\";\n  mqtt_topic = \"cmd/${key}\"; qos = 1; } );"
+				  : "");
+		if (gw_start(&G[i], cfg) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -80,21 +116,7 @@ static int group_setup(void **state)
 	rd_kafka_mock_topic_create(K.mc, "bus-cmd", 1, 1);
 	if (!(prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL)))
 		return -1;
-	for (int i = 0; i < 3; i++) {
-		char cfg[2048];
-		snprintf(cfg, sizeof(cfg),
-			 "kafka = { brokers = \"%s\"; flush_timeout = 2; instance_id = \"gw-%d\";\n"
-			 "  properties = ( (\"session.timeout.ms\", 3000), (\"heartbeat.interval.ms\", 500),\n"
-			 "                 (\"statistics.interval.ms\", 500) ); };\n"
-			 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"%s\";\n"
-			 "  partitions = 3; heartbeat_ms = 500; lease_ms = 5000; };\n"
-			 "downlink = ( { topic = \"bus-cmd\"; group = \"it-bus-dl\"; mode = \"group\";\n"
-			 "  mqtt_topic = \"cmd/${key}\"; qos = 1; } );\n",
-			 K.bootstrap, i + 1, i + 1, PREFIX);
-		if (gw_start(&G[i], cfg) < 0)
-			return -1;
-	}
-	return 0;
+	return gws_start(K.bootstrap, PREFIX, true);
 }
 
 static int group_teardown(void **state)
@@ -111,6 +133,11 @@ static int group_teardown(void **state)
 static int test_teardown(void **state)
 {
 	(void)state;
+	for (size_t i = 0; i < 4; i++)
+		if (open_cl[i]) {
+			MQTTClient_disconnect(open_cl[i], 500);
+			MQTTClient_destroy(&open_cl[i]);
+		}
 	for (size_t i = 0; i < 16; i++)
 		if (open_fd[i] >= 0)
 			fd_close(open_fd[i]);
@@ -127,6 +154,18 @@ static int dev(int g, const char *id, const char *filter, uint8_t qos)
 	if (filter)
 		assert_int_equal(itutil_subscribe(fd, 1, filter, qos), 0);
 	return fd;
+}
+
+/* The next packet if one starts within ms: waits for the first byte
+ * only, then reads the whole packet with a generous timeout, so that a
+ * short wait never leaves a packet half read (the stream would be out of
+ * step). Returns itutil_recv()'s result, or -1 when none started. */
+static int recv_within(int fd, struct itutil_pkt *p, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	if (poll(&pfd, 1, ms) <= 0)
+		return -1;
+	return itutil_recv(fd, p, WAIT_MS);
 }
 
 /* Publishes probe on gateway `from` (QoS 0) every 200 ms until the device
@@ -147,7 +186,7 @@ static void wait_routed(int from, int fd, const char *probe)
 		struct itutil_pkt p;
 		long long until = itutil_now_ms() + 200;
 		while (!got && itutil_now_ms() < until) {
-			if (itutil_recv(fd, &p, 50) <= 0)
+			if (recv_within(fd, &p, 50) <= 0)
 				continue;
 			assert_int_equal(p.first & 0xF0, 0x30);
 			assert_string_equal(p.topic, probe);
@@ -160,7 +199,7 @@ static void wait_routed(int from, int fd, const char *probe)
 		fail_msg("%s never reached the other gateway", probe);
 	/* Probes still on their way. */
 	struct itutil_pkt p;
-	while (itutil_recv(fd, &p, 500) > 0) {
+	while (recv_within(fd, &p, 500) > 0) {
 		assert_string_equal(p.topic, probe);
 		assert_int_equal(itutil_ack_publish(fd, &p), 0);
 	}
@@ -262,7 +301,7 @@ static void test_pubsub_across(void **state)
 		while (!got && itutil_now_ms() < end) {
 			assert_int_equal(itutil_send_publish(p0, "bus/q1", "probe", 5, 0, false, 0), 0);
 			struct itutil_pkt p;
-			if (itutil_recv(s2, &p, 200) > 0)
+			if (recv_within(s2, &p, 200) > 0)
 				got = true;
 		}
 		assert_true(got);
@@ -289,7 +328,7 @@ static void test_pubsub_across(void **state)
 	long long end = itutil_now_ms() + 30000;
 	while ((n0 < NMSG || n1 < NMSG) && itutil_now_ms() < end) {
 		struct itutil_pkt p;
-		if (itutil_recv(s1, &p, 1000) <= 0)
+		if (recv_within(s1, &p, 1000) <= 0)
 			continue;
 		assert_int_equal(p.first & 0xF0, 0x30);
 		assert_int_equal(itutil_ack_publish(s1, &p), 0);
@@ -313,7 +352,7 @@ static void test_pubsub_across(void **state)
 	end = itutil_now_ms() + 30000;
 	while (n1 < NMSG && itutil_now_ms() < end) {
 		struct itutil_pkt p;
-		if (itutil_recv(s2, &p, 1000) <= 0)
+		if (recv_within(s2, &p, 1000) <= 0)
 			continue;
 		if (strcmp(p.payload, "probe") == 0)
 			continue;
@@ -363,16 +402,165 @@ static void test_qos2_across(void **state)
 	wait_routed(0, s, "q2/probe");
 	int p = dev(0, "bus-p4", NULL, 0);
 	assert_int_equal(raw_mqtt_publish(p, "q2/a", "two", 3, 2, false, 7), 0);
-	assert_int_equal(raw_mqtt_publish(p, "q2/a", "one", 3, 1, false, 8), 0);
 	struct itutil_pkt pk;
 	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
 	assert_string_equal(pk.topic, "q2/a");
 	assert_string_equal(pk.payload, "two");
 	assert_int_equal(pk.qos, 2);
+	/* After the QoS 2 flow: the helper wants nothing else in flight. */
+	assert_int_equal(raw_mqtt_publish(p, "q2/a", "one", 3, 1, false, 8), 0);
 	assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
 	assert_string_equal(pk.payload, "one");
 	assert_int_equal(pk.qos, 1);
 	assert_true(itutil_quiet(s, 500));
+}
+
+/* ---- MQTT 5 (paho) ---- */
+
+static MQTTClient c5_connect(int g, int slot, const char *id)
+{
+	MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
+	MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer5;
+	char uri[64];
+	co.MQTTVersion = MQTTVERSION_5;
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", G[g].port);
+	assert_int_equal(MQTTClient_createWithOptions(&open_cl[slot], uri, id,
+						      MQTTCLIENT_PERSISTENCE_NONE, NULL, &co),
+			 MQTTCLIENT_SUCCESS);
+	o.cleanstart = 1;
+	o.keepAliveInterval = 30;
+	o.connectTimeout = 5;
+	MQTTResponse r = MQTTClient_connect5(open_cl[slot], &o, NULL, NULL);
+	assert_int_equal(r.reasonCode, MQTTREASONCODE_SUCCESS);
+	MQTTResponse_free(r);
+	return open_cl[slot];
+}
+
+/* The next message on cl that is not a probe, within timeout_ms (NULL if
+ * none came); free with MQTTClient_freeMessage. */
+static MQTTClient_message *c5_recv(MQTTClient cl, int timeout_ms, char *topic, size_t cap)
+{
+	long long end = itutil_now_ms() + timeout_ms;
+	while (itutil_now_ms() < end) {
+		char *t = NULL;
+		int tl = 0;
+		MQTTClient_message *m = NULL;
+		int rc = MQTTClient_receive(cl, &t, &tl, &m, 200);
+		if (rc != MQTTCLIENT_SUCCESS && rc != MQTTCLIENT_TOPICNAME_TRUNCATED)
+			return NULL;
+		if (!m)
+			continue;
+		snprintf(topic, cap, "%.*s", tl ? tl : (int)strlen(t), t);
+		MQTTClient_free(t);
+		if (strstr(topic, "probe")) {
+			MQTTClient_freeMessage(&m);
+			continue;
+		}
+		return m;
+	}
+	return NULL;
+}
+
+/* MQTT 5 across: properties (content type, user properties, correlation
+ * data), what is left of the Message Expiry Interval, and RETAIN as
+ * published for a Retain As Published subscription. */
+static void test_mqtt5_across(void **state)
+{
+	(void)state;
+	MQTTClient s = c5_connect(1, 0, "bus-m5s");
+	MQTTSubscribe_options so = MQTTSubscribe_options_initializer;
+	so.retainAsPublished = 1;
+	MQTTResponse r = MQTTClient_subscribe5(s, "m5/#", 1, &so, NULL);
+	assert_int_equal(r.reasonCode, 1);
+	MQTTResponse_free(r);
+	/* Known on gw-1 once a probe gets through. */
+	int pr = dev(0, "bus-m5-prober", NULL, 0);
+	long long end = itutil_now_ms() + WAIT_MS;
+	bool got = false;
+	while (!got && itutil_now_ms() < end) {
+		assert_int_equal(itutil_send_publish(pr, "m5/probe", "p", 1, 0, false, 0), 0);
+		char *t = NULL;
+		int tl = 0;
+		MQTTClient_message *m = NULL;
+		if (MQTTClient_receive(s, &t, &tl, &m, 200) == MQTTCLIENT_SUCCESS && m) {
+			got = true;
+			MQTTClient_freeMessage(&m);
+			MQTTClient_free(t);
+		}
+	}
+	assert_true(got);
+
+	MQTTClient p = c5_connect(0, 1, "bus-m5p");
+	MQTTProperties ps = MQTTProperties_initializer;
+	MQTTProperty pp = { .identifier = MQTTPROPERTY_CODE_CONTENT_TYPE };
+	pp.value.data.data = "text/plain";
+	pp.value.data.len = 10;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	pp = (MQTTProperty){ .identifier = MQTTPROPERTY_CODE_CORRELATION_DATA };
+	pp.value.data.data = "\x00\x01";
+	pp.value.data.len = 2;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	pp = (MQTTProperty){ .identifier = MQTTPROPERTY_CODE_USER_PROPERTY };
+	pp.value.data.data = "k";
+	pp.value.data.len = 1;
+	pp.value.value.data = "v";
+	pp.value.value.len = 1;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	pp = (MQTTProperty){ .identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL };
+	pp.value.integer4 = 120;
+	assert_int_equal(MQTTProperties_add(&ps, &pp), 0);
+	MQTTClient_message m = MQTTClient_message_initializer;
+	MQTTClient_deliveryToken dt;
+	m.payload = "hello";
+	m.payloadlen = 5;
+	m.qos = 1;
+	m.retained = 1;
+	m.properties = ps;
+	r = MQTTClient_publishMessage5(p, "m5/x", &m, &dt);
+	assert_int_equal(r.reasonCode, MQTTREASONCODE_SUCCESS);
+	MQTTResponse_free(r);
+	assert_int_equal(MQTTClient_waitForCompletion(p, dt, WAIT_MS), MQTTCLIENT_SUCCESS);
+	MQTTProperties_free(&ps);
+
+	char topic[64];
+	MQTTClient_message *g = c5_recv(s, WAIT_MS, topic, sizeof(topic));
+	assert_non_null(g);
+	assert_string_equal(topic, "m5/x");
+	assert_int_equal(g->payloadlen, 5);
+	assert_memory_equal(g->payload, "hello", 5);
+	assert_int_equal(g->qos, 1);
+	assert_int_equal(g->retained, 1);
+	MQTTProperty *x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_CONTENT_TYPE);
+	assert_non_null(x);
+	assert_int_equal(x->value.data.len, 10);
+	assert_memory_equal(x->value.data.data, "text/plain", 10);
+	x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_CORRELATION_DATA);
+	assert_non_null(x);
+	assert_int_equal(x->value.data.len, 2);
+	assert_memory_equal(x->value.data.data, "\x00\x01", 2);
+	x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_USER_PROPERTY);
+	assert_non_null(x);
+	assert_memory_equal(x->value.data.data, "k", 1);
+	assert_memory_equal(x->value.value.data, "v", 1);
+	x = MQTTProperties_getProperty(&g->properties, MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL);
+	assert_non_null(x);
+	assert_true(x->value.integer4 > 100 && x->value.integer4 <= 120);
+	MQTTClient_freeMessage(&g);
+
+	/* Clear the retained message again (it is <prefix>.retained's, not
+	 * the bus's: nothing of it stays here). */
+	m = (MQTTClient_message)MQTTClient_message_initializer;
+	m.payload = "";
+	m.payloadlen = 0;
+	m.qos = 1;
+	m.retained = 1;
+	r = MQTTClient_publishMessage5(p, "m5/x", &m, &dt);
+	MQTTResponse_free(r);
+	assert_int_equal(MQTTClient_waitForCompletion(p, dt, WAIT_MS), MQTTCLIENT_SUCCESS);
+	g = c5_recv(s, WAIT_MS, topic, sizeof(topic));
+	assert_non_null(g);
+	assert_int_equal(g->payloadlen, 0);
+	MQTTClient_freeMessage(&g);
 }
 
 static void test_downlink_forwarded(void **state)
@@ -397,7 +585,7 @@ static void test_downlink_forwarded(void **state)
 		in0[i] = inbox_count(i);
 
 	for (int i = 0; i < 3; i++) {
-		char key[8], val[16];
+		char key[16], val[24];
 		snprintf(key, sizeof(key), "d%d", i + 1);
 		snprintf(val, sizeof(val), "go-%d", i + 1);
 		assert_int_equal(itkafka_produce(prod, "bus-cmd", 0, key, val, NULL), 0);
@@ -447,13 +635,98 @@ static void test_downlink_forwarded(void **state)
 			wait_inbox_committed(i, in0[i] + 1);
 }
 
+/* ---- the real Kafka (scripts/kafka-local) ---- */
+
+static struct itkafka_local KL;
+
+static int real_setup(void **state)
+{
+	(void)state;
+	char pfx[32];
+	for (size_t i = 0; i < 16; i++)
+		open_fd[i] = -1;
+	if (itkafka_local_start(&KL) < 0)
+		return -1;
+	if (KL.skip_reason) {
+		printf("skipping the real-Kafka case: %s\n", KL.skip_reason);
+		return 0;
+	}
+	snprintf(pfx, sizeof(pfx), "itbusr%d", (int)getpid());
+	return gws_start(KL.bootstrap, pfx, false);
+}
+
+static int real_teardown(void **state)
+{
+	(void)state;
+	for (int i = 2; i >= 0; i--)
+		gw_stop(&G[i]);
+	itkafka_local_stop(&KL);
+	return 0;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* On a real broker: 200 QoS 1 publishes on gw-1, one at a time, to a
+ * subscriber on gw-2: all in order; the publish -> delivery latency across
+ * instances is printed (p50/p99/max) and bounded loosely. */
+static void test_real_latency(void **state)
+{
+	(void)state;
+	if (KL.skip_reason)
+		skip();
+	enum { N = 200 };
+	static long long lat[N];
+	int s = dev(1, "bus-r-s", "lat/#", 1);
+	wait_routed(0, s, "lat/probe");
+	char inbox[64];
+	snprintf(inbox, sizeof(inbox), "itbusr%d.inbox.gw-2", (int)getpid());
+	long before = itkafka_count(KL.bootstrap, inbox, 5000);
+	assert_true(before >= 0);
+	int p = dev(0, "bus-r-p", NULL, 0);
+	char pl[16];
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(pl, sizeof(pl), "%d", i);
+		long long t0 = itutil_now_ms();
+		assert_int_equal(itutil_send_publish(p, "lat/a", pl, (size_t)n, 1, false,
+						     (uint16_t)(i + 1)), 0);
+		struct itutil_pkt pk;
+		assert_int_equal(itutil_recv_acked(s, &pk, WAIT_MS), 0);
+		lat[i] = itutil_now_ms() - t0;
+		assert_string_equal(pk.payload, pl);
+		assert_int_equal(pk.qos, 1);
+		assert_int_equal(itutil_expect_ack(p, 0x40, (uint16_t)(i + 1), WAIT_MS), 0);
+	}
+	/* Each went through gw-2's inbox (the real topic, one partition). */
+	assert_int_equal(itkafka_count(KL.bootstrap, inbox, 5000) - before, N);
+	qsort(lat, N, sizeof(lat[0]), cmp_ll);
+	printf("cross-instance publish -> delivery on the real Kafka: p50 %lld ms, p99 %lld ms, "
+	       "max %lld ms (%d QoS 1 messages, one at a time)\n", lat[N / 2], lat[N * 99 / 100],
+	       lat[N - 1], N);
+	assert_true(lat[N * 99 / 100] < 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_pubsub_across, test_teardown),
 		cmocka_unit_test_teardown(test_no_remote_no_inbox, test_teardown),
 		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
+		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	const struct CMUnitTest real[] = {
+		cmocka_unit_test_teardown(test_real_latency, test_teardown),
+	};
+	if (getenv("KG_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("KG_TEST_FILTER"));
+	int rc = cmocka_run_group_tests_name("it_state_bus (mock cluster)", tests, group_setup,
+					     group_teardown);
+	if (!getenv("KG_SKIP_REAL_KAFKA"))
+		rc |= cmocka_run_group_tests_name("it_state_bus (real Kafka)", real, real_setup,
+						  real_teardown);
+	return rc;
 }
