@@ -3,7 +3,8 @@
  * "kafka", src/state/state_owner.c).
  *
  * Three gateways on one librdkafka mock cluster hosted in this process (it
- * outlives the SIGKILL). 20 devices with persistent sessions and wills on
+ * outlives the SIGKILL), then the same on the real Kafka of
+ * scripts/kafka-local (skipped without java). 20 devices with persistent sessions and wills on
  * gateway 1, three on each of gateways 2 and 3; a subscriber to the will
  * topics on gateway 2 and a Kafka route for them. Gateway 1 is SIGKILLed:
  * - every will of gateway 1's devices is published exactly once, in Kafka
@@ -36,9 +37,10 @@
 #define LEASE_MS 3000
 #define OWNERS_SESSION_MS 6000
 #define WILL_TOPIC "itown-wills"
-#define PREFIX "itown"
-
 static struct itkafka_mock mock;
+static struct itkafka_local kl;
+static const char *boot;       /* the cluster of the running group */
+static char prefix[32];        /* state.topic_prefix, fresh per group */
 static struct gw gws[3];
 static struct itkafka_resp resp;
 /* Failed checks: each printed, the test fails at its end, so that one run
@@ -60,12 +62,12 @@ static int start_gw(int i)
 	snprintf(cfg, sizeof(cfg),
 		 "kafka = { brokers = \"%s\"; flush_timeout = 5; };\n"
 		 "metrics = { address = \"127.0.0.1\"; port = %d; };\n"
-		 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"" PREFIX "\";\n"
+		 "state = { store = \"kafka\"; instance_id = \"gw-%d\"; topic_prefix = \"%s\";\n"
 		 "  partitions = 6; replication_factor = 1; heartbeat_ms = 300; lease_ms = %d;\n"
 		 "  claim_timeout_ms = 5000; };\n"
 		 "routes = ( { filter = \"wills/#\"; topic = \"" WILL_TOPIC "\"; key = \"${clientid}\";\n"
 		 "  format = \"raw\"; } );\n",
-		 mock.bootstrap, gws[i].metrics_port, i + 1, LEASE_MS);
+		 boot, gws[i].metrics_port, i + 1, prefix, LEASE_MS);
 	return gw_start(&gws[i], cfg);
 }
 
@@ -80,11 +82,8 @@ static bool ready(int i, int timeout_ms)
 	return false;
 }
 
-static int setup(void **state)
+static int start_all(void)
 {
-	(void)state;
-	if (itkafka_mock_init(&mock, 1) < 0)
-		return -1;
 	for (int i = 0; i < 3; i++)
 		if (start_gw(i) < 0)
 			return -1;
@@ -96,13 +95,49 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
+static void stop_all(void)
 {
-	(void)state;
 	for (int i = 0; i < 3; i++)
 		if (gws[i].pid)
 			gw_stop(&gws[i]);
+	memset(gws, 0, sizeof(gws));
+}
+
+static int mock_setup(void **state)
+{
+	(void)state;
+	if (itkafka_mock_init(&mock, 1) < 0)
+		return -1;
+	boot = mock.bootstrap;
+	snprintf(prefix, sizeof(prefix), "itown%d", (int)getpid());
+	return start_all();
+}
+
+static int mock_teardown(void **state)
+{
+	(void)state;
+	stop_all();
 	itkafka_mock_release(&mock);
+	return 0;
+}
+
+static int real_setup(void **state)
+{
+	(void)state;
+	if (itkafka_local_start(&kl) < 0)
+		return -1;
+	if (kl.skip_reason)
+		return 0;
+	boot = kl.bootstrap;
+	snprintf(prefix, sizeof(prefix), "itownr%d", (int)getpid());
+	return start_all();
+}
+
+static int real_teardown(void **state)
+{
+	(void)state;
+	stop_all();
+	itkafka_local_stop(&kl);
 	return 0;
 }
 
@@ -123,6 +158,7 @@ static int device(int port, const char *id, bool *present)
 static void test_dead_instance(void **state)
 {
 	(void)state;
+	fails = 0;
 	char id[32], filter[64];
 	int fds1[DEV1], fds23[2][DEV23];
 	bool present;
@@ -183,7 +219,7 @@ static void test_dead_instance(void **state)
 
 	/* In Kafka, through the route: the same, once each. */
 	static struct itkafka_rec recs[64];
-	int nr = itkafka_read(mock.bootstrap, WILL_TOPIC, 64, 5000, recs);
+	int nr = itkafka_read(boot, WILL_TOPIC, 64, 5000, recs);
 	int inkafka[DEV1] = { 0 }, bad = 0;
 	for (int i = 0; i < nr; i++) {
 		int k;
@@ -230,10 +266,25 @@ static void test_dead_instance(void **state)
 	assert_int_equal(fails, 0);
 }
 
+static void test_dead_instance_real(void **state)
+{
+	if (kl.skip_reason) {
+		print_message("%s\n", kl.skip_reason);
+		skip();
+	}
+	test_dead_instance(state);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest mock_tests[] = {
 		cmocka_unit_test(test_dead_instance),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	const struct CMUnitTest real_tests[] = {
+		cmocka_unit_test(test_dead_instance_real),
+	};
+	int nf = cmocka_run_group_tests_name("mock", mock_tests, mock_setup, mock_teardown);
+	nf += cmocka_run_group_tests_name("real", real_tests, real_setup, real_teardown);
+	return nf;
 }
