@@ -60,6 +60,7 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/prom.h"
 #include "kafka/kafka_conf.h"
 #include "state/state_int.h"
 
@@ -105,7 +106,8 @@ struct state_owner {
 	/* One scan's context. */
 	int64_t now_ms;
 	unsigned adopts_this_scan;
-	unsigned long adopts_total;
+	atomic_ullong adopts_total;    /* relaxed: read by /metrics */
+	atomic_ullong rebalances;      /* assignments and revocations */
 	bool scan_full;          /* the adopt budget ran out */
 };
 
@@ -139,6 +141,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	rd_kafka_error_t *e = NULL;
 
+	atomic_fetch_add_explicit(&so->rebalances, 1, memory_order_relaxed);
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		/* Start at the end and pause: the records are read by the state
 		 * reader; this consumer exists for its assignment only. */
@@ -333,7 +336,7 @@ static void on_session(void *ud, const struct state_session_info *s)
 	int rc = state_sessions_adopt(st->sessions, s->id, s->id_len);
 	if (rc == 0) {
 		so->adopts_this_scan++;
-		so->adopts_total++;
+		atomic_fetch_add_explicit(&so->adopts_total, 1, memory_order_relaxed);
 	}
 	if (t)
 		t->adopted_ms = so->now_ms;
@@ -396,6 +399,28 @@ size_t state_owner_watched(struct state_owner *so, int32_t *parts, size_t max)
 		}
 	pthread_mutex_unlock(&so->mu);
 	return n;
+}
+
+int state_owner_metrics_render(struct buf *out, struct state_owner *so)
+{
+	if (!so)
+		return 0;
+	int32_t parts[1];
+	size_t n = state_owner_watched(so, parts, 0);
+	int rc = prom_family(out, "kafkagate_state_owner_partitions", "gauge",
+			     "Sessions partitions this instance watches for dead instances "
+			     "(its assignment in the <prefix>.owners group).");
+	rc |= prom_u64(out, "kafkagate_state_owner_partitions", NULL, n);
+	rc |= prom_family(out, "kafkagate_state_owner_adopts_total", "counter",
+			  "Sessions of dead or restarted instances adopted here (wills published "
+			  "once, expired sessions ended).");
+	rc |= prom_u64(out, "kafkagate_state_owner_adopts_total", NULL,
+		       atomic_load_explicit(&so->adopts_total, memory_order_relaxed));
+	rc |= prom_family(out, "kafkagate_state_owner_rebalances_total", "counter",
+			  "Assignments and revocations in the <prefix>.owners group.");
+	rc |= prom_u64(out, "kafkagate_state_owner_rebalances_total", NULL,
+		       atomic_load_explicit(&so->rebalances, memory_order_relaxed));
+	return rc ? -1 : 0;
 }
 
 /* --- life cycle (main thread) ---------------------------------------------- */

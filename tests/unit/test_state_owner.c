@@ -22,6 +22,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "core/buf.h"
 #include "core/cfg.h"
 #include "state/state_int.h"
 
@@ -271,6 +272,22 @@ static void test_split(void **state)
 {
 	(void)state;
 	assert_true(settled(7, 30000));
+	/* /metrics: the watched partitions add up to all of them. */
+	unsigned long total = 0;
+	for (int i = 0; i < 3; i++) {
+		struct buf b;
+		buf_init(&b);
+		assert_int_equal(state_owner_metrics_render(&b, owners[i]), 0);
+		assert_int_equal(buf_append(&b, "", 1), 0);
+		const char *l = strstr((const char *)buf_head(&b), "\nkafkagate_state_owner_partitions ");
+		assert_non_null(l);
+		unsigned long n = strtoul(l + strlen("\nkafkagate_state_owner_partitions "), NULL, 10);
+		assert_true(n >= 1);
+		total += n;
+		assert_non_null(strstr((const char *)buf_head(&b), "kafkagate_state_owner_adopts_total 0"));
+		buf_release(&b);
+	}
+	assert_int_equal(total, NPARTS);
 }
 
 /* Sessions of a dead instance are adopted once each, by the watcher of
