@@ -95,7 +95,6 @@ struct state_owner {
 	pthread_mutex_t mu;
 	bool *watched;
 	int32_t nparts;
-	unsigned generation;     /* bumped at every change, for the log */
 
 	/* The tick's own state (reader thread only). */
 	bool *scan_parts;        /* copy of watched for one scan */
@@ -122,7 +121,6 @@ static void set_watched(struct state_owner *so, const rd_kafka_topic_partition_l
 		if (p >= 0 && p < so->nparts)
 			so->watched[p] = on;
 	}
-	so->generation++;
 	pthread_mutex_unlock(&so->mu);
 }
 
@@ -130,7 +128,6 @@ static void clear_watched(struct state_owner *so)
 {
 	pthread_mutex_lock(&so->mu);
 	memset(so->watched, 0, (size_t)so->nparts * sizeof(bool));
-	so->generation++;
 	pthread_mutex_unlock(&so->mu);
 }
 
@@ -329,14 +326,19 @@ static void on_session(void *ud, const struct state_session_info *s)
 		so->scan_full = true;
 		return;
 	}
-	log_info("state owner adopting session client=%s owner=%s reason=%s",
-		 log_qn(s->id, s->id_len), log_q(s->owner), restarted ? "restarted" : "dead");
 	/* 0: started; 1: nothing to do (in progress, already ours, ended);
-	 * -1: failed (queue full, stopping): tried again after the pause. */
+	 * -1: failed (queue full, stopping): tried again after the pause.
+	 * One line per session at debug: a dead instance may have had
+	 * 100,000; the scan's summary is at info. */
 	int rc = state_sessions_adopt(st->sessions, s->id, s->id_len);
 	if (rc == 0) {
 		so->adopts_this_scan++;
 		atomic_fetch_add_explicit(&so->adopts_total, 1, memory_order_relaxed);
+		log_debug("state owner adopting session client=%s owner=%s reason=%s",
+			  log_qn(s->id, s->id_len), log_q(s->owner), restarted ? "restarted" : "dead");
+	} else if (rc < 0) {
+		log_warn_rl("state owner adopt failed client=%s owner=%s",
+			    log_qn(s->id, s->id_len), log_q(s->owner));
 	}
 	if (t)
 		t->adopted_ms = so->now_ms;
@@ -378,8 +380,8 @@ void state_owner_tick(struct state_owner *so)
 			state_sessions_foreach(so->st->sessions, p, on_session, so);
 	scan_end(so);
 	if (so->adopts_this_scan)
-		log_info("state owner adopted sessions count=%u more=%s", so->adopts_this_scan,
-			 so->scan_full ? "yes" : "no");
+		log_info("state owner adopted sessions of dead or restarted instances count=%u "
+			 "more=%s", so->adopts_this_scan, so->scan_full ? "yes" : "no");
 	/* The budget ran out: the next scan comes at the next tick. */
 	if (so->scan_full)
 		so->next_scan_ms = now;
