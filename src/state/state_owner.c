@@ -120,6 +120,9 @@ static void set_watched(struct state_owner *so, const rd_kafka_topic_partition_l
 		int32_t p = parts->elems[i].partition;
 		if (p >= 0 && p < so->nparts)
 			so->watched[p] = on;
+		else if (on) /* a topic made elsewhere with more than state.partitions allows */
+			log_warn("state owners partition not watched partition=%d max=%d",
+				 (int)p, (int)so->nparts);
 	}
 	pthread_mutex_unlock(&so->mu);
 }
