@@ -115,16 +115,21 @@ struct state_owner {
 static void set_watched(struct state_owner *so, const rd_kafka_topic_partition_list_t *parts,
 			bool on)
 {
+	int beyond = 0;
 	pthread_mutex_lock(&so->mu);
 	for (int i = 0; parts && i < parts->cnt; i++) {
 		int32_t p = parts->elems[i].partition;
 		if (p >= 0 && p < so->nparts)
 			so->watched[p] = on;
-		else if (on) /* a topic made elsewhere with more than state.partitions allows */
-			log_warn("state owners partition not watched partition=%d max=%d",
-				 (int)p, (int)so->nparts);
+		else
+			beyond++;
 	}
 	pthread_mutex_unlock(&so->mu);
+	/* A topic made elsewhere with more partitions than state.partitions
+	 * allows: said, not silently unwatched. */
+	if (beyond && on)
+		log_warn("state owners partitions not watched count=%d max=%d", beyond,
+			 (int)so->nparts);
 }
 
 static void clear_watched(struct state_owner *so)
