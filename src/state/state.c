@@ -1273,6 +1273,7 @@ int state_metrics_render(struct buf *out, void *ud)
 	rc |= one(out, "kafkagate_state_retained_cleared_total", "counter",
 		  "Retained clears (tombstones, empty or expired messages) read and applied.", NULL,
 		  (double)rcl);
+	rc |= state_sessions_metrics_render(out, st->sessions); /* state_sessions.c */
 #undef LD
 	return rc ? -1 : 0;
 }

@@ -125,6 +125,11 @@ struct state_sessions_stats {
 	uint64_t kicks, written, write_failed, stale, malformed, adopted, wills;
 };
 void state_sessions_stats(struct state_sessions *ss, struct state_sessions_stats *out);
+/* Appends those counters (kafkagate_state_sessions_known, _claims_*,
+ * _kicks_total, _session_records_*, ...) to a /metrics scrape; for
+ * state_metrics_render(). Returns 0 or -1. Any thread. */
+struct buf;
+int state_sessions_metrics_render(struct buf *out, struct state_sessions *ss);
 
 /* Publishes m (the caller's reference taken) as client id published it: to
  * the Kafka routes, this instance's subscribers and retained store, and the

@@ -15,15 +15,18 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "broker/broker.h"
 #include "core/cfg.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/msg.h"
+#include "core/prom.h"
 #include "state/state_int.h"
 #include "state/state_rec.h"
 
@@ -48,11 +51,17 @@ struct sess {
 	int64_t will_due_ms;      /* wall: an adopted will waits for its delay; 0 none */
 	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
 	int64_t ended_mono;       /* monotonic: when it was read ended; 0 = not ended */
+	LIST_HEAD(, pend) pends;  /* this id's claims on their way (usually 0 or 1) */
 };
 
-/* A claim written, not yet read back. */
+/* A claim written, not yet read back. It is its record's delivery-report
+ * context too: freed once both happened (resolved: read back, timed out or
+ * failed, and out of the lists; reported: the delivery report came). */
 struct pend {
-	struct pend *next;
+	TAILQ_ENTRY(pend) link;   /* ss->pends: every claim waiting, oldest first */
+	LIST_ENTRY(pend) slink;   /* s->pends: this id's */
+	struct state_sessions *ss;
+	bool resolved, reported;
 	uint64_t conn_id;
 	char conn[24];            /* conn_id in decimal, as in the record */
 	struct sess *s;
@@ -85,11 +94,13 @@ struct state_sessions {
 	pthread_mutex_t lock;
 	struct sess **tab;
 	size_t nbuckets, n;
-	struct pend *pends;
-	int64_t reader_at[256];   /* per partition, for the first 256 */
+	TAILQ_HEAD(, pend) pends; /* in deadline order (one claim timeout for all) */
+	int64_t reader_at[256];   /* per partition (the first 256): where the reader is;
+	                             kept for diagnostics, claims match by read-back */
 	uint64_t seed;
 	bool caught_up;
 	bool any_due;             /* some will_due_ms is set: the tick looks */
+	uint64_t live;            /* ids known and not ended */
 	int64_t next_sweep;       /* monotonic: the next pruning of ended ids */
 	struct state_sessions_stats stats;
 };
@@ -287,23 +298,19 @@ static void mine_drop(struct sess *s)
 	s->will_due_ms = 0;
 }
 
-static struct pend *pend_find_conn(struct state_sessions *ss, uint64_t conn_id, struct pend ***pp)
+static bool pend_for(const struct sess *s)
 {
-	for (struct pend **p = &ss->pends; *p; p = &(*p)->next)
-		if ((*p)->conn_id == conn_id) {
-			if (pp)
-				*pp = p;
-			return *p;
-		}
-	return NULL;
+	return !LIST_EMPTY(&s->pends);
 }
 
-static bool pend_for(struct state_sessions *ss, const struct sess *s)
+/* Takes p out of the lists: its claim is settled. Lock held. */
+static void pend_resolve(struct pend *p)
 {
-	for (struct pend *p = ss->pends; p; p = p->next)
-		if (p->s == s)
-			return true;
-	return false;
+	TAILQ_REMOVE(&p->ss->pends, p, link);
+	LIST_REMOVE(p, slink);
+	p->resolved = true;
+	if (p->reported)
+		free(p);
 }
 
 /* ---- writing ---- */
@@ -480,8 +487,7 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	}
 	struct state_rec *r = calloc(1, sizeof(*r));
 	struct pend *p = calloc(1, sizeof(*p));
-	struct wctx *w = calloc(1, sizeof(*w));
-	if (!r || !p || !w)
+	if (!r || !p)
 		goto fail;
 	r->conn[0] = '\0';
 	snprintf(r->conn, sizeof(r->conn), "%" PRIu64, c->conn_id);
@@ -500,8 +506,7 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	snprintf(p->conn, sizeof(p->conn), "%" PRIu64, c->conn_id);
 	p->wait = wait;
 	p->deadline = state_now_ms() + claim_timeout(ss);
-	w->ss = ss;
-	w->conn_id = c->conn_id;
+	p->ss = ss;
 
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = sess_get(ss, c->id, c->id_len);
@@ -511,11 +516,10 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	}
 	p->s = s;
 	p->prev_epoch = s->mine ? s->my_epoch : -1;
-	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, w) < 0) {
+	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, p) < 0) {
 		ss->stats.claims_refused += wait;
 		pthread_mutex_unlock(&ss->lock);
 		free(p);
-		free(w);
 		state_rec_clear(r);
 		free(r);
 		if (wait)
@@ -524,8 +528,8 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 		broker_state_claimed(ss->st->br, c->conn_id, BROKER_CLAIM_OK, NULL);
 		return 0;
 	}
-	p->next = ss->pends;
-	ss->pends = p;
+	TAILQ_INSERT_TAIL(&ss->pends, p, link);
+	LIST_INSERT_HEAD(&s->pends, p, slink);
 	/* What this instance now holds: later hooks write on top of this
 	 * snapshot, once the claim's offset (the epoch) is known. */
 	if (s->mine_rec) {
@@ -549,49 +553,52 @@ fail:
 		state_rec_clear(r);
 	free(r);
 	free(p);
-	free(w);
 	return -1;
 }
 
 static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
 {
-	struct wctx *w = ud;
-	struct state_sessions *ss = w->ss;
+	struct pend *p = ud;
+	struct state_sessions *ss = p->ss;
+	uint64_t conn_id = p->conn_id;
 	struct acts a = { 0 };
 	pthread_mutex_lock(&ss->lock);
-	struct pend **pp;
-	struct pend *p = pend_find_conn(ss, w->conn_id, &pp);
-	struct sess *s = p ? p->s : NULL;
-	if (err) {
-		if (p) {
-			*pp = p->next;
-			if (p->wait) {
-				ss->stats.claims_refused++;
-				struct act *x = act_add(&a, ACT_CLAIMED);
-				if (x) {
-					x->conn_id = p->conn_id;
-					x->r = BROKER_CLAIM_UNAVAILABLE;
-				}
+	p->reported = true;
+	if (p->resolved) {
+		/* Read back (or given up) first: nothing left to do. */
+		free(p);
+		p = NULL;
+	} else if (err) {
+		struct sess *s = p->s;
+		if (p->wait) {
+			ss->stats.claims_refused++;
+			struct act *x = act_add(&a, ACT_CLAIMED);
+			if (x) {
+				x->conn_id = p->conn_id;
+				x->r = BROKER_CLAIM_UNAVAILABLE;
 			}
-			if (s->mine && s->conn_id == p->conn_id) {
-				if (p->prev_epoch >= 0 && !p->wait)
-					s->my_epoch = p->prev_epoch;
-				else if (p->wait)
-					mine_drop(s);
-			}
-			free(p);
 		}
-		actf(&a, "claim of connection %" PRIu64 " not written: %s", w->conn_id,
-		     rd_kafka_err2str(err));
-	} else if (s && s->mine && s->conn_id == w->conn_id && s->my_epoch < 0) {
-		s->my_epoch = offset;
-		if (s->partition < 0)
-			s->partition = partition;
-		mine_flush(ss, s);
+		if (s->mine && s->conn_id == p->conn_id) {
+			if (p->prev_epoch >= 0 && !p->wait)
+				s->my_epoch = p->prev_epoch;
+			else if (p->wait)
+				mine_drop(s);
+		}
+		pend_resolve(p);
+	} else {
+		struct sess *s = p->s;
+		if (s->mine && s->conn_id == p->conn_id && s->my_epoch < 0) {
+			s->my_epoch = offset;
+			if (s->partition < 0)
+				s->partition = partition;
+			mine_flush(ss, s);
+		}
 	}
 	pthread_mutex_unlock(&ss->lock);
+	if (err)
+		actf(&a, "claim of connection %" PRIu64 " not written: %s", conn_id,
+		     rd_kafka_err2str(err));
 	acts_run(ss, &a);
-	free(w);
 }
 
 static struct sess *mine_get(struct state_sessions *ss, const char *id, uint16_t len)
@@ -639,11 +646,15 @@ void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s) {
 		struct state_rec *r = s->mine_rec;
+		/* An adopted session's delayed will is due at the latest when
+		 * the session ends [MQTT-3.1.3-9]. */
+		if (s->will_due_ms && r->has_will && s->my_epoch >= 0)
+			will_start(ss, s, r, &r->will, s->my_epoch, false);
 		r->state = SREC_ENDED;
 		r->parked_at = 0;
 		state_rec_set_subs(r, NULL, 0);
 		state_rec_set_will(r, NULL);
-		if (s->my_epoch < 0 && !pend_for(ss, s))
+		if (s->my_epoch < 0 && !pend_for(s))
 			mine_drop(s); /* its claim never made it: nothing to end */
 		else
 			mine_write(ss, s, SREC_END);
@@ -755,15 +766,30 @@ static void claim_orphan(struct state_sessions *ss, struct sess *s, const struct
 	mine_write(ss, s, SREC_PARK);
 }
 
-/* Our own adopt read back: restore the session, publish its will once. */
+/* Our own adopt read back: restore the session, publish its will once.
+ * take false: a claim of ours for the id is on its way (the client came
+ * back meanwhile): that claim holds the session; only an immediate will of
+ * the connection that died goes out. */
 static void adopt_done(struct state_sessions *ss, struct sess *s, const struct state_rec *prev,
-		       int64_t off, struct acts *a)
+		       int64_t off, bool take, struct acts *a)
 {
+	ss->stats.adopted++;
+	s->busy_until = 0;
+	/* The will the session had before this adopt (a "will" record read
+	 * since the adopt was written means it went out already). */
+	const struct state_rec_will *w = prev && prev->has_will ? &prev->will : NULL;
+	int64_t due = w ? s->rec.parked_at + (int64_t)w->delay_s * 1000 : 0;
+	if (!take) {
+		if (w && due <= state_wall_ms())
+			will_start(ss, s, &s->rec, w, off, false);
+		return;
+	}
 	struct state_rec *m = calloc(1, sizeof(*m));
 	if (!m || state_rec_copy(m, &s->rec) < 0) {
 		free(m);
 		return;
 	}
+	m->t = SREC_PARK; /* what a re-write of it is */
 	if (s->mine_rec) {
 		state_rec_clear(s->mine_rec);
 		free(s->mine_rec);
@@ -773,22 +799,20 @@ static void adopt_done(struct state_sessions *ss, struct sess *s, const struct s
 	s->conn_id = 0;
 	s->my_epoch = off;
 	s->dirty = false;
-	s->busy_until = 0;
-	ss->stats.adopted++;
+	state_rec_set_will(m, w);
 	restore_act(a, s, m);
-	/* The will the session had before this adopt (a "will" record read
-	 * since the adopt was written means it went out already). */
-	if (prev && prev->has_will) {
-		int64_t due = m->parked_at + (int64_t)prev->will.delay_s * 1000;
-		state_rec_set_will(m, &prev->will);
-		if (due <= state_wall_ms())
-			will_start(ss, s, m, &prev->will, off, false);
-		else
-			s->will_due_ms = due;
+	if (w && due <= state_wall_ms()) {
+		will_start(ss, s, m, w, off, false);
+	} else if (w) {
+		s->will_due_ms = due;
 		ss->any_due = true;
-	} else {
-		state_rec_set_will(m, NULL);
 	}
+}
+
+/* The type a re-write of what we hold goes as. */
+static enum state_rec_type snapshot_type(const struct state_rec *r)
+{
+	return r->state == SREC_PARKED ? SREC_PARK : r->state == SREC_ENDED ? SREC_END : SREC_SUBS;
 }
 
 void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *rec)
@@ -833,13 +857,15 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 		 * last (min.compaction.lag.ms leaves the time). */
 		ss->stats.stale++;
 		if (s->mine && s->my_epoch == s->epoch && !s->dirty && s->mine_rec)
-			mine_write(ss, s, s->mine_rec->t == SREC_CLAIM ? SREC_SUBS : s->mine_rec->t);
+			mine_write(ss, s, snapshot_type(s->mine_rec));
 		pthread_mutex_unlock(&ss->lock);
 		state_rec_clear(&r);
 		return;
 	}
 	struct state_rec prev = s->rec;   /* moved out: freed below */
 	bool had = s->known;
+	ss->live -= had && prev.state != SREC_ENDED;
+	ss->live += r.state != SREC_ENDED;
 	s->rec = r;
 	s->known = true;
 	s->epoch = e == INT64_MAX ? s->epoch : e;
@@ -850,27 +876,27 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 		state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
 	}
 	s->ended_mono = s->rec.state == SREC_ENDED ? state_now_ms() : 0;
-	bool own = is_me(ss, &r);
-	if (r.t == SREC_CLAIM || r.t == SREC_ADOPT) {
+	/* r now belongs to s->rec (its subscriptions may have been replaced):
+	 * read it through cur only. */
+	const struct state_rec *cur = &s->rec;
+	bool own = is_me(ss, cur);
+	if (cur->t == SREC_CLAIM || cur->t == SREC_ADOPT) {
 		s->will_due_ms = s->mine ? s->will_due_ms : 0;
-		struct pend **pp = NULL, *p = NULL;
-		if (own && r.t == SREC_CLAIM) {
-			for (pp = &ss->pends; *pp; pp = &(*pp)->next)
-				if ((*pp)->s == s && strcmp((*pp)->conn, r.conn) == 0)
+		struct pend *p = NULL;
+		if (own && cur->t == SREC_CLAIM)
+			LIST_FOREACH(p, &s->pends, slink)
+				if (strcmp(p->conn, cur->conn) == 0)
 					break;
-			p = *pp;
-		}
 		if (p) {
-			*pp = p->next;
-			claim_answer(ss, s, p, had ? &prev : NULL, &r, off, &a);
-			free(p);
-		} else if (own && r.t == SREC_ADOPT) {
-			adopt_done(ss, s, had ? &prev : NULL, off, &a);
+			claim_answer(ss, s, p, had ? &prev : NULL, cur, off, &a);
+			pend_resolve(p);
+		} else if (own && cur->t == SREC_ADOPT) {
+			adopt_done(ss, s, had ? &prev : NULL, off, !pend_for(s), &a);
 		} else if (own) {
-			claim_orphan(ss, s, &r, off, &a);
-		} else if (s->mine && !pend_for(ss, s) &&
-			   (strcmp(r.owner, ss->st->instance_id) != 0 ||
-			    r.boot != ss->st->started_ms)) {
+			claim_orphan(ss, s, cur, off, &a);
+		} else if (s->mine && !pend_for(s) &&
+			   (strcmp(cur->owner, ss->st->instance_id) != 0 ||
+			    cur->boot != ss->st->started_ms)) {
 			/* Another instance (or a previous life of this one)
 			 * owns the id now. A claim of ours still on its way
 			 * will take it back: no kick then. */
@@ -901,7 +927,7 @@ void state_sessions_reader_at(struct state_sessions *ss, int32_t p, int64_t next
 /* Lock held. */
 static int adopt_locked(struct state_sessions *ss, struct sess *s)
 {
-	if (!s->known || s->rec.state == SREC_ENDED || s->mine || pend_for(ss, s))
+	if (!s->known || s->rec.state == SREC_ENDED || s->mine || pend_for(s))
 		return 1;
 	if (s->busy_until > state_now_ms())
 		return 1;
@@ -972,13 +998,16 @@ void state_sessions_tick(struct state_sessions *ss)
 	int64_t now = state_now_ms(), wall = state_wall_ms();
 	bool lost = lease_lost(ss);
 	pthread_mutex_lock(&ss->lock);
-	for (struct pend **pp = &ss->pends; *pp;) {
-		struct pend *p = *pp;
-		if (p->deadline > now && !(lost && p->wait)) {
-			pp = &p->next;
-			continue;
+	/* Oldest first: the first one not due ends the walk (the whole list
+	 * only while the lease is lost). */
+	for (struct pend *p = TAILQ_FIRST(&ss->pends), *nx; p; p = nx) {
+		nx = TAILQ_NEXT(p, link);
+		if (p->deadline > now) {
+			if (!lost)
+				break;
+			if (!p->wait)
+				continue;
 		}
-		*pp = p->next;
 		if (p->wait) {
 			ss->stats.claims_timed_out++;
 			struct act *x = act_add(&a, ACT_CLAIMED);
@@ -989,7 +1018,7 @@ void state_sessions_tick(struct state_sessions *ss)
 			if (p->s->mine && p->s->conn_id == p->conn_id)
 				mine_drop(p->s);
 		}
-		free(p);
+		pend_resolve(p);
 	}
 	bool sweep = now >= ss->next_sweep;
 	if (ss->any_due || sweep) {
@@ -1000,11 +1029,12 @@ void state_sessions_tick(struct state_sessions *ss)
 			for (struct sess **sp = &ss->tab[i]; *sp;) {
 				struct sess *s = *sp;
 				if (s->mine && s->will_due_ms && s->will_due_ms <= wall && s->mine_rec &&
-				    s->rec.has_will && s->my_epoch >= 0)
-					will_start(ss, s, s->mine_rec, &s->rec.will, s->my_epoch, false);
+				    s->mine_rec->has_will && s->my_epoch >= 0)
+					will_start(ss, s, s->mine_rec, &s->mine_rec->will, s->my_epoch,
+						   false);
 				due |= s->will_due_ms != 0;
 				if (sweep && s->ended_mono && now - s->ended_mono > ENDED_KEEP_MS &&
-				    !s->mine && s->busy_until <= now && !pend_for(ss, s)) {
+				    !s->mine && s->busy_until <= now && !pend_for(s)) {
 					*sp = s->next;
 					state_rec_clear(&s->rec);
 					free(s->id);
@@ -1070,12 +1100,48 @@ void state_sessions_stats(struct state_sessions *ss, struct state_sessions_stats
 {
 	pthread_mutex_lock(&ss->lock);
 	*out = ss->stats;
-	uint64_t known = 0;
-	for (size_t i = 0; i < ss->nbuckets; i++)
-		for (struct sess *s = ss->tab[i]; s; s = s->next)
-			known += s->known && s->rec.state != SREC_ENDED;
-	out->known = known;
+	out->known = ss->live;
 	pthread_mutex_unlock(&ss->lock);
+}
+
+int state_sessions_metrics_render(struct buf *out, struct state_sessions *ss)
+{
+	struct state_sessions_stats s;
+	state_sessions_stats(ss, &s);
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} f[] = {
+#define F(n, t, h, m) { "kafkagate_state_" n, t, h, offsetof(struct state_sessions_stats, m) }
+		F("sessions_known", "gauge", "Client ids the sessions topic knows, not ended.", known),
+		F("claims_ok_total", "counter", "Claims answered: this instance owns the id.",
+		  claims_ok),
+		F("claims_refused_total", "counter",
+		  "Persistent claims refused: lease lost or the claim not written.", claims_refused),
+		F("claims_timed_out_total", "counter",
+		  "Persistent claims not read back within state.claim_timeout_ms.", claims_timed_out),
+		F("kicks_total", "counter", "Sessions here closed because another instance claimed them.",
+		  kicks),
+		F("session_records_written_total", "counter", "Session records handed to the producer.",
+		  written),
+		F("session_records_failed_total", "counter",
+		  "Session records not handed to the producer.", write_failed),
+		F("session_records_stale_total", "counter",
+		  "Session records ignored for an epoch below the current one.", stale),
+		F("session_records_malformed_total", "counter",
+		  "Session records that did not decode.", malformed),
+		F("sessions_adopted_total", "counter",
+		  "Sessions taken over after a restart or from a dead instance.", adopted),
+		F("wills_published_total", "counter",
+		  "Wills of connections that died with an instance, published once.", wills),
+#undef F
+	};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		rc |= prom_family(out, f[i].name, f[i].type, f[i].help);
+		rc |= prom_u64(out, f[i].name, NULL, *(const uint64_t *)((const char *)&s + f[i].off));
+	}
+	return rc ? -1 : 0;
 }
 
 /* ---- life ---- */
@@ -1087,6 +1153,7 @@ struct state_sessions *state_sessions_new(struct state *st)
 		return NULL;
 	ss->st = st;
 	ss->nbuckets = 1024;
+	TAILQ_INIT(&ss->pends);
 	ss->tab = calloc(ss->nbuckets, sizeof(*ss->tab));
 	if (!ss->tab || pthread_mutex_init(&ss->lock, NULL) != 0) {
 		free(ss->tab);
@@ -1110,8 +1177,10 @@ void state_sessions_free(struct state_sessions *ss)
 			free(s);
 		}
 	}
-	for (struct pend *p = ss->pends, *nx; p; p = nx) {
-		nx = p->next;
+	/* The producer is gone (every delivery report ran): what is left
+	 * was never read back. */
+	for (struct pend *p; (p = TAILQ_FIRST(&ss->pends));) {
+		TAILQ_REMOVE(&ss->pends, p, link);
 		free(p);
 	}
 	free(ss->tab);

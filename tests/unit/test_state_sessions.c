@@ -188,6 +188,7 @@ static void report_all(void)
 }
 
 static int READ; /* the reader's position */
+static uint32_t PUT_DELAY; /* Will Delay Interval of the wills put() writes */
 
 /* Reports and reads everything written so far, as Kafka and the reader. */
 static void pump(struct state_sessions *ss)
@@ -237,7 +238,8 @@ static void put(const char *key, enum state_rec_type t, const char *owner, int64
 	if (will_topic) {
 		struct state_rec_will w = { .topic = (char *)will_topic,
 					    .topic_len = (uint16_t)strlen(will_topic),
-					    .payload = (uint8_t *)"bye", .payload_len = 3, .qos = 1 };
+					    .payload = (uint8_t *)"bye", .payload_len = 3, .qos = 1,
+					    .delay_s = PUT_DELAY };
 		assert_int_equal(state_rec_set_will(&r, &w), 0);
 	}
 	char *js;
@@ -260,6 +262,7 @@ static int setup(void **state)
 		free(LOG[i].val);
 	memset(LOG, 0, sizeof(LOG));
 	NLOG = READ = NCALLS = 0;
+	PUT_DELAY = 0;
 	NOW = 100000;
 	WALL = 1700000000000;
 	memset(&CFG, 0, sizeof(CFG));
@@ -524,6 +527,84 @@ static void test_restart_adoption(void **state)
 	assert_int_equal(count("kick"), 0);
 }
 
+/* The client comes back here while the adopt of its session is on its way:
+ * its claim holds the session (its epoch, no restore), and the will of the
+ * connection that died still goes out once. */
+static void test_claim_during_adopt(void **state)
+{
+	struct state_sessions *ss = *state;
+	put("q", SREC_CLAIM, "gw-1", 500, -1, SREC_ONLINE, true, NULL, NULL);     /* 0 */
+	put("q", SREC_SUBS, "gw-1", 500, 0, SREC_ONLINE, true, "q/#", "will/q");  /* 1 */
+	pump(ss);
+	state_sessions_caught_up(ss);                                              /* 2: adopt */
+	assert_int_equal(NLOG, 3);
+	struct broker_claim c = claim_of("q", 41, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c), 0);                         /* 3: claim */
+	pump(ss);
+	assert_int_equal(count("restore"), 0);
+	assert_int_equal(count("publish"), 1);
+	struct call *k = last("claimed");
+	assert_non_null(k);
+	assert_true(k->has_img);
+	assert_string_equal(k->sub0, "q/#");
+	struct broker_sub sb = { "q/2", 3, 1 };
+	state_sessions_subs_changed(ss, "q", 1, &sb, 1);
+	struct state_rec r;
+	decode(NLOG - 1, &r);
+	assert_int_equal(r.t, SREC_SUBS);
+	assert_int_equal(r.epoch, 3);
+	state_rec_clear(&r);
+	pump(ss);
+	/* The "will" record carried the adopt's epoch and came after our
+	 * claim: stale, ignored (the claim, with the new will, stands). */
+	struct state_sessions_stats st;
+	state_sessions_stats(ss, &st);
+	assert_int_equal(st.stale, 1);
+	assert_int_equal(count("publish"), 1);
+}
+
+/* A delayed will of an adopted session goes out after its delay, or when
+ * the session ends first; the client back first cancels it. */
+static void test_delayed_will(void **state)
+{
+	struct state_sessions *ss = *state;
+	PUT_DELAY = 60;
+	/* parked 1 s ago by our previous run */
+	put("w1", SREC_PARK, "gw-1", 500, 0, SREC_PARKED, true, "w/1", "will/w1");
+	put("w2", SREC_PARK, "gw-1", 500, 0, SREC_PARKED, true, "w/2", "will/w2");
+	put("w3", SREC_PARK, "gw-1", 500, 0, SREC_PARKED, true, "w/3", "will/w3");
+	pump(ss);
+	state_sessions_caught_up(ss);
+	pump(ss);
+	assert_int_equal(count("restore"), 3);
+	assert_int_equal(count("publish"), 0);
+	WALL += 30000;
+	NOW += 30000;
+	state_sessions_tick(ss);
+	pump(ss);
+	assert_int_equal(count("publish"), 0);
+	/* w2's session ends (the broker expired it): its will now. */
+	state_sessions_ended(ss, "w2", 2);
+	pump(ss);
+	assert_int_equal(count("publish"), 1);
+	assert_string_equal(last("publish")->topic, "will/w2");
+	/* w3's client is back: no will. */
+	struct broker_claim c = claim_of("w3", 51, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c), 0);
+	pump(ss);
+	WALL += 31000;
+	NOW += 31000;
+	state_sessions_tick(ss);
+	pump(ss);
+	assert_int_equal(count("publish"), 2);
+	assert_string_equal(last("publish")->topic, "will/w1");
+	WALL += 60000;
+	NOW += 60000;
+	state_sessions_tick(ss);
+	pump(ss);
+	assert_int_equal(count("publish"), 2);
+}
+
 struct seen {
 	int n;
 	char ids[8][16];
@@ -603,6 +684,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_claim_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error_and_lease, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_adoption, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_claim_during_adopt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_and_adopt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_and_tombstone, setup, teardown),
 	};
