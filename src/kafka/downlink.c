@@ -270,8 +270,10 @@ static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct 
 			broker_inject_upstream(g->d->br, mp->upstream, msg);
 		} else {
 			/* Other instances' devices first: their holds are on the
-			 * track before the local deliveries can settle it. */
-			if (g->d->fanout.send)
+			 * track before the local deliveries can settle it. Not
+			 * in broadcast mode: every instance reads every record
+			 * and delivers to its own devices already. */
+			if (g->d->fanout.send && mp->m->mode != CFG_MODE_BROADCAST)
 				g->d->fanout.send(g->d->fanout.ctx, msg, rkm->key, rkm->key_len);
 			broker_inject(g->d->br, msg);
 		}

@@ -105,7 +105,8 @@ int downlink_props(const struct downlink_uprops *up, rd_kafka_headers_t *h, int6
 /*
  * Cross-instance fan-out (state.store = "kafka": the state layer's bus,
  * docs/scaling/bus.md): send is called on the consumer thread for each
- * message about to go to the local broker (not for target = "upstream:"),
+ * message about to go to the local broker (not for target = "upstream:",
+ * nor mode = "broadcast", where every instance reads every record),
  * with the record's key. When devices on other instances subscribe to
  * m's topic it produces their records, each holding one more delivery of
  * m's track (atomic_fetch_add on m->track->remaining, before producing)

@@ -23,7 +23,8 @@
  *    committed only after its device's PUBACK, the downlink offset of the
  *    reader's own device's command only after that device's PUBACK, and
  *    the downlink offset of a forwarded one once it is in the target's
- *    inbox (the design's hand-over: docs/scaling/bus.md).
+ *    inbox (the design's hand-over: docs/scaling/bus.md);
+ *  - a broadcast-mode downlink is not forwarded (each gateway reads it).
  *
  * On the real Kafka of scripts/kafka-local (skipped without Java, or with
  * KG_SKIP_REAL_KAFKA): cross-instance QoS 1 in order, with the publish ->
@@ -98,7 +99,9 @@ static int gws_start(const char *bootstrap, const char *pfx, bool downlink)
 				  : "",
 			 i + 1, pfx,
 			 downlink ? "downlink = ( { topic = \"bus-cmd\"; group = \"it-bus-dl\"; "
-				    "mode = \"group\";\n  mqtt_topic = \"cmd/${key}\"; qos = 1; } );"
+				    "mode = \"group\";\n  mqtt_topic = \"cmd/${key}\"; qos = 1; },\n"
+				    "  { topic = \"bus-bc\"; group = \"it-bus-bc\"; mode = \"broadcast\";\n"
+				    "  mqtt_topic = \"bc/${key}\"; qos = 1; } );"
 				  : "");
 		if (gw_start(&G[i], cfg) < 0)
 			return -1;
@@ -114,6 +117,7 @@ static int group_setup(void **state)
 	if (itkafka_mock_init(&K, 1) < 0)
 		return -1;
 	rd_kafka_mock_topic_create(K.mc, "bus-cmd", 1, 1);
+	rd_kafka_mock_topic_create(K.mc, "bus-bc", 1, 1);
 	if (!(prod = itkafka_client_new(K.bootstrap, RD_KAFKA_PRODUCER, NULL, NULL)))
 		return -1;
 	return gws_start(K.bootstrap, PREFIX, true);
@@ -709,6 +713,31 @@ static void test_real_latency(void **state)
 	assert_true(lat[N * 99 / 100] < 1000);
 }
 
+/* mode = "broadcast": every gateway reads every record and delivers to
+ * its own devices; nothing is forwarded (a device would get it once per
+ * gateway otherwise). */
+static void test_downlink_broadcast_not_forwarded(void **state)
+{
+	(void)state;
+	int d = dev(1, "bus-bc-d", "bc/d", 1);
+	/* gw-1 and gw-3 know the device (a forward would be possible). */
+	assert_int_equal(itutil_subscribe(d, 2, "probe/bc", 1), 0);
+	wait_routed(0, d, "probe/bc");
+	wait_routed(2, d, "probe/bc");
+	long in0[3];
+	for (int i = 0; i < 3; i++)
+		in0[i] = inbox_count(i);
+	assert_int_equal(itkafka_produce(prod, "bus-bc", 0, "d", "bcast", NULL), 0);
+	assert_int_equal(rd_kafka_flush(prod, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	struct itutil_pkt p;
+	assert_int_equal(itutil_recv_acked(d, &p, WAIT_MS), 0);
+	assert_string_equal(p.topic, "bc/d");
+	assert_string_equal(p.payload, "bcast");
+	assert_true(itutil_quiet(d, 1500)); /* once */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(inbox_count(i), in0[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -717,6 +746,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
 		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
+		cmocka_unit_test_teardown(test_downlink_broadcast_not_forwarded, test_teardown),
 	};
 	const struct CMUnitTest real[] = {
 		cmocka_unit_test_teardown(test_real_latency, test_teardown),
