@@ -97,8 +97,9 @@ static int start_all(void)
 
 static void stop_all(void)
 {
+	/* Also the SIGKILLed one: gw_stop() removes its directory. */
 	for (int i = 0; i < 3; i++)
-		if (gws[i].pid)
+		if (gws[i].pid || gws[i].dir[0])
 			gw_stop(&gws[i]);
 	memset(gws, 0, sizeof(gws));
 }
