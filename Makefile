@@ -72,6 +72,7 @@ BIN     := $(B)/kafkagate
 UNIT_TESTS := codec mqtt5 topic sub_trie retain cfg template route envelope daemon http_parse \
 	offsets downlink log inbox lathist state_rec state_sessions
 UNIT_TESTS += state_bus
+UNIT_TESTS += state_owner
 UNIT_TESTS_AUTH      := passwd acl
 UNIT_TESTS_TRANSPORT := ws tls
 UNIT_TESTS_BROKER    := client_ack inflight session_subs session_heap
@@ -92,6 +93,7 @@ IT_TESTS   += state_retained
 IT_TESTS   += state_bus
 IT_TESTS   += state_sessions
 IT_TESTS   += state_hooks
+IT_TESTS   += state_owner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -191,7 +193,12 @@ sanitize: deps
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" IT_TESTS="$(SAN_IT_TESTS)" \
 		all unit integration
 
-bench: $(B)/bench/loadgen $(B)/bench/downlink_bench $(B)/bench/uplink_bench
+bench: $(B)/bench/loadgen $(B)/bench/downlink_bench $(B)/bench/uplink_bench $(B)/bench/state_storm
+
+# The reconnect storm of bench/state_bench.sh: stands alone (no library).
+$(B)/bench/state_storm: bench/state_storm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(B)/bench/loadgen: bench/loadgen.c $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)

@@ -215,5 +215,12 @@ int state_bus_metrics_render(struct buf *out, struct state_bus *sb);
 struct state_owner *state_owner_new(struct state *st);
 void state_owner_tick(struct state_owner *so);
 void state_owner_free(struct state_owner *so);
+/* The sessions partitions this instance watches now (up to max written to
+ * parts); returns how many. Any thread (metrics, tests). */
+size_t state_owner_watched(struct state_owner *so, int32_t *parts, size_t max);
+/* Appends kafkagate_state_owner_partitions, _adopts_total and
+ * _rebalances_total to a /metrics scrape; for state_metrics_render().
+ * Returns 0 or -1. Any thread. */
+int state_owner_metrics_render(struct buf *out, struct state_owner *so);
 
 #endif
