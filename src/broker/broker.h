@@ -262,6 +262,14 @@ int broker_retained_apply(struct broker *br, struct msg *m);
  * reference; track as for broker_inject(). Any thread. */
 int broker_inject_local(struct broker *br, struct msg *m, const char *to_id, uint16_t to_len);
 
+/* Publishes m (borrowed) as the will of client id (NULL ok) as a will of a
+ * connection closing here is: to this instance's subscribers and retained
+ * store, and to the sink (the Kafka routes; with the state in Kafka, the
+ * other instances' subscribers), nobody waiting for the answer. For the
+ * wills of sessions adopted from a dead instance. Returns 0 or -1. Any
+ * thread. */
+int broker_publish_will(struct broker *br, struct msg *m, const char *id, uint16_t id_len);
+
 /* Closes every client connection here (MQTT 5: DISCONNECT 0x88 Server
  * unavailable; wills are not published: the instance cannot tell whether
  * another owns the sessions now), for the state layer when its view of

@@ -614,6 +614,35 @@ void hooks_will(struct worker *w, struct msg *m, const char *id, uint16_t id_len
 	struct broker *br = w->br;
 
 	deliver_publish(w, m);
-	if (br->st && br->st->will)
+	if (br->sink.publish) {
+		/* A will is a publish on the client's behalf: it goes where the
+		 * client's own publishes go, the Kafka routes (and, with the
+		 * state in Kafka, the other instances' subscribers through the
+		 * sink's fan-out). Nobody waits for its answer (seq 0); the
+		 * ticket goes home to this worker (a conn id of w's). */
+		struct sink_publish p = { .conn_id = (uint64_t)w->idx << 56, .worker = w->idx,
+					  .clientid = id ? id : "", .clientid_len = id ? id_len : 0,
+					  .m = m, .seq = 0 };
+		if (br->sink.publish(br->sink.ctx, &p) == SINK_BUSY)
+			log_warn_rl("will not sent to Kafka client=%s topic=%s reason=\"producer queue full\"",
+				    id ? log_qn(id, id_len) : "-", log_q(m->topic));
+	} else if (br->st && br->st->will) {
 		br->st->will(br->st->ctx, m, id, id_len);
+	}
+}
+
+int broker_publish_will(struct broker *br, struct msg *m, const char *id, uint16_t id_len)
+{
+	char *cid = NULL;
+
+	if (id && !(cid = util_strdup_n(id, id_len)))
+		return -1;
+	uint32_t h = hash_bytes(hash_process_seed(), m->topic, m->topic_len);
+	struct inbox_item it = { .kind = INBOX_WILL, .p1 = msg_ref(m), .p2 = cid, .b = id_len };
+	if (worker_post(&br->workers[h % (uint32_t)br->n_workers], &it) < 0) {
+		msg_unref(m);
+		free(cid);
+		return -1;
+	}
+	return 0;
 }

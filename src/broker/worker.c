@@ -211,6 +211,11 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 	case INBOX_INJECT_LOCAL:
 		hooks_inject_local(w, it->p1, it->p2, it->b); /* takes p1, frees p2 */
 		break;
+	case INBOX_WILL:
+		hooks_will(w, it->p1, it->p2, it->b);
+		msg_unref(it->p1);
+		free(it->p2);
+		break;
 	case INBOX_CALL: {
 		void (*fn)(void *, struct worker *) = (void (*)(void *, struct worker *))it->p1;
 		fn(it->p2, w);
@@ -500,6 +505,9 @@ void worker_release(struct worker *w)
 				n->free(n);
 			} else if (b->items[i].kind == INBOX_CLAIMED || b->items[i].kind == INBOX_KICK) {
 				free(b->items[i].p1);
+			} else if (b->items[i].kind == INBOX_WILL) {
+				msg_unref(b->items[i].p1);
+				free(b->items[i].p2);
 			} else if (b->items[i].kind == INBOX_INJECT_LOCAL) {
 				msg_track_done(b->items[i].p1);
 				msg_unref(b->items[i].p1);

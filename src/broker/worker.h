@@ -58,6 +58,8 @@ enum worker_item {
 	                          forwarded by another worker (state_hooks.c) */
 	INBOX_INJECT_LOCAL,    /* p1 = struct msg * (ref), p2 = client id copied (owned) or
 	                          NULL, b = its length: broker_inject_local() */
+	INBOX_WILL,            /* p1 = struct msg * (ref), p2 = client id copied (owned) or
+	                          NULL, b = its length: broker_publish_will() */
 	INBOX_STOP,
 };
 

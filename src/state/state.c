@@ -935,6 +935,17 @@ static void hook_will(void *ctx, struct msg *m, const char *id, uint16_t id_len)
 
 	state_bus_send(st->bus, m, id, id ? id_len : 0);
 }
+/* A will published on behalf of a connection that died with its instance
+ * goes where a will of a connection closing here goes: this instance's
+ * subscribers and retained store, the Kafka routes, and through the
+ * uplink's fan-out the subscribers on other instances. */
+int state_publish(struct state *st, const char *id, uint16_t id_len, struct msg *m)
+{
+	int rc = broker_publish_will(st->br, m, id, id_len);
+	msg_unref(m); /* ours: broker_publish_will() took its own */
+	return rc;
+}
+
 /* A session another instance took still held m here: to the new owner's
  * inbox, for that session. */
 static void hook_handover(void *ctx, const char *id, uint16_t id_len, struct msg *m, uint8_t qos,

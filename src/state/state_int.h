@@ -134,9 +134,8 @@ int state_sessions_metrics_render(struct buf *out, struct state_sessions *ss);
 /* Publishes m (the caller's reference taken) as client id published it: to
  * the Kafka routes, this instance's subscribers and retained store, and the
  * subscribers on other instances. For wills whose connection died with an
- * instance (state_sessions.c). state.c holds the uplink and the bus; until
- * it defines this, state_sessions.c has a weak fallback that delivers to
- * this instance only (broker_inject()). Returns 0 or -1. Any thread. */
+ * instance (state_sessions.c); state.c: broker_publish_will(). Returns 0
+ * or -1. Any thread. */
 struct msg;
 int state_publish(struct state *st, const char *id, uint16_t id_len, struct msg *m);
 

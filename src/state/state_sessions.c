@@ -1201,14 +1201,3 @@ void state_sessions_free(struct state_sessions *ss)
 	pthread_mutex_destroy(&ss->lock);
 	free(ss);
 }
-
-/* A will published on behalf of a connection that died with its instance
- * goes where a will of a connection closing here goes (client_finish():
- * this instance's subscribers and retained store, broker_inject()) and to
- * the subscribers on other instances (state_bus_send()). */
-int state_publish(struct state *st, const char *id, uint16_t id_len, struct msg *m)
-{
-	if (st->bus)
-		state_bus_send(st->bus, m, id, id_len); /* borrows m */
-	return broker_inject(st->br, m);
-}

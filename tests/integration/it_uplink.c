@@ -473,6 +473,38 @@ static void test_oversized_record_dropped(void **state)
 	free(payload);
 }
 
+/* A will is a publish on the client's behalf: it lands in Kafka through
+ * the routes like the client's own publishes, keyed by its client id. */
+static void test_will_to_kafka(void **state)
+{
+	(void)state;
+	fx_up(1, NULL, "routes = ( { filter = \"status/#\"; topic = \"status\"; key = \"${clientid}\"; } );");
+	struct raw_connect rc = { .level = 4, .client_id = "it-up-will", .clean = true,
+				  .keepalive = 60, .will_topic = "status/it-up-will",
+				  .will_payload = "offline", .will_payload_len = 7, .will_qos = 1 };
+	int fd = itutil_connect_with(F.g.port, &rc, NULL);
+	assert_true(fd >= 0);
+	close(fd); /* no DISCONNECT: the will is due */
+	struct itkafka_rec r[2];
+	int n = itkafka_read(F.k.bootstrap, "status", 1, WAIT_MS, r);
+	assert_int_equal(n, 1);
+	assert_string_equal(r[0].key, "it-up-will");
+	assert_int_equal(r[0].vlen, 7);
+	assert_memory_equal(r[0].val, "offline", 7);
+	itkafka_recs_free(r, n);
+	/* A clean DISCONNECT: no will. */
+	struct raw_connect rc2 = rc;
+	rc2.client_id = "it-up-will2";
+	rc2.will_topic = "status/it-up-will2";
+	fd = itutil_connect_with(F.g.port, &rc2, NULL);
+	assert_true(fd >= 0);
+	const uint8_t disc[2] = { 0xE0, 0x00 };
+	assert_int_equal(write(fd, disc, 2), 2);
+	close(fd);
+	usleep(500 * 1000);
+	assert_int_equal(kcount("status"), 1);
+}
+
 /* ---- the delivery guarantee ---------------------------------------------------- */
 
 static void test_puback_withheld_while_down(void **state)
@@ -943,6 +975,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_dead_letter, fx_down),
 		cmocka_unit_test_teardown(test_no_dead_letter_topic, fx_down),
 		cmocka_unit_test_teardown(test_oversized_record_dropped, fx_down),
+		cmocka_unit_test_teardown(test_will_to_kafka, fx_down),
 		cmocka_unit_test_teardown(test_puback_withheld_while_down, fx_down),
 		cmocka_unit_test_teardown(test_keepalive_while_held, fx_down),
 		cmocka_unit_test_teardown(test_timeout_never_acked, fx_down),
