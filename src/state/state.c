@@ -1311,6 +1311,7 @@ int state_metrics_render(struct buf *out, void *ud)
 		  (double)rcl);
 	rc |= state_sessions_metrics_render(out, st->sessions); /* state_sessions.c */
 	rc |= state_bus_metrics_render(out, st->bus);          /* state_bus.c */
+	rc |= state_owner_metrics_render(out, st->owner);      /* state_owner.c */
 #undef LD
 	return rc ? -1 : 0;
 }
