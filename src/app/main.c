@@ -299,6 +299,11 @@ static int run(const struct cfg *cfg, struct route_table *rt, const char *path)
 			log_warn("kafka flush timed out records=%d", left);
 	}
 	broker_stop(br);
+	/* What the parked sessions hold goes to this instance's inbox, for
+	 * the restarted instance (state.store = "kafka"; nothing without). */
+	size_t kept = broker_state_persist(br);
+	if (kept)
+		log_info("state: %zu queued messages written to the inbox for the restart", kept);
 	/* Every session parked (records queued): "down", flush, close. */
 	state_free(st);
 	st = NULL;

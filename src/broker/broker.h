@@ -262,6 +262,13 @@ int broker_retained_apply(struct broker *br, struct msg *m);
  * reference; track as for broker_inject(). Any thread. */
 int broker_inject_local(struct broker *br, struct msg *m, const char *to_id, uint16_t to_len);
 
+/* At a clean stop, after broker_stop(): hands what every persistent session
+ * still holds for its client (sent and unacknowledged, then queued) to the
+ * state layer's handover hook, whose owner is this instance now: it writes
+ * them to its own inbox, so that the restarted instance queues them again.
+ * Returns the number of messages. Main thread. */
+size_t broker_state_persist(struct broker *br);
+
 /* Publishes m (borrowed) as the will of client id (NULL ok) as a will of a
  * connection closing here is: to this instance's subscribers and retained
  * store, and to the sink (the Kafka routes; with the state in Kafka, the

@@ -140,6 +140,28 @@ void hooks_handover(struct broker *br, struct session *s)
 	}
 }
 
+size_t broker_state_persist(struct broker *br)
+{
+	size_t n = 0;
+
+	if (!br->st || !br->st->handover)
+		return 0;
+	/* The workers are stopped: nothing else touches a session now; the
+	 * locks only keep the rules. */
+	pthread_mutex_lock(&br->dir_lock);
+	for (size_t i = 0; i < br->dir.nb; i++)
+		for (struct session *s = br->dir.b[i]; s; s = s->dir_next) {
+			if (atomic_load(&s->discarded))
+				continue;
+			pthread_spin_lock(&s->mu);
+			n += (size_t)s->queue.n + s->out.n;
+			hooks_handover(br, s);
+			pthread_spin_unlock(&s->mu);
+		}
+	pthread_mutex_unlock(&br->dir_lock);
+	return n;
+}
+
 static void discard_offline(struct broker *br, struct session *s)
 {
 	msg_unref(s->will);

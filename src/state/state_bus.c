@@ -475,7 +475,10 @@ int state_bus_send_to(struct state_bus *sb, const char *owner, const char *to, s
 		      struct msg *m)
 {
 	char topic[STATE_TOPIC_MAX + 1];
-	if (!sb || !owner || strcmp(owner, sb->st->instance_id) == 0 ||
+	/* To this instance itself only at a clean stop (broker_state_persist():
+	 * the restarted instance reads them back). */
+	if (!sb || !owner ||
+	    (strcmp(owner, sb->st->instance_id) == 0 && !atomic_load(&sb->st->stopping)) ||
 	    snprintf(topic, sizeof(topic), "%s.inbox.%s", sb->st->cfg->state.topic_prefix, owner) >=
 		    (int)sizeof(topic))
 		return -1;

@@ -989,17 +989,26 @@ int state_sessions_adopt(struct state_sessions *ss, const char *id, uint16_t id_
 void state_sessions_caught_up(struct state_sessions *ss)
 {
 	size_t n = 0;
+	struct acts a = { 0 };
 	pthread_mutex_lock(&ss->lock);
 	ss->caught_up = true;
 	/* The sessions this instance held before a restart: same instance
-	 * id, another boot. Their connections died with the process. */
+	 * id, another boot. Their connections died with the process. They
+	 * are restored here at once (the adopt's read-back finds them there),
+	 * before the inbox is read: what a clean stop wrote to the inbox for
+	 * them (broker_state_persist()) finds its session. A claim made
+	 * elsewhere meanwhile kicks them as any. */
 	for (size_t i = 0; i < ss->nbuckets; i++)
 		for (struct sess *s = ss->tab[i]; s; s = s->next)
 			if (s->known && s->rec.state != SREC_ENDED &&
 			    strcmp(s->rec.owner, ss->st->instance_id) == 0 &&
-			    s->rec.boot != ss->st->started_ms && adopt_locked(ss, s) == 0)
+			    s->rec.boot != ss->st->started_ms && adopt_locked(ss, s) == 0) {
+				if (s->rec.persistent)
+					restore_act(&a, s, &s->rec);
 				n++;
+			}
 	pthread_mutex_unlock(&ss->lock);
+	acts_run(ss, &a);
 	if (n)
 		log_info("state: %zu sessions of this instance's previous run taken back", n);
 }

@@ -486,6 +486,51 @@ static void test_queued_move_with_session(void **state)
 	assert_true(itutil_quiet(d, 500));
 }
 
+/* A persistent session parked on gateway 1 holds two QoS 1 messages
+ * published on gateway 2; gateway 1 is stopped cleanly (SIGTERM) and
+ * started again: the device reconnects there and gets them, in order (the
+ * clean stop wrote them to gateway 1's own inbox, broker_state_persist();
+ * the restart restored the session before reading the inbox). */
+static void test_queued_survive_clean_restart(void **state)
+{
+	(void)state;
+	bool present = true;
+	int d = itutil_connect(G[0].port, "bus-r-dev", false, 60, &present);
+	assert_true(d >= 0);
+	assert_int_equal(itutil_subscribe(d, 1, "hq/bus-r-dev/#", 1), 0);
+	wait_routed(1, d, "hq/bus-r-dev/probe");
+	const uint8_t disc[2] = { 0xE0, 0x00 };
+	assert_int_equal(write(d, disc, 2), 2);
+	close(d);
+	usleep(500 * 1000);
+	int p = dev(1, "bus-r-pub", NULL, 0);
+	for (int i = 0; i < 2; i++) {
+		char pl[8];
+		snprintf(pl, sizeof(pl), "r%d", i);
+		assert_int_equal(itutil_send_publish(p, "hq/bus-r-dev/cmd", pl, 2, 1, false,
+						     (uint16_t)(20 + i)),
+				 0);
+		assert_int_equal(itutil_expect_ack(p, 0x40, (uint16_t)(20 + i), WAIT_MS), 0);
+	}
+	usleep(1000 * 1000); /* queued in the parked session on gateway 1 */
+	assert_int_equal(gw_restart(&G[0]), 0);
+	assert_true(gw_log_contains(&G[0], "queued messages written to the inbox for the restart"));
+	assert_true(gw_log_wait(&G[0], "level=info thread=main ready", WAIT_MS));
+	d = itutil_connect(G[0].port, "bus-r-dev", false, 60, &present);
+	assert_true(d >= 0);
+	fd_track(d);
+	assert_true(present);
+	for (int i = 0; i < 2; i++) {
+		struct itutil_pkt pk;
+		char want[8];
+		snprintf(want, sizeof(want), "r%d", i);
+		assert_int_equal(itutil_recv_acked(d, &pk, WAIT_MS), 0);
+		assert_string_equal(pk.topic, "hq/bus-r-dev/cmd");
+		assert_string_equal(pk.payload, want);
+	}
+	assert_true(itutil_quiet(d, 500));
+}
+
 /* ---- MQTT 5 (paho) ---- */
 
 static MQTTClient c5_connect(int g, int slot, const char *id)
@@ -813,6 +858,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_qos2_across, test_teardown),
 		cmocka_unit_test_teardown(test_will_across, test_teardown),
 		cmocka_unit_test_teardown(test_queued_move_with_session, test_teardown),
+		cmocka_unit_test_teardown(test_queued_survive_clean_restart, test_teardown),
 		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_broadcast_not_forwarded, test_teardown),
