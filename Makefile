@@ -85,6 +85,7 @@ IT_TESTS   += mqtt5_kafka mqtt5_publish
 IT_TESTS   += mqtt5_subscribe
 IT_TESTS   += shared
 IT_TESTS   += mqtt5_conf
+IT_TESTS   += mockproc partitioner
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
@@ -128,6 +129,16 @@ $(VECTOR_BIN): tests/vectors/vectors.c $(IT_SUPPORT) $(B)/libkafkagate.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) \
 		$(PAHO) $(PKG_LIBS) $(LIBS)
+
+# Test tools (tests/tools/): kg-mockkafka is librdkafka's mock cluster in a
+# process of its own, driven over stdin, for shell/Python drivers and for
+# several gateways sharing one cluster (docs/scaling/faults-tools.md).
+TOOL_BINS := $(B)/tests/kg-mockkafka
+$(B)/tests/kg-mockkafka: tests/tools/kg_mockkafka.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(PKG_LIBS) $(LIBS)
+$(B)/tests/it_mockproc: | $(TOOL_BINS)
+integration: $(TOOL_BINS)
 
 deps:
 	@scripts/deps.sh
