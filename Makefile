@@ -166,7 +166,7 @@ test: deps
 	$(MAKE) layers
 	$(MAKE) all unit integration packaging vectors fuzz-smoke topic-diff
 	$(MAKE) $(BIN) $(ABUSE_BIN) && KG_BIN=$(BIN) ABUSE_BIN=$(ABUSE_BIN) tests/abuse/run.sh
-	$(MAKE) $(BIN) $(FAULTS_BIN) && KG_BIN=$(BIN) FAULTS_BIN=$(FAULTS_BIN) tests/faults/run.sh
+	$(MAKE) $(BIN) $(FAULTS_BIN) $(TOOL_BINS) && KG_BIN=$(BIN) FAULTS_BIN=$(FAULTS_BIN) tests/faults/run.sh
 
 sanitize: export ASAN_OPTIONS = detect_leaks=1
 sanitize: export UBSAN_OPTIONS = print_stacktrace=1
@@ -307,7 +307,7 @@ $(FAULTS_BIN): $(FAULTS_SRC) tests/faults/faults.h
 	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
 		$(filter %.c,$^) $(PKG_LIBS) $(LIBS)
 
-faults: $(BIN) $(FAULTS_BIN)
+faults: $(BIN) $(FAULTS_BIN) $(TOOL_BINS)
 	@KG_BIN=$(BIN) FAULTS_BIN=$(FAULTS_BIN) tests/faults/run.sh --full
 
 # Packaging files (docker/, systemd/, the config examples) against the binary.
