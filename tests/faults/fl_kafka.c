@@ -219,7 +219,7 @@ static long read_topic(const char *boot, const char *topic, struct fl_table *t, 
 	rd_kafka_t *rk;
 	char e[256];
 	long n = 0;
-	int64_t *high, deadline;
+	int64_t *high, *next, deadline;
 	int pcnt, left = 0;
 	static const char *const props[] = { "group.id", "faults-verify", "enable.auto.commit", "false",
 					     "enable.partition.eof", "true", "log_level", "2",
@@ -245,6 +245,7 @@ static long read_topic(const char *boot, const char *topic, struct fl_table *t, 
 	}
 	pcnt = md->topics[0].partition_cnt;
 	high = calloc((size_t)pcnt, sizeof(*high));
+	next = calloc((size_t)pcnt, sizeof(*next)); /* next offset to read; -1: done */
 	parts = rd_kafka_topic_partition_list_new(pcnt);
 	*truncated = 0;
 	for (int p = 0; p < pcnt; p++) {
@@ -258,6 +259,8 @@ static long read_topic(const char *boot, const char *topic, struct fl_table *t, 
 		if (id >= 0 && id < pcnt)
 			high[id] = hi;
 		*truncated += lo;
+		if (id >= 0 && id < pcnt && hi <= lo)
+			next[id] = -1;
 		if (hi > lo) {
 			rd_kafka_topic_partition_list_add(parts, topic, id)->offset = RD_KAFKA_OFFSET_BEGINNING;
 			left++;
@@ -269,15 +272,23 @@ static long read_topic(const char *boot, const char *topic, struct fl_table *t, 
 		fprintf(stderr, "faults verify: assign failed\n");
 		n = -1;
 	}
+	/* timeout_ms without progress, not in all: a big log takes a while. */
 	deadline = fl_now_us() + (int64_t)timeout_ms * 1000;
 	while (n >= 0 && left > 0 && fl_now_us() < deadline) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		int32_t pt;
 		char name[64];
 		long long q;
 
 		if (!m)
 			continue;
+		pt = m->partition;
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			/* The end, also when the last offsets hold no record. */
+			if (pt >= 0 && pt < pcnt && next[pt] >= 0 && m->offset >= high[pt]) {
+				next[pt] = -1;
+				left--;
+			}
 			rd_kafka_message_destroy(m);
 			continue;
 		}
@@ -299,17 +310,28 @@ static long read_topic(const char *boot, const char *topic, struct fl_table *t, 
 			(*unparsed)++;
 		}
 		n++;
-		if (m->partition >= 0 && m->partition < pcnt && m->offset + 1 == high[m->partition])
-			left--;
+		deadline = fl_now_us() + (int64_t)timeout_ms * 1000;
+		if (pt >= 0 && pt < pcnt && next[pt] >= 0) {
+			next[pt] = m->offset + 1;
+			if (next[pt] >= high[pt]) {
+				next[pt] = -1;
+				left--;
+			}
+		}
 		rd_kafka_message_destroy(m);
 	}
 	if (left > 0 && n >= 0) {
-		fprintf(stderr, "faults verify: %d partitions of %s not read to the end in %d ms\n",
+		fprintf(stderr, "faults verify: %d partitions of %s not read to the end (nothing new for %d ms):",
 			left, topic, timeout_ms);
+		for (int p = 0; p < pcnt; p++)
+			if (next[p] >= 0)
+				fprintf(stderr, " [%d] at %" PRId64 " of %" PRId64, p, next[p], high[p]);
+		fprintf(stderr, "\n");
 		n = -1;
 	}
 	rd_kafka_topic_partition_list_destroy(parts);
 	free(high);
+	free(next);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
 	return n;
@@ -335,10 +357,26 @@ int fl_verify_main(int argc, char **argv)
 		fprintf(stderr, "faults verify: --bootstrap and --acks are required\n");
 		return 2;
 	}
-	recs = read_topic(boot, topic, &t, timeout_ms, &truncated, &unparsed);
-	if (recs < 0) {
-		printf("RESULT role=verify error=read_failed\n");
-		return 1;
+	/* --topic a,b: every topic read into one table (a client's records
+	 * may be routed to several). */
+	recs = 0;
+	for (const char *p = topic; *p;) {
+		size_t n = strcspn(p, ",");
+		char one[256];
+		int64_t tr = 0;
+		long r;
+
+		snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) ? n : sizeof(one) - 1), p);
+		r = read_topic(boot, one, &t, timeout_ms, &tr, &unparsed);
+		if (r < 0) {
+			printf("RESULT role=verify error=read_failed topic=%s\n", one);
+			return 1;
+		}
+		recs += r;
+		truncated += tr;
+		p += n;
+		if (*p == ',')
+			p++;
 	}
 	if (!(f = fopen(acks, "r"))) {
 		perror(acks);

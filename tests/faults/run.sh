@@ -335,8 +335,8 @@ row() {
 	local v=$1 vc=$2 pub samp verdict=PASS why= line
 	pub=$(grep '^RESULT' "$D/pub.out" 2>/dev/null)
 	samp=$(grep '^RESULT' "$D/sample.out" 2>/dev/null)
-	if [ -z "$v" ]; then
-		verdict=FAIL why+="verify failed ($(tail -n 1 "$D/verify.err")); "
+	if [ -z "$v" ] || [ -n "$(field error "$v")" ]; then
+		verdict=FAIL why+="verify failed ($(tail -n 1 "$D/verify.err" | cut -c1-160)); "
 	else
 		if [ "$MISSING_OK" = info ]; then
 			verdict=INFO
