@@ -120,6 +120,9 @@ int fl_cmd_main(int argc, char **argv)
 
 /* ---- shared: per-name sequence bookkeeping ---------------------------------- */
 
+/* Set by --show-order: the first order violations of each name on stderr. */
+static bool fl_verbose_order;
+
 /* One client's (or device's) sequence numbers as seen somewhere, in the
  * order seen, plus a bitmap of those seen at least once. */
 struct fl_seqs {
@@ -160,8 +163,8 @@ static void seqs_add(struct fl_seqs *s, int64_t q)
 	}
 	s->seen[q >> 3] |= (uint8_t)(1 << (q & 7));
 	s->uniq++;
-	if (s->uniq > 1 && q < s->max)
-		s->order_viol++;
+	if (s->uniq > 1 && q < s->max && s->order_viol++ < 3 && fl_verbose_order)
+		fprintf(stderr, "faults: order: %" PRId64 " first seen after %" PRId64 "\n", q, s->max);
 	if (s->uniq == 1 || q > s->max)
 		s->max = q;
 }
@@ -353,6 +356,7 @@ int fl_verify_main(int argc, char **argv)
 	char name[64];
 	long long q, us;
 
+	fl_verbose_order = fl_opt(argc, argv, "--show-order", NULL) != NULL;
 	if (!boot || !acks) {
 		fprintf(stderr, "faults verify: --bootstrap and --acks are required\n");
 		return 2;

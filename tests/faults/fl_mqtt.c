@@ -171,15 +171,25 @@ static void *pub_thread(void *arg)
 			}
 			c->conn_at = fl_now_us();
 			/* The session may or may not have survived: resend every
-			 * unacknowledged message, DUP set, same packet id. */
-			for (int i = 0; i < o->window && fd >= 0; i++)
-				if (c->win[i].used) {
-					if (pub_send(c, fd, &c->win[i], true, pkt, payload) < 0) {
-						close(fd);
-						fd = -1;
-					}
-					c->resent++;
+			 * unacknowledged message, DUP set, same packet id, in the
+			 * order first sent (MQTT 4.6; slots are reused, so the
+			 * window's order is not the messages'). */
+			for (int64_t last = -1; fd >= 0;) {
+				struct pub_slot *s = NULL;
+
+				for (int i = 0; i < o->window; i++)
+					if (c->win[i].used && c->win[i].seq > last &&
+					    (!s || c->win[i].seq < s->seq))
+						s = &c->win[i];
+				if (!s)
+					break;
+				last = s->seq;
+				c->resent++;
+				if (pub_send(c, fd, s, true, pkt, payload) < 0) {
+					close(fd);
+					fd = -1;
 				}
+			}
 			continue;
 		}
 		if (sending && t >= next && c->nin < o->window) {

@@ -323,7 +323,7 @@ finish() {
 		gw_stop "$i"
 	done
 	v=$("$FAULTS_BIN" verify --bootstrap "$BOOT" --topic "$UPTOPIC" --acks "$D/acks.log" \
-		--timeout 60 2>"$D/verify.err" | grep '^RESULT')
+		--timeout 60 --show-order 1 2>"$D/verify.err" | grep '^RESULT')
 	[ $DL = 1 ] && vc=$("$FAULTS_BIN" verify-cmd --produced "$D/produced.log" \
 		--received "$D/recv.log" --withhold "$WITHHOLD" 2>"$D/verify-cmd.err" | grep '^RESULT')
 	row "$v" "$vc"
