@@ -5,6 +5,7 @@
 #   make sanitize   unit + integration tests under ASan/UBSan (build-san/)
 #   make fuzz       run every fuzz target (FUZZ_TARGETS) for FUZZ_SECONDS each
 #   make bench      build the load generators
+#   make faults     every fault scenario full size (docs/faults.md)
 #   make install    binary, config example and systemd unit (PREFIX, DESTDIR)
 
 B        ?= build
