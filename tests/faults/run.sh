@@ -21,7 +21,10 @@
 # MOCK_BIN (build/tests/kg-mockkafka when built, else `faults mock`),
 # FAULTS_GW_CFG (gateway config template, default tests/faults/gw.cfg.in;
 # tests/faults/gw-kafka.cfg.in runs the state-in-Kafka store),
-# FAULTS_SKIP (scenario names not to run), KG_KEEP=1 keeps the run directory.
+# FAULTS_SKIP (scenario names not to run), KG_KEEP=1 keeps the run directory,
+# FAULTS_CLUSTER=1 (cluster-leader in the scaled set too), FAULTS_ROLLING_DL=1
+# (commands in rolling-restart), FAULTS_PE_PROPS (the gateway's Kafka
+# properties in produce-errors).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
@@ -39,7 +42,7 @@ for a in "$@"; do
 	case $a in
 	--full) FULL=1 ;;
 	--list) printf '%s\n' "${ALL[@]}"; exit 0 ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
 	*) SCEN+=("$a") ;;
 	esac
 done
@@ -606,6 +609,14 @@ sc_rolling-restart() {
 	NOTE="3 gateways on one mock cluster, publishers spread over them; each restarted in turn (SIGTERM, start) under load"
 	mock_start 3 && mock_topics && ports 3 && gw_start 0 && gw_start 1 && gw_start 2 || return 1
 	sample_start
+	# FAULTS_ROLLING_DL=1: devices and commands too, spread over the three
+	# (a command reaches a device on another instance only with the state
+	# store in Kafka: issue 13).
+	if [ -n "${FAULTS_ROLLING_DL:-}" ]; then
+		DL=1
+		NOTE+="; devices receive commands throughout"
+		dl_start 0
+	fi
 	pub_start
 	for i in 0 1 2; do
 		sleep $((DUR / 4))
