@@ -5,6 +5,7 @@
 #   make sanitize   unit + integration tests under ASan/UBSan (build-san/)
 #   make fuzz       run every fuzz target (FUZZ_TARGETS) for FUZZ_SECONDS each
 #   make bench      build the load generators
+#   make faults     every fault scenario full size (docs/faults.md)
 #   make install    binary, config example and systemd unit (PREFIX, DESTDIR)
 
 B        ?= build
@@ -174,6 +175,7 @@ test: deps
 	$(MAKE) layers
 	$(MAKE) all unit integration packaging vectors fuzz-smoke topic-diff
 	$(MAKE) $(BIN) $(ABUSE_BIN) && KG_BIN=$(BIN) ABUSE_BIN=$(ABUSE_BIN) tests/abuse/run.sh
+	$(MAKE) $(BIN) $(FAULTS_BIN) $(TOOL_BINS) && KG_BIN=$(BIN) FAULTS_BIN=$(FAULTS_BIN) tests/faults/run.sh
 
 sanitize: export ASAN_OPTIONS = detect_leaks=1
 sanitize: export UBSAN_OPTIONS = print_stacktrace=1
@@ -307,6 +309,23 @@ $(ABUSE_BIN): $(ABUSE_SRC) tests/abuse/abuse.h tests/abuse/ab_engine_int.h $(IT_
 
 abuse: $(BIN) $(ABUSE_BIN)
 	@KG_BIN=$(BIN) ABUSE_BIN=$(ABUSE_BIN) tests/abuse/run.sh --full
+
+# Fault harness (tests/faults/, docs/faults.md): publishers and devices
+# against gateways while Kafka or a gateway fails, then Kafka read back.
+# `make faults` runs every scenario full size (several minutes; the table in
+# docs/faults.md); `make test` runs the scaled-down set. FAULTS_GW_CFG picks
+# the gateway config template (default tests/faults/gw.cfg.in).
+FAULTS_SRC := tests/faults/faults.c tests/faults/fl_mqtt.c tests/faults/fl_kafka.c \
+	tests/faults/fl_sample.c tests/faults/fl_mock.c tests/support/rawmqtt.c
+FAULTS_BIN := $(B)/tests/faults
+.PHONY: faults
+$(FAULTS_BIN): $(FAULTS_SRC) tests/faults/faults.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/support $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
+		$(filter %.c,$^) $(PKG_LIBS) $(LIBS)
+
+faults: $(BIN) $(FAULTS_BIN) $(TOOL_BINS)
+	@KG_BIN=$(BIN) FAULTS_BIN=$(FAULTS_BIN) tests/faults/run.sh --full
 
 # Packaging files (docker/, systemd/, the config examples) against the binary.
 packaging: $(BIN)
