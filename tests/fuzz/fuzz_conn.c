@@ -458,8 +458,20 @@ static uint16_t ack_pid(const struct client *c, uint32_t seq)
 
 static enum sink_result fake_publish(void *ctx, const struct sink_publish *p)
 {
-	struct dev *d = model_dev_by_conn(&md, p->conn_id);
 	(void)ctx;
+	if ((p->conn_id & ((UINT64_C(1) << 56) - 1)) == 0) {
+		/* A will (state_hooks.c hooks_will()): its connection is gone;
+		 * the worker's own id, nobody waiting (seq 0), the payload every
+		 * CONNECT of the model gives its will. */
+		MODEL_CHECK(conn_worker(p->conn_id) == p->worker && p->worker < br->n_workers,
+			    "sink: a will on w%d with the id of w%d", p->worker,
+			    conn_worker(p->conn_id));
+		MODEL_CHECK(p->seq == 0 && p->m->payload_len == 4 &&
+				    memcmp(p->m->payload, "gone", 4) == 0,
+			    "sink: a publish from an unknown connection");
+		return sink_mode;
+	}
+	struct dev *d = model_dev_by_conn(&md, p->conn_id);
 
 	MODEL_CHECK(d, "sink: a publish from an unknown connection");
 	MODEL_CHECK(p->worker == d->worker && conn_worker(p->conn_id) == d->worker,
