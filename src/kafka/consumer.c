@@ -194,7 +194,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	struct consumer *c = opaque;
-	bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	/* NULL while no protocol is chosen: a close before the first join
+	 * revokes nothing through here. */
+	const char *proto = rd_kafka_rebalance_protocol(rk);
+	bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
 	rd_kafka_error_t *e = NULL;
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -207,7 +210,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 					  (int)parts->elems[i].partition);
 		}
 		log_info("downlink partitions assigned group=%s count=%d protocol=%s", c->group,
-			 parts->cnt, rd_kafka_rebalance_protocol(rk));
+			 parts->cnt, proto ? proto : "NONE");
 		if (coop)
 			e = rd_kafka_incremental_assign(rk, parts);
 		else

@@ -143,7 +143,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	struct state_owner *so = opaque;
-	bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	/* NULL while no protocol is chosen (a close before the first join). */
+	const char *proto = rd_kafka_rebalance_protocol(rk);
+	bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
 	rd_kafka_error_t *e = NULL;
 
 	atomic_fetch_add_explicit(&so->rebalances, 1, memory_order_relaxed);
@@ -159,7 +161,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		rd_kafka_pause_partitions(rk, parts);
 		set_watched(so, parts, true);
 		log_info("state owners partitions assigned count=%d protocol=%s", parts->cnt,
-			 rd_kafka_rebalance_protocol(rk));
+			 proto ? proto : "NONE");
 	} else {
 		if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
 			log_warn("state owners rebalance error reason=%s", log_q(rd_kafka_err2str(err)));
