@@ -324,8 +324,12 @@ bool state_instance_alive(struct state *st, const char *id)
 		return true;
 	pthread_mutex_lock(&c->inst_mu);
 	struct inst *e = inst_find(c, id);
+	/* "down" (a clean stop) counts as alive for the lease too: a restart
+	 * within lease_ms takes its own sessions (and the queues its stop wrote
+	 * to its inbox) back; a drain hands them over lease_ms after the stop,
+	 * as after a crash. */
 	if (e)
-		alive = e->up && state_wall_ms() - e->at <= st->cfg->state.lease_ms;
+		alive = state_wall_ms() - e->at <= st->cfg->state.lease_ms;
 	pthread_mutex_unlock(&c->inst_mu);
 	return alive;
 }

@@ -161,7 +161,8 @@ void state_retained_counts(const struct state_retained *sr, uint64_t *written,
 			   uint64_t *applied, uint64_t *cleared);
 
 /* Instances: heartbeats read from <prefix>.instances (state.c keeps them);
- * true when id wrote a heartbeat within lease_ms and has not said "down". */
+ * true when id wrote a heartbeat ("up", or "down" at a clean stop) within
+ * lease_ms: a clean restart within the lease keeps its sessions. */
 bool state_instance_alive(struct state *st, const char *id);
 /* The "boot" of id's latest heartbeat (its start, wall ms), or -1 when none
  * was read. Any thread. */

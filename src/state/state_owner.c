@@ -17,8 +17,8 @@
  * partition: this file only looks at that view.
  *
  * A session in a watched partition whose owner is not alive
- * (state_instance_alive(): no "up" heartbeat within state.lease_ms, or
- * "down"), or whose record was written by an earlier boot of its owner (the
+ * (state_instance_alive(): no heartbeat, "up" or "down", within
+ * state.lease_ms), or whose record was written by an earlier boot of its owner (the
  * owner restarted), and that is online or parked, is adopted:
  * state_sessions_adopt() writes an adopt record (the epoch moves here, so
  * a late write of the dead owner is stale), restores the session here and

@@ -463,7 +463,7 @@ static void test_queued_move_with_session(void **state)
 	usleep(500 * 1000); /* the park record is read everywhere */
 	int p = dev(1, "bus-q-pub", NULL, 0);
 	for (int i = 0; i < 3; i++) {
-		char pl[8];
+		char pl[16];
 		snprintf(pl, sizeof(pl), "c%d", i);
 		assert_int_equal(itutil_send_publish(p, "hq/bus-q-dev/cmd", pl, 2, 1, false,
 						     (uint16_t)(10 + i)),
@@ -477,7 +477,7 @@ static void test_queued_move_with_session(void **state)
 	assert_true(present);
 	for (int i = 0; i < 3; i++) {
 		struct itutil_pkt pk;
-		char want[8];
+		char want[16];
 		snprintf(want, sizeof(want), "c%d", i);
 		assert_int_equal(itutil_recv_acked(d, &pk, WAIT_MS), 0);
 		assert_string_equal(pk.topic, "hq/bus-q-dev/cmd");
@@ -505,7 +505,7 @@ static void test_queued_survive_clean_restart(void **state)
 	usleep(500 * 1000);
 	int p = dev(1, "bus-r-pub", NULL, 0);
 	for (int i = 0; i < 2; i++) {
-		char pl[8];
+		char pl[16];
 		snprintf(pl, sizeof(pl), "r%d", i);
 		assert_int_equal(itutil_send_publish(p, "hq/bus-r-dev/cmd", pl, 2, 1, false,
 						     (uint16_t)(20 + i)),
@@ -522,7 +522,7 @@ static void test_queued_survive_clean_restart(void **state)
 	assert_true(present);
 	for (int i = 0; i < 2; i++) {
 		struct itutil_pkt pk;
-		char want[8];
+		char want[16];
 		snprintf(want, sizeof(want), "r%d", i);
 		assert_int_equal(itutil_recv_acked(d, &pk, WAIT_MS), 0);
 		assert_string_equal(pk.topic, "hq/bus-r-dev/cmd");
