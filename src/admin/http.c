@@ -412,7 +412,12 @@ struct http_server *http_server_new(const struct cfg *cfg, struct broker *br, st
 		snprintf(err, errlen, "event loop: %s", strerror(errno));
 		goto fail;
 	}
-	if ((hs->lis.fd = net_listen(addr, port, false, 64)) < 0) {
+	/* A backlog that a burst of slow or hostile connections cannot fill
+	 * while the admin thread is busy closing them: a probe whose SYN is
+	 * dropped waits for its retransmission (1 s), which is a failed probe
+	 * (it_admin: test_slow_clients_do_not_starve_probes, 200 connections
+	 * at once; 64 was too few). The kernel caps it at somaxconn. */
+	if ((hs->lis.fd = net_listen(addr, port, false, 1024)) < 0) {
 		snprintf(err, errlen, "cannot listen on %s port %d: %s", addr, port, strerror(errno));
 		goto fail;
 	}
