@@ -211,11 +211,6 @@ struct broker_state_ops {
 	 * the topic was cleared). Not called for broker_retained_apply().
 	 * Worker thread; m borrowed (msg_ref() to keep it). */
 	void (*retained)(void *ctx, struct msg *m);
-	/* A will was published here (a connection closed without DISCONNECT,
-	 * or a delayed will came due): this instance's subscribers have it;
-	 * the hook takes it to the other instances'. id (NULL when unknown) is
-	 * the client whose will it is. Worker thread; m borrowed. */
-	void (*will)(void *ctx, struct msg *m, const char *id, uint16_t id_len);
 	/* broker_state_kick() is discarding session id, which still holds m
 	 * (queued, or sent and not acknowledged) for its client at qos: the
 	 * hook carries it to the instance that owns the id now. Called once

@@ -648,8 +648,6 @@ void hooks_will(struct worker *w, struct msg *m, const char *id, uint16_t id_len
 		if (br->sink.publish(br->sink.ctx, &p) == SINK_BUSY)
 			log_warn_rl("will not sent to Kafka client=%s topic=%s reason=\"producer queue full\"",
 				    id ? log_qn(id, id_len) : "-", log_q(m->topic));
-	} else if (br->st && br->st->will) {
-		br->st->will(br->st->ctx, m, id, id_len);
 	}
 }
 

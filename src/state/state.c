@@ -931,14 +931,6 @@ static void hook_retained(void *ctx, struct msg *m)
 {
 	state_retained_hook(((struct state *)ctx)->retained, m);
 }
-/* A will published here reaches this instance's subscribers through the
- * broker; the other instances' through their inboxes. */
-static void hook_will(void *ctx, struct msg *m, const char *id, uint16_t id_len)
-{
-	struct state *st = ctx;
-
-	state_bus_send(st->bus, m, id, id ? id_len : 0);
-}
 /* A will published on behalf of a connection that died with its instance
  * goes where a will of a connection closing here goes: this instance's
  * subscribers and retained store, the Kafka routes, and through the
@@ -1108,7 +1100,6 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 				     .parked = hook_parked,
 				     .ended = hook_ended,
 				     .retained = hook_retained,
-				     .will = hook_will,
 				     .handover = hook_handover,
 				     .ctx = st,
 			     });

@@ -420,8 +420,8 @@ static void test_qos2_across(void **state)
 }
 
 /* A will published by gateway 1 when its device's connection drops
- * without DISCONNECT reaches a subscriber on gateway 3 (the broker's will
- * hook, state_bus_send()), once. */
+ * without DISCONNECT reaches a subscriber on gateway 3 (the will goes to the
+ * sink, and its fan-out to the inboxes), once. */
 static void test_will_across(void **state)
 {
 	(void)state;
