@@ -215,9 +215,22 @@ struct broker_state_ops {
 	 * (queued, or sent and not acknowledged) for its client at qos: the
 	 * hook carries it to the instance that owns the id now. Called once
 	 * per message, in the session's order (unacknowledged first), before
-	 * the session goes. Any broker thread; m borrowed. */
+	 * the session goes, then once with m NULL: that was all. Any broker
+	 * thread; m borrowed. */
 	void (*handover)(void *ctx, const char *id, uint16_t id_len, struct msg *m, uint8_t qos,
 			 bool retain);
+	/* The durable queue (docs/scaling/queue.md): m is to wait in offline
+	 * session id, at qos (a message queued while it is offline, or one
+	 * it held when its connection closed; owes: a msg_track_done(m) is
+	 * due for it). The hook writes it to Kafka and returns a copy of m
+	 * (one reference) whose track is kept (core/msg.h); the session keeps
+	 * and owes that copy instead of m until its client acknowledges it,
+	 * and the hook completes m's track (when owes) once Kafka has the
+	 * copy. NULL: not kept (the session keeps m as without the hook).
+	 * May be NULL. Any broker thread, s->mu may be held: it only
+	 * produces. */
+	struct msg *(*spool)(void *ctx, const char *id, uint16_t id_len, struct msg *m,
+			     uint8_t qos, bool retain, bool owes);
 	void *ctx;
 };
 

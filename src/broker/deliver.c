@@ -19,6 +19,7 @@
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/shared.h"
+#include "broker/state_hooks.h"
 #include "broker/worker.h"
 #include "core/log.h"
 #include "core/msg.h"
@@ -176,13 +177,21 @@ void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t
 	 * A tracked message counts as delivered once queued here. */
 	uint64_t dropped = 0;
 	int why = 0;
+	bool spooled = false;
 	if (qos > 0 && !atomic_load(&s->discarded) &&
 	    (why = limits_queue_push(w, s, msg_ref(m), qos, retain, false)) != 0) {
 		msg_unref(m);
 		dropped = ++s->queue_dropped;
 		STAT_INC(w, queue_dropped);
-	} else if (qos > 0 && subid && !atomic_load(&s->discarded)) {
-		mqueue_back(&s->queue)->subid = subid;
+	} else if (qos > 0 && !atomic_load(&s->discarded)) {
+		struct mqueue_entry *e = mqueue_back(&s->queue);
+		if (subid)
+			e->subid = subid;
+		/* With the state in Kafka the queue is kept there too; then the
+		 * state layer completes m's track once Kafka has it. */
+		bool owes = true;
+		spooled = hooks_spool(br, s, &e->m, &owes, qos, retain);
+		e->owes = spooled;
 	}
 	pthread_spin_unlock(&s->mu);
 	/* Logged outside the lock (no I/O under it), at 1, 2, 4, 8... drops;
@@ -191,7 +200,8 @@ void deliver_session(struct worker *w, struct session *s, struct msg *m, uint8_t
 		log_warn_rl("offline queue full client=%s topic=%s dropped=%llu limit=%s",
 			    log_q(s->id), log_q(m->topic), (unsigned long long)dropped,
 			    why > 0 ? limits_name(why) : "out of memory");
-	msg_track_done(m);
+	if (!spooled)
+		msg_track_done(m);
 }
 
 /* The window toward c: limits.max_inflight, and never more unacknowledged

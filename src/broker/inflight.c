@@ -30,10 +30,19 @@ void inflight_release(struct inflight *f)
 	inflight_init(f);
 }
 
+/* Settling for "queued" (the session went offline). A kept track (msg.h)
+ * stands for the client's acknowledgement of a copy Kafka holds: it stays
+ * owed. */
+static void settle_offline(struct msg *m, bool *owes)
+{
+	if (!(m->track && m->track->kept))
+		settle(m, owes);
+}
+
 void inflight_settle(struct inflight *f)
 {
 	for (uint16_t i = 0; i < f->n; i++)
-		settle(f->e[i].m, &f->e[i].owes);
+		settle_offline(f->e[i].m, &f->e[i].owes);
 }
 
 struct inflight_entry *inflight_find(struct inflight *f, uint16_t pid)
@@ -131,7 +140,7 @@ void mqueue_settle(struct mqueue *q)
 {
 	for (uint32_t i = 0; i < q->n; i++) {
 		struct mqueue_entry *e = &q->e[(q->head + i) % q->cap];
-		settle(e->m, &e->owes);
+		settle_offline(e->m, &e->owes);
 	}
 }
 

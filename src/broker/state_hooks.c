@@ -138,6 +138,38 @@ void hooks_handover(struct broker *br, struct session *s)
 		struct mqueue_entry *e = &s->queue.e[(s->queue.head + i) % s->queue.cap];
 		br->st->handover(br->st->ctx, s->id, s->id_len, e->m, e->qos, e->retain);
 	}
+	br->st->handover(br->st->ctx, s->id, s->id_len, NULL, 0, false); /* that was all */
+}
+
+bool hooks_spool(struct broker *br, struct session *s, struct msg **slot, bool *owes,
+		 uint8_t qos, bool retain)
+{
+	struct msg *m = *slot;
+	if (!br->st || !br->st->spool || (m->track && m->track->kept))
+		return false;
+	struct msg *c = br->st->spool(br->st->ctx, s->id, s->id_len, m, qos, retain, *owes);
+	if (!c)
+		return false;
+	msg_unref(m);
+	*slot = c;
+	*owes = true;
+	return true;
+}
+
+void hooks_spool_session(struct broker *br, struct session *s)
+{
+	if (!br->st || !br->st->spool)
+		return;
+	for (uint16_t i = 0; i < s->out.n; i++) {
+		struct inflight_entry *e = &s->out.e[i];
+		/* After PUBREC the client has the message: nothing to keep. */
+		if (e->state == INFL_WAIT_PUBACK || e->state == INFL_WAIT_PUBREC)
+			hooks_spool(br, s, &e->m, &e->owes, e->qos, e->retain);
+	}
+	for (uint32_t i = 0; i < s->queue.n; i++) {
+		struct mqueue_entry *e = &s->queue.e[(s->queue.head + i) % s->queue.cap];
+		hooks_spool(br, s, &e->m, &e->owes, e->qos, e->retain);
+	}
 }
 
 size_t broker_state_persist(struct broker *br)

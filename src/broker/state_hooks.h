@@ -69,5 +69,17 @@ void hooks_will(struct worker *w, struct msg *m, const char *id, uint16_t id_len
  * goes to the state layer's handover hook. The caller owns s's queue and
  * window (its owner worker, or dir_lock and s->mu for an offline one). */
 void hooks_handover(struct broker *br, struct session *s);
+/* The durable queue: *slot (an entry of offline s, at qos; *owes: a
+ * completion is due for it) is written to Kafka through ops->spool; on
+ * success *slot becomes the kept copy and *owes true, and the hook owes
+ * the old message's completion. Returns true when spooled (false: no
+ * hook, or it declined; nothing changed). The caller holds s->mu or owns
+ * s. */
+bool hooks_spool(struct broker *br, struct session *s, struct msg **slot, bool *owes,
+		 uint8_t qos, bool retain);
+/* s goes offline (persistent, not kicked): every message it holds for its
+ * client (in flight before PUBREC, then queued) through hooks_spool(),
+ * keeping packet ids and order. Owner worker. */
+void hooks_spool_session(struct broker *br, struct session *s);
 
 #endif

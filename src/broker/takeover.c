@@ -262,7 +262,10 @@ void takeover_park(struct client *c)
 	shared_park(c->w, s);
 	if (c->st & CLST_KICKED)
 		hooks_handover(c->w->br, s); /* the new owner gets what s holds */
-	/* Offline now: what waits in the session counts as queued. */
+	else if (!(c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean))
+		hooks_spool_session(c->w->br, s); /* it outlives us: into Kafka too */
+	/* Offline now: what waits in the session counts as queued (but a copy
+	 * Kafka keeps waits for the client's acknowledgement). */
 	inflight_settle(&s->out);
 	mqueue_settle(&s->queue);
 	/* Deliveries other workers posted to our inbox while we owned s are

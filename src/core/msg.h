@@ -26,6 +26,10 @@
  */
 struct msg_track {
 	atomic_int remaining;
+	bool kept;             /* the copy of an offline session's queue that the
+				  state layer keeps in Kafka (broker.h, ops->spool):
+				  its delivery is the client's acknowledgement, so
+				  it is never settled as "queued" (inflight.c) */
 	void (*done)(struct msg_track *t);
 };
 

@@ -261,6 +261,7 @@ static unsigned on_record(void *ud, const rd_kafka_message_t *rkm, const struct 
 		msg->expires_ms = expires_ms;
 		atomic_init(&r_tr->track.remaining, 1);
 		r_tr->track.done = rec_done;
+		r_tr->track.kept = false;
 		r_tr->t = *t;
 		r_tr->mp = mp;
 		msg->track = &r_tr->track;

@@ -50,8 +50,9 @@
 #define INSTANCES_MAX 4096
 #define HEARTBEAT_MAX 512
 
-enum { K_SESSIONS, K_RETAINED, K_INSTANCES, K_INBOX, K_N };
-static const char *const kind_name[K_N] = { "sessions", "retained", "instances", "inbox" };
+enum { K_SESSIONS, K_RETAINED, K_INSTANCES, K_INBOX, K_QUEUE, K_N };
+static const char *const kind_name[K_N] = { "sessions", "retained", "instances", "inbox",
+					     "queue" };
 
 enum phase {
 	PH_SETUP,       /* topics not yet made sure of (Kafka unreachable, or not tried) */
@@ -160,6 +161,14 @@ int state_produce(struct state *st, const char *topic, const void *key, size_t k
 		  const void *value, size_t vlen, rd_kafka_headers_t *hdrs, state_dr_fn done,
 		  void *ud)
 {
+	return state_produce_part(st, topic, RD_KAFKA_PARTITION_UA, key, keylen, value, vlen, hdrs,
+				  done, ud);
+}
+
+int state_produce_part(struct state *st, const char *topic, int32_t partition, const void *key,
+		       size_t keylen, const void *value, size_t vlen, rd_kafka_headers_t *hdrs,
+		       state_dr_fn done, void *ud)
+{
 	struct state_core *c = st->core;
 	struct dr_node *n = NULL;
 	rd_kafka_resp_err_t err;
@@ -185,12 +194,12 @@ int state_produce(struct state *st, const char *topic, const void *key, size_t k
 		n->ud = ud;
 	}
 	if (hdrs)
-		err = rd_kafka_producev(st->prod, RD_KAFKA_V_TOPIC(topic),
+		err = rd_kafka_producev(st->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
 					RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
 					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(n), RD_KAFKA_V_END);
 	else
-		err = rd_kafka_producev(st->prod, RD_KAFKA_V_TOPIC(topic),
+		err = rd_kafka_producev(st->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
 					RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, vlen),
 					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(n),
 					RD_KAFKA_V_END);
@@ -370,14 +379,20 @@ static const char *topic_of(const struct state *st, int k)
 	case K_SESSIONS: return st->t_sessions;
 	case K_RETAINED: return st->t_retained;
 	case K_INSTANCES: return st->t_instances;
+	case K_QUEUE: return st->t_queue;
 	default: return st->t_inbox;
 	}
 }
 
-static bool wanted_compact(int k) { return k != K_INBOX; }
+static bool wanted_compact(int k) { return k != K_INBOX && k != K_QUEUE; }
 
 static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err,
 				 size_t errlen);
+static struct msg *hook_spool(void *ctx, const char *id, uint16_t id_len, struct msg *m,
+			      uint8_t qos, bool retain, bool owes)
+{
+	return state_queue_spool(((struct state *)ctx)->queue, id, id_len, m, qos, retain, owes);
+}
 
 static int wanted_partitions(const struct state *st, int k)
 {
@@ -672,9 +687,10 @@ static int ensure_topics(struct state *st)
 			 "(librdkafka mock cluster?)\"");
 	}
 	memcpy(st->core->partitions, parts, sizeof(parts));
-	log_info("state topics ready sessions=%s:%d retained=%s:%d instances=%s:%d inbox=%s:%d",
-		 st->t_sessions, parts[K_SESSIONS], st->t_retained, parts[K_RETAINED],
-		 st->t_instances, parts[K_INSTANCES], st->t_inbox, parts[K_INBOX]);
+	log_info("state topics ready sessions=%s:%d retained=%s:%d instances=%s:%d inbox=%s:%d "
+		 "queue=%s:%d", st->t_sessions, parts[K_SESSIONS], st->t_retained,
+		 parts[K_RETAINED], st->t_instances, parts[K_INSTANCES], st->t_inbox,
+		 parts[K_INBOX], st->t_queue, parts[K_QUEUE]);
 	return 0;
 }
 
@@ -951,10 +967,25 @@ static void hook_handover(void *ctx, const char *id, uint16_t id_len, struct msg
 	char owner[STATE_ID_MAX + 1];
 	(void)qos;
 	(void)retain;
+	/* At a clean stop (broker_state_persist()): a copy the queue topic
+	 * holds already comes back from there; no end marker to ourselves. */
+	if (atomic_load(&st->stopping) && (!m || (m->track && m->track->kept)))
+		return;
+	if (!m) {
+		/* The new owner stops waiting to read our queue topic back. */
+		if (state_sessions_owner(st->sessions, id, id_len, owner, sizeof(owner)) == 0)
+			state_bus_send_marker(st->bus, owner, id, id_len);
+		return;
+	}
 	if (state_sessions_owner(st->sessions, id, id_len, owner, sizeof(owner)) < 0 ||
 	    state_bus_send_to(st->bus, owner, id, id_len, m) < 0)
 		log_warn_rl("state handover lost client=%s topic=%s", log_qn(id, id_len),
 			    log_q(m->topic));
+}
+
+rd_kafka_conf_t *state_consumer_conf(struct state *st, char *err, size_t errlen)
+{
+	return conf_for(st, KAFKA_CONSUMER, err, errlen);
 }
 
 static rd_kafka_conf_t *conf_for(struct state *st, enum kafka_role role, char *err, size_t errlen)
@@ -1055,7 +1086,8 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 	snprintf(st->t_retained, sizeof(st->t_retained), "%s.retained", pfx);
 	snprintf(st->t_instances, sizeof(st->t_instances), "%s.instances", pfx);
 	int n = snprintf(st->t_inbox, sizeof(st->t_inbox), "%s.inbox.%s", pfx, st->instance_id);
-	if (n < 0 || (size_t)n >= sizeof(st->t_inbox)) {
+	int nq = snprintf(st->t_queue, sizeof(st->t_queue), "%s.queue.%s", pfx, st->instance_id);
+	if (n < 0 || (size_t)n >= sizeof(st->t_inbox) || nq < 0 || (size_t)nq >= sizeof(st->t_queue)) {
 		snprintf(err, errlen, "%s:%d: state: topic_prefix and instance_id make a topic name "
 			 "longer than %d", cfg->path, cs->line, STATE_TOPIC_MAX);
 		goto fail;
@@ -1090,7 +1122,8 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 	rd_kafka_poll_set_consumer(c->reader);
 
 	if (!(st->retained = state_retained_new(st)) || !(st->sessions = state_sessions_new(st)) ||
-	    !(st->bus = state_bus_new(st)) || !(st->owner = state_owner_new(st))) {
+	    !(st->bus = state_bus_new(st)) || !(st->owner = state_owner_new(st)) ||
+	    !(st->queue = state_queue_new(st))) {
 		snprintf(err, errlen, "state modules: out of memory");
 		goto fail;
 	}
@@ -1101,6 +1134,7 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 				     .ended = hook_ended,
 				     .retained = hook_retained,
 				     .handover = hook_handover,
+				     .spool = hook_spool,
 				     .ctx = st,
 			     });
 	log_info("state store=kafka instance=%s prefix=%s bootstrap=%s", st->instance_id, pfx,
@@ -1121,6 +1155,8 @@ int state_start(struct state *st)
 	if (pthread_create(&c->reader_th, NULL, reader_main, st) != 0)
 		return -1;
 	c->reader_started = true;
+	if (state_queue_start(st->queue) < 0)
+		return -1;
 	if (state_bus_start(st->bus) < 0)
 		return -1;
 	c->bus_started = true;
@@ -1163,6 +1199,7 @@ void state_stop(struct state *st)
 		pthread_join(c->reader_th, NULL);
 		c->reader_started = false;
 	}
+	state_queue_stop(st->queue);
 	if (c->reader) {
 		rd_kafka_destroy(c->reader);
 		c->reader = NULL;
@@ -1207,6 +1244,7 @@ void state_free(struct state *st)
 		rd_kafka_destroy(st->prod);
 	}
 	state_owner_free(st->owner);
+	state_queue_free(st->queue);
 	state_bus_free(st->bus);
 	state_sessions_free(st->sessions);
 	state_retained_free(st->retained);
@@ -1307,6 +1345,7 @@ int state_metrics_render(struct buf *out, void *ud)
 	rc |= state_sessions_metrics_render(out, st->sessions); /* state_sessions.c */
 	rc |= state_bus_metrics_render(out, st->bus);          /* state_bus.c */
 	rc |= state_owner_metrics_render(out, st->owner);      /* state_owner.c */
+	rc |= state_queue_metrics_render(out, st->queue);      /* state_queue.c */
 #undef LD
 	return rc ? -1 : 0;
 }

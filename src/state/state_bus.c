@@ -101,12 +101,15 @@ struct state_bus {
 	bool started;
 	atomic_bool stop;
 	/* Counters (relaxed). */
-	atomic_uint_fast64_t sent_up, sent_down, send_failed, received, skipped;
+	atomic_uint_fast64_t sent_up, sent_down, send_failed, received, skipped, forwarded;
 };
 
 /* Delivery reports name their record by its token (the uplink's ticket) or
  * message only, so the counters they bump are the process's: one bus per
  * process. */
+/* How long the inbox waits for the restart's queue restore. */
+#define BUS_RESTORE_WAIT_MS 30000
+
 static _Atomic(struct state_bus *) g_bus;
 
 /* --- the remote subscriptions ------------------------------------------ */
@@ -302,14 +305,14 @@ static void targets(struct state_bus *sb, const struct msg *m, struct match_ctx 
 			    log_q(m->topic), BUS_MAX_TARGETS);
 }
 
-/* The headers of an inbox record (new; state_produce takes them). */
-static rd_kafka_headers_t *inbox_headers(struct state_bus *sb, const struct msg *m,
-					 const char *from, size_t from_len)
+/* The headers of an inbox (or queue) record (new; state_produce takes them). */
+rd_kafka_headers_t *state_bus_headers(struct state *st, const struct msg *m, uint8_t qos,
+				      const char *from, size_t from_len)
 {
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-	char qos[2] = { (char)('0' + m->qos), 0 };
+	char q[2] = { (char)('0' + qos), 0 };
 	rd_kafka_header_add(h, "mqtt.topic", -1, m->topic, m->topic_len);
-	rd_kafka_header_add(h, "mqtt.qos", -1, qos, 1);
+	rd_kafka_header_add(h, "mqtt.qos", -1, q, 1);
 	rd_kafka_header_add(h, "mqtt.retain", -1, m->retain ? "true" : "false", m->retain ? 4 : 5);
 	if (m->props_len)
 		rd_kafka_header_add(h, "kg.props", -1, m->props, m->props_len);
@@ -318,10 +321,16 @@ static rd_kafka_headers_t *inbox_headers(struct state_bus *sb, const struct msg 
 		int k = snprintf(num, sizeof num, "%" PRId64, m->expires_ms);
 		rd_kafka_header_add(h, "kg.expires", -1, num, k);
 	}
-	rd_kafka_header_add(h, "kg.from", -1, sb->st->instance_id, -1);
+	rd_kafka_header_add(h, "kg.from", -1, st->instance_id, -1);
 	if (from)
 		rd_kafka_header_add(h, "kg.from_client", -1, from, (ssize_t)from_len);
 	return h;
+}
+
+static rd_kafka_headers_t *inbox_headers(struct state_bus *sb, const struct msg *m,
+					 const char *from, size_t from_len)
+{
+	return state_bus_headers(sb->st, m, m->qos, from, from_len);
 }
 
 /* Errors no retry fixes (the target's inbox does not exist and cannot be
@@ -496,6 +505,63 @@ int state_bus_send_to(struct state_bus *sb, const char *owner, const char *to, s
 	return 0;
 }
 
+/* A forwarded record written (or not): its message is accounted for. */
+static void forward_done(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	struct msg *m = ud;
+	(void)partition;
+	(void)offset;
+	if (err)
+		count_failure(err, "forward");
+	msg_track_done(m);
+	msg_unref(m);
+}
+
+void state_bus_deliver_to(struct state_bus *sb, struct msg *m, const void *to, size_t to_len)
+{
+	struct state *st = sb->st;
+	char owner[STATE_ID_MAX + 1], topic[STATE_TOPIC_MAX + 1];
+
+	/* The view names another owner: the session moved (or was adopted)
+	 * after this record was addressed here. Its inbox, for it only. */
+	if (to_len <= UINT16_MAX &&
+	    state_sessions_owner(st->sessions, to, (uint16_t)to_len, owner, sizeof(owner)) == 0 &&
+	    strcmp(owner, st->instance_id) != 0 &&
+	    snprintf(topic, sizeof(topic), "%s.inbox.%s", st->cfg->state.topic_prefix, owner) <
+		    (int)sizeof(topic)) {
+		rd_kafka_headers_t *h = inbox_headers(sb, m, NULL, 0);
+		rd_kafka_header_add(h, "kg.to", -1, to, (ssize_t)to_len);
+		if (state_produce(st, topic, to, to_len, m->payload, m->payload_len, h, forward_done,
+				  m) == 0) {
+			atomic_fetch_add_explicit(&sb->forwarded, 1, memory_order_relaxed);
+			return; /* m's reference goes with the record */
+		}
+		count_failure(0, "forward");
+		msg_track_done(m);
+		msg_unref(m);
+		return;
+	}
+	broker_inject_local(st->br, m, to, (uint16_t)to_len);
+}
+
+int state_bus_send_marker(struct state_bus *sb, const char *owner, const char *to, size_t to_len)
+{
+	char topic[STATE_TOPIC_MAX + 1];
+	if (!sb || !owner || strcmp(owner, sb->st->instance_id) == 0 ||
+	    snprintf(topic, sizeof(topic), "%s.inbox.%s", sb->st->cfg->state.topic_prefix, owner) >=
+		    (int)sizeof(topic))
+		return -1;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	rd_kafka_header_add(h, "kg.handover", -1, "done", 4);
+	rd_kafka_header_add(h, "kg.to", -1, to, (ssize_t)to_len);
+	rd_kafka_header_add(h, "kg.from", -1, sb->st->instance_id, -1);
+	if (state_produce(sb->st, topic, to, to_len, "", 0, h, NULL, NULL) < 0) {
+		count_failure(0, "handover");
+		return -1;
+	}
+	return 0;
+}
+
 /* --- receiving ---------------------------------------------------------- */
 
 struct inbox_rec {
@@ -521,10 +587,9 @@ static bool hdr(rd_kafka_headers_t *h, const char *name, const void **v, size_t 
 	return true;
 }
 
-static unsigned inbox_record(void *ud, const rd_kafka_message_t *rkm,
-			     const struct consumer_ticket *t)
+struct msg *state_bus_msg_of(const rd_kafka_message_t *rkm, const void **to, size_t *to_len,
+			     const char **why)
 {
-	struct state_bus *sb = ud;
 	rd_kafka_headers_t *h = NULL;
 	const void *topic, *v;
 	size_t tlen, n;
@@ -534,14 +599,13 @@ static unsigned inbox_record(void *ud, const rd_kafka_message_t *rkm,
 	size_t plen = 0;
 	int64_t expires = 0;
 
+	*why = NULL;
 	if (rd_kafka_message_headers(rkm, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		h = NULL;
 	if (!hdr(h, "mqtt.topic", &topic, &tlen) || tlen == 0 || tlen > UINT16_MAX ||
 	    !mqtt_topic_name_valid(topic, tlen)) {
-		atomic_fetch_add_explicit(&sb->skipped, 1, memory_order_relaxed);
-		log_warn_rl("state bus: inbox record skipped (no valid mqtt.topic) partition=%d "
-			    "offset=%lld", (int)rkm->partition, (long long)rkm->offset);
-		return 0;
+		*why = "no valid mqtt.topic";
+		return NULL;
 	}
 	if (hdr(h, "mqtt.qos", &v, &n) && n == 1 && *(const char *)v >= '0' &&
 	    *(const char *)v <= '2')
@@ -557,33 +621,65 @@ static unsigned inbox_record(void *ud, const rd_kafka_message_t *rkm,
 		memcpy(num, v, n);
 		num[n] = '\0';
 		expires = strtoll(num, NULL, 10);
-		if (expires > 0 && expires <= util_wall_ms()) {
-			atomic_fetch_add_explicit(&sb->skipped, 1, memory_order_relaxed);
-			return 0; /* expired on the way: nobody should act on it */
-		}
+		if (expires > 0 && expires <= util_wall_ms())
+			return NULL; /* expired on the way: nobody should act on it */
 	}
 	struct msg *m = msg_new_props(topic, tlen, rkm->payload, rkm->len, qos, retain, props, plen);
-	struct inbox_rec *r = m ? malloc(sizeof(*r)) : NULL;
-	if (!m || !r) {
-		/* Memory: waiting would not help; counted as skipped. */
-		msg_unref(m);
-		atomic_fetch_add_explicit(&sb->skipped, 1, memory_order_relaxed);
-		return 0;
+	if (!m) {
+		*why = "out of memory";
+		return NULL;
 	}
 	m->expires_ms = expires > 0 ? expires : 0;
+	*to = NULL;
+	*to_len = 0;
+	if (!hdr(h, "kg.to", to, to_len) || *to_len == 0 || *to_len > UINT16_MAX)
+		*to = NULL;
+	return m;
+}
+
+static unsigned inbox_record(void *ud, const rd_kafka_message_t *rkm,
+			     const struct consumer_ticket *t)
+{
+	struct state_bus *sb = ud;
+	const void *to, *v;
+	size_t to_len, n;
+	const char *why;
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(rkm, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    hdr(h, "kg.handover", &v, &n) && hdr(h, "kg.to", &to, &to_len) && to_len > 0 &&
+	    to_len <= UINT16_MAX) {
+		/* The previous owner of a session claimed here handed over all
+		 * it held: its queue topic need not be read back. */
+		state_queue_handover_done(sb->st->queue, to, (uint16_t)to_len);
+		return 0;
+	}
+	struct msg *m = state_bus_msg_of(rkm, &to, &to_len, &why);
+	struct inbox_rec *r = m ? malloc(sizeof(*r)) : NULL;
+	if (!r) {
+		/* Malformed, expired, or memory (waiting would not help):
+		 * counted as skipped. */
+		if (m)
+			why = "out of memory";
+		msg_unref(m);
+		atomic_fetch_add_explicit(&sb->skipped, 1, memory_order_relaxed);
+		if (why)
+			log_warn_rl("state bus: inbox record skipped (%s) partition=%d offset=%lld",
+				    why, (int)rkm->partition, (long long)rkm->offset);
+		return 0;
+	}
 	atomic_init(&r->track.remaining, 1);
 	r->track.done = inbox_done;
+	r->track.kept = false;
 	r->t = *t;
 	m->track = &r->track;
 	atomic_fetch_add_explicit(&sb->received, 1, memory_order_relaxed);
 	/* On failure the broker settles the track itself, as broker_inject.
 	 * kg.to: a message a session held on the instance that lost it
-	 * (state_bus_send_to()), for that session only. */
-	const void *to = NULL;
-	size_t to_len = 0;
-	if (!hdr(h, "kg.to", &to, &to_len) || to_len == 0 || to_len > UINT16_MAX)
-		to = NULL;
-	broker_inject_local(sb->st->br, m, to, (uint16_t)to_len);
+	 * (state_bus_send_to()), for that session only, wherever it is now. */
+	if (to)
+		state_bus_deliver_to(sb, m, to, to_len);
+	else
+		broker_inject_local(sb->st->br, m, NULL, 0);
 	return 1;
 }
 
@@ -634,6 +730,14 @@ static void *starter_main(void *arg)
 	struct state_bus *sb = arg;
 	log_set_thread("state-bus");
 	while (!atomic_load(&sb->st->caught_up) && !atomic_load(&sb->stop)) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	/* And, for a while at most, until the queues of the sessions restored
+	 * at catch-up are read back (state_queue.c): what they held comes
+	 * before what was sent to them since. */
+	for (int i = 0; i < BUS_RESTORE_WAIT_MS / 20 && !atomic_load(&sb->stop) &&
+			state_queue_restoring(sb->st->queue); i++) {
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
@@ -757,6 +861,10 @@ int state_bus_metrics_render(struct buf *out, struct state_bus *sb)
 			  "Inbox records skipped (no valid topic, expired, out of memory).");
 	rc |= prom_u64(out, "kafkagate_state_bus_records_skipped_total", NULL,
 		       atomic_load_explicit(&sb->skipped, memory_order_relaxed));
+	rc |= prom_family(out, "kafkagate_state_bus_records_forwarded_total", "counter",
+			  "Records for one session forwarded to the instance that holds it now.");
+	rc |= prom_u64(out, "kafkagate_state_bus_records_forwarded_total", NULL,
+		       atomic_load_explicit(&sb->forwarded, memory_order_relaxed));
 	rc |= prom_family(out, "kafkagate_state_bus_inbox_timed_out_total", "counter",
 			  "Inbox records committed after the delivery timeout.");
 	rc |= prom_u64(out, "kafkagate_state_bus_inbox_timed_out_total", NULL,

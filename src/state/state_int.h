@@ -33,6 +33,7 @@ struct state_sessions;
 struct state_retained;
 struct state_bus;
 struct state_owner;
+struct state_queue;
 
 struct state {
 	const struct cfg *cfg;
@@ -42,6 +43,7 @@ struct state {
 	char t_retained[STATE_TOPIC_MAX + 1];   /* <prefix>.retained */
 	char t_instances[STATE_TOPIC_MAX + 1];  /* <prefix>.instances */
 	char t_inbox[STATE_TOPIC_MAX + 1];      /* <prefix>.inbox.<instance_id> */
+	char t_queue[STATE_TOPIC_MAX + 1];      /* <prefix>.queue.<instance_id> */
 	char bootstrap[1024];
 	int64_t started_ms;                     /* wall clock */
 	/* One idempotent producer (acks=all, murmur2_random) for every state
@@ -55,6 +57,7 @@ struct state {
 	struct state_retained *retained;
 	struct state_bus *bus;
 	struct state_owner *owner;
+	struct state_queue *queue;
 	struct state_core *core;    /* state.c's own: threads, instances, counters */
 };
 
@@ -68,6 +71,11 @@ int state_produce(struct state *st, const char *topic, const void *key, size_t k
 		  const void *value, size_t vlen, rd_kafka_headers_t *hdrs /* taken, NULL ok */,
 		  state_dr_fn done, void *ud);
 
+/* As state_produce(), to one partition (RD_KAFKA_PARTITION_UA: the
+ * partitioner's choice). */
+int state_produce_part(struct state *st, const char *topic, int32_t partition, const void *key,
+		       size_t keylen, const void *value, size_t vlen, rd_kafka_headers_t *hdrs,
+		       state_dr_fn done, void *ud);
 /* Monotonic ms. */
 int64_t state_now_ms(void);
 /* Wall clock ms. */
@@ -195,6 +203,73 @@ size_t state_bus_send(struct state_bus *sb, struct msg *m, const char *from, siz
  * thread. */
 int state_bus_send_to(struct state_bus *sb, const char *owner, const char *to, size_t to_len,
 		      struct msg *m);
+/* The headers of a record of an inbox or queue topic (docs/scaling/bus.md):
+ * mqtt.topic, mqtt.qos (= qos), mqtt.retain, kg.props, kg.expires, kg.from,
+ * kg.from_client (from, when not NULL). New; state_produce() takes them. */
+rd_kafka_headers_t *state_bus_headers(struct state *st, const struct msg *m, uint8_t qos,
+				      const char *from, size_t from_len);
+/* The message an inbox or queue record carries (new, one reference), with
+ * *to / *to_len its kg.to header (NULL when none; borrowed from rkm). NULL:
+ * skip it (*why says why; NULL when it expired on the way). */
+struct msg *state_bus_msg_of(const rd_kafka_message_t *rkm, const void **to, size_t *to_len,
+			     const char **why);
+/* Delivers m (the caller's reference and track taken) to the session of
+ * client `to` only: here (broker_inject_local) unless the view says
+ * another instance owns it now, then to that instance's inbox (header
+ * kg.to; m's track completes once the record is written). Any thread. */
+void state_bus_deliver_to(struct state_bus *sb, struct msg *m, const void *to, size_t to_len);
+
+/* The queues of offline sessions in <prefix>.queue.<id> (state_queue.c,
+ * docs/scaling/queue.md). */
+struct state_queue *state_queue_new(struct state *st);
+/* The restore thread. Returns 0 or -1. */
+int state_queue_start(struct state_queue *q);
+/* Stops the restore thread (jobs not run are dropped). */
+void state_queue_stop(struct state_queue *q);
+/* After the state producer's last delivery report. */
+void state_queue_free(struct state_queue *q);
+/* The broker's spool hook (broker.h, ops->spool). */
+struct msg *state_queue_spool(struct state_queue *q, const char *id, uint16_t id_len,
+			      struct msg *m, uint8_t qos, bool retain, bool owes);
+/* Reads back what session id kept in <prefix>.queue.<inst> from offset off
+ * (restart: own true, the inbox waits for it; adoption: false) and
+ * injects it into the session here. Any thread, no lock held. */
+void state_queue_restore(struct state_queue *q, const char *id, uint16_t id_len,
+			 const char *inst, int64_t off, bool own);
+/* As state_queue_restore() (not own) for a session claimed here from
+ * another instance that may still be alive: that owner hands over what it
+ * holds itself and says so (state_queue_handover_done()); only when it
+ * does not (not alive any more, or lease_ms + 5 s passed) is the queue
+ * read back. Until then the session's record keeps naming that queue. */
+void state_queue_restore_after(struct state_queue *q, const char *id, uint16_t id_len,
+			       const char *inst, int64_t off, const char *owner);
+/* The previous owner of id handed everything over (its marker record came
+ * through our inbox). Any thread. */
+void state_queue_handover_done(struct state_queue *q, const char *id, uint16_t id_len);
+/* True while restore jobs of this instance's restart are not finished. */
+bool state_queue_restoring(struct state_queue *q);
+/* For the sessions module, its lock held, when it writes session id's
+ * record: fills inst (inst_cap bytes; "" = no queue) and *off with the
+ * queue the record must name, or leaves them as they are (a restore of
+ * the queue they name is running). Returns the delivery-report context
+ * for state_queue_written() (NULL: out of memory; write anyway). */
+void *state_queue_current(struct state_queue *q, const char *id, uint16_t id_len, char *inst,
+			  size_t inst_cap, int64_t *off);
+void state_queue_written(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+int state_queue_metrics_render(struct buf *out, struct state_queue *q);
+/* The sessions module's side: true when id is a persistent session this
+ * instance holds whose records can be written now (its epoch is known). */
+bool state_sessions_spool_ok(struct state_sessions *ss, const char *id, uint16_t id_len);
+/* Writes id's record again with the queue state_queue_current() names. */
+void state_sessions_write_queue(struct state_sessions *ss, const char *id, uint16_t id_len);
+/* A consumer configuration for the state's own readers (kafka.properties,
+ * never committing, earliest; the caller sets group.id). NULL: err says. */
+rd_kafka_conf_t *state_consumer_conf(struct state *st, char *err, size_t errlen);
+
+/* Tells owner (its inbox, header kg.handover) that everything this
+ * instance held for client `to` was handed over (after the handover
+ * records: same partition). Fire and forget. Returns 0 or -1. */
+int state_bus_send_marker(struct state_bus *sb, const char *owner, const char *to, size_t to_len);
 /* The instance that owns client id's session in the view (online or
  * parked), copied to out. Returns 0, or -1 when unknown or ended. Any
  * thread. */

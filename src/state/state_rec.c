@@ -115,6 +115,16 @@ int state_rec_encode(const struct state_rec *r, char **out, size_t *len)
 	}
 	rc |= put(o, "subs", subs);
 	rc |= put(o, "will", r->has_will ? will_json(&r->will) : json_null());
+	if (r->q_inst[0]) {
+		json_t *q = json_object();
+		if (!q)
+			rc = -1;
+		else {
+			rc |= put(q, "i", json_string(r->q_inst));
+			rc |= put(q, "o", json_integer(r->q_off));
+			rc |= put(o, "q", q);
+		}
+	}
 	rc |= put(o, "at", json_integer(r->at));
 	if (rc == 0) {
 		*out = json_dumps(o, JSON_COMPACT);
@@ -359,6 +369,18 @@ static int decode_obj(struct derr *d, json_t *o, struct state_rec *r)
 	r->at = v;
 	if (decode_subs(d, json_object_get(o, "subs"), r))
 		return -1;
+	json_t *q = json_object_get(o, "q");
+	if (q && !json_is_null(q)) {
+		if (!json_is_object(q))
+			return bad(d, "q not an object");
+		if (get_str(d, q, "i", false, r->q_inst, STATE_REC_OWNER_MAX))
+			return -1;
+		if (r->q_inst[0] == '\0')
+			return bad(d, "q.i empty");
+		if (get_int(d, q, "o", false, 0, 0, INT64_MAX, &v))
+			return -1;
+		r->q_off = v;
+	}
 	json_t *w = json_object_get(o, "will");
 	if (w && !json_is_null(w)) {
 		if (decode_will(d, w, &r->will))

@@ -11,6 +11,7 @@
  *    "subs":[{"f":"a/+","o":1}],
  *    "will":{"topic":"..","payload":"<base64>","qos":1,"retain":false,
  *            "props":"<base64>","delay":10} | null,
+ *    "q":{"i":"gw-1","o":1234},   (optional: the session's durable queue)
  *    "at":<wall ms>}
  *
  * Pure (jansson and the route layer's base64); data read from Kafka is
@@ -74,6 +75,11 @@ struct state_rec {
 	size_t nsubs;
 	bool has_will;
 	struct state_rec_will will;
+	/* The session's queue in Kafka (docs/scaling/queue.md): the records
+	 * addressed to it in <prefix>.queue.<q_inst> from offset q_off on are
+	 * what it held when it was last written. q_inst "" = none. */
+	char q_inst[STATE_REC_OWNER_MAX + 1];
+	int64_t q_off;
 	int64_t at;           /* wall ms it was written */
 };
 

@@ -70,7 +70,7 @@ struct pend {
 	int64_t prev_epoch;       /* s->my_epoch before this claim */
 };
 
-enum act_kind { ACT_CLAIMED, ACT_KICK, ACT_RESTORE, ACT_BUS, ACT_LOG };
+enum act_kind { ACT_CLAIMED, ACT_KICK, ACT_RESTORE, ACT_QRESTORE, ACT_BUS, ACT_LOG };
 
 struct act {
 	enum act_kind k;
@@ -80,7 +80,7 @@ struct act {
 	uint16_t id_len;
 	bool has_img;
 	struct state_rec img;     /* CLAIMED/RESTORE: the image; BUS: owner + subs */
-	bool ended;               /* BUS: the session ended */
+	bool ended;               /* BUS: the session ended; QRESTORE: our own restart */
 	char msg[160];            /* LOG */
 };
 
@@ -206,6 +206,14 @@ static void acts_run(struct state_sessions *ss, struct acts *a)
 				log_warn("state: client=%.*s: no memory to restore its session",
 					 (int)x->id_len, x->id);
 			break;
+		case ACT_QRESTORE:
+			if (ss->st->queue && x->r)
+				state_queue_restore_after(ss->st->queue, x->id, x->id_len,
+							  x->img.q_inst, x->img.q_off, x->img.owner);
+			else if (ss->st->queue)
+				state_queue_restore(ss->st->queue, x->id, x->id_len, x->img.q_inst,
+						    x->img.q_off, x->ended);
+			break;
 		case ACT_BUS:
 			if (ss->st->bus)
 				state_bus_subs(ss->st->bus, x->id, x->id_len,
@@ -326,6 +334,7 @@ struct wctx {                 /* delivery report context of a record */
 };
 
 static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+static enum state_rec_type snapshot_type(const struct state_rec *r);
 static void will_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 
 /* Writes r (type t, epoch e) for s. Lock held. Returns 0 or -1. */
@@ -662,6 +671,35 @@ void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id
 	pthread_mutex_unlock(&ss->lock);
 }
 
+/* ---- the queue in Kafka (state_queue.c) ---- */
+
+bool state_sessions_spool_ok(struct state_sessions *ss, const char *id, uint16_t id_len)
+{
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = mine_get(ss, id, id_len);
+	bool ok = s && s->mine_rec->persistent && s->mine_rec->state != SREC_ENDED &&
+		  s->my_epoch >= 0;
+	pthread_mutex_unlock(&ss->lock);
+	return ok;
+}
+
+void state_sessions_write_queue(struct state_sessions *ss, const char *id, uint16_t id_len)
+{
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = mine_get(ss, id, id_len);
+	if (s && s->my_epoch >= 0 && s->mine_rec->state != SREC_ENDED) {
+		struct state_rec *r = s->mine_rec;
+		void *ud = state_queue_current(ss->st->queue, id, id_len, r->q_inst,
+					       sizeof(r->q_inst), &r->q_off);
+		if (write_rec(ss, s, r, snapshot_type(r), s->my_epoch,
+			      ud ? state_queue_written : NULL, ud) < 0)
+			free(ud);
+		else
+			s->dirty = false;
+	}
+	pthread_mutex_unlock(&ss->lock);
+}
+
 /* ---- reading ---- */
 
 /* True when the session of rec (the view before a claim made at at_ms) is
@@ -713,6 +751,29 @@ static void restore_act(struct acts *a, const struct sess *s, const struct state
 	}
 }
 
+/* The session's queue in Kafka (rec names it) is to be read back: before
+ * its restore act, so that the queue module knows before the broker can
+ * queue anything for the session. */
+static struct act *qrestore_act(struct acts *a, const struct sess *s,
+				const struct state_rec *rec, bool own)
+{
+	if (!rec->q_inst[0])
+		return NULL;
+	struct act *x = act_add(a, ACT_QRESTORE);
+	if (!x)
+		return NULL;
+	if (act_set_id(x, s) < 0) {
+		a->n--;
+		return NULL;
+	}
+	memcpy(x->img.q_inst, rec->q_inst, sizeof(x->img.q_inst));
+	memcpy(x->img.owner, rec->owner, sizeof(x->img.owner));
+	x->img.q_off = rec->q_off;
+	x->ended = own;
+	x->r = 0;
+	return x;
+}
+
 /* Our own claim read back: answer it. prev = the view before the claim. */
 static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend *p,
 			 const struct state_rec *prev, const struct state_rec *r, int64_t off,
@@ -723,6 +784,21 @@ static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend 
 		s->my_epoch = off;
 		if (inherit && s->mine_rec->nsubs == 0)
 			state_rec_set_subs(s->mine_rec, prev->subs, prev->nsubs);
+		/* Its queue in Kafka: a live owner hands what it holds over
+		 * (the kick); one that died cannot, so it is read back from
+		 * its queue topic; the records name it until that is done. */
+		if (inherit && prev->q_inst[0] && !is_me(ss, prev)) {
+			memcpy(s->mine_rec->q_inst, prev->q_inst, sizeof(s->mine_rec->q_inst));
+			s->mine_rec->q_off = prev->q_off;
+			struct act *x = qrestore_act(a, s, prev, false);
+			/* Another instance may hand over: deferred (see
+			 * state_queue_restore_after()). A previous run of this
+			 * one cannot: now. */
+			if (x && strcmp(prev->owner, ss->st->instance_id) != 0)
+				x->r = 1;
+			if (prev->nsubs == 0 && !s->dirty)
+				mine_write(ss, s, SREC_SUBS);
+		}
 		/* The inherited subscriptions again under this epoch, so that
 		 * compaction of the records before the claim cannot lose them. */
 		if (inherit && prev->nsubs > 0 && !s->dirty)
@@ -800,6 +876,10 @@ static void adopt_done(struct state_sessions *ss, struct sess *s, const struct s
 	s->my_epoch = off;
 	s->dirty = false;
 	state_rec_set_will(m, w);
+	/* A dead instance's session: its queue is read back from there (our
+	 * own restart's were at catch-up). */
+	if (prev && strcmp(prev->owner, ss->st->instance_id) != 0)
+		qrestore_act(a, s, m, false);
 	restore_act(a, s, m);
 	if (w && due <= state_wall_ms()) {
 		will_start(ss, s, m, w, off, false);
@@ -874,6 +954,11 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 		 * the subscriptions before it (the snapshot its owner writes
 		 * next may land after another instance's next claim). */
 		state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
+		/* And the queue it names, for the same reason. */
+		if (!s->rec.q_inst[0] && prev.q_inst[0]) {
+			memcpy(s->rec.q_inst, prev.q_inst, sizeof(s->rec.q_inst));
+			s->rec.q_off = prev.q_off;
+		}
 	}
 	s->ended_mono = s->rec.state == SREC_ENDED ? state_now_ms() : 0;
 	/* r now belongs to s->rec (its subscriptions may have been replaced):
@@ -1003,8 +1088,10 @@ void state_sessions_caught_up(struct state_sessions *ss)
 			if (s->known && s->rec.state != SREC_ENDED &&
 			    strcmp(s->rec.owner, ss->st->instance_id) == 0 &&
 			    s->rec.boot != ss->st->started_ms && adopt_locked(ss, s) == 0) {
-				if (s->rec.persistent)
+				if (s->rec.persistent) {
+					qrestore_act(&a, s, &s->rec, true);
 					restore_act(&a, s, &s->rec);
+				}
 				n++;
 			}
 	pthread_mutex_unlock(&ss->lock);

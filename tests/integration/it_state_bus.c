@@ -41,6 +41,7 @@
 
 #include <MQTTClient.h>
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -531,6 +532,133 @@ static void test_queued_survive_clean_restart(void **state)
 	assert_true(itutil_quiet(d, 500));
 }
 
+/* ---- the queue of an offline session in Kafka (docs/scaling/queue.md) ---- */
+
+/* Parks persistent device id on gateway g, subscribed to hq/<id>/# and
+ * cmd/<id> (the downlink's topic for records keyed <id>), after gateway
+ * `probe_from` routes to it. */
+static void park_device(int g, const char *id, int probe_from)
+{
+	bool present = true;
+	char f[64];
+	int d = itutil_connect(G[g].port, id, false, 60, &present);
+	assert_true(d >= 0);
+	snprintf(f, sizeof(f), "hq/%s/#", id);
+	assert_int_equal(itutil_subscribe(d, 1, f, 1), 0);
+	snprintf(f, sizeof(f), "cmd/%s", id);
+	assert_int_equal(itutil_subscribe(d, 2, f, 1), 0);
+	snprintf(f, sizeof(f), "hq/%s/probe", id);
+	wait_routed(probe_from, d, f);
+	const uint8_t disc[2] = { 0xE0, 0x00 };
+	assert_int_equal(write(d, disc, 2), 2);
+	close(d);
+	usleep(500 * 1000); /* the park record is read everywhere */
+}
+
+/* Queues four messages for parked device id: two QoS 1 publishes on
+ * gateway `remote` (through the inbox), one on gateway `local` (the
+ * device's own), one downlink command (whichever gateway reads it). */
+static void queue_four(const char *id, int remote, int local, const char *tag)
+{
+	char t[64], pl[32], pid[32];
+	snprintf(pid, sizeof(pid), "%s-rp", id);
+	int p = dev(remote, pid, NULL, 0);
+	snprintf(t, sizeof(t), "hq/%s/cmd", id);
+	for (int i = 0; i < 2; i++) {
+		snprintf(pl, sizeof(pl), "%s-r%d", tag, i);
+		assert_int_equal(itutil_send_publish(p, t, pl, strlen(pl), 1, false, (uint16_t)(30 + i)),
+				 0);
+		assert_int_equal(itutil_expect_ack(p, 0x40, (uint16_t)(30 + i), WAIT_MS), 0);
+	}
+	snprintf(pid, sizeof(pid), "%s-lp", id);
+	int l = dev(local, pid, NULL, 0);
+	snprintf(t, sizeof(t), "hq/%s/local", id);
+	snprintf(pl, sizeof(pl), "%s-l", tag);
+	assert_int_equal(itutil_send_publish(l, t, pl, strlen(pl), 1, false, 40), 0);
+	assert_int_equal(itutil_expect_ack(l, 0x40, 40, WAIT_MS), 0);
+	snprintf(pl, sizeof(pl), "%s-c", tag);
+	assert_int_equal(itkafka_produce(prod, "bus-cmd", 0, id, pl, NULL), 0);
+	assert_int_equal(rd_kafka_flush(prod, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+	usleep(1500 * 1000); /* queued (and written to the queue topic) */
+}
+
+/* The device comes back on gateway g: session present, and the four
+ * messages of queue_four(), each once (order: per topic), then quiet. */
+static void expect_four(int g, const char *id, const char *tag)
+{
+	bool present = false;
+	int d = itutil_connect(G[g].port, id, false, 60, &present);
+	assert_true(d >= 0);
+	fd_track(d);
+	assert_true(present);
+	const char *want[4] = { "r0", "r1", "l", "c" };
+	bool got[4] = { false };
+	int next_r = 0;
+	for (int n = 0; n < 4; n++) {
+		struct itutil_pkt pk;
+		if (itutil_recv_acked(d, &pk, WAIT_MS + 10000) != 0)
+			fail_msg("%s: %d of 4 queued messages came back", id, n);
+		size_t tl = strlen(tag);
+		assert_true(strncmp(pk.payload, tag, tl) == 0 && pk.payload[tl] == '-');
+		const char *w = pk.payload + tl + 1;
+		int k = 0;
+		while (k < 4 && strcmp(w, want[k]) != 0)
+			k++;
+		assert_true(k < 4);
+		if (got[k])
+			fail_msg("%s: %s twice", id, pk.payload);
+		got[k] = true;
+		if (k < 2)
+			assert_int_equal(k, next_r++); /* in order on their topic */
+	}
+	assert_true(itutil_quiet(d, 1000));
+}
+
+/* SIGKILL of the gateway holding a parked session with four queued
+ * messages (cross-instance, local, downlink): after the restart the
+ * device finds them all. Without the queue in Kafka they died with the
+ * process (the clean stop's persist never ran). */
+static void test_queued_survive_kill(void **state)
+{
+	(void)state;
+	park_device(0, "bus-k-dev", 1);
+	queue_four("bus-k-dev", 1, 0, "k");
+	gw_kill(&G[0], SIGKILL);
+	assert_true(gw_wait_exit(&G[0], 5000) >= 0);
+	assert_int_equal(gw_restart(&G[0]), 0);
+	assert_true(gw_log_wait(&G[0], "level=info thread=main ready", WAIT_MS));
+	expect_four(0, "bus-k-dev", "k");
+}
+
+/* SIGKILL of the gateway holding two parked sessions with queued
+ * messages, not restarted. One device comes back on another gateway at
+ * once (before anyone knows the gateway is dead: that gateway's claim
+ * waits for a handover that never comes, then reads the dead gateway's
+ * queue topic); the other after its session was adopted by a survivor.
+ * Both get all four messages. gw-1 is started again at the end. */
+static void test_queued_dead_instance(void **state)
+{
+	(void)state;
+	park_device(0, "bus-x-dev", 1);
+	park_device(0, "bus-y-dev", 1);
+	queue_four("bus-x-dev", 1, 0, "x");
+	queue_four("bus-y-dev", 2, 0, "y");
+	gw_kill(&G[0], SIGKILL);
+	assert_true(gw_wait_exit(&G[0], 5000) >= 0);
+	expect_four(2, "bus-x-dev", "x");
+	/* Adopted by gw-2 or gw-3 once gw-1's lease ran out. */
+	long long end = itutil_now_ms() + 30000;
+	const char *adopting = "state owner adopting session client=\"bus-y-dev\"";
+	while (itutil_now_ms() < end && !gw_log_contains(&G[1], adopting) &&
+	       !gw_log_contains(&G[2], adopting))
+		itutil_sleep_ms(200);
+	assert_true(gw_log_contains(&G[1], adopting) || gw_log_contains(&G[2], adopting));
+	itutil_sleep_ms(1000); /* the adopt read back, the queue restored there */
+	expect_four(1, "bus-y-dev", "y");
+	assert_int_equal(gw_restart(&G[0]), 0);
+	assert_true(gw_log_wait(&G[0], "level=info thread=main ready", WAIT_MS));
+}
+
 /* ---- MQTT 5 (paho) ---- */
 
 static MQTTClient c5_connect(int g, int slot, const char *id)
@@ -862,6 +990,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_mqtt5_across, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_forwarded, test_teardown),
 		cmocka_unit_test_teardown(test_downlink_broadcast_not_forwarded, test_teardown),
+		/* Last: they kill gw-1. */
+		cmocka_unit_test_teardown(test_queued_survive_kill, test_teardown),
+		cmocka_unit_test_teardown(test_queued_dead_instance, test_teardown),
 	};
 	const struct CMUnitTest real[] = {
 		cmocka_unit_test_teardown(test_real_latency, test_teardown),
