@@ -121,7 +121,9 @@ struct device {
 	pthread_t th;
 	bool th_started;
 	atomic_bool lost;
-	long long lost_at, back_at;    /* monotonic ms: connection lost, reconnected */
+	_Atomic long long lost_at; /* monotonic ms: connection lost (paho's thread) */
+	long long back_at;         /* monotonic ms: reconnected */
+	long long connect_ms;      /* the successful reconnect's CONNECT -> CONNACK */
 	int conns;                 /* connections made (the will payload names it) */
 	int present_bad;           /* reconnects that found no session */
 	int reconnect_fail;        /* CONNECT attempts refused or failed */
@@ -477,14 +479,17 @@ static void *dev_thread(void *arg)
 			 * more: see the top of the file). */
 			itutil_sleep_ms(backoff_ms + 100 + rand() % 500);
 			int present = 0, rc;
+			long long c0 = itutil_now_ms();
 			while ((rc = dev_connect(d, g, &present)) != MQTTCLIENT_SUCCESS &&
 			       !atomic_load(&stopping)) {
 				d->reconnect_fail++;
 				itutil_sleep_ms(300);
+				c0 = itutil_now_ms();
 			}
 			if (rc != MQTTCLIENT_SUCCESS)
 				break;
 			d->back_at = itutil_now_ms();
+			d->connect_ms = d->back_at - c0;
 			atomic_store(&d->lost, false);
 			if (!present) {
 				/* Counted (a failure); the device does what a real one
@@ -819,6 +824,7 @@ static void test_kill_under_load(void **state)
 	/* ---- commands ---- */
 	int produced = 0, failed = 0, received = 0, lost = 0, dups = 0, lost_cat[2][3] = { { 0 } };
 	int lost_part[PARTS + 1] = { 0 };
+	long long lat_max = 0;
 	static int lost_idx[NDEV * CMD_PER_DEV];
 	for (int k = 0; k < nc; k++) {
 		struct cmd *c = &cmds[k];
@@ -836,10 +842,31 @@ static void test_kill_under_load(void **state)
 		} else {
 			received++;
 			dups += d->got[c->n] - 1;
+			/* Produce -> first delivery: the downlink partitions gateway
+			 * 1 read wait for the group's session timeout. */
+			if (d->got_at[c->n] - c->at > lat_max)
+				lat_max = d->got_at[c->n] - c->at;
 		}
 	}
 	int cmd_bad = 0, present_bad = 0, reconnected = 0, unexpected = 0, refused = 0;
+	int fed_after = 0;          /* killed devices that got a command produced after their return */
 	long long back_max = 0;
+	fprintf(stderr, "  gw-1's devices (ms after the kill: connection lost / CONNACK on the "
+		"other gateway, CONNECT->CONNACK ms):");
+	for (int i = 0; i < DEV1; i++)
+		fprintf(stderr, " d%02d %+lld/%+lld,%lld", i,
+			devs[i].lost_at ? devs[i].lost_at - t_kill : 0,
+			devs[i].back_at ? devs[i].back_at - t_kill : 0, devs[i].connect_ms);
+	fputc('\n', stderr);
+	for (int i = 0; i < DEV1; i++) {
+		struct device *d = &devs[i];
+		bool any = false;
+		for (int k = 0; k < nc && d->back_at && !any; k++)
+			any = cmds[k].dev == i && cmds[k].at > d->back_at && d->got[cmds[k].n] > 0;
+		fed_after += any;
+		if (!any)
+			fprintf(stderr, "  %s: no command produced after its reconnect reached it\n", d->id);
+	}
 	for (int i = 0; i < NDEV; i++) {
 		cmd_bad += devs[i].cmd_bad;
 		present_bad += devs[i].present_bad;
@@ -963,6 +990,8 @@ static void test_kill_under_load(void **state)
 
 	/* ---- the rest ---- */
 	CHECK(reconnected == DEV1, "%d of %d devices of gateway 1 reconnected", reconnected, DEV1);
+	CHECK(fed_after == DEV1, "%d of %d devices of gateway 1 received commands produced after "
+	      "their reconnect", fed_after, DEV1);
 	CHECK(present_bad == 0, "%d reconnects found no session (session present 0)", present_bad);
 	CHECK(unexpected == 0, "%d connections to gateways 2/3 were lost", unexpected);
 	CHECK(failed == 0, "%d commands were not acknowledged by Kafka", failed);
@@ -975,13 +1004,14 @@ static void test_kill_under_load(void **state)
 	      lost_cat[1][1] + lost_cat[1][2], lost_stranded, stranded);
 
 	printf("it_state_kill summary (%s): acked=%ld acked_missing=%ld in_kafka_unacked=%ld "
-	       "uplink_dups=%d | commands produced=%d received=%d lost=%d dup=%d (in dead "
-	       "inbox past its commit=%d) | wills once=%d/%d missing=%d dup=%d wrong=%d in_kafka_once=%d/%d last=%+lld ms "
-	       "| reconnected=%d/%d present0=%d refused=%d last_back=%+lld ms | run %lld ms\n",
+	       "uplink_dups=%d | commands produced=%d received=%d lost=%d dup=%d max_latency=%lld ms "
+	       "(in gw-1's inbox past its commit: %d) | wills once=%d/%d missing=%d dup=%d wrong=%d "
+	       "in_kafka_once=%d/%d last=%+lld ms | reconnected=%d/%d present0=%d fed_after=%d "
+	       "refused=%d last_back=%+lld ms | load stopped at %+lld ms, run %lld ms\n",
 	       cluster, acked, acked_missing, unacked_in_kafka, up_dup, produced, received, lost, dups,
-	       stranded, w_once, DEV1, w_missing, w_dup, w_wrong, wk_once, DEV1, w_last, reconnected,
-	       DEV1, present_bad, refused, back_max, t_end - t0);
-	(void)t_stop;
+	       lat_max, stranded, w_once, DEV1, w_missing, w_dup, w_wrong, wk_once, DEV1, w_last,
+	       reconnected, DEV1, present_bad, fed_after, refused, back_max, t_stop - t_kill,
+	       t_end - t0);
 	fflush(stdout);
 	assert_int_equal(fails, 0);
 }
