@@ -28,7 +28,8 @@
  * Session 0, after 100-600 ms, as devices with a backoff would) to gateway
  * 2 or 3; publishing and commands go on for POST_KILL_MS, then stop. Then:
  *  - every reconnect finds session present = 1 (the subscription is not
- *    made again, so commands after it prove the session was there);
+ *    made again, so commands after it prove the session was there), and
+ *    every device of gateway 1 receives commands produced after it;
  *  - every acknowledged (client, seq) is in <p>-up (acked_missing = 0);
  *  - every command Kafka acknowledged was received by its device at least
  *    once (duplicates reported, not failed); lost ones are listed with
@@ -40,7 +41,9 @@
  *    <p>-wills; no other will (no device of gateways 2/3, no reconnected
  *    connection: they all DISCONNECT at the end).
  * A summary line per cluster is printed. Checks that fail are all printed,
- * then the test fails.
+ * then the test fails. About 30 s per cluster when something is missing
+ * (it waits SETTLE_MS after the kill), 90 s for the binary with the real
+ * Kafka's start.
  *
  * KG_KILL_BACKOFF_MS=N (diagnosis, default 0) adds N ms to the devices'
  * reconnect backoff: with N = 15000 the devices of gateway 1 come back
