@@ -95,6 +95,7 @@ IT_TESTS   += state_bus
 IT_TESTS   += state_sessions
 IT_TESTS   += state_hooks
 IT_TESTS   += state_owner
+IT_TESTS   += state_kill
 IT_BINS    := $(IT_TESTS:%=$(B)/tests/it_%)
 VECTOR_BIN := $(B)/tests/vectors
 
