@@ -13,6 +13,8 @@
  *   state_bus.c       cross-instance delivery: the remote subscriptions and
  *                     the per-instance inbox topics <prefix>.inbox.<id>.
  *   state_owner.c     wills and expiry of sessions whose instance died.
+ *   state_queue.c     the queues of offline sessions in <prefix>.queue.<id>,
+ *                     read back after a restart, an adoption or a claim.
  *   state_rec.c       the record formats (encode/decode), pure.
  */
 #ifndef KG_STATE_INT_H
@@ -232,17 +234,23 @@ void state_queue_free(struct state_queue *q);
 struct msg *state_queue_spool(struct state_queue *q, const char *id, uint16_t id_len,
 			      struct msg *m, uint8_t qos, bool retain, bool owes);
 /* Reads back what session id kept in <prefix>.queue.<inst> from offset off
- * (restart: own true, the inbox waits for it; adoption: false) and
- * injects it into the session here. Any thread, no lock held. */
+ * (inst NULL or "": no queue) and, when owner (the instance that held it)
+ * is not this one, what owner's inbox held past its group's commit, and
+ * injects it into the session here. owner NULL or "": our own restart (the
+ * inbox waits for it). Any thread, no lock held. */
 void state_queue_restore(struct state_queue *q, const char *id, uint16_t id_len,
-			 const char *inst, int64_t off, bool own);
+			 const char *inst, int64_t off, const char *owner);
 /* As state_queue_restore() (not own) for a session claimed here from
  * another instance that may still be alive: that owner hands over what it
  * holds itself and says so (state_queue_handover_done()); only when it
  * does not (not alive any more, or lease_ms + 5 s passed) is the queue
- * read back. Until then the session's record keeps naming that queue. */
+ * read back, and will (NULL ok; the reference is taken: the will of the
+ * connection owner held) published as owner's takeover would have
+ * (drain false: only that; the session is a new one). Until then the
+ * session's record keeps naming that queue. */
 void state_queue_restore_after(struct state_queue *q, const char *id, uint16_t id_len,
-			       const char *inst, int64_t off, const char *owner);
+			       const char *inst, int64_t off, const char *owner,
+			       struct msg *will, bool drain);
 /* The previous owner of id handed everything over (its marker record came
  * through our inbox). Any thread. */
 void state_queue_handover_done(struct state_queue *q, const char *id, uint16_t id_len);

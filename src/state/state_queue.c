@@ -91,13 +91,19 @@ struct spool {
 	char id[];
 };
 
-/* A restore job: one session, one queue topic. */
+/* A restore job: one session that was held elsewhere (or by our previous
+ * run): its queue in <prefix>.queue.<inst> from off (off < 0: none), and,
+ * when `owner` died holding it (not our own restart), what owner's inbox
+ * still held past its group's commit. */
 struct job {
 	struct job *next;
 	struct state_queue *q;
 	char inst[STATE_ID_MAX + 1];
-	char owner[STATE_ID_MAX + 1]; /* deferred: the owner that may hand over */
+	char owner[STATE_ID_MAX + 1]; /* the previous owner ("" = our own run) */
 	int64_t deadline;        /* deferred: monotonic ms it runs anyway */
+	struct msg *will;        /* deferred: the will of the connection the owner
+				    held, published if it does not hand over */
+	bool nodrain;            /* deferred for the will only: nothing to read */
 	int64_t off;
 	atomic_uint out;         /* injected messages not yet written again */
 	atomic_bool read_done;
@@ -429,6 +435,12 @@ struct msg *state_queue_spool(struct state_queue *q, const char *id, uint16_t id
 
 static void job_finish(struct job *j);
 
+static void job_free(struct job *j)
+{
+	msg_unref(j->will);
+	free(j);
+}
+
 static void restore_track_done(struct msg_track *tr)
 {
 	struct rtrack *rt = container_of(tr, struct rtrack, track);
@@ -467,7 +479,7 @@ static void job_finish(struct job *j)
 		}
 		qs_maybe_drop(q, s);
 	}
-	if (q->jobs_open)
+	if (!j->owner[0] && q->jobs_open)
 		q->jobs_open--;
 	pthread_mutex_unlock(&q->mu);
 	if (rewrite && !atomic_load(&q->st->stopping))
@@ -478,35 +490,52 @@ static void job_finish(struct job *j)
 		spool_unref(pend);
 		pend = nx;
 	}
-	free(j);
+	job_free(j);
 }
 
-void state_queue_restore(struct state_queue *q, const char *id, uint16_t id_len,
-			 const char *inst, int64_t off, bool own)
+static struct job *job_new(struct state_queue *q, const char *id, uint16_t id_len,
+			   const char *inst, int64_t off, const char *owner)
 {
 	struct job *j = calloc(1, sizeof(*j) + id_len + 1);
 	if (!j)
-		return;
+		return NULL;
 	j->q = q;
-	snprintf(j->inst, sizeof(j->inst), "%s", inst);
-	j->off = off;
+	snprintf(j->inst, sizeof(j->inst), "%s", inst ? inst : "");
+	snprintf(j->owner, sizeof(j->owner), "%s", owner ? owner : "");
+	j->off = inst && inst[0] ? off : -1;
 	j->id_len = id_len;
 	memcpy(j->id, id, id_len);
+	return j;
+}
+
+/* Queues j (its session counted as restoring). false: dropped. */
+static bool job_add(struct state_queue *q, struct job *j, bool deferred)
+{
 	pthread_mutex_lock(&q->mu);
-	struct qs *s = qs_find(q, id, id_len, true);
+	struct qs *s = qs_find(q, j->id, j->id_len, true);
 	if (!s || q->stop) {
 		pthread_mutex_unlock(&q->mu);
-		free(j);
-		return;
+		job_free(j);
+		return false;
 	}
 	s->restoring++;
-	if (own)
+	if (!j->owner[0])
 		q->jobs_open++;
-	j->next = q->jobs;
-	q->jobs = j;
+	struct job **list = deferred ? &q->deferred : &q->jobs;
+	j->next = *list;
+	*list = j;
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 	atomic_fetch_add_explicit(&q->restore_jobs, 1, memory_order_relaxed);
+	return true;
+}
+
+void state_queue_restore(struct state_queue *q, const char *id, uint16_t id_len,
+			 const char *inst, int64_t off, const char *owner)
+{
+	struct job *j = job_new(q, id, id_len, inst, off, owner);
+	if (j)
+		job_add(q, j, false);
 }
 
 /* A deferred job is dropped: the session's record may name its own
@@ -523,7 +552,8 @@ static bool job_cancel_locked(struct state_queue *q, struct job *j)
 }
 
 void state_queue_restore_after(struct state_queue *q, const char *id, uint16_t id_len,
-			       const char *inst, int64_t off, const char *owner)
+			       const char *inst, int64_t off, const char *owner,
+			       struct msg *will, bool drain)
 {
 	pthread_mutex_lock(&q->mu);
 	int64_t now = state_now_ms();
@@ -535,45 +565,33 @@ void state_queue_restore_after(struct state_queue *q, const char *id, uint16_t i
 			q->markers[i] = q->markers[--q->nmarkers];
 			q->markers[q->nmarkers] = (struct marker){ 0 };
 			pthread_mutex_unlock(&q->mu);
+			msg_unref(will);
 			write_q(q, id, id_len);
 			return;
 		}
 	pthread_mutex_unlock(&q->mu);
-	struct job *j = calloc(1, sizeof(*j) + id_len + 1);
-	if (!j)
-		return;
-	j->q = q;
-	snprintf(j->inst, sizeof(j->inst), "%s", inst);
-	snprintf(j->owner, sizeof(j->owner), "%s", owner);
-	j->off = off;
-	j->id_len = id_len;
-	memcpy(j->id, id, id_len);
-	int lease = q->st->cfg->state.lease_ms > 0 ? q->st->cfg->state.lease_ms : 10000;
-	j->deadline = now + lease + 5000;
-	pthread_mutex_lock(&q->mu);
-	struct qs *s = qs_find(q, id, id_len, true);
-	if (!s || q->stop) {
-		pthread_mutex_unlock(&q->mu);
-		free(j);
+	struct job *j = job_new(q, id, id_len, inst, off, owner);
+	if (!j) {
+		msg_unref(will);
 		return;
 	}
-	s->restoring++;
-	j->next = q->deferred;
-	q->deferred = j;
-	pthread_cond_signal(&q->cv);
-	pthread_mutex_unlock(&q->mu);
+	j->will = will;
+	j->nodrain = !drain;
+	int lease = q->st->cfg->state.lease_ms > 0 ? q->st->cfg->state.lease_ms : 10000;
+	j->deadline = now + lease + 5000;
+	job_add(q, j, true);
 }
 
 void state_queue_handover_done(struct state_queue *q, const char *id, uint16_t id_len)
 {
 	bool rewrite = false, found = false;
+	struct job *gone = NULL;
 	pthread_mutex_lock(&q->mu);
 	for (struct job **pp = &q->deferred; *pp; pp = &(*pp)->next)
 		if ((*pp)->id_len == id_len && memcmp((*pp)->id, id, id_len) == 0) {
-			struct job *j = *pp;
-			*pp = j->next;
-			rewrite = job_cancel_locked(q, j);
-			free(j);
+			gone = *pp;
+			*pp = gone->next;
+			rewrite = job_cancel_locked(q, gone);
 			found = true;
 			break;
 		}
@@ -597,13 +615,16 @@ void state_queue_handover_done(struct state_queue *q, const char *id, uint16_t i
 		}
 	}
 	pthread_mutex_unlock(&q->mu);
+	if (gone)
+		job_free(gone); /* its will went out with the handover */
 	if (rewrite && !atomic_load(&q->st->stopping))
 		write_q(q, id, id_len);
 }
 
-/* Deferred jobs whose owner died (or did not hand over in time) run now.
- * mu held. */
-static void deferred_check(struct state_queue *q)
+/* Deferred jobs whose owner died (or did not hand over in time) run now;
+ * the wills of the connections it held go out (publish outside mu: the
+ * caller collects them in *wills). mu held. */
+static void deferred_check(struct state_queue *q, struct job **wills)
 {
 	int64_t now = state_now_ms();
 	for (struct job **pp = &q->deferred; *pp;) {
@@ -611,9 +632,21 @@ static void deferred_check(struct state_queue *q)
 		bool dead = !state_instance_alive(q->st, j->owner);
 		if (dead || now >= j->deadline) {
 			*pp = j->next;
-			log_info("state queue: client=%.*s: %s did not hand its queue over (%s): "
-				 "reading it back from %s", (int)j->id_len, j->id, j->owner,
-				 dead ? "not alive" : "timed out", j->inst);
+			log_info("state queue: client=%.*s: %s did not hand the session over (%s): "
+				 "reading back what it held%s", (int)j->id_len, j->id, j->owner,
+				 dead ? "not alive" : "timed out", j->will ? ", publishing its will" : "");
+			if (j->will) {
+				/* A copy of the job's will, published by the caller. */
+				struct job *w = job_new(q, j->id, j->id_len, NULL, -1, NULL);
+				if (w) {
+					w->will = j->will;
+					w->next = *wills;
+					*wills = w;
+				} else {
+					msg_unref(j->will);
+				}
+				j->will = NULL;
+			}
 			j->next = q->jobs;
 			q->jobs = j;
 		} else {
@@ -630,130 +663,256 @@ bool state_queue_restoring(struct state_queue *q)
 	return r;
 }
 
-/* Reads <prefix>.queue.<inst> partition 0 from the lowest offset of the
- * jobs (all of that inst) to the end it has now, injecting each record
- * addressed to one of them at or after its offset. */
-static void restore_topic(struct state_queue *q, struct job *js)
+/* Injects m (one reference, untracked) for job j: tracked so that j
+ * finishes once it was written again or delivered. */
+static void job_inject(struct state_queue *q, struct job *j, struct msg *m)
+{
+	struct rtrack *rt = malloc(sizeof(*rt));
+	if (!rt) {
+		msg_unref(m);
+		return;
+	}
+	rt->j = j;
+	atomic_init(&rt->track.remaining, 1);
+	rt->track.kept = false;
+	rt->track.done = restore_track_done;
+	m->track = &rt->track;
+	atomic_fetch_add(&j->out, 1);
+	atomic_fetch_add_explicit(&q->restored, 1, memory_order_relaxed);
+	/* To the session here; to its owner's inbox if it moved since (the
+	 * track then completes once that record is written). */
+	state_bus_deliver_to(q->st->bus, m, j->id, j->id_len);
+}
+
+/* One reader of topic (every partition, from[p] or, from NULL, the
+ * group's committed offsets) up to the ends it has now. fn gets every
+ * record. Returns the number of partitions not read to their end, or -1
+ * when nothing could be read. */
+/* The jobs a topic is read for: those of all whose inst (queue) or owner
+ * (inbox) is `inst`. */
+struct rctx {
+	struct job *all;
+	const char *inst;
+};
+typedef void (*rec_fn)(struct state_queue *q, const struct rctx *x, const rd_kafka_message_t *rkm);
+static int read_topic(struct state_queue *q, const char *topic, const char *group, int64_t from0,
+		      const struct rctx *x, rec_fn fn)
 {
 	struct state *st = q->st;
-	char topic[STATE_TOPIC_MAX + 1], e[256], gid[STATE_TOPIC_MAX + 16];
-	int64_t from = INT64_MAX;
-	size_t njobs = 0, injected = 0;
-
-	for (struct job *j = js; j; j = j->next, njobs++)
-		if (j->off < from)
-			from = j->off;
-	snprintf(topic, sizeof(topic), "%s.queue.%s", st->cfg->state.topic_prefix ?
-		 st->cfg->state.topic_prefix : "kafkagate", js->inst);
-	snprintf(gid, sizeof(gid), "%s.restore", st->t_queue);
+	char e[256];
+	int64_t end = state_now_ms() + RESTORE_READ_MS;
 	rd_kafka_conf_t *conf = state_consumer_conf(st, e, sizeof(e));
 	rd_kafka_t *rk = NULL;
-	if (!conf || rd_kafka_conf_set(conf, "group.id", gid, e, sizeof(e)) != RD_KAFKA_CONF_OK ||
+	if (!conf || rd_kafka_conf_set(conf, "group.id", group, e, sizeof(e)) != RD_KAFKA_CONF_OK ||
 	    !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e)))) {
 		if (conf)
 			rd_kafka_conf_destroy(conf);
-		log_error("state queue: restore of %s not started: %s", topic, e);
-		return;
+		log_error("state queue: reading %s back: %s", topic, e);
+		return -1;
 	}
 	rd_kafka_poll_set_consumer(rk);
-	int64_t lo = 0, hi = 0;
-	int64_t end = state_now_ms() + RESTORE_READ_MS;
-	rd_kafka_resp_err_t err;
-	while ((err = rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 5000)) &&
-	       state_now_ms() < end && !atomic_load(&st->stopping))
-		;
-	if (err) {
-		log_warn("state queue: restore of %s: no end offset (%s): nothing restored", topic,
-			 rd_kafka_err2str(err));
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	int np = 0;
+	if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    md->topic_cnt == 1 && !md->topics[0].err)
+		np = md->topics[0].partition_cnt;
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	if (rkt)
+		rd_kafka_topic_destroy(rkt);
+	if (np <= 0) {
+		log_warn("state queue: %s: no such topic: nothing to read back", topic);
 		rd_kafka_destroy(rk);
-		return;
+		return -1;
 	}
-	if (from < lo) {
-		log_warn("state queue: restore of %s from offset %" PRId64 ": records before %" PRId64
-			 " are gone (retention.ms)", topic, from, lo);
-		from = lo;
+	if (np > 64)
+		np = 64;
+	int64_t hi[64], at[64];
+	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(np);
+	for (int p = 0; p < np; p++)
+		rd_kafka_topic_partition_list_add(tp, topic, p);
+	if (from0 < 0 && rd_kafka_committed(rk, tp, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("state queue: %s: committed offsets of group %s unknown: not read", topic,
+			 group);
+		rd_kafka_topic_partition_list_destroy(tp);
+		rd_kafka_destroy(rk);
+		return -1;
 	}
-	if (strcmp(js->inst, st->instance_id) == 0) {
+	int left = 0;
+	for (int p = 0; p < np; p++) {
+		int64_t lo = 0;
+		hi[p] = 0;
+		if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi[p], 5000))
+			hi[p] = 0;
+		int64_t f = from0 >= 0 ? (p == 0 ? from0 : hi[p]) : tp->elems[p].offset;
+		if (f < 0) /* no commit: the group never got that far; nothing owed */
+			f = hi[p];
+		if (f < lo)
+			f = lo;
+		tp->elems[p].offset = f;
+		at[p] = f;
+		left += at[p] < hi[p];
+	}
+	if (strcmp(topic, st->t_queue) == 0) {
 		pthread_mutex_lock(&q->mu);
-		if (hi > q->next_off)
-			q->next_off = hi;
+		if (hi[0] > q->next_off)
+			q->next_off = hi[0];
 		pthread_mutex_unlock(&q->mu);
 	}
-	/* The sessions must be able to keep what is injected (their adopt or
-	 * claim read back here): else it would stay in memory only. */
-	for (struct job *j = js; j; j = j->next)
-		while (!state_sessions_spool_ok(st->sessions, j->id, j->id_len) &&
-		       state_now_ms() < end - RESTORE_READ_MS / 2 && !atomic_load(&st->stopping)) {
-			struct timespec ts = { 0, 20 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
-		}
-	rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(tp, topic, 0)->offset = from;
 	rd_kafka_assign(rk, tp);
 	rd_kafka_topic_partition_list_destroy(tp);
-	int64_t at = from;
-	while (at < hi && state_now_ms() < end && !atomic_load(&st->stopping)) {
+	while (left > 0 && state_now_ms() < end && !atomic_load(&st->stopping)) {
 		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, RESTORE_POLL_MS);
 		if (!rkm)
 			continue;
-		if (rkm->err) {
-			if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				at = rkm->offset > at ? rkm->offset : at;
-			else
-				log_warn_rl("state queue: restore of %s: %s", topic,
-					    rd_kafka_message_errstr(rkm));
+		int p = rkm->partition;
+		if (p < 0 || p >= np) {
 			rd_kafka_message_destroy(rkm);
 			continue;
 		}
-		at = rkm->offset + 1;
-		const void *to;
-		size_t to_len;
-		const char *why;
-		struct msg *m = state_bus_msg_of(rkm, &to, &to_len, &why);
-		struct job *j = NULL;
-		if (m && to)
-			for (j = js; j; j = j->next)
-				if (j->id_len == to_len && memcmp(j->id, to, to_len) == 0 &&
-				    rkm->offset >= j->off)
-					break;
-		struct rtrack *rt = j ? malloc(sizeof(*rt)) : NULL;
-		if (!rt) {
-			msg_unref(m);
-			rd_kafka_message_destroy(rkm);
-			continue;
+		int64_t next = at[p];
+		if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			next = rkm->offset > next ? rkm->offset : next;
+		else if (rkm->err)
+			log_warn_rl("state queue: reading %s back: %s", topic,
+				    rd_kafka_message_errstr(rkm));
+		else {
+			next = rkm->offset + 1;
+			if (rkm->offset < hi[p])
+				fn(q, x, rkm);
 		}
-		rt->j = j;
-		atomic_init(&rt->track.remaining, 1);
-		rt->track.kept = false;
-		rt->track.done = restore_track_done;
-		m->track = &rt->track;
-		atomic_fetch_add(&j->out, 1);
-		injected++;
-		/* To the session here; to its owner's inbox if it moved since
-		 * (the track then completes once that record is written). */
-		state_bus_deliver_to(st->bus, m, to, to_len);
+		if (at[p] < hi[p] && next >= hi[p])
+			left--;
+		at[p] = next;
 		rd_kafka_message_destroy(rkm);
 	}
-	if (at < hi)
-		log_warn("state queue: restore of %s stopped at offset %" PRId64 " of %" PRId64
-			 ": the sessions keep their old queue", topic, at, hi);
 	rd_kafka_destroy(rk);
-	atomic_fetch_add_explicit(&q->restored, injected, memory_order_relaxed);
-	log_info("state queue: restored %zu messages for %zu sessions from %s offsets %" PRId64
-		 "..%" PRId64, injected, njobs, topic, from, hi);
-	/* Each job finishes once its messages are written again. A job cut
-	 * short keeps its session naming the old queue: it stays running. */
-	for (struct job *j = js, *nx; j; j = nx) {
+	if (left)
+		log_warn("state queue: reading %s back stopped with %d partitions short of their "
+			 "end", topic, left);
+	return left;
+}
+
+/* A queue record: to its session, when at or after the job's offset. */
+static void queue_rec(struct state_queue *q, const struct rctx *x, const rd_kafka_message_t *rkm)
+{
+	const void *to;
+	size_t to_len;
+	const char *why;
+	struct msg *m = state_bus_msg_of(rkm, &to, &to_len, &why);
+	if (!m)
+		return;
+	for (struct job *j = x->all; to && j; j = j->next)
+		if (j->off >= 0 && strcmp(j->inst, x->inst) == 0 && j->id_len == to_len &&
+		    memcmp(j->id, to, to_len) == 0 && rkm->offset >= j->off) {
+			job_inject(q, j, m);
+			return;
+		}
+	msg_unref(m);
+}
+
+/* A record of a dead owner's inbox past its commit: a kg.to one to its
+ * session; any other to every job's session (the broker delivers it
+ * only where the session's subscriptions match, as the dead owner
+ * would have). */
+static void inbox_rec(struct state_queue *q, const struct rctx *x, const rd_kafka_message_t *rkm)
+{
+	const void *to;
+	size_t to_len;
+	const char *why;
+	struct msg *m = state_bus_msg_of(rkm, &to, &to_len, &why);
+	if (!m)
+		return;
+	for (struct job *j = x->all; j; j = j->next) {
+		if (strcmp(j->owner, x->inst) != 0 || j->nodrain ||
+		    (to && (j->id_len != to_len || memcmp(j->id, to, to_len) != 0)))
+			continue;
+		struct msg *c = msg_clone(m, m->qos, m->retain);
+		if (c)
+			job_inject(q, j, c);
+	}
+	msg_unref(m);
+}
+
+/* Reads back what the jobs' sessions were owed: their queue topics from
+ * their offsets, and, for sessions a dead instance held, that instance's
+ * inbox past its commit. Then each job finishes once what it injected
+ * was written again (a job whose topics could not be read to the end
+ * keeps its session naming the old queue: it stays running). */
+static void restore_jobs(struct state_queue *q, struct job *all)
+{
+	struct state *st = q->st;
+	const char *pfx = st->cfg->state.topic_prefix ? st->cfg->state.topic_prefix : "kafkagate";
+	char topic[STATE_TOPIC_MAX + 1], group[STATE_TOPIC_MAX + 16];
+	int64_t end = state_now_ms() + 5000;
+	bool short_read = false;
+
+	/* The sessions must be able to keep what is injected (their adopt or
+	 * claim read back here): else it would stay in memory only. A few
+	 * seconds at most (a session that moved on meanwhile never will). */
+	for (struct job *j = all; j; j = j->next)
+		while ((j->off >= 0 || !j->nodrain) &&
+		       !state_sessions_spool_ok(st->sessions, j->id, j->id_len) &&
+		       state_now_ms() < end && !atomic_load(&st->stopping)) {
+			struct timespec ts = { 0, 20 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	/* Queue topics: the jobs of one instance's queue together. */
+	for (struct job *a = all; a; a = a->next) {
+		if (a->off < 0)
+			continue;
+		bool seen = false;
+		for (struct job *b = all; b != a && !seen; b = b->next)
+			seen = b->off >= 0 && strcmp(b->inst, a->inst) == 0;
+		if (seen)
+			continue;
+		int64_t from = INT64_MAX;
+		size_t n = 0;
+		for (struct job *b = all; b; b = b->next)
+			if (b->off >= 0 && strcmp(b->inst, a->inst) == 0) {
+				from = b->off < from ? b->off : from;
+				n++;
+			}
+		snprintf(topic, sizeof(topic), "%s.queue.%s", pfx, a->inst);
+		snprintf(group, sizeof(group), "%s.restore", st->t_queue);
+		uint64_t before = atomic_load(&q->restored);
+		struct rctx x = { all, a->inst };
+		short_read |= read_topic(q, topic, group, from, &x, queue_rec) != 0;
+		log_info("state queue: %llu messages of %zu sessions read back from %s (from offset "
+			 "%" PRId64 ")", (unsigned long long)(atomic_load(&q->restored) - before), n,
+			 topic, from);
+	}
+	/* Dead owners' inboxes, likewise per owner. */
+	for (struct job *a = all; a; a = a->next) {
+		if (!a->owner[0] || strcmp(a->owner, st->instance_id) == 0 || a->nodrain)
+			continue;
+		bool seen = false;
+		for (struct job *b = all; b != a && !seen; b = b->next)
+			seen = strcmp(b->owner, a->owner) == 0 && !b->nodrain;
+		if (seen)
+			continue;
+		snprintf(topic, sizeof(topic), "%s.inbox.%s", pfx, a->owner);
+		uint64_t before = atomic_load(&q->restored);
+		/* Its own group: its commit is where it stood. Never joined,
+		 * never committed to. */
+		struct rctx x = { all, a->owner };
+		read_topic(q, topic, topic, -1, &x, inbox_rec);
+		log_info("state queue: %llu messages read back from %s past its commit for the "
+			 "sessions it held", (unsigned long long)(atomic_load(&q->restored) - before),
+			 topic);
+	}
+	for (struct job *j = all, *nx; j; j = nx) {
 		nx = j->next;
 		pthread_mutex_lock(&q->mu);
 		j->next = q->running;
 		q->running = j;
 		pthread_mutex_unlock(&q->mu);
-		if (at < hi)
+		if (short_read && j->off >= 0)
 			continue;
 		atomic_store(&j->read_done, true);
-		/* The count is raised by one while we look, so that the last
-		 * message cannot finish the job twice. */
+		/* Raised by one while we look, so that the last message cannot
+		 * finish the job twice. */
 		atomic_fetch_add(&j->out, 1);
 		if (atomic_fetch_sub(&j->out, 1) == 1)
 			job_finish(j);
@@ -777,7 +936,8 @@ static void *restore_main(void *arg)
 	}
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
-		while (!q->jobs && !q->stop) {
+		struct job *wills = NULL;
+		while (!q->jobs && !q->stop && !wills) {
 			if (q->deferred) {
 				struct timespec ts;
 				clock_gettime(CLOCK_REALTIME, &ts);
@@ -787,34 +947,37 @@ static void *restore_main(void *arg)
 					ts.tv_nsec -= 1000000000L;
 				}
 				pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-				deferred_check(q);
+				deferred_check(q, &wills);
 			} else {
 				pthread_cond_wait(&q->cv, &q->mu);
 			}
 		}
-		if (q->stop)
-			break;
-		/* Every waiting job of one queue topic together. */
-		struct job *js = NULL, **pp = &q->jobs;
-		const char *inst = q->jobs->inst;
-		char first[STATE_ID_MAX + 1];
-		snprintf(first, sizeof(first), "%s", inst);
-		while (*pp) {
-			struct job *j = *pp;
-			if (strcmp(j->inst, first) == 0) {
-				*pp = j->next;
-				j->next = js;
-				js = j;
-			} else {
-				pp = &j->next;
+		if (q->stop) {
+			for (struct job *w = wills, *nx; w; w = nx) {
+				nx = w->next;
+				job_free(w);
 			}
+			break;
 		}
+		struct job *js = q->jobs;
+		q->jobs = NULL;
 		pthread_mutex_unlock(&q->mu);
-		/* Give the broker a moment to restore the sessions (the
-		 * restore acts run right after the jobs are queued). */
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-		restore_topic(q, js);
+		/* The wills of connections that died with their instance while
+		 * their devices were already back elsewhere (here): once, as
+		 * the dead owner's takeover would have. */
+		for (struct job *w = wills, *nx; w; w = nx) {
+			nx = w->next;
+			state_publish(q->st, w->id, w->id_len, w->will); /* takes it */
+			w->will = NULL;
+			job_free(w);
+		}
+		if (js) {
+			/* Give the broker a moment to restore the sessions (the
+			 * restore acts run right after the jobs are queued). */
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+			restore_jobs(q, js);
+		}
 		pthread_mutex_lock(&q->mu);
 	}
 	pthread_mutex_unlock(&q->mu);
@@ -867,11 +1030,11 @@ void state_queue_free(struct state_queue *q)
 	atomic_compare_exchange_strong(&g_queue, &me, NULL);
 	for (struct job *j = q->jobs, *nx; j; j = nx) {
 		nx = j->next;
-		free(j);
+		job_free(j);
 	}
 	for (struct job *j = q->deferred, *nx; j; j = nx) {
 		nx = j->next;
-		free(j);
+		job_free(j);
 	}
 	for (size_t i = 0; i < q->nmarkers; i++)
 		free(q->markers[i].id);

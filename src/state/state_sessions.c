@@ -81,6 +81,8 @@ struct act {
 	bool has_img;
 	struct state_rec img;     /* CLAIMED/RESTORE: the image; BUS: owner + subs */
 	bool ended;               /* BUS: the session ended; QRESTORE: our own restart */
+	bool drain;               /* QRESTORE: what the session was owed is read back
+				     (false: only the will, for a clean claim) */
 	char msg[160];            /* LOG */
 };
 
@@ -207,12 +209,21 @@ static void acts_run(struct state_sessions *ss, struct acts *a)
 					 (int)x->id_len, x->id);
 			break;
 		case ACT_QRESTORE:
-			if (ss->st->queue && x->r)
+			if (ss->st->queue && x->r) {
+				struct msg *w = NULL;
+				if (x->img.has_will) {
+					const struct state_rec_will *wl = &x->img.will;
+					w = msg_new_props(wl->topic, wl->topic_len, wl->payload,
+							  wl->payload_len, wl->qos, wl->retain,
+							  wl->props, wl->props_len);
+				}
 				state_queue_restore_after(ss->st->queue, x->id, x->id_len,
-							  x->img.q_inst, x->img.q_off, x->img.owner);
-			else if (ss->st->queue)
+							  x->img.q_inst, x->img.q_off, x->img.owner,
+							  w, x->drain);
+			} else if (ss->st->queue) {
 				state_queue_restore(ss->st->queue, x->id, x->id_len, x->img.q_inst,
-						    x->img.q_off, x->ended);
+						    x->img.q_off, x->ended ? NULL : x->img.owner);
+			}
 			break;
 		case ACT_BUS:
 			if (ss->st->bus)
@@ -757,7 +768,7 @@ static void restore_act(struct acts *a, const struct sess *s, const struct state
 static struct act *qrestore_act(struct acts *a, const struct sess *s,
 				const struct state_rec *rec, bool own)
 {
-	if (!rec->q_inst[0])
+	if (!rec->q_inst[0] && own)
 		return NULL;
 	struct act *x = act_add(a, ACT_QRESTORE);
 	if (!x)
@@ -770,6 +781,7 @@ static struct act *qrestore_act(struct acts *a, const struct sess *s,
 	memcpy(x->img.owner, rec->owner, sizeof(x->img.owner));
 	x->img.q_off = rec->q_off;
 	x->ended = own;
+	x->drain = true;
 	x->r = 0;
 	return x;
 }
@@ -787,17 +799,39 @@ static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend 
 		/* Its queue in Kafka: a live owner hands what it holds over
 		 * (the kick); one that died cannot, so it is read back from
 		 * its queue topic; the records name it until that is done. */
-		if (inherit && prev->q_inst[0] && !is_me(ss, prev)) {
-			memcpy(s->mine_rec->q_inst, prev->q_inst, sizeof(s->mine_rec->q_inst));
-			s->mine_rec->q_off = prev->q_off;
-			struct act *x = qrestore_act(a, s, prev, false);
-			/* Another instance may hand over: deferred (see
-			 * state_queue_restore_after()). A previous run of this
-			 * one cannot: now. */
-			if (x && strcmp(prev->owner, ss->st->instance_id) != 0)
+		if (inherit && !is_me(ss, prev)) {
+			bool other = strcmp(prev->owner, ss->st->instance_id) != 0;
+			if (prev->q_inst[0]) {
+				memcpy(s->mine_rec->q_inst, prev->q_inst,
+				       sizeof(s->mine_rec->q_inst));
+				s->mine_rec->q_off = prev->q_off;
+			}
+			struct act *x = qrestore_act(a, s, prev, !other);
+			/* Another instance may hand over (and publish the will
+			 * of the connection it closes): deferred, see
+			 * state_queue_restore_after(); the will goes with the
+			 * job for when it does not. A previous run of this one
+			 * cannot: now. */
+			if (x && other) {
 				x->r = 1;
+				if (prev->state == SREC_ONLINE && prev->has_will &&
+				    prev->will.delay_s == 0)
+					state_rec_set_will(&x->img, &prev->will);
+			}
 			if (prev->nsubs == 0 && !s->dirty)
 				mine_write(ss, s, SREC_SUBS);
+		} else if (!inherit && prev && strcmp(prev->owner, ss->st->instance_id) != 0 &&
+			   prev->state == SREC_ONLINE && prev->has_will && prev->will.delay_s == 0) {
+			/* A clean start took the id from a connection on another
+			 * instance: only its will, if that instance cannot. */
+			struct state_rec nq = *prev;
+			nq.q_inst[0] = '\0';
+			struct act *x = qrestore_act(a, s, &nq, false);
+			if (x) {
+				x->r = 1;
+				x->drain = false;
+				state_rec_set_will(&x->img, &prev->will);
+			}
 		}
 		/* The inherited subscriptions again under this epoch, so that
 		 * compaction of the records before the claim cannot lose them. */
@@ -879,7 +913,7 @@ static void adopt_done(struct state_sessions *ss, struct sess *s, const struct s
 	/* A dead instance's session: its queue is read back from there (our
 	 * own restart's were at catch-up). */
 	if (prev && strcmp(prev->owner, ss->st->instance_id) != 0)
-		qrestore_act(a, s, m, false);
+		qrestore_act(a, s, prev, false);
 	restore_act(a, s, m);
 	if (w && due <= state_wall_ms()) {
 		will_start(ss, s, m, w, off, false);
