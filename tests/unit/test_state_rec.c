@@ -101,6 +101,63 @@ static void test_round_trip_claim(void **state)
 	free(js);
 }
 
+/* The session's queue ("q"): kept through encode/decode and copy; absent
+ * means none; malformed ones refused. */
+static void test_queue_field(void **state)
+{
+	(void)state;
+	struct state_rec r = { 0 }, d;
+	r.t = SREC_PARK;
+	snprintf(r.owner, sizeof(r.owner), "gw-2");
+	r.epoch = 5;
+	r.state = SREC_PARKED;
+	r.level = 4;
+	snprintf(r.q_inst, sizeof(r.q_inst), "gw-1");
+	r.q_off = 9876543210LL;
+	char *js;
+	size_t len;
+	assert_int_equal(state_rec_encode(&r, &js, &len), 0);
+	assert_non_null(strstr(js, "\"q\":{\"i\":\"gw-1\",\"o\":9876543210}"));
+	assert_int_equal(state_rec_decode(&d, js, len, NULL, 0), 0);
+	assert_string_equal(d.q_inst, "gw-1");
+	assert_int_equal(d.q_off, 9876543210LL);
+	struct state_rec c;
+	assert_int_equal(state_rec_copy(&c, &d), 0);
+	assert_string_equal(c.q_inst, "gw-1");
+	assert_int_equal(c.q_off, 9876543210LL);
+	state_rec_clear(&c);
+	state_rec_clear(&d);
+	free(js);
+	/* None: no "q" written, none read. */
+	r.q_inst[0] = '\0';
+	assert_int_equal(state_rec_encode(&r, &js, &len), 0);
+	assert_null(strstr(js, "\"q\""));
+	assert_int_equal(state_rec_decode(&d, js, len, NULL, 0), 0);
+	assert_string_equal(d.q_inst, "");
+	state_rec_clear(&d);
+	free(js);
+	const char *bad[] = {
+		"{\"v\":1,\"t\":\"park\",\"owner\":\"a\",\"boot\":1,\"epoch\":1,\"resume\":false,"
+		"\"persistent\":true,\"state\":\"parked\",\"level\":4,\"q\":7}",
+		"{\"v\":1,\"t\":\"park\",\"owner\":\"a\",\"boot\":1,\"epoch\":1,\"resume\":false,"
+		"\"persistent\":true,\"state\":\"parked\",\"level\":4,\"q\":{\"i\":\"\",\"o\":1}}",
+		"{\"v\":1,\"t\":\"park\",\"owner\":\"a\",\"boot\":1,\"epoch\":1,\"resume\":false,"
+		"\"persistent\":true,\"state\":\"parked\",\"level\":4,\"q\":{\"i\":\"x\",\"o\":-1}}",
+		"{\"v\":1,\"t\":\"park\",\"owner\":\"a\",\"boot\":1,\"epoch\":1,\"resume\":false,"
+		"\"persistent\":true,\"state\":\"parked\",\"level\":4,\"q\":{\"o\":1}}",
+	};
+	const char *good = "{\"v\":1,\"t\":\"park\",\"owner\":\"a\",\"boot\":1,\"epoch\":1,"
+			   "\"resume\":false,\"persistent\":true,\"state\":\"parked\",\"level\":4,"
+			   "\"q\":null}";
+	assert_int_equal(state_rec_decode(&d, good, strlen(good), NULL, 0), 0); /* q aside */
+	state_rec_clear(&d);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(state_rec_decode(&d, bad[i], strlen(bad[i]), NULL, 0), -1);
+		state_rec_clear(&d);
+	}
+	state_rec_clear(&r);
+}
+
 static void test_round_trip_every_type(void **state)
 {
 	(void)state;
@@ -332,6 +389,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_claim),
 		cmocka_unit_test(test_round_trip_every_type),
+		cmocka_unit_test(test_queue_field),
 		cmocka_unit_test(test_exact_encoding),
 		cmocka_unit_test(test_minimal_record),
 		cmocka_unit_test(test_malformed_rejected),
