@@ -268,6 +268,10 @@ int state_queue_metrics_render(struct buf *out, struct state_queue *q);
 /* The sessions module's side: true when id is a persistent session this
  * instance holds whose records can be written now (its epoch is known). */
 bool state_sessions_spool_ok(struct state_sessions *ss, const char *id, uint16_t id_len);
+/* True when one of id's subscriptions (as the view has them) matches
+ * topic. Any thread. */
+bool state_sessions_matches(struct state_sessions *ss, const char *id, uint16_t id_len,
+			    const char *topic, size_t tlen);
 /* Writes id's record again with the queue state_queue_current() names. */
 void state_sessions_write_queue(struct state_sessions *ss, const char *id, uint16_t id_len);
 /* A consumer configuration for the state's own readers (kafka.properties,

@@ -828,6 +828,12 @@ static void inbox_rec(struct state_queue *q, const struct rctx *x, const rd_kafk
 		if (strcmp(j->owner, x->inst) != 0 || j->nodrain ||
 		    (to && (j->id_len != to_len || memcmp(j->id, to, to_len) != 0)))
 			continue;
+		/* Only where it can be delivered: no copy for sessions whose
+		 * subscriptions do not match (a dead instance may have held
+		 * thousands). */
+		if (!to && !state_sessions_matches(q->st->sessions, j->id, j->id_len, m->topic,
+						   m->topic_len))
+			continue;
 		struct msg *c = msg_clone(m, m->qos, m->retain);
 		if (c)
 			job_inject(q, j, c);

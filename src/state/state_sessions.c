@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/msg.h"
 #include "core/prom.h"
+#include "mqtt/topic.h"
 #include "state/state_int.h"
 #include "state/state_rec.h"
 
@@ -692,6 +693,29 @@ bool state_sessions_spool_ok(struct state_sessions *ss, const char *id, uint16_t
 		  s->my_epoch >= 0;
 	pthread_mutex_unlock(&ss->lock);
 	return ok;
+}
+
+bool state_sessions_matches(struct state_sessions *ss, const char *id, uint16_t id_len,
+			    const char *topic, size_t tlen)
+{
+	bool hit = false;
+	pthread_mutex_lock(&ss->lock);
+	struct sess *s = sess_find(ss, id, id_len, NULL);
+	for (size_t i = 0; s && s->known && !hit && i < s->rec.nsubs; i++) {
+		const char *f = s->rec.subs[i].filter;
+		size_t fl = s->rec.subs[i].len;
+		if (fl > 7 && memcmp(f, "$share/", 7) == 0) {
+			/* $share/<group>/<filter> */
+			const char *sl = memchr(f + 7, '/', fl - 7);
+			if (!sl)
+				continue;
+			fl -= (size_t)(sl + 1 - f);
+			f = sl + 1;
+		}
+		hit = topic_matches(f, fl, topic, tlen);
+	}
+	pthread_mutex_unlock(&ss->lock);
+	return hit;
 }
 
 void state_sessions_write_queue(struct state_sessions *ss, const char *id, uint16_t id_len)
