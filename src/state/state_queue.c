@@ -220,6 +220,17 @@ static void complete_orig(struct spool *sp)
 	msg_unref(m);
 }
 
+/* Completes the origins of a list of written copies (qs->pending). */
+static void pend_complete(struct spool *pend)
+{
+	while (pend) {
+		struct spool *nx = pend->next;
+		complete_orig(pend);
+		spool_unref(pend);
+		pend = nx;
+	}
+}
+
 /* The copy was acknowledged by its client, or dropped. */
 static void copy_done(struct msg_track *tr)
 {
@@ -247,12 +258,7 @@ static void copy_done(struct msg_track *tr)
 		if (rewrite && !atomic_load(&q->st->stopping))
 			write_q(q, sp->id, sp->id_len);
 	}
-	while (pend) {
-		struct spool *nx = pend->next;
-		complete_orig(pend);
-		spool_unref(pend);
-		pend = nx;
-	}
+	pend_complete(pend);
 	spool_unref(sp);
 }
 
@@ -351,12 +357,7 @@ void state_queue_written(void *ud, rd_kafka_resp_err_t err, int32_t partition, i
 			    "action=\"again\"", log_qn(w->id, w->id_len), rd_kafka_err2str(err));
 		write_q(q, w->id, w->id_len);
 	}
-	while (pend) {
-		struct spool *nx = pend->next;
-		complete_orig(pend);
-		spool_unref(pend);
-		pend = nx;
-	}
+	pend_complete(pend);
 	free(w);
 }
 
@@ -484,12 +485,7 @@ static void job_finish(struct job *j)
 	pthread_mutex_unlock(&q->mu);
 	if (rewrite && !atomic_load(&q->st->stopping))
 		write_q(q, j->id, j->id_len);
-	while (pend) {
-		struct spool *nx = pend->next;
-		complete_orig(pend);
-		spool_unref(pend);
-		pend = nx;
-	}
+	pend_complete(pend);
 	job_free(j);
 }
 
@@ -813,9 +809,8 @@ static void queue_rec(struct state_queue *q, const struct rctx *x, const rd_kafk
 }
 
 /* A record of a dead owner's inbox past its commit: a kg.to one to its
- * session; any other to every job's session (the broker delivers it
- * only where the session's subscriptions match, as the dead owner
- * would have). */
+ * session; any other to every job's session whose subscriptions match
+ * it, as the dead owner would have delivered it. */
 static void inbox_rec(struct state_queue *q, const struct rctx *x, const rd_kafka_message_t *rkm)
 {
 	const void *to;
@@ -1050,11 +1045,7 @@ void state_queue_free(struct state_queue *q)
 	for (size_t i = 0; i < q->nbuckets; i++)
 		for (struct qs *s = q->tab[i], *nx; s; s = nx) {
 			nx = s->next;
-			for (struct spool *p = s->pending, *pn; p; p = pn) {
-				pn = p->next;
-				complete_orig(p);
-				spool_unref(p);
-			}
+			pend_complete(s->pending);
 			free(s->id);
 			free(s);
 		}
