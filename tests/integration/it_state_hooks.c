@@ -120,12 +120,16 @@ static void subs_text(char *out, size_t cap, const struct broker_sub *subs, size
 }
 
 static void fake_subs(void *ctx, const char *id, uint16_t id_len, const struct broker_sub *subs,
-		      size_t n)
+		      size_t n, uint64_t conn_id, uint32_t token)
 {
 	char t[400];
 	(void)ctx;
 	subs_text(t, sizeof(t), subs, n);
 	record("subs id=%.*s [%s]", (int)id_len, id, t);
+	/* A persistent session's SUBACK waits for this: "written" at once
+	 * (before the hook returns, which the contract allows). */
+	if (conn_id)
+		broker_state_subs_written(br, conn_id, token, true);
 }
 
 static void fake_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
