@@ -211,10 +211,10 @@ static long long subscribe_timed(int fd, uint8_t level, const char *filter, uint
 	return took;
 }
 
-/* A persistent session's SUBACK waits for its record; a clean session's
- * does not (docs/scaling/sessions.md): a test that moves a clean session
- * right after a SUBSCRIBE, or a persistent one's that was answered
- * unconfirmed, gives the record a Kafka round trip. */
+/* A persistent session's SUBACK waits for its record (docs/scaling/
+ * sessions.md), so the moves below would not need this any more; kept as
+ * a margin for the other records (a clean session's, the park at
+ * DISCONNECT), which do not wait. */
 static void settle(void)
 {
 	sleep_ms(300);
