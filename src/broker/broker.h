@@ -192,9 +192,18 @@ struct broker_state_ops {
 	int (*claim)(void *ctx, const struct broker_claim *c);
 	/* The session's subscriptions changed (after a SUBSCRIBE or
 	 * UNSUBSCRIBE took effect; all of them, for clean sessions too, so that
-	 * other instances can route to them). Owner worker thread. */
+	 * other instances can route to them). Owner worker thread.
+	 * conn_id 0: nobody waits. Otherwise (a persistent session's
+	 * SUBSCRIBE/UNSUBSCRIBE) the broker holds that connection's
+	 * SUBACK/UNSUBACK, and reads nothing more from it, until
+	 * broker_state_subs_written(br, conn_id, token, ok) is called: exactly
+	 * once, from any thread, possibly before this returns; once Kafka
+	 * acknowledged the record that carries this set (ok), or at once when
+	 * none will (ok false). Without it within subs_timeout_ms the broker
+	 * answers anyway, as unconfirmed. */
 	void (*subs_changed)(void *ctx, const char *id, uint16_t id_len,
-			     const struct broker_sub *subs, size_t n);
+			     const struct broker_sub *subs, size_t n, uint64_t conn_id,
+			     uint32_t token);
 	/* A persistent session went offline (the connection closed): it lives
 	 * expiry_s (3.1.1: limits.session_expiry) from now; will (borrowed,
 	 * NULL = none or already published) is due after will_delay_s. Worker
@@ -232,6 +241,9 @@ struct broker_state_ops {
 	struct msg *(*spool)(void *ctx, const char *id, uint16_t id_len, struct msg *m,
 			     uint8_t qos, bool retain, bool owes);
 	void *ctx;
+	/* How long a SUBACK/UNSUBACK waits for broker_state_subs_written()
+	 * (state.claim_timeout_ms); 0: 5000. */
+	uint32_t subs_timeout_ms;
 };
 
 /* Main thread, before broker_start(); copied. */
@@ -247,6 +259,13 @@ void broker_set_state(struct broker *br, const struct broker_state_ops *ops);
  */
 void broker_state_claimed(struct broker *br, uint64_t conn_id, enum broker_claim_result r,
 			  const struct broker_session_image *img);
+/* The answer to ops->subs_changed for conn_id's SUBSCRIBE/UNSUBSCRIBE
+ * numbered token: ok = Kafka acknowledged the record that carries it; false
+ * = it will not (the subscription is in force here all the same: the
+ * SUBACK goes out, counted as unconfirmed). Stale or unknown answers are
+ * ignored. Only posts to the connection's worker (takes no lock of the
+ * caller's): safe under the state layer's locks. Any thread. */
+void broker_state_subs_written(struct broker *br, uint64_t conn_id, uint32_t token, bool ok);
 /* Another instance owns id now: close the connection attached to it here
  * (MQTT 5: DISCONNECT 0x8E Session taken over; its will published as for
  * any takeover) and discard the session here, without calling ops->parked
@@ -300,6 +319,8 @@ struct broker_state_stats {
 	int64_t claims_waiting;
 	uint64_t claims_refused;
 	uint64_t kicks;
+	uint64_t subacks_waited;      /* SUBACK/UNSUBACKs held for Kafka's acknowledgement */
+	uint64_t subacks_unconfirmed; /* of those, answered without it (failed, timed out) */
 };
 void broker_state_stats(const struct broker *br, struct broker_state_stats *out);
 

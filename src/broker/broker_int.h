@@ -105,6 +105,8 @@ struct broker {
 	atomic_int_fast64_t claims_waiting;    /* connections waiting for a claim's answer */
 	atomic_uint_fast64_t claims_refused;   /* CONNACK 3 / 0x88: the state layer said no */
 	atomic_uint_fast64_t kicks;            /* sessions another instance took */
+	atomic_uint_fast64_t subacks_waited;   /* SUBACK/UNSUBACKs held for Kafka */
+	atomic_uint_fast64_t subacks_unconfirmed; /* answered without Kafka's ack */
 };
 
 /*

@@ -250,6 +250,7 @@ void client_finish(struct client *c)
 	client_acks_free(c->acks);
 	topic_alias_free(c->aliases);
 	alias_out_free(c->alias_out);
+	free(c->subwait);
 	free(c->id);
 	free(c->username);
 	free(c->cert_user);
@@ -317,6 +318,7 @@ void client_update_read(struct client *c)
 		return;
 	bool pause = c->w->draining || c->state == CL_WAIT_TAKEOVER ||
 		     c->state == CL_WAIT_AUTH || c->state == CL_WAIT_CLAIM || client_held(c) ||
+		     c->subwait ||
 		     client_outq(c) >= LIM(c->w->br, max_output_bytes);
 	if (pause == c->read_paused)
 		return;

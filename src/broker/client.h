@@ -30,6 +30,7 @@ struct alias_out;
 struct client_acks;
 struct client_auth;
 struct client_io;
+struct hooks_subwait;
 struct msg;
 struct net_peer;
 struct session;
@@ -114,6 +115,9 @@ struct client {
 	char *cert_user;             /* identity from the client certificate, or NULL */
 	struct client_auth *auth;    /* identity and ACL (auth.h); NULL until needed */
 	int64_t partial_since_ms;    /* a packet started arriving; 0: none pending */
+	struct hooks_subwait *subwait; /* a SUBACK/UNSUBACK waiting for Kafka (state_hooks.h):
+	                                  nothing more is read meanwhile; owned */
+	uint32_t subs_token;         /* numbers this connection's waits */
 	struct upstream *up;         /* set: our connection to an upstream broker
 	                                (upstream.h), which plays the server */
 	/* MQTT 5 (level 5 only; the defaults below for 3.1/3.1.1). */

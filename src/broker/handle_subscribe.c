@@ -10,6 +10,15 @@
  * invalid for a filter over the topic limits; 0x87 Not authorized (ACL);
  * 0x97 Quota exceeded past limits.max_subscriptions; 0x80 out of memory.
  * 3.1/3.1.1 get 0x80 for every refusal, as before.
+ *
+ * With the state in Kafka, the SUBACK/UNSUBACK of a persistent session
+ * waits until Kafka has the session record carrying the change
+ * (hooks_subs_changed(); the connection reads nothing meanwhile, so its
+ * acknowledgements keep the order of its packets). Messages matching a new
+ * subscription may reach the client before its SUBACK then, as MQTT allows
+ * (3.1.1 and 5.0 section 3.8.4: the Server is permitted to start sending
+ * PUBLISH packets matching the Subscription before it sends the SUBACK);
+ * the retained ones still come after it.
  */
 #include "broker/auth.h"
 #include "broker/broker_int.h"
@@ -85,7 +94,6 @@ static uint8_t subscribe_one(struct client *c, const struct mqtt_str *f, uint8_t
 
 int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 {
-	struct broker *br = c->w->br;
 	struct mqtt_topic_iter it;
 	struct mqtt_str f;
 	struct mqtt_prop prop;
@@ -105,19 +113,30 @@ int handle_subscribe(struct client *c, const struct mqtt_packet *p)
 		codes[i] = subscribe_one(c, &f, opts, subid, &added[i]);
 		i++;
 	}
-	if (send_suback(c, p->u.sub.packet_id, codes, i) < 0)
-		return -1;
-	/* The state layer mirrors the whole set (after the SUBACK: the write
-	 * is not waited for). */
+	/* The state layer mirrors the whole set; a persistent session's
+	 * answer may wait for Kafka (then it is given by state_hooks.c). */
 	for (uint32_t k = 0; k < i; k++)
 		if (codes[k] < 0x80) {
-			hooks_subs_changed(c);
+			if (hooks_subs_changed(c, &p->u.sub, codes, added, i, subid, false))
+				return 0;
 			break;
 		}
+	return handle_subscribe_answer(c, &p->u.sub, codes, added, i, subid);
+}
 
-	i = 0;
-	mqtt_topics_begin(&p->u.sub, &it);
-	while (mqtt_topics_next(&it, &f, &opts) && c->state == CL_ACTIVE) {
+int handle_subscribe_answer(struct client *c, const struct mqtt_subscribe *sub,
+			    const uint8_t *codes, const bool *added, uint32_t n, uint32_t subid)
+{
+	struct broker *br = c->w->br;
+	struct mqtt_topic_iter it;
+	struct mqtt_str f;
+	uint8_t opts;
+	uint32_t i = 0;
+
+	if (send_suback(c, sub->packet_id, codes, n) < 0)
+		return -1;
+	mqtt_topics_begin(sub, &it);
+	while (i < n && mqtt_topics_next(&it, &f, &opts) && c->state == CL_ACTIVE) {
 		uint8_t code = codes[i];
 		bool is_new = added[i++];
 		if (code >= 0x80)
@@ -157,8 +176,9 @@ int handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
 		codes[i++] = was ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
 		changed |= was;
 	}
-	int r = send_unsuback(c, p->u.sub.packet_id, codes, i);
-	if (r == 0 && changed)
-		hooks_subs_changed(c);
-	return r;
+	/* As for SUBSCRIBE: a persistent session's UNSUBACK may wait for
+	 * Kafka to have the set without the filter. */
+	if (changed && hooks_subs_changed(c, &p->u.sub, codes, NULL, i, 0, true))
+		return 0;
+	return send_unsuback(c, p->u.sub.packet_id, codes, i);
 }

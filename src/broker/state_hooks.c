@@ -7,6 +7,7 @@
 #include "broker/broker_int.h"
 #include "broker/client.h"
 #include "broker/deliver.h"
+#include "broker/handle_subscribe.h"
 #include "broker/send.h"
 #include "broker/session.h"
 #include "broker/shared.h"
@@ -58,6 +59,9 @@ void broker_state_stats(const struct broker *br, struct broker_state_stats *out)
 	out->claims_waiting = atomic_load_explicit(&br->claims_waiting, memory_order_relaxed);
 	out->claims_refused = atomic_load_explicit(&br->claims_refused, memory_order_relaxed);
 	out->kicks = atomic_load_explicit(&br->kicks, memory_order_relaxed);
+	out->subacks_waited = atomic_load_explicit(&br->subacks_waited, memory_order_relaxed);
+	out->subacks_unconfirmed =
+		atomic_load_explicit(&br->subacks_unconfirmed, memory_order_relaxed);
 }
 
 /* ---- sessions from images ------------------------------------------------ */
@@ -459,14 +463,67 @@ lost:
 
 /* ---- hooks ---------------------------------------------------------------- */
 
-void hooks_subs_changed(struct client *c)
+/* A SUBACK/UNSUBACK waiting for Kafka (client->subwait): the answer of one
+ * packet and, for a SUBSCRIBE, a copy of its filter list (the packet's bytes
+ * are gone once it returns) for the retained messages after the SUBACK.
+ * One block; at most one per connection (it reads nothing meanwhile). */
+struct hooks_subwait {
+	int64_t since_ms;
+	uint32_t token;
+	uint32_t n;
+	uint32_t subid;
+	bool unsub;
+	struct mqtt_subscribe sub;   /* sub.list points into data */
+	uint8_t *codes;              /* n, in data */
+	bool *added;                 /* n, in data; NULL for UNSUBSCRIBE */
+	uint8_t data[];
+};
+
+static bool client_persistent(const struct client *c)
+{
+	return c->level == 5 ? c->session_expiry > 0 : !c->clean;
+}
+
+static struct hooks_subwait *subwait_new(const struct mqtt_subscribe *sub, const uint8_t *codes,
+					 const bool *added, uint32_t n, uint32_t subid, bool unsub,
+					 int64_t now)
+{
+	size_t list = unsub ? 0 : sub->list_len;
+	size_t nadded = added ? n : 0;
+	struct hooks_subwait *sw = malloc(sizeof(*sw) + n + nadded * sizeof(bool) + list);
+
+	if (!sw)
+		return NULL;
+	*sw = (struct hooks_subwait){ .since_ms = now, .n = n, .subid = subid, .unsub = unsub };
+	sw->codes = sw->data;
+	memcpy(sw->codes, codes, n);
+	if (added) {
+		sw->added = (bool *)(sw->data + n);
+		memcpy(sw->added, added, n * sizeof(bool));
+	}
+	sw->sub = (struct mqtt_subscribe){
+		.packet_id = sub->packet_id, .count = sub->count,
+		.with_options = sub->with_options,
+	};
+	if (list) {
+		uint8_t *l = sw->data + n + nadded * sizeof(bool);
+		memcpy(l, sub->list, list);
+		sw->sub.list = l;
+		sw->sub.list_len = sub->list_len;
+	}
+	return sw;
+}
+
+bool hooks_subs_changed(struct client *c, const struct mqtt_subscribe *sub,
+			const uint8_t *codes, const bool *added, uint32_t n, uint32_t subid,
+			bool unsub)
 {
 	struct worker *w = c->w;
 	struct broker *br = w->br;
 	struct session *s = c->s;
 
 	if (!br->st || !br->st->subs_changed || !s)
-		return;
+		return false;
 	if (s->subs.n > w->st_subs_cap) {
 		size_t cap = w->st_subs_cap ? w->st_subs_cap : 16;
 		while (cap < s->subs.n)
@@ -475,22 +532,103 @@ void hooks_subs_changed(struct client *c)
 		if (!v) {
 			log_error_rl("subscriptions not recorded client=%s reason=\"out of memory\"",
 				     log_q(s->id));
-			return;
+			return false;
 		}
 		w->st_subs = v;
 		w->st_subs_cap = cap;
 	}
-	size_t n = 0;
+	size_t ns = 0;
 	uint32_t pos = 0;
 	for (const struct sub_entry *e; (e = session_subs_next(&s->subs, &pos));)
-		w->st_subs[n++] = (struct broker_sub){ e->filter, e->len, e->opts };
-	br->st->subs_changed(br->st->ctx, s->id, s->id_len, w->st_subs, n);
+		w->st_subs[ns++] = (struct broker_sub){ e->filter, e->len, e->opts };
+	/* A persistent session's change is kept by Kafka before it is
+	 * acknowledged (a restart, even SIGKILL, then keeps it); a clean
+	 * session's only routes, and is answered at once as before. */
+	struct hooks_subwait *sw = NULL;
+	if (client_persistent(c) && c->state == CL_ACTIVE && !c->subwait) {
+		sw = subwait_new(sub, codes, added, n, subid, unsub, w->now_ms);
+		if (!sw)
+			log_warn_rl("subscription answered before Kafka has it client=%s "
+				    "reason=\"out of memory\"", log_q(c->id));
+	}
+	if (sw) {
+		sw->token = ++c->subs_token;
+		c->subwait = sw;
+		atomic_fetch_add_explicit(&br->subacks_waited, 1, memory_order_relaxed);
+	}
+	br->st->subs_changed(br->st->ctx, s->id, s->id_len, w->st_subs, ns, sw ? c->conn_id : 0,
+			     sw ? sw->token : 0);
 	/* A large list is not kept for the next small one. */
-	if (w->st_subs_cap > 1024 && n < w->st_subs_cap / 8) {
+	if (w->st_subs_cap > 1024 && ns < w->st_subs_cap / 8) {
 		free(w->st_subs);
 		w->st_subs = NULL;
 		w->st_subs_cap = 0;
 	}
+	if (!sw)
+		return false;
+	client_update_read(c); /* paused until the answer (never before this returns) */
+	return true;
+}
+
+/* Sends c's waiting answer (why: not confirmed by Kafka, NULL: confirmed)
+ * and lets c read again. */
+static void subs_answer(struct client *c, const char *why)
+{
+	struct hooks_subwait *sw = c->subwait;
+	int r = 0;
+
+	c->subwait = NULL;
+	if (why) {
+		/* The subscription is in force here all the same: the client
+		 * is answered, not disconnected; a crash before a later write
+		 * of its session record may lose it (docs/scaling/sessions.md). */
+		atomic_fetch_add_explicit(&c->w->br->subacks_unconfirmed, 1, memory_order_relaxed);
+		log_warn_rl("%s not confirmed by Kafka client=%s packet_id=%u reason=\"%s\"",
+			    sw->unsub ? "unsubscribe" : "subscribe", log_q(c->id),
+			    sw->sub.packet_id, why);
+	}
+	if (c->state == CL_ACTIVE)
+		r = sw->unsub ? send_unsuback(c, sw->sub.packet_id, sw->codes, sw->n)
+			      : handle_subscribe_answer(c, &sw->sub, sw->codes, sw->added, sw->n,
+							sw->subid);
+	free(sw);
+	if (r == 0)
+		client_update_read(c); /* and parses what arrived meanwhile */
+}
+
+void broker_state_subs_written(struct broker *br, uint64_t conn_id, uint32_t token, bool ok)
+{
+	int w = conn_worker(conn_id);
+
+	if (w >= br->n_workers)
+		return;
+	struct inbox_item it = { .kind = INBOX_SUBS_WRITTEN, .a = ok, .c = token, .u = conn_id };
+	if (worker_post(&br->workers[w], &it) < 0)
+		log_error_rl("subscribe answer lost conn=%llx reason=\"out of memory\" "
+			     "(the wait times out)", (unsigned long long)conn_id);
+}
+
+void hooks_subs_written(struct worker *w, uint64_t conn_id, uint32_t token, bool ok)
+{
+	struct client *c = worker_client(w, conn_id);
+
+	/* Gone, or the answer to a wait already timed out: nothing to do. */
+	if (!c || !c->subwait || c->subwait->token != token)
+		return;
+	subs_answer(c, ok ? NULL : "session record not written");
+}
+
+bool hooks_subs_overdue(const struct client *c, int64_t now)
+{
+	const struct broker *br = c->w->br;
+	uint32_t t = br->st && br->st->subs_timeout_ms ? br->st->subs_timeout_ms : 5000;
+	return c->subwait && now - c->subwait->since_ms > (int64_t)t;
+}
+
+void hooks_subs_timeout(struct client *c)
+{
+	if (c->subwait)
+		subs_answer(c, "no delivery report in time");
 }
 
 void hooks_parked(struct broker *br, const struct session *s, uint32_t expiry_s,

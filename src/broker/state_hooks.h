@@ -18,6 +18,11 @@
  * and closed at once, so that Kafka's view (which recorded the claim) and
  * ours agree.
  *
+ * A persistent session's SUBSCRIBE/UNSUBSCRIBE (hooks_subs_changed) waits
+ * in the same way for Kafka to have its session record: c->subwait holds
+ * the packet's answer, c reads nothing until INBOX_SUBS_WRITTEN (or the
+ * timeout) releases it.
+ *
  * A session closed for a newer connection here (a local takeover) or kicked
  * (another instance owns it) parks or ends without the parked/ended hook
  * (client CLST_QUIET): the newer connection's claim already told Kafka.
@@ -33,6 +38,7 @@
 struct broker;
 struct client;
 struct msg;
+struct mqtt_subscribe;
 struct session;
 struct worker;
 
@@ -50,8 +56,26 @@ void hooks_claimed(struct worker *w, uint64_t conn_id, int result, void *img);
 void hooks_kick(struct worker *w, char *id, uint16_t id_len, bool forwarded);
 void hooks_inject_local(struct worker *w, struct msg *m, char *to_id, uint16_t to_len);
 
-/* c's session changed its subscriptions (after SUBSCRIBE or UNSUBSCRIBE). */
-void hooks_subs_changed(struct client *c);
+/* c's session changed its subscriptions (after SUBSCRIBE or UNSUBSCRIBE:
+ * sub the packet, codes[n] its answer, added[n] which subscriptions are
+ * new (NULL for UNSUBSCRIBE), subid its Subscription Identifier). Returns
+ * true when the answer waits: c's session is persistent, the state layer
+ * writes the change to Kafka, and the SUBACK/UNSUBACK (and the retained
+ * messages after a SUBACK) go out once Kafka acknowledged it, through
+ * INBOX_SUBS_WRITTEN (hooks_subs_written) or, at the latest, after
+ * ops->subs_timeout_ms (hooks_subs_timeout). c reads nothing meanwhile: one
+ * wait per connection, answers in the order of its packets. False: the
+ * caller answers now (no state layer, a clean session, or no memory to
+ * keep the packet). */
+bool hooks_subs_changed(struct client *c, const struct mqtt_subscribe *sub,
+			const uint8_t *codes, const bool *added, uint32_t n, uint32_t subid,
+			bool unsub);
+/* INBOX_SUBS_WRITTEN: broker_state_subs_written()'s answer for conn_id. */
+void hooks_subs_written(struct worker *w, uint64_t conn_id, uint32_t token, bool ok);
+/* c's wait passed ops->subs_timeout_ms (at now): then hooks_subs_timeout(c)
+ * answers it, unconfirmed. */
+bool hooks_subs_overdue(const struct client *c, int64_t now);
+void hooks_subs_timeout(struct client *c);
 /* Session s parked (persistent, offline now) or ended here. expiry_s as
  * ops->parked() says; will borrowed (NULL ok). Any broker thread, no lock
  * held. */

@@ -208,6 +208,9 @@ static void handle_item(struct worker *w, struct inbox_item *it)
 	case INBOX_KICK:
 		hooks_kick(w, it->p1, it->b, it->a != 0); /* frees p1 */
 		break;
+	case INBOX_SUBS_WRITTEN:
+		hooks_subs_written(w, it->u, it->c, it->a != 0);
+		break;
 	case INBOX_INJECT_LOCAL:
 		hooks_inject_local(w, it->p1, it->p2, it->b); /* takes p1, frees p2 */
 		break;
@@ -270,6 +273,8 @@ static void on_tick(void *ud)
 		 * connection); a busy one reuses its buffer between ticks. */
 		if (c->obuf.cap > 0 && buf_used(&c->obuf) == 0 && now - c->last_tx_ms > 1000)
 			buf_release(&c->obuf);
+		if (c->subwait && hooks_subs_overdue(c, now))
+			hooks_subs_timeout(c); /* answers it: c reads again (or closed) */
 		if (c->state == CL_WAIT_CLAIM && now - c->accepted_ms > connect_timeout) {
 			/* The state layer did not answer in time: the same as its
 			 * "unavailable" (CONNACK 3 / 0x88). */
@@ -285,9 +290,10 @@ static void on_tick(void *ud)
 			 * one byte per period would otherwise hold its buffer forever. */
 			STAT_INC(w, packet_timeouts);
 			client_close(c, "packet_timeout: a packet took too long to arrive", true);
-		} else if (c->state == CL_ACTIVE && c->read_paused && client_held(c)) {
-			/* We stopped reading it (Kafka busy, ack window full): its
-			 * PINGREQs wait unread, so its silence is ours, not its own. */
+		} else if (c->state == CL_ACTIVE && c->read_paused && (client_held(c) || c->subwait)) {
+			/* We stopped reading it (Kafka busy, ack window full, a
+			 * SUBACK waiting for Kafka): its PINGREQs wait unread, so its
+			 * silence is ours, not its own. */
 			c->last_rx_ms = now;
 		} else if (c->state == CL_ACTIVE && c->keepalive > 0 &&
 			   now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {

@@ -60,6 +60,7 @@ enum worker_item {
 	                          NULL, b = its length: broker_inject_local() */
 	INBOX_WILL,            /* p1 = struct msg * (ref), p2 = client id copied (owned) or
 	                          NULL, b = its length: broker_publish_will() */
+	INBOX_SUBS_WRITTEN,    /* u = conn id, c = token, a = ok: broker_state_subs_written() */
 	INBOX_STOP,
 };
 

@@ -929,9 +929,10 @@ static int hook_claim(void *ctx, const struct broker_claim *c)
 	return state_sessions_claim(((struct state *)ctx)->sessions, c);
 }
 static void hook_subs(void *ctx, const char *id, uint16_t id_len, const struct broker_sub *subs,
-		      size_t n)
+		      size_t n, uint64_t conn_id, uint32_t token)
 {
-	state_sessions_subs_changed(((struct state *)ctx)->sessions, id, id_len, subs, n);
+	state_sessions_subs_changed(((struct state *)ctx)->sessions, id, id_len, subs, n, conn_id,
+				    token);
 }
 static void hook_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
 			const struct msg *will, uint32_t will_delay_s)
@@ -1136,6 +1137,8 @@ struct state *state_new(const struct cfg *cfg, struct broker *br, const char *bo
 				     .handover = hook_handover,
 				     .spool = hook_spool,
 				     .ctx = st,
+				     /* A SUBACK waits for Kafka as long as a CONNACK. */
+				     .subs_timeout_ms = (uint32_t)cs->claim_timeout_ms,
 			     });
 	log_info("state store=kafka instance=%s prefix=%s bootstrap=%s", st->instance_id, pfx,
 		 bootstrap);
@@ -1333,6 +1336,12 @@ int state_metrics_render(struct buf *out, void *ud)
 	rc |= one(out, "kafkagate_state_kicks_total", "counter",
 		  "Sessions closed here because another instance took their client id.", NULL,
 		  (double)bs.kicks);
+	rc |= one(out, "kafkagate_state_subacks_waited_total", "counter",
+		  "SUBACK/UNSUBACKs of persistent sessions held until Kafka had the session record.",
+		  NULL, (double)bs.subacks_waited);
+	rc |= one(out, "kafkagate_state_subacks_unconfirmed_total", "counter",
+		  "Of those, answered without Kafka's acknowledgement (write failed, or none within "
+		  "state.claim_timeout_ms).", NULL, (double)bs.subacks_unconfirmed);
 	uint64_t rw = 0, ra = 0, rcl = 0;
 	state_retained_counts(st->retained, &rw, &ra, &rcl);
 	rc |= one(out, "kafkagate_state_retained_written_total", "counter",

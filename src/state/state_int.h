@@ -161,7 +161,8 @@ struct broker_sub;
 struct msg;
 int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c);
 void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
-				 const struct broker_sub *subs, size_t n);
+				 const struct broker_sub *subs, size_t n, uint64_t conn_id,
+				 uint32_t token);
 void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
 			   uint32_t expiry_s, const struct msg *will, uint32_t will_delay_s);
 void state_sessions_ended(struct state_sessions *ss, const char *id, uint16_t id_len);

@@ -53,6 +53,18 @@ struct sess {
 	int64_t busy_until;       /* monotonic: an adopt or will write in flight */
 	int64_t ended_mono;       /* monotonic: when it was read ended; 0 = not ended */
 	LIST_HEAD(, pend) pends;  /* this id's claims on their way (usually 0 or 1) */
+	struct subs_ack *acks;    /* SUBACKs waiting for the deferred (dirty) mine_rec */
+};
+
+/* A SUBACK/UNSUBACK the broker holds until Kafka acknowledged the session
+ * record carrying its change (broker.h, ops->subs_changed). Waits on its
+ * sess while the snapshot is deferred, then rides the record's delivery
+ * report (subs_dr) as a list. */
+struct subs_ack {
+	struct subs_ack *next;
+	struct state_sessions *ss;
+	uint64_t conn_id;
+	uint32_t token;
 };
 
 /* A claim written, not yet read back. It is its record's delivery-report
@@ -304,8 +316,24 @@ static struct sess *sess_get(struct state_sessions *ss, const char *id, uint16_t
 	return s;
 }
 
+/* Answers the acks of list a and frees them. broker_state_subs_written()
+ * only posts to a worker: fine with ss->lock held. */
+static void acks_answer(struct subs_ack *a, bool ok)
+{
+	while (a) {
+		struct subs_ack *nx = a->next;
+		broker_state_subs_written(a->ss->st->br, a->conn_id, a->token, ok);
+		free(a);
+		a = nx;
+	}
+}
+
 static void mine_drop(struct sess *s)
 {
+	/* The deferred snapshot will not be written: its SUBACKs go now,
+	 * unconfirmed. */
+	acks_answer(s->acks, false);
+	s->acks = NULL;
 	if (s->mine_rec) {
 		state_rec_clear(s->mine_rec);
 		free(s->mine_rec);
@@ -346,6 +374,7 @@ struct wctx {                 /* delivery report context of a record */
 };
 
 static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
+static void subs_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 static enum state_rec_type snapshot_type(const struct state_rec *r);
 static void will_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 
@@ -386,9 +415,22 @@ static void mine_write(struct state_sessions *ss, struct sess *s, enum state_rec
 		return;
 	}
 	s->dirty = false;
-	write_rec(ss, s, s->mine_rec, t, s->my_epoch, NULL, NULL);
+	/* The SUBACKs waiting for this snapshot go with its delivery report. */
+	struct subs_ack *acks = s->acks;
+	s->acks = NULL;
+	if (write_rec(ss, s, s->mine_rec, t, s->my_epoch, acks ? subs_dr : NULL, acks) < 0)
+		acks_answer(acks, false);
 	if (t == SREC_END)
 		mine_drop(s);
+}
+
+/* A snapshot carrying subscription changes is in Kafka (or failed): the
+ * SUBACKs that waited for it go. */
+static void subs_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+	(void)partition;
+	(void)offset;
+	acks_answer(ud, err == RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 static void mine_flush(struct state_sessions *ss, struct sess *s)
@@ -551,6 +593,10 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	}
 	TAILQ_INSERT_TAIL(&ss->pends, p, link);
 	LIST_INSERT_HEAD(&s->pends, p, slink);
+	/* A deferred snapshot of the connection this one replaces is dropped
+	 * with it: its SUBACKs go unconfirmed. */
+	acks_answer(s->acks, false);
+	s->acks = NULL;
 	/* What this instance now holds: later hooks write on top of this
 	 * snapshot, once the claim's offset (the epoch) is known. */
 	if (s->mine_rec) {
@@ -629,16 +675,35 @@ static struct sess *mine_get(struct state_sessions *ss, const char *id, uint16_t
 }
 
 void state_sessions_subs_changed(struct state_sessions *ss, const char *id, uint16_t id_len,
-				 const struct broker_sub *subs, size_t n)
+				 const struct broker_sub *subs, size_t n, uint64_t conn_id,
+				 uint32_t token)
 {
+	/* conn_id: the broker holds a SUBACK until the snapshot carrying
+	 * this set is acknowledged by Kafka (written now, or when the claim's
+	 * epoch is known: mine_write); at once, unconfirmed, when none will
+	 * be (not ours: kicked, or its claim failed). */
+	struct subs_ack *ack = NULL;
+	if (conn_id) {
+		ack = malloc(sizeof(*ack));
+		if (!ack)
+			broker_state_subs_written(ss->st->br, conn_id, token, false);
+		else
+			*ack = (struct subs_ack){ .ss = ss, .conn_id = conn_id, .token = token };
+	}
 	pthread_mutex_lock(&ss->lock);
 	struct sess *s = mine_get(ss, id, id_len);
 	if (s && state_rec_set_subs(s->mine_rec, subs, n) == 0) {
 		s->mine_rec->state = SREC_ONLINE;
 		s->mine_rec->parked_at = 0;
+		if (ack) {
+			ack->next = s->acks;
+			s->acks = ack;
+			ack = NULL;
+		}
 		mine_write(ss, s, SREC_SUBS);
 	}
 	pthread_mutex_unlock(&ss->lock);
+	acks_answer(ack, false);
 }
 
 void state_sessions_parked(struct state_sessions *ss, const char *id, uint16_t id_len,
@@ -924,6 +989,8 @@ static void adopt_done(struct state_sessions *ss, struct sess *s, const struct s
 		return;
 	}
 	m->t = SREC_PARK; /* what a re-write of it is */
+	acks_answer(s->acks, false); /* their snapshot is replaced, never written */
+	s->acks = NULL;
 	if (s->mine_rec) {
 		state_rec_clear(s->mine_rec);
 		free(s->mine_rec);
@@ -1339,6 +1406,12 @@ void state_sessions_free(struct state_sessions *ss)
 	for (size_t i = 0; i < ss->nbuckets; i++) {
 		for (struct sess *s = ss->tab[i], *nx; s; s = nx) {
 			nx = s->next;
+			/* The broker is gone: nobody to answer. */
+			for (struct subs_ack *a = s->acks, *an; a; a = an) {
+				an = a->next;
+				free(a);
+			}
+			s->acks = NULL;
 			mine_drop(s);
 			state_rec_clear(&s->rec);
 			free(s->id);

@@ -10,7 +10,10 @@
  *   (session present 1, plain and shared subscriptions delivered); an
  *   unavailable answer or a refused claim is CONNACK 3 / 0x88; a kick closes
  *   the client (0x8E) without hooks and the next CONNECT starts afresh;
- *   subs_changed after SUBSCRIBE/UNSUBSCRIBE; parked/ended (clean close,
+ *   subs_changed after SUBSCRIBE/UNSUBSCRIBE; a persistent session's
+ *   SUBACK/UNSUBACK waits for broker_state_subs_written() (order kept,
+ *   unconfirmed and timed-out answers, a clean session's not held);
+ *   parked/ended (clean close,
  *   local takeover, expiry, a connection gone before its answer); the
  *   retained hook; broker_retained_apply; broker_inject_local (all, to_id);
  *   broker_state_restore; broker_close_all.
@@ -41,6 +44,7 @@
 #define QUIET_MS 400
 #define SESSION_EXPIRY 3600
 #define CONNECT_TIMEOUT_S 2
+#define SUBS_TIMEOUT_MS 800
 
 /* ---- the fake state layer -------------------------------------------------- */
 
@@ -65,6 +69,10 @@ static struct {
 	int npending;
 	uint64_t held[8];                         /* ANSWER_HOLD: claims to answer */
 	int nheld;
+	bool subs_hold;                           /* subs_changed waits are the test's */
+	uint64_t subs_conn[8];                    /* ... held: conn id, token */
+	uint32_t subs_token[8];
+	int nsubs_held;
 	bool stop;
 } fake = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -120,12 +128,26 @@ static void subs_text(char *out, size_t cap, const struct broker_sub *subs, size
 }
 
 static void fake_subs(void *ctx, const char *id, uint16_t id_len, const struct broker_sub *subs,
-		      size_t n)
+		      size_t n, uint64_t conn_id, uint32_t token)
 {
 	char t[400];
 	(void)ctx;
 	subs_text(t, sizeof(t), subs, n);
 	record("subs id=%.*s [%s]", (int)id_len, id, t);
+	/* A persistent session's SUBACK waits for this: "written" at once
+	 * (before the hook returns, which the contract allows), or by the
+	 * test (subs_hold). */
+	if (!conn_id)
+		return;
+	pthread_mutex_lock(&fake.mu);
+	bool hold = fake.subs_hold && fake.nsubs_held < 8;
+	if (hold) {
+		fake.subs_conn[fake.nsubs_held] = conn_id;
+		fake.subs_token[fake.nsubs_held++] = token;
+	}
+	pthread_mutex_unlock(&fake.mu);
+	if (!hold)
+		broker_state_subs_written(br, conn_id, token, true);
 }
 
 static void fake_parked(void *ctx, const char *id, uint16_t id_len, uint32_t expiry_s,
@@ -277,6 +299,7 @@ static int group_setup(void **state)
 	struct broker_state_ops ops = {
 		.claim = fake_claim, .subs_changed = fake_subs, .parked = fake_parked,
 		.ended = fake_ended, .retained = fake_retained,
+		.subs_timeout_ms = SUBS_TIMEOUT_MS,
 	};
 	broker_set_state(br, &ops);
 	if (broker_start(br) < 0)
@@ -637,6 +660,123 @@ static void test_subs_changed(void **state)
 	disconnect4(fd);
 }
 
+/* The oldest SUBACK wait the fake holds, waiting up to WAIT_MS: 0 if none. */
+static uint64_t wait_subs_held(uint32_t *token)
+{
+	long long end = itutil_now_ms() + WAIT_MS;
+	uint64_t c = 0;
+	while (!c && itutil_now_ms() < end) {
+		pthread_mutex_lock(&fake.mu);
+		if (fake.nsubs_held > 0) {
+			c = fake.subs_conn[0];
+			*token = fake.subs_token[0];
+			fake.nsubs_held--;
+			memmove(fake.subs_conn, fake.subs_conn + 1,
+				(size_t)fake.nsubs_held * sizeof(fake.subs_conn[0]));
+			memmove(fake.subs_token, fake.subs_token + 1,
+				(size_t)fake.nsubs_held * sizeof(fake.subs_token[0]));
+		}
+		pthread_mutex_unlock(&fake.mu);
+		if (!c)
+			itutil_sleep_ms(10);
+	}
+	return c;
+}
+
+/* Next packet is the SUBACK for pid with one code. */
+static void expect_suback(int fd, uint16_t pid, uint8_t code, int timeout_ms)
+{
+	uint8_t b[16];
+	int n = raw_recv_packet(fd, b, sizeof(b), timeout_ms);
+	assert_int_equal(n, 5);
+	assert_int_equal(b[0], 0x90);
+	assert_int_equal((b[2] << 8) | b[3], pid);
+	assert_int_equal(b[4], code);
+}
+
+/* A persistent session's SUBACK waits for broker_state_subs_written()
+ * (from any thread): nothing else of that connection is read meanwhile, so
+ * the answers keep the order of the packets (SUBACK 1, PINGRESP, SUBACK 2
+ * for one write of SUBSCRIBE 1, PINGREQ, SUBSCRIBE 2); ok false, or no
+ * answer within subs_timeout_ms, still sends it, counted unconfirmed; a
+ * late answer is ignored; a clean session's SUBACK does not wait. */
+static void test_suback_waits(void **state)
+{
+	uint8_t b[256];
+	uint32_t tok = 0;
+	struct broker_state_stats s0, s1;
+	(void)state;
+
+	fake_reset(ANSWER_OK, NULL);
+	broker_state_stats(br, &s0);
+	int cl = connect4_ok("sw-clean", true, false);
+	assert_int_equal(itutil_subscribe(cl, 1, "sw/c", 1), 0);
+	broker_state_stats(br, &s1);
+	assert_int_equal(s1.subacks_waited, s0.subacks_waited);
+	disconnect4(cl);
+
+	int fd = connect4_ok("sw-1", false, false);
+	pthread_mutex_lock(&fake.mu);
+	fake.subs_hold = true;
+	fake.nsubs_held = 0;
+	pthread_mutex_unlock(&fake.mu);
+	size_t n = 0;
+	int k = raw_build_subscribe(b, sizeof(b), 4, 1, "sw/1", 1);
+	assert_true(k > 0);
+	n += (size_t)k;
+	b[n++] = 0xC0; /* PINGREQ */
+	b[n++] = 0x00;
+	k = raw_build_subscribe(b + n, sizeof(b) - n, 4, 2, "sw/2", 0);
+	assert_true(k > 0);
+	n += (size_t)k;
+	assert_int_equal(raw_send(fd, b, n), 0);
+	uint64_t conn = wait_subs_held(&tok);
+	assert_true(conn != 0);
+	assert_true(itutil_quiet(fd, 300)); /* no SUBACK, no PINGRESP yet */
+	broker_state_subs_written(br, conn, tok, true);
+	expect_suback(fd, 1, 1, WAIT_MS);
+	assert_int_equal(raw_recv_packet(fd, b, sizeof(b), WAIT_MS), 2);
+	assert_int_equal(b[0], 0xD0); /* PINGRESP, before the second SUBACK */
+	uint32_t tok2 = 0;
+	assert_int_equal(wait_subs_held(&tok2), conn);
+	assert_true(tok2 != tok);
+	broker_state_subs_written(br, conn, tok, true); /* stale: ignored */
+	assert_true(itutil_quiet(fd, 200));
+	broker_state_subs_written(br, conn, tok2, false); /* not written */
+	expect_suback(fd, 2, 0, WAIT_MS);
+
+	/* No answer at all: the SUBACK after subs_timeout_ms (the worker's
+	 * 250 ms tick), then a late answer changes nothing. */
+	long long t0 = itutil_now_ms();
+	k = raw_build_subscribe(b, sizeof(b), 4, 3, "sw/3", 1);
+	assert_int_equal(raw_send(fd, b, (size_t)k), 0);
+	uint32_t tok3 = 0;
+	assert_int_equal(wait_subs_held(&tok3), conn);
+	expect_suback(fd, 3, 1, SUBS_TIMEOUT_MS + 2000);
+	long long took = itutil_now_ms() - t0;
+	assert_true(took >= SUBS_TIMEOUT_MS - 50);
+	broker_state_subs_written(br, conn, tok3, true);
+	assert_int_equal(itutil_ping(fd), 0);
+	broker_state_stats(br, &s1);
+	assert_int_equal(s1.subacks_waited, s0.subacks_waited + 3);
+	assert_int_equal(s1.subacks_unconfirmed, s0.subacks_unconfirmed + 2);
+
+	/* UNSUBACK waits the same way. */
+	n = (size_t)raw_build_unsubscribe(b, sizeof(b), 4, 4, "sw/1");
+	assert_int_equal(raw_send(fd, b, n), 0);
+	uint32_t tok4 = 0;
+	assert_int_equal(wait_subs_held(&tok4), conn);
+	assert_true(itutil_quiet(fd, 200));
+	broker_state_subs_written(br, conn, tok4, true);
+	assert_int_equal(itutil_expect_ack(fd, 0xb0, 4, WAIT_MS), 0);
+	EXPECT_EVENT("subs id=sw-1 [sw/2:0,sw/3:1]");
+
+	pthread_mutex_lock(&fake.mu);
+	fake.subs_hold = false;
+	pthread_mutex_unlock(&fake.mu);
+	disconnect4(fd);
+}
+
 /* parked and ended at the right times, and not for a local takeover. */
 static void test_parked_ended(void **state)
 {
@@ -837,6 +977,7 @@ int main(void)
 		cmocka_unit_test(test_unavailable),
 		cmocka_unit_test(test_kick),
 		cmocka_unit_test(test_subs_changed),
+		cmocka_unit_test(test_suback_waits),
 		cmocka_unit_test(test_parked_ended),
 		cmocka_unit_test(test_retained_hook),
 		cmocka_unit_test(test_retained_apply),

@@ -100,15 +100,17 @@ void state_queue_written(void *ud, rd_kafka_resp_err_t err, int32_t partition, i
 	(void)ud, (void)err, (void)partition, (void)offset;
 }
 void state_queue_restore(struct state_queue *q, const char *id, uint16_t id_len,
-			 const char *inst, int64_t off, bool own)
+			 const char *inst, int64_t off, const char *owner)
 {
-	(void)q, (void)id, (void)id_len, (void)inst, (void)off, (void)own;
+	(void)q, (void)id, (void)id_len, (void)inst, (void)off, (void)owner;
 	fail_msg("state_queue_restore");
 }
 void state_queue_restore_after(struct state_queue *q, const char *id, uint16_t id_len,
-			       const char *inst, int64_t off, const char *owner)
+			       const char *inst, int64_t off, const char *owner,
+			       struct msg *will, bool drain)
 {
-	(void)q, (void)id, (void)id_len, (void)inst, (void)off, (void)owner;
+	(void)q, (void)id, (void)id_len, (void)inst, (void)off, (void)owner, (void)drain;
+	msg_unref(will);
 	fail_msg("state_queue_restore_after");
 }
 
@@ -126,6 +128,16 @@ void broker_state_claimed(struct broker *br, uint64_t conn_id, enum broker_claim
 			snprintf(c->sub0, sizeof(c->sub0), "%.*s", img->subs[0].len,
 				 img->subs[0].filter);
 	}
+}
+
+/* A SUBACK released: conn_id, r = ok, nsubs = the token. */
+void broker_state_subs_written(struct broker *br, uint64_t conn_id, uint32_t token, bool ok)
+{
+	(void)br;
+	struct call *c = call_add("subsw");
+	c->conn_id = conn_id;
+	c->r = ok;
+	c->nsubs = token;
 }
 
 void broker_state_kick(struct broker *br, const char *id, uint16_t id_len)
@@ -341,7 +353,7 @@ static void test_claim_answered_on_read_back(void **state)
 	assert_int_equal(count("bus"), 1);
 
 	struct broker_sub s = { "a/b", 3, 1 };
-	state_sessions_subs_changed(ss, "dev", 3, &s, 1);
+	state_sessions_subs_changed(ss, "dev", 3, &s, 1, 0, 0);
 	assert_int_equal(NLOG, 2);
 	decode(1, &r);
 	assert_int_equal(r.t, SREC_SUBS);
@@ -361,8 +373,89 @@ static void test_claim_answered_on_read_back(void **state)
 	assert_int_equal(r.nsubs, 0);
 	state_rec_clear(&r);
 	/* Not ours any more. */
-	state_sessions_subs_changed(ss, "dev", 3, &s, 1);
+	state_sessions_subs_changed(ss, "dev", 3, &s, 1, 0, 0);
 	assert_int_equal(NLOG, 4);
+}
+
+/* A persistent session's SUBACK waits for the delivery report of the
+ * snapshot carrying the change; a failed write releases it unconfirmed;
+ * a session not held here releases it at once. */
+static void test_suback_waits_for_report(void **state)
+{
+	struct state_sessions *ss = *state;
+	struct broker_claim c = claim_of("dev", 11, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c), 0);
+	pump(ss);
+	assert_int_equal(count("claimed"), 1);
+	struct broker_sub s = { "a/b", 3, 1 };
+	state_sessions_subs_changed(ss, "dev", 3, &s, 1, 11, 7);
+	assert_int_equal(NLOG, 2);
+	assert_int_equal(count("subsw"), 0); /* not before Kafka has it */
+	report(1, RD_KAFKA_RESP_ERR_NO_ERROR);
+	struct call *k = last("subsw");
+	assert_non_null(k);
+	assert_int_equal(k->conn_id, 11);
+	assert_int_equal(k->nsubs, 7);
+	assert_true(k->r);
+	state_sessions_subs_changed(ss, "dev", 3, NULL, 0, 11, 8);
+	assert_int_equal(NLOG, 3);
+	assert_int_equal(count("subsw"), 1);
+	report(2, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
+	k = last("subsw");
+	assert_int_equal(count("subsw"), 2);
+	assert_int_equal(k->nsubs, 8);
+	assert_false(k->r);
+	/* Without a wait: nothing to answer. */
+	state_sessions_subs_changed(ss, "dev", 3, &s, 1, 0, 0);
+	assert_int_equal(count("subsw"), 2);
+	/* Not held here: no record, answered at once, unconfirmed. */
+	state_sessions_subs_changed(ss, "other", 5, &s, 1, 12, 1);
+	assert_int_equal(NLOG, 4);
+	k = last("subsw");
+	assert_int_equal(count("subsw"), 3);
+	assert_int_equal(k->conn_id, 12);
+	assert_false(k->r);
+}
+
+/* While the claim's epoch is unknown the snapshot waits (dirty), and so do
+ * its SUBACKs: they go with the delivery report of the record written once
+ * the epoch is known, not with the claim's. A claim that fails drops the
+ * snapshot: they go at once, unconfirmed. */
+static void test_suback_waits_for_deferred_snapshot(void **state)
+{
+	struct state_sessions *ss = *state;
+	struct broker_claim c = claim_of("cl", 5, true, false);
+	assert_int_equal(state_sessions_claim(ss, &c), 0);
+	struct broker_sub s = { "x", 1, 0 };
+	state_sessions_subs_changed(ss, "cl", 2, &s, 1, 5, 1);
+	struct broker_sub s2[] = { { "x", 1, 0 }, { "y", 1, 0 } };
+	state_sessions_subs_changed(ss, "cl", 2, s2, 2, 5, 2);
+	assert_int_equal(NLOG, 1);
+	assert_int_equal(count("subsw"), 0);
+	report(0, RD_KAFKA_RESP_ERR_NO_ERROR); /* the claim's: the snapshot goes now */
+	assert_int_equal(NLOG, 2);
+	assert_int_equal(count("subsw"), 0);
+	struct state_rec r;
+	decode(1, &r);
+	assert_int_equal(r.nsubs, 2);
+	state_rec_clear(&r);
+	report(1, RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(count("subsw"), 2);
+	for (int i = 0; i < NCALLS; i++)
+		if (strcmp(CALLS[i].what, "subsw") == 0)
+			assert_true(CALLS[i].r);
+
+	/* A persistent claim whose record fails: the waiting SUBACK too. */
+	struct broker_claim p = claim_of("pd", 9, false, true);
+	assert_int_equal(state_sessions_claim(ss, &p), 0);
+	int at = NLOG - 1;
+	state_sessions_subs_changed(ss, "pd", 2, &s, 1, 9, 3);
+	assert_int_equal(NLOG, at + 1);
+	report(at, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
+	struct call *k = last("subsw");
+	assert_int_equal(count("subsw"), 3);
+	assert_int_equal(k->conn_id, 9);
+	assert_false(k->r);
 }
 
 /* Writes before the claim's delivery report wait for the epoch. */
@@ -373,9 +466,9 @@ static void test_writes_wait_for_epoch(void **state)
 	assert_int_equal(state_sessions_claim(ss, &c), 0);
 	assert_int_equal(count("claimed"), 1); /* clean: answered at once */
 	struct broker_sub s = { "x", 1, 0 };
-	state_sessions_subs_changed(ss, "cl", 2, &s, 1);
+	state_sessions_subs_changed(ss, "cl", 2, &s, 1, 0, 0);
 	struct broker_sub s2[] = { { "x", 1, 0 }, { "y", 1, 0 } };
-	state_sessions_subs_changed(ss, "cl", 2, s2, 2);
+	state_sessions_subs_changed(ss, "cl", 2, s2, 2, 0, 0);
 	assert_int_equal(NLOG, 1); /* waiting */
 	report(0, RD_KAFKA_RESP_ERR_NO_ERROR);
 	assert_int_equal(NLOG, 2); /* only the latest snapshot */
@@ -438,7 +531,7 @@ static void test_stale_epoch_ignored_and_rewritten(void **state)
 	assert_int_equal(state_sessions_claim(ss, &c), 0); /* 1 */
 	pump(ss);
 	struct broker_sub s = { "mine", 4, 1 };
-	state_sessions_subs_changed(ss, "s", 1, &s, 1); /* 2 */
+	state_sessions_subs_changed(ss, "s", 1, &s, 1, 0, 0); /* 2 */
 	pump(ss);
 	int n = NLOG, buses = count("bus");
 	/* gw-2 did not see our claim yet: epoch 0 < 1. */
@@ -578,7 +671,7 @@ static void test_claim_during_adopt(void **state)
 	assert_true(k->has_img);
 	assert_string_equal(k->sub0, "q/#");
 	struct broker_sub sb = { "q/2", 3, 1 };
-	state_sessions_subs_changed(ss, "q", 1, &sb, 1);
+	state_sessions_subs_changed(ss, "q", 1, &sb, 1, 0, 0);
 	struct state_rec r;
 	decode(NLOG - 1, &r);
 	assert_int_equal(r.t, SREC_SUBS);
@@ -708,6 +801,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_claim_answered_on_read_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suback_waits_for_report, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suback_waits_for_deferred_snapshot, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_writes_wait_for_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_inherits_and_kick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_epoch_ignored_and_rewritten, setup, teardown),
