@@ -376,6 +376,7 @@ struct wctx {                 /* delivery report context of a record */
 static void claim_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 static void subs_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 static enum state_rec_type snapshot_type(const struct state_rec *r);
+static bool resumable(const struct state_rec *r, int64_t at_ms);
 static void will_dr(void *ud, rd_kafka_resp_err_t err, int32_t partition, int64_t offset);
 
 /* Writes r (type t, epoch e) for s. Lock held. Returns 0 or -1. */
@@ -579,6 +580,13 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	}
 	p->s = s;
 	p->prev_epoch = s->mine ? s->my_epoch : -1;
+	/* A resuming claim carries the subscriptions it expects to inherit
+	 * (this view's): when that is what readers inherit, the claim alone
+	 * keeps them through compaction and no snapshot needs to follow it
+	 * (claim_answer). */
+	if (r->resume && s->known && resumable(&s->rec, state_wall_ms()) &&
+	    state_rec_set_subs(r, s->rec.subs, s->rec.nsubs) < 0)
+		goto fail_locked;
 	if (write_rec(ss, s, r, SREC_CLAIM, -1, claim_dr, p) < 0) {
 		ss->stats.claims_refused += wait;
 		pthread_mutex_unlock(&ss->lock);
@@ -615,6 +623,8 @@ int state_sessions_claim(struct state_sessions *ss, const struct broker_claim *c
 	if (!wait) /* clean, non-persistent: nothing to inherit, answer now */
 		broker_state_claimed(ss->st->br, c->conn_id, BROKER_CLAIM_OK, NULL);
 	return 0;
+fail_locked:
+	pthread_mutex_unlock(&ss->lock);
 fail:
 	if (r)
 		state_rec_clear(r);
@@ -802,6 +812,18 @@ void state_sessions_write_queue(struct state_sessions *ss, const char *id, uint1
 
 /* ---- reading ---- */
 
+/* Same subscriptions, in the same order, with the same options. */
+static bool subs_equal(const struct state_rec *a, const struct state_rec *b)
+{
+	if (a->nsubs != b->nsubs)
+		return false;
+	for (size_t i = 0; i < a->nsubs; i++)
+		if (a->subs[i].len != b->subs[i].len || a->subs[i].opts != b->subs[i].opts ||
+		    memcmp(a->subs[i].filter, b->subs[i].filter, a->subs[i].len) != 0)
+			return false;
+	return true;
+}
+
 /* True when the session of rec (the view before a claim made at at_ms) is
  * one a resuming claim inherits. */
 static bool resumable(const struct state_rec *r, int64_t at_ms)
@@ -878,13 +900,16 @@ static struct act *qrestore_act(struct acts *a, const struct sess *s,
 /* Our own claim read back: answer it. prev = the view before the claim. */
 static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend *p,
 			 const struct state_rec *prev, const struct state_rec *r, int64_t off,
-			 struct acts *a)
+			 bool carried, bool carried_any, struct acts *a)
 {
 	bool inherit = r->resume && prev && resumable(prev, r->at);
 	if (s->mine && s->conn_id == p->conn_id) {
 		s->my_epoch = off;
-		if (inherit && s->mine_rec->nsubs == 0)
-			state_rec_set_subs(s->mine_rec, prev->subs, prev->nsubs);
+		/* What readers applied: the subscriptions before the claim when
+		 * it inherits, none when it does not (whatever it carried). */
+		if (!carried || !inherit)
+			state_rec_set_subs(s->mine_rec, inherit ? prev->subs : NULL,
+					   inherit ? prev->nsubs : 0);
 		/* Its queue in Kafka: a live owner hands what it holds over
 		 * (the kick); one that died cannot, so it is read back from
 		 * its queue topic; the records name it until that is done. */
@@ -923,8 +948,11 @@ static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend 
 			}
 		}
 		/* The inherited subscriptions again under this epoch, so that
-		 * compaction of the records before the claim cannot lose them. */
-		if (inherit && prev->nsubs > 0 && !s->dirty)
+		 * compaction of the records before the claim cannot lose them;
+		 * unless the claim carried exactly those. A claim that carried
+		 * some but inherits none is corrected the same way. */
+		if (((inherit && prev->nsubs > 0 && !carried) || (!inherit && carried_any)) &&
+		    !s->dirty)
 			mine_write(ss, s, SREC_SUBS);
 		mine_flush(ss, s);
 	}
@@ -1074,11 +1102,18 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 	s->rec = r;
 	s->known = true;
 	s->epoch = e == INT64_MAX ? s->epoch : e;
+	/* What a claim carried (claims carry the subscriptions their
+	 * instance expected to inherit): for its owner's claim_answer. */
+	bool carried_any = r.t == SREC_CLAIM && r.nsubs > 0;
+	bool carried = carried_any && had && subs_equal(&r, &prev);
+	if (r.t == SREC_CLAIM && r.resume && !(had && resumable(&prev, r.at)))
+		state_rec_set_subs(&s->rec, NULL, 0); /* inherits none */
 	if (r.t == SREC_CLAIM && r.resume && had && resumable(&prev, r.at)) {
 		/* Every reader applies the same rule: a resuming claim inherits
 		 * the subscriptions before it (the snapshot its owner writes
 		 * next may land after another instance's next claim). */
-		state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
+		if (!carried)
+			state_rec_set_subs(&s->rec, prev.subs, prev.nsubs);
 		/* And the queue it names, for the same reason. */
 		if (!s->rec.q_inst[0] && prev.q_inst[0]) {
 			memcpy(s->rec.q_inst, prev.q_inst, sizeof(s->rec.q_inst));
@@ -1098,7 +1133,8 @@ void state_sessions_record(struct state_sessions *ss, const rd_kafka_message_t *
 				if (strcmp(p->conn, cur->conn) == 0)
 					break;
 		if (p) {
-			claim_answer(ss, s, p, had ? &prev : NULL, cur, off, &a);
+			claim_answer(ss, s, p, had ? &prev : NULL, cur, off, carried,
+				     carried_any, &a);
 			pend_resolve(p);
 		} else if (own && cur->t == SREC_ADOPT) {
 			adopt_done(ss, s, had ? &prev : NULL, off, !pend_for(s), &a);

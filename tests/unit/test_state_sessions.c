@@ -497,14 +497,16 @@ static void test_resume_inherits_and_kick(void **state)
 	assert_true(k->has_img);
 	assert_int_equal(k->nsubs, 1);
 	assert_string_equal(k->sub0, "cmd/d");
-	/* The inherited subscriptions under our epoch (3 = our claim). */
+	/* Our claim (3) carried the subscriptions it inherits, so it keeps
+	 * them through compaction itself: no snapshot follows it. */
 	struct state_rec r;
-	decode(4, &r);
-	assert_int_equal(r.t, SREC_SUBS);
-	assert_int_equal(r.epoch, 3);
+	decode(3, &r);
+	assert_int_equal(r.t, SREC_CLAIM);
 	assert_int_equal(r.nsubs, 1);
+	assert_string_equal(r.subs[0].filter, "cmd/d");
 	assert_string_equal(r.owner, "gw-1");
 	state_rec_clear(&r);
+	assert_int_equal(NLOG, 4);
 	assert_int_equal(count("kick"), 0);
 	struct call *b = last("bus");
 	assert_string_equal(b->owner, "gw-1");
@@ -518,6 +520,58 @@ static void test_resume_inherits_and_kick(void **state)
 	int n = NLOG;
 	state_sessions_parked(ss, "d", 1, 60, NULL, 0);
 	assert_int_equal(NLOG, n);
+}
+
+/* A claim made on a stale view carries the wrong subscriptions: readers
+ * inherit those before the claim in Kafka's order, and its owner writes
+ * them under its epoch at once. A resuming claim that inherits nothing
+ * (the session had ended) carried some: readers see none, and a snapshot
+ * without them follows. */
+static void test_claim_carried_stale_subs(void **state)
+{
+	struct state_sessions *ss = *state;
+	put("v", SREC_CLAIM, "gw-2", 50, -1, SREC_ONLINE, true, NULL, NULL); /* 0 */
+	put("v", SREC_PARK, "gw-2", 50, 0, SREC_PARKED, true, "old/v", NULL); /* 1 */
+	pump(ss);
+	put("v", SREC_PARK, "gw-2", 50, 0, SREC_PARKED, true, "new/v", NULL); /* 2, not read yet */
+	struct broker_claim c = claim_of("v", 9, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c), 0); /* 3: carries old/v */
+	struct state_rec r;
+	decode(3, &r);
+	assert_int_equal(r.nsubs, 1);
+	assert_string_equal(r.subs[0].filter, "old/v");
+	state_rec_clear(&r);
+	pump(ss);
+	struct call *k = last("claimed");
+	assert_non_null(k);
+	assert_int_equal(k->nsubs, 1);
+	assert_string_equal(k->sub0, "new/v");
+	decode(4, &r);
+	assert_int_equal(r.t, SREC_SUBS);
+	assert_int_equal(r.epoch, 3);
+	assert_int_equal(r.nsubs, 1);
+	assert_string_equal(r.subs[0].filter, "new/v");
+	state_rec_clear(&r);
+
+	/* Ended (by gw-2, written after our view had it parked): our next
+	 * resuming claim carries old subscriptions but inherits none. */
+	put("w", SREC_CLAIM, "gw-2", 50, -1, SREC_ONLINE, true, NULL, NULL); /* 5 */
+	put("w", SREC_PARK, "gw-2", 50, 5, SREC_PARKED, true, "w/#", NULL); /* 6 */
+	pump(ss);
+	put("w", SREC_END, "gw-2", 50, 5, SREC_ENDED, true, NULL, NULL); /* 7 */
+	struct broker_claim c2 = claim_of("w", 10, false, true);
+	assert_int_equal(state_sessions_claim(ss, &c2), 0); /* 8: carries w/# */
+	pump(ss);
+	k = last("claimed");
+	assert_non_null(k);
+	assert_false(k->has_img);
+	decode(9, &r);
+	assert_int_equal(r.t, SREC_SUBS);
+	assert_int_equal(r.epoch, 8);
+	assert_int_equal(r.nsubs, 0);
+	state_rec_clear(&r);
+	struct call *b = last("bus");
+	assert_int_equal(b->nsubs, 0);
 }
 
 /* A displaced owner's late write is ignored, and the current owner (us)
@@ -806,6 +860,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_writes_wait_for_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_inherits_and_kick, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_claim_carried_stale_subs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_epoch_ignored_and_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error_and_lease, setup, teardown),
