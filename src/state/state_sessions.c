@@ -905,9 +905,12 @@ static void claim_answer(struct state_sessions *ss, struct sess *s, struct pend 
 	bool inherit = r->resume && prev && resumable(prev, r->at);
 	if (s->mine && s->conn_id == p->conn_id) {
 		s->my_epoch = off;
-		/* What readers applied: the subscriptions before the claim when
-		 * it inherits, none when it does not (whatever it carried). */
-		if (!carried || !inherit)
+		/* What readers applied to a resuming claim: the subscriptions
+		 * before it when it inherits, none when it does not (whatever
+		 * it carried). Its connection waits for this answer, so nothing
+		 * else changed them here. A clean claim is answered at once:
+		 * its client may have subscribed already; left alone. */
+		if (r->resume && (!carried || !inherit))
 			state_rec_set_subs(s->mine_rec, inherit ? prev->subs : NULL,
 					   inherit ? prev->nsubs : 0);
 		/* Its queue in Kafka: a live owner hands what it holds over

@@ -574,6 +574,42 @@ static void test_claim_carried_stale_subs(void **state)
 	assert_int_equal(b->nsubs, 0);
 }
 
+/* A clean claim is answered at once: its client subscribes before the
+ * claim is read back; reading the claim back must not drop that
+ * subscription (the snapshot written then carries it). */
+static void test_clean_claim_keeps_early_subscribe(void **state)
+{
+	struct state_sessions *ss = *state;
+	put("k", SREC_CLAIM, "gw-2", 50, -1, SREC_ONLINE, true, NULL, NULL); /* 0 */
+	put("k", SREC_PARK, "gw-2", 50, 0, SREC_PARKED, true, "old/k", NULL); /* 1 */
+	pump(ss);
+	struct broker_claim c = claim_of("k", 12, true, false);
+	assert_int_equal(state_sessions_claim(ss, &c), 0); /* 2 */
+	assert_non_null(last("claimed")); /* answered at once */
+	struct broker_sub sub = { "wills/#", 7, 1 };
+	state_sessions_subs_changed(ss, "k", 1, &sub, 1, 0, 0); /* deferred: no epoch yet */
+	/* The reader reads the claim back before its delivery report came. */
+	rd_kafka_message_t m = { 0 };
+	m.partition = 0;
+	m.offset = 2;
+	m.key = LOG[2].key;
+	m.key_len = strlen(LOG[2].key);
+	m.payload = LOG[2].val;
+	m.len = LOG[2].len;
+	READ = 3;
+	state_sessions_record(ss, &m);
+	pump(ss);
+	struct state_rec r;
+	decode(NLOG - 1, &r);
+	assert_int_equal(r.t, SREC_SUBS);
+	assert_int_equal(r.epoch, 2);
+	assert_int_equal(r.nsubs, 1);
+	assert_string_equal(r.subs[0].filter, "wills/#");
+	state_rec_clear(&r);
+	struct call *b = last("bus");
+	assert_int_equal(b->nsubs, 1);
+}
+
 /* A displaced owner's late write is ignored, and the current owner (us)
  * writes its snapshot again. */
 static void test_stale_epoch_ignored_and_rewritten(void **state)
@@ -861,6 +897,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_writes_wait_for_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_inherits_and_kick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_carried_stale_subs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clean_claim_keeps_early_subscribe, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_stale_epoch_ignored_and_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error_and_lease, setup, teardown),
