@@ -242,7 +242,7 @@ FUZZ_conn_LIBS   := -lssl -lcrypto -lconfig -ljansson -lpthread -lm
 FUZZ_state_rec_SRC  := src/state/state_rec.c src/route/envelope.c src/core/buf.c $(MQTT_SRC) src/core/hash.c
 FUZZ_state_rec_LIBS := -ljansson
 FUZZ_SECONDS     ?= 60
-FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_CC          ?= clang
 FUZZ_FLAGS       := -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined

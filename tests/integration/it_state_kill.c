@@ -80,14 +80,14 @@
 #define PARTS 6                /* state partitions and command topic partitions */
 #define PUB_EVERY_MS 100       /* per device: 500 QoS 1 publishes/s in all */
 #define CMD_EVERY_MS 500       /* per device: 100 commands/s in all */
-#define PRE_KILL_MS 4000       /* load before the kill */
-#define POST_KILL_MS 6000      /* load after it */
+#define PRE_KILL_MS 3000       /* load before the kill */
+#define POST_KILL_MS 4500      /* load after it */
 /* After the kill: the wills need lease_ms + the owners group's session
  * timeout (max(lease_ms, 6 s)) + a scan; commands on the partitions gateway
  * 1 read need the downlink group's session.timeout.ms (6 s) + a rebalance.
  * The test waits until everything expected arrived, at most this long. */
 #define SETTLE_MS 22000
-#define QUIET_MS 3000          /* then nothing more (a second will) for this long */
+#define QUIET_MS 2000          /* then nothing more (a second will) for this long */
 #define SEQ_MAX 1024           /* publishes per device: 20 s at 10/s at most */
 #define CMD_PER_DEV 64         /* commands per device: 20 s at 2/s at most */
 #define PEND_MAX 64
