@@ -126,22 +126,38 @@ static void park_image(struct broker *br, struct session *s, int64_t age_ms)
 	s->parked_listed = true;
 }
 
+/* Calls fn for every message s still holds for its client, in its order:
+ * sent and not acknowledged before PUBREC (after it the client has the
+ * message), then queued. */
+typedef void (*held_fn)(struct broker *br, struct session *s, struct msg **slot, bool *owes,
+			uint8_t qos, bool retain);
+static void held_each(struct broker *br, struct session *s, held_fn fn)
+{
+	for (uint16_t i = 0; i < s->out.n; i++) {
+		struct inflight_entry *e = &s->out.e[i];
+		if (e->state == INFL_WAIT_PUBACK || e->state == INFL_WAIT_PUBREC)
+			fn(br, s, &e->m, &e->owes, e->qos, e->retain);
+	}
+	for (uint32_t i = 0; i < s->queue.n; i++) {
+		struct mqueue_entry *e = &s->queue.e[(s->queue.head + i) % s->queue.cap];
+		fn(br, s, &e->m, &e->owes, e->qos, e->retain);
+	}
+}
+
+static void handover_one(struct broker *br, struct session *s, struct msg **slot, bool *owes,
+			 uint8_t qos, bool retain)
+{
+	(void)owes;
+	br->st->handover(br->st->ctx, s->id, s->id_len, *slot, qos, retain);
+}
+
 /* Discards offline s without a will (another instance, or Kafka, has the
  * say now). dir_lock held. */
 void hooks_handover(struct broker *br, struct session *s)
 {
 	if (!br->st || !br->st->handover)
 		return;
-	for (uint16_t i = 0; i < s->out.n; i++) {
-		struct inflight_entry *e = &s->out.e[i];
-		/* After PUBREC the client has the message: nothing to carry. */
-		if (e->state == INFL_WAIT_PUBACK || e->state == INFL_WAIT_PUBREC)
-			br->st->handover(br->st->ctx, s->id, s->id_len, e->m, e->qos, e->retain);
-	}
-	for (uint32_t i = 0; i < s->queue.n; i++) {
-		struct mqueue_entry *e = &s->queue.e[(s->queue.head + i) % s->queue.cap];
-		br->st->handover(br->st->ctx, s->id, s->id_len, e->m, e->qos, e->retain);
-	}
+	held_each(br, s, handover_one);
 	br->st->handover(br->st->ctx, s->id, s->id_len, NULL, 0, false); /* that was all */
 }
 
@@ -160,20 +176,16 @@ bool hooks_spool(struct broker *br, struct session *s, struct msg **slot, bool *
 	return true;
 }
 
+static void spool_one(struct broker *br, struct session *s, struct msg **slot, bool *owes,
+		      uint8_t qos, bool retain)
+{
+	hooks_spool(br, s, slot, owes, qos, retain);
+}
+
 void hooks_spool_session(struct broker *br, struct session *s)
 {
-	if (!br->st || !br->st->spool)
-		return;
-	for (uint16_t i = 0; i < s->out.n; i++) {
-		struct inflight_entry *e = &s->out.e[i];
-		/* After PUBREC the client has the message: nothing to keep. */
-		if (e->state == INFL_WAIT_PUBACK || e->state == INFL_WAIT_PUBREC)
-			hooks_spool(br, s, &e->m, &e->owes, e->qos, e->retain);
-	}
-	for (uint32_t i = 0; i < s->queue.n; i++) {
-		struct mqueue_entry *e = &s->queue.e[(s->queue.head + i) % s->queue.cap];
-		hooks_spool(br, s, &e->m, &e->owes, e->qos, e->retain);
-	}
+	if (br->st && br->st->spool)
+		held_each(br, s, spool_one);
 }
 
 size_t broker_state_persist(struct broker *br)

@@ -260,9 +260,12 @@ void takeover_park(struct client *c)
 	if (c->id == s->id)
 		c->id = util_strdup_n(s->id, s->id_len); /* NULL logs as "-" */
 	shared_park(c->w, s);
+	/* MQTT 5: the session lives for its Session Expiry Interval (0: ends
+	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
+	bool ends = c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean;
 	if (c->st & CLST_KICKED)
 		hooks_handover(c->w->br, s); /* the new owner gets what s holds */
-	else if (!(c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean))
+	else if (!ends)
 		hooks_spool_session(c->w->br, s); /* it outlives us: into Kafka too */
 	/* Offline now: what waits in the session counts as queued (but a copy
 	 * Kafka keeps waits for the client's acknowledgement). */
@@ -282,9 +285,6 @@ void takeover_park(struct client *c)
 	if (!s->settling)
 		session_unref(s);
 	atomic_fetch_sub_explicit(&br->sessions_online, 1, memory_order_relaxed);
-	/* MQTT 5: the session lives for its Session Expiry Interval (0: ends
-	 * now); 3.1.1: clean session 0 lives for limits.session_expiry. */
-	bool ends = c->level == 5 ? c->session_expiry == 0 && !(c->m5 & CL5_HANDOVER) : c->clean;
 	bool delay_will = false;
 	if (c->st & CLST_KICKED) {
 		/* Another instance owns the id: the session goes, and a delayed
